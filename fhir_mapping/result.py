@@ -1,0 +1,90 @@
+"""Feature values with provenance: what the mapper hands to inference and cards.
+
+Every value says where it came from (resource reference, date, original value and unit), and every feature
+that could not be filled says why, in words a clinician can read. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """One FHIR resource (or element of it) that a feature value was read from, or that was passed over."""
+
+    reference: str  # "Observation/123" (or "#contained-id" inside a container), "" if the resource had no id
+    resource_type: str
+    date: str | None = None  # effective/issued/onset/authoredOn as written in the record
+    code: str | None = None  # "system|code" that matched
+    display: str | None = None  # the code's display text, as written in the record
+    original_value: Any = None  # value as written (number, code, string)
+    original_unit: str | None = None
+    note: str | None = None  # why it was passed over, or how it was converted
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None and v != ""}
+
+
+@dataclass
+class FeatureValue:
+    """A usable feature value (already in the spec's unit) and its provenance."""
+
+    name: str
+    value: float
+    unit: str | None = None
+    label: str | None = None  # human label of the feature, from the spec
+    display: str | None = None  # human rendering of the value ("Current smoker", "213 mg/dL")
+    sources: list[SourceRef] = field(default_factory=list)
+    defaulted: bool = False  # True when the value is the spec's documented default (no data)
+    note: str | None = None  # e.g. "no diabetes diagnosis on record: assumed absent"
+    date: str | None = None  # date of the source the value came from (latest one for aggregates)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "value": self.value}
+        for key in ("unit", "label", "display", "note", "date"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
+        if self.defaulted:
+            d["defaulted"] = True
+        if self.sources:
+            d["sources"] = [s.to_dict() for s in self.sources]
+        return d
+
+
+@dataclass
+class MissingFeature:
+    """A feature the mapper could not fill, with a reason a clinician can read."""
+
+    name: str
+    reason: str
+    required: bool = True
+    label: str | None = None
+    ignored: list[SourceRef] = field(default_factory=list)  # candidates passed over (too old, entered-in-error …)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "reason": self.reason, "required": self.required}
+        if self.label:
+            d["label"] = self.label
+        if self.ignored:
+            d["ignored"] = [s.to_dict() for s in self.ignored]
+        return d
+
+
+@dataclass
+class MappingResult:
+    """Outcome of mapping one patient's resources through one feature spec."""
+
+    values: dict[str, FeatureValue] = field(default_factory=dict)
+    missing: dict[str, MissingFeature] = field(default_factory=dict)
+
+    @property
+    def missing_required(self) -> list[MissingFeature]:
+        return [m for m in self.missing.values() if m.required]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "values": {k: v.to_dict() for k, v in self.values.items()},
+            "missing": {k: m.to_dict() for k, m in self.missing.items()},
+        }

@@ -1,0 +1,1 @@
+"""Durable record of predictions, cards and clinician feedback (SQLAlchemy; SQLite by default)."""
