@@ -1,0 +1,324 @@
+"""Prefetch resolution: render CDS Hooks prefetch templates and fetch what the EHR did not send.
+
+Exists because the CDS Hooks client may satisfy none, some or all prefetch keys (CDS Hooks 2.0 §Prefetch): the
+service must use what it got, fetch absent keys and OperationOutcome keys from `fhirServer` with the bearer token,
+follow Bundle paging, and do all of that inside one short deadline so an EHR never waits on us. Failures are reported
+per key, never raised: the caller decides between 412 and fewer cards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+import httpx
+from dateutil.relativedelta import relativedelta
+
+log = logging.getLogger(__name__)
+
+PrefetchState = Literal["present", "absent", "null", "error"]
+
+_TOKEN = re.compile(r"\{\{\s*(.*?)\s*\}\}")
+_TODAY = re.compile(r"^today\(\)(?:\s*([+-])\s*(\d+)\s*(day|days|month|months|year|years))?$")
+_USER_TOKENS = {
+    "userPractitionerId": "Practitioner",
+    "userPractitionerRoleId": "PractitionerRole",
+    "userPatientId": "Patient",
+    "userRelatedPersonId": "RelatedPerson",
+}
+_SAFE = "-._~"  # RFC 3986 unreserved characters; everything else in an inserted value is percent-encoded
+_FHIR_JSON = "application/fhir+json"
+
+
+class PrefetchTemplateError(ValueError):
+    """A prefetch template names a token that cannot be filled from this request."""
+
+
+# -- template rendering ---------------------------------------------------------------------------------------------
+
+
+def _user_refs_from_context(context: dict[str, Any]) -> dict[str, str]:
+    user_id = context.get("userId")
+    if not isinstance(user_id, str) or "/" not in user_id:
+        return {}
+    resource_type, _, ident = user_id.rpartition("/")
+    resource_type = resource_type.rsplit("/", 1)[-1]  # tolerate an absolute reference
+    return {token: ident for token, rtype in _USER_TOKENS.items() if rtype == resource_type and ident}
+
+
+def _render_today(match: re.Match[str], now: datetime | None) -> str:
+    today: date = (now or datetime.now(timezone.utc)).date()
+    sign, amount, unit = match.groups()
+    if sign is None:
+        return today.isoformat()
+    n = int(amount) * (1 if sign == "+" else -1)
+    delta = {
+        "day": relativedelta(days=n),
+        "month": relativedelta(months=n),
+        "year": relativedelta(years=n),
+    }[unit.rstrip("s")]
+    return (today + delta).isoformat()
+
+
+def _primitive_text(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise PrefetchTemplateError(
+        f"prefetch token {{{{context.{name}}}}}: context.{name} is a {type(value).__name__}, "
+        "only primitive context fields can be prefetch tokens"
+    )
+
+
+def render_template(
+    template: str,
+    context: dict[str, Any],
+    user_refs: dict[str, str] | None = None,
+    now: datetime | None = None,
+) -> str:
+    """Fill the prefetch tokens of one template.
+
+    Tokens: ``{{context.X}}`` (root-level primitive context field), ``{{userPractitionerId}}``,
+    ``{{userPractitionerRoleId}}``, ``{{userPatientId}}``, ``{{userRelatedPersonId}}`` (the id part of
+    ``context.userId`` when its type matches; ``user_refs`` supplies or overrides them) and the CDS Hooks 3.0 token
+    ``{{today() - N days|months|years}}`` (an ISO date; ``now`` defaults to the current UTC time).
+    Inserted context and user values are percent-encoded. Raises PrefetchTemplateError naming the bad token.
+    """
+    refs = {**_user_refs_from_context(context), **(user_refs or {})}
+
+    def replace(match: re.Match[str]) -> str:
+        expr = match.group(1)
+        if expr.startswith("context."):
+            name = expr[len("context.") :]
+            if name not in context or context[name] is None:
+                raise PrefetchTemplateError(f"prefetch token {{{{{expr}}}}}: context has no field '{name}'")
+            return quote(_primitive_text(name, context[name]), safe=_SAFE)
+        if expr in _USER_TOKENS:
+            if expr not in refs:
+                raise PrefetchTemplateError(
+                    f"prefetch token {{{{{expr}}}}}: context.userId is not a {_USER_TOKENS[expr]} reference"
+                )
+            return quote(str(refs[expr]), safe=_SAFE)
+        today = _TODAY.match(expr)
+        if today:
+            return _render_today(today, now)
+        raise PrefetchTemplateError(f"prefetch token {{{{{expr}}}}} is not a supported prefetch token")
+
+    return _TOKEN.sub(replace, template)
+
+
+# -- classification -------------------------------------------------------------------------------------------------
+
+
+def classify(prefetch: dict[str, Any] | None, key: str) -> PrefetchState:
+    """Say what the client sent for one key.
+
+    "absent": key missing (or no prefetch at all); "null": explicit null, meaning no data; "error": an
+    OperationOutcome, or a value that is not a FHIR resource at all (both are re-fetched); "present": a resource.
+    """
+    if prefetch is None or key not in prefetch:
+        return "absent"
+    value = prefetch[key]
+    if value is None:
+        return "null"
+    if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
+        return "error"
+    if value["resourceType"] == "OperationOutcome":
+        return "error"
+    return "present"
+
+
+# -- fetching -------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PrefetchOutcome:
+    """Result of resolving one request's prefetch.
+
+    Every template key ends up in exactly one of ``resources`` (resource/Bundle JSON, or None for "no data") and
+    ``failed`` (key → readable reason). ``fetched`` lists the keys whose data came (at least partly) from the FHIR
+    server; ``truncated`` the keys whose Bundle still had a ``next`` link that was not followed (``max_pages``
+    reached, or a paged Bundle sent by the client with no fhirServer to page from).
+    """
+
+    resources: dict[str, Any | None] = field(default_factory=dict)
+    fetched: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    elapsed_ms: float = 0.0
+    truncated: list[str] = field(default_factory=list)
+
+
+class _FetchError(Exception):
+    """One key could not be fetched; the message is the reason reported (never holds the token)."""
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def _next_link(bundle: dict[str, Any]) -> str | None:
+    if bundle.get("resourceType") != "Bundle" or bundle.get("type") != "searchset":
+        return None
+    for link in bundle.get("link") or []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return str(link["url"])
+    return None
+
+
+def _entries(bundle: dict[str, Any]) -> list[Any]:
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        raise _FetchError("Bundle.entry is not a list")
+    return list(entries)
+
+
+class _Fetcher:
+    def __init__(self, client: httpx.AsyncClient, fhir_server: str, access_token: str | None, max_pages: int):
+        self.client = client
+        self.base = fhir_server.rstrip("/")
+        self.origin = _origin(self.base)
+        self.headers = {"Accept": _FHIR_JSON}
+        if access_token:
+            self.headers["Authorization"] = f"Bearer {access_token}"
+        self.max_pages = max_pages
+
+    async def get_json(self, url: str) -> dict[str, Any]:
+        if _origin(url) != self.origin:
+            raise _FetchError(f"refused to follow a link to another origin than fhirServer ({_origin(url)[1]})")
+        try:
+            response = await self.client.get(url, headers=self.headers)
+        except httpx.TimeoutException as exc:
+            raise _FetchError(f"FHIR server timed out ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:
+            raise _FetchError(f"could not reach FHIR server ({type(exc).__name__})") from None
+        if response.status_code >= 400:
+            raise _FetchError(f"FHIR server answered HTTP {response.status_code}")
+        if response.status_code != 200:
+            raise _FetchError(f"FHIR server answered HTTP {response.status_code}, expected 200")
+        try:
+            body = response.json()
+        except ValueError:
+            raise _FetchError("FHIR server answer is not JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
+            raise _FetchError("FHIR server answer is JSON but not a FHIR resource (no resourceType)")
+        if body["resourceType"] == "OperationOutcome":
+            raise _FetchError("FHIR server answered with an OperationOutcome")
+        return body
+
+    async def page(self, first: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Follow `next` links of a searchset Bundle; return the merged Bundle and whether pages were left over."""
+        next_url = _next_link(first)
+        if next_url is None:
+            return first, False
+        entries = _entries(first)
+        pages = 1
+        while next_url is not None and pages < self.max_pages:
+            page = await self.get_json(next_url)
+            if page.get("resourceType") != "Bundle":
+                raise _FetchError(f"a next link returned a {page['resourceType']}, not a Bundle")
+            entries.extend(_entries(page))
+            pages += 1
+            next_url = _next_link(page)
+        merged: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+        if "total" in first:
+            merged["total"] = first["total"]
+        self_links = [x for x in first.get("link") or [] if isinstance(x, dict) and x.get("relation") == "self"]
+        if self_links:
+            merged["link"] = self_links
+        merged["entry"] = entries
+        return merged, next_url is not None
+
+    async def fetch(self, relative: str) -> tuple[dict[str, Any], bool]:
+        return await self.page(await self.get_json(self.base + "/" + relative.lstrip("/")))
+
+
+async def resolve_prefetch(
+    templates: dict[str, str],
+    request_prefetch: dict[str, Any] | None,
+    *,
+    context: dict[str, Any],
+    fhir_server: str | None,
+    access_token: str | None,
+    client: httpx.AsyncClient,
+    deadline_seconds: float = 0.8,
+    max_pages: int = 5,
+) -> PrefetchOutcome:
+    """Resolve every key of a service's prefetch templates for one request, within one deadline.
+
+    Present keys are used as sent (a paged searchset Bundle is completed from ``fhir_server`` when one is given);
+    ``null`` keys stay None; absent and OperationOutcome keys are fetched concurrently from ``fhir_server``. Nothing
+    here raises for a fetch failure: the key lands in ``failed`` with a reason.
+    """
+    if deadline_seconds <= 0:
+        raise ValueError(f"deadline_seconds must be > 0, got {deadline_seconds}")
+    if max_pages < 1:
+        raise ValueError(f"max_pages must be >= 1, got {max_pages}")
+    started = time.perf_counter()
+    outcome = PrefetchOutcome()
+    fetcher = _Fetcher(client, fhir_server, access_token, max_pages) if fhir_server else None
+    jobs: dict[str, Any] = {}
+
+    for key, template in templates.items():
+        state = classify(request_prefetch, key)
+        if state == "null":
+            outcome.resources[key] = None
+        elif state == "present":
+            value = (request_prefetch or {})[key]
+            if _next_link(value) is None:
+                outcome.resources[key] = value
+            elif fetcher is None:
+                outcome.resources[key] = value
+                outcome.truncated.append(key)
+            else:
+                jobs[key] = fetcher.page(value)
+        elif fetcher is None:
+            outcome.failed[key] = (
+                "not in prefetch and no fhirServer given"
+                if state == "absent"
+                else "prefetch held an error and no fhirServer given"
+            )
+        else:
+            try:
+                relative = render_template(template, context)
+            except PrefetchTemplateError as exc:
+                outcome.failed[key] = str(exc)
+                continue
+            jobs[key] = fetcher.fetch(relative)
+
+    async def run(key: str, job: Any) -> None:
+        try:
+            resource, leftover = await job
+        except _FetchError as exc:
+            outcome.failed[key] = str(exc)
+            log.warning("prefetch key %s failed: %s", key, exc)
+            return
+        except (httpx.InvalidURL, ValueError, TypeError) as exc:  # malformed links or Bundles from the server
+            outcome.failed[key] = f"unusable FHIR server answer ({type(exc).__name__})"
+            log.warning("prefetch key %s failed: %s", key, outcome.failed[key])
+            return
+        outcome.resources[key] = resource
+        outcome.fetched.append(key)
+        if leftover:
+            outcome.truncated.append(key)
+        log.debug("prefetch key %s fetched", key)
+
+    if jobs:
+        try:
+            async with asyncio.timeout(deadline_seconds - (time.perf_counter() - started)):
+                await asyncio.gather(*(run(key, job) for key, job in jobs.items()))
+        except TimeoutError:
+            for key in jobs:
+                if key not in outcome.resources and key not in outcome.failed:
+                    outcome.failed[key] = f"no answer from FHIR server within the {deadline_seconds:g} s deadline"
+                    log.warning("prefetch key %s failed: deadline of %g s passed", key, deadline_seconds)
+    outcome.elapsed_ms = (time.perf_counter() - started) * 1000
+    return outcome
