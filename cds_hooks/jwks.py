@@ -1,0 +1,193 @@
+"""JWK Set sources for client JWT verification: parsing, key selection and the `jku` fetch cache.
+
+CDS Hooks clients publish their signing keys as a JWK Set, configured out of band or found through the token's
+`jku` header. This module turns JWK Sets into keys PyJWT can verify with, choosing a key only when it is
+compatible with the token's algorithm, and caches `jku` documents with a per-URL refresh rate limit so that
+tokens naming unknown `kid`s cannot make the service hammer a client's key server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import httpx
+from jwt import PyJWK
+from jwt.exceptions import PyJWTError
+
+# Asymmetric JWS algorithms this service can verify, with the JWK key type (and EC curve) each needs.
+# HMAC (`HS*`) and `none` are deliberately absent: a client's key is public, so neither can prove anything.
+SUPPORTED_ALGORITHMS: Mapping[str, tuple[str, str | None]] = MappingProxyType(
+    {
+        "ES256": ("EC", "P-256"),
+        "ES384": ("EC", "P-384"),
+        "ES512": ("EC", "P-521"),
+        "RS256": ("RSA", None),
+        "RS384": ("RSA", None),
+        "RS512": ("RSA", None),
+        "PS256": ("RSA", None),
+        "PS384": ("RSA", None),
+        "PS512": ("RSA", None),
+    }
+)
+
+MAX_JWKS_BYTES = 256 * 1024
+
+KeyIndex = Mapping[str, tuple[Mapping[str, Any], ...]]
+
+
+class JwksError(Exception):
+    """A JWK Set could not be obtained or is malformed. The message names the source and the problem."""
+
+
+def parse_jwks(document: object, source: str) -> KeyIndex:
+    """Index a JWK Set document by `kid`. Keys without a string `kid` are skipped (they can never be selected)."""
+    if not isinstance(document, Mapping):
+        raise JwksError(f"{source}: JWK Set must be a JSON object")
+    keys = document.get("keys")
+    if not isinstance(keys, list):
+        raise JwksError(f"{source}: JWK Set field 'keys' must be a list")
+    index: dict[str, list[Mapping[str, Any]]] = {}
+    for position, jwk in enumerate(keys):
+        if not isinstance(jwk, Mapping):
+            raise JwksError(f"{source}: JWK Set field 'keys[{position}]' must be an object")
+        kid = jwk.get("kid")
+        if isinstance(kid, str) and kid:
+            index.setdefault(kid, []).append(MappingProxyType(dict(jwk)))
+    return MappingProxyType({kid: tuple(entries) for kid, entries in index.items()})
+
+
+def _compatible(jwk: Mapping[str, Any], alg: str) -> bool:
+    expected = SUPPORTED_ALGORITHMS.get(alg)
+    if expected is None:
+        return False
+    kty, crv = expected
+    if jwk.get("kty") != kty or (crv is not None and jwk.get("crv") != crv):
+        return False
+    if "alg" in jwk and jwk["alg"] != alg:
+        return False
+    if "use" in jwk and jwk["use"] != "sig":
+        return False
+    key_ops = jwk.get("key_ops")
+    if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
+        return False
+    # A JWK carrying private parameters is still usable for verification, but only its public half is loaded.
+    return True
+
+
+def select_key(index: KeyIndex, kid: str, alg: str) -> PyJWK | None:
+    """The verification key for `kid` that fits `alg` (key type, curve, `alg`, `use`), or None."""
+    for jwk in index.get(kid, ()):
+        if not _compatible(jwk, alg):
+            continue
+        public = {k: v for k, v in jwk.items() if k not in {"d", "p", "q", "dp", "dq", "qi", "oth"}}
+        try:
+            return PyJWK(public, algorithm=alg)
+        except PyJWTError:
+            continue
+    return None
+
+
+@dataclass
+class _Entry:
+    index: KeyIndex | None = None
+    fetched_at: float | None = None
+    last_attempt: float | None = None
+
+
+class JwksCache:
+    """Fetches and caches JWK Sets by URL. Callers must only pass URLs they have already allowlisted.
+
+    * A document is reused for `cache_seconds` after a successful fetch.
+    * A URL is requested at most once per `min_refresh_seconds`, whatever the outcome, so an unknown `kid`
+      triggers at most one refresh in that window and a failing key server is not retried in a loop.
+    * Redirects are not followed (they could leave the allowlist); bodies over MAX_JWKS_BYTES are refused.
+    """
+
+    def __init__(
+        self,
+        *,
+        cache_seconds: float = 3600,
+        min_refresh_seconds: float = 30,
+        timeout_seconds: float = 2.0,
+        http_client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._cache_seconds = cache_seconds
+        self._min_refresh_seconds = min_refresh_seconds
+        self._timeout = timeout_seconds
+        self._http_client = http_client
+        self._clock = clock
+        self._entries: dict[str, _Entry] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def get_key(self, url: str, kid: str, alg: str) -> PyJWK | None:
+        """The key for `kid` from the JWK Set at `url`, fetching or refreshing it when allowed; None if absent.
+
+        Raises JwksError when a fetch is needed and fails (no usable cached document).
+        """
+        entry = self._entries.setdefault(url, _Entry())
+        if self._fresh(entry):
+            assert entry.index is not None
+            key = select_key(entry.index, kid, alg)
+            if key is not None:
+                return key
+        lock = self._locks.setdefault(url, asyncio.Lock())
+        async with lock:
+            # Another task may have refreshed while this one waited.
+            fresh = self._fresh(entry)
+            if fresh:
+                assert entry.index is not None
+                key = select_key(entry.index, kid, alg)
+                if key is not None:
+                    return key
+            if not self._may_fetch(entry):
+                if fresh:
+                    return None  # unknown kid, and the refresh budget for this URL is spent
+                raise JwksError(f"{url}: no current JWK Set and refetch is rate-limited")
+            entry.last_attempt = self._clock()
+            document = await self._fetch(url)
+            entry.index = parse_jwks(document, url)
+            entry.fetched_at = self._clock()
+            return select_key(entry.index, kid, alg)
+
+    def _fresh(self, entry: _Entry) -> bool:
+        return (
+            entry.index is not None
+            and entry.fetched_at is not None
+            and self._clock() - entry.fetched_at < self._cache_seconds
+        )
+
+    def _may_fetch(self, entry: _Entry) -> bool:
+        return entry.last_attempt is None or self._clock() - entry.last_attempt >= self._min_refresh_seconds
+
+    async def _fetch(self, url: str) -> object:
+        if self._http_client is not None:
+            return await self._get(self._http_client, url)
+        # A short-lived client per fetch: fetches are rare and this keeps the cache independent of event loops.
+        async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as client:
+            return await self._get(client, url)
+
+    async def _get(self, client: httpx.AsyncClient, url: str) -> object:
+        try:
+            async with client.stream(
+                "GET", url, headers={"Accept": "application/json"}, timeout=self._timeout, follow_redirects=False
+            ) as response:
+                if response.status_code != 200:
+                    raise JwksError(f"{url}: JWK Set fetch returned HTTP {response.status_code}")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body.extend(chunk)
+                    if len(body) > MAX_JWKS_BYTES:
+                        raise JwksError(f"{url}: JWK Set larger than {MAX_JWKS_BYTES} bytes")
+        except httpx.HTTPError as exc:
+            raise JwksError(f"{url}: JWK Set fetch failed ({type(exc).__name__})") from exc
+        try:
+            return json.loads(bytes(body))
+        except ValueError as exc:
+            raise JwksError(f"{url}: JWK Set is not valid JSON") from exc
