@@ -123,7 +123,7 @@ class FhirTestServer:
 
     # -- request log -----------------------------------------------------------------------------------------
     def requests(self) -> list[dict[str, Any]]:
-        """Every FHIR request seen since the last reset: {"method", "path" (path+query), "authorized"}."""
+        """Every FHIR request seen since the last reset: {"method", "path" (path+query), "authorized", "accept"}."""
         response = httpx.get(self.origin + "/__requests", timeout=10)
         response.raise_for_status()
         result: list[dict[str, Any]] = response.json()

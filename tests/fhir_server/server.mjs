@@ -12,7 +12,7 @@
 // On start it prints one line {"listening": <port>, "base_path": "..."} on stdout.
 //
 // Test-only endpoints (outside the FHIR base, not recorded, no token needed):
-//   GET    /__requests   every FHIR request seen: [{method, path, authorized}]
+//   GET    /__requests   every FHIR request seen: [{method, path, authorized, accept}]
 //   DELETE /__requests   forget them
 //   POST   /__faults     {"path_prefix": "Patient/p1", "kind": "500"|"garbage"|"not-fhir"|"slow"|"foreign-next",
 //                         "seconds": 1.5}; the prefix is matched against the path+query relative to the FHIR base
@@ -85,7 +85,7 @@ function addPagingLinks(bundle, relative, origin) {
 
 async function handleFhir(req, res, relative) {
   const authorized = req.headers.authorization === `Bearer ${token}`;
-  requests.push({ method: req.method, path: req.url, authorized });
+  requests.push({ method: req.method, path: req.url, authorized, accept: req.headers.accept ?? null });
   if (!authorized) {
     send(res, 401, outcome('login', 'Unauthorized'));
     return;
