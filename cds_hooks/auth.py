@@ -19,7 +19,15 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import jwt
 from jwt import PyJWK
-from jwt.exceptions import PyJWTError
+from jwt.exceptions import (
+    InvalidAudienceError,
+    InvalidIssuerError,
+    InvalidJTIError,
+    InvalidSignatureError,
+    InvalidSubjectError,
+    MissingRequiredClaimError,
+    PyJWTError,
+)
 
 from cds_hooks.jwks import SUPPORTED_ALGORITHMS, JwksCache, JwksError, KeyIndex, parse_jwks, select_key
 
@@ -331,11 +339,17 @@ class ClientAuthenticator:
                     "strict_aud": False,
                 },
             )
-        except jwt.MissingRequiredClaimError as exc:
+        except MissingRequiredClaimError as exc:
             raise AuthError(f"claim '{exc.claim}' is required") from None
-        except jwt.InvalidAudienceError:
+        except InvalidAudienceError:
             raise AuthError("claim 'aud' does not contain the URL called") from None
-        except jwt.InvalidSignatureError:
+        except InvalidIssuerError:
+            raise AuthError("claim 'iss' does not match the client") from None
+        except InvalidJTIError:
+            raise AuthError("claim 'jti' must be a string") from None
+        except InvalidSubjectError:
+            raise AuthError("claim 'sub' must be a string") from None
+        except InvalidSignatureError:
             raise AuthError("signature verification failed") from None
         except PyJWTError as exc:
             raise AuthError(f"token rejected ({type(exc).__name__})") from None

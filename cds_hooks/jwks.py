@@ -41,7 +41,7 @@ MAX_JWKS_BYTES = 256 * 1024
 KeyIndex = Mapping[str, tuple[Mapping[str, Any], ...]]
 
 
-class JwksError(Exception):
+class JwksError(ValueError):
     """A JWK Set could not be obtained or is malformed. The message names the source and the problem."""
 
 
