@@ -134,3 +134,19 @@ def test_seed_file_is_loaded_at_start(tmp_path: Path, monkeypatch: pytest.Monkey
         assert get(seeded, f"Patient/{pid}").status_code == 200
     finally:
         seeded.stop()
+
+
+def test_missing_npm_packages_are_reported_as_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fhir_server.fixture as fixture_module
+
+    monkeypatch.setattr(fixture_module, "HERE", tmp_path)
+    with pytest.raises(FhirServerUnavailable, match="setup.sh"):
+        FhirTestServer().start()
+
+
+def test_missing_node_is_reported_as_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fhir_server.fixture as fixture_module
+
+    monkeypatch.setattr(fixture_module.shutil, "which", lambda name: None)
+    with pytest.raises(FhirServerUnavailable, match="node"):
+        FhirTestServer().start()
