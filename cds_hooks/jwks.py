@@ -73,11 +73,9 @@ def _compatible(jwk: Mapping[str, Any], alg: str) -> bool:
         return False
     if "use" in jwk and jwk["use"] != "sig":
         return False
+    # A JWK carrying private parameters is still usable for verification; select_key loads only its public half.
     key_ops = jwk.get("key_ops")
-    if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
-        return False
-    # A JWK carrying private parameters is still usable for verification, but only its public half is loaded.
-    return True
+    return key_ops is None or (isinstance(key_ops, list) and "verify" in key_ops)
 
 
 def select_key(index: KeyIndex, kid: str, alg: str) -> PyJWK | None:

@@ -45,7 +45,8 @@ class LocalKey:
 
 def _public_jwk(private_key: ec.EllipticCurvePrivateKey, kid: str) -> dict[str, Any]:
     jwk = ECAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
-    return {"kty": jwk["kty"], "crv": jwk["crv"], "x": jwk["x"], "y": jwk["y"], "kid": kid, "use": "sig", "alg": ALGORITHM}
+    public = {name: jwk[name] for name in ("kty", "crv", "x", "y")}
+    return public | {"kid": kid, "use": "sig", "alg": ALGORITHM}
 
 
 def jwk_thumbprint(jwk: dict[str, Any]) -> str:

@@ -66,7 +66,8 @@ class Recorder:
 
 
 def sandbox_claims(**overrides: Any) -> dict[str, Any]:
-    claims: dict[str, Any] = {"iss": SANDBOX_ISS, "aud": AUD, "exp": int(NOW) + 300, "iat": int(NOW), "jti": str(uuid.uuid4())}
+    claims: dict[str, Any] = {"iss": SANDBOX_ISS, "aud": AUD, "exp": int(NOW) + 300, "iat": int(NOW)}
+    claims["jti"] = str(uuid.uuid4())
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
 
@@ -243,6 +244,16 @@ async def test_key_of_the_wrong_type_for_alg_is_not_used() -> None:
     assert "kid" in message
 
 
+@pytest.mark.parametrize("restriction", [{"alg": "RS256"}, {"use": "enc"}, {"key_ops": ["encrypt"]}])
+async def test_jwk_restricted_to_other_uses_is_not_used(restriction: dict[str, Any]) -> None:
+    """A JWK published for RS256 only (or for encryption) cannot verify an RS384 token."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = RSAAlgorithm.to_jwk(private.public_key(), as_dict=True) | {"kid": "r1"} | restriction
+    auth = authenticator(TrustedClient(iss="https://ehr.example", jwks={"keys": [jwk]}))
+    token = jwt.encode(sandbox_claims(iss="https://ehr.example"), private, algorithm="RS384", headers={"kid": "r1"})
+    assert "kid" in await rejected(auth, token)
+
+
 # ---- header fields ---------------------------------------------------------------------------------------------
 
 
@@ -265,7 +276,8 @@ async def test_missing_kid_is_rejected() -> None:
 
 
 async def test_unknown_kid_is_rejected() -> None:
-    assert "kid" in await rejected(authenticator(sandbox_client(jku_allowlist=())), sandbox_token(kid="other", jku=None))
+    auth = authenticator(sandbox_client(jku_allowlist=()))
+    assert "kid" in await rejected(auth, sandbox_token(kid="other", jku=None))
 
 
 # ---- claims ----------------------------------------------------------------------------------------------------
@@ -473,7 +485,7 @@ def jwks_server() -> Iterator[tuple[str, list[str]]]:
     body = json.dumps(SANDBOX_JWKS).encode()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        def do_GET(self) -> None:
             paths.append(self.path)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

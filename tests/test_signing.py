@@ -103,7 +103,7 @@ def test_load_rejects_mismatched_or_missing_files(tmp_path: Path) -> None:
     (tmp_path / "a" / "jwks.json").write_text((tmp_path / "b" / "jwks.json").read_text())
     with pytest.raises(ValueError, match="public half"):
         load_local_key(tmp_path / "a")
-    with pytest.raises(FileNotFoundError, match="private.pem"):
+    with pytest.raises(FileNotFoundError, match=r"private\.pem"):
         load_local_key(tmp_path / "missing")
     (tmp_path / "b" / "jwks.json").write_text("{}")
     with pytest.raises(ValueError, match="keys"):
