@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
@@ -53,7 +53,7 @@ def _user_refs_from_context(context: dict[str, Any]) -> dict[str, str]:
 
 
 def _render_today(match: re.Match[str], now: datetime | None) -> str:
-    today: date = (now or datetime.now(timezone.utc)).date()
+    today: date = (now or datetime.now(UTC)).date()
     sign, amount, unit = match.groups()
     if sign is None:
         return today.isoformat()

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from fhir_server.fixture import FhirServerUnavailable, FhirTestServer, fhir_server  # noqa: F401  (pytest fixture)
 from fhir_server.synthetic import new_patient_id, patient_bundle, patient_resources
 

@@ -6,16 +6,16 @@ import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
-
-from cds_hooks.prefetch import PrefetchTemplateError, classify, render_template, resolve_prefetch
 from fhir_server.fixture import FhirTestServer, fhir_server  # noqa: F401  (pytest fixture)
 from fhir_server.synthetic import new_patient_id, patient_bundle
 
-NOW = datetime(2024, 3, 31, 15, 0, tzinfo=timezone.utc)
+from cds_hooks.prefetch import PrefetchTemplateError, classify, render_template, resolve_prefetch
+
+NOW = datetime(2024, 3, 31, 15, 0, tzinfo=UTC)
 OUTCOME = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}
 
 
@@ -92,7 +92,7 @@ def test_render_today_arithmetic(token: str, expected: str) -> None:
 
 
 def test_today_defaults_to_the_current_date() -> None:
-    today = datetime.now(timezone.utc).date().isoformat()
+    today = datetime.now(UTC).date().isoformat()
     assert render_template("{{today()}}", {}) == today
 
 
@@ -245,10 +245,11 @@ async def test_paging_stops_at_max_pages_and_says_so(server, client, patient) ->
 
 
 async def test_paged_bundle_sent_by_the_client_is_completed_from_the_server(server, client, patient) -> None:
-    first = httpx.get(
+    answer = await client.get(
         f"{server.base_url}/Observation?patient={patient}&code=2093-3&_count=4",
         headers={"Authorization": f"Bearer {server.token}"},
-    ).json()
+    )
+    first = answer.json()
     server.reset_requests()
     out = await resolve(server, client, patient, {"cholesterol": first}, templates={"cholesterol": "unused"})
     assert len(out.resources["cholesterol"]["entry"]) == 7

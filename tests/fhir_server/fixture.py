@@ -20,7 +20,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import httpx
 import pytest
@@ -45,7 +45,7 @@ class FhirTestServer:
         self.origin = ""
         self.base_url = ""
 
-    def start(self) -> FhirTestServer:
+    def start(self) -> Self:
         node = shutil.which("node")
         if node is None:
             raise FhirServerUnavailable("node is not installed (Node.js 20+ is needed for tests/fhir_server)")
@@ -95,7 +95,7 @@ class FhirTestServer:
             self._proc.wait(timeout=5)
         self._proc = None
 
-    def __enter__(self) -> FhirTestServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
