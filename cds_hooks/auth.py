@@ -177,7 +177,7 @@ class ReplayCache:
         key = (iss, jti)
         with self._lock:
             expiry = self._seen.get(key)
-            if expiry is not None and expiry > now:
+            if expiry is not None and expiry >= now:
                 raise AuthError("jti has already been used (replay)")
             if len(self._seen) >= self._max_entries:
                 self._purge(now)
@@ -186,7 +186,7 @@ class ReplayCache:
             self._seen[key] = forget_after
 
     def _purge(self, now: float) -> None:
-        for key in [k for k, expiry in self._seen.items() if expiry <= now]:
+        for key in [k for k, expiry in self._seen.items() if expiry < now]:
             del self._seen[key]
 
 

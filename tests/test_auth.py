@@ -332,10 +332,15 @@ async def test_claim_of_the_wrong_type_is_rejected(claim: str, value: Any) -> No
 
 
 async def test_replayed_jti_is_rejected() -> None:
-    auth = authenticator()
+    clock = Clock()
+    auth = authenticator(clock=clock, clock_skew_seconds=60)
     token = sandbox_token()
     await auth.verify(f"Bearer {token}", AUD)
     assert "replay" in await rejected(auth, token)
+    # At the last instant the token is still accepted (exp + skew), the replay is still refused.
+    clock.now = NOW + 300 + 60
+    assert "replay" in await rejected(auth, token)
+    clock.now = NOW
     # A fresh token reusing the jti is a replay too.
     again = sandbox_token(sandbox_claims(jti=jwt.decode(token, options={"verify_signature": False})["jti"]))
     assert "replay" in await rejected(auth, again)
