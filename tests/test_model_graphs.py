@@ -145,3 +145,18 @@ def test_reference_agrees_on_random_vectors(folder: Path) -> None:
         expected = ref.compute(row)
         for name in build.OUTPUTS:
             assert math.isclose(got[name][i, 0], expected[name], rel_tol=1e-10, abs_tol=1e-12), (row, name)
+
+
+def test_prevent_full_without_addons_equals_base_and_ignores_missing_values() -> None:
+    base_dir, full_dir = MODELS / "prevent-base" / "1.0.0", MODELS / "prevent-full" / "1.0.0"
+    base_build, full_build = load_module(base_dir / "build.py"), load_module(full_dir / "build.py")
+    rows = _sample(load_module(base_dir / "reference.py").RANGES, np.random.default_rng(7), 50)
+    missing = [{**r, "uacr": math.nan, "hba1c": math.nan, "has_uacr": 0.0, "has_hba1c": 0.0} for r in rows]
+    base_out = _run(base_dir, base_build, rows)
+    full_out = _run(full_dir, full_build, missing)
+    for name in base_build.OUTPUTS:
+        assert np.all(np.isfinite(full_out[name])), name
+        np.testing.assert_allclose(full_out[name], base_out[name], rtol=1e-12, atol=0)
+    # an add-on present changes the answer (the selection is live, not always base)
+    with_uacr = [{**r, "uacr": 300.0, "has_uacr": 1.0} for r in missing]
+    assert np.all(_run(full_dir, full_build, with_uacr)["cvd_10y"] != full_out["cvd_10y"])
