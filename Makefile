@@ -1,0 +1,36 @@
+# The two commands of the README: `make run` (the service) and `make test` (the whole suite).
+# Each creates its own virtual environment from the project's files; nothing else needs to be installed by hand
+# beyond Python 3.11, Node.js 20+ (for the test FHIR server) and, for the browser and PostgreSQL tests, Debian's
+# chromium and postgresql packages (`make system-deps` installs them with apt-get).
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test venv system-deps bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/cds-onnx keys generate --dir var/keys --if-missing
+	$(BIN)/cds-onnx serve --config config/development.toml
+
+test: $(STAMP)
+	bash tests/fhir_server/setup.sh
+	$(BIN)/python -m pytest -q
+
+system-deps:
+	apt-get update && apt-get install -y --no-install-recommends postgresql chromium
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/mapping_benchmark.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

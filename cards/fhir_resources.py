@@ -1,0 +1,110 @@
+"""FHIR R4 resources that card suggestions create: a RiskAssessment to save the result, a ServiceRequest to order a test.
+
+They are built as plain JSON, then validated with fhir.resources' R4B models so a suggestion never carries a
+resource an EHR would reject.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fhir.resources.R4B.riskassessment import RiskAssessment
+from fhir.resources.R4B.servicerequest import ServiceRequest
+
+from fhir_mapping.result import MappingResult
+from inference.manifest import Manifest
+from inference.runtime import Prediction
+
+UCUM = "http://unitsofmeasure.org"
+RISK_PROBABILITY = "http://terminology.hl7.org/CodeSystem/risk-probability"
+# The guideline category of a model maps onto HL7's qualitative risk codes where the words agree.
+_QUALITATIVE = {"low": "low", "borderline": "moderate", "intermediate": "moderate", "moderate": "moderate",
+                "high": "high", "very high": "high", "low-medium": "moderate", "medium": "moderate"}
+
+
+def _date_time(at: datetime) -> str:
+    return at.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def risk_assessment(
+    manifest: Manifest,
+    prediction: Prediction,
+    mapping: MappingResult,
+    *,
+    patient_id: str,
+    encounter_id: str | None,
+    at: datetime,
+    model_card_url: str,
+) -> dict[str, Any]:
+    """A RiskAssessment recording the prediction, its method (model and version) and its basis (the inputs)."""
+    assert prediction.outputs is not None and prediction.category is not None
+    primary = manifest.primary
+    basis: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for fv in mapping.values.values():
+        for src in fv.sources if not fv.defaulted else ():
+            if src.reference and src.reference not in seen and "/" in src.reference:
+                seen.add(src.reference)
+                basis.append({"reference": src.reference})
+    outcome: dict[str, Any] = {"text": primary.label}
+    if manifest.card.risk_assessment_code:
+        outcome = {"coding": [dict(manifest.card.risk_assessment_code)], "text": primary.label}
+    pred: dict[str, Any] = {"outcome": outcome}
+    value = prediction.outputs[primary.name]
+    if primary.kind == "probability":
+        pred["probabilityDecimal"] = round(value, 6)
+    qualitative = _QUALITATIVE.get(prediction.category.label.lower())
+    if qualitative:
+        pred["qualitativeRisk"] = {"coding": [{"system": RISK_PROBABILITY, "code": qualitative}],
+                                   "text": prediction.category.label}
+    else:
+        pred["qualitativeRisk"] = {"text": prediction.category.label}
+    if primary.horizon_years:
+        pred["whenRange"] = {"high": {"value": primary.horizon_years, "unit": "years", "system": UCUM, "code": "a"}}
+    if primary.kind != "probability":
+        pred["rationale"] = f"{primary.label}: {format_output(primary.kind, value, primary.decimals)}"
+    resource: dict[str, Any] = {
+        "resourceType": "RiskAssessment",
+        "status": "final",
+        "method": {
+            "coding": [{"system": model_card_url.rsplit("/", 1)[0], "code": manifest.id, "version": manifest.version,
+                        "display": manifest.title}],
+            "text": f"{manifest.title} (cds-onnx model {manifest.id} {manifest.version})",
+        },
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "occurrenceDateTime": _date_time(at),
+        "prediction": [pred],
+        "note": [{"text": f"Computed by cds-onnx from {manifest.citation}. Model card: {model_card_url}"}],
+    }
+    if encounter_id:
+        resource["encounter"] = {"reference": f"Encounter/{encounter_id}"}
+    if basis:
+        resource["basis"] = basis
+    RiskAssessment.model_validate(resource)
+    return resource
+
+
+def service_request(code: dict[str, str], *, patient_id: str, encounter_id: str | None, reason: str) -> dict[str, Any]:
+    """A draft order for a test (e.g. a lipid panel) the model needs."""
+    resource: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "proposal",
+        "code": {"coding": [dict(code)], "text": code["display"]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "reasonCode": [{"text": reason}],
+    }
+    if encounter_id:
+        resource["encounter"] = {"reference": f"Encounter/{encounter_id}"}
+    ServiceRequest.model_validate(resource)
+    return resource
+
+
+def format_output(kind: str, value: float, decimals: int) -> str:
+    """How an output value reads on a card: probabilities as percentages, scores as numbers."""
+    if kind == "probability":
+        return f"{value * 100:.{decimals}f}%"
+    if decimals == 0:
+        return str(int(round(value)))
+    return f"{value:.{decimals}f}"

@@ -1,0 +1,186 @@
+"""The FastAPI application: CDS Hooks discovery, service calls and feedback, plus model cards and probes.
+
+Start-up loads and validates every model (a broken folder stops the start), migrates the store and starts the
+recorder; shutdown flushes the recorder. Every route that CDS clients call verifies the client's JWT first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cds_hooks.auth import AuthError, ClientAuthenticator, ClientIdentity
+from cds_hooks.errors import ApiError, operation_outcome
+from cds_hooks.feedback import parse_feedback
+from cds_hooks.request import parse_hook_request
+from cds_hooks.service_call import ServiceCaller
+from cds_hooks.services import CdsService, build_services
+from cds_hooks.settings import Settings
+from cds_hooks.web import register_pages
+from inference.repository import ModelRepository
+from store.recorder import Recorder
+from store.store import Store
+
+log = logging.getLogger("cds_hooks")
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    repository: ModelRepository
+    services: dict[str, CdsService]
+    authenticator: ClientAuthenticator
+    store: Store
+    recorder: Recorder
+    caller: ServiceCaller
+    http_client: httpx.AsyncClient
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the app; models are loaded and validated here so that a broken model folder fails fast."""
+    repository = ModelRepository(settings.path(settings.models.root)).load()
+    services = build_services(repository)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(settings.store_url(), settings.store.hmac_secret.encode())
+        await asyncio.to_thread(store.migrate)
+        recorder = Recorder(store, max_queue=settings.store.queue_size,
+                            spool_dir=settings.path(settings.store.spool_dir))
+        recorder.start()
+        limits = httpx.Limits(max_connections=settings.prefetch.max_connections,
+                              max_keepalive_connections=settings.prefetch.max_connections)
+        http_client = httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False)
+        caller = ServiceCaller(
+            http_client=http_client, record=recorder.submit,
+            deadline_seconds=settings.prefetch.deadline_seconds, max_pages=settings.prefetch.max_pages,
+            anonymous_fhir_servers=tuple(settings.auth.anonymous_fhir_servers),
+            smart_app_url=settings.cards.smart_app_url,
+        )
+        app.state.cds = AppState(settings, repository, services,
+                                 ClientAuthenticator(settings.auth_settings(), http_client=http_client),
+                                 store, recorder, caller, http_client)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(recorder.stop, 10.0)
+            await http_client.aclose()
+            store.dispose()
+
+    app = FastAPI(title="cds-onnx", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.repository = repository
+    if settings.cors.allow_origins or settings.cors.allow_origin_regex:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors.allow_origins,
+            allow_origin_regex=settings.cors.allow_origin_regex,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(request: Request, exc: AuthError) -> Response:
+        log.info("rejected client authentication on %s: %s", request.url.path, exc)
+        return Response(status_code=401)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"][1:]) or None
+        return JSONResponse(operation_outcome(f"{where or 'request'}: {err['msg']}", where), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(operation_outcome(str(exc.detail), None, "not-found" if exc.status_code == 404
+                                              else "invalid"), status_code=exc.status_code)
+
+    def state(request: Request) -> AppState:
+        return request.app.state.cds
+
+    def audience(request: Request) -> str:
+        base = settings.server.public_base_url
+        return f"{base}{request.url.path}" if base else str(request.url.replace(query=""))
+
+    def base_url(request: Request) -> str:
+        return settings.server.public_base_url or str(request.base_url).rstrip("/")
+
+    async def authenticate(request: Request) -> ClientIdentity:
+        return await state(request).authenticator.verify(request.headers.get("authorization"), audience(request))
+
+    async def read_body(request: Request) -> bytes:
+        limit = settings.server.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise ApiError(413, f"request body is larger than {limit} bytes", None, code="too-costly")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"request body is larger than {limit} bytes", None, code="too-costly")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def service_or_404(request: Request, service_id: str) -> CdsService:
+        service = state(request).services.get(service_id)
+        if service is None:
+            raise ApiError(404, f"no CDS service '{service_id}'", "id", code="not-found")
+        return service
+
+    @app.get("/cds-services")
+    async def discovery(request: Request) -> dict[str, Any]:
+        await authenticate(request)
+        return {"services": [s.discovery() for s in state(request).services.values()]}
+
+    @app.post("/cds-services/{service_id}")
+    async def call_service(service_id: str, request: Request) -> JSONResponse:
+        identity = await authenticate(request)
+        service = service_or_404(request, service_id)
+        req = parse_hook_request(await read_body(request))
+        result = await state(request).caller.call(service, req, identity, base_url(request))
+        return JSONResponse(result.body)
+
+    @app.post("/cds-services/{service_id}/feedback")
+    async def feedback(service_id: str, request: Request) -> JSONResponse:
+        identity = await authenticate(request)
+        service_or_404(request, service_id)
+        items = parse_feedback(await read_body(request), service_id,
+                               None if identity.iss == "anonymous" else identity.iss)
+        try:
+            await asyncio.to_thread(state(request).store.write_feedback, items)
+        except Exception as exc:
+            log.error("feedback for %s could not be stored: %s", service_id, type(exc).__name__)
+            raise ApiError(503, "feedback could not be stored; please retry", None, code="transient") from exc
+        return JSONResponse({})
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        cds: AppState | None = getattr(request.app.state, "cds", None)
+        if cds is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        store_ok = await asyncio.to_thread(cds.store.ping)
+        body = {"status": "ready" if store_ok else "store unreachable", "models": sorted(cds.repository.entries),
+                "store": "ok" if store_ok else "unreachable"}
+        return JSONResponse(body, status_code=200 if store_ok else 503)
+
+    register_pages(app, repository, base_url)
+    return app

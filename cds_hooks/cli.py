@@ -1,0 +1,239 @@
+"""The `cds-onnx` command: run the service, call it as an EHR would, manage keys and models.
+
+`invoke` builds a real CDS Hooks request — from a Bundle file, or from a live FHIR server — signs it with the local
+developer key, sends it to a running service and prints the cards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import typer
+
+from cds_hooks.bundle_prefetch import BundleError, bundle_resources, patient_of, prefetch_from_resources
+from cds_hooks.prefetch import resolve_prefetch
+from cds_hooks.settings import ConfigError, load_settings
+from cds_hooks.signing import generate_keypair, load_local_key, mint_token
+
+app = typer.Typer(help="cds-onnx: FHIR-native CDS Hooks service for validated ONNX clinical models.",
+                  no_args_is_help=True, add_completion=False)
+keys_app = typer.Typer(help="Signing keys for calling CDS services.", no_args_is_help=True)
+models_app = typer.Typer(help="The model repository.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(models_app, name="models")
+
+DEFAULT_CONFIG = Path("config/development.toml")
+CLI_ISSUER = "cds-onnx-cli"
+
+
+def _settings(config: Path | None) -> Any:
+    try:
+        return load_settings(config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None))
+    except ConfigError as exc:
+        typer.secho(f"configuration error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    config: Path = typer.Option(None, "--config", "-c", help="TOML configuration file"),
+    host: str = typer.Option(None, help="Listen address (default from configuration)"),
+    port: int = typer.Option(None, help="Listen port (default from configuration)"),
+) -> None:
+    """Run the CDS Hooks service."""
+    import uvicorn
+
+    from cds_hooks.app import create_app
+    from cds_hooks.logging_setup import configure_logging
+    from inference.repository import ModelFolderError
+
+    settings = _settings(config)
+    configure_logging()
+    try:
+        application = create_app(settings)
+    except ModelFolderError as exc:
+        typer.secho(f"cannot start: {exc}", fg="red", err=True)
+        raise typer.Exit(3) from None
+    uvicorn.run(application, host=host or settings.server.host, port=port or settings.server.port,
+                log_config=None, access_log=False)
+
+
+@keys_app.command("generate")
+def keys_generate(
+    directory: Path = typer.Option(Path("var/keys"), "--dir", help="Folder for private.pem and jwks.json"),
+    kid: str = typer.Option(None, help="Key id (default: RFC 7638 thumbprint)"),
+    overwrite: bool = typer.Option(False, help="Replace an existing key"),
+    if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing when a key already exists"),
+) -> None:
+    """Make a local ES384 key pair and its JWK Set."""
+    if if_missing and (directory / "private.pem").is_file():
+        typer.echo(f"key exists in {directory}")
+        return
+    try:
+        key = generate_keypair(directory, kid, overwrite=overwrite)
+    except FileExistsError as exc:
+        typer.secho(f"{exc} (use --overwrite to replace it)", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {directory / 'private.pem'} (0600) and {directory / 'jwks.json'} (kid {key.kid})")
+
+
+@app.command()
+def invoke(
+    service: str = typer.Argument(..., help="CDS service id, e.g. ascvd-pce-10y"),
+    bundle: Path = typer.Option(None, "--bundle", "-b", help="FHIR Bundle file (collection, transaction, searchset)"),
+    fhir_server: str = typer.Option(None, "--fhir-server", help="Build the request from this FHIR server"),
+    patient: str = typer.Option(None, "--patient", "-p", help="Patient id (needed with --fhir-server)"),
+    token: str = typer.Option(None, "--token", help="Bearer token for the FHIR server"),
+    url: str = typer.Option("http://127.0.0.1:8080", "--url", help="Base URL of the CDS service"),
+    hook: str = typer.Option(None, "--hook", help="Hook to fire (default: the service's own)"),
+    user: str = typer.Option("Practitioner/example", "--user", help="context.userId"),
+    encounter: str = typer.Option(None, "--encounter", help="context.encounterId"),
+    key_dir: Path = typer.Option(Path("var/keys"), "--key-dir", help="Local signing key (cds-onnx keys generate)"),
+    issuer: str = typer.Option(CLI_ISSUER, "--iss", help="JWT issuer the service trusts for this key"),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Send no JWT (for a service with auth disabled)"),
+    as_json: bool = typer.Option(False, "--json", help="Print the raw JSON response"),
+) -> None:
+    """Fire a hook at a running service and print the cards."""
+    if (bundle is None) == (fhir_server is None):
+        typer.secho("give exactly one of --bundle FILE or --fhir-server URL", fg="red", err=True)
+        raise typer.Exit(2)
+    try:
+        code = asyncio.run(_invoke(service, bundle, fhir_server, patient, token, url.rstrip("/"), hook, user,
+                                   encounter, key_dir, issuer, no_auth, as_json))
+    except (BundleError, OSError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+def _auth_header(key_dir: Path, issuer: str, aud: str, no_auth: bool) -> dict[str, str]:
+    if no_auth:
+        return {}
+    return {"Authorization": f"Bearer {mint_token(load_local_key(key_dir), issuer, aud)}"}
+
+
+async def _invoke(service: str, bundle: Path | None, fhir_server: str | None, patient: str | None,
+                  token: str | None, url: str, hook: str | None, user: str, encounter: str | None,
+                  key_dir: Path, issuer: str, no_auth: bool, as_json: bool) -> int:
+    async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
+        disc_url = f"{url}/cds-services"
+        resp = await client.get(disc_url, headers=_auth_header(key_dir, issuer, disc_url, no_auth))
+        if resp.status_code != 200:
+            typer.secho(f"discovery failed: HTTP {resp.status_code} from {disc_url}", fg="red", err=True)
+            return 1
+        entry = next((s for s in resp.json().get("services", []) if s.get("id") == service), None)
+        if entry is None:
+            typer.secho(f"the service has no CDS service '{service}'", fg="red", err=True)
+            return 1
+        templates: dict[str, str] = entry.get("prefetch", {})
+        if bundle is not None:
+            resources = bundle_resources(orjson.loads(bundle.read_bytes()))
+            patient_id = str(patient_of(resources, patient)["id"])
+            context = _context(user, patient_id, encounter)
+            prefetch = prefetch_from_resources(templates, resources, context)
+        else:
+            if not patient:
+                typer.secho("--patient is required with --fhir-server", fg="red", err=True)
+                return 2
+            context = _context(user, patient, encounter)
+            outcome = await resolve_prefetch(templates, None, context=context, fhir_server=fhir_server,
+                                             access_token=token, client=client, deadline_seconds=20, max_pages=10)
+            typer.echo(f"fetched from {fhir_server}: {', '.join(sorted(outcome.fetched)) or 'nothing'}", err=True)
+            for key, why in sorted(outcome.failed.items()):
+                typer.echo(f"  not obtained: {key}: {why}", err=True)
+            prefetch = {k: v for k, v in outcome.resources.items()}
+        request = {"hook": hook or entry["hook"], "hookInstance": str(uuid.uuid4()), "context": context,
+                   "prefetch": prefetch}
+        call_url = f"{url}/cds-services/{service}"
+        resp = await client.post(call_url, content=orjson.dumps(request),
+                                 headers={"Content-Type": "application/json",
+                                          **_auth_header(key_dir, issuer, call_url, no_auth)})
+        if as_json:
+            typer.echo(json.dumps(resp.json() if resp.content else {}, indent=2, ensure_ascii=False))
+        else:
+            _print_response(resp)
+        return 0 if resp.status_code == 200 else 1
+
+
+def _context(user: str, patient_id: str, encounter: str | None) -> dict[str, Any]:
+    context: dict[str, Any] = {"userId": user, "patientId": patient_id}
+    if encounter:
+        context["encounterId"] = encounter
+    return context
+
+
+def _print_response(resp: httpx.Response) -> None:
+    if resp.status_code != 200:
+        typer.secho(f"HTTP {resp.status_code}", fg="red")
+        if resp.content:
+            typer.echo(resp.text)
+        return
+    cards = resp.json().get("cards", [])
+    if not cards:
+        typer.echo("no cards")
+    for card in cards:
+        colour = {"info": "blue", "warning": "yellow", "critical": "red"}.get(card.get("indicator"), "white")
+        typer.secho(f"[{card.get('indicator')}] {card.get('summary')}", fg=colour, bold=True)
+        typer.echo(card.get("detail", ""))
+        for sug in card.get("suggestions", []):
+            typer.echo(f"  → suggestion: {sug.get('label')}")
+        for link in card.get("links", []):
+            typer.echo(f"  ↗ {link.get('label')}: {link.get('url')}")
+        typer.echo("")
+
+
+@models_app.command("list")
+def models_list(config: Path = typer.Option(None, "--config", "-c")) -> None:
+    """List models with their champion and challenger versions."""
+    repo = _repository(config)
+    for entry in repo.entries.values():
+        challenger = f", challenger {entry.challenger.version}" if entry.challenger else ""
+        typer.echo(f"{entry.id}: champion {entry.champion.version}{challenger} — {entry.champion.manifest.title}")
+
+
+@models_app.command("validate")
+def models_validate(config: Path = typer.Option(None, "--config", "-c")) -> None:
+    """Validate every model folder (manifest, spec, ONNX signature, golden examples, model card)."""
+    repo = _repository(config)
+    total = sum(len(e.versions) for e in repo.entries.values())
+    typer.echo(f"ok: {len(repo.entries)} models, {total} versions valid")
+
+
+@models_app.command("card")
+def models_card(model_id: str, config: Path = typer.Option(None, "--config", "-c"),
+                base_url: str = typer.Option("http://127.0.0.1:8080", "--base-url")) -> None:
+    """Print a model's card (JSON)."""
+    from cds_hooks.web import model_document
+
+    repo = _repository(config)
+    entry = repo.entries.get(model_id)
+    if entry is None:
+        typer.secho(f"no model '{model_id}'", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(model_document(entry, base_url.rstrip("/")), indent=2, ensure_ascii=False))
+
+
+def _repository(config: Path | None) -> Any:
+    from inference.repository import ModelFolderError, ModelRepository
+
+    settings = _settings(config)
+    try:
+        return ModelRepository(settings.path(settings.models.root)).load()
+    except ModelFolderError as exc:
+        typer.secho(f"invalid: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+
+
+def main() -> None:  # pragma: no cover - entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,163 @@
+"""One CDS service call, in the house's one-way order: prefetch → features → model → cards, recording on the side.
+
+Data the model requires that cannot be obtained (a prefetch key neither sent nor fetchable) is answered 412 with an
+OperationOutcome; data that was obtained but holds no usable value gives a card saying what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from cards.builder import CardContext, build_cards
+from cds_hooks.auth import ClientIdentity, TrustedClient, fhir_server_allowed
+from cds_hooks.errors import ApiError, bad_request
+from cds_hooks.hooks import validate_context
+from cds_hooks.prefetch import PrefetchOutcome, resolve_prefetch
+from cds_hooks.request import HookRequest
+from cds_hooks.services import CdsService
+from fhir_mapping.index import ResourceIndex
+from fhir_mapping.mapper import map_features
+from fhir_mapping.result import MappingResult, MissingFeature
+from inference.runtime import ModelRuntime, Prediction
+from store.records import CardRecord, PredictionRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CallResult:
+    """The response body and what happened on the way (for metrics and the CLI)."""
+
+    body: dict[str, Any]
+    prefetch: PrefetchOutcome
+    mapping: MappingResult
+    prediction: Prediction
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ServiceCaller:
+    http_client: httpx.AsyncClient
+    record: Callable[[PredictionRecord], None]
+    deadline_seconds: float = 0.8
+    max_pages: int = 5
+    anonymous_fhir_servers: tuple[str, ...] = ()
+    smart_app_url: str | None = None
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    async def call(self, service: CdsService, req: HookRequest, identity: ClientIdentity, base_url: str) -> CallResult:
+        if req.hook != service.hook:
+            raise bad_request(f"service '{service.id}' serves the {service.hook} hook, not {req.hook}", "hook")
+        validate_context(req.hook, req.context)
+        if req.fhir_server is not None:
+            client = identity.client
+            if identity.iss == "anonymous":
+                client = TrustedClient(iss="anonymous", fhir_servers=self.anonymous_fhir_servers)
+            if not fhir_server_allowed(client, req.fhir_server):
+                raise ApiError(403, "fhirServer is not a FHIR server this client is allowed to name", "fhirServer",
+                               code="forbidden")
+        timings: dict[str, float] = {}
+        at = self.clock()
+        t0 = time.perf_counter()
+        templates = {key: pk.template for key, pk in service.plan.items()}
+        outcome = await resolve_prefetch(
+            templates, req.prefetch, context=req.context, fhir_server=req.fhir_server, access_token=req.access_token,
+            client=self.http_client, deadline_seconds=self.deadline_seconds, max_pages=self.max_pages,
+        )
+        timings["prefetch"] = (time.perf_counter() - t0) * 1000
+        if outcome.failed:
+            log.info("service %s: prefetch keys not obtained: %s", service.id, ", ".join(sorted(outcome.failed)))
+
+        t1 = time.perf_counter()
+        champion = service.model.champion
+        patient_id = str(req.context["patientId"])
+        index = ResourceIndex.from_prefetch({k: v for k, v in outcome.resources.items() if v is not None})
+        mapping = map_features(champion.spec, index, at=at, valuesets=champion.valuesets, patient_id=patient_id)
+        unobtainable = _mark_unobtainable(service, outcome, mapping)
+        timings["mapping"] = (time.perf_counter() - t1) * 1000
+        required_gone = [name for name in unobtainable if mapping.missing[name].required]
+        if required_gone:
+            keys = sorted({k for k in outcome.failed if set(service.plan[k].features) & set(required_gone)})
+            detail = "; ".join(f"{k}: {outcome.failed[k]}" for k in keys)
+            raise ApiError(412, f"required data could not be obtained ({detail})", "prefetch", code="not-found")
+
+        t2 = time.perf_counter()
+        prediction = champion.predict(mapping, "champion")
+        shadow = service.model.challenger.predict(mapping, "challenger") if service.model.challenger else None
+        timings["inference"] = (time.perf_counter() - t2) * 1000
+
+        t3 = time.perf_counter()
+        encounter_id = req.context.get("encounterId")
+        ctx = CardContext(service.id, patient_id, encounter_id, at, base_url, self.smart_app_url)
+        cards = build_cards(champion.manifest, champion.spec, prediction, mapping, ctx)
+        timings["rendering"] = (time.perf_counter() - t3) * 1000
+
+        self._record(service, req, identity, at, champion, mapping, prediction, cards)
+        if shadow is not None and service.model.challenger is not None:
+            self._record(service, req, identity, at, service.model.challenger, mapping, shadow, [])
+        return CallResult({"cards": cards}, outcome, mapping, prediction, timings)
+
+    def _record(self, service: CdsService, req: HookRequest, identity: ClientIdentity, at: datetime,
+                runtime: ModelRuntime, mapping: MappingResult, prediction: Prediction,
+                cards: list[dict[str, Any]]) -> None:
+        record = PredictionRecord(
+            prediction_id=str(uuid.uuid4()),
+            hook_instance=req.hook_instance,
+            hook=req.hook,
+            service_id=service.id,
+            model_id=runtime.id,
+            model_version=runtime.version,
+            alias=prediction.alias,
+            patient_id=str(req.context["patientId"]),
+            encounter_id=req.context.get("encounterId"),
+            created_at=at,
+            features={
+                name: {
+                    "value": fv.value,
+                    "unit": fv.unit,
+                    "defaulted": fv.defaulted,
+                    "sources": [{"reference": s.reference, "date": s.date} for s in fv.sources],
+                }
+                for name, fv in mapping.values.items()
+            },
+            missing={name: m.reason for name, m in mapping.missing.items()},
+            outputs=prediction.outputs,
+            category=prediction.category.label if prediction.category else None,
+            guard_reasons=list(prediction.refusals),
+            cards=[
+                CardRecord(c["uuid"], c["summary"], c["indicator"], [s["uuid"] for s in c.get("suggestions", [])])
+                for c in cards
+            ],
+            tenant=identity.tenant,
+            client_id=None if identity.iss == "anonymous" else identity.iss,
+        )
+        try:
+            self.record(record)
+        except Exception:  # the recorder must never fail a response; it spools on its own, this is a last resort
+            log.exception("recording prediction %s failed", record.prediction_id)
+
+
+def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: MappingResult) -> list[str]:
+    """Features fed by a prefetch key that could not be obtained become missing, never silently defaulted."""
+    features = service.model.champion.spec.features
+    gone: list[str] = []
+    for key, reason in outcome.failed.items():
+        for name in service.plan[key].features:
+            fv = mapping.values.get(name)
+            if fv is not None and not fv.defaulted:
+                continue  # another source supplied a value
+            mapping.values.pop(name, None)
+            mapping.missing[name] = MissingFeature(
+                name=name, label=features[name].label, required=features[name].required,
+                reason=f"Could not be retrieved from the EHR ({reason})",
+            )
+            gone.append(name)
+    return gone

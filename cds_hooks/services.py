@@ -1,0 +1,49 @@
+"""CDS services offered by this deployment: one per (model, hook), derived from the model repository.
+
+A model serving one hook is offered under its model id; a model serving several hooks is offered once per hook as
+`<model-id>-<hook>`. Discovery entries declare the prefetch templates generated from the model's feature spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_mapping.spec import PrefetchKey
+from inference.repository import ModelEntry, ModelRepository
+
+
+@dataclass(frozen=True)
+class CdsService:
+    id: str
+    hook: str
+    model: ModelEntry
+    plan: dict[str, PrefetchKey]
+
+    def discovery(self) -> dict[str, Any]:
+        manifest = self.model.champion.manifest
+        entry: dict[str, Any] = {
+            "hook": self.hook,
+            "title": manifest.title,
+            "description": manifest.description,
+            "id": self.id,
+        }
+        if self.plan:
+            entry["prefetch"] = {key: pk.template for key, pk in self.plan.items()}
+        entry["usageRequirements"] = (
+            "Needs read access to the patient's Patient, Observation, Condition and MedicationRequest resources "
+            "(or a prefetch with them)."
+        )
+        return entry
+
+
+def build_services(repository: ModelRepository) -> dict[str, CdsService]:
+    services: dict[str, CdsService] = {}
+    for entry in repository.entries.values():
+        runtime = entry.champion
+        plan = runtime.spec.prefetch_plan(runtime.valuesets)
+        hooks = runtime.manifest.hooks
+        for hook in hooks:
+            service_id = entry.id if len(hooks) == 1 else f"{entry.id}-{hook}"
+            services[service_id] = CdsService(service_id, hook, entry, plan)
+    return services

@@ -1,0 +1,193 @@
+"""Service configuration: one TOML file, overridable by environment variables, validated at start-up.
+
+Environment variables use the prefix CDS_ONNX_ and `__` between levels, e.g. CDS_ONNX_SERVER__PORT=9000 or
+CDS_ONNX_STORE__URL=postgresql+psycopg://…; they win over the file. A bad value stops start-up with a message naming
+the setting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from cds_hooks.auth import AuthSettings, TrustedClient
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the setting."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    public_base_url: str | None = None  # external base URL (behind a proxy): used for JWT `aud` and card links
+    max_body_bytes: int = Field(default=8_000_000, gt=1024)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class ModelsSettings(_Section):
+    root: Path = Path("models")
+
+
+class StoreSettings(_Section):
+    url: str = "sqlite:///var/cds-onnx.sqlite3"
+    hmac_secret: str = Field(default="", repr=False)  # pseudonymisation key for patient ids; required
+    spool_dir: Path = Path("var/spool")
+    retention_days: int = Field(default=730, gt=0)
+    queue_size: int = Field(default=10_000, gt=0)
+
+    @field_validator("hmac_secret")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        if len(value) < 16:
+            raise ValueError("must be at least 16 characters (set CDS_ONNX_STORE__HMAC_SECRET)")
+        return value
+
+
+class PrefetchSettings(_Section):
+    deadline_seconds: float = Field(default=0.8, gt=0, le=30)
+    max_pages: int = Field(default=5, ge=1, le=100)
+    max_connections: int = Field(default=20, ge=1)
+
+
+class ClientSettings(_Section):
+    iss: str
+    jwks: dict[str, Any] | None = None
+    jwks_file: Path | None = None
+    jku_allowlist: list[str] = []
+    fhir_servers: list[str] = []
+    tenants: list[str] = []
+    algorithms: list[str] = ["ES384", "RS384"]
+    development_only: bool = False  # e.g. the public CDS Hooks sandbox key: anyone can sign with it
+
+    @model_validator(mode="after")
+    def _keys(self) -> ClientSettings:
+        if self.jwks is None and self.jwks_file is None and not self.jku_allowlist:
+            raise ValueError(f"client {self.iss}: give jwks, jwks_file or jku_allowlist")
+        bad = [a for a in self.algorithms if a == "none" or a.startswith("HS")]
+        if bad:
+            raise ValueError(f"client {self.iss}: algorithm {bad[0]} is never allowed")
+        return self
+
+
+class AuthConfig(_Section):
+    enabled: bool = True
+    clock_skew_seconds: int = Field(default=60, ge=0, le=600)
+    max_token_lifetime_seconds: int = Field(default=3600, gt=0)
+    clients: list[ClientSettings] = []
+    anonymous_fhir_servers: list[str] = []  # FHIR servers callers may name when auth is disabled (local experiments)
+
+
+class CorsSettings(_Section):
+    allow_origins: list[str] = []
+    allow_origin_regex: str | None = None
+
+
+class CardsSettings(_Section):
+    smart_app_url: str | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CDS_ONNX_", env_nested_delimiter="__", extra="forbid")
+
+    server: ServerSettings = ServerSettings()
+    models: ModelsSettings = ModelsSettings()
+    store: StoreSettings
+    prefetch: PrefetchSettings = PrefetchSettings()
+    auth: AuthConfig = AuthConfig()
+    cors: CorsSettings = CorsSettings()
+    cards: CardsSettings = CardsSettings()
+    base_dir: Path = Path(".")  # relative paths in the file are relative to the file's folder
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)  # environment wins over the file
+
+    def path(self, value: Path) -> Path:
+        return value if value.is_absolute() else (self.base_dir / value)
+
+    def store_url(self) -> str:
+        """The database URL with a relative SQLite path made absolute (relative to the configuration file)."""
+        prefix = "sqlite:///"
+        url = self.store.url
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            db_path = self.path(Path(url[len(prefix):])).resolve()
+            db_path.parent.mkdir(parents=True, exist_ok=True)
+            return prefix + str(db_path)
+        return url
+
+    def auth_settings(self) -> AuthSettings:
+        clients = []
+        for c in self.auth.clients:
+            jwks = c.jwks
+            if c.jwks_file is not None:
+                jwks_path = self.path(c.jwks_file)
+                try:
+                    jwks = json.loads(jwks_path.read_text(encoding="utf-8"))
+                except (OSError, ValueError) as exc:
+                    raise ConfigError(f"auth.clients[{c.iss}].jwks_file: cannot read {jwks_path}: {exc}") from exc
+            if c.development_only:
+                log.warning("Trusting development-only client %s: anyone can sign as it. Never use in production.",
+                            c.iss)
+            clients.append(TrustedClient(iss=c.iss, jwks=jwks, jku_allowlist=tuple(c.jku_allowlist),
+                                         fhir_servers=tuple(c.fhir_servers), tenants=tuple(c.tenants),
+                                         algorithms=tuple(c.algorithms)))
+        return AuthSettings(enabled=self.auth.enabled, clients=tuple(clients),
+                            clock_skew_seconds=self.auth.clock_skew_seconds,
+                            max_token_lifetime_seconds=self.auth.max_token_lifetime_seconds)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file (if any), apply environment overrides, validate; ConfigError names the bad setting."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read configuration: {exc}") from exc
+        data.setdefault("base_dir", str(path.parent.resolve()))
+    _merge(data, overrides)
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{path or 'configuration'}: {where}: {err['msg']}") from exc
+    if not settings.auth.enabled:
+        log.warning("Client authentication is DISABLED: any caller can use this service. For local experiments only.")
+    return settings
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value

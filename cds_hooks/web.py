@@ -1,0 +1,86 @@
+"""Pages and documents a person opens from a card: model cards (JSON and HTML) and the card source icon.
+
+Every card's `source.url` and "Model card" link point at /models/{id}/card, so a clinician can read the model's
+intended use, inputs, limitations and HTI-1 source attributes in one click.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from cds_hooks.errors import ApiError
+from inference.model_card import attribute_rows
+from inference.repository import ModelEntry, ModelRepository
+from inference.runtime import ModelRuntime
+
+_html = Environment(loader=PackageLoader("cds_hooks", "templates"), autoescape=select_autoescape(["html"]))
+
+
+def model_document(entry: ModelEntry, base_url: str) -> dict[str, Any]:
+    """The JSON model card of a model: champion manifest, versions, aliases and HTI-1 attributes."""
+    champion = entry.champion
+    m = champion.manifest
+    return {
+        "id": m.id,
+        "title": m.title,
+        "kind": m.kind,
+        "champion": m.version,
+        "challenger": entry.challenger.version if entry.challenger else None,
+        "versions": sorted(entry.versions),
+        "hooks": list(m.hooks),
+        "description": m.description,
+        "intended_population": m.intended_population,
+        "inputs": [i.model_dump(exclude_none=True) for i in m.inputs],
+        "outputs": [o.model_dump(exclude_none=True) for o in m.outputs],
+        "categories": [c.model_dump(exclude_none=True) for c in m.categories],
+        "population": [p.model_dump(exclude_none=True) for p in m.population],
+        "limitations": list(m.limitations),
+        "citation": m.citation,
+        "citation_url": m.citation_url,
+        "model_card": m.model_card,
+        "card_url": f"{base_url}/models/{m.id}/card",
+    }
+
+
+def _runtime_view(runtime: ModelRuntime) -> dict[str, Any]:
+    m = runtime.manifest
+    return {"m": m, "attributes": attribute_rows(m), "features": runtime.spec.features}
+
+
+def register_pages(app: FastAPI, repository: ModelRepository, base_url: Callable[[Request], str]) -> None:
+    icon = (resources.files("cds_hooks") / "static" / "icon.png").read_bytes()
+
+    def entry_or_404(model_id: str) -> ModelEntry:
+        entry = repository.entries.get(model_id)
+        if entry is None:
+            raise ApiError(404, f"no model '{model_id}'", "id", code="not-found")
+        return entry
+
+    @app.get("/static/icon.png")
+    async def source_icon() -> Response:
+        return Response(icon, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/models")
+    async def list_models(request: Request) -> dict[str, Any]:
+        base = base_url(request)
+        return {"models": [
+            {"id": e.id, "title": e.champion.manifest.title, "champion": e.champion.version,
+             "challenger": e.challenger.version if e.challenger else None, "card_url": f"{base}/models/{e.id}/card"}
+            for e in repository.entries.values()
+        ]}
+
+    @app.get("/models/{model_id}")
+    async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+        return model_document(entry_or_404(model_id), base_url(request))
+
+    @app.get("/models/{model_id}/card", response_class=HTMLResponse)
+    async def model_card_page(model_id: str) -> HTMLResponse:
+        entry = entry_or_404(model_id)
+        page = _html.get_template("model_card.html").render(entry=entry, **_runtime_view(entry.champion))
+        return HTMLResponse(page)

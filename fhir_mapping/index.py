@@ -1,0 +1,136 @@
+"""One pass over a patient's resources: flatten Bundles, de-duplicate, and index by type and code.
+
+Prefetch arrives as a map of keys to single resources or Bundles (searchset, collection, transaction), often with the
+same resource under several keys. Indexing once per request keeps feature extraction linear in what it uses.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+Resource = dict[str, Any]
+
+_MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement", "MedicationAdministration", "MedicationDispense")
+
+
+def reference_of(resource: Resource, full_url: str | None = None) -> str:
+    """'Type/id' for a resource, or its fullUrl when it has no id."""
+    rid = resource.get("id")
+    if isinstance(rid, str) and rid:
+        return f"{resource.get('resourceType')}/{rid}"
+    return full_url or ""
+
+
+def iter_resources(value: Any) -> Iterator[tuple[Resource, str | None]]:
+    """Yield (resource, fullUrl) for a resource or every entry of a (possibly nested) Bundle."""
+    if not isinstance(value, dict):
+        return
+    if value.get("resourceType") == "Bundle":
+        for entry in value.get("entry") or ():
+            if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
+                res = entry["resource"]
+                if res.get("resourceType") == "Bundle":
+                    yield from iter_resources(res)
+                else:
+                    yield res, entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+        return
+    if isinstance(value.get("resourceType"), str):
+        yield value, None
+
+
+def codings(concept: Any) -> Iterator[tuple[str, str, str | None]]:
+    """(system, code, display) of each coding of a CodeableConcept; tolerant of malformed input."""
+    if not isinstance(concept, dict):
+        return
+    for coding in concept.get("coding") or ():
+        if isinstance(coding, dict):
+            system, code = coding.get("system"), coding.get("code")
+            if isinstance(system, str) and isinstance(code, str):
+                display = coding.get("display")
+                yield system, code, display if isinstance(display, str) else None
+
+
+class ResourceIndex:
+    """Resources of one patient, indexed by type and by (system, code) of their main code."""
+
+    def __init__(self, resources: Iterable[tuple[Resource, str | None]]) -> None:
+        self.by_type: dict[str, list[Resource]] = defaultdict(list)
+        self.by_code: dict[tuple[str, str, str], list[Resource]] = defaultdict(list)
+        self.by_ref: dict[str, Resource] = {}
+        self.refs: dict[int, str] = {}
+        seen: set[str] = set()
+        for res, full_url in resources:
+            rtype = res.get("resourceType")
+            if not isinstance(rtype, str):
+                continue
+            ref = reference_of(res, full_url)
+            if ref and ref in seen:
+                continue
+            if ref:
+                seen.add(ref)
+                self.by_ref[ref] = res
+                if full_url:
+                    self.by_ref[full_url] = res
+            self.refs[id(res)] = ref
+            self.by_type[rtype].append(res)
+            for system, code, _ in self._main_codes(res):
+                self.by_code[(rtype, system, code)].append(res)
+
+    @classmethod
+    def from_prefetch(cls, prefetch: dict[str, Any]) -> ResourceIndex:
+        def gen() -> Iterator[tuple[Resource, str | None]]:
+            for value in prefetch.values():
+                yield from iter_resources(value)
+
+        return cls(gen())
+
+    def ref(self, resource: Resource) -> str:
+        return self.refs.get(id(resource), reference_of(resource))
+
+    def patient(self, patient_id: str | None = None) -> Resource | None:
+        patients = self.by_type.get("Patient", [])
+        if patient_id:
+            for p in patients:
+                if p.get("id") == patient_id:
+                    return p
+            return None
+        return patients[0] if patients else None
+
+    def medication_concept(self, resource: Resource) -> Any:
+        """The medication CodeableConcept of a Medication* resource, resolving contained/Medication references."""
+        concept = resource.get("medicationCodeableConcept")
+        if concept is not None:
+            return concept
+        ref = (resource.get("medicationReference") or {}).get("reference") if isinstance(
+            resource.get("medicationReference"), dict
+        ) else None
+        if not isinstance(ref, str):
+            return None
+        if ref.startswith("#"):
+            for contained in resource.get("contained") or ():
+                if isinstance(contained, dict) and contained.get("id") == ref[1:]:
+                    return contained.get("code")
+            return None
+        med = self.by_ref.get(ref)
+        return med.get("code") if isinstance(med, dict) else None
+
+    def _main_codes(self, res: Resource) -> Iterator[tuple[str, str, str | None]]:
+        rtype = res.get("resourceType")
+        if rtype in _MEDICATION_TYPES:
+            yield from codings(res.get("medicationCodeableConcept"))
+            return
+        yield from codings(res.get("code"))
+
+    def with_codes(self, rtype: str, tokens: Iterable[str]) -> list[Resource]:
+        """Resources of rtype whose main code matches any 'system|code' token (components are not main codes)."""
+        out: list[Resource] = []
+        seen: set[int] = set()
+        for token in tokens:
+            system, _, code = token.partition("|")
+            for res in self.by_code.get((rtype, system, code), ()):
+                if id(res) not in seen:
+                    seen.add(id(res))
+                    out.append(res)
+        return out

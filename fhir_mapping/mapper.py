@@ -1,0 +1,387 @@
+"""Map one patient's FHIR resources to model features, with provenance, following a feature spec.
+
+Pure: resources and the spec in, values and reasons out. Each candidate resource is filtered (status, date window,
+validity), read (quantity with unit conversion, coded answer, presence), and the survivors are aggregated. Anything
+passed over is kept with the reason, so a card can say why a value was not used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from statistics import fmean
+from typing import Any
+
+from fhir_mapping.fhirdates import age_in_years, parse_fhir_date, parse_fhir_datetime
+from fhir_mapping.index import Resource, ResourceIndex, codings
+from fhir_mapping.result import FeatureValue, MappingResult, MissingFeature, SourceRef
+from fhir_mapping.spec import Feature, FeatureSpec, Source
+from fhir_mapping.units import UnitError, UnitRegistry, default_registry
+from fhir_mapping.validation import ValidationCache
+from fhir_mapping.valuesets import ValueSetLibrary
+
+UCUM = "http://unitsofmeasure.org"
+US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+US_CORE_ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
+_FUTURE_SLACK = timedelta(days=1)
+
+
+@dataclass
+class _Candidate:
+    value: float
+    when: datetime | None
+    ref: SourceRef
+
+
+class _Skip(Exception):
+    """A candidate resource that cannot be used; the message says why."""
+
+
+def map_features(
+    spec: FeatureSpec,
+    index: ResourceIndex,
+    *,
+    at: datetime,
+    valuesets: ValueSetLibrary,
+    patient_id: str | None = None,
+    units: UnitRegistry | None = None,
+) -> MappingResult:
+    """Map resources to every feature of the spec at hook time `at` (aware datetime)."""
+    ctx = _Context(index, at, valuesets, units or default_registry(), ValidationCache(), patient_id)
+    result = MappingResult()
+    for name, feature in spec.features.items():
+        outcome = ctx.map_one(name, feature)
+        if isinstance(outcome, FeatureValue):
+            result.values[name] = outcome
+        else:
+            result.missing[name] = outcome
+    return result
+
+
+class _Context:
+    def __init__(
+        self,
+        index: ResourceIndex,
+        at: datetime,
+        valuesets: ValueSetLibrary,
+        units: UnitRegistry,
+        validation: ValidationCache,
+        patient_id: str | None,
+    ) -> None:
+        self.index, self.at, self.valuesets, self.units = index, at, valuesets, units
+        self.validation, self.patient_id = validation, patient_id
+
+    # ---- features -------------------------------------------------------------------------------------------
+    def map_one(self, name: str, feature: Feature) -> FeatureValue | MissingFeature:
+        if feature.demographic:
+            return self._demographic(name, feature)
+        candidates: list[_Candidate] = []
+        ignored: list[SourceRef] = []
+        for source in feature.sources:
+            for res in self._matching(source):
+                ref = self._ref(res, source)
+                try:
+                    candidates.extend(self._read(res, source, feature, ref))
+                except _Skip as why:
+                    ignored.append(_with_note(ref, str(why)))
+        if candidates:
+            return self._aggregate(name, feature, candidates)
+        return self._absent(name, feature, ignored)
+
+    def _matching(self, source: Source) -> list[Resource]:
+        if source.codes:
+            found = self.index.with_codes(source.resource, source.codes)
+        else:
+            found = []
+        if source.valueset:
+            vs = self.valuesets.get(source.valueset)
+            seen = {id(r) for r in found}
+            for res in self.index.by_type.get(source.resource, ()):
+                if id(res) in seen:
+                    continue
+                concept = (
+                    self.index.medication_concept(res) if source.resource.startswith("Medication") else res.get("code")
+                )
+                if any(vs.lookup(s, c) for s, c, _ in codings(concept)):
+                    found.append(res)
+        return found
+
+    def _ref(self, res: Resource, source: Source) -> SourceRef:
+        concept = self.index.medication_concept(res) if source.resource.startswith("Medication") else res.get("code")
+        code = display = None
+        for system, c, d in codings(concept):
+            code, display = f"{system}|{c}", d
+            break
+        if display is None and isinstance(concept, dict) and isinstance(concept.get("text"), str):
+            display = concept["text"]
+        when = _resource_date(res)
+        return SourceRef(reference=self.index.ref(res), resource_type=source.resource, date=when, code=code,
+                         display=display)
+
+    def _read(self, res: Resource, source: Source, feature: Feature, ref: SourceRef) -> list[_Candidate]:
+        _check_status(res, source)
+        when = parse_fhir_datetime(ref.date) if ref.date else None
+        if ref.date and when is None:
+            raise _Skip(f"date '{ref.date}' is not a FHIR date")
+        if when and when > self.at + _FUTURE_SLACK:
+            raise _Skip("dated in the future")
+        if feature.lookback_days is not None:
+            if when is None:
+                raise _Skip("has no date, so it cannot be placed in the look-back window")
+            if when < self.at - timedelta(days=feature.lookback_days):
+                raise _Skip(f"older than the {_window(feature.lookback_days)} look-back window")
+        if source.resource == "Condition":
+            _check_abatement(res, self.at)
+        problem = self.validation.problem(res)
+        if problem:
+            raise _Skip(problem)
+        if feature.value == "exists":
+            return [_Candidate(1.0, when, ref)]
+        holder = res
+        if source.component:
+            holder = _component(res, source.component)
+        if feature.value == "quantity":
+            value, original, unit = self._quantity(holder, feature)
+            note = None if unit == feature.unit else f"converted from {_fmt(original)} {unit}"
+            return [_Candidate(value, when, _with(ref, original, unit, note))]
+        if feature.value == "boolean":
+            flag = holder.get("valueBoolean")
+            if not isinstance(flag, bool):
+                raise _Skip("has no valueBoolean")
+            return [_Candidate(1.0 if flag else 0.0, when, _with(ref, flag, None, None))]
+        value, token = self._coded(holder.get("valueCodeableConcept"), feature)
+        return [_Candidate(value, when, _with(ref, token, None, None))]
+
+    def _quantity(self, holder: Resource, feature: Feature) -> tuple[float, float, str | None]:
+        qty = holder.get("valueQuantity")
+        if not isinstance(qty, dict):
+            kind = next((k for k in holder if k.startswith("value")), None)
+            raise _Skip(f"has {kind} instead of a valueQuantity" if kind else "has no value")
+        raw = qty.get("value")
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise _Skip("valueQuantity has no numeric value")
+        if qty.get("comparator"):
+            raise _Skip(f"value is a bound ({qty['comparator']}{_fmt(raw)}), not a measurement")
+        unit = qty.get("code") if qty.get("system") == UCUM and qty.get("code") else qty.get("unit") or qty.get("code")
+        assert feature.unit is not None
+        try:
+            value = self.units.convert(float(raw), unit, feature.unit, feature.analyte)
+        except UnitError as exc:
+            raise _Skip(f"unusable unit: {exc}") from exc
+        if unit and self.units.lookup(unit) == self.units.lookup(feature.unit):
+            unit = feature.unit
+        return value, raw, unit
+
+    def _coded(self, concept: Any, feature: Feature) -> tuple[float, str]:
+        answers = feature.answers
+        assert answers is not None
+        vs = self.valuesets.get(answers.valueset) if answers.valueset else None
+        seen: list[str] = []
+        for system, code, _ in codings(concept):
+            token = f"{system}|{code}"
+            if token in answers.map:
+                return answers.map[token], token
+            if vs:
+                entry = vs.lookup(system, code)
+                if entry and entry.get("class") in answers.map:
+                    return answers.map[entry["class"]], token
+            seen.append(token)
+        if not seen:
+            raise _Skip("has no coded answer")
+        raise _Skip(f"answer {', '.join(seen)} is not one the model can interpret")
+
+    def _aggregate(self, name: str, feature: Feature, cands: list[_Candidate]) -> FeatureValue:
+        dated = sorted(cands, key=lambda c: (c.when is not None, c.when or self.at))
+        agg = feature.aggregate
+        if agg in ("latest", "days_since"):
+            chosen = [dated[-1]]
+        elif agg == "earliest":
+            chosen = [dated[0]]
+        elif agg == "min":
+            chosen = [min(cands, key=lambda c: c.value)]
+        elif agg == "max":
+            chosen = [max(cands, key=lambda c: c.value)]
+        else:
+            chosen = cands
+        if agg == "mean":
+            value = fmean(c.value for c in chosen)
+        elif agg == "count":
+            value = float(len(chosen))
+        elif agg == "exists":
+            value = 1.0
+        elif agg == "days_since":
+            when = chosen[0].when
+            value = float((self.at - when).days) if when else float("nan")
+        else:
+            value = chosen[0].value
+        latest = max((c.when for c in chosen if c.when), default=None)
+        return FeatureValue(
+            name=name, value=value, unit=feature.unit if feature.value == "quantity" else None, label=feature.label,
+            display=_display(feature, value), sources=[c.ref for c in chosen],
+            date=latest.date().isoformat() if latest else None,
+        )
+
+    def _absent(self, name: str, feature: Feature, ignored: list[SourceRef]) -> FeatureValue | MissingFeature:
+        if feature.default is not None:
+            return FeatureValue(
+                name=name, value=feature.default, unit=feature.unit if feature.value == "quantity" else None,
+                label=feature.label, display=_display(feature, feature.default), defaulted=True,
+                note=feature.default_note, sources=ignored,
+            )
+        window = f" in the last {_window(feature.lookback_days)}" if feature.lookback_days else ""
+        reason = f"No usable {feature.label.lower()} on record{window}"
+        if ignored:
+            reason += f"; {len(ignored)} result{'s' if len(ignored) > 1 else ''} passed over"
+        return MissingFeature(name=name, reason=reason, required=feature.required, label=feature.label,
+                              ignored=ignored)
+
+    # ---- demographics ---------------------------------------------------------------------------------------
+    def _demographic(self, name: str, feature: Feature) -> FeatureValue | MissingFeature:
+        patient = self.index.patient(self.patient_id)
+        if patient is None:
+            who = f" {self.patient_id}" if self.patient_id else ""
+            return self._demo_missing(name, feature, f"The Patient resource{who} was not provided")
+        problem = self.validation.problem(patient)
+        ref = SourceRef(reference=self.index.ref(patient), resource_type="Patient")
+        if problem:
+            return self._demo_missing(name, feature, f"Patient record unusable: {problem}")
+        kind = feature.demographic
+        if kind == "age":
+            birth = parse_fhir_date(patient.get("birthDate"))
+            if birth is None:
+                return self._demo_missing(name, feature, "Date of birth is not recorded")
+            age = float(age_in_years(birth, self.at.date()))
+            return FeatureValue(name=name, value=age, unit="a", label=feature.label, display=f"{int(age)} years",
+                                sources=[_with(ref, patient.get("birthDate"), None, "from date of birth")])
+        answers = feature.answers
+        assert answers is not None
+        if kind == "gender":
+            gender = patient.get("gender")
+            if isinstance(gender, str) and gender in answers.map:
+                value = answers.map[gender]
+                return FeatureValue(name=name, value=value, label=feature.label,
+                                    display=_display(feature, value) or gender,
+                                    sources=[_with(ref, gender, None, "administrative gender")])
+            said = f"is '{gender}'" if isinstance(gender, str) else "is not recorded"
+            return self._demo_missing(name, feature, f"Administrative gender {said}; the model's equations are sex-specific")
+        url = US_CORE_RACE if kind == "race" else US_CORE_ETHNICITY
+        recorded = _omb_codes(patient, url)
+        for token, value in answers.map.items():
+            if token in recorded:
+                return FeatureValue(name=name, value=value, label=feature.label,
+                                    display=_display(feature, value) or recorded[token],
+                                    sources=[_with(ref, recorded[token], None, f"US Core {kind} extension")])
+        if feature.default is not None:
+            said = ", ".join(recorded.values()) if recorded else "not recorded"
+            return FeatureValue(name=name, value=feature.default, label=feature.label,
+                                display=_display(feature, feature.default), defaulted=True,
+                                note=f"{kind.capitalize()} {said}: {feature.default_note}",
+                                sources=[_with(ref, said, None, f"US Core {kind} extension")])
+        return self._demo_missing(name, feature, f"{kind.capitalize()} is not recorded")
+
+    def _demo_missing(self, name: str, feature: Feature, reason: str) -> FeatureValue | MissingFeature:
+        return MissingFeature(name=name, reason=reason, required=feature.required, label=feature.label)
+
+
+# ---- helpers ------------------------------------------------------------------------------------------------
+def _check_status(res: Resource, source: Source) -> None:
+    allowed = source.allowed_statuses()
+    rtype = source.resource
+    if rtype == "Condition":
+        verification = {c for _, c, _ in codings(res.get("verificationStatus"))}
+        if verification & {"entered-in-error", "refuted"}:
+            raise _Skip(f"verification status is {sorted(verification & {'entered-in-error', 'refuted'})[0]}")
+        clinical = [c for _, c, _ in codings(res.get("clinicalStatus"))]
+        if clinical and not any(c in allowed for c in clinical):
+            raise _Skip(f"clinical status is {clinical[0]}")
+        return
+    status = res.get("status")
+    if status == "entered-in-error":
+        raise _Skip("entered in error")
+    if status not in allowed:
+        raise _Skip(f"status is {status!r}" if status else "has no status")
+    if rtype == "MedicationRequest" and res.get("intent") in ("proposal",):
+        raise _Skip("is a proposal, not an order")
+
+
+def _check_abatement(res: Resource, at: datetime) -> None:
+    ended = parse_fhir_datetime(res.get("abatementDateTime"))
+    period = res.get("abatementPeriod")
+    if ended is None and isinstance(period, dict):
+        ended = parse_fhir_datetime(period.get("end") or period.get("start"))
+    if ended is not None and ended <= at:
+        raise _Skip(f"resolved on {ended.date().isoformat()}")
+
+
+def _resource_date(res: Resource) -> str | None:
+    for key in ("effectiveDateTime", "effectiveInstant", "onsetDateTime", "authoredOn", "performedDateTime"):
+        if isinstance(res.get(key), str):
+            return res[key]
+    for key in ("effectivePeriod", "onsetPeriod", "performedPeriod"):
+        period = res.get(key)
+        if isinstance(period, dict):
+            value = period.get("end") or period.get("start")
+            if isinstance(value, str):
+                return value
+    for key in ("issued", "recordedDate", "dateAsserted"):
+        if isinstance(res.get(key), str):
+            return res[key]
+    return None
+
+
+def _component(res: Resource, tokens: tuple[str, ...]) -> Resource:
+    wanted = {tuple(t.split("|", 1)) for t in tokens}
+    for comp in res.get("component") or ():
+        if isinstance(comp, dict) and any((s, c) in wanted for s, c, _ in codings(comp.get("code"))):
+            return comp
+    raise _Skip(f"panel has no component {', '.join(tokens)}")
+
+
+def _omb_codes(patient: Resource, url: str) -> dict[str, str]:
+    """'system|code' -> display for the ombCategory/detailed codings of a US Core race/ethnicity extension."""
+    found: dict[str, str] = {}
+    for ext in patient.get("extension") or ():
+        if not isinstance(ext, dict) or ext.get("url") != url:
+            continue
+        for sub in ext.get("extension") or ():
+            if isinstance(sub, dict) and sub.get("url") in ("ombCategory", "detailed"):
+                coding = sub.get("valueCoding")
+                if isinstance(coding, dict) and coding.get("system") and coding.get("code"):
+                    token = f"{coding['system']}|{coding['code']}"
+                    found[token] = str(coding.get("display") or coding["code"])
+    return found
+
+
+def _with(ref: SourceRef, original: Any, unit: str | None, note: str | None) -> SourceRef:
+    return SourceRef(reference=ref.reference, resource_type=ref.resource_type, date=ref.date, code=ref.code,
+                     display=ref.display, original_value=original, original_unit=unit, note=note)
+
+
+def _with_note(ref: SourceRef, note: str) -> SourceRef:
+    return _with(ref, ref.original_value, ref.original_unit, note)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+
+
+def _window(days: int) -> str:
+    if days % 365 == 0:
+        years = days // 365
+        return f"{years} year{'s' if years > 1 else ''}"
+    return f"{days} day{'s' if days > 1 else ''}"
+
+
+def _display(feature: Feature, value: float) -> str | None:
+    key = _fmt(float(value))
+    if key in feature.display:
+        return feature.display[key]
+    if feature.value == "quantity" and feature.unit:
+        return f"{_fmt(round(float(value), 2))} {_unit_label(feature.unit)}"
+    return None
+
+
+def _unit_label(unit: str) -> str:
+    return {"mm[Hg]": "mmHg", "Cel": "°C", "mL/min/{1.73_m2}": "mL/min/1.73 m²", "kg/m2": "kg/m²", "/min": "/min"}.get(
+        unit, unit
+    )

@@ -1,0 +1,229 @@
+"""The declarative feature spec: how each model input is read from FHIR R4 resources.
+
+A model folder carries a `features.yaml`; this module loads and validates it, so a broken spec stops start-up with a
+message naming the file, the feature and the field. docs/feature-spec.md documents the language.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fhir_mapping.units import default_registry
+from fhir_mapping.valuesets import ValueSetError, ValueSetLibrary
+
+ResourceType = Literal[
+    "Observation",
+    "Condition",
+    "MedicationRequest",
+    "MedicationStatement",
+    "Procedure",
+    "Encounter",
+]
+ValueKind = Literal["quantity", "coded", "exists", "boolean"]
+Aggregate = Literal["latest", "earliest", "min", "max", "mean", "count", "exists", "days_since"]
+Demographic = Literal["age", "gender", "race", "ethnicity"]
+
+# Statuses that count by default, per resource type. entered-in-error never counts.
+DEFAULT_STATUSES: dict[str, tuple[str, ...]] = {
+    "Observation": ("final", "amended", "corrected"),
+    "Condition": ("active", "recurrence", "relapse"),  # clinicalStatus
+    "MedicationRequest": ("active",),
+    "MedicationStatement": ("active", "intended"),
+    "Procedure": ("completed", "in-progress"),
+    "Encounter": ("in-progress", "arrived", "triaged", "onleave"),
+}
+
+
+class SpecError(ValueError):
+    """A feature spec is invalid; the message names the file, feature and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_token(token: str) -> str:
+    system, sep, code = token.partition("|")
+    if not sep or not system or not code:
+        raise ValueError(f"'{token}' must be written 'system|code'")
+    return token
+
+
+class OrderCode(_Strict):
+    """What to order when the feature is missing (a ServiceRequest code)."""
+
+    system: str
+    code: str
+    display: str
+
+
+class Source(_Strict):
+    """Where a feature's value can come from: one resource type filtered by codes or a value set."""
+
+    resource: ResourceType
+    codes: tuple[str, ...] = ()
+    valueset: str | None = None
+    component: tuple[str, ...] = ()  # Observation component codes (BP panels)
+    statuses: tuple[str, ...] | None = None
+
+    @field_validator("codes", "component")
+    @classmethod
+    def _tokens(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_token(t) for t in value)
+
+    @model_validator(mode="after")
+    def _one_filter(self) -> Source:
+        if not self.codes and not self.valueset:
+            raise ValueError("a source needs `codes` or `valueset`")
+        if self.component and self.resource != "Observation":
+            raise ValueError("`component` only applies to Observation sources")
+        return self
+
+    def allowed_statuses(self) -> tuple[str, ...]:
+        return self.statuses if self.statuses is not None else DEFAULT_STATUSES[self.resource]
+
+
+class Answers(_Strict):
+    """How a coded answer (valueCodeableConcept, or a demographic code) becomes a number."""
+
+    valueset: str | None = None  # entries' `class` are the keys of `map`
+    map: dict[str, float]  # "system|code" (or valueset class, or gender code) -> value
+
+    @field_validator("map")
+    @classmethod
+    def _non_empty(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("map must not be empty")
+        return value
+
+
+class Feature(_Strict):
+    """One model input."""
+
+    label: str
+    required: bool = True
+    demographic: Demographic | None = None
+    sources: tuple[Source, ...] = ()
+    value: ValueKind = "quantity"
+    unit: str | None = None
+    analyte: str | None = None
+    answers: Answers | None = None
+    lookback_days: int | None = Field(default=None, gt=0)
+    aggregate: Aggregate = "latest"
+    default: float | None = None
+    default_note: str | None = None
+    display: dict[str, str] = Field(default_factory=dict)  # rendered value ("1") -> words ("Current smoker")
+    order: OrderCode | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Feature:
+        if self.demographic:
+            if self.sources:
+                raise ValueError("a demographic feature takes no `sources`")
+            if self.demographic in ("gender", "race", "ethnicity") and self.answers is None:
+                raise ValueError(f"demographic '{self.demographic}' needs `answers.map`")
+        elif not self.sources:
+            raise ValueError("a feature needs `sources` or `demographic`")
+        if self.value == "quantity" and not self.demographic:
+            if not self.unit:
+                raise ValueError("a quantity feature needs `unit`")
+            if default_registry().lookup(self.unit) is None:
+                raise ValueError(f"unit '{self.unit}' is not in the unit registry")
+        if self.value == "coded" and self.answers is None:
+            raise ValueError("a coded feature needs `answers`")
+        if self.default is not None and not self.default_note:
+            raise ValueError("a `default` needs a `default_note` saying what it means for the patient")
+        if self.required and self.default is not None and self.value != "exists":
+            raise ValueError("a required feature cannot have a `default` (make it optional, or remove the default)")
+        return self
+
+
+class FeatureSpec(_Strict):
+    """A whole features.yaml."""
+
+    spec_version: Literal[1] = 1
+    features: dict[str, Feature]
+
+    def prefetch_plan(self, valuesets: ValueSetLibrary) -> dict[str, PrefetchKey]:
+        """FHIR query templates asking for exactly what the features use (one per resource type and code set),
+        each with the features it feeds, so a key that cannot be fetched marks exactly those features unknown."""
+        plan: dict[str, PrefetchKey] = {}
+        by_template: dict[str, str] = {}
+
+        def add(key: str, template: str, feature: str) -> None:
+            existing = by_template.setdefault(template, key)
+            entry = plan.get(existing)
+            plan[existing] = PrefetchKey(template, (entry.features if entry else ()) + (feature,))
+
+        for name, feature in self.features.items():
+            if feature.demographic:
+                add("patient", "Patient/{{context.patientId}}", name)
+            for i, source in enumerate(feature.sources):
+                add(_prefetch_key(source.resource, name, i, len(feature.sources)), _template_for(source, valuesets),
+                    name)
+        if "patient" not in plan:
+            plan = {"patient": PrefetchKey("Patient/{{context.patientId}}", ()), **plan}
+        return plan
+
+
+class PrefetchKey(BaseModel):
+    """One prefetch template and the features that read from it."""
+
+    model_config = ConfigDict(frozen=True)
+    template: str
+    features: tuple[str, ...]
+
+
+def _prefetch_key(resource: str, feature: str, index: int, count: int) -> str:
+    suffix = f"-{index + 1}" if count > 1 else ""
+    return f"{resource[0].lower()}{resource[1:]}-{feature}{suffix}".replace("_", "-")
+
+
+def _template_for(source: Source, valuesets: ValueSetLibrary) -> str:
+    patient = "patient={{context.patientId}}"
+    codes = list(source.codes)
+    if source.valueset:
+        vs = valuesets.get(source.valueset)
+        if vs.match == "exact" and len(vs.entries) <= 40:
+            codes.extend(vs.systems_codes())
+        else:  # long or prefix sets: ask for the patient's resources of the type and filter here
+            codes = []
+    code_param = f"&code={','.join(codes)}" if codes else ""
+    if source.resource == "Observation":
+        return f"Observation?{patient}{code_param}&_sort=-date&_count=100"
+    if source.resource == "Condition":
+        return f"Condition?{patient}{code_param}"
+    if source.resource in ("MedicationRequest", "MedicationStatement"):
+        return f"{source.resource}?{patient}&status=active"
+    if source.resource == "Procedure":
+        return f"Procedure?{patient}{code_param}"
+    return f"Encounter/{{{{context.encounterId}}}}"
+
+
+def load_feature_spec(path: Path, valuesets: ValueSetLibrary | None = None) -> FeatureSpec:
+    """Load and validate a features.yaml; raise SpecError naming file, feature and field."""
+    try:
+        doc: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise SpecError(f"{path}: cannot read feature spec: {exc}") from exc
+    try:
+        spec = FeatureSpec.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SpecError(f"{path}: {where}: {first['msg']}") from exc
+    library = valuesets or ValueSetLibrary([path.parent / "valuesets"])
+    for name, feature in spec.features.items():
+        names = [s.valueset for s in feature.sources if s.valueset]
+        if feature.answers and feature.answers.valueset:
+            names.append(feature.answers.valueset)
+        for vs_name in names:
+            try:
+                library.get(vs_name)
+            except ValueSetError as exc:
+                raise SpecError(f"{path}: features.{name}: {exc}") from exc
+    return spec

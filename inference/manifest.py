@@ -1,0 +1,161 @@
+"""The model manifest: everything the service needs to know about a model folder, validated at load time.
+
+A manifest says what the model is, which hooks it serves, the ordered inputs of its ONNX graph with units and
+validated ranges, its outputs, how the primary output maps to a category and card indicator, the intended population,
+how its card reads, and its model card (HTI-1 source attributes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+HOOKS = ("patient-view", "order-select", "order-sign", "encounter-start", "encounter-discharge")
+Indicator = Literal["info", "warning", "critical"]
+
+
+class ManifestError(ValueError):
+    """A model folder's manifest is invalid; the message names the folder and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Input(_Strict):
+    name: str
+    label: str
+    unit: str | None = None
+    range: tuple[float, float] | None = None
+    kind: Literal["continuous", "binary", "category", "count"] = "continuous"
+
+
+class Output(_Strict):
+    name: str
+    label: str
+    kind: Literal["probability", "score", "value"] = "probability"
+    unit: str | None = None
+    primary: bool = False
+    decimals: int = 1
+    horizon_years: float | None = None  # prediction horizon (RiskAssessment.prediction.whenRange)
+
+
+class Category(_Strict):
+    label: str
+    indicator: Indicator
+    below: float | None = None  # primary output strictly below this value; the last category has none
+    description: str | None = None
+    guidance: str | None = None  # what the guideline suggests for this category (options, not directives)
+
+
+class PopulationRule(_Strict):
+    """Who the model is for: a rule on a feature value; failing it gives no number and the card says why."""
+
+    feature: str
+    equals: float | None = None
+    min: float | None = None
+    max: float | None = None
+    reason: str
+
+
+class Explain(_Strict):
+    """Per-feature contributions against a reference patient (exact Shapley values over `features`)."""
+
+    features: tuple[str, ...]
+    baseline: dict[str, float]
+    baseline_label: str = "reference values"
+    output: str | None = None
+
+    @model_validator(mode="after")
+    def _baseline_complete(self) -> Explain:
+        missing = [f for f in self.features if f not in self.baseline]
+        if missing:
+            raise ValueError(f"baseline has no value for {', '.join(missing)}")
+        if len(self.features) > 12:
+            raise ValueError("exact Shapley explanations are limited to 12 features")
+        return self
+
+
+class Link(_Strict):
+    label: str
+    url: str
+
+
+class CardSpec(_Strict):
+    template: str = "risk.md.j2"
+    short_title: str = Field(max_length=60)  # "10-year ASCVD risk": used in summaries of every card kind
+    summary: str  # Python format string with {value} and {category}
+    topic: dict[str, str] | None = None
+    links: tuple[Link, ...] = ()
+    risk_assessment_code: dict[str, str] | None = None  # RiskAssessment.code / prediction outcome coding
+
+
+class Manifest(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+    version: str = Field(pattern=r"^[0-9A-Za-z.+-]{1,32}$")
+    title: str = Field(max_length=120)
+    kind: Literal["evidence-based", "predictive"]
+    hooks: tuple[Literal[HOOKS], ...]  # type: ignore[valid-type]
+    description: str
+    features: str = "features.yaml"
+    model_file: str = "model.onnx"
+    inputs: tuple[Input, ...]
+    outputs: tuple[Output, ...]
+    categories: tuple[Category, ...]
+    population: tuple[PopulationRule, ...] = ()
+    explain: Explain | None = None
+    card: CardSpec
+    limitations: tuple[str, ...] = ()
+    intended_population: str
+    citation: str
+    citation_url: str | None = None
+    model_card: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Manifest:
+        names = [i.name for i in self.inputs]
+        if len(set(names)) != len(names):
+            raise ValueError("input names must be unique")
+        if sum(o.primary for o in self.outputs) != 1:
+            raise ValueError("exactly one output must be `primary: true`")
+        if not self.hooks:
+            raise ValueError("hooks must list at least one hook")
+        for i, cat in enumerate(self.categories):
+            last = i == len(self.categories) - 1
+            if last != (cat.below is None):
+                raise ValueError("every category but the last needs `below`; the last must not have it")
+        bounds = [c.below for c in self.categories if c.below is not None]
+        if bounds != sorted(bounds):
+            raise ValueError("category `below` bounds must increase")
+        if self.explain:
+            unknown = [f for f in self.explain.features if f not in names]
+            if unknown:
+                raise ValueError(f"explain.features not among inputs: {', '.join(unknown)}")
+        return self
+
+    @property
+    def primary(self) -> Output:
+        return next(o for o in self.outputs if o.primary)
+
+    def category_for(self, value: float) -> Category:
+        for cat in self.categories:
+            if cat.below is None or value < cat.below:
+                return cat
+        return self.categories[-1]
+
+
+def load_manifest(folder: Path) -> Manifest:
+    path = folder / "manifest.yaml"
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ManifestError(f"{folder}: cannot read manifest.yaml: {exc}") from exc
+    try:
+        return Manifest.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ManifestError(f"{folder}: manifest.yaml: {where}: {first['msg']}") from exc
