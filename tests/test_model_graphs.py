@@ -45,7 +45,8 @@ def _golden(folder: Path) -> dict:
 
 
 def test_models_exist() -> None:
-    assert {"ascvd-pce-10y/1.0.0"} <= set(IDS)
+    expected = {"ascvd-pce-10y", "prevent-base", "prevent-full", "egfr-ckd-epi-2021", "kfre-4var", "cha2ds2-vasc", "news2"}
+    assert {f"{m}/1.0.0" for m in expected} <= set(IDS)
 
 
 def test_rebuild_is_byte_identical(folder: Path) -> None:
@@ -160,3 +161,16 @@ def test_prevent_full_without_addons_equals_base_and_ignores_missing_values() ->
     # an add-on present changes the answer (the selection is live, not always base)
     with_uacr = [{**r, "uacr": 300.0, "has_uacr": 1.0} for r in missing]
     assert np.all(_run(full_dir, full_build, with_uacr)["cvd_10y"] != full_out["cvd_10y"])
+
+
+def test_news2_temperature_edges_are_robust_to_float_noise() -> None:
+    folder = MODELS / "news2" / "1.0.0"
+    build, ref = load_module(folder / "build.py"), load_module(folder / "reference.py")
+    cases = {35.0: 3, 35.1: 1, 36.0: 1, 36.1: 0, 38.0: 0, 38.1: 1, 39.0: 1, 39.1: 2}
+    rows, expected = [], []
+    for temp, points in cases.items():
+        for noise in (-1e-9, 0.0, 1e-9):
+            rows.append({**ref.NORMAL, "temperature": temp + noise})
+            expected.append(points)
+    got = _run(folder, build, rows)
+    assert got["score"][:, 0].tolist() == [float(p) for p in expected]
