@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -147,7 +148,7 @@ class GraphBuilder:
         """
         if len(values) != len(cuts) + 1:
             raise ValueError("step: need exactly one more value than cut")
-        if any(b <= a for a, b in zip(cuts, cuts[1:])):
+        if any(b <= a for a, b in itertools.pairwise(cuts)):
             raise ValueError("step: cuts must ascend strictly")
         deltas = [[values[j + 1] - values[j]] for j in range(len(cuts))]
         return self.add(self.matmul(self.indicator_ge(x, cuts), deltas, "deltas"), float(values[0]))
@@ -189,7 +190,9 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def build_main(build_model: Callable[[], onnx.ModelProto], default_out: Path, argv: Sequence[str] | None = None) -> Path:
+def build_main(
+    build_model: Callable[[], onnx.ModelProto], default_out: Path, argv: Sequence[str] | None = None
+) -> Path:
     """Command-line entry for a build script: ``python build.py [--out PATH]``; prints the sha256 written."""
     parser = argparse.ArgumentParser(description=f"Build {default_out} from published coefficients")
     parser.add_argument("--out", type=Path, default=default_out, help="where to write model.onnx")

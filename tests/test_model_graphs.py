@@ -45,7 +45,15 @@ def _golden(folder: Path) -> dict:
 
 
 def test_models_exist() -> None:
-    expected = {"ascvd-pce-10y", "prevent-base", "prevent-full", "egfr-ckd-epi-2021", "kfre-4var", "cha2ds2-vasc", "news2"}
+    expected = {
+        "ascvd-pce-10y",
+        "prevent-base",
+        "prevent-full",
+        "egfr-ckd-epi-2021",
+        "kfre-4var",
+        "cha2ds2-vasc",
+        "news2",
+    }
     assert {f"{m}/1.0.0" for m in expected} <= set(IDS)
 
 

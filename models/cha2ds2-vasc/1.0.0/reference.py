@@ -51,17 +51,28 @@ def _ex(name: str, **inputs: float) -> dict:
 
 
 EXAMPLES: list[dict] = [
-    {"name": "female 70, hypertension, diabetes",
-     "inputs": {**_NONE, "age": 70, "female": 1, "hypertension": 1, "diabetes": 1},
-     "published": {"score": 4}, "published_tolerance": 0.0,
-     "source": "Lip 2010 point table; reference worked example (female 70 + HTN + DM = 4)"},
+    {
+        "name": "female 70, hypertension, diabetes",
+        "inputs": {**_NONE, "age": 70, "female": 1, "hypertension": 1, "diabetes": 1},
+        "published": {"score": 4},
+        "published_tolerance": 0.0,
+        "source": "Lip 2010 point table; reference worked example (female 70 + HTN + DM = 4)",
+    },
     _ex("male 64, nothing (age just below 65)", age=64, female=0),
     _ex("male 65 (age band starts)", age=65, female=0),
     _ex("male 74 (last year of the 1-point band)", age=74, female=0),
     _ex("male 75 (2-point age band starts)", age=75, female=0),
     _ex("female 40, prior stroke only", age=40, female=1, stroke_tia=1),
-    _ex("maximum: female 80 with every item", age=80, female=1, chf=1, hypertension=1, diabetes=1, stroke_tia=1,
-        vascular=1),
+    _ex(
+        "maximum: female 80 with every item",
+        age=80,
+        female=1,
+        chf=1,
+        hypertension=1,
+        diabetes=1,
+        stroke_tia=1,
+        vascular=1,
+    ),
     _ex("male 50, CHF and vascular disease", age=50, female=0, chf=1, vascular=1),
 ]
 

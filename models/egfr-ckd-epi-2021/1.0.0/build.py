@@ -44,7 +44,9 @@ def build_model() -> onnx.ModelProto:
     ln_high = g.log(g.maximum(ratio, 1.0))
     log_egfr = g.add(
         g.add(g.mul(alpha, ln_low), g.mul(ln_high, UPPER_EXPONENT)),
-        g.add(g.mul(g.col("age"), math.log(AGE_BASE)), g.add(g.mul(female, math.log(FEMALE_FACTOR)), math.log(MULTIPLIER))),
+        g.add(
+            g.mul(g.col("age"), math.log(AGE_BASE)), g.add(g.mul(female, math.log(FEMALE_FACTOR)), math.log(MULTIPLIER))
+        ),
     )
     g.output("egfr", g.exp(log_egfr))
     return g.build(

@@ -34,9 +34,13 @@ def _ex(name: str, **inputs: float) -> dict:
 
 
 EXAMPLES: list[dict] = [
-    {"name": "kidney.epi worked example: male, 60, Scr 1.4 mg/dL", "inputs": {"creatinine": 1.4, "age": 60, "female": 0},
-     "published": {"egfr": 57.54}, "published_tolerance": 0.005,
-     "source": "Inker 2021 equation; scientific-tools-org/kidney.epi documentation example (57.54)"},
+    {
+        "name": "kidney.epi worked example: male, 60, Scr 1.4 mg/dL",
+        "inputs": {"creatinine": 1.4, "age": 60, "female": 0},
+        "published": {"egfr": 57.54},
+        "published_tolerance": 0.005,
+        "source": "Inker 2021 equation; scientific-tools-org/kidney.epi documentation example (57.54)",
+    },
     _ex("female at kappa (Scr 0.7): both min/max terms are 1", creatinine=0.7, age=50, female=1),
     _ex("male at kappa (Scr 0.9)", creatinine=0.9, age=50, female=0),
     _ex("female below kappa (Scr 0.5), age 18", creatinine=0.5, age=18, female=1),

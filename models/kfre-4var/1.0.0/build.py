@@ -50,7 +50,9 @@ def build_model() -> onnx.ModelProto:
         ln_s0 = g.add(g.mul(na, math.log(S0["north_america"][out])), g.mul(other, math.log(S0["other"][out])))
         g.output(out, g.one_minus(g.exp(g.mul(hazard_ratio, ln_s0))))
     return g.build(
-        "Kidney Failure Risk Equation, 4-variable (Tangri 2011; S0 per Tangri 2016). Inputs: " + ", ".join(INPUTS) + ".",
+        "Kidney Failure Risk Equation, 4-variable (Tangri 2011; S0 per Tangri 2016). Inputs: "
+        + ", ".join(INPUTS)
+        + ".",
         {"citation": "Tangri N et al. JAMA 2011;305:1553-1559; Tangri N et al. JAMA 2016;315:164-174"},
     )
 

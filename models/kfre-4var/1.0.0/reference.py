@@ -25,10 +25,12 @@ RANGES: dict[str, tuple[float, float, str]] = {
 
 def compute(x: Mapping[str, float]) -> dict[str, float]:
     b, m = _build.BETA, _build.MEAN
-    lp = (b["age_per_10y"] * (x["age"] / 10 - m["age_per_10y"])
-          + b["male"] * (x["male"] - m["male"])
-          + b["egfr_per_5"] * (x["egfr"] / 5 - m["egfr_per_5"])
-          + b["ln_acr"] * (math.log(x["uacr"]) - m["ln_acr"]))
+    lp = (
+        b["age_per_10y"] * (x["age"] / 10 - m["age_per_10y"])
+        + b["male"] * (x["male"] - m["male"])
+        + b["egfr_per_5"] * (x["egfr"] / 5 - m["egfr_per_5"])
+        + b["ln_acr"] * (math.log(x["uacr"]) - m["ln_acr"])
+    )
     s0 = _build.S0["north_america" if x["north_america"] else "other"]
     return {out: 1 - s0[out] ** math.exp(lp) for out in ("risk_2y", "risk_5y")}
 
@@ -38,14 +40,23 @@ def _ex(name: str, **inputs: float) -> dict:
 
 
 EXAMPLES: list[dict] = [
-    {"name": "female 55, eGFR 45, ACR 30 mg/g, North America",
-     "inputs": {"age": 55, "male": 0, "egfr": 45, "uacr": 30, "north_america": 1},
-     "published": {"risk_2y": 0.0052, "risk_5y": 0.0162}, "published_tolerance": 0.00005,
-     "source": "Tangri 2011 coefficients, Tangri 2016 S0; worked example computed from the published coefficients"},
+    {
+        "name": "female 55, eGFR 45, ACR 30 mg/g, North America",
+        "inputs": {"age": 55, "male": 0, "egfr": 45, "uacr": 30, "north_america": 1},
+        "published": {"risk_2y": 0.0052, "risk_5y": 0.0162},
+        "published_tolerance": 0.00005,
+        "source": "Tangri 2011 coefficients, Tangri 2016 S0; worked example computed from the published coefficients",
+    },
     _ex("same person outside North America", age=55, male=0, egfr=45, uacr=30, north_america=0),
     _ex("male 70, eGFR 20, ACR 1500, North America", age=70, male=1, egfr=20, uacr=1500, north_america=1),
-    _ex("male 45, eGFR 10, ACR 25000, non-North America (upper risk)", age=45, male=1, egfr=10, uacr=25000,
-        north_america=0),
+    _ex(
+        "male 45, eGFR 10, ACR 25000, non-North America (upper risk)",
+        age=45,
+        male=1,
+        egfr=10,
+        uacr=25000,
+        north_america=0,
+    ),
     _ex("female 85, eGFR 59, ACR 0.1 (lower risk edge)", age=85, male=0, egfr=59, uacr=0.1, north_america=1),
     _ex("female 18, eGFR 30, ACR 300, North America", age=18, male=0, egfr=30, uacr=300, north_america=1),
 ]

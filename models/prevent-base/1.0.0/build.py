@@ -25,7 +25,19 @@ from inference.graph_builder import GraphBuilder, build_main
 MODEL_ID = "prevent-base"
 VERSION = "1.0.0"
 # Column order of `features`: years, 0/1, mg/dL, mg/dL, mmHg, 0/1, 0/1, 0/1, 0/1, mL/min/1.73 m2, kg/m2.
-INPUTS = ("age", "female", "total_cholesterol", "hdl", "sbp", "bp_treated", "statin", "diabetes", "smoker", "egfr", "bmi")
+INPUTS = (
+    "age",
+    "female",
+    "total_cholesterol",
+    "hdl",
+    "sbp",
+    "bp_treated",
+    "statin",
+    "diabetes",
+    "smoker",
+    "egfr",
+    "bmi",
+)
 OUTPUTS = ("cvd_10y", "ascvd_10y", "hf_10y", "cvd_30y", "ascvd_30y", "hf_30y")
 OUTCOMES = ("cvd", "ascvd", "hf")
 HORIZONS = ("10y", "30y")
@@ -91,9 +103,30 @@ COEFFICIENTS: dict[tuple[str, str], dict[str, tuple[float, ...]]] = {
 
 # Union of the linear-predictor terms of the base model, in graph column order.
 BASE_TERMS = (
-    "age", "age_sq", "non_hdl", "hdl", "sbp_lt110", "sbp_ge110", "diabetes", "smoker", "bmi_lt30", "bmi_ge30",
-    "egfr_lt60", "egfr_ge60", "bp_treated", "statin", "treated_sbp_ge110", "treated_non_hdl", "age_x_non_hdl",
-    "age_x_hdl", "age_x_sbp_ge110", "age_x_diabetes", "age_x_smoker", "age_x_bmi_ge30", "age_x_egfr_lt60", "constant",
+    "age",
+    "age_sq",
+    "non_hdl",
+    "hdl",
+    "sbp_lt110",
+    "sbp_ge110",
+    "diabetes",
+    "smoker",
+    "bmi_lt30",
+    "bmi_ge30",
+    "egfr_lt60",
+    "egfr_ge60",
+    "bp_treated",
+    "statin",
+    "treated_sbp_ge110",
+    "treated_non_hdl",
+    "age_x_non_hdl",
+    "age_x_hdl",
+    "age_x_sbp_ge110",
+    "age_x_diabetes",
+    "age_x_smoker",
+    "age_x_bmi_ge30",
+    "age_x_egfr_lt60",
+    "constant",
 )
 
 
@@ -163,8 +196,9 @@ def select_sex(g: GraphBuilder, logits: str) -> str:
 def emit_outputs(g: GraphBuilder, horizon: str, logits_by_sex: str) -> None:
     risks = g.op("Sigmoid", logits_by_sex)
     for j, outcome in enumerate(OUTCOMES):
-        column = g.op("Slice", risks, g.const_int64([j], "start"), g.const_int64([j + 1], "end"),
-                      g.const_int64([1], "axis"))
+        column = g.op(
+            "Slice", risks, g.const_int64([j], "start"), g.const_int64([j + 1], "end"), g.const_int64([1], "axis")
+        )
         g.output(f"{outcome}_{horizon}", column)
 
 
@@ -177,7 +211,8 @@ def build_model() -> onnx.ModelProto:
         emit_outputs(g, horizon, select_sex(g, logits))
     return g.build(
         "AHA PREVENT base equations (Khan 2024), 10- and 30-year total CVD, ASCVD and HF risk. Inputs: "
-        + ", ".join(INPUTS) + ".",
+        + ", ".join(INPUTS)
+        + ".",
         {"citation": "Khan SS et al. Circulation 2024;149:430-449, supplement (base models)"},
     )
 

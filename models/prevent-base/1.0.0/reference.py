@@ -76,8 +76,12 @@ def risk(table: Mapping[str, tuple[float, ...]], column: int, t: Mapping[str, fl
     return math.exp(xb) / (1 + math.exp(xb))
 
 
-def compute_with(tables: Mapping[tuple[str, str], Mapping[str, tuple[float, ...]]], model: str,
-                 x: Mapping[str, float], t: Mapping[str, float]) -> dict[str, float]:
+def compute_with(
+    tables: Mapping[tuple[str, str], Mapping[str, tuple[float, ...]]],
+    model: str,
+    x: Mapping[str, float],
+    t: Mapping[str, float],
+) -> dict[str, float]:
     out = {}
     for horizon in ("10y", "30y"):
         for k, outcome in enumerate(("cvd", "ascvd", "hf")):
@@ -91,10 +95,22 @@ def compute(x: Mapping[str, float]) -> dict[str, float]:
     return compute_with(_build.COEFFICIENTS, "base", x, terms(x))
 
 
-_KHAN = {"age": 50, "total_cholesterol": 200, "hdl": 45, "sbp": 160, "bp_treated": 1, "statin": 0, "diabetes": 1,
-         "smoker": 0, "egfr": 90, "bmi": 35}
-_SRC = ("Khan SS et al. Circulation 2024 supplement sample calculation (age 50, SBP 160 treated, TC 200, HDL 45, "
-        "no statin, diabetes, non-smoker, eGFR 90, BMI 35)")
+_KHAN = {
+    "age": 50,
+    "total_cholesterol": 200,
+    "hdl": 45,
+    "sbp": 160,
+    "bp_treated": 1,
+    "statin": 0,
+    "diabetes": 1,
+    "smoker": 0,
+    "egfr": 90,
+    "bmi": 35,
+}
+_SRC = (
+    "Khan SS et al. Circulation 2024 supplement sample calculation (age 50, SBP 160 treated, TC 200, HDL 45, "
+    "no statin, diabetes, non-smoker, eGFR 90, BMI 35)"
+)
 
 
 def _ex(name: str, **inputs: float) -> dict:
@@ -102,22 +118,90 @@ def _ex(name: str, **inputs: float) -> dict:
 
 
 EXAMPLES: list[dict] = [
-    {"name": "Khan 2024 sample patient, woman", "inputs": {**_KHAN, "female": 1},
-     "published": {"cvd_10y": 0.1468, "ascvd_10y": 0.0920, "hf_10y": 0.0806}, "published_tolerance": 0.00005,
-     "source": _SRC},
-    {"name": "Khan 2024 sample patient, man", "inputs": {**_KHAN, "female": 0},
-     "published": {"cvd_10y": 0.1632, "ascvd_10y": 0.1019, "hf_10y": 0.1059}, "published_tolerance": 0.00005,
-     "source": _SRC},
-    _ex("young healthy woman, lower edges (SBP<110, eGFR>60, BMI<30 branches)", age=30, female=1,
-        total_cholesterol=130, hdl=100, sbp=90, bp_treated=0, statin=0, diabetes=0, smoker=0, egfr=140, bmi=18.5),
-    _ex("older man, upper edges, all risk factors, on statin", age=79, female=0, total_cholesterol=320, hdl=20,
-        sbp=180, bp_treated=1, statin=1, diabetes=1, smoker=1, egfr=15, bmi=39.9),
-    _ex("woman 45, smoker, CKD eGFR 45, BMI 28", age=45, female=1, total_cholesterol=230, hdl=50, sbp=135,
-        bp_treated=0, statin=1, diabetes=0, smoker=1, egfr=45, bmi=28),
-    _ex("man 59, exactly at the hinge points SBP 110, eGFR 60, BMI 30", age=59, female=0, total_cholesterol=190,
-        hdl=40, sbp=110, bp_treated=1, statin=0, diabetes=0, smoker=0, egfr=60, bmi=30),
-    _ex("man 40, smoker, diabetes, BMI 33", age=40, female=0, total_cholesterol=250, hdl=35, sbp=128, bp_treated=0,
-        statin=0, diabetes=1, smoker=1, egfr=105, bmi=33),
+    {
+        "name": "Khan 2024 sample patient, woman",
+        "inputs": {**_KHAN, "female": 1},
+        "published": {"cvd_10y": 0.1468, "ascvd_10y": 0.0920, "hf_10y": 0.0806},
+        "published_tolerance": 0.00005,
+        "source": _SRC,
+    },
+    {
+        "name": "Khan 2024 sample patient, man",
+        "inputs": {**_KHAN, "female": 0},
+        "published": {"cvd_10y": 0.1632, "ascvd_10y": 0.1019, "hf_10y": 0.1059},
+        "published_tolerance": 0.00005,
+        "source": _SRC,
+    },
+    _ex(
+        "young healthy woman, lower edges (SBP<110, eGFR>60, BMI<30 branches)",
+        age=30,
+        female=1,
+        total_cholesterol=130,
+        hdl=100,
+        sbp=90,
+        bp_treated=0,
+        statin=0,
+        diabetes=0,
+        smoker=0,
+        egfr=140,
+        bmi=18.5,
+    ),
+    _ex(
+        "older man, upper edges, all risk factors, on statin",
+        age=79,
+        female=0,
+        total_cholesterol=320,
+        hdl=20,
+        sbp=180,
+        bp_treated=1,
+        statin=1,
+        diabetes=1,
+        smoker=1,
+        egfr=15,
+        bmi=39.9,
+    ),
+    _ex(
+        "woman 45, smoker, CKD eGFR 45, BMI 28",
+        age=45,
+        female=1,
+        total_cholesterol=230,
+        hdl=50,
+        sbp=135,
+        bp_treated=0,
+        statin=1,
+        diabetes=0,
+        smoker=1,
+        egfr=45,
+        bmi=28,
+    ),
+    _ex(
+        "man 59, exactly at the hinge points SBP 110, eGFR 60, BMI 30",
+        age=59,
+        female=0,
+        total_cholesterol=190,
+        hdl=40,
+        sbp=110,
+        bp_treated=1,
+        statin=0,
+        diabetes=0,
+        smoker=0,
+        egfr=60,
+        bmi=30,
+    ),
+    _ex(
+        "man 40, smoker, diabetes, BMI 33",
+        age=40,
+        female=0,
+        total_cholesterol=250,
+        hdl=35,
+        sbp=128,
+        bp_treated=0,
+        statin=0,
+        diabetes=1,
+        smoker=1,
+        egfr=105,
+        bmi=33,
+    ),
 ]
 
 

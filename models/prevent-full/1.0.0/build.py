@@ -31,8 +31,16 @@ INPUTS = _base.INPUTS + ("uacr", "hba1c", "has_uacr", "has_hba1c")
 OUTPUTS = _base.OUTPUTS
 MODELS = ("base", "uacr", "hba1c", "full")
 
-ADDON_TERMS = ("sdi_4_6", "sdi_7_10", "missing_sdi", "ln_acr", "missing_acr", "hba1c_dm", "hba1c_no_dm",
-               "missing_hba1c")
+ADDON_TERMS = (
+    "sdi_4_6",
+    "sdi_7_10",
+    "missing_sdi",
+    "ln_acr",
+    "missing_acr",
+    "hba1c_dm",
+    "hba1c_no_dm",
+    "missing_hba1c",
+)
 TERMS = _base.BASE_TERMS + ADDON_TERMS
 
 # Columns of every coefficient tuple: female CVD, male CVD, female ASCVD, male ASCVD, female HF, male HF.
