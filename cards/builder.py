@@ -7,6 +7,7 @@ date and source, so a clinician can check the basis of the estimate (FDA non-dev
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -77,6 +78,7 @@ def _common_view(manifest: Manifest, mapping: MappingResult, ctx: CardContext) -
     ]
     return {
         "inputs": inputs,
+        "missing": [],
         "assumed": assumed,
         "missing_optional": missing_optional,
         "guidance": None,
@@ -145,7 +147,8 @@ def _card(summary: str, indicator: str, detail: str, manifest: Manifest, ctx: Ca
 
 
 def _render(manifest: Manifest, template: str, view: dict[str, Any], ctx: CardContext) -> str:
-    return environment().get_template(template).render(**view)
+    text = environment().get_template(template).render(**view)
+    return re.sub(r"\n{3,}", "\n\n", text)
 
 
 def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingResult, ctx: CardContext,

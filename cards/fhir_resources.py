@@ -68,7 +68,7 @@ def risk_assessment(
         "resourceType": "RiskAssessment",
         "status": "final",
         "method": {
-            "coding": [{"system": model_card_url.rsplit("/", 1)[0], "code": manifest.id, "version": manifest.version,
+            "coding": [{"system": model_card_url.rsplit("/", 2)[0], "code": manifest.id, "version": manifest.version,
                         "display": manifest.title}],
             "text": f"{manifest.title} (cds-onnx model {manifest.id} {manifest.version})",
         },

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from statistics import fmean
 from typing import Any
 
+import fhirpathpy
+
+from fhir_mapping.expressions import Expression, ExpressionError
 from fhir_mapping.fhirdates import age_in_years, parse_fhir_date, parse_fhir_datetime
 from fhir_mapping.index import Resource, ResourceIndex, codings
 from fhir_mapping.result import FeatureValue, MappingResult, MissingFeature, SourceRef
@@ -49,13 +53,51 @@ def map_features(
     """Map resources to every feature of the spec at hook time `at` (aware datetime)."""
     ctx = _Context(index, at, valuesets, units or default_registry(), ValidationCache(), patient_id)
     result = MappingResult()
+    derived = spec.derivation_order()
     for name, feature in spec.features.items():
+        if feature.derived and not feature.sources:
+            continue
         outcome = ctx.map_one(name, feature)
         if isinstance(outcome, FeatureValue):
             result.values[name] = outcome
         else:
             result.missing[name] = outcome
+    for name in derived:
+        if name not in result.values:
+            outcome = _derive(name, spec, result, result.missing.get(name))
+            result.missing.pop(name, None)
+            if isinstance(outcome, FeatureValue):
+                result.values[name] = outcome
+            else:
+                result.missing[name] = outcome
+    # features listed before the derived ones they are computed from keep spec order
+    result.values = {n: result.values[n] for n in spec.features if n in result.values}
+    result.missing = {n: result.missing[n] for n in spec.features if n in result.missing}
     return result
+
+
+def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: MissingFeature | None) -> FeatureValue | MissingFeature:
+    feature = spec.features[name]
+    assert feature.derived is not None
+    needs = sorted(spec.derived_inputs(name))
+    absent = [n for n in needs if n not in result.values]
+    ignored = measured.ignored if measured else []
+    if absent:
+        labels = ", ".join(spec.features[n].label.lower() for n in absent)
+        lead = f"{measured.reason}; it" if measured else "It"
+        return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
+                              reason=f"{lead} cannot be computed without {labels}")
+    try:
+        value = Expression(feature.derived).evaluate({n: result.values[n].value for n in needs})
+    except ExpressionError as exc:
+        return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
+                              reason=f"Could not be computed: {exc}")
+    sources = [s for n in needs for s in result.values[n].sources if s.resource_type != "Patient"]
+    dates = [result.values[n].date for n in needs if result.values[n].date]
+    labels = ", ".join(spec.features[n].label.lower() for n in needs)
+    return FeatureValue(name=name, value=value, unit=feature.unit, label=feature.label,
+                        display=_display(feature, value), sources=sources, note=f"computed from {labels}",
+                        date=min(dates) if dates else None)
 
 
 class _Context:
@@ -91,6 +133,8 @@ class _Context:
     def _matching(self, source: Source) -> list[Resource]:
         if source.codes:
             found = self.index.with_codes(source.resource, source.codes)
+        elif not source.valueset:
+            found = list(self.index.by_type.get(source.resource, ()))
         else:
             found = []
         if source.valueset:
@@ -104,6 +148,8 @@ class _Context:
                 )
                 if any(vs.lookup(s, c) for s, c, _ in codings(concept)):
                     found.append(res)
+        if source.where:
+            found = [res for res in found if _fhirpath_true(source.where, res)]
         return found
 
     def _ref(self, res: Resource, source: Source) -> SourceRef:
@@ -229,7 +275,9 @@ class _Context:
                 note=feature.default_note, sources=ignored,
             )
         window = f" in the last {_window(feature.lookback_days)}" if feature.lookback_days else ""
-        reason = f"No usable {feature.label.lower()} on record{window}"
+        reason = f"Nothing usable on record{window}"
+        if feature.missing_note:
+            reason += f": {feature.missing_note}"
         if ignored:
             reason += f"; {len(ignored)} result{'s' if len(ignored) > 1 else ''} passed over"
         return MissingFeature(name=name, reason=reason, required=feature.required, label=feature.label,
@@ -284,6 +332,18 @@ class _Context:
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=256)
+def _compiled(expression: str) -> Any:
+    return fhirpathpy.compile(expression)
+
+
+def _fhirpath_true(expression: str, res: Resource) -> bool:
+    try:
+        return _compiled(expression)(res) == [True]
+    except Exception:  # fhirpathpy raises assorted errors on unexpected shapes; such a resource does not match
+        return False
+
+
 def _check_status(res: Resource, source: Source) -> None:
     allowed = source.allowed_statuses()
     rtype = source.resource

@@ -9,9 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import fhirpathpy
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fhir_mapping.expressions import Expression, ExpressionError
 from fhir_mapping.units import default_registry
 from fhir_mapping.valuesets import ValueSetError, ValueSetLibrary
 
@@ -69,6 +71,17 @@ class Source(_Strict):
     valueset: str | None = None
     component: tuple[str, ...] = ()  # Observation component codes (BP panels)
     statuses: tuple[str, ...] | None = None
+    where: str | None = None  # FHIRPath boolean on each resource, for what codes cannot express
+
+    @field_validator("where")
+    @classmethod
+    def _fhirpath(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                fhirpathpy.compile(value)
+            except Exception as exc:  # fhirpathpy raises several parser exception types
+                raise ValueError(f"FHIRPath '{value}' does not parse: {exc}") from exc
+        return value
 
     @field_validator("codes", "component")
     @classmethod
@@ -77,8 +90,8 @@ class Source(_Strict):
 
     @model_validator(mode="after")
     def _one_filter(self) -> Source:
-        if not self.codes and not self.valueset:
-            raise ValueError("a source needs `codes` or `valueset`")
+        if not self.codes and not self.valueset and not self.where:
+            raise ValueError("a source needs `codes`, `valueset` or `where`")
         if self.component and self.resource != "Observation":
             raise ValueError("`component` only applies to Observation sources")
         return self
@@ -108,6 +121,7 @@ class Feature(_Strict):
     required: bool = True
     demographic: Demographic | None = None
     sources: tuple[Source, ...] = ()
+    derived: str | None = None  # expression over other features, used when no source gives a value
     value: ValueKind = "quantity"
     unit: str | None = None
     analyte: str | None = None
@@ -116,6 +130,7 @@ class Feature(_Strict):
     aggregate: Aggregate = "latest"
     default: float | None = None
     default_note: str | None = None
+    missing_note: str | None = None  # what a clinician should know when the feature is absent
     display: dict[str, str] = Field(default_factory=dict)  # rendered value ("1") -> words ("Current smoker")
     order: OrderCode | None = None
 
@@ -126,8 +141,13 @@ class Feature(_Strict):
                 raise ValueError("a demographic feature takes no `sources`")
             if self.demographic in ("gender", "race", "ethnicity") and self.answers is None:
                 raise ValueError(f"demographic '{self.demographic}' needs `answers.map`")
-        elif not self.sources:
-            raise ValueError("a feature needs `sources` or `demographic`")
+        elif not self.sources and not self.derived:
+            raise ValueError("a feature needs `sources`, `derived` or `demographic`")
+        if self.derived is not None:
+            try:
+                Expression(self.derived)
+            except ExpressionError as exc:
+                raise ValueError(str(exc)) from exc
         if self.value == "quantity" and not self.demographic:
             if not self.unit:
                 raise ValueError("a quantity feature needs `unit`")
@@ -148,6 +168,38 @@ class FeatureSpec(_Strict):
     spec_version: Literal[1] = 1
     features: dict[str, Feature]
 
+    @model_validator(mode="after")
+    def _derivations(self) -> FeatureSpec:
+        for name in self.derivation_order():
+            unknown = self.derived_inputs(name) - set(self.features)
+            if unknown:
+                raise ValueError(f"features.{name}.derived uses unknown feature(s) {', '.join(sorted(unknown))}")
+        return self
+
+    def derived_inputs(self, name: str) -> set[str]:
+        feature = self.features[name]
+        return Expression(feature.derived).names if feature.derived else set()
+
+    def derivation_order(self) -> list[str]:
+        """Derived features in an order where each comes after the derived features it uses."""
+        order: list[str] = []
+        visiting: set[str] = set()
+
+        def visit(name: str) -> None:
+            if name in order or name not in self.features or not self.features[name].derived:
+                return
+            if name in visiting:
+                raise ValueError(f"features.{name}.derived: circular derivation")
+            visiting.add(name)
+            for dep in sorted(self.derived_inputs(name)):
+                visit(dep)
+            visiting.discard(name)
+            order.append(name)
+
+        for feature_name in self.features:
+            visit(feature_name)
+        return order
+
     def prefetch_plan(self, valuesets: ValueSetLibrary) -> dict[str, PrefetchKey]:
         """FHIR query templates asking for exactly what the features use (one per resource type and code set),
         each with the features it feeds, so a key that cannot be fetched marks exactly those features unknown."""
@@ -157,7 +209,7 @@ class FeatureSpec(_Strict):
         def add(key: str, template: str, feature: str) -> None:
             existing = by_template.setdefault(template, key)
             entry = plan.get(existing)
-            plan[existing] = PrefetchKey(template, (entry.features if entry else ()) + (feature,))
+            plan[existing] = PrefetchKey(template=template, features=(entry.features if entry else ()) + (feature,))
 
         for name, feature in self.features.items():
             if feature.demographic:
@@ -166,7 +218,7 @@ class FeatureSpec(_Strict):
                 add(_prefetch_key(source.resource, name, i, len(feature.sources)), _template_for(source, valuesets),
                     name)
         if "patient" not in plan:
-            plan = {"patient": PrefetchKey("Patient/{{context.patientId}}", ()), **plan}
+            plan = {"patient": PrefetchKey(template="Patient/{{context.patientId}}", features=()), **plan}
         return plan
 
 

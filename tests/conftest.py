@@ -1,0 +1,81 @@
+"""Shared fixtures: a configured app on an in-memory transport, signed calls, and the shipped model repository."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cds_hooks.settings import Settings, load_settings
+from cds_hooks.signing import LocalKey, load_local_key, mint_token
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+KEYS = Path(__file__).resolve().parent / "fixtures" / "keys"
+TEST_ISSUER = "https://ehr.test/cds-client"
+
+
+@pytest.fixture(scope="session")
+def local_key() -> LocalKey:
+    return load_local_key(KEYS / "local")
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings for a test: shipped models, SQLite in tmp_path, JWT auth trusting the test key."""
+    jwks = json.loads((KEYS / "local" / "jwks.json").read_text())
+    base: dict[str, Any] = {
+        "models": {"root": str(MODELS)},
+        "store": {"url": f"sqlite:///{tmp_path / 'store.sqlite3'}", "hmac_secret": "test-secret-0123456789",
+                  "spool_dir": str(tmp_path / "spool")},
+        "auth": {"enabled": True, "clients": [{"iss": TEST_ISSUER, "jwks": jwks,
+                                                "fhir_servers": ["http://127.0.0.1:1/fhir"]}]},
+    }
+    _merge(base, overrides)
+    return load_settings(None, **base)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+class SignedClient:
+    """A TestClient that signs every call as a CDS client would (aud = the exact URL called)."""
+
+    def __init__(self, client: TestClient, key: LocalKey, issuer: str = TEST_ISSUER) -> None:
+        self.client, self.key, self.issuer = client, key, issuer
+
+    def headers(self, path: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {mint_token(self.key, self.issuer, f'http://testserver{path}')}"}
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.client.get(path, headers={**self.headers(path), **kw.pop("headers", {})}, **kw)
+
+    def post(self, path: str, **kw: Any) -> Any:
+        return self.client.post(path, headers={**self.headers(path), **kw.pop("headers", {})}, **kw)
+
+    @property
+    def app(self) -> Any:
+        return self.client.app
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
+    return lambda **overrides: make_settings(tmp_path, **overrides)
+
+
+@pytest.fixture
+def api(tmp_path: Path, local_key: LocalKey) -> Iterator[SignedClient]:
+    """The app with the shipped models, started (lifespan) and stopped around the test."""
+    from cds_hooks.app import create_app
+
+    app = create_app(make_settings(tmp_path))
+    with TestClient(app) as client:
+        yield SignedClient(client, local_key)

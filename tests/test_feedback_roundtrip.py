@@ -1,0 +1,70 @@
+"""Feedback round trip: a card is shown, the clinician accepts or overrides it, the store joins it to the prediction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fhirfactory as F
+from test_pce_endpoint import call
+
+FEEDBACK = "/cds-services/ascvd-pce-10y/feedback"
+
+
+def show_card(api: Any) -> dict[str, Any]:
+    resp = call(api, F.pce_record(gender="male", race="white", sbp=150, smoker=True))
+    assert resp.status_code == 200
+    return resp.json()["cards"][0]
+
+
+def flush(api: Any) -> Any:
+    state = api.app.state.cds
+    assert state.recorder.flush(10.0)
+    return state.store
+
+
+def test_accepted_and_overridden_are_stored_and_joined(api: Any) -> None:
+    shown = show_card(api)
+    overridden = show_card(api)
+    accepted_item = {"card": shown["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-11-24T12:05:00Z",
+                     "acceptedSuggestions": [{"id": shown["suggestions"][0]["uuid"]}]}
+    reason = overridden["overrideReasons"][0]
+    overridden_item = {"card": overridden["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-24T12:06:00Z",
+                       "overrideReason": {"reason": reason, "userComment": "values from an outside lab"}}
+    resp = api.post(FEEDBACK, json={"feedback": [accepted_item, overridden_item]})
+    assert resp.status_code == 200 and resp.json() == {}
+    rows = {r["card_uuid"]: r for r in flush(api).feedback_joined()}
+    assert rows[shown["uuid"]]["outcome"] == "accepted"
+    assert rows[shown["uuid"]]["accepted_suggestions"] == [shown["suggestions"][0]["uuid"]]
+    assert rows[shown["uuid"]]["model_id"] == "ascvd-pce-10y"
+    assert rows[shown["uuid"]]["model_version"] == "1.0.0"
+    assert rows[overridden["uuid"]]["override_reason_code"] == reason["code"]
+    assert rows[overridden["uuid"]]["category"] == "intermediate"
+
+
+def test_duplicate_feedback_is_stored_once(api: Any) -> None:
+    shown = show_card(api)
+    item = {"card": shown["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-11-24T12:05:00Z",
+            "acceptedSuggestions": [{"id": shown["suggestions"][0]["uuid"]}]}
+    for _ in range(2):
+        assert api.post(FEEDBACK, json={"feedback": [item]}).status_code == 200
+    rows = [r for r in flush(api).feedback_joined() if r["card_uuid"] == shown["uuid"]]
+    assert len(rows) == 1
+
+
+def test_bad_feedback_names_the_field(api: Any) -> None:
+    resp = api.post(FEEDBACK, json={"feedback": [{"card": "not-a-uuid", "outcome": "accepted",
+                                                  "outcomeTimestamp": "2026-11-24T12:05:00Z"}]})
+    assert resp.status_code == 400
+    assert resp.json()["issue"][0]["expression"] == ["feedback[0].card"]
+    resp = api.post(FEEDBACK, json={"feedback": [{"card": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+                                                  "outcome": "maybe", "outcomeTimestamp": "2026-11-24T12:05:00Z"}]})
+    assert resp.json()["issue"][0]["expression"] == ["feedback[0].outcome"]
+    assert api.post("/cds-services/nope/feedback", json={"feedback": []}).status_code == 404
+
+
+def test_prediction_is_recorded_without_patient_identifiers(api: Any) -> None:
+    shown = show_card(api)
+    store = flush(api)
+    rows = store.predictions_for_card(shown["uuid"])
+    assert rows and rows[0]["model_id"] == "ascvd-pce-10y"
+    assert rows[0]["patient_key"] != "p1" and len(rows[0]["patient_key"]) >= 32

@@ -1,0 +1,123 @@
+"""Mapping edge cases real records bring, on the shipped PCE feature spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fhirfactory as F
+from fhir_mapping.index import ResourceIndex
+from fhir_mapping.mapper import map_features
+from fhir_mapping.result import MappingResult
+from fhir_mapping.spec import FeatureSpec, load_feature_spec
+from fhir_mapping.valuesets import ValueSetLibrary
+
+FOLDER = Path(__file__).resolve().parent.parent / "models" / "ascvd-pce-10y" / "1.0.0"
+
+
+@pytest.fixture(scope="module")
+def spec() -> tuple[FeatureSpec, ValueSetLibrary]:
+    library = ValueSetLibrary([FOLDER / "valuesets"])
+    return load_feature_spec(FOLDER / "features.yaml", library), library
+
+
+def run(spec: tuple[FeatureSpec, ValueSetLibrary], resources: list[dict[str, Any]]) -> MappingResult:
+    index = ResourceIndex.from_prefetch({"all": F.bundle(resources, "searchset")})
+    return map_features(spec[0], index, at=F.NOW, valuesets=spec[1], patient_id="p1")
+
+
+def without(code: str, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in resources if r.get("code", {}).get("coding", [{}])[0].get("code") != code]
+
+
+def test_mmol_per_litre_cholesterol_is_converted(spec: Any) -> None:
+    record = without("2093-3", F.pce_record()) + [F.quantity_obs("14647-2", 5.5, "mmol/L")]
+    result = run(spec, record)
+    value = result.values["total_cholesterol"]
+    assert value.value == pytest.approx(5.5 * 38.67, abs=1e-9)
+    assert value.unit == "mg/dL"
+    src = value.sources[0]
+    assert (src.original_value, src.original_unit) == (5.5, "mmol/L")
+    assert src.note == "converted from 5.5 mmol/L"
+
+
+@pytest.mark.parametrize("shape", ["85354-9", "55284-4", "standalone"])
+def test_each_blood_pressure_shape(spec: Any, shape: str) -> None:
+    bp = F.quantity_obs("8480-6", 131, "mm[Hg]") if shape == "standalone" else F.bp_panel(131, panel=shape)
+    result = run(spec, without("85354-9", F.pce_record()) + [bp])
+    assert result.values["sbp"].value == 131
+    assert result.values["sbp"].sources[0].reference == f"Observation/{bp['id']}"
+
+
+def test_latest_blood_pressure_wins_across_shapes(spec: Any) -> None:
+    record = without("85354-9", F.pce_record()) + [
+        F.bp_panel(150, days=100), F.quantity_obs("8480-6", 128, "mmHg", days=3, ucum=False)]
+    assert run(spec, record).values["sbp"].value == 128
+
+
+def test_value_older_than_window_is_ignored_and_reported(spec: Any) -> None:
+    old = F.quantity_obs("2093-3", 240, "mg/dL", days=800)
+    result = run(spec, without("2093-3", F.pce_record()) + [old])
+    missing = result.missing["total_cholesterol"]
+    assert missing.required
+    assert "last 2 years" in missing.reason and "1 result passed over" in missing.reason
+    assert missing.ignored[0].reference == f"Observation/{old['id']}"
+    assert "older than the 2 years look-back window" in (missing.ignored[0].note or "")
+
+
+def test_entered_in_error_is_never_used(spec: Any) -> None:
+    wrong = F.quantity_obs("2093-3", 300, "mg/dL", days=1, status="entered-in-error")
+    result = run(spec, F.pce_record() + [wrong])
+    assert result.values["total_cholesterol"].value == 213
+    blood = F.bp_panel(180, days=1, status="entered-in-error")
+    assert run(spec, F.pce_record() + [blood]).values["sbp"].value == 120
+
+
+def test_no_smoking_observation_is_missing_not_non_smoker(spec: Any) -> None:
+    result = run(spec, without("72166-2", F.pce_record()))
+    assert "smoker" not in result.values
+    missing = result.missing["smoker"]
+    assert missing.required and "never assumed" in missing.reason
+
+
+def test_unknown_smoking_answer_is_reported(spec: Any) -> None:
+    odd = F.smoking("999999999", days=1)
+    result = run(spec, without("72166-2", F.pce_record()) + [odd])
+    assert "not one the model can interpret" in (result.missing["smoker"].ignored[0].note or "")
+
+
+def test_incompatible_unit_is_unusable_with_reason(spec: Any) -> None:
+    bad = F.quantity_obs("2093-3", 2.1, "g", days=1)
+    result = run(spec, without("2093-3", F.pce_record()) + [bad])
+    note = result.missing["total_cholesterol"].ignored[0].note or ""
+    assert note.startswith("unusable unit") and "'g'" in note
+
+
+def test_medication_product_codes_and_contained_medication(spec: Any) -> None:
+    record = F.pce_record() + [F.med_request("314076", contained=True)]
+    assert run(spec, record).values["bp_treated"].value == 1
+    stopped = F.pce_record() + [F.med_request("314076", status="stopped")]
+    value = run(spec, stopped).values["bp_treated"]
+    assert value.value == 0 and value.defaulted
+
+
+def test_diabetes_from_snomed_or_icd10_and_not_from_refuted(spec: Any) -> None:
+    assert run(spec, F.pce_record(diabetes=True)).values["diabetes"].value == 1
+    icd = F.condition("E11.9", "http://hl7.org/fhir/sid/icd-10-cm")
+    assert run(spec, F.pce_record() + [icd]).values["diabetes"].value == 1
+    refuted = F.condition("44054006", verification="refuted")
+    resolved = F.condition("44054006", clinical="resolved")
+    value = run(spec, F.pce_record() + [refuted, resolved]).values["diabetes"]
+    assert value.value == 0 and value.defaulted
+
+
+def test_demographics(spec: Any) -> None:
+    result = run(spec, F.pce_record(age=61, gender="male", race="black"))
+    assert result.values["age"].value == 61
+    assert result.values["female"].value == 0
+    assert result.values["black"].value == 1 and not result.values["black"].defaulted
+    unknown = run(spec, [F.patient("p1", gender="unknown")] + F.pce_record()[1:])
+    assert "female" not in unknown.values
+    assert "sex-specific" in unknown.missing["female"].reason
