@@ -258,6 +258,7 @@ def summarise(bundle: JsonDict, reference_date: date) -> JsonDict:
         "has_atrial_fibrillation": bool(active_conditions & ATRIAL_FIBRILLATION_CODES),
         "has_ckd": bool(active_conditions & CKD_CODES),
         "current_smoker": latest_smoking in CURRENT_SMOKER_CODES,
+        "smoking_status": latest_smoking,
         "active_medication_rxnorm": active_meds,
         "observation_counts": counts,
         "resource_count": len(resources),

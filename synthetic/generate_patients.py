@@ -137,11 +137,15 @@ def normalise_r4(bundle: JsonDict) -> JsonDict:
 
 
 def write_patients(
-    settings: Settings, out: Path, count: int | None = None, indices: Sequence[int] | None = None
+    settings: Settings,
+    out: Path,
+    count: int | None = None,
+    indices: Sequence[int] | None = None,
+    start_index: int = 0,
 ) -> JsonDict:
     """Write bundles and `index.json` into `out`; returns the index document.
 
-    With `count`, patient indices 0, 1, 2, ... are tried until `count` living patients are
+    With `count`, patient indices start_index, start_index + 1, ... are tried until `count` living patients are
     written. With `indices`, exactly those patients are written (an error if one is dead).
     """
     if (count is None) == (indices is None):
@@ -149,7 +153,7 @@ def write_patients(
     factory = PatientFactory(settings)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[JsonDict] = []
-    candidates = list(indices) if indices is not None else range((count or 0) * MAX_ATTEMPTS_FACTOR)
+    candidates = list(indices) if indices is not None else range(start_index, start_index + (count or 0) * MAX_ATTEMPTS_FACTOR)
     for index in candidates:
         if count is not None and len(rows) >= count:
             break
@@ -208,8 +212,10 @@ def write_large_record(settings: Settings, out: Path, target_bytes: int) -> int:
     chosen = serialise(full)
     ref = settings.reference_date
     for years in range(1, settings.max_age + 2):
-        data = serialise(normalise_r4(trim_history(full, _years_before(ref, years))))
+        trimmed = trim_history(full, _years_before(ref, years))
+        data = serialise(trimmed)
         if len(data) >= target_bytes:
+            normalise_r4(trimmed)
             chosen = data
             break
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -221,6 +227,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, help="number of living patients to write")
     parser.add_argument("--indices", help="comma-separated patient indices to write instead of --count")
+    parser.add_argument("--start-index", type=int, default=0, help="first patient index tried with --count")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--min-age", type=int, default=30)
     parser.add_argument("--max-age", type=int, default=80)
@@ -279,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError:
             print("--indices: expected comma-separated integers", file=sys.stderr)
             return 2
-    document = write_patients(settings, args.out, count=args.count, indices=indices)
+    document = write_patients(settings, args.out, count=args.count, indices=indices, start_index=args.start_index)
     print(f"wrote {len(document['patients'])} patients to {args.out}", file=sys.stderr)
     return 0
 
