@@ -1,0 +1,70 @@
+"""Model cards: JSON documents, the HTML page a card links to, the source icon, and the `models` CLI."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from inference.model_card import required_attributes
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = str(Path(sys.executable).parent / "cds-onnx")
+
+
+def test_models_list_and_document(api: Any) -> None:
+    listing = api.client.get("/models").json()["models"]
+    ids = {m["id"] for m in listing}
+    assert "ascvd-pce-10y" in ids
+    for model in listing:
+        doc = api.client.get(f"/models/{model['id']}").json()
+        attrs = doc["model_card"]["attributes"]
+        missing = [k for k in required_attributes(doc["kind"]) if k not in attrs]
+        assert not missing, f"{model['id']} lacks {missing}"
+        assert doc["card_url"] == f"http://testserver/models/{model['id']}/card"
+
+
+def test_html_model_card_renders_every_attribute(api: Any) -> None:
+    resp = api.client.get("/models/ascvd-pce-10y/card")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    page = resp.text
+    assert "<h1>10-year ASCVD risk (2013 ACC/AHA Pooled Cohort Equations)</h1>" in page
+    for title in required_attributes("evidence-based").values():
+        assert title.replace("&", "&amp;") in page
+    assert "Total cholesterol" in page and "130" in page and "320" in page
+    assert api.client.get("/models/nope/card").status_code == 404
+
+
+def test_card_links_point_at_the_model_card(api: Any) -> None:
+    from test_pce_endpoint import call
+
+    import fhirfactory as F
+
+    card = call(api, F.pce_record()).json()["cards"][0]
+    assert card["source"]["url"] == "http://testserver/models/ascvd-pce-10y/card"
+    assert card["links"][0] == {"label": "Model card and validation", "type": "absolute",
+                                "url": "http://testserver/models/ascvd-pce-10y/card"}
+    assert api.client.get(card["source"]["url"].replace("http://testserver", "")).status_code == 200
+
+
+def test_source_icon_is_a_100_pixel_png(api: Any) -> None:
+    png = api.client.get("/static/icon.png")
+    assert png.headers["content-type"] == "image/png"
+    assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png.content[16:24])
+    assert (width, height) == (100, 100)
+
+
+def test_models_cli() -> None:
+    listed = subprocess.run([CLI, "models", "list", "--config", "config/development.toml"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert "ascvd-pce-10y: champion 1.0.0" in listed.stdout
+    valid = subprocess.run([CLI, "models", "validate", "--config", "config/development.toml"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert valid.returncode == 0 and valid.stdout.startswith("ok:")
+    card = subprocess.run([CLI, "models", "card", "ascvd-pce-10y", "--config", "config/development.toml"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert '"id": "ascvd-pce-10y"' in card.stdout
