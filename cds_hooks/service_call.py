@@ -146,18 +146,31 @@ class ServiceCaller:
 
 
 def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: MappingResult) -> list[str]:
-    """Features fed by a prefetch key that could not be obtained become missing, never silently defaulted."""
+    """Features whose prefetch keys could not be obtained are never silently defaulted.
+
+    When every key a feature reads from failed, the feature becomes missing (required → 412). When some of its keys
+    were obtained (e.g. MedicationRequest but not MedicationStatement), a defaulted value stands, with a note naming
+    what could not be checked.
+    """
     features = service.model.champion.spec.features
+    keys_of: dict[str, list[str]] = {}
+    for key, pk in service.plan.items():
+        for name in pk.features:
+            keys_of.setdefault(name, []).append(key)
     gone: list[str] = []
-    for key, reason in outcome.failed.items():
-        for name in service.plan[key].features:
-            fv = mapping.values.get(name)
-            if fv is not None and not fv.defaulted:
-                continue  # another source supplied a value
-            mapping.values.pop(name, None)
-            mapping.missing[name] = MissingFeature(
-                name=name, label=features[name].label, required=features[name].required,
-                reason=f"Could not be retrieved from the EHR ({reason})",
-            )
-            gone.append(name)
+    for name, keys in keys_of.items():
+        failed = [k for k in keys if k in outcome.failed]
+        fv = mapping.values.get(name)
+        if not failed or (fv is not None and not fv.defaulted):
+            continue  # everything obtained, or a real value was found anyway
+        reasons = "; ".join(f"{k}: {outcome.failed[k]}" for k in failed)
+        if len(failed) < len(keys) and fv is not None:
+            fv.note = f"{fv.note}; could not check {', '.join(failed)} ({reasons})" if fv.note else reasons
+            continue
+        mapping.values.pop(name, None)
+        mapping.missing[name] = MissingFeature(
+            name=name, label=features[name].label, required=features[name].required,
+            reason=f"Could not be retrieved from the EHR ({reasons})",
+        )
+        gone.append(name)
     return gone
