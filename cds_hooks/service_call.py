@@ -18,6 +18,7 @@ import httpx
 
 from cards.builder import CardContext, build_cards
 from cds_hooks.auth import ClientIdentity, TrustedClient, fhir_server_allowed
+from cds_hooks.cohort import cohort_of
 from cds_hooks.errors import ApiError, bad_request
 from cds_hooks.hooks import validate_context
 from cds_hooks.prefetch import PrefetchOutcome, resolve_prefetch
@@ -100,14 +101,15 @@ class ServiceCaller:
         cards = build_cards(champion.manifest, champion.spec, prediction, mapping, ctx)
         timings["rendering"] = (time.perf_counter() - t3) * 1000
 
-        self._record(service, req, identity, at, champion, mapping, prediction, cards)
+        cohort = cohort_of(index.patient(patient_id), at)
+        self._record(service, req, identity, at, champion, mapping, prediction, cards, cohort)
         if shadow is not None and service.model.challenger is not None:
-            self._record(service, req, identity, at, service.model.challenger, mapping, shadow, [])
+            self._record(service, req, identity, at, service.model.challenger, mapping, shadow, [], cohort)
         return CallResult({"cards": cards}, outcome, mapping, prediction, timings)
 
     def _record(self, service: CdsService, req: HookRequest, identity: ClientIdentity, at: datetime,
                 runtime: ModelRuntime, mapping: MappingResult, prediction: Prediction,
-                cards: list[dict[str, Any]]) -> None:
+                cards: list[dict[str, Any]], cohort: dict[str, str]) -> None:
         record = PredictionRecord(
             prediction_id=str(uuid.uuid4()),
             hook_instance=req.hook_instance,
@@ -138,6 +140,8 @@ class ServiceCaller:
             ],
             tenant=identity.tenant,
             client_id=None if identity.iss == "anonymous" else identity.iss,
+            primary_output=runtime.manifest.primary.name,
+            cohort=cohort,
         )
         try:
             self.record(record)

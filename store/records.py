@@ -41,6 +41,8 @@ class PredictionRecord:
     cards: list[CardRecord] = field(default_factory=list)  # empty for challengers (never shown)
     tenant: str | None = None
     client_id: str | None = None  # JWT iss
+    primary_output: str = ""  # which of `outputs` is the model's primary score
+    cohort: dict[str, str] = field(default_factory=dict)  # group labels for fairness audits: sex, age band, race
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from cds_hooks.settings import Settings, load_settings
 from cds_hooks.signing import LocalKey, load_local_key, mint_token
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = ROOT / "models"
+MODELS = Path(os.environ.get("CDS_ONNX_TEST_MODELS", ROOT / "models"))  # another model repository to test
 KEYS = Path(__file__).resolve().parent / "fixtures" / "keys"
 TEST_ISSUER = "https://ehr.test/cds-client"
 

@@ -1,0 +1,46 @@
+"""Cohort labels recorded with each prediction so monitoring can audit fairness by sex, age band and race.
+
+They are coarse group labels (e.g. "female", "50-59", "Black or African American"), never identifiers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fhir_mapping.fhirdates import age_in_years, parse_fhir_date
+
+US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+US_CORE_ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
+
+
+def cohort_of(patient: dict[str, Any] | None, at: datetime) -> dict[str, str]:
+    if not patient:
+        return {}
+    cohort: dict[str, str] = {}
+    gender = patient.get("gender")
+    cohort["sex"] = gender if gender in ("female", "male", "other") else "unknown"
+    birth = parse_fhir_date(patient.get("birthDate"))
+    if birth is not None:
+        age = age_in_years(birth, at.date())
+        low = max(0, (age // 10) * 10)
+        cohort["age_band"] = f"{low}-{low + 9}" if age < 80 else "80+"
+    else:
+        cohort["age_band"] = "unknown"
+    cohort["race"] = _omb(patient, US_CORE_RACE)
+    cohort["ethnicity"] = _omb(patient, US_CORE_ETHNICITY)
+    return cohort
+
+
+def _omb(patient: dict[str, Any], url: str) -> str:
+    labels = []
+    for ext in patient.get("extension") or ():
+        if isinstance(ext, dict) and ext.get("url") == url:
+            for sub in ext.get("extension") or ():
+                if isinstance(sub, dict) and sub.get("url") == "ombCategory":
+                    coding = sub.get("valueCoding") or {}
+                    if isinstance(coding, dict) and coding.get("display"):
+                        labels.append(str(coding["display"]))
+    if not labels:
+        return "not recorded"
+    return labels[0] if len(labels) == 1 else "multiple"

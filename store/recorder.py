@@ -1,0 +1,161 @@
+"""Recording off the request path: a bounded queue, a writer thread, and a disk spool so nothing accepted is lost.
+
+`submit` never blocks and never raises. When the queue is full or the database is failing, the record is appended to
+a JSONL spool file (fsync'd); the writer replays the spool once the database answers again, and at every start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from store.records import CardRecord, PredictionRecord
+from store.store import Store
+
+log = logging.getLogger(__name__)
+_STOP = object()
+
+
+def record_to_json(rec: PredictionRecord) -> str:
+    def default(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        raise TypeError(type(value).__name__)
+
+    return json.dumps(dataclasses.asdict(rec), default=default, separators=(",", ":"))
+
+
+def record_from_json(line: str) -> PredictionRecord:
+    data = json.loads(line)
+    data["created_at"] = datetime.fromisoformat(data["created_at"])
+    data["cards"] = [CardRecord(**c) for c in data.get("cards", [])]
+    return PredictionRecord(**data)
+
+
+class Recorder:
+    def __init__(self, store: Store, max_queue: int = 10_000, spool_dir: Path | None = None,
+                 retry_seconds: float = 1.0) -> None:
+        self.store = store
+        self.spool_dir = Path(spool_dir or "var/spool")
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self._spool = self.spool_dir / "predictions.jsonl"
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._retry = retry_seconds
+        self.queued = self.written = self.spooled = self.failed = 0
+
+    # ---- producer side ------------------------------------------------------------------------------------------
+    def submit(self, rec: PredictionRecord) -> None:
+        try:
+            self._queue.put_nowait(rec)
+            self.queued += 1
+        except queue.Full:
+            self._to_spool(rec)
+
+    def _to_spool(self, rec: PredictionRecord) -> None:
+        try:
+            line = record_to_json(rec) + "\n"
+            with self._lock, open(self._spool, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+            self.spooled += 1
+        except Exception:  # last resort: the disk failed too; say so loudly, never fail the response
+            self.failed += 1
+            log.exception("prediction %s could not be spooled", rec.prediction_id)
+
+    # ---- writer side --------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="cds-onnx-recorder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self._replay_spool()
+        last_replay = time.monotonic()
+        while True:
+            try:
+                item = self._queue.get(timeout=self._retry)
+            except queue.Empty:
+                if self._spool.exists() and time.monotonic() - last_replay > self._retry:
+                    self._replay_spool()
+                    last_replay = time.monotonic()
+                continue
+            try:
+                if item is _STOP:
+                    return
+                self._write(item)
+            finally:
+                self._queue.task_done()
+
+    def _write(self, rec: PredictionRecord) -> None:
+        try:
+            self.store.write_prediction(rec)
+            self.written += 1
+        except Exception as exc:
+            log.warning("store unavailable (%s); prediction %s spooled", type(exc).__name__, rec.prediction_id)
+            self._to_spool(rec)
+
+    def _replay_spool(self) -> None:
+        with self._lock:
+            if not self._spool.exists():
+                return
+            replaying = self.spool_dir / f"replaying-{time.time_ns()}.jsonl"
+            self._spool.rename(replaying)
+        pending = sorted(self.spool_dir.glob("replaying-*.jsonl"))
+        for path in pending:
+            lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            for i, line in enumerate(lines):
+                try:
+                    rec = record_from_json(line)
+                except (ValueError, TypeError, KeyError):
+                    log.error("unreadable spool line in %s skipped", path.name)
+                    continue
+                try:
+                    self.store.write_prediction(rec)
+                    self.written += 1
+                except Exception:
+                    # database still down: put the rest back in the spool and try later
+                    with self._lock, open(self._spool, "a", encoding="utf-8") as fh:
+                        fh.write("\n".join(lines[i:]) + "\n")
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    path.unlink()
+                    return
+            path.unlink()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything queued (and spooled, if the database answers) is written."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            idle = self._queue.unfinished_tasks == 0
+            if idle and not self._spool.exists() and not any(self.spool_dir.glob("replaying-*.jsonl")):
+                return True
+            time.sleep(0.01)
+        return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Drain the queue into the database (or the spool), then stop the writer."""
+        if self._thread is None:
+            return
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            pass
+        self._thread.join(timeout)
+        while True:  # anything still queued (the writer timed out) goes to the spool, never lost
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                self._to_spool(item)
+        self._thread = None

@@ -1,0 +1,105 @@
+"""Tables for predictions, their features and cards, clinician feedback, and outcomes imported later.
+
+Patients and encounters appear only as keyed hashes (HMAC-SHA256 with a deployment secret), never as raw ids or names.
+Feedback is stored even when the card it names is unknown (it may arrive before the prediction is written), and a
+hash of its content makes repeated submissions idempotent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Prediction(Base):
+    __tablename__ = "predictions"
+
+    prediction_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    hook_instance: Mapped[str] = mapped_column(String(64), index=True)
+    hook: Mapped[str] = mapped_column(String(40))
+    service_id: Mapped[str] = mapped_column(String(80), index=True)
+    model_id: Mapped[str] = mapped_column(String(64), index=True)
+    model_version: Mapped[str] = mapped_column(String(32))
+    alias: Mapped[str] = mapped_column(String(16))
+    patient_key: Mapped[str] = mapped_column(String(64), index=True)
+    encounter_key: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    outputs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    score: Mapped[float | None] = mapped_column(Float)
+    category: Mapped[str | None] = mapped_column(String(40))
+    guard_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    missing: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    cohort: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    tenant: Mapped[str | None] = mapped_column(String(120))
+    client_id: Mapped[str | None] = mapped_column(String(300))
+
+
+class FeatureValueRow(Base):
+    __tablename__ = "feature_values"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    prediction_id: Mapped[str] = mapped_column(ForeignKey("predictions.prediction_id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    value: Mapped[float | None] = mapped_column(Float)
+    unit: Mapped[str | None] = mapped_column(String(40))
+    defaulted: Mapped[bool] = mapped_column(Boolean, default=False)
+    source_refs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class CardRow(Base):
+    __tablename__ = "cards"
+
+    card_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    prediction_id: Mapped[str] = mapped_column(ForeignKey("predictions.prediction_id", ondelete="CASCADE"), index=True)
+    summary: Mapped[str] = mapped_column(String(200))
+    indicator: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CardSuggestion(Base):
+    __tablename__ = "card_suggestions"
+
+    suggestion_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    card_uuid: Mapped[str] = mapped_column(ForeignKey("cards.card_uuid", ondelete="CASCADE"), index=True)
+
+
+class Feedback(Base):
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("dedupe_key", name="uq_feedback_dedupe"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dedupe_key: Mapped[str] = mapped_column(String(64))
+    card_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    service_id: Mapped[str] = mapped_column(String(80))
+    outcome: Mapped[str] = mapped_column(String(16))
+    outcome_timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    accepted_suggestions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    override_reason_system: Mapped[str | None] = mapped_column(String(200))
+    override_reason_code: Mapped[str | None] = mapped_column(String(80))
+    override_reason_display: Mapped[str | None] = mapped_column(String(300))
+    override_comment: Mapped[str | None] = mapped_column(Text)
+    client_id: Mapped[str | None] = mapped_column(String(300))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class Outcome(Base):
+    __tablename__ = "outcomes"
+    __table_args__ = (UniqueConstraint("patient_key", "system", "code", "observed_at", name="uq_outcome"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    patient_key: Mapped[str] = mapped_column(String(64), index=True)
+    system: Mapped[str] = mapped_column(String(200))
+    code: Mapped[str] = mapped_column(String(80))
+    label: Mapped[float] = mapped_column(Float)
+    observed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str | None] = mapped_column(String(300))
+
+
+Index("ix_predictions_model_time", Prediction.model_id, Prediction.created_at)

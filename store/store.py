@@ -1,0 +1,259 @@
+"""The Store: durable writes and the queries monitoring needs, on SQLite (default) or PostgreSQL.
+
+SQLite runs in WAL mode with synchronous=FULL, so a feedback item is on disk when write_feedback returns — the app
+answers 200 only after that. Patient and encounter ids are stored only as HMAC-SHA256 keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, delete, event, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from store.records import FeedbackRecord, PredictionRecord
+from store.schema import CardRow, CardSuggestion, FeatureValueRow, Feedback, Outcome, Prediction
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class Store:
+    """One database; thread-safe (a session per call)."""
+
+    def __init__(self, url: str, hmac_secret: bytes) -> None:
+        if len(hmac_secret) < 16:
+            raise ValueError("hmac_secret must be at least 16 bytes")
+        self.url = url
+        self._secret = hmac_secret
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"future": True}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=5)
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    # ---- lifecycle ----------------------------------------------------------------------------------------------
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (safe to run at every start)."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(resources.files("store") / "migrations"))
+        with self.engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:  # any driver error means "not reachable" to a readiness probe
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def patient_key(self, patient_id: str) -> str:
+        return hmac.new(self._secret, f"patient:{patient_id}".encode(), hashlib.sha256).hexdigest()
+
+    def _encounter_key(self, encounter_id: str | None) -> str | None:
+        if not encounter_id:
+            return None
+        return hmac.new(self._secret, f"encounter:{encounter_id}".encode(), hashlib.sha256).hexdigest()
+
+    # ---- writes -------------------------------------------------------------------------------------------------
+    def write_prediction(self, rec: PredictionRecord) -> None:
+        """Write a prediction with its features, cards and suggestions in one transaction (idempotent)."""
+        with self._sessions.begin() as session:
+            if session.get(Prediction, rec.prediction_id) is not None:
+                return
+            primary = None
+            if rec.outputs:
+                primary = rec.outputs.get(rec.primary_output) if rec.primary_output else next(iter(rec.outputs.values()))
+            session.add(Prediction(
+                prediction_id=rec.prediction_id, hook_instance=rec.hook_instance, hook=rec.hook,
+                service_id=rec.service_id, model_id=rec.model_id, model_version=rec.model_version, alias=rec.alias,
+                patient_key=self.patient_key(rec.patient_id), encounter_key=self._encounter_key(rec.encounter_id),
+                created_at=_utc(rec.created_at), outputs=rec.outputs, score=primary, category=rec.category,
+                guard_reasons=list(rec.guard_reasons), missing=dict(rec.missing), cohort=dict(rec.cohort),
+                tenant=rec.tenant, client_id=rec.client_id,
+            ))
+            session.flush()
+            for name, fv in rec.features.items():
+                session.add(FeatureValueRow(
+                    prediction_id=rec.prediction_id, name=name, value=fv.get("value"), unit=fv.get("unit"),
+                    defaulted=bool(fv.get("defaulted")),
+                    source_refs=[_safe_ref(s) for s in fv.get("sources", [])],
+                ))
+            for card in rec.cards:
+                session.add(CardRow(card_uuid=card.uuid, prediction_id=rec.prediction_id, summary=card.summary[:200],
+                                    indicator=card.indicator, created_at=_utc(rec.created_at)))
+                session.flush()
+                for sug in card.suggestion_uuids:
+                    session.add(CardSuggestion(suggestion_uuid=sug, card_uuid=card.uuid))
+
+    def write_feedback(self, items: list[FeedbackRecord]) -> int:
+        """Commit feedback items; duplicates are ignored. Returns how many rows were new."""
+        now = datetime.now(UTC)
+        rows = [_feedback_row(item, now) for item in items]
+        if not rows:
+            return 0
+        insert = (sqlite.insert if self.is_sqlite else postgresql.insert)(Feedback)
+        new = 0
+        with self._sessions.begin() as session:
+            for row in rows:  # one statement per row so rowcount tells duplicates apart on both dialects
+                stmt = insert.values(**row).on_conflict_do_nothing(index_elements=["dedupe_key"])
+                new += len(session.execute(stmt.returning(Feedback.id)).all())
+        return new
+
+    def write_outcomes(self, rows: list[dict[str, Any]]) -> int:
+        """Outcomes (patient_id or patient_key, system, code, label, observed_at, source); duplicates ignored."""
+        insert = (sqlite.insert if self.is_sqlite else postgresql.insert)(Outcome)
+        new = 0
+        with self._sessions.begin() as session:
+            for row in rows:
+                values = dict(row)
+                if "patient_id" in values:
+                    values["patient_key"] = self.patient_key(str(values.pop("patient_id")))
+                values["observed_at"] = _utc(values["observed_at"])
+                stmt = insert.values(**values).on_conflict_do_nothing(
+                    index_elements=["patient_key", "system", "code", "observed_at"])
+                new += len(session.execute(stmt.returning(Outcome.id)).all())
+        return new
+
+    def purge(self, older_than_days: int, now: datetime | None = None) -> dict[str, int]:
+        """Delete predictions (with their children) and feedback older than the retention period."""
+        if older_than_days <= 0:
+            raise ValueError("older_than_days must be positive")
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=older_than_days)
+        with self._sessions.begin() as session:
+            old = select(Prediction.prediction_id).where(Prediction.created_at < cutoff)
+            old_cards = select(CardRow.card_uuid).where(CardRow.prediction_id.in_(old))
+            counts = {
+                "card_suggestions": session.execute(
+                    delete(CardSuggestion).where(CardSuggestion.card_uuid.in_(old_cards))).rowcount,
+                "cards": session.execute(delete(CardRow).where(CardRow.prediction_id.in_(old))).rowcount,
+                "feature_values": session.execute(
+                    delete(FeatureValueRow).where(FeatureValueRow.prediction_id.in_(old))).rowcount,
+                "feedback": session.execute(delete(Feedback).where(Feedback.received_at < cutoff)).rowcount,
+                "outcomes": session.execute(delete(Outcome).where(Outcome.observed_at < cutoff)).rowcount,
+            }
+            counts["predictions"] = session.execute(delete(Prediction).where(Prediction.created_at < cutoff)).rowcount
+        return {k: int(v or 0) for k, v in counts.items()}
+
+    # ---- reads --------------------------------------------------------------------------------------------------
+    def session(self) -> Session:
+        return self._sessions()
+
+    def predictions_for_card(self, card_uuid: str) -> list[dict[str, Any]]:
+        with self._sessions() as session:
+            rows = session.execute(
+                select(Prediction).join(CardRow, CardRow.prediction_id == Prediction.prediction_id)
+                .where(CardRow.card_uuid == card_uuid)).scalars().all()
+            return [_prediction_dict(p) for p in rows]
+
+    def predictions(self, *, hook_instance: str | None = None, model_id: str | None = None,
+                    since: datetime | None = None) -> list[dict[str, Any]]:
+        query = select(Prediction).order_by(Prediction.created_at)
+        if hook_instance:
+            query = query.where(Prediction.hook_instance == hook_instance)
+        if model_id:
+            query = query.where(Prediction.model_id == model_id)
+        if since:
+            query = query.where(Prediction.created_at >= _utc(since))
+        with self._sessions() as session:
+            preds = session.execute(query).scalars().all()
+            ids = [p.prediction_id for p in preds]
+            features: dict[str, dict[str, Any]] = {i: {} for i in ids}
+            cards: dict[str, list[str]] = {i: [] for i in ids}
+            if ids:
+                for fv in session.execute(select(FeatureValueRow).where(FeatureValueRow.prediction_id.in_(ids))).scalars():
+                    features[fv.prediction_id][fv.name] = fv.value
+                for card in session.execute(select(CardRow).where(CardRow.prediction_id.in_(ids))).scalars():
+                    cards[card.prediction_id].append(card.card_uuid)
+            out = []
+            for p in preds:
+                d = _prediction_dict(p)
+                d["features"] = features[p.prediction_id]
+                d["card_uuids"] = cards[p.prediction_id]
+                out.append(d)
+            return out
+
+    def feedback_joined(self, since: datetime | None = None) -> list[dict[str, Any]]:
+        """Feedback rows with the prediction their card belongs to (prediction fields None when not yet known)."""
+        query = (select(Feedback, Prediction)
+                 .outerjoin(CardRow, CardRow.card_uuid == Feedback.card_uuid)
+                 .outerjoin(Prediction, Prediction.prediction_id == CardRow.prediction_id)
+                 .order_by(Feedback.id))
+        if since:
+            query = query.where(Feedback.received_at >= _utc(since))
+        with self._sessions() as session:
+            out = []
+            for fb, pred in session.execute(query).all():
+                row = {c: getattr(fb, c) for c in ("card_uuid", "service_id", "outcome", "outcome_timestamp",
+                                                  "accepted_suggestions", "override_reason_system",
+                                                  "override_reason_code", "override_reason_display",
+                                                  "override_comment", "client_id", "received_at")}
+                p = _prediction_dict(pred) if pred else {}
+                for key in ("prediction_id", "model_id", "model_version", "alias", "category", "score", "created_at"):
+                    row[key] = p.get(key)
+                out.append(row)
+            return out
+
+    def outcomes(self) -> list[dict[str, Any]]:
+        with self._sessions() as session:
+            return [{"patient_key": o.patient_key, "system": o.system, "code": o.code, "label": o.label,
+                     "observed_at": _utc(o.observed_at), "source": o.source}
+                    for o in session.execute(select(Outcome).order_by(Outcome.id)).scalars()]
+
+
+def _safe_ref(source: dict[str, Any]) -> dict[str, Any]:
+    """A source reference fit to keep: references to the patient or encounter lose their id."""
+    ref = str(source.get("reference") or "")
+    if ref.split("/", 1)[0] in ("Patient", "Encounter", "RelatedPerson") or ref.startswith("urn:"):
+        ref = ref.split("/", 1)[0] if "/" in ref else "urn"
+    return {"reference": ref, "date": source.get("date")}
+
+
+def _prediction_dict(p: Prediction) -> dict[str, Any]:
+    return {"prediction_id": p.prediction_id, "hook_instance": p.hook_instance, "hook": p.hook,
+            "service_id": p.service_id, "model_id": p.model_id, "model_version": p.model_version, "alias": p.alias,
+            "patient_key": p.patient_key, "encounter_key": p.encounter_key, "created_at": _utc(p.created_at),
+            "outputs": p.outputs, "score": p.score, "category": p.category, "guard_reasons": p.guard_reasons,
+            "missing": p.missing, "cohort": p.cohort, "tenant": p.tenant, "client_id": p.client_id}
+
+
+def _feedback_row(item: FeedbackRecord, now: datetime) -> dict[str, Any]:
+    stamp = _utc(item.outcome_timestamp).astimezone(UTC)
+    material = "|".join([item.service_id, item.card_uuid, item.outcome, stamp.isoformat(),
+                         ",".join(sorted(item.accepted_suggestions)), item.override_reason_system or "",
+                         item.override_reason_code or ""])
+    return {
+        "dedupe_key": hashlib.sha256(material.encode()).hexdigest(),
+        "card_uuid": item.card_uuid, "service_id": item.service_id, "outcome": item.outcome,
+        "outcome_timestamp": stamp, "accepted_suggestions": list(item.accepted_suggestions),
+        "override_reason_system": item.override_reason_system, "override_reason_code": item.override_reason_code,
+        "override_reason_display": item.override_reason_display, "override_comment": item.override_comment,
+        "client_id": item.client_id, "received_at": now,
+    }
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

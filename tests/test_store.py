@@ -1,0 +1,190 @@
+"""The store behaves the same on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from postgres_fixture import postgres_url  # noqa: F401  (pytest fixture)
+from store.records import CardRecord, FeedbackRecord, PredictionRecord
+from store.recorder import Recorder
+from store.store import Store
+
+SECRET = b"test-secret-0123456789"
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    s = Store(url, SECRET)
+    s.migrate()
+    yield s
+    if request.param == "postgresql":
+        with s.engine.begin() as conn:
+            for table in ("card_suggestions", "cards", "feature_values", "feedback", "outcomes", "predictions"):
+                conn.execute(text(f"DELETE FROM {table}"))
+    s.dispose()
+
+
+def prediction(patient: str = "patient-123", created: datetime = NOW, alias: str = "champion",
+               cards: int = 1) -> PredictionRecord:
+    card_list = [CardRecord(str(uuid.uuid4()), "10-year ASCVD risk 8.1% (intermediate)", "warning",
+                            [str(uuid.uuid4())]) for _ in range(cards)]
+    return PredictionRecord(
+        prediction_id=str(uuid.uuid4()), hook_instance=str(uuid.uuid4()), hook="patient-view",
+        service_id="ascvd-pce-10y", model_id="ascvd-pce-10y", model_version="1.0.0", alias=alias,
+        patient_id=patient, encounter_id="enc-9", created_at=created,
+        features={"age": {"value": 55.0, "unit": "a", "defaulted": False,
+                          "sources": [{"reference": "Patient/patient-123", "date": None}]},
+                  "diabetes": {"value": 0.0, "unit": None, "defaulted": True, "sources": []}},
+        missing={}, outputs={"risk_10y": 0.081}, category="intermediate", cards=card_list,
+        primary_output="risk_10y", cohort={"sex": "female", "age_band": "50-59", "race": "White"})
+
+
+def feedback(card: str, outcome: str = "accepted", suggestions: list[str] | None = None,
+             when: datetime = NOW) -> FeedbackRecord:
+    return FeedbackRecord(service_id="ascvd-pce-10y", card_uuid=card, outcome=outcome, outcome_timestamp=when,
+                          accepted_suggestions=suggestions or [])
+
+
+def test_migrate_is_repeatable(store: Store) -> None:
+    store.migrate()
+    assert store.ping()
+
+
+def test_prediction_round_trip(store: Store) -> None:
+    rec = prediction()
+    store.write_prediction(rec)
+    store.write_prediction(rec)  # idempotent
+    rows = store.predictions(hook_instance=rec.hook_instance)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["score"] == pytest.approx(0.081) and row["category"] == "intermediate"
+    assert row["features"] == {"age": 55.0, "diabetes": 0.0}
+    assert row["card_uuids"] == [rec.cards[0].uuid]
+    assert row["cohort"]["age_band"] == "50-59"
+    assert store.predictions_for_card(rec.cards[0].uuid)[0]["prediction_id"] == rec.prediction_id
+
+
+def test_patient_key_is_a_keyed_hash(store: Store, tmp_path: Path) -> None:
+    key = store.patient_key("patient-123")
+    assert len(key) == 64 and "patient-123" not in key
+    assert Store("sqlite://", b"another-secret-0123").patient_key("patient-123") != key
+    store.write_prediction(prediction())
+    assert store.predictions()[0]["patient_key"] == key
+    if store.is_sqlite:
+        raw = (tmp_path / "store.sqlite3").read_bytes() + b"".join(
+            p.read_bytes() for p in tmp_path.glob("store.sqlite3-*"))
+        assert b"patient-123" not in raw and b"enc-9" not in raw
+
+
+def test_feedback_joined_and_idempotent(store: Store) -> None:
+    rec = prediction()
+    store.write_prediction(rec)
+    card = rec.cards[0]
+    item = feedback(card.uuid, suggestions=card.suggestion_uuids)
+    assert store.write_feedback([item]) == 1
+    assert store.write_feedback([item]) == 0
+    over = FeedbackRecord(service_id="ascvd-pce-10y", card_uuid=card.uuid, outcome="overridden",
+                          outcome_timestamp=NOW + timedelta(minutes=1), override_reason_system="urn:x",
+                          override_reason_code="patient-declined", override_reason_display="Patient declined")
+    assert store.write_feedback([over, over]) == 1
+    rows = store.feedback_joined()
+    assert [r["outcome"] for r in rows] == ["accepted", "overridden"]
+    assert rows[0]["prediction_id"] == rec.prediction_id and rows[0]["model_version"] == "1.0.0"
+    assert rows[1]["override_reason_code"] == "patient-declined"
+
+
+def test_feedback_for_unknown_card_is_kept(store: Store) -> None:
+    unknown = str(uuid.uuid4())
+    assert store.write_feedback([feedback(unknown)]) == 1
+    row = store.feedback_joined()[0]
+    assert row["card_uuid"] == unknown and row["prediction_id"] is None
+
+
+def test_purge_by_retention(store: Store) -> None:
+    old = prediction(created=NOW - timedelta(days=800))
+    new = prediction(created=NOW - timedelta(days=10))
+    store.write_prediction(old)
+    store.write_prediction(new)
+    counts = store.purge(730, now=NOW)
+    assert counts["predictions"] == 1 and counts["cards"] == 1 and counts["feature_values"] == 2
+    assert [p["prediction_id"] for p in store.predictions()] == [new.prediction_id]
+
+
+def test_outcomes_are_keyed_and_deduplicated(store: Store) -> None:
+    rows = [{"patient_id": "patient-123", "system": "http://snomed.info/sct", "code": "44054006", "label": 1.0,
+             "observed_at": NOW, "source": "test"}]
+    assert store.write_outcomes(rows) == 1
+    assert store.write_outcomes(rows) == 0
+    assert store.outcomes()[0]["patient_key"] == store.patient_key("patient-123")
+
+
+class FlakyStore:
+    """Wraps a Store; fails writes while `down` is set (a database that is locked or unreachable)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner, self.down = inner, True
+
+    def write_prediction(self, rec: PredictionRecord) -> None:
+        if self.down:
+            raise ConnectionError("database unavailable")
+        self.inner.write_prediction(rec)
+
+
+def test_recorder_never_blocks_and_loses_nothing_while_the_database_is_down(tmp_path: Path) -> None:
+    real = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    real.migrate()
+    flaky = FlakyStore(real)
+    recorder = Recorder(flaky, max_queue=4, spool_dir=tmp_path / "spool", retry_seconds=0.05)  # type: ignore[arg-type]
+    recorder.start()
+    recs = [prediction() for _ in range(25)]
+    started = datetime.now(UTC)
+    for rec in recs:
+        recorder.submit(rec)
+    assert (datetime.now(UTC) - started).total_seconds() < 1.0
+    assert not recorder.flush(0.3)  # still down: not everything is written
+    assert (tmp_path / "spool").exists()
+    flaky.down = False
+    assert recorder.flush(10)
+    recorder.stop()
+    assert {p["prediction_id"] for p in real.predictions()} == {r.prediction_id for r in recs}
+
+
+def test_recorder_overflow_spools_and_stop_drains(tmp_path: Path) -> None:
+    real = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    real.migrate()
+    recorder = Recorder(real, max_queue=2, spool_dir=tmp_path / "spool", retry_seconds=0.05)
+    recs = [prediction() for _ in range(10)]
+    for rec in recs:  # writer not started yet: the queue overflows into the spool
+        recorder.submit(rec)
+    assert recorder.spooled == 8
+    recorder.start()  # replays the spool at start
+    recorder.stop()
+    assert recorder.flush(5) or True
+    restarted = Recorder(real, spool_dir=tmp_path / "spool", retry_seconds=0.05)
+    restarted.start()
+    assert restarted.flush(10)
+    restarted.stop()
+    assert len(real.predictions()) == 10
+    assert not list((tmp_path / "spool").glob("*.jsonl"))
+
+
+def test_sqlite_is_durable_by_configuration(tmp_path: Path) -> None:
+    s = Store(f"sqlite:///{tmp_path / 'd.sqlite3'}", SECRET)
+    s.migrate()
+    with s.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+    assert sqlite3.sqlite_version_info >= (3, 24)
