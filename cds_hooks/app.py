@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cds_hooks.auth import AuthError, ClientAuthenticator, ClientIdentity
 from cds_hooks.errors import ApiError, operation_outcome
 from cds_hooks.feedback import parse_feedback
+from cds_hooks.metrics import Metrics, observe_call
 from cds_hooks.request import parse_hook_request
 from cds_hooks.service_call import ServiceCaller
 from cds_hooks.services import CdsService, build_services
@@ -51,6 +53,12 @@ def create_app(settings: Settings) -> FastAPI:
     """Build the app; models are loaded and validated here so that a broken model folder fails fast."""
     repository = ModelRepository(settings.path(settings.models.root)).load()
     services = build_services(repository)
+    metrics = Metrics()
+    for entry in repository.entries.values():
+        for version, runtime in entry.versions.items():
+            alias = ("champion" if runtime is entry.champion else
+                     "challenger" if runtime is entry.challenger else "inactive")
+            metrics.model_valid.labels(entry.id, version, alias).set(1)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -80,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="cds-onnx", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.repository = repository
+    app.state.metrics = metrics
     if settings.cors.allow_origins or settings.cors.allow_origin_regex:
         app.add_middleware(
             CORSMiddleware,
@@ -151,8 +160,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def call_service(service_id: str, request: Request) -> JSONResponse:
         identity = await authenticate(request)
         service = service_or_404(request, service_id)
-        req = parse_hook_request(await read_body(request))
-        result = await state(request).caller.call(service, req, identity, base_url(request))
+        started = time.perf_counter()
+        try:
+            req = parse_hook_request(await read_body(request))
+            result = await state(request).caller.call(service, req, identity, base_url(request))
+        except ApiError as exc:
+            metrics.requests.labels(service_id, str(exc.status)).inc()
+            raise
+        observe_call(metrics, service_id, result, time.perf_counter() - started)
         return JSONResponse(result.body)
 
     @app.post("/cds-services/{service_id}/feedback")
@@ -166,7 +181,17 @@ def create_app(settings: Settings) -> FastAPI:
         except Exception as exc:
             log.error("feedback for %s could not be stored: %s", service_id, type(exc).__name__)
             raise ApiError(503, "feedback could not be stored; please retry", None, code="transient") from exc
+        for item in items:
+            metrics.feedback.labels(service_id, item.outcome).inc()
         return JSONResponse({})
+
+    @app.get("/metrics")
+    async def prometheus_metrics(request: Request) -> Response:
+        cds: AppState | None = getattr(request.app.state, "cds", None)
+        if cds is not None:
+            for name in ("queued", "written", "spooled", "failed"):
+                metrics.recorder.labels(name).set(getattr(cds.recorder, name))
+        return Response(metrics.render(), media_type=metrics.content_type)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
