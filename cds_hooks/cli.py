@@ -17,6 +17,7 @@ import httpx
 import orjson
 import typer
 
+from cds_hooks.cli_monitor import monitor_app, store_app
 from cds_hooks.bundle_prefetch import BundleError, bundle_resources, patient_of, prefetch_from_resources
 from cds_hooks.prefetch import resolve_prefetch
 from cds_hooks.settings import ConfigError, load_settings
@@ -28,6 +29,8 @@ keys_app = typer.Typer(help="Signing keys for calling CDS services.", no_args_is
 models_app = typer.Typer(help="The model repository.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
+app.add_typer(monitor_app, name="monitor")
+app.add_typer(store_app, name="store")
 
 DEFAULT_CONFIG = Path("config/development.toml")
 CLI_ISSUER = "cds-onnx-cli"

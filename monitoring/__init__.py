@@ -1,0 +1,1 @@
+"""Real-world monitoring: drift, calibration, discrimination and fairness of deployed models, from the store."""
