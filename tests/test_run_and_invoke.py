@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,51 +11,16 @@ import httpx
 import pytest
 
 import fhirfactory as F
-
-ROOT = Path(__file__).resolve().parent.parent
-CLI = str(Path(sys.executable).parent / "cds-onnx")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from service_process import CLI, ROOT, start_service
 
 
 @pytest.fixture(scope="module")
 def running_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("service")
-    port = free_port()
-    env = {**os.environ, "CDS_ONNX_SERVER__PORT": str(port),
-           "CDS_ONNX_STORE__URL": f"sqlite:///{tmp / 'store.sqlite3'}",
-           "CDS_ONNX_STORE__SPOOL_DIR": str(tmp / "spool")}
-    # the same two commands `make run` runs
-    subprocess.run([CLI, "keys", "generate", "--dir", "var/keys", "--if-missing"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
-    log = (tmp / "server.log").open("wb")
-    proc = subprocess.Popen([CLI, "serve", "--config", "config/development.toml"], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    service = start_service(tmp_path_factory.mktemp("service"))
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited: {(tmp / 'server.log').read_text()}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise AssertionError("server did not become ready")
-        yield base
+        yield service.base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        service.stop()
 
 
 def test_invoke_with_a_bundle_returns_a_card(running_service: str, tmp_path: Path) -> None:

@@ -1,0 +1,66 @@
+"""Start the real `cds-onnx serve` process for tests, on 127.0.0.1 with a free port, and stop it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = str(Path(sys.executable).parent / "cds-onnx")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServiceProcess:
+    proc: subprocess.Popen[bytes]
+    base: str
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def start_service(tmp: Path, *, port: int | None = None, extra_env: dict[str, str] | None = None,
+                  name: str = "server") -> ServiceProcess:
+    """`cds-onnx serve --config config/development.toml` with the store and port overridden by environment."""
+    port = port or free_port()
+    env = {**os.environ, "CDS_ONNX_SERVER__PORT": str(port),
+           "CDS_ONNX_STORE__URL": f"sqlite:///{tmp / 'store.sqlite3'}",
+           "CDS_ONNX_STORE__SPOOL_DIR": str(tmp / "spool"), **(extra_env or {})}
+    subprocess.run([CLI, "keys", "generate", "--dir", "var/keys", "--if-missing"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    log = tmp / f"{name}.log"
+    with log.open("ab") as fh:
+        proc = subprocess.Popen([CLI, "serve", "--config", "config/development.toml"], cwd=ROOT, env=env,
+                                stdout=fh, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {log.read_text()}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return ServiceProcess(proc, base, log)
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"server did not become ready: {log.read_text()}")
