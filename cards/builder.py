@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cards.fhir_resources import format_output, risk_assessment, service_request
+from cards.fhir_resources import format_output, observation, risk_assessment, service_request
 from cards.markdown import environment, trusted
 from fhir_mapping.result import FeatureValue, MappingResult
 from fhir_mapping.spec import FeatureSpec
@@ -73,8 +73,10 @@ def _common_view(manifest: Manifest, mapping: MappingResult, ctx: CardContext) -
         inputs.append(_input_row(fv))
         if fv.defaulted and fv.note:
             assumed.append({"label": fv.label or fv.name, "text": trusted(fv.note) if _from_spec(fv) else fv.note})
+    inputs_and_population = {i.name for i in manifest.inputs} | {r.feature for r in manifest.population}
     missing_optional = [
-        {"label": m.label or m.name, "reason": m.reason} for m in mapping.missing.values() if not m.required
+        {"label": m.label or m.name, "reason": m.reason}
+        for m in mapping.missing.values() if not m.required and m.name in inputs_and_population
     ]
     return {
         "inputs": inputs,
@@ -100,6 +102,8 @@ def _input_row(fv: FeatureValue) -> dict[str, Any]:
     source = fv.sources[0] if fv.sources and not fv.defaulted else None
     flag = "assumed" if fv.defaulted else None
     value = fv.display if fv.display is not None else f"{fv.value:g}"
+    if fv.defaulted and fv.unit is not None:
+        value = "not recorded"  # a placeholder quantity (e.g. an add-on input not measured) is never shown as data
     date = fv.date or (source.date[:10] if source and source.date and source.resource_type != "Patient" else None)
     ref = source.reference if source else None
     if source and source.note and source.note.startswith("converted"):
@@ -177,14 +181,20 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
         view["reference_label"] = trusted(manifest.explain.baseline_label)
         view["reference_value"] = trusted(format_output(kind, prediction.reference_output or 0.0, primary.decimals))
     detail = _render(manifest, manifest.card.template, view, ctx)
-    ra = risk_assessment(manifest, prediction, mapping, patient_id=ctx.patient_id, encounter_id=ctx.encounter_id,
-                         at=ctx.at, model_card_url=_model_card_url(manifest, ctx))
+    if manifest.card.observation_code:
+        resource = observation(manifest, prediction, mapping, patient_id=ctx.patient_id,
+                               encounter_id=ctx.encounter_id, at=ctx.at, model_card_url=_model_card_url(manifest, ctx))
+        what = f"Record an Observation: {value_text}"
+    else:
+        resource = risk_assessment(manifest, prediction, mapping, patient_id=ctx.patient_id,
+                                   encounter_id=ctx.encounter_id, at=ctx.at,
+                                   model_card_url=_model_card_url(manifest, ctx))
+        what = f"Record a RiskAssessment: {value_text} ({category.label})"
     suggestions = [{
         "label": f"Save {manifest.card.short_title} to the chart",
         "uuid": str(uuid.uuid4()),
         "isRecommended": False,
-        "actions": [{"type": "create", "description": f"Record a RiskAssessment: {value_text} ({category.label})",
-                     "resource": ra}],
+        "actions": [{"type": "create", "description": what, "resource": resource}],
     }]
     summary = manifest.card.summary.format(value=value_text, category=category.label)
     return _card(summary, category.indicator, detail, manifest, ctx, suggestions)

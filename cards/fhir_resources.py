@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.riskassessment import RiskAssessment
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
@@ -40,13 +41,7 @@ def risk_assessment(
     """A RiskAssessment recording the prediction, its method (model and version) and its basis (the inputs)."""
     assert prediction.outputs is not None and prediction.category is not None
     primary = manifest.primary
-    basis: list[dict[str, str]] = []
-    seen: set[str] = set()
-    for fv in mapping.values.values():
-        for src in fv.sources if not fv.defaulted else ():
-            if src.reference and src.reference not in seen and "/" in src.reference:
-                seen.add(src.reference)
-                basis.append({"reference": src.reference})
+    basis = _basis(mapping)
     outcome: dict[str, Any] = {"text": primary.label}
     if manifest.card.risk_assessment_code:
         outcome = {"coding": [dict(manifest.card.risk_assessment_code)], "text": primary.label}
@@ -82,6 +77,53 @@ def risk_assessment(
     if basis:
         resource["basis"] = basis
     RiskAssessment.model_validate(resource)
+    return resource
+
+
+def _basis(mapping: MappingResult) -> list[dict[str, str]]:
+    refs: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for fv in mapping.values.values():
+        for src in fv.sources if not fv.defaulted else ():
+            if src.reference and src.reference not in seen and "/" in src.reference:
+                seen.add(src.reference)
+                refs.append({"reference": src.reference})
+    return refs
+
+
+def observation(
+    manifest: Manifest,
+    prediction: Prediction,
+    mapping: MappingResult,
+    *,
+    patient_id: str,
+    encounter_id: str | None,
+    at: datetime,
+    model_card_url: str,
+) -> dict[str, Any]:
+    """An Observation recording a computed value (e.g. eGFR), derived from the resources it was computed from."""
+    assert prediction.outputs is not None and manifest.card.observation_code is not None
+    primary = manifest.primary
+    code = dict(manifest.card.observation_code)
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                  "code": "laboratory"}]}],
+        "code": {"coding": [code], "text": code.get("display", primary.label)},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "effectiveDateTime": _date_time(at),
+        "valueQuantity": {"value": round(prediction.outputs[primary.name], max(primary.decimals, 0)),
+                          "unit": primary.unit or "", "system": UCUM, "code": primary.unit or "1"},
+        "method": {"text": f"{manifest.title} (cds-onnx model {manifest.id} {manifest.version})"},
+        "note": [{"text": f"Computed by cds-onnx. Model card: {model_card_url}"}],
+    }
+    if encounter_id:
+        resource["encounter"] = {"reference": f"Encounter/{encounter_id}"}
+    derived = _basis(mapping)
+    if derived:
+        resource["derivedFrom"] = derived
+    Observation.model_validate(resource)
     return resource
 
 

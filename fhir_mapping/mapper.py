@@ -96,7 +96,8 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
     dates = [result.values[n].date for n in needs if result.values[n].date]
     labels = ", ".join(spec.features[n].label.lower() for n in needs)
     return FeatureValue(name=name, value=value, unit=feature.unit, label=feature.label,
-                        display=_display(feature, value), sources=sources, note=f"computed from {labels}",
+                        display=_display(feature, value), sources=sources,
+                        note=f"computed from {labels}" if needs else "set by this model's configuration",
                         date=min(dates) if dates else None)
 
 
@@ -176,8 +177,8 @@ class _Context:
                 raise _Skip("has no date, so it cannot be placed in the look-back window")
             if when < self.at - timedelta(days=feature.lookback_days):
                 raise _Skip(f"older than the {_window(feature.lookback_days)} look-back window")
-        if source.resource == "Condition":
-            _check_abatement(res, self.at)
+        if source.resource == "Condition" and "resolved" not in source.allowed_statuses():
+            _check_abatement(res, self.at)  # history-type features (prior stroke, prior MI) keep resolved ones
         problem = self.validation.problem(res)
         if problem:
             raise _Skip(problem)

@@ -5,6 +5,7 @@ The reasons are written for the card, naming the input, the patient's value and 
 
 from __future__ import annotations
 
+from fhir_mapping.result import MappingResult
 from inference.manifest import Manifest
 
 
@@ -12,11 +13,21 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
-def refusal_reasons(manifest: Manifest, values: dict[str, float]) -> list[str]:
-    """Why the model must not give a number for these inputs (empty when it may)."""
+def refusal_reasons(manifest: Manifest, values: dict[str, float], mapping: MappingResult | None = None) -> list[str]:
+    """Why the model must not give a number for these inputs (empty when it may).
+
+    Population rules may test any feature of the spec (e.g. "atrial fibrillation recorded"), not only graph inputs;
+    a population feature that could not be read refuses too, since membership cannot be confirmed.
+    """
     reasons: list[str] = []
     for rule in manifest.population:
         value = values.get(rule.feature)
+        if value is None and mapping is not None:
+            fv = mapping.values.get(rule.feature)
+            value = fv.value if fv is not None else None
+            if fv is None:
+                reasons.append(f"{rule.reason} (could not be confirmed from the record)")
+                continue
         if value is None:
             continue
         if (

@@ -44,9 +44,13 @@ class Output(_Strict):
 
 
 class Category(_Strict):
+    """A band of an output. The first category whose conditions hold applies; the last has none (the rest)."""
+
     label: str
     indicator: Indicator
-    below: float | None = None  # primary output strictly below this value; the last category has none
+    below: float | None = None  # the output is strictly below this value
+    at_least: float | None = None  # the output is at least this value
+    output: str | None = None  # which output the conditions test (default: the primary output)
     description: str | None = None
     guidance: str | None = None  # what the guideline suggests for this category (options, not directives)
 
@@ -86,6 +90,8 @@ class Link(_Strict):
 
 class CardSpec(_Strict):
     template: str = "risk.md.j2"
+    # a measured-value model (e.g. eGFR) offers to save an Observation with this code instead of a RiskAssessment
+    observation_code: dict[str, str] | None = None
     short_title: str = Field(max_length=60)  # "10-year ASCVD risk": used in summaries of every card kind
     summary: str  # Python format string with {value} and {category}
     topic: dict[str, str] | None = None
@@ -123,11 +129,15 @@ class Manifest(_Strict):
             raise ValueError("exactly one output must be `primary: true`")
         if not self.hooks:
             raise ValueError("hooks must list at least one hook")
+        outputs = {o.name for o in self.outputs}
         for i, cat in enumerate(self.categories):
             last = i == len(self.categories) - 1
-            if last != (cat.below is None):
-                raise ValueError("every category but the last needs `below`; the last must not have it")
-        bounds = [c.below for c in self.categories if c.below is not None]
+            conditional = cat.below is not None or cat.at_least is not None
+            if last == conditional:
+                raise ValueError("every category but the last needs `below` or `at_least`; the last has neither")
+            if cat.output is not None and cat.output not in outputs:
+                raise ValueError(f"category {cat.label}: output '{cat.output}' is not an output of the model")
+        bounds = [c.below for c in self.categories if c.below is not None and c.output is None and c.at_least is None]
         if bounds != sorted(bounds):
             raise ValueError("category `below` bounds must increase")
         if self.explain:
@@ -140,9 +150,10 @@ class Manifest(_Strict):
     def primary(self) -> Output:
         return next(o for o in self.outputs if o.primary)
 
-    def category_for(self, value: float) -> Category:
+    def category_for(self, outputs: dict[str, float]) -> Category:
         for cat in self.categories:
-            if cat.below is None or value < cat.below:
+            value = outputs[cat.output or self.primary.name]
+            if (cat.below is None or value < cat.below) and (cat.at_least is None or value >= cat.at_least):
                 return cat
         return self.categories[-1]
 

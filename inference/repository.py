@@ -50,6 +50,7 @@ def load_version(folder: Path) -> ModelRuntime:
     except SpecError as exc:
         raise ModelFolderError(str(exc)) from exc
     uncovered = [i.name for i in manifest.inputs if i.name not in spec.features]
+    uncovered += [r.feature for r in manifest.population if r.feature not in spec.features]
     if uncovered:
         raise ModelFolderError(f"{folder}: inputs not defined in {manifest.features}: {', '.join(uncovered)}")
     problems = model_card_problems(manifest)

@@ -97,7 +97,7 @@ class ModelRuntime:
         if non_finite:
             pred.refusals = [f"{self._label(n)} is not a finite number" for n in non_finite]
             return pred
-        pred.refusals = refusal_reasons(self.manifest, values)
+        pred.refusals = refusal_reasons(self.manifest, values, mapping)
         if pred.refusals:
             return pred
         patient = np.array([values[spec_in.name] for spec_in in self.manifest.inputs], dtype=np.float64)
@@ -117,7 +117,7 @@ class ModelRuntime:
         if bad:
             pred.outputs, pred.refusals = None, [f"the model produced no finite {', '.join(bad)}"]
             return pred
-        pred.category = self.manifest.category_for(pred.outputs[self.manifest.primary.name])
+        pred.category = self.manifest.category_for(pred.outputs)
         if explain:
             target = explain.output or self.manifest.primary.name
             phi = shapley_values(out[target], len(columns))

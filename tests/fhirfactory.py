@@ -132,3 +132,24 @@ def hook_request(service_prefetch: dict[str, Any] | None, *, pid: str = "p1", ho
         body["prefetch"] = service_prefetch
     body.update(extra)
     return body
+
+
+def coded_obs(code: str, answer: str, *, pid: str = "p1", days: int = 0, hours: float | None = None,
+              answer_system: str = SNOMED) -> dict[str, Any]:
+    when = (NOW - timedelta(hours=hours)).isoformat().replace("+00:00", "Z") if hours is not None else days_ago(days)
+    return {"resourceType": "Observation", "id": _id("obs"), "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": code}]}, "subject": {"reference": f"Patient/{pid}"},
+            "effectiveDateTime": when,
+            "valueCodeableConcept": {"coding": [{"system": answer_system, "code": answer}]}}
+
+
+def vital(code: str, value: float, unit: str, *, pid: str = "p1", hours: float = 2) -> dict[str, Any]:
+    res = quantity_obs(code, value, unit, pid=pid)
+    res["effectiveDateTime"] = (NOW - timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
+    return res
+
+
+def encounter(eid: str = "e1", *, pid: str = "p1", klass: str = "IMP", status: str = "in-progress") -> dict[str, Any]:
+    return {"resourceType": "Encounter", "id": eid, "status": status,
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": klass},
+            "subject": {"reference": f"Patient/{pid}"}, "period": {"start": days_ago(1)}}
