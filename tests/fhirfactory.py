@@ -14,7 +14,7 @@ OMB = "urn:oid:2.16.840.1.113883.6.238"
 RACE_URL = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
 
 _ids = itertools.count(1)
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+NOW = datetime.now(timezone.utc).replace(microsecond=0)  # the app reads the real clock: records are relative to it
 
 
 def _id(prefix: str) -> str:
