@@ -160,3 +160,23 @@ def test_fhir_server_not_allowed_for_the_client_is_refused_without_connecting(ap
     finally:
         listener.close()
     assert httpx  # imported for type context
+
+
+def test_invoke_builds_the_request_from_a_live_fhir_server(fhir_server: FhirTestServer, tmp_path: Path) -> None:
+    import subprocess
+
+    from service_process import CLI, ROOT, start_service
+
+    pid = "cli-" + str(time.time_ns())[-8:]
+    load_patient(fhir_server, pid)
+    service = start_service(tmp_path)
+    try:
+        out = subprocess.run([CLI, "invoke", "ascvd-pce-10y", "--fhir-server", fhir_server.base_url, "--patient", pid,
+                              "--token", fhir_server.token, "--url", service.base], cwd=ROOT, capture_output=True,
+                             text=True, timeout=120)
+    finally:
+        service.stop()
+    assert out.returncode == 0, out.stderr
+    assert f"fetched from {fhir_server.base_url}:" in out.stderr and "observation-hdl" in out.stderr
+    assert "10-year ASCVD risk" in out.stdout and "(intermediate)" in out.stdout
+    assert fhir_server.token not in out.stdout + out.stderr
