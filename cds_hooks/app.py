@@ -29,6 +29,7 @@ from cds_hooks.request import parse_hook_request
 from cds_hooks.service_call import ServiceCaller
 from cds_hooks.services import CdsService, build_services
 from cds_hooks.settings import Settings
+from cds_hooks.preview import register_preview
 from cds_hooks.web import register_pages
 from inference.repository import ModelRepository
 from store.recorder import Recorder
@@ -208,4 +209,5 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(body, status_code=200 if store_ok else 503)
 
     register_pages(app, repository, base_url)
+    register_preview(app, settings, base_url)
     return app

@@ -107,6 +107,15 @@ class CardsSettings(_Section):
     smart_app_url: str | None = None
 
 
+class PreviewSettings(_Section):
+    """The card preview page (/preview): off unless enabled; it mints tokens with the local developer key."""
+
+    enabled: bool = False
+    key_dir: Path = Path("var/keys")
+    issuer: str = "cds-onnx-cli"
+    allow_remote: bool = False  # serve the preview's token endpoint to non-loopback clients (never in production)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CDS_ONNX_", env_nested_delimiter="__", extra="forbid")
 
@@ -117,6 +126,7 @@ class Settings(BaseSettings):
     auth: AuthConfig = AuthConfig()
     cors: CorsSettings = CorsSettings()
     cards: CardsSettings = CardsSettings()
+    preview: PreviewSettings = PreviewSettings()
     base_dir: Path = Path(".")  # relative paths in the file are relative to the file's folder
 
     @classmethod
