@@ -16,7 +16,8 @@ from typing import Any
 from cards.fhir_resources import format_output, observation, risk_assessment, service_request
 from cards.markdown import environment, trusted
 from fhir_mapping.result import FeatureValue, MappingResult
-from fhir_mapping.spec import FeatureSpec
+from fhir_mapping.mapper import display_value
+from fhir_mapping.spec import Feature, FeatureSpec
 from inference.manifest import Manifest
 from inference.runtime import Prediction
 
@@ -46,7 +47,7 @@ class CardContext:
 def build_cards(manifest: Manifest, spec: FeatureSpec, prediction: Prediction, mapping: MappingResult,
                 ctx: CardContext) -> list[dict]:
     """The cards for one prediction of a champion model."""
-    view = _common_view(manifest, mapping, ctx)
+    view = _common_view(manifest, spec, mapping, ctx)
     if prediction.missing_required:
         return [_missing_card(manifest, spec, prediction, mapping, ctx, view)]
     if prediction.refusals or prediction.outputs is None:
@@ -63,14 +64,15 @@ def _model_card_url(manifest: Manifest, ctx: CardContext) -> str:
     return f"{ctx.base_url}/models/{manifest.id}/card"
 
 
-def _common_view(manifest: Manifest, mapping: MappingResult, ctx: CardContext) -> dict[str, Any]:
+def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, ctx: CardContext) -> dict[str, Any]:
     inputs = []
     assumed = []
     for spec_in in manifest.inputs:
         fv = mapping.values.get(spec_in.name)
         if fv is None:
             continue
-        inputs.append(_input_row(fv))
+        feature = spec.features.get(spec_in.name)
+        inputs.append(_input_row(fv, feature, ctx.at))
         if fv.defaulted and fv.note:
             assumed.append({"label": fv.label or fv.name, "text": trusted(fv.note) if _from_spec(fv) else fv.note})
     inputs_and_population = {i.name for i in manifest.inputs} | {r.feature for r in manifest.population}
@@ -98,17 +100,37 @@ def _from_spec(fv: FeatureValue) -> bool:
     return not fv.sources or all(s.resource_type != "Patient" for s in fv.sources)
 
 
-def _input_row(fv: FeatureValue) -> dict[str, Any]:
+def _input_row(fv: FeatureValue, feature: Feature | None, at: datetime) -> dict[str, Any]:
     source = fv.sources[0] if fv.sources and not fv.defaulted else None
-    flag = "assumed" if fv.defaulted else None
-    value = fv.display if fv.display is not None else f"{fv.value:g}"
+    flags = ["assumed"] if fv.defaulted else []
+    stale = None if fv.defaulted else _stale(fv, feature.lookback_days if feature else None, at)
+    if stale:
+        flags.append(stale)
+    if source and source.note and source.note.startswith("converted"):
+        flags.append(source.note)
+    value = fv.display or (display_value(feature, fv.value) if feature else None) or f"{fv.value:g}"
     if fv.defaulted and fv.unit is not None:
         value = "not recorded"  # a placeholder quantity (e.g. an add-on input not measured) is never shown as data
     date = fv.date or (source.date[:10] if source and source.date and source.resource_type != "Patient" else None)
     ref = source.reference if source else None
-    if source and source.note and source.note.startswith("converted"):
-        flag = source.note
-    return {"label": fv.label or fv.name, "value": value, "date": date, "source": ref, "flag": flag}
+    return {"label": fv.label or fv.name, "value": value, "date": date, "source": ref,
+            "flag": "; ".join(flags) if flags else None}
+
+
+def _stale(fv: FeatureValue, lookback_days: int | None, at: datetime) -> str | None:
+    """Flag a value older than half its look-back window (at least a day): still used, but worth re-measuring."""
+    if not fv.date or not lookback_days:
+        return None
+    try:
+        when = datetime.fromisoformat(fv.date).replace(tzinfo=at.tzinfo) if len(fv.date) == 10 else \
+            datetime.fromisoformat(fv.date.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    age_days = (at - when).days
+    if age_days < max(lookback_days / 2, 1):
+        return None
+    months = age_days // 30
+    return f"stale: {months} months old" if months >= 2 else f"stale: {age_days} days old"
 
 
 def _source(manifest: Manifest, ctx: CardContext) -> dict[str, Any]:
@@ -196,6 +218,16 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
         "isRecommended": False,
         "actions": [{"type": "create", "description": what, "resource": resource}],
     }]
+    for follow in category.follow_ups:
+        order = service_request(follow.code, patient_id=ctx.patient_id, encounter_id=ctx.encounter_id,
+                                reason=f"{manifest.card.short_title} {value_text} ({category.label}); "
+                                       f"{follow.guideline}", text=follow.text)
+        suggestions.append({
+            "label": follow.label,
+            "uuid": str(uuid.uuid4()),
+            "isRecommended": follow.recommended,
+            "actions": [{"type": "create", "description": f"Draft order: {follow.text}", "resource": order}],
+        })
     summary = manifest.card.summary.format(value=value_text, category=category.label)
     return _card(summary, category.indicator, detail, manifest, ctx, suggestions)
 

@@ -127,13 +127,17 @@ def observation(
     return resource
 
 
-def service_request(code: dict[str, str], *, patient_id: str, encounter_id: str | None, reason: str) -> dict[str, Any]:
-    """A draft order for a test (e.g. a lipid panel) the model needs."""
+def service_request(code: dict[str, str] | None, *, patient_id: str, encounter_id: str | None, reason: str,
+                    text: str | None = None) -> dict[str, Any]:
+    """A draft order (a test the model needs, or a follow-up the guideline supports)."""
+    concept: dict[str, Any] = {"text": text or (code or {}).get("display", "")}
+    if code:
+        concept["coding"] = [dict(code)]
     resource: dict[str, Any] = {
         "resourceType": "ServiceRequest",
         "status": "draft",
         "intent": "proposal",
-        "code": {"coding": [dict(code)], "text": code["display"]},
+        "code": concept,
         "subject": {"reference": f"Patient/{patient_id}"},
         "reasonCode": [{"text": reason}],
     }

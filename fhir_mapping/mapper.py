@@ -96,7 +96,7 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
     dates = [result.values[n].date for n in needs if result.values[n].date]
     labels = ", ".join(spec.features[n].label.lower() for n in needs)
     return FeatureValue(name=name, value=value, unit=feature.unit, label=feature.label,
-                        display=_display(feature, value), sources=sources,
+                        display=display_value(feature, value), sources=sources,
                         note=f"computed from {labels}" if needs else "set by this model's configuration",
                         date=min(dates) if dates else None)
 
@@ -264,7 +264,7 @@ class _Context:
         latest = max((c.when for c in chosen if c.when), default=None)
         return FeatureValue(
             name=name, value=value, unit=feature.unit if feature.value == "quantity" else None, label=feature.label,
-            display=_display(feature, value), sources=[c.ref for c in chosen],
+            display=display_value(feature, value), sources=[c.ref for c in chosen],
             date=latest.date().isoformat() if latest else None,
         )
 
@@ -272,7 +272,7 @@ class _Context:
         if feature.default is not None:
             return FeatureValue(
                 name=name, value=feature.default, unit=feature.unit if feature.value == "quantity" else None,
-                label=feature.label, display=_display(feature, feature.default), defaulted=True,
+                label=feature.label, display=display_value(feature, feature.default), defaulted=True,
                 note=feature.default_note, sources=ignored,
             )
         window = f" in the last {_window(feature.lookback_days)}" if feature.lookback_days else ""
@@ -309,7 +309,7 @@ class _Context:
             if isinstance(gender, str) and gender in answers.map:
                 value = answers.map[gender]
                 return FeatureValue(name=name, value=value, label=feature.label,
-                                    display=_display(feature, value) or gender,
+                                    display=display_value(feature, value) or gender,
                                     sources=[_with(ref, gender, None, "administrative gender")])
             said = f"is '{gender}'" if isinstance(gender, str) else "is not recorded"
             return self._demo_missing(name, feature, f"Administrative gender {said}; the model's equations are sex-specific")
@@ -318,12 +318,12 @@ class _Context:
         for token, value in answers.map.items():
             if token in recorded:
                 return FeatureValue(name=name, value=value, label=feature.label,
-                                    display=_display(feature, value) or recorded[token],
+                                    display=display_value(feature, value) or recorded[token],
                                     sources=[_with(ref, recorded[token], None, f"US Core {kind} extension")])
         if feature.default is not None:
             said = ", ".join(recorded.values()) if recorded else "not recorded"
             return FeatureValue(name=name, value=feature.default, label=feature.label,
-                                display=_display(feature, feature.default), defaulted=True,
+                                display=display_value(feature, feature.default), defaulted=True,
                                 note=f"{kind.capitalize()} {said}: {feature.default_note}",
                                 sources=[_with(ref, said, None, f"US Core {kind} extension")])
         return self._demo_missing(name, feature, f"{kind.capitalize()} is not recorded")
@@ -433,7 +433,8 @@ def _window(days: int) -> str:
     return f"{days} day{'s' if days > 1 else ''}"
 
 
-def _display(feature: Feature, value: float) -> str | None:
+def display_value(feature: Feature, value: float) -> str | None:
+    """How a feature value reads on a card: the spec's words for coded values, else the number and its unit."""
     key = _fmt(float(value))
     if key in feature.display:
         return feature.display[key]

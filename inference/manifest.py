@@ -43,6 +43,16 @@ class Output(_Strict):
     horizon_years: float | None = None  # prediction horizon (RiskAssessment.prediction.whenRange)
 
 
+class FollowUp(_Strict):
+    """A follow-up the guideline supports for a category, offered as a draft ServiceRequest suggestion."""
+
+    label: str  # button text, e.g. "Refer to nephrology"
+    text: str  # what is ordered, in words
+    code: dict[str, str] | None = None  # a coding for the ServiceRequest, when there is a standard one
+    recommended: bool = False  # isRecommended: only when the guideline recommends it for this category
+    guideline: str  # which guideline statement supports it
+
+
 class Category(_Strict):
     """A band of an output. The first category whose conditions hold applies; the last has none (the rest)."""
 
@@ -53,6 +63,7 @@ class Category(_Strict):
     output: str | None = None  # which output the conditions test (default: the primary output)
     description: str | None = None
     guidance: str | None = None  # what the guideline suggests for this category (options, not directives)
+    follow_ups: tuple[FollowUp, ...] = ()
 
 
 class PopulationRule(_Strict):

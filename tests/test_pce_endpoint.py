@@ -58,7 +58,9 @@ def test_card_follows_the_spec(api: Any) -> None:
     card = call(api, F.pce_record(gender="male", race="white", sbp=150, smoker=True)).json()["cards"][0]
     assert len(card["summary"]) < 140
     assert card["indicator"] == "warning"
-    assert card["selectionBehavior"] == "at-most-one"
+    assert card["selectionBehavior"] == "any"  # save the estimate, and the guideline's optional CAC follow-up
+    follow_up = card["suggestions"][1]
+    assert follow_up["label"] == "Order a coronary artery calcium score" and follow_up["isRecommended"] is False
     assert card["source"]["label"] and card["source"]["url"].endswith("/models/ascvd-pce-10y/card")
     for key, value in card.items():
         assert value not in (None, "", [], {}), f"empty optional field {key}"
