@@ -262,9 +262,15 @@ class _Context:
         else:
             value = chosen[0].value
         latest = max((c.when for c in chosen if c.when), default=None)
+        unit = feature.unit if feature.value == "quantity" else None
+        display = display_value(feature, value)
+        if agg == "days_since":
+            unit, display = "d", f"{int(value)} days ago"
+        elif agg in ("count", "exists"):
+            unit, display = None, display if agg == "exists" else f"{int(value)}"
         return FeatureValue(
-            name=name, value=value, unit=feature.unit if feature.value == "quantity" else None, label=feature.label,
-            display=display_value(feature, value), sources=[c.ref for c in chosen],
+            name=name, value=value, unit=unit, label=feature.label,
+            display=display, sources=[c.ref for c in chosen],
             date=latest.date().isoformat() if latest else None,
         )
 

@@ -46,7 +46,7 @@ class UnitRegistry:
             raise UnitError(f"no unit given (expected {target})")
         src = self.lookup(unit)
         if src is None:
-            raise UnitError(f"unit '{unit}' is not recognised (expected {target})")
+            return _ucum_convert(value, unit, target)
         base = value * src.factor + src.offset
         if src.dimension != dst.dimension:
             base = self._bridge(base, src.dimension, dst.dimension, analyte, unit, target)
@@ -54,12 +54,10 @@ class UnitRegistry:
 
     def _bridge(self, base: float, src_dim: str, dst_dim: str, analyte: str | None, unit: str, target: str) -> float:
         info = self.analytes.get(analyte or "", {})
-        molar_mass = info.get("molar_mass")
-        if molar_mass and {src_dim, dst_dim} == {"substance_concentration", "mass_concentration"}:
-            # base units: mmol/L and mg/dL; mg/dL = mmol/L * molar_mass / 10
-            if src_dim == "substance_concentration":
-                return base * molar_mass / 10.0
-            return base * 10.0 / molar_mass
+        factor = info.get("mgdl_per_mmoll")
+        if factor and {src_dim, dst_dim} == {"substance_concentration", "mass_concentration"}:
+            # base units: mmol/L and mg/dL
+            return base * factor if src_dim == "substance_concentration" else base / factor
         for rule in info.get("affine", []):
             if rule["from"] == src_dim and rule["to"] == dst_dim:
                 return base * rule["factor"] + rule["offset"]
@@ -67,6 +65,29 @@ class UnitRegistry:
                 return (base - rule["offset"]) / rule["factor"]
         what = f" for {analyte}" if analyte else ""
         raise UnitError(f"unit '{unit}' cannot be converted to '{target}'{what}")
+
+
+_UCUM: list[Any] = []  # the UCUM registry, created on first use (it takes most of a second to build)
+
+
+def _ucum_convert(value: float, unit: str, target: str) -> float:
+    """Convert a unit the registry does not list through a full UCUM parser (ucumvert + pint), same dimension only."""
+    try:
+        from ucumvert import PintUcumRegistry
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise UnitError(f"unit '{unit}' is not recognised (expected {target})") from exc
+    if not _UCUM:
+        _UCUM.append(PintUcumRegistry())
+    ureg = _UCUM[0]
+    try:
+        source_q = ureg.from_ucum(unit)
+        target_q = ureg.from_ucum(target)
+    except Exception as exc:  # ucumvert raises its own parse errors (and lark's) for non-UCUM strings
+        raise UnitError(f"unit '{unit}' is not a recognised UCUM unit (expected {target})") from exc
+    try:
+        return float((value * source_q).to(target_q).magnitude)
+    except Exception as exc:  # pint.DimensionalityError and friends
+        raise UnitError(f"unit '{unit}' cannot be converted to '{target}'") from exc
 
 
 def _fold(unit: str) -> str:

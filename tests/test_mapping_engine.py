@@ -1,0 +1,291 @@
+"""The mapping engine on the shapes real records take: units, dates, aggregation, derivation, odd JSON, synthetic patients."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fhirfactory as F
+from fhir_mapping.index import ResourceIndex
+from fhir_mapping.mapper import map_features
+from fhir_mapping.result import FeatureValue
+from fhir_mapping.spec import FeatureSpec, SpecError, load_feature_spec
+from fhir_mapping.units import UnitError, default_registry
+from fhir_mapping.valuesets import ValueSetLibrary
+
+ROOT = Path(__file__).resolve().parent.parent
+LIB = ValueSetLibrary()
+AT = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+# ---- units ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("value", "unit", "target", "analyte", "expected"), [
+    (5.5, "mmol/L", "mg/dL", "cholesterol", 5.5 * 38.67),
+    (213, "mg/dL", "mmol/L", "cholesterol", 213 / 38.67),
+    (123.76, "umol/L", "mg/dL", "creatinine", 1.4),
+    (123.76, "µmol/L", "mg/dL", "creatinine", 1.4),
+    (53, "mmol/mol", "%", "hba1c", 53 / 10.929 + 2.15),
+    (7.0, "%", "mmol/mol", "hba1c", (7.0 - 2.15) * 10.929),
+    (3.4, "mg/mmol", "mg/g", None, 3.4 * 8.84),
+    (98.6, "[degF]", "Cel", None, 37.0),
+    (180, "[lb_av]", "kg", None, 180 * 0.45359237),
+    (70, "[in_i]", "cm", None, 177.8),
+    (2.13, "g/L", "mg/dL", None, 213.0),
+    (120, "mmHg", "mm[Hg]", None, 120.0),
+    (50, "ug/L", "mg/L", None, 0.05),  # not in the registry: through the UCUM parser
+])
+def test_unit_conversions_are_exact(value: float, unit: str, target: str, analyte: str | None,
+                                    expected: float) -> None:
+    assert default_registry().convert(value, unit, target, analyte) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(("unit", "target", "analyte", "message"), [
+    ("kg", "mg/dL", "cholesterol", "cannot be converted"),
+    ("mmol/L", "mg/dL", None, "cannot be converted to 'mg/dL'"),
+    ("furlongs", "mg/dL", None, "not a recognised UCUM unit"),
+    (None, "mg/dL", None, "no unit given"),
+    ("", "mm[Hg]", None, "no unit given"),
+])
+def test_unit_mismatches_are_reported(unit: str | None, target: str, analyte: str | None, message: str) -> None:
+    with pytest.raises(UnitError, match=message):
+        default_registry().convert(1.0, unit, target, analyte)
+
+
+# ---- a spec exercising the language ------------------------------------------------------------------------------
+SPEC = {
+    "spec_version": 1,
+    "features": {
+        "age": {"label": "Age", "demographic": "age"},
+        "hispanic": {"label": "Ethnicity", "demographic": "ethnicity", "required": False, "default": 0,
+                     "default_note": "not recorded",
+                     "answers": {"map": {"urn:oid:2.16.840.1.113883.6.238|2135-2": 1}}},
+        "sbp_latest": {"label": "SBP", "unit": "mm[Hg]", "sources": [{"resource": "Observation",
+                                                                      "codes": ["http://loinc.org|8480-6"]}]},
+        "sbp_earliest": {"label": "SBP first", "unit": "mm[Hg]", "aggregate": "earliest",
+                         "sources": [{"resource": "Observation", "codes": ["http://loinc.org|8480-6"]}]},
+        "sbp_min": {"label": "SBP min", "unit": "mm[Hg]", "aggregate": "min",
+                    "sources": [{"resource": "Observation", "codes": ["http://loinc.org|8480-6"]}]},
+        "sbp_max": {"label": "SBP max", "unit": "mm[Hg]", "aggregate": "max",
+                    "sources": [{"resource": "Observation", "codes": ["http://loinc.org|8480-6"]}]},
+        "sbp_mean": {"label": "SBP mean", "unit": "mm[Hg]", "aggregate": "mean", "lookback_days": 90,
+                     "sources": [{"resource": "Observation", "codes": ["http://loinc.org|8480-6"]}]},
+        "sbp_count": {"label": "SBP count", "unit": "mm[Hg]", "aggregate": "count",
+                      "sources": [{"resource": "Observation", "codes": ["http://loinc.org|8480-6"]}]},
+        "days_since_sbp": {"label": "Days since SBP", "unit": "mm[Hg]", "aggregate": "days_since",
+                           "sources": [{"resource": "Observation", "codes": ["http://loinc.org|8480-6"]}]},
+        "weight": {"label": "Weight", "unit": "kg", "required": False,
+                   "sources": [{"resource": "Observation", "codes": ["http://loinc.org|29463-7"]}]},
+        "height": {"label": "Height", "unit": "cm", "required": False,
+                   "sources": [{"resource": "Observation", "codes": ["http://loinc.org|8302-2"]}]},
+        "bmi": {"label": "BMI", "unit": "kg/m2", "derived": "weight / (height / 100) ** 2",
+                "sources": [{"resource": "Observation", "codes": ["http://loinc.org|39156-5"]}]},
+        "inpatient": {"label": "Inpatient", "value": "exists", "default": 0, "default_note": "no encounter",
+                      "sources": [{"resource": "Encounter", "where": "class.code = 'IMP'"}]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory: pytest.TempPathFactory) -> FeatureSpec:
+    path = tmp_path_factory.mktemp("spec") / "features.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    return load_feature_spec(path, LIB)
+
+
+def obs(code: str, value: float, unit: str, when: str, **extra: Any) -> dict[str, Any]:
+    res = F.quantity_obs(code, value, unit)
+    res["effectiveDateTime"] = when
+    res.update(extra)
+    return res
+
+
+def run(spec: FeatureSpec, resources: list[dict[str, Any]], prefetch: dict[str, Any] | None = None) -> Any:
+    index = ResourceIndex.from_prefetch(prefetch or {"all": F.bundle(resources, "searchset")})
+    return map_features(spec, index, at=AT, valuesets=LIB, patient_id="p1")
+
+
+def test_aggregations(spec: FeatureSpec) -> None:
+    record = [F.patient("p1", 60), obs("8480-6", 150, "mm[Hg]", "2026-01-10"), obs("8480-6", 130, "mm[Hg]", "2026-05-01"),
+              obs("8480-6", 140, "mm[Hg]", "2026-05-20T08:00:00-05:00"), obs("8480-6", 170, "mm[Hg]", "2024-02-01")]
+    v = run(spec, record).values
+    assert v["sbp_latest"].value == 140 and v["sbp_latest"].date == "2026-05-20"
+    assert v["sbp_earliest"].value == 170
+    assert v["sbp_min"].value == 130 and v["sbp_max"].value == 170
+    assert v["sbp_mean"].value == pytest.approx(135.0)  # only the two within 90 days
+    assert len(v["sbp_mean"].sources) == 2
+    assert v["sbp_count"].value == 4
+    assert v["days_since_sbp"].value == 11  # 2026-05-20 13:00 UTC to 2026-06-01 12:00 UTC
+    assert v["days_since_sbp"].display == "11 days ago" and v["sbp_count"].display == "4"
+
+
+def test_time_zones_and_partial_dates(spec: FeatureSpec) -> None:
+    late_utc = obs("8480-6", 111, "mm[Hg]", "2026-05-20T23:30:00+00:00")
+    earlier_instant = obs("8480-6", 122, "mm[Hg]", "2026-05-21T01:00:00+05:00")  # 20:00 UTC on the 20th
+    assert run(spec, [F.patient("p1"), late_utc, earlier_instant]).values["sbp_latest"].value == 111
+    year_only = obs("8480-6", 133, "mm[Hg]", "2026")
+    year_month = obs("8480-6", 144, "mm[Hg]", "2026-04")
+    values = run(spec, [F.patient("p1"), year_only, year_month]).values
+    assert values["sbp_latest"].value == 144 and values["sbp_earliest"].value == 133
+    bad = obs("8480-6", 155, "mm[Hg]", "last Tuesday")
+    result = run(spec, [F.patient("p1"), bad])
+    assert "sbp_latest" not in result.values
+    assert "is not a FHIR date" in (result.missing["sbp_latest"].ignored[0].note or "")
+    future = obs("8480-6", 166, "mm[Hg]", "2027-01-01")
+    assert "dated in the future" in (run(spec, [F.patient("p1"), future]).missing["sbp_latest"].ignored[0].note or "")
+
+
+def test_value_shapes_units_and_code_systems(spec: FeatureSpec) -> None:
+    coded = obs("8480-6", 0, "mm[Hg]", "2026-05-01")
+    del coded["valueQuantity"]
+    coded["valueCodeableConcept"] = {"text": "high"}
+    no_unit = obs("8480-6", 120, "mm[Hg]", "2026-05-02")
+    no_unit["valueQuantity"] = {"value": 120}
+    other_system = obs("8480-6", 125, "mm[Hg]", "2026-05-03")
+    other_system["code"]["coding"][0]["system"] = "http://example.org/local-codes"
+    result = run(spec, [F.patient("p1"), coded, no_unit, other_system])
+    notes = sorted(s.note or "" for s in result.missing["sbp_latest"].ignored)
+    assert notes == ["has valueCodeableConcept instead of a valueQuantity",
+                     "unusable unit: no unit given (expected mm[Hg])"]  # the unknown code system never matched
+
+
+def test_searchset_with_paging_links_and_contained(spec: FeatureSpec) -> None:
+    page = F.bundle([F.patient("p1"), obs("8480-6", 128, "mm[Hg]", "2026-05-01")], "searchset")
+    page["link"] = [{"relation": "self", "url": "https://ehr.example/fhir/Observation?page=1"},
+                    {"relation": "next", "url": "https://ehr.example/fhir/Observation?page=2"}]
+    assert run(spec, [], {"page": page}).values["sbp_latest"].value == 128
+
+
+def test_derived_bmi_and_fhirpath_filter(spec: FeatureSpec) -> None:
+    record = [F.patient("p1"), obs("29463-7", 81, "kg", "2026-05-01"), obs("8302-2", 180, "cm", "2025-01-01"),
+              F.encounter("e1", klass="AMB")]
+    v = run(spec, record).values
+    assert v["bmi"].value == pytest.approx(81 / 1.8 ** 2)
+    assert v["bmi"].note == "computed from height, weight" and len(v["bmi"].sources) == 2
+    assert v["inpatient"].value == 0 and v["inpatient"].defaulted
+    measured = run(spec, record + [obs("39156-5", 27.1, "kg/m2", "2026-05-02"), F.encounter("e2")]).values
+    assert measured["bmi"].value == 27.1 and measured["inpatient"].value == 1
+    missing = run(spec, [F.patient("p1"), obs("29463-7", 81, "kg", "2026-05-01")]).missing["bmi"]
+    assert "cannot be computed without height" in missing.reason
+
+
+def test_ethnicity_and_defaults_flagged(spec: FeatureSpec) -> None:
+    patient = F.patient("p1")
+    assert run(spec, [patient]).values["hispanic"].defaulted
+    patient["extension"] = [{"url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity",
+                             "extension": [{"url": "ombCategory", "valueCoding": {
+                                 "system": "urn:oid:2.16.840.1.113883.6.238", "code": "2135-2",
+                                 "display": "Hispanic or Latino"}}]}]
+    value = run(spec, [patient]).values["hispanic"]
+    assert value.value == 1 and not value.defaulted
+
+
+def test_spec_errors_name_file_feature_and_field(tmp_path: Path) -> None:
+    bad = {"spec_version": 1, "features": {"sbp": {"label": "SBP", "unit": "mm[Hg]", "aggregate": "median",
+                                                   "sources": [{"resource": "Observation",
+                                                                "codes": ["http://loinc.org|8480-6"]}]}}}
+    path = tmp_path / "features.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(SpecError, match=r"features\.yaml: features\.sbp\.aggregate"):
+        load_feature_spec(path, LIB)
+    bad["features"]["sbp"]["aggregate"] = "latest"
+    bad["features"]["sbp"]["sources"][0]["codes"] = ["8480-6"]
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(SpecError, match=r"features\.sbp\.sources\.0\.codes.*system\|code"):
+        load_feature_spec(path, LIB)
+    circular = {"spec_version": 1, "features": {"a": {"label": "A", "unit": "1", "derived": "b + 1"},
+                                                "b": {"label": "B", "unit": "1", "derived": "a + 1"}}}
+    path.write_text(yaml.safe_dump(circular))
+    with pytest.raises(SpecError, match="circular derivation"):
+        load_feature_spec(path, LIB)
+    evil = {"spec_version": 1, "features": {"a": {"label": "A", "unit": "1", "derived": "__import__('os')"}}}
+    path.write_text(yaml.safe_dump(evil))
+    with pytest.raises(SpecError, match="not allowed"):
+        load_feature_spec(path, LIB)
+
+
+def test_prefetch_templates_follow_the_spec(spec: FeatureSpec) -> None:
+    plan = spec.prefetch_plan(LIB)
+    assert plan["patient"].template == "Patient/{{context.patientId}}"
+    sbp = [pk for pk in plan.values() if "8480-6" in pk.template]
+    assert len(sbp) == 1 and "_sort=-date" in sbp[0].template
+    assert {"sbp_latest", "sbp_mean", "days_since_sbp"} <= set(sbp[0].features)
+
+
+# ---- property-based: the mapper never raises ---------------------------------------------------------------------
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=12))
+json_value = st.recursive(json_leaf, lambda children: st.one_of(
+    st.lists(children, max_size=4), st.dictionaries(st.text(max_size=10), children, max_size=4)), max_leaves=12)
+RESOURCE_KEYS = ["status", "code", "valueQuantity", "valueCodeableConcept", "effectiveDateTime", "component",
+                 "clinicalStatus", "verificationStatus", "medicationCodeableConcept", "medicationReference",
+                 "contained", "birthDate", "gender", "extension", "subject", "onsetDateTime", "class", "id"]
+resource_like = st.builds(
+    lambda rtype, body: {"resourceType": rtype, **body},
+    st.sampled_from(["Observation", "Condition", "MedicationRequest", "Patient", "Encounter", "Procedure", "Bundle"]),
+    st.dictionaries(st.sampled_from(RESOURCE_KEYS), json_value, max_size=8))
+
+
+def mutate(resource: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    out = json.loads(json.dumps(resource))
+    out[key] = value
+    return out
+
+
+PCE = load_feature_spec(ROOT / "models" / "ascvd-pce-10y" / "1.0.0" / "features.yaml", LIB)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(resource_like, max_size=6), st.sampled_from(RESOURCE_KEYS), json_value)
+def test_mapper_never_raises_on_arbitrary_resources(junk: list[dict[str, Any]], key: str, value: Any) -> None:
+    valid = F.pce_record()
+    mutated = [mutate(r, key, value) for r in valid[1:]]
+    for resources in (junk, mutated, valid[:1] + mutated):
+        bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+        index = ResourceIndex.from_prefetch({"a": bundle, "b": junk[0] if junk else None})
+        result = map_features(PCE, index, at=F.NOW, valuesets=LIB, patient_id="p1")
+        for name in PCE.features:
+            assert (name in result.values) != (name in result.missing)
+            if name in result.missing:
+                assert result.missing[name].reason
+
+
+# ---- synthetic patients: every record maps through every model -------------------------------------------------
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "synthea"
+INDEX = json.loads((FIXTURES / "index.json").read_text())
+SPECS = {p.parent.parent.name: load_feature_spec(p, ValueSetLibrary([p.parent / "valuesets"]))
+         for p in sorted((ROOT / "models").glob("*/*/features.yaml"))}
+
+
+@pytest.mark.parametrize("patient", INDEX["patients"], ids=[p["file"][:12] for p in INDEX["patients"]])
+def test_generated_patients_map_and_present_features_are_found(patient: dict[str, Any]) -> None:
+    bundle = json.loads((FIXTURES / patient["file"]).read_text())
+    at = datetime.fromisoformat(INDEX["settings"]["reference_date"]).replace(tzinfo=UTC) + timedelta(days=1)
+    index = ResourceIndex.from_prefetch({"record": bundle})
+    results = {}
+    for model_id, spec in SPECS.items():
+        results[model_id] = map_features(spec, index, at=at, valuesets=LIB, patient_id=patient["patient_id"])
+    pce = results["ascvd-pce-10y"]
+    assert pce.values["age"].value == patient["age"]
+    counts = patient["observation_counts"]
+    def found(result: Any, name: str) -> bool:
+        """Used, or seen and passed over with a reason (e.g. older than the look-back window)."""
+        return isinstance(result.values.get(name), FeatureValue) or bool(result.missing[name].ignored)
+
+    if counts.get("total_cholesterol"):
+        assert found(pce, "total_cholesterol")
+    if counts.get("bp_panel"):
+        assert found(pce, "sbp")
+    if counts.get("smoking_status"):
+        assert found(pce, "smoker")
+    if patient["has_diabetes"]:
+        assert pce.values["diabetes"].value == 1
+    if counts.get("bmi"):
+        assert found(results["prevent-base"], "bmi")
+    if patient["has_atrial_fibrillation"]:
+        assert results["cha2ds2-vasc"].values["atrial_fibrillation"].value == 1
