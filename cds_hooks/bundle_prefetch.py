@@ -82,7 +82,8 @@ def _evaluate(query: str, resources: list[dict[str, Any]]) -> dict[str, Any] | N
 
 
 def _subject_id(res: dict[str, Any]) -> str | None:
-    ref = (res.get("subject") or res.get("patient") or {}).get("reference")
+    holder = res.get("subject") or res.get("patient")
+    ref = holder.get("reference") if isinstance(holder, dict) else None
     if not isinstance(ref, str):
         return None
     return ref.rsplit("/", 1)[-1].replace("urn:uuid:", "")

@@ -80,7 +80,8 @@ class ServiceCaller:
         t1 = time.perf_counter()
         champion = service.model.champion
         patient_id = str(req.context["patientId"])
-        index = ResourceIndex.from_prefetch({k: v for k, v in outcome.resources.items() if v is not None})
+        index = ResourceIndex.from_prefetch({k: v for k, v in outcome.resources.items() if v is not None},
+                                            champion.spec.resource_types())
         mapping = map_features(champion.spec, index, at=at, valuesets=champion.valuesets, patient_id=patient_id)
         unobtainable = _mark_unobtainable(service, outcome, mapping)
         timings["mapping"] = (time.perf_counter() - t1) * 1000

@@ -15,6 +15,11 @@ Resource = dict[str, Any]
 _MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement", "MedicationAdministration", "MedicationDispense")
 
 
+def as_list(value: Any) -> list[Any]:
+    """A JSON array as a list; anything else (absent, malformed) as an empty list."""
+    return value if isinstance(value, list) else []
+
+
 def reference_of(resource: Resource, full_url: str | None = None) -> str:
     """'Type/id' for a resource, or its fullUrl when it has no id."""
     rid = resource.get("id")
@@ -28,7 +33,7 @@ def iter_resources(value: Any) -> Iterator[tuple[Resource, str | None]]:
     if not isinstance(value, dict):
         return
     if value.get("resourceType") == "Bundle":
-        for entry in value.get("entry") or ():
+        for entry in as_list(value.get("entry")):
             if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
                 res = entry["resource"]
                 if res.get("resourceType") == "Bundle":
@@ -44,7 +49,7 @@ def codings(concept: Any) -> Iterator[tuple[str, str, str | None]]:
     """(system, code, display) of each coding of a CodeableConcept; tolerant of malformed input."""
     if not isinstance(concept, dict):
         return
-    for coding in concept.get("coding") or ():
+    for coding in as_list(concept.get("coding")):
         if isinstance(coding, dict):
             system, code = coding.get("system"), coding.get("code")
             if isinstance(system, str) and isinstance(code, str):
@@ -55,7 +60,9 @@ def codings(concept: Any) -> Iterator[tuple[str, str, str | None]]:
 class ResourceIndex:
     """Resources of one patient, indexed by type and by (system, code) of their main code."""
 
-    def __init__(self, resources: Iterable[tuple[Resource, str | None]]) -> None:
+    def __init__(self, resources: Iterable[tuple[Resource, str | None]], types: frozenset[str] | None = None) -> None:
+        """Index resources; with `types`, resources of other types are skipped (Patient and Medication are kept)."""
+        wanted = None if types is None else types | {"Patient", "Medication"}
         self.by_type: dict[str, list[Resource]] = defaultdict(list)
         self.by_code: dict[tuple[str, str, str], list[Resource]] = defaultdict(list)
         self.by_ref: dict[str, Resource] = {}
@@ -63,7 +70,7 @@ class ResourceIndex:
         seen: set[str] = set()
         for res, full_url in resources:
             rtype = res.get("resourceType")
-            if not isinstance(rtype, str):
+            if not isinstance(rtype, str) or (wanted is not None and rtype not in wanted):
                 continue
             ref = reference_of(res, full_url)
             if ref and ref in seen:
@@ -79,12 +86,12 @@ class ResourceIndex:
                 self.by_code[(rtype, system, code)].append(res)
 
     @classmethod
-    def from_prefetch(cls, prefetch: dict[str, Any]) -> ResourceIndex:
+    def from_prefetch(cls, prefetch: dict[str, Any], types: frozenset[str] | None = None) -> ResourceIndex:
         def gen() -> Iterator[tuple[Resource, str | None]]:
             for value in prefetch.values():
                 yield from iter_resources(value)
 
-        return cls(gen())
+        return cls(gen(), types)
 
     def ref(self, resource: Resource) -> str:
         return self.refs.get(id(resource), reference_of(resource))
@@ -109,7 +116,7 @@ class ResourceIndex:
         if not isinstance(ref, str):
             return None
         if ref.startswith("#"):
-            for contained in resource.get("contained") or ():
+            for contained in as_list(resource.get("contained")):
                 if isinstance(contained, dict) and contained.get("id") == ref[1:]:
                     return contained.get("code")
             return None

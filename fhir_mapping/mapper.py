@@ -8,7 +8,7 @@ passed over is kept with the reason, so a card can say why a value was not used.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from statistics import fmean
 from typing import Any
@@ -17,7 +17,7 @@ import fhirpathpy
 
 from fhir_mapping.expressions import Expression, ExpressionError
 from fhir_mapping.fhirdates import age_in_years, parse_fhir_date, parse_fhir_datetime
-from fhir_mapping.index import Resource, ResourceIndex, codings
+from fhir_mapping.index import Resource, ResourceIndex, as_list, codings
 from fhir_mapping.result import FeatureValue, MappingResult, MissingFeature, SourceRef
 from fhir_mapping.spec import Feature, FeatureSpec, Source
 from fhir_mapping.units import UnitError, UnitRegistry, default_registry
@@ -30,11 +30,15 @@ US_CORE_ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-eth
 _FUTURE_SLACK = timedelta(days=1)
 
 
+_NEWEST_FIRST = ("latest", "days_since", "exists")
+
+
 @dataclass
 class _Candidate:
     value: float
     when: datetime | None
     ref: SourceRef
+    res: Resource | None = None  # the resource, validated strictly only if the aggregate picks it
 
 
 class _Skip(Exception):
@@ -120,16 +124,65 @@ class _Context:
             return self._demographic(name, feature)
         candidates: list[_Candidate] = []
         ignored: list[SourceRef] = []
-        for source in feature.sources:
-            for res in self._matching(source):
-                ref = self._ref(res, source)
-                try:
-                    candidates.extend(self._read(res, source, feature, ref))
-                except _Skip as why:
-                    ignored.append(_with_note(ref, str(why)))
+        matches = [(res, source) for source in feature.sources for res in self._matching(source)]
+        if feature.aggregate in _NEWEST_FIRST and len(matches) > 1:
+            return self._newest_usable(name, feature, matches)
+        for res, source in matches:
+            ref = self._ref(res, source)
+            try:
+                candidates.extend(self._read(res, source, feature, ref))
+            except _Skip as why:
+                ignored.append(_with_note(ref, str(why)))
+        candidates = self._strictly_valid(feature, candidates, ignored)
         if candidates:
             return self._aggregate(name, feature, candidates)
         return self._absent(name, feature, ignored)
+
+    def _newest_usable(self, name: str, feature: Feature, matches: list[tuple[Resource, Source]]) -> FeatureValue | MissingFeature:
+        """For latest-value features read candidates newest first and stop at the first usable one.
+
+        A long record holds years of vitals; only the newest usable value matters, so older ones are never read,
+        converted or validated. Reading stops too at the first value older than the look-back window (all after it
+        are older still); that one is reported as passed over.
+        """
+        ignored: list[SourceRef] = []
+        floor = datetime.min.replace(tzinfo=UTC)
+        keyed = sorted(matches, key=lambda m: parse_fhir_datetime(_resource_date(m[0])) or floor, reverse=True)
+        for res, source in keyed:
+            ref = self._ref(res, source)
+            try:
+                cands = self._read(res, source, feature, ref)
+            except _Skip as why:
+                ignored.append(_with_note(ref, str(why)))
+                if str(why).startswith("older than"):
+                    break
+                continue
+            valid = self._strictly_valid(feature, cands, ignored)
+            if valid:
+                return self._aggregate(name, feature, valid)
+        return self._absent(name, feature, ignored)
+
+    def _strictly_valid(self, feature: Feature, cands: list[_Candidate], ignored: list[SourceRef]) -> list[_Candidate]:
+        """Validate with fhir.resources R4B only what the aggregate uses: the pick, or every value it averages."""
+        def valid(c: _Candidate) -> bool:
+            problem = self.validation.problem(c.res) if c.res is not None else None
+            if problem:
+                ignored.append(_with_note(c.ref, problem))
+            return problem is None
+
+        agg = feature.aggregate
+        if agg in ("mean", "count"):
+            return [c for c in cands if valid(c)]
+        floor = self.at - timedelta(days=365_000)
+        order = {
+            "latest": lambda c: (c.when or floor), "days_since": lambda c: (c.when or floor),
+            "earliest": lambda c: -(c.when or floor).timestamp(), "max": lambda c: c.value,
+            "min": lambda c: -c.value, "exists": lambda c: (c.when or floor),
+        }[agg]
+        for cand in sorted(cands, key=order, reverse=True):
+            if valid(cand):
+                return [cand]
+        return []
 
     def _matching(self, source: Source) -> list[Resource]:
         if source.codes:
@@ -141,12 +194,21 @@ class _Context:
         if source.valueset:
             vs = self.valuesets.get(source.valueset)
             seen = {id(r) for r in found}
-            for res in self.index.by_type.get(source.resource, ()):
+            medication = source.resource.startswith("Medication")
+            if vs.match == "exact":
+                # look each code up in the index; only medicationReference codes are not indexed, so scan those
+                pool: list[Resource] = [r for tokens in vs.systems_codes() for r in
+                                        self.index.with_codes(source.resource, (tokens,))]
+                if medication:
+                    pool += [r for r in self.index.by_type.get(source.resource, ())
+                             if "medicationReference" in r and "medicationCodeableConcept" not in r]
+            else:
+                pool = list(self.index.by_type.get(source.resource, ()))
+            for res in pool:
                 if id(res) in seen:
                     continue
-                concept = (
-                    self.index.medication_concept(res) if source.resource.startswith("Medication") else res.get("code")
-                )
+                seen.add(id(res))
+                concept = self.index.medication_concept(res) if medication else res.get("code")
                 if any(vs.lookup(s, c) for s, c, _ in codings(concept)):
                     found.append(res)
         if source.where:
@@ -179,25 +241,22 @@ class _Context:
                 raise _Skip(f"older than the {_window(feature.lookback_days)} look-back window")
         if source.resource == "Condition" and "resolved" not in source.allowed_statuses():
             _check_abatement(res, self.at)  # history-type features (prior stroke, prior MI) keep resolved ones
-        problem = self.validation.problem(res)
-        if problem:
-            raise _Skip(problem)
         if feature.value == "exists":
-            return [_Candidate(1.0, when, ref)]
+            return [_Candidate(1.0, when, ref, res)]
         holder = res
         if source.component:
             holder = _component(res, source.component)
         if feature.value == "quantity":
             value, original, unit = self._quantity(holder, feature)
             note = None if unit == feature.unit else f"converted from {_fmt(original)} {unit}"
-            return [_Candidate(value, when, _with(ref, original, unit, note))]
+            return [_Candidate(value, when, _with(ref, original, unit, note), res)]
         if feature.value == "boolean":
             flag = holder.get("valueBoolean")
             if not isinstance(flag, bool):
                 raise _Skip("has no valueBoolean")
-            return [_Candidate(1.0 if flag else 0.0, when, _with(ref, flag, None, None))]
+            return [_Candidate(1.0 if flag else 0.0, when, _with(ref, flag, None, None), res)]
         value, token = self._coded(holder.get("valueCodeableConcept"), feature)
-        return [_Candidate(value, when, _with(ref, token, None, None))]
+        return [_Candidate(value, when, _with(ref, token, None, None), res)]
 
     def _quantity(self, holder: Resource, feature: Feature) -> tuple[float, float, str | None]:
         qty = holder.get("valueQuantity")
@@ -398,7 +457,7 @@ def _resource_date(res: Resource) -> str | None:
 
 def _component(res: Resource, tokens: tuple[str, ...]) -> Resource:
     wanted = {tuple(t.split("|", 1)) for t in tokens}
-    for comp in res.get("component") or ():
+    for comp in as_list(res.get("component")):
         if isinstance(comp, dict) and any((s, c) in wanted for s, c, _ in codings(comp.get("code"))):
             return comp
     raise _Skip(f"panel has no component {', '.join(tokens)}")
@@ -407,10 +466,10 @@ def _component(res: Resource, tokens: tuple[str, ...]) -> Resource:
 def _omb_codes(patient: Resource, url: str) -> dict[str, str]:
     """'system|code' -> display for the ombCategory/detailed codings of a US Core race/ethnicity extension."""
     found: dict[str, str] = {}
-    for ext in patient.get("extension") or ():
+    for ext in as_list(patient.get("extension")):
         if not isinstance(ext, dict) or ext.get("url") != url:
             continue
-        for sub in ext.get("extension") or ():
+        for sub in as_list(ext.get("extension")):
             if isinstance(sub, dict) and sub.get("url") in ("ombCategory", "detailed"):
                 coding = sub.get("valueCoding")
                 if isinstance(coding, dict) and coding.get("system") and coding.get("code"):

@@ -176,6 +176,10 @@ class FeatureSpec(_Strict):
                 raise ValueError(f"features.{name}.derived uses unknown feature(s) {', '.join(sorted(unknown))}")
         return self
 
+    def resource_types(self) -> frozenset[str]:
+        """The resource types the features read (the index need not look at any other)."""
+        return frozenset(src.resource for f in self.features.values() for src in f.sources)
+
     def derived_inputs(self, name: str) -> set[str]:
         feature = self.features[name]
         return Expression(feature.derived).names if feature.derived else set()
