@@ -166,6 +166,9 @@ class FeatureSpec(_Strict):
     """A whole features.yaml."""
 
     spec_version: Literal[1] = 1
+    # Add `date=ge{{today() - N days}}` to Observation templates from each feature's look-back window. The token is
+    # CDS Hooks 3.0 (STU); 2.0 clients do not render it, so it is opt-in.
+    prefetch_date_limits: bool = False
     features: dict[str, Feature]
 
     @model_validator(mode="after")
@@ -219,8 +222,9 @@ class FeatureSpec(_Strict):
             if feature.demographic:
                 add("patient", "Patient/{{context.patientId}}", name)
             for i, source in enumerate(feature.sources):
-                add(_prefetch_key(source.resource, name, i, len(feature.sources)), _template_for(source, valuesets),
-                    name)
+                window = feature.lookback_days if self.prefetch_date_limits else None
+                add(_prefetch_key(source.resource, name, i, len(feature.sources)),
+                    _template_for(source, valuesets, window), name)
         if "patient" not in plan:
             plan = {"patient": PrefetchKey(template="Patient/{{context.patientId}}", features=()), **plan}
         return plan
@@ -239,7 +243,7 @@ def _prefetch_key(resource: str, feature: str, index: int, count: int) -> str:
     return f"{resource[0].lower()}{resource[1:]}-{feature}{suffix}".replace("_", "-")
 
 
-def _template_for(source: Source, valuesets: ValueSetLibrary) -> str:
+def _template_for(source: Source, valuesets: ValueSetLibrary, lookback_days: int | None = None) -> str:
     patient = "patient={{context.patientId}}"
     codes = list(source.codes)
     if source.valueset:
@@ -250,7 +254,8 @@ def _template_for(source: Source, valuesets: ValueSetLibrary) -> str:
             codes = []
     code_param = f"&code={','.join(codes)}" if codes else ""
     if source.resource == "Observation":
-        return f"Observation?{patient}{code_param}&_sort=-date&_count=100"
+        since = f"&date=ge{{{{today() - {lookback_days} days}}}}" if lookback_days else ""
+        return f"Observation?{patient}{code_param}{since}&_sort=-date&_count=100"
     if source.resource == "Condition":
         return f"Condition?{patient}{code_param}"
     if source.resource in ("MedicationRequest", "MedicationStatement"):

@@ -289,3 +289,16 @@ def test_generated_patients_map_and_present_features_are_found(patient: dict[str
         assert found(results["prevent-base"], "bmi")
     if patient["has_atrial_fibrillation"]:
         assert results["cha2ds2-vasc"].values["atrial_fibrillation"].value == 1
+
+
+def test_prefetch_date_limits_are_opt_in(tmp_path: Path) -> None:
+    from cds_hooks.prefetch import render_template
+
+    doc = dict(SPEC, prefetch_date_limits=True)
+    path = tmp_path / "features.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    limited = load_feature_spec(path, LIB).prefetch_plan(LIB)
+    mean = [pk.template for pk in limited.values() if "sbp_mean" in pk.features and "date=ge" in pk.template]
+    assert mean and "date=ge{{today() - 90 days}}" in mean[0]
+    rendered = render_template(mean[0], {"patientId": "p1"}, now=AT)
+    assert "date=ge2026-03-03" in rendered
