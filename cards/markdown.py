@@ -21,8 +21,8 @@ def md_escape(text: str) -> str:
     text = " ".join(str(text).split())
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _MD_SPECIAL.sub(r"\\\1", text)
-    if text[:1] in ("-", "+", "=") or re.match(r"^\d+[.)]", text):
-        text = "\\" + text  # would start a list or heading at the beginning of a line
+    if re.match(r"^(\d+[.)]|[-+=])(\s|$)", text):
+        text = "\\" + text  # would start a list item at the beginning of a line
     return text
 
 

@@ -80,6 +80,7 @@ def test_card_fits_the_spec_for_extreme_inputs(model_id: str, how: str) -> None:
         else:
             assert "selectionBehavior" not in card
         assert len(card["detail"]) < DETAIL_BUDGET, f"{model_id}/{how}: {len(card['detail'])} characters"
+        assert not re.search(r"\\\d", card["detail"]), "a number was escaped as if it started a list"
         assert all(r["display"] for r in card["overrideReasons"])
         tokens = MarkdownIt("commonmark").enable("table").parse(card["detail"])
         html = [t for t in tokens if t.type in ("html_block", "html_inline")]

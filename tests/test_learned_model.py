@@ -1,0 +1,65 @@
+"""The learned demonstration model: loads and validates, says it is synthetic, shadows a challenger, refuses diabetics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import fhirfactory as F
+from inference.model_card import PREDICTIVE_ATTRIBUTES
+from inference.repository import ModelRepository
+from test_models_http import fire, recorded_outputs
+
+ROOT = Path(__file__).resolve().parent.parent
+FOLDER = ROOT / "models" / "t2d-onset-5y"
+
+
+def record(**extra: Any) -> list[dict[str, Any]]:
+    res = [F.patient("p1", 58, "male"), F.quantity_obs("39156-5", 33.5, "kg/m2"), F.bp_panel(142),
+           F.quantity_obs("2085-9", 38, "mg/dL"), F.condition("714628002", display="Prediabetes"),
+           F.condition("59621000", display="Essential hypertension")]
+    if extra.get("diabetes"):
+        res.append(F.condition("44054006"))
+    return res
+
+
+def test_both_versions_load_with_complete_model_cards() -> None:
+    entry = ModelRepository(ROOT / "models").load().entries["t2d-onset-5y"]
+    assert entry.champion.version == "1.0.0" and entry.challenger is not None and entry.challenger.version == "1.1.0"
+    for runtime in entry.versions.values():
+        manifest = runtime.manifest
+        assert manifest.kind == "predictive"
+        assert set(PREDICTIVE_ATTRIBUTES) <= set(manifest.model_card["attributes"])
+        assert "AUROC" in manifest.model_card["attributes"]["internal_validity"]
+        reference = manifest.model_card["reference_distribution"]
+        assert {"age", "bmi", "sbp", "hdl", "__score__"} <= set(reference)
+        assert abs(sum(reference["bmi"]["proportions"]) - 1) < 1e-9
+        evaluation = json.loads((FOLDER / runtime.version / "evaluation.json").read_text())
+        assert evaluation["test"]["events"] > 0 and 0.5 < evaluation["test"]["auroc"] <= 1.0
+
+
+def test_graph_matches_its_golden_examples_and_is_a_probability() -> None:
+    runtime = ModelRepository(ROOT / "models").load().entries["t2d-onset-5y"].champion
+    rows = np.random.default_rng(3).uniform([30, 0, 15, 80, 15, 0, 0], [79, 1, 60, 220, 120, 1, 1], size=(200, 7))
+    rows[:, [1, 5, 6]] = np.round(rows[:, [1, 5, 6]])
+    p = runtime.run_matrix(rows)["risk_5y"]
+    assert p.shape == (200,) and np.all((p >= 0) & (p <= 1))
+
+
+def test_card_is_labelled_not_for_clinical_use_and_challenger_is_shadowed(api: Any) -> None:
+    card = fire(api, "t2d-onset-5y", record())
+    assert card["summary"].startswith("NOT FOR CLINICAL USE")
+    assert "synthetic" in card["detail"].lower()
+    assert 0 < recorded_outputs(api, card)["risk_5y"] < 1
+    state = api.app.state.cds
+    rows = state.store.predictions(model_id="t2d-onset-5y")
+    assert {r["alias"] for r in rows} == {"champion", "challenger"}
+    assert [r["card_uuids"] for r in rows if r["alias"] == "challenger"] == [[]]
+
+
+def test_patients_with_diabetes_get_no_number(api: Any) -> None:
+    card = fire(api, "t2d-onset-5y", record(diabetes=True))
+    assert "%" not in card["summary"] and "diabetes is already on the problem list" in card["detail"]
