@@ -183,7 +183,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read configuration: {exc}") from exc
         data.setdefault("base_dir", str(path.parent.resolve()))
-    _merge(data, overrides)
+    merge_dicts(data, overrides)
     try:
         settings = Settings(**data)
     except ValidationError as exc:
@@ -195,9 +195,10 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     return settings
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+def merge_dicts(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Deep-merge `extra` into `base` (nested tables merge; other values replace)."""
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
+            merge_dicts(base[key], value)
         else:
             base[key] = value

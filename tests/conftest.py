@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from cds_hooks.settings import Settings, load_settings
+from cds_hooks.settings import Settings, load_settings, merge_dicts
 from cds_hooks.signing import LocalKey, load_local_key, mint_token
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,16 +35,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "auth": {"enabled": True, "clients": [{"iss": TEST_ISSUER, "jwks": jwks,
                                                 "fhir_servers": ["http://127.0.0.1:1/fhir"]}]},
     }
-    _merge(base, overrides)
+    merge_dicts(base, overrides)
     return load_settings(None, **base)
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
 
 
 class SignedClient:
