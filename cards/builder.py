@@ -172,7 +172,7 @@ def _card(summary: str, indicator: str, detail: str, manifest: Manifest, ctx: Ca
     return card
 
 
-def _render(manifest: Manifest, template: str, view: dict[str, Any], ctx: CardContext) -> str:
+def _render(template: str, view: dict[str, Any]) -> str:
     text = environment().get_template(template).render(**view)
     return re.sub(r"\n{3,}", "\n\n", text)
 
@@ -202,7 +202,7 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
         ]
         view["reference_label"] = trusted(manifest.explain.baseline_label)
         view["reference_value"] = trusted(format_output(kind, prediction.reference_output or 0.0, primary.decimals))
-    detail = _render(manifest, manifest.card.template, view, ctx)
+    detail = _render(manifest.card.template, view)
     if manifest.card.observation_code:
         resource = observation(manifest, prediction, mapping, patient_id=ctx.patient_id,
                                encounter_id=ctx.encounter_id, at=ctx.at, model_card_url=_model_card_url(manifest, ctx))
@@ -246,7 +246,7 @@ def _missing_card(manifest: Manifest, spec: FeatureSpec, prediction: Prediction,
     view = dict(view)
     view["headline"] = trusted(f"{manifest.card.short_title} not calculated: required data missing")
     view["missing"] = [{"label": m.label or m.name, "reason": m.reason} for m in missing]
-    detail = _render(manifest, "missing.md.j2", view, ctx)
+    detail = _render("missing.md.j2", view)
     suggestions = []
     seen: set[str] = set()
     for name in prediction.missing_required:
@@ -271,7 +271,7 @@ def _refused_card(manifest: Manifest, prediction: Prediction, ctx: CardContext, 
     view = dict(view)
     view["headline"] = trusted(f"No {manifest.card.short_title} estimate for this patient")
     view["refusals"] = [trusted(r) for r in prediction.refusals]
-    detail = _render(manifest, "refused.md.j2", view, ctx)
+    detail = _render("refused.md.j2", view)
     first = prediction.refusals[0] if prediction.refusals else "inputs outside the validated range"
     summary = f"No {manifest.card.short_title} estimate: {first}"
     return _card(summary, "info", detail, manifest, ctx, [])

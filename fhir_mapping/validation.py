@@ -53,15 +53,15 @@ def used_projection(resource: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in resource.items() if k == "resourceType" or k.startswith(used)}
 
 
-def validate_resource(resource: dict[str, Any], *, whole: bool = False) -> str | None:
-    """None when valid FHIR R4 (the used elements, or `whole`), else a short reason."""
+def validate_resource(resource: dict[str, Any]) -> str | None:
+    """None when the elements the mapper reads are valid FHIR R4, else a short reason."""
     rtype = resource.get("resourceType")
     try:
         cls = get_fhir_model_class(str(rtype))
     except (KeyError, ValueError, AttributeError):
         return f"unknown resourceType {rtype!r}"
     try:
-        cls.model_validate(resource if whole else used_projection(resource))
+        cls.model_validate(used_projection(resource))
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"] if p != "__root__")

@@ -42,11 +42,6 @@ class Prediction:
     missing_required: list[str] = field(default_factory=list)
     contributions: list[Contribution] = field(default_factory=list)
     reference_output: float | None = None
-    primary_output: str = ""
-
-    @property
-    def primary_value(self) -> float | None:
-        return None if self.outputs is None else self.outputs.get(self.primary_output)
 
 
 class ModelRuntime:
@@ -88,7 +83,6 @@ class ModelRuntime:
         """Guards, then one onnxruntime call for the prediction and its explanation."""
         values = {name: fv.value for name, fv in mapping.values.items() if name in self._columns}
         pred = Prediction(self.id, self.version, alias, inputs=values)
-        pred.primary_output = self.manifest.primary.name
         missing = [spec_in.name for spec_in in self.manifest.inputs if spec_in.name not in values]
         if missing:
             pred.missing_required = missing
