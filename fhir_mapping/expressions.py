@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import math
+from functools import lru_cache
 from collections.abc import Callable, Mapping
 
 _FUNCTIONS: dict[str, Callable[..., float]] = {
@@ -87,3 +88,9 @@ class Expression:
             return self._eval(node.body if self._eval(node.test, values) else node.orelse, values)
         assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
         return _FUNCTIONS[node.func.id](*(self._eval(a, values) for a in node.args))
+
+
+@lru_cache(maxsize=512)
+def compiled_expression(source: str) -> Expression:
+    """An Expression parsed once per distinct source text (specs are loaded once; expressions run per request)."""
+    return Expression(source)

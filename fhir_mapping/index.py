@@ -65,6 +65,7 @@ class ResourceIndex:
         wanted = None if types is None else types | {"Patient", "Medication"}
         self.by_type: dict[str, list[Resource]] = defaultdict(list)
         self.by_code: dict[tuple[str, str, str], list[Resource]] = defaultdict(list)
+        self.codes_by_type: dict[str, set[tuple[str, str]]] = defaultdict(set)
         self.by_ref: dict[str, Resource] = {}
         self.refs: dict[int, str] = {}
         seen: set[str] = set()
@@ -84,6 +85,7 @@ class ResourceIndex:
             self.by_type[rtype].append(res)
             for system, code, _ in self._main_codes(res):
                 self.by_code[(rtype, system, code)].append(res)
+                self.codes_by_type[rtype].add((system, code))
 
     @classmethod
     def from_prefetch(cls, prefetch: dict[str, Any], types: frozenset[str] | None = None) -> ResourceIndex:

@@ -15,7 +15,7 @@ from typing import Any
 
 import fhirpathpy
 
-from fhir_mapping.expressions import Expression, ExpressionError
+from fhir_mapping.expressions import ExpressionError, compiled_expression
 from fhir_mapping.fhirdates import age_in_years, parse_fhir_date, parse_fhir_datetime
 from fhir_mapping.index import Resource, ResourceIndex, as_list, codings
 from fhir_mapping.result import FeatureValue, MappingResult, MissingFeature, SourceRef
@@ -92,7 +92,7 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
         return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
                               reason=f"{lead} cannot be computed without {labels}")
     try:
-        value = Expression(feature.derived).evaluate({n: result.values[n].value for n in needs})
+        value = compiled_expression(feature.derived).evaluate({n: result.values[n].value for n in needs})
     except ExpressionError as exc:
         return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
                               reason=f"Could not be computed: {exc}")
@@ -197,8 +197,8 @@ class _Context:
             medication = source.resource.startswith("Medication")
             if vs.match == "exact":
                 # look each code up in the index; only medicationReference codes are not indexed, so scan those
-                pool: list[Resource] = [r for tokens in vs.systems_codes() for r in
-                                        self.index.with_codes(source.resource, (tokens,))]
+                present = self.index.codes_by_type.get(source.resource, set()) & vs.entries.keys()
+                pool: list[Resource] = [r for s, c in present for r in self.index.by_code[(source.resource, s, c)]]
                 if medication:
                     pool += [r for r in self.index.by_type.get(source.resource, ())
                              if "medicationReference" in r and "medicationCodeableConcept" not in r]

@@ -13,7 +13,7 @@ import fhirpathpy
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from fhir_mapping.expressions import Expression, ExpressionError
+from fhir_mapping.expressions import Expression, ExpressionError, compiled_expression
 from fhir_mapping.units import default_registry
 from fhir_mapping.valuesets import ValueSetError, ValueSetLibrary
 
@@ -185,7 +185,7 @@ class FeatureSpec(_Strict):
 
     def derived_inputs(self, name: str) -> set[str]:
         feature = self.features[name]
-        return Expression(feature.derived).names if feature.derived else set()
+        return compiled_expression(feature.derived).names if feature.derived else set()
 
     def derivation_order(self) -> list[str]:
         """Derived features in an order where each comes after the derived features it uses."""
