@@ -102,3 +102,32 @@ def test_required_data_that_cannot_be_obtained_is_412(api: Any) -> None:
     body = resp.json()
     assert body["resourceType"] == "OperationOutcome"
     assert "patient" in body["issue"][0]["diagnostics"]
+
+
+def test_arbitrary_request_bodies_never_give_a_500(settings_factory: Any, local_key: Any) -> None:
+    from fastapi.testclient import TestClient
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from cds_hooks.app import create_app
+    from conftest import SignedClient
+
+    leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8))
+    value = st.recursive(leaf, lambda c: st.one_of(st.lists(c, max_size=3),
+                                                   st.dictionaries(st.text(max_size=8), c, max_size=3)), max_leaves=10)
+    keys = st.sampled_from(["hook", "hookInstance", "context", "prefetch", "fhirServer", "fhirAuthorization",
+                            "extension", "feedback"])
+    base = F.hook_request({"patient": F.patient("p1")})
+
+    with TestClient(create_app(settings_factory()), raise_server_exceptions=False) as client:
+        api = SignedClient(client, local_key)
+
+        @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+        @given(st.dictionaries(keys, value, max_size=5), st.booleans())
+        def check(mutation: dict[str, Any], keep_base: bool) -> None:
+            body = {**base, **mutation} if keep_base else mutation
+            for path in (SERVICE, SERVICE + "/feedback"):
+                resp = api.post(path, json=body)
+                assert resp.status_code < 500, (path, body, resp.text)
+
+        check()
