@@ -82,6 +82,7 @@ def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, 
     ]
     return {
         "inputs": inputs,
+        "other_outputs": [],
         "missing": [],
         "assumed": assumed,
         "missing_optional": missing_optional,
@@ -187,12 +188,10 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
     view["headline"] = trusted(f"{manifest.card.short_title}: {value_text} ({category.label})")
     view["category_description"] = trusted(category.description)
     view["guidance"] = trusted(category.guidance)
-    others = [o for o in manifest.outputs if not o.primary]
-    if others:
-        extra = "; ".join(
-            f"{o.label} {format_output(o.kind, prediction.outputs[o.name], o.decimals)}" for o in others
-        )
-        view["headline"] = trusted(f"{view['headline']}. {extra}")
+    view["other_outputs"] = [
+        trusted(f"{o.label} {format_output(o.kind, prediction.outputs[o.name], o.decimals)}")
+        for o in manifest.outputs if not o.primary
+    ]
     if prediction.contributions and manifest.explain:
         kind = primary.kind
         view["contributions"] = [
