@@ -252,6 +252,10 @@ def _flag_threshold(entry: Any, p: np.ndarray) -> float:
 
 
 # ---- HTML -----------------------------------------------------------------------------------------------------------
+def _name(feature: str) -> str:
+    return "model output" if feature == "__score__" else feature
+
+
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
@@ -313,12 +317,12 @@ def _model_html(model_id: str, m: dict[str, Any], plt: Any) -> str:
     out.append(f"<h3>Input drift</h3><p class=muted>Reference: {e(str(drift.get('reference')))}; "
                f"PSI above {drift.get('threshold', PSI_THRESHOLD)} is flagged.</p>")
     if drift["features"]:
-        rows = "".join(f"<tr><td>{e(n)}</td><td>{f['psi']:.3f}</td><td>{'<span class=flag>drift</span>' if f['flagged'] else 'stable'}</td></tr>"
+        rows = "".join(f"<tr><td>{e(_name(n))}</td><td>{f['psi']:.3f}</td><td>{'<span class=flag>drift</span>' if f['flagged'] else 'stable'}</td></tr>"
                        for n, f in drift["features"].items())
         out.append(f"<table><tr><th>input</th><th>PSI</th><th></th></tr>{rows}</table>")
         fig, ax = plt.subplots(figsize=(6, 2.4))
         names = list(drift["features"])
-        ax.bar(names, [drift["features"][n]["psi"] for n in names],
+        ax.bar([_name(n) for n in names], [drift["features"][n]["psi"] for n in names],
                color=["#c62828" if drift["features"][n]["flagged"] else "#1565c0" for n in names])
         ax.axhline(drift.get("threshold", PSI_THRESHOLD), color="#555", linestyle="--")
         ax.tick_params(axis="x", rotation=45, labelsize=7)
