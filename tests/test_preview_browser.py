@@ -7,6 +7,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,19 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServiceP
     proc.stop()
 
 
+def fire_example(page: Any, base: str, service: str, example: str, loaded: str) -> Any:
+    """Open the preview, pick a service and an example patient, fire the hook; the first card's locator."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{base}/preview")
+    expect(page.locator("#status")).to_have_text("Ready.")
+    page.select_option("#service", service)
+    page.select_option("#example", example)
+    expect(page.locator("#bundle")).to_have_value(re.compile(re.escape(loaded)))
+    page.click("#fire")
+    return page.locator("article.card").first
+
+
 def test_preview_fires_a_hook_and_records_feedback(service: tuple[ServiceProcess, Path], tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -38,13 +52,7 @@ def test_preview_fires_a_hook_and_records_feedback(service: tuple[ServiceProcess
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"{proc.base}/preview")
-            expect(page.locator("#status")).to_have_text("Ready.")
-            page.select_option("#service", "ascvd-pce-10y")
-            page.select_option("#example", "pce-example")
-            expect(page.locator("#bundle")).to_have_value(re.compile(re.escape('"resourceType": "Bundle"')))
-            page.click("#fire")
-            card = page.locator("article.card").first
+            card = fire_example(page, proc.base, "ascvd-pce-10y", "pce-example", '"resourceType": "Bundle"')
             expect(card.locator(".summary")).to_contain_text("10-year ASCVD risk 5.4% (borderline)")
             assert "indicator-info" in (card.get_attribute("class") or "")
             detail = card.locator(".detail")
@@ -79,13 +87,7 @@ def test_preview_override_with_a_coded_reason(service: tuple[ServiceProcess, Pat
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             page = browser.new_page()
-            page.goto(f"{proc.base}/preview")
-            expect(page.locator("#status")).to_have_text("Ready.")
-            page.select_option("#service", "cha2ds2-vasc")
-            page.select_option("#example", "af-example")
-            expect(page.locator("#bundle")).to_have_value(re.compile(re.escape("Atrial fibrillation")))
-            page.click("#fire")
-            card = page.locator("article.card").first
+            card = fire_example(page, proc.base, "cha2ds2-vasc", "af-example", "Atrial fibrillation")
             expect(card.locator(".summary")).to_contain_text("CHA2DS2-VASc 4")
             card.locator(".override select").select_option("patient-declined")
             card.locator("button.dismiss").click()
