@@ -30,9 +30,10 @@ class CdsService:
         }
         if self.plan:
             entry["prefetch"] = {key: pk.template for key, pk in self.plan.items()}
+        types = sorted({pk.template.split("?")[0].split("/")[0] for pk in self.plan.values()})
         entry["usageRequirements"] = (
-            "Needs read access to the patient's Patient, Observation, Condition and MedicationRequest resources "
-            "(or a prefetch with them)."
+            f"Reads the patient's {', '.join(types)} resources: send them as prefetch, or give fhirServer and "
+            "fhirAuthorization with read access (patient/*.read)."
         )
         return entry
 

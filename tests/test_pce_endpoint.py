@@ -105,3 +105,19 @@ def test_record_text_cannot_inject_markdown_or_html(api: Any) -> None:
     assert "<img" not in detail and "&lt;img" in detail  # ... with HTML neutralised
     assert "[click](javascript" not in detail and "\\[click\\]" in detail  # ... and Markdown links broken
     assert "**bold**" not in detail
+
+
+def test_discovery_declares_the_prefetch_the_model_needs(api: Any) -> None:
+    services = {s["id"]: s for s in api.get("/cds-services").json()["services"]}
+    pce = services["ascvd-pce-10y"]
+    assert pce["hook"] == "patient-view" and pce["title"] and pce["description"]
+    templates = pce["prefetch"]
+    assert templates["patient"] == "Patient/{{context.patientId}}"
+    joined = " ".join(templates.values())
+    for code in ("2093-3", "14647-2", "2085-9", "14646-4", "85354-9", "55284-4", "8480-6", "72166-2"):
+        assert code in joined
+    assert any(t.startswith("Condition?patient=") for t in templates.values())
+    assert any(t.startswith("MedicationRequest?patient=") and "status=active" in t for t in templates.values())
+    assert "Observation" in pce["usageRequirements"]
+    assert {"news2-encounter-start", "news2-patient-view"} <= set(services)
+    assert services["news2-encounter-start"]["hook"] == "encounter-start"
