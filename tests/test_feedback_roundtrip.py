@@ -68,3 +68,19 @@ def test_prediction_is_recorded_without_patient_identifiers(api: Any) -> None:
     rows = store.predictions_for_card(shown["uuid"])
     assert rows and rows[0]["model_id"] == "ascvd-pce-10y"
     assert rows[0]["patient_key"] != "p1" and len(rows[0]["patient_key"]) >= 32
+
+
+def test_shutdown_flushes_recorded_predictions(settings_factory: Any, local_key: Any, tmp_path: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from cds_hooks.app import create_app
+    from conftest import SignedClient
+    from store.store import Store
+
+    settings = settings_factory()
+    with TestClient(create_app(settings)) as client:
+        card = show_card(SignedClient(client, local_key))
+    # the app has shut down: whatever was queued is in the database now
+    store = Store(settings.store_url(), settings.store.hmac_secret.encode())
+    assert store.predictions_for_card(card["uuid"])
+    store.dispose()
