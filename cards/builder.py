@@ -46,7 +46,9 @@ class CardContext:
 
 def build_cards(manifest: Manifest, spec: FeatureSpec, prediction: Prediction, mapping: MappingResult,
                 ctx: CardContext) -> list[dict]:
-    """The cards for one prediction of a champion model."""
+    """The cards for one prediction of a champion model (none for a patient recorded as deceased)."""
+    if prediction.suppressed:
+        return []
     view = _common_view(manifest, spec, mapping, ctx)
     if prediction.missing_required:
         return [_missing_card(manifest, spec, prediction, mapping, ctx, view)]
@@ -190,8 +192,9 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
     view["guidance"] = trusted(category.guidance)
     view["other_outputs"] = [
         trusted(f"{o.label} {format_output(o.kind, prediction.outputs[o.name], o.decimals)}")
-        for o in manifest.outputs if not o.primary
+        for o in manifest.outputs if not o.primary and o.name in prediction.outputs
     ]
+    view["withheld"] = sorted(set(prediction.withheld.values()))
     if prediction.contributions and manifest.explain:
         kind = primary.kind
         view["contributions"] = [
@@ -270,6 +273,7 @@ def _refused_card(manifest: Manifest, prediction: Prediction, ctx: CardContext, 
     view = dict(view)
     view["headline"] = trusted(f"No {manifest.card.short_title} estimate for this patient")
     view["refusals"] = [trusted(r) for r in prediction.refusals]
+    view["guidance_instead"] = [trusted(g) for g in prediction.guidance]
     detail = _render("refused.md.j2", view)
     first = prediction.refusals[0] if prediction.refusals else "inputs outside the validated range"
     summary = f"No {manifest.card.short_title} estimate: {first}"

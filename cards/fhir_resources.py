@@ -14,7 +14,7 @@ from fhir.resources.R4B.riskassessment import RiskAssessment
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from fhir_mapping.result import MappingResult
-from inference.manifest import Manifest
+from inference.manifest import Manifest, Output
 from inference.runtime import Prediction
 
 UCUM = "http://unitsofmeasure.org"
@@ -42,23 +42,11 @@ def risk_assessment(
     assert prediction.outputs is not None and prediction.category is not None
     primary = manifest.primary
     basis = _basis(mapping)
-    outcome: dict[str, Any] = {"text": primary.label}
-    if manifest.card.risk_assessment_code:
-        outcome = {"coding": [dict(manifest.card.risk_assessment_code)], "text": primary.label}
-    pred: dict[str, Any] = {"outcome": outcome}
-    value = prediction.outputs[primary.name]
-    if primary.kind == "probability":
-        pred["probabilityDecimal"] = round(value, 6)
-    qualitative = _QUALITATIVE.get(prediction.category.label.lower())
-    if qualitative:
-        pred["qualitativeRisk"] = {"coding": [{"system": RISK_PROBABILITY, "code": qualitative}],
-                                   "text": prediction.category.label}
-    else:
-        pred["qualitativeRisk"] = {"text": prediction.category.label}
-    if primary.horizon_years:
-        pred["whenRange"] = {"high": {"value": primary.horizon_years, "unit": "years", "system": UCUM, "code": "a"}}
-    if primary.kind != "probability":
-        pred["rationale"] = f"{primary.label}: {format_output(primary.kind, value, primary.decimals)}"
+    # every output the model gave (primary first), each with its outcome and horizon; withheld ones are not given
+    predictions = [_prediction(manifest, o, prediction) for o in manifest.outputs
+                   if o.primary and o.name in prediction.outputs]
+    predictions += [_prediction(manifest, o, prediction) for o in manifest.outputs
+                    if not o.primary and o.name in prediction.outputs]
     resource: dict[str, Any] = {
         "resourceType": "RiskAssessment",
         "status": "final",
@@ -69,7 +57,7 @@ def risk_assessment(
         },
         "subject": {"reference": f"Patient/{patient_id}"},
         "occurrenceDateTime": _date_time(at),
-        "prediction": [pred],
+        "prediction": predictions,
         "note": [{"text": f"Computed by cds-onnx from {manifest.citation}. Model card: {model_card_url}"}],
     }
     if encounter_id:
@@ -78,6 +66,32 @@ def risk_assessment(
         resource["basis"] = basis
     RiskAssessment.model_validate(resource)
     return resource
+
+
+def _prediction(manifest: Manifest, output: Output, prediction: Prediction) -> dict[str, Any]:
+    """One RiskAssessment.prediction: the outcome (coded when the manifest gives a code), the probability or the
+    value in words, the horizon, and for the primary output the qualitative category."""
+    assert prediction.outputs is not None and prediction.category is not None
+    coding = output.outcome or (manifest.card.risk_assessment_code if output.primary else None)
+    outcome: dict[str, Any] = {"text": output.label}
+    if coding:
+        outcome["coding"] = [dict(coding)]
+    pred: dict[str, Any] = {"outcome": outcome}
+    value = prediction.outputs[output.name]
+    if output.kind == "probability":
+        pred["probabilityDecimal"] = round(value, 6)
+    if output.primary:
+        qualitative = _QUALITATIVE.get(prediction.category.label.lower())
+        if qualitative:
+            pred["qualitativeRisk"] = {"coding": [{"system": RISK_PROBABILITY, "code": qualitative}],
+                                       "text": prediction.category.label}
+        else:
+            pred["qualitativeRisk"] = {"text": prediction.category.label}
+    if output.horizon_years:
+        pred["whenRange"] = {"high": {"value": output.horizon_years, "unit": "years", "system": UCUM, "code": "a"}}
+    if output.kind != "probability":
+        pred["rationale"] = f"{output.label}: {format_output(output.kind, value, output.decimals)}"
+    return pred
 
 
 def _basis(mapping: MappingResult) -> list[dict[str, str]]:

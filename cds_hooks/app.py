@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from fastapi import FastAPI, Request
@@ -76,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
             deadline_seconds=settings.prefetch.deadline_seconds, max_pages=settings.prefetch.max_pages,
             anonymous_fhir_servers=tuple(settings.auth.anonymous_fhir_servers),
             smart_app_url=settings.cards.smart_app_url,
+            time_zone=ZoneInfo(settings.mapping.time_zone) if settings.mapping.time_zone else None,
         )
         app.state.cds = AppState(settings, repository, services,
                                  ClientAuthenticator(settings.auth_settings(), http_client=http_client),

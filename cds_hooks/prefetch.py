@@ -322,3 +322,48 @@ async def resolve_prefetch(
                     log.warning("prefetch key %s failed: deadline of %g s passed", key, deadline_seconds)
     outcome.elapsed_ms = (time.perf_counter() - started) * 1000
     return outcome
+
+
+_MEDICATION_REF = re.compile(r"^Medication/([A-Za-z0-9\-.]{1,64})$")
+
+
+async def fetch_medications(
+    references: list[str],
+    *,
+    fhir_server: str,
+    access_token: str | None,
+    client: httpx.AsyncClient,
+    deadline_seconds: float,
+    limit: int = 50,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Read the Medication resources that medicationReference points to but the prefetch did not include.
+
+    Only relative `Medication/<id>` references are read, from fhirServer (the same allowlisted origin), concurrently
+    and within the deadline. Returns a collection Bundle of what was read and the reasons for what was not.
+    """
+    fetcher = _Fetcher(client, fhir_server, access_token, max_pages=1)
+    wanted = [r for r in dict.fromkeys(references) if _MEDICATION_REF.match(r)][:limit]
+    found: list[dict[str, Any]] = []
+    failed: dict[str, str] = {r: "not a relative Medication reference" for r in references
+                              if not _MEDICATION_REF.match(r)}
+
+    async def one(ref: str) -> None:
+        try:
+            body = await fetcher.get_json(f"{fetcher.base}/{ref}")
+        except _FetchError as exc:
+            failed[ref] = str(exc)
+            return
+        if body.get("resourceType") != "Medication":
+            failed[ref] = f"FHIR server answered a {body.get('resourceType')}, not a Medication"
+            return
+        found.append({"fullUrl": f"{fetcher.base}/{ref}", "resource": body})
+
+    if wanted and deadline_seconds > 0:
+        try:
+            async with asyncio.timeout(deadline_seconds):
+                await asyncio.gather(*(one(r) for r in wanted))
+        except TimeoutError:
+            for ref in wanted:
+                if ref not in failed and not any(e["fullUrl"].endswith("/" + ref) for e in found):
+                    failed[ref] = "no answer from FHIR server within the deadline"
+    return {"resourceType": "Bundle", "type": "collection", "entry": found}, failed

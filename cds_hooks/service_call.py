@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import httpx
@@ -21,7 +21,7 @@ from cds_hooks.auth import ClientIdentity, TrustedClient, fhir_server_allowed
 from cds_hooks.cohort import cohort_of
 from cds_hooks.errors import ApiError, bad_request
 from cds_hooks.hooks import validate_context
-from cds_hooks.prefetch import PrefetchOutcome, resolve_prefetch
+from cds_hooks.prefetch import PrefetchOutcome, fetch_medications, resolve_prefetch
 from cds_hooks.request import HookRequest
 from cds_hooks.services import CdsService
 from fhir_mapping.index import ResourceIndex
@@ -53,6 +53,7 @@ class ServiceCaller:
     anonymous_fhir_servers: tuple[str, ...] = ()
     smart_app_url: str | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    time_zone: tzinfo | None = None  # the patients' local zone (configuration), else read from the record
 
     async def call(self, service: CdsService, req: HookRequest, identity: ClientIdentity, base_url: str) -> CallResult:
         if req.hook != service.hook:
@@ -73,17 +74,32 @@ class ServiceCaller:
             templates, req.prefetch, context=req.context, fhir_server=req.fhir_server, access_token=req.access_token,
             client=self.http_client, deadline_seconds=self.deadline_seconds, max_pages=self.max_pages,
         )
-        timings["prefetch"] = (time.perf_counter() - t0) * 1000
         if outcome.failed:
             log.info("service %s: prefetch keys not obtained: %s", service.id, ", ".join(sorted(outcome.failed)))
 
-        t1 = time.perf_counter()
         champion = service.model.champion
+        types = champion.spec.resource_types()
+        index = ResourceIndex.from_prefetch({k: v for k, v in outcome.resources.items() if v is not None}, types)
+        unresolved = _unresolved_medications(index)
+        if unresolved and req.fhir_server is not None:
+            remaining = self.deadline_seconds - (time.perf_counter() - t0)
+            bundle, not_read = await fetch_medications(
+                unresolved, fhir_server=req.fhir_server, access_token=req.access_token, client=self.http_client,
+                deadline_seconds=remaining)
+            if bundle["entry"]:
+                outcome.resources["_referenced-medications"] = bundle
+                index = ResourceIndex.from_prefetch(
+                    {k: v for k, v in outcome.resources.items() if v is not None}, types)
+            if not_read:
+                log.info("service %s: %d referenced Medication(s) not read", service.id, len(not_read))
+        timings["prefetch"] = (time.perf_counter() - t0) * 1000
+
+        t1 = time.perf_counter()
         patient_id = str(req.context["patientId"])
-        index = ResourceIndex.from_prefetch({k: v for k, v in outcome.resources.items() if v is not None},
-                                            champion.spec.resource_types())
-        mapping = map_features(champion.spec, index, at=at, valuesets=champion.valuesets, patient_id=patient_id)
+        mapping = map_features(champion.spec, index, at=at, valuesets=champion.valuesets, patient_id=patient_id,
+                               time_zone=self.time_zone)
         unobtainable = _mark_unobtainable(service, outcome, mapping)
+        _mark_truncated(service, outcome, mapping, self.max_pages)
         timings["mapping"] = (time.perf_counter() - t1) * 1000
         required_gone = [name for name in unobtainable if mapping.missing[name].required]
         if required_gone:
@@ -148,6 +164,37 @@ class ServiceCaller:
             self.record(record)
         except Exception:  # the recorder must never fail a response; it spools on its own, this is a last resort
             log.exception("recording prediction %s failed", record.prediction_id)
+
+
+def _unresolved_medications(index: ResourceIndex) -> list[str]:
+    """medicationReference targets that neither the prefetch nor a contained resource supplies."""
+    refs: list[str] = []
+    for rtype in ("MedicationRequest", "MedicationStatement"):
+        for res in index.by_type.get(rtype, ()):
+            ref_obj = res.get("medicationReference")
+            ref = ref_obj.get("reference") if isinstance(ref_obj, dict) else None
+            if isinstance(ref, str) and ref and not ref.startswith("#") and ref not in index.by_ref:
+                refs.append(ref)
+    return refs
+
+
+def _mark_truncated(service: CdsService, outcome: PrefetchOutcome, mapping: MappingResult, max_pages: int) -> None:
+    """A search cut short (more pages than read) cannot show that something is absent: a feature that found nothing
+    and would fall back to its default becomes unknown, with a note, instead of silently 'no'."""
+    if not outcome.truncated:
+        return
+    features = service.model.champion.spec.features
+    for key in outcome.truncated:
+        for name in service.plan[key].features if key in service.plan else ():
+            fv = mapping.values.get(name)
+            if fv is None or not fv.defaulted:
+                continue  # a value was found (newest first), or the feature is already missing
+            mapping.values.pop(name)
+            mapping.missing[name] = MissingFeature(
+                name=name, label=features[name].label, required=features[name].required, ignored=fv.sources,
+                reason=(f"Could not be checked: the EHR's search ({key}) had more results than the "
+                        f"{max_pages} page{'s' if max_pages > 1 else ''} read, so its absence cannot be assumed"),
+            )
 
 
 def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: MappingResult) -> list[str]:

@@ -12,6 +12,7 @@ import logging
 import tomllib
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -107,6 +108,24 @@ class CardsSettings(_Section):
     smart_app_url: str | None = None
 
 
+class MappingSettings(_Section):
+    """How records are read. `time_zone` (IANA name, e.g. "America/Chicago") is the patients' local zone: ages are
+    counted on the local date and vital-sign times shown in it. Unset: the offset of the record's newest timestamp
+    (EHRs write local offsets), else UTC."""
+
+    time_zone: str | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"'{value}' is not an IANA time zone name (e.g. America/New_York)") from exc
+        return value
+
+
 class PreviewSettings(_Section):
     """The card preview page (/preview): off unless enabled; it mints tokens with the local developer key."""
 
@@ -126,6 +145,7 @@ class Settings(BaseSettings):
     auth: AuthConfig = AuthConfig()
     cors: CorsSettings = CorsSettings()
     cards: CardsSettings = CardsSettings()
+    mapping: MappingSettings = MappingSettings()
     preview: PreviewSettings = PreviewSettings()
     base_dir: Path = Path(".")  # relative paths in the file are relative to the file's folder
 

@@ -8,8 +8,9 @@ passed over is kept with the reason, so a card can say why a value was not used.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
+from math import isfinite
 from statistics import fmean
 from typing import Any
 
@@ -18,6 +19,7 @@ import fhirpathpy
 from fhir_mapping.expressions import ExpressionError, compiled_expression
 from fhir_mapping.fhirdates import age_in_years, parse_fhir_date, parse_fhir_datetime
 from fhir_mapping.index import Resource, ResourceIndex, as_list, codings
+from fhir_mapping.medications import MedicationView, Recognition, medication_view
 from fhir_mapping.result import FeatureValue, MappingResult, MissingFeature, SourceRef
 from fhir_mapping.spec import Feature, FeatureSpec, Source
 from fhir_mapping.units import UnitError, UnitRegistry, default_registry
@@ -53,13 +55,20 @@ def map_features(
     valuesets: ValueSetLibrary,
     patient_id: str | None = None,
     units: UnitRegistry | None = None,
+    time_zone: tzinfo | None = None,
 ) -> MappingResult:
-    """Map resources to every feature of the spec at hook time `at` (aware datetime)."""
-    ctx = _Context(index, at, valuesets, units or default_registry(), ValidationCache(), patient_id)
+    """Map resources to every feature of the spec at hook time `at` (aware datetime).
+
+    `time_zone` is the patient's local zone, for the local date that ages are counted on and the times vitals are
+    shown in; without it the offset written in the record's newest timestamp is used, else UTC.
+    """
+    zone = time_zone or local_zone_of(index)
+    ctx = _Context(index, at, valuesets, units or default_registry(), ValidationCache(), patient_id, zone)
     result = MappingResult()
+    result.deceased = deceased(index.patient(patient_id), at)
     derived = spec.derivation_order()
     for name, feature in spec.features.items():
-        if feature.derived and not feature.sources:
+        if (feature.derived and not feature.sources) or feature.present_of:
             continue
         outcome = ctx.map_one(name, feature)
         if isinstance(outcome, FeatureValue):
@@ -74,10 +83,62 @@ def map_features(
                 result.values[name] = outcome
             else:
                 result.missing[name] = outcome
+    for name, feature in spec.features.items():
+        if feature.present_of:
+            result.values[name] = _presence(name, feature, spec, result)
     # features listed before the derived ones they are computed from keep spec order
     result.values = {n: result.values[n] for n in spec.features if n in result.values}
     result.missing = {n: result.missing[n] for n in spec.features if n in result.missing}
     return result
+
+
+def deceased(patient: Resource | None, at: datetime) -> str | None:
+    """Why the record says the patient has died (deceasedBoolean true, or a deceasedDateTime not in the future)."""
+    if not isinstance(patient, dict):
+        return None
+    if patient.get("deceasedBoolean") is True:
+        return "the record marks the patient as deceased"
+    text = patient.get("deceasedDateTime")
+    if isinstance(text, str) and text:
+        when = parse_fhir_datetime(text)
+        if when is None:
+            return f"the record gives a date of death ('{text}')"
+        if when <= at + _FUTURE_SLACK:
+            return f"the record gives a date of death ({when.date().isoformat()})"
+    return None
+
+
+def local_zone_of(index: ResourceIndex) -> tzinfo:
+    """The UTC offset of the newest timestamp in the record that carries one (EHRs write local offsets), else UTC."""
+    newest: datetime | None = None
+    for rtype in ("Observation", "Encounter", "MedicationRequest", "Condition"):
+        for res in index.by_type.get(rtype, ()):
+            text = _resource_date(res)
+            if not text or len(text) <= 10 or text.endswith("Z"):
+                continue
+            try:
+                when = datetime.fromisoformat(text)
+            except ValueError:
+                continue
+            if when.tzinfo is not None and when.utcoffset() and (newest is None or when > newest):
+                newest = when
+    return newest.tzinfo if newest is not None and newest.tzinfo is not None else UTC
+
+
+def _presence(name: str, feature: Feature, spec: FeatureSpec, result: MappingResult) -> FeatureValue:
+    """`present_of`: 1 when the named feature holds a usable recorded value, else the default."""
+    assert feature.present_of is not None and feature.default is not None
+    target = result.values.get(feature.present_of)
+    if target is not None and not target.defaulted:
+        return FeatureValue(name=name, value=1.0, label=feature.label, display=display_value(feature, 1.0),
+                            sources=target.sources, date=target.date,
+                            note=f"{spec.features[feature.present_of].label} recorded")
+    missing = result.missing.get(feature.present_of)
+    why = f" ({missing.reason})" if missing else ""
+    return FeatureValue(name=name, value=feature.default, label=feature.label, defaulted=True,
+                        display=display_value(feature, feature.default),
+                        note=f"{feature.default_note}{why}" if feature.default_note else None,
+                        sources=missing.ignored if missing else [])
 
 
 def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: MissingFeature | None) -> FeatureValue | MissingFeature:
@@ -114,9 +175,13 @@ class _Context:
         units: UnitRegistry,
         validation: ValidationCache,
         patient_id: str | None,
+        zone: tzinfo = UTC,
     ) -> None:
         self.index, self.at, self.valuesets, self.units = index, at, valuesets, units
-        self.validation, self.patient_id = validation, patient_id
+        self.validation, self.patient_id, self.zone = validation, patient_id, zone
+        self._recognised: dict[int, Recognition] = {}
+        self._views: dict[int, MedicationView] = {}
+        self._other_medications: list[tuple[Resource, Source, MedicationView, Recognition | None]] = []
 
     # ---- features -------------------------------------------------------------------------------------------
     def map_one(self, name: str, feature: Feature) -> FeatureValue | MissingFeature:
@@ -124,6 +189,7 @@ class _Context:
             return self._demographic(name, feature)
         candidates: list[_Candidate] = []
         ignored: list[SourceRef] = []
+        self._other_medications = []
         matches = [(res, source) for source in feature.sources for res in self._matching(source)]
         if feature.aggregate in _NEWEST_FIRST and len(matches) > 1:
             return self._newest_usable(name, feature, matches)
@@ -185,6 +251,8 @@ class _Context:
         return []
 
     def _matching(self, source: Source) -> list[Resource]:
+        if source.medication_class:
+            return self._medications_of_class(source)
         if source.codes:
             found = self.index.with_codes(source.resource, source.codes)
         elif not source.valueset:
@@ -215,7 +283,58 @@ class _Context:
             found = [res for res in found if _fhirpath_true(source.where, res)]
         return found
 
+    def _medications_of_class(self, source: Source) -> list[Resource]:
+        """Medication resources whose drug is recognised as a counted member of the source's class; the others
+        are kept so that, when nothing matches, the card can name the active ones that were not recognised."""
+        assert source.medication_class is not None
+        drug_class = self.valuesets.drug_class(source.medication_class)
+        found: list[Resource] = []
+        for res in self.index.by_type.get(source.resource, ()):
+            view = self._views.get(id(res))
+            if view is None:
+                view = self._views[id(res)] = medication_view(self.index, res)
+            rec = None if view.entered_in_error else drug_class.recognise(view)
+            if rec is not None and rec.counted:
+                self._recognised[id(res)] = rec
+                found.append(res)
+            else:
+                self._other_medications.append((res, source, view, rec))
+        if source.where:
+            found = [res for res in found if _fhirpath_true(source.where, res)]
+        return found
+
+    def _unrecognised_note(self, feature: Feature) -> str | None:
+        """'2 active medications not recognised as antihypertensive: A; B' for the medications that are current
+        (status, intent, period) but were not recognised as the class, or not counted with the reason."""
+        names: list[str] = []
+        for res, source, view, rec in self._other_medications:
+            try:
+                _check_status(res, source)
+                _check_medication_period(res, self.at)
+            except _Skip:
+                continue
+            name = view.name
+            if rec is not None and rec.not_counted_reason:
+                name = f"{name} (not counted: {rec.not_counted_reason})"
+            if name not in names:
+                names.append(name)
+        if not names:
+            return None
+        classes = sorted({s.medication_class for s in feature.sources if s.medication_class})
+        title = " or ".join(self.valuesets.drug_class(c).title for c in classes)
+        shown = "; ".join(names[:4]) + (f"; and {len(names) - 4} more" if len(names) > 4 else "")
+        many = len(names) > 1
+        return (f"{len(names)} active medication{'s' if many else ''} not recognised as {title}: {shown} — "
+                f"check {'whether any is' if many else 'whether it is'} {title}")
+
     def _ref(self, res: Resource, source: Source) -> SourceRef:
+        if source.medication_class:
+            view = self._views.get(id(res)) or medication_view(self.index, res)
+            rec = self._recognised.get(id(res))
+            code = next((f"{s}|{c}" for s, c, _ in view.codings), None)
+            return SourceRef(reference=self.index.ref(res), resource_type=source.resource,
+                             date=_medication_date(res), code=code, display=view.name,
+                             note=f"recognised by {rec.how}" if rec else None)
         concept = self.index.medication_concept(res) if source.resource.startswith("Medication") else res.get("code")
         code = display = None
         for system, c, d in codings(concept):
@@ -229,6 +348,8 @@ class _Context:
 
     def _read(self, res: Resource, source: Source, feature: Feature, ref: SourceRef) -> list[_Candidate]:
         _check_status(res, source)
+        if source.resource.startswith("Medication"):
+            _check_medication_period(res, self.at)
         when = parse_fhir_datetime(ref.date) if ref.date else None
         if ref.date and when is None:
             raise _Skip(f"date '{ref.date}' is not a FHIR date")
@@ -241,13 +362,26 @@ class _Context:
                 raise _Skip(f"older than the {_window(feature.lookback_days)} look-back window")
         if source.resource == "Condition" and "resolved" not in source.allowed_statuses():
             _check_abatement(res, self.at)  # history-type features (prior stroke, prior MI) keep resolved ones
-        if feature.value == "exists":
-            return [_Candidate(1.0, when, ref, res)]
         holder = res
         if source.component:
             holder = _component(res, source.component)
+        if source.above is not None:
+            assert source.above_unit is not None
+            value, original, unit = self._quantity(holder, source.above_unit, None)
+            if not value > source.above:
+                raise _Skip(f"value {_fmt(original)} {unit or ''} is not above {_fmt(source.above)} "
+                            f"{_unit_label(source.above_unit)}".replace("  ", " "))
+            if feature.value == "exists":
+                return [_Candidate(1.0, when, _with(ref, original, unit, None), res)]
+        if feature.value == "exists":
+            return [_Candidate(1.0, when, ref, res)]
         if feature.value == "quantity":
-            value, original, unit = self._quantity(holder, feature)
+            assert feature.unit is not None
+            value, original, unit = self._quantity(holder, feature.unit, feature.analyte)
+            if feature.usable_range is not None and not feature.usable_range[0] <= value <= feature.usable_range[1]:
+                low, high = feature.usable_range
+                raise _Skip(f"value {_fmt(round(value, 2))} {_unit_label(feature.unit)} is outside the usable range "
+                            f"{_fmt(low)}–{_fmt(high)} {_unit_label(feature.unit)}")
             note = None if unit == feature.unit else f"converted from {_fmt(original)} {unit}"
             return [_Candidate(value, when, _with(ref, original, unit, note), res)]
         if feature.value == "boolean":
@@ -258,7 +392,7 @@ class _Context:
         value, token = self._coded(holder.get("valueCodeableConcept"), feature)
         return [_Candidate(value, when, _with(ref, token, None, None), res)]
 
-    def _quantity(self, holder: Resource, feature: Feature) -> tuple[float, float, str | None]:
+    def _quantity(self, holder: Resource, target: str, analyte: str | None) -> tuple[float, float, str | None]:
         qty = holder.get("valueQuantity")
         if not isinstance(qty, dict):
             kind = next((k for k in holder if k.startswith("value")), None)
@@ -268,14 +402,20 @@ class _Context:
             raise _Skip("valueQuantity has no numeric value")
         if qty.get("comparator"):
             raise _Skip(f"value is a bound ({qty['comparator']}{_fmt(raw)}), not a measurement")
-        unit = qty.get("code") if qty.get("system") == UCUM and qty.get("code") else qty.get("unit") or qty.get("code")
-        assert feature.unit is not None
+        ucum = qty.get("system") == UCUM and isinstance(qty.get("code"), str) and bool(qty.get("code"))
+        unit = qty.get("code") if ucum else qty.get("unit") or qty.get("code")
+        if unit is not None and not isinstance(unit, str):
+            raise _Skip("valueQuantity unit is not text")
         try:
-            value = self.units.convert(float(raw), unit, feature.unit, feature.analyte)
+            value = self.units.convert(float(raw), unit, target, analyte, ucum=ucum)
         except UnitError as exc:
             raise _Skip(f"unusable unit: {exc}") from exc
-        if unit and self.units.lookup(unit) == self.units.lookup(feature.unit):
-            unit = feature.unit
+        except (OverflowError, ValueError) as exc:
+            raise _Skip(f"value {raw!r} cannot be used ({exc})") from exc
+        if not isfinite(value):
+            raise _Skip("value is not a finite number")
+        if unit and self.units.lookup(unit) == self.units.lookup(target):
+            unit = target
         return value, raw, unit
 
     def _coded(self, concept: Any, feature: Feature) -> tuple[float, str]:
@@ -327,18 +467,29 @@ class _Context:
             unit, display = "d", f"{int(value)} days ago"
         elif agg in ("count", "exists"):
             unit, display = None, display if agg == "exists" else f"{int(value)}"
+        ref = chosen[0].ref
+        if feature.value == "exists" and ref.resource_type.startswith("Medication") and ref.note:
+            display = f"{display or 'Yes'} — {ref.display}, {ref.note}"
+        when_text = None
+        if latest is not None:
+            # vital signs read over hours are shown with the local time, labs and diagnoses with the date
+            short = feature.lookback_days is not None and feature.lookback_days <= 2
+            local = latest.astimezone(self.zone)
+            when_text = local.strftime("%Y-%m-%d %H:%M") + _zone_suffix(local) if short else local.date().isoformat()
         return FeatureValue(
             name=name, value=value, unit=unit, label=feature.label,
-            display=display, sources=[c.ref for c in chosen],
-            date=latest.date().isoformat() if latest else None,
+            display=display, sources=[c.ref for c in chosen], date=when_text,
         )
 
     def _absent(self, name: str, feature: Feature, ignored: list[SourceRef]) -> FeatureValue | MissingFeature:
+        unrecognised = self._unrecognised_note(feature) if self._other_medications else None
         if feature.default is not None:
+            note = f"{feature.default_note}; {unrecognised}" if unrecognised and feature.default_note else \
+                feature.default_note
             return FeatureValue(
                 name=name, value=feature.default, unit=feature.unit if feature.value == "quantity" else None,
                 label=feature.label, display=display_value(feature, feature.default), defaulted=True,
-                note=feature.default_note, sources=ignored,
+                note=note, sources=ignored,
             )
         window = f" in the last {_window(feature.lookback_days)}" if feature.lookback_days else ""
         reason = f"Nothing usable on record{window}"
@@ -364,7 +515,7 @@ class _Context:
             birth = parse_fhir_date(patient.get("birthDate"))
             if birth is None:
                 return self._demo_missing(name, feature, "Date of birth is not recorded")
-            age = float(age_in_years(birth, self.at.date()))
+            age = float(age_in_years(birth, self.at.astimezone(self.zone).date()))
             return FeatureValue(name=name, value=age, unit="a", label=feature.label, display=f"{int(age)} years",
                                 sources=[_with(ref, patient.get("birthDate"), None, "from date of birth")])
         answers = feature.answers
@@ -415,8 +566,10 @@ def _check_status(res: Resource, source: Source) -> None:
     rtype = source.resource
     if rtype == "Condition":
         verification = {c for _, c, _ in codings(res.get("verificationStatus"))}
-        if verification & {"entered-in-error", "refuted"}:
-            raise _Skip(f"verification status is {sorted(verification & {'entered-in-error', 'refuted'})[0]}")
+        # only a confirmed diagnosis (or one with no verification status, as most problem lists send) counts
+        doubtful = verification & {"entered-in-error", "refuted", "provisional", "differential", "unconfirmed"}
+        if doubtful and "confirmed" not in verification:
+            raise _Skip(f"verification status is {sorted(doubtful)[0]}")
         clinical = [c for _, c, _ in codings(res.get("clinicalStatus"))]
         if clinical and not any(c in allowed for c in clinical):
             raise _Skip(f"clinical status is {clinical[0]}")
@@ -428,6 +581,40 @@ def _check_status(res: Resource, source: Source) -> None:
         raise _Skip(f"status is {status!r}" if status else "has no status")
     if rtype == "MedicationRequest" and res.get("intent") in ("proposal",):
         raise _Skip("is a proposal, not an order")
+    if res.get("doNotPerform") is True:
+        raise _Skip("is an order not to give it (doNotPerform)")
+
+
+def _medication_date(res: Resource) -> str | None:
+    """When a medication order or statement starts: authoredOn, effective[x] start, or when it was asserted."""
+    for key in ("authoredOn", "effectiveDateTime"):
+        if isinstance(res.get(key), str):
+            return res[key]
+    period = res.get("effectivePeriod")
+    if isinstance(period, dict) and isinstance(period.get("start"), str):
+        return period["start"]
+    return res.get("dateAsserted") if isinstance(res.get("dateAsserted"), str) else None
+
+
+def _check_medication_period(res: Resource, at: datetime) -> None:
+    """A statement or order whose period has ended, or starts in the future, is not current."""
+    holder = res.get("effectivePeriod")  # an order's dispense validity ending does not mean the drug was stopped
+    if isinstance(holder, dict):
+        end = parse_fhir_datetime(holder.get("end"))
+        if end is not None and end < at:
+            raise _Skip(f"ended on {end.date().isoformat()}")
+        start = parse_fhir_datetime(holder.get("start"))
+        if start is not None and start > at + _FUTURE_SLACK:
+            raise _Skip(f"starts on {start.date().isoformat()}")
+
+
+def _zone_suffix(local: datetime) -> str:
+    offset = local.utcoffset()
+    if not offset:
+        return " UTC"
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "−"
+    return f" (UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d})"
 
 
 def _check_abatement(res: Resource, at: datetime) -> None:

@@ -78,6 +78,7 @@ class MappingResult:
 
     values: dict[str, FeatureValue] = field(default_factory=dict)
     missing: dict[str, MissingFeature] = field(default_factory=dict)
+    deceased: str | None = None  # "on 2026-10-01" / "recorded as deceased" when Patient.deceased[x] says so
 
     @property
     def missing_required(self) -> list[MissingFeature]:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fhir_mapping.expressions import Expression, ExpressionError, compiled_expression
 from fhir_mapping.units import default_registry
+from fhir_mapping.medications import DrugClassError
 from fhir_mapping.valuesets import ValueSetError, ValueSetLibrary
 
 ResourceType = Literal[
@@ -34,7 +35,7 @@ DEFAULT_STATUSES: dict[str, tuple[str, ...]] = {
     "Observation": ("final", "amended", "corrected"),
     "Condition": ("active", "recurrence", "relapse"),  # clinicalStatus
     "MedicationRequest": ("active",),
-    "MedicationStatement": ("active", "intended"),
+    "MedicationStatement": ("active",),
     "Procedure": ("completed", "in-progress"),
     "Encounter": ("in-progress", "arrived", "triaged", "onleave"),
 }
@@ -72,6 +73,12 @@ class Source(_Strict):
     component: tuple[str, ...] = ()  # Observation component codes (BP panels)
     statuses: tuple[str, ...] | None = None
     where: str | None = None  # FHIRPath boolean on each resource, for what codes cannot express
+    # MedicationRequest/MedicationStatement: a drug class (drugclasses/<id>.yaml), recognised by RxNorm code at any
+    # term type or by ingredient or brand name, following medicationReference (fhir_mapping/medications.py)
+    medication_class: str | None = None
+    # Observation: count only values strictly above this threshold (converted to `unit`), e.g. FiO2 above 21 %
+    above: float | None = None
+    above_unit: str | None = None
 
     @field_validator("where")
     @classmethod
@@ -90,10 +97,16 @@ class Source(_Strict):
 
     @model_validator(mode="after")
     def _one_filter(self) -> Source:
-        if not self.codes and not self.valueset and not self.where:
-            raise ValueError("a source needs `codes`, `valueset` or `where`")
+        if not self.codes and not self.valueset and not self.where and not self.medication_class:
+            raise ValueError("a source needs `codes`, `valueset`, `medication_class` or `where`")
         if self.component and self.resource != "Observation":
             raise ValueError("`component` only applies to Observation sources")
+        if self.medication_class and self.resource not in ("MedicationRequest", "MedicationStatement"):
+            raise ValueError("`medication_class` only applies to MedicationRequest and MedicationStatement sources")
+        if (self.above is None) != (self.above_unit is None):
+            raise ValueError("`above` and `above_unit` go together")
+        if self.above_unit is not None and default_registry().lookup(self.above_unit) is None:
+            raise ValueError(f"unit '{self.above_unit}' is not in the unit registry")
         return self
 
     def allowed_statuses(self) -> tuple[str, ...]:
@@ -133,9 +146,20 @@ class Feature(_Strict):
     missing_note: str | None = None  # what a clinician should know when the feature is absent
     display: dict[str, str] = Field(default_factory=dict)  # rendered value ("1") -> words ("Current smoker")
     order: OrderCode | None = None
+    # Values outside this range (in `unit`) are passed over as unusable, for optional add-on inputs whose absence
+    # changes which equation is used: an implausible value is missing, never "measured".
+    usable_range: tuple[float, float] | None = None
+    # 1 when the named feature has a usable recorded value (not a default), else `default`: "UACR measured"
+    present_of: str | None = None
 
     @model_validator(mode="after")
     def _coherent(self) -> Feature:
+        if self.present_of is not None:
+            if self.sources or self.derived or self.demographic:
+                raise ValueError("`present_of` takes no `sources`, `derived` or `demographic`")
+            if self.default is None:
+                raise ValueError("`present_of` needs a `default` (the value when the feature is not present)")
+            return self
         if self.demographic:
             if self.sources:
                 raise ValueError("a demographic feature takes no `sources`")
@@ -177,6 +201,9 @@ class FeatureSpec(_Strict):
             unknown = self.derived_inputs(name) - set(self.features)
             if unknown:
                 raise ValueError(f"features.{name}.derived uses unknown feature(s) {', '.join(sorted(unknown))}")
+        for name, feature in self.features.items():
+            if feature.present_of is not None and feature.present_of not in self.features:
+                raise ValueError(f"features.{name}.present_of names unknown feature '{feature.present_of}'")
         return self
 
     def resource_types(self) -> frozenset[str]:
@@ -259,10 +286,12 @@ def _template_for(source: Source, valuesets: ValueSetLibrary, lookback_days: int
     if source.resource == "Condition":
         return f"Condition?{patient}{code_param}"
     if source.resource in ("MedicationRequest", "MedicationStatement"):
-        return f"{source.resource}?{patient}&status=active"
+        # _include brings the Medication resources that medicationReference points to in the same answer
+        return f"{source.resource}?{patient}&status=active&_include={source.resource}:medication"
     if source.resource == "Procedure":
         return f"Procedure?{patient}{code_param}"
-    return f"Encounter/{{{{context.encounterId}}}}"
+    # patient-view carries no encounterId (it is optional there and the sandbox never sends it): search instead
+    return f"Encounter?{patient}&status=arrived,triaged,in-progress,onleave"
 
 
 def load_feature_spec(path: Path, valuesets: ValueSetLibrary | None = None) -> FeatureSpec:
@@ -287,4 +316,10 @@ def load_feature_spec(path: Path, valuesets: ValueSetLibrary | None = None) -> F
                 library.get(vs_name)
             except ValueSetError as exc:
                 raise SpecError(f"{path}: features.{name}: {exc}") from exc
+        for source in feature.sources:
+            if source.medication_class:
+                try:
+                    library.drug_class(source.medication_class)
+                except (DrugClassError, ValueSetError) as exc:
+                    raise SpecError(f"{path}: features.{name}: {exc}") from exc
     return spec

@@ -25,6 +25,7 @@ class _Unit:
     dimension: str
     factor: float
     offset: float = 0.0
+    not_ucum: frozenset[str] = frozenset()  # folded spellings accepted as text but meaning another UCUM unit
 
 
 @dataclass(frozen=True)
@@ -37,15 +38,25 @@ class UnitRegistry:
             return None
         return self.units.get(_fold(unit))
 
-    def convert(self, value: float, unit: str | None, target: str, analyte: str | None = None) -> float:
-        """Convert value from unit to target; raise UnitError naming both units when impossible."""
+    def convert(self, value: float, unit: str | None, target: str, analyte: str | None = None,
+                *, ucum: bool = False) -> float:
+        """Convert value from unit to target; raise UnitError naming both units when impossible.
+
+        With `ucum` the unit is a UCUM code (Quantity.system is UCUM), read strictly: 'C' is the coulomb and 'F' the
+        farad there, not degrees; as free text (Quantity.unit) they are read as the temperatures clinicians mean.
+        """
         dst = self.lookup(target)
         if dst is None:
             raise UnitError(f"target unit '{target}' is not in the unit registry")
-        if unit is None or unit.strip() == "":
+        if unit is None or not isinstance(unit, str) or unit.strip() == "":
             raise UnitError(f"no unit given (expected {target})")
         src = self.lookup(unit)
+        if src is not None and ucum and _fold(unit) in src.not_ucum:
+            raise UnitError(f"UCUM code '{unit}' is not a unit of {src.dimension} (the UCUM code is '{src.code}')")
         if src is None:
+            if dst.dimension == "gfr" or "{" in unit or "{" in target:
+                # annotations such as {1.73_m2} carry meaning UCUM arithmetic drops (mL/min is not mL/min/1.73 m2)
+                raise UnitError(f"unit '{unit}' cannot be converted to '{target}'")
             return _ucum_convert(value, unit, target)
         base = value * src.factor + src.offset
         if src.dimension != dst.dimension:
@@ -103,7 +114,8 @@ def default_registry() -> UnitRegistry:
     table: dict[str, _Unit] = {}
     for dimension, entries in units_doc["dimensions"].items():
         for code, spec in entries.items():
-            unit = _Unit(code, dimension, float(spec["factor"]), float(spec.get("offset", 0.0)))
+            unit = _Unit(code, dimension, float(spec["factor"]), float(spec.get("offset", 0.0)),
+                         frozenset(_fold(x) for x in spec.get("not_ucum", [])))
             for spelling in [code, *spec.get("aliases", [])]:
                 folded = _fold(spelling)
                 if folded in table and table[folded] != unit:

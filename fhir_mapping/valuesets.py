@@ -65,8 +65,20 @@ class ValueSetLibrary:
     """Loads value sets by name from a list of folders (first hit wins), caching each."""
 
     def __init__(self, extra_dirs: list[Path] | None = None) -> None:
+        from fhir_mapping.medications import DrugClassLibrary
+
         self._dirs = list(extra_dirs or [])
         self._cache: dict[str, ValueSet] = {}
+        self.drug_classes = DrugClassLibrary([d.parent / "drugclasses" for d in self._dirs], self.raw_codes)
+
+    def drug_class(self, name: str) -> Any:
+        """A drug class (fhir_mapping.medications.DrugClass) by id: model folder's drugclasses/ first."""
+        return self.drug_classes.get(name)
+
+    def raw_codes(self, name: str) -> list[dict[str, Any]]:
+        """The `codes` entries of a value set file as written (drug classes read displays and ingredients)."""
+        vs = self.get(name)
+        return list(vs.entries.values()) + [e for items in vs.prefixes.values() for _, e in items]
 
     def get(self, name: str) -> ValueSet:
         if name in self._cache:

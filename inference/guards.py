@@ -6,36 +6,53 @@ The reasons are written for the card, naming the input, the patient's value and 
 from __future__ import annotations
 
 from fhir_mapping.result import MappingResult
-from inference.manifest import Manifest
+from inference.manifest import Condition, Manifest, PopulationRule
 
 
 def _fmt(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
+def _value_of(name: str, values: dict[str, float], mapping: MappingResult | None) -> float | None:
+    if name in values:
+        return values[name]
+    if mapping is not None and name in mapping.values:
+        return mapping.values[name].value
+    return None
+
+
+def failing_rules(manifest: Manifest, values: dict[str, float],
+                  mapping: MappingResult | None = None) -> list[tuple[PopulationRule, str]]:
+    """Population rules the patient fails (or whose feature could not be read), with the reason to show."""
+    failed: list[tuple[PopulationRule, str]] = []
+    for rule in manifest.population:
+        value = _value_of(rule.feature, values, mapping)
+        if value is None:
+            if mapping is not None and rule.feature not in values:
+                failed.append((rule, f"{rule.reason} (could not be confirmed from the record)"))
+            continue
+        if not rule.holds(value):
+            failed.append((rule, rule.reason))
+    return failed
+
+
+def unmet(conditions: tuple[Condition, ...], values: dict[str, float], mapping: MappingResult | None) -> str | None:
+    """The reason of the first condition that does not hold (or cannot be checked), else None."""
+    for cond in conditions:
+        value = _value_of(cond.feature, values, mapping)
+        if value is None or not cond.holds(value):
+            return cond.reason
+    return None
+
+
 def refusal_reasons(manifest: Manifest, values: dict[str, float], mapping: MappingResult | None = None) -> list[str]:
     """Why the model must not give a number for these inputs (empty when it may).
 
     Population rules may test any feature of the spec (e.g. "atrial fibrillation recorded"), not only graph inputs;
-    a population feature that could not be read refuses too, since membership cannot be confirmed.
+    a population feature that could not be read refuses too, since membership cannot be confirmed. Ranges are
+    checked for the inputs that are known, so an out-of-range age refuses even when other inputs are missing.
     """
-    reasons: list[str] = []
-    for rule in manifest.population:
-        value = values.get(rule.feature)
-        if value is None and mapping is not None:
-            fv = mapping.values.get(rule.feature)
-            value = fv.value if fv is not None else None
-            if fv is None:
-                reasons.append(f"{rule.reason} (could not be confirmed from the record)")
-                continue
-        if value is None:
-            continue
-        if (
-            (rule.equals is not None and value != rule.equals)
-            or (rule.min is not None and value < rule.min)
-            or (rule.max is not None and value > rule.max)
-        ):
-            reasons.append(rule.reason)
+    reasons = [reason for _, reason in failing_rules(manifest, values, mapping)]
     for spec in manifest.inputs:
         value = values.get(spec.name)
         if value is None or spec.range is None:

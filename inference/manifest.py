@@ -33,6 +33,23 @@ class Input(_Strict):
     kind: Literal["continuous", "binary", "category", "count"] = "continuous"
 
 
+class Condition(_Strict):
+    """A condition on a feature value (population rules, and when a secondary output applies)."""
+
+    feature: str
+    equals: float | None = None
+    min: float | None = None
+    max: float | None = None
+    reason: str
+
+    def holds(self, value: float) -> bool:
+        return not (
+            (self.equals is not None and value != self.equals)
+            or (self.min is not None and value < self.min)
+            or (self.max is not None and value > self.max)
+        )
+
+
 class Output(_Strict):
     name: str
     label: str
@@ -41,6 +58,9 @@ class Output(_Strict):
     primary: bool = False
     decimals: int = 1
     horizon_years: float | None = None  # prediction horizon (RiskAssessment.prediction.whenRange)
+    outcome: dict[str, str] | None = None  # coding of the predicted outcome (RiskAssessment.prediction.outcome)
+    # a secondary output is given only when these hold (e.g. PREVENT 30-year risks: ages 30–59), else withheld
+    applies_when: tuple[Condition, ...] = ()
 
 
 class FollowUp(_Strict):
@@ -66,14 +86,12 @@ class Category(_Strict):
     follow_ups: tuple[FollowUp, ...] = ()
 
 
-class PopulationRule(_Strict):
-    """Who the model is for: a rule on a feature value; failing it gives no number and the card says why."""
+class PopulationRule(Condition):
+    """Who the model is for: a rule on a feature value; failing it gives no number and the card says why.
 
-    feature: str
-    equals: float | None = None
-    min: float | None = None
-    max: float | None = None
-    reason: str
+    Rules are checked before anything else (before a missing-data card or an order is offered)."""
+
+    guidance: str | None = None  # what the guideline says instead, for a patient outside the population
 
 
 class Explain(_Strict):
@@ -151,6 +169,11 @@ class Manifest(_Strict):
         bounds = [c.below for c in self.categories if c.below is not None and c.output is None and c.at_least is None]
         if bounds != sorted(bounds):
             raise ValueError("category `below` bounds must increase")
+        for out in self.outputs:
+            if out.primary and out.applies_when:
+                raise ValueError(f"outputs.{out.name}: the primary output cannot have `applies_when`")
+            if out.applies_when and any(c.output == out.name for c in self.categories):
+                raise ValueError(f"outputs.{out.name}: an output with `applies_when` cannot set a category")
         if self.explain:
             unknown = [f for f in self.explain.features if f not in names]
             if unknown:

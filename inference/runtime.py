@@ -17,7 +17,7 @@ from fhir_mapping.result import MappingResult
 from fhir_mapping.spec import FeatureSpec
 from fhir_mapping.valuesets import ValueSetLibrary
 from inference.explain import coalition_matrix, shapley_values
-from inference.guards import refusal_reasons
+from inference.guards import failing_rules, refusal_reasons, unmet
 from inference.manifest import Category, Manifest
 
 INPUT_NAME = "features"
@@ -42,6 +42,9 @@ class Prediction:
     missing_required: list[str] = field(default_factory=list)
     contributions: list[Contribution] = field(default_factory=list)
     reference_output: float | None = None
+    suppressed: bool = False  # no card at all (the patient is deceased): a risk card would be wrong and hurtful
+    guidance: list[str] = field(default_factory=list)  # what the guideline says instead, for a refused population
+    withheld: dict[str, str] = field(default_factory=dict)  # secondary outputs not given, with the reason
 
 
 class ModelRuntime:
@@ -80,12 +83,12 @@ class ModelRuntime:
         self.run_matrix(row)
 
     def predict(self, mapping: MappingResult, alias: str = "champion") -> Prediction:
-        """Guards, then one onnxruntime call for the prediction and its explanation."""
+        """Guards first (death, population, ranges of what is known), then missing inputs, then one onnxruntime
+        call for the prediction and its explanation."""
         values = {name: fv.value for name, fv in mapping.values.items() if name in self._columns}
         pred = Prediction(self.id, self.version, alias, inputs=values)
-        missing = [spec_in.name for spec_in in self.manifest.inputs if spec_in.name not in values]
-        if missing:
-            pred.missing_required = missing
+        if mapping.deceased:
+            pred.refusals, pred.suppressed = [f"No risk estimate: {mapping.deceased}"], True
             return pred
         non_finite = [n for n, v in values.items() if not math.isfinite(v)]
         if non_finite:
@@ -93,6 +96,11 @@ class ModelRuntime:
             return pred
         pred.refusals = refusal_reasons(self.manifest, values, mapping)
         if pred.refusals:
+            pred.guidance = [r.guidance for r, _ in failing_rules(self.manifest, values, mapping) if r.guidance]
+            return pred
+        missing = [spec_in.name for spec_in in self.manifest.inputs if spec_in.name not in values]
+        if missing:
+            pred.missing_required = missing
             return pred
         patient = np.array([values[spec_in.name] for spec_in in self.manifest.inputs], dtype=np.float64)
         explain = self.manifest.explain
@@ -111,6 +119,11 @@ class ModelRuntime:
         if bad:
             pred.outputs, pred.refusals = None, [f"the model produced no finite {', '.join(bad)}"]
             return pred
+        for spec_out in self.manifest.outputs:
+            reason = unmet(spec_out.applies_when, values, mapping) if spec_out.applies_when else None
+            if reason is not None:
+                pred.outputs.pop(spec_out.name, None)
+                pred.withheld[spec_out.name] = reason
         pred.category = self.manifest.category_for(pred.outputs)
         if explain:
             target = explain.output or self.manifest.primary.name

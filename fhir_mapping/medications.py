@@ -1,0 +1,309 @@
+"""Recognise what drug a MedicationRequest or MedicationStatement is about, the way real records write it.
+
+Real records name a drug at any RxNorm term type (ingredient, clinical or branded product, pack), by a local or NDC
+code with a display, by free text, or through `medicationReference` to a contained, bundled or fetched Medication
+with its own code and ingredients. A drug class (data in drugclasses/<id>.yaml) is recognised by:
+
+1. an RxNorm code in one of the class's published code lists (each records its source and date), or
+2. the name of one of the class's ingredients (or a brand name) in a display or text of the drug, since RxNorm names
+   are systematic ("amlodipine 5 MG Oral Tablet", "... [Norvasc]") and so are most EHR drug names.
+
+Dose forms that do not act systemically (eye drops, topical) never count. Every match says how it was made, so a card
+can show it, and a drug that matches nothing stays "not recognised" — never silently "not taking".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fhir_mapping.index import Resource, ResourceIndex, as_list, codings
+
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+class DrugClassError(ValueError):
+    """A drug class file is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Ingredient:
+    name: str
+    atc: str
+    group: str
+    counted: bool = True  # False: recognised and named, but not evidence of the class (see not_counted)
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """How a drug was recognised as a member of a class."""
+
+    ingredients: tuple[str, ...]
+    drug: str  # the drug as the record names it
+    how: str  # "RxNorm code 197361", "ingredient name", "brand name Norvasc", "Medication.ingredient"
+    counted: bool = True
+    not_counted_reason: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.drug} (recognised by {self.how})"
+
+
+@dataclass
+class MedicationView:
+    """Everything the record says about which drug a medication resource is."""
+
+    codings: list[tuple[str, str, str | None]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    ingredient_codings: list[tuple[str, str, str | None]] = field(default_factory=list)
+    unresolved_reference: str | None = None
+    entered_in_error: bool = False
+
+    @property
+    def name(self) -> str:
+        """The drug's name for a card: the first display or text the record gives."""
+        for _, _, display in self.codings:
+            if display:
+                return display
+        if self.texts:
+            return self.texts[0]
+        for system, code, _ in self.codings:
+            return f"{_system_label(system)} {code}"
+        if self.unresolved_reference:
+            return f"{self.unresolved_reference} (not retrieved)"
+        return "unnamed medication"
+
+
+def medication_view(index: ResourceIndex, resource: Resource) -> MedicationView:
+    """Collect codes, names and ingredients of a Medication* resource, following medicationReference."""
+    view = MedicationView()
+    concept = resource.get("medicationCodeableConcept")
+    if isinstance(concept, dict):
+        _add_concept(view, concept)
+        return view
+    ref_obj = resource.get("medicationReference")
+    if not isinstance(ref_obj, dict):
+        return view
+    display = ref_obj.get("display")
+    if isinstance(display, str) and display.strip():
+        view.texts.append(display.strip())
+    ref = ref_obj.get("reference")
+    if not isinstance(ref, str) or not ref:
+        return view
+    medication: Any = None
+    if ref.startswith("#"):
+        for contained in as_list(resource.get("contained")):
+            if isinstance(contained, dict) and contained.get("id") == ref[1:]:
+                medication = contained
+                break
+    else:
+        medication = index.by_ref.get(ref) or index.by_ref.get(_relative(ref))
+    if not isinstance(medication, dict) or medication.get("resourceType") not in (None, "Medication"):
+        view.unresolved_reference = ref
+        return view
+    if medication.get("status") == "entered-in-error":
+        view.entered_in_error = True
+    if isinstance(medication.get("code"), dict):
+        _add_concept(view, medication["code"])
+    for item in as_list(medication.get("ingredient")):
+        if not isinstance(item, dict):
+            continue
+        concept = item.get("itemCodeableConcept")
+        if isinstance(concept, dict):
+            view.ingredient_codings.extend(codings(concept))
+            if isinstance(concept.get("text"), str):
+                view.texts.append(concept["text"])
+    return view
+
+
+def _add_concept(view: MedicationView, concept: dict[str, Any]) -> None:
+    view.codings.extend(codings(concept))
+    text = concept.get("text")
+    if isinstance(text, str) and text.strip():
+        view.texts.append(text.strip())
+
+
+def _relative(ref: str) -> str:
+    """'https://ehr/fhir/Medication/1' -> 'Medication/1' (absolute references to the same server)."""
+    parts = ref.rstrip("/").split("/")
+    return "/".join(parts[-2:]) if len(parts) >= 2 else ref
+
+
+def _system_label(system: str) -> str:
+    return {RXNORM: "RxNorm", "http://hl7.org/fhir/sid/ndc": "NDC"}.get(system, "code")
+
+
+@dataclass
+class DrugClass:
+    id: str
+    title: str
+    ingredients: dict[str, Ingredient]
+    brands: dict[str, str]  # folded brand name -> ingredient
+    codes: dict[str, tuple[str, ...]]  # RxNorm code -> ingredients (from the code lists' displays)
+    exclude_forms: tuple[str, ...]
+    not_counted_reason: str | None
+    source: str
+    retrieved: str
+    code_lists: tuple[str, ...]
+    code_names: dict[str, str] = field(default_factory=dict)  # RxNorm code -> its RxNorm name, for cards
+    spellings: dict[str, str] = field(default_factory=dict)  # folded brand/abbreviation -> as written
+    _names: re.Pattern[str] = field(init=False, repr=False)
+    _brands: re.Pattern[str] | None = field(init=False, repr=False)
+    _forms: re.Pattern[str] | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._names = _word_pattern(self.ingredients)
+        self._brands = _word_pattern(self.brands) if self.brands else None
+        self._forms = _word_pattern(self.exclude_forms) if self.exclude_forms else None
+
+    def ingredients_named(self, text: str) -> tuple[str, ...]:
+        """Class ingredients named in a text, in order of appearance, without repeats."""
+        folded = _fold(text)
+        found = [m.group(1) for m in self._names.finditer(folded)]
+        return tuple(dict.fromkeys(found))
+
+    def brand_ingredients(self, text: str) -> tuple[str, ...]:
+        """The ingredient of a brand name of the class named in a text (e.g. 'Norvasc' -> amlodipine)."""
+        if self._brands is None:
+            return ()
+        found = [self.brands[m.group(1)] for m in self._brands.finditer(_fold(text))]
+        return tuple(dict.fromkeys(found))
+
+    def excluded_form(self, texts: list[str]) -> str | None:
+        if self._forms is None:
+            return None
+        for text in texts:
+            m = self._forms.search(_fold(text))
+            if m:
+                return m.group(1)
+        return None
+
+    def recognise(self, view: MedicationView) -> Recognition | None:
+        """The class membership of a drug, or None when nothing in the record names a drug of this class."""
+        drug = view.name
+        texts = [d for _, _, d in view.codings if d] + view.texts + [d for _, _, d in view.ingredient_codings if d]
+        if self.excluded_form(texts):
+            return None
+        for system, code, display in view.codings + view.ingredient_codings:
+            if system == RXNORM and code in self.codes:
+                if not display and not view.texts and drug == view.name and code in self.code_names:
+                    drug = self.code_names[code]
+                return self._result(self.codes[code], drug, f"RxNorm code {code}")
+        for text in texts:
+            found = self.ingredients_named(text)
+            if found:
+                how = "ingredient on the Medication" if text in [d for _, _, d in view.ingredient_codings] \
+                    else "ingredient name"
+                return self._result(found, drug, how)
+        if self._brands is not None:
+            for text in texts:
+                m = self._brands.search(_fold(text))
+                if m:
+                    spelled = self.spellings.get(m.group(1), m.group(1))
+                    return self._result((self.brands[m.group(1)],), drug, f"the name {spelled}")
+        return None
+
+    def _result(self, ingredients: tuple[str, ...], drug: str, how: str) -> Recognition:
+        counted = any(self.ingredients[i].counted for i in ingredients if i in self.ingredients)
+        return Recognition(ingredients, drug, how, counted, None if counted else self.not_counted_reason)
+
+
+def _fold(text: str) -> str:
+    return " " + re.sub(r"[^a-z0-9]+", " ", text.lower()) + " "
+
+
+def _word_pattern(words: Any) -> re.Pattern[str]:
+    folded = sorted({_fold(w).strip() for w in words}, key=len, reverse=True)
+    return re.compile(r"(?<![a-z0-9])(" + "|".join(re.escape(w) for w in folded) + r")(?![a-z0-9])")
+
+
+def parse_drug_class(doc: Any, origin: str, code_lists: dict[str, list[dict[str, Any]]]) -> DrugClass:
+    """Build a class from its YAML document and the code lists it names (value-set `codes` arrays)."""
+    if not isinstance(doc, dict):
+        raise DrugClassError(f"{origin}: not a drug class document")
+    try:
+        ingredients: dict[str, Ingredient] = {}
+        brands: dict[str, str] = {}
+        spellings: dict[str, str] = {}
+
+        def add(items: Any, counted: bool) -> None:
+            for i, item in enumerate(items or ()):
+                name = _fold(str(item["name"])).strip()
+                ingredients[name] = Ingredient(name, str(item["atc"]), str(item.get("group", "")), counted)
+                for brand in [*item.get("brands", ()), *item.get("abbreviations", ())]:
+                    brands[_fold(str(brand)).strip()] = name
+                    spellings[_fold(str(brand)).strip()] = str(brand)
+
+        add(doc["ingredients"], True)
+        not_counted = doc.get("not_counted") or {}
+        add(not_counted.get("ingredients"), False)
+        cls = DrugClass(
+            id=str(doc["id"]), title=str(doc.get("title", doc["id"])), ingredients=ingredients, brands=brands,
+            codes={}, exclude_forms=tuple(str(f) for f in doc.get("exclude_forms", ())),
+            not_counted_reason=not_counted.get("reason"), source=str(doc.get("source", "")),
+            retrieved=str(doc.get("retrieved", "")), code_lists=tuple(doc.get("code_lists", ())),
+            spellings=spellings,
+        )
+    except (KeyError, TypeError) as exc:
+        raise DrugClassError(f"{origin}: missing or malformed field {exc}") from exc
+    for list_name in cls.code_lists:
+        if list_name not in code_lists:
+            raise DrugClassError(f"{origin}: code list '{list_name}' not found")
+        for entry in code_lists[list_name]:
+            if entry.get("system") != RXNORM or not entry.get("code"):
+                continue
+            text = " ".join(str(entry.get(k) or "") for k in ("display", "ingredient"))
+            if cls.excluded_form([text]):
+                continue
+            found = cls.ingredients_named(text) or cls.brand_ingredients(text)
+            if found:  # a listed code whose name names no class ingredient or brand is not taken on trust
+                cls.codes[str(entry["code"])] = found
+                if entry.get("display"):
+                    cls.code_names.setdefault(str(entry["code"]), str(entry["display"]))
+    return cls
+
+
+class DrugClassLibrary:
+    """Loads drug classes by id from model folders (first) and the shipped drugclasses/ folder."""
+
+    def __init__(self, extra_dirs: list[Path] | None = None, code_list_loader: Any = None) -> None:
+        self._dirs = list(extra_dirs or [])
+        self._code_lists = code_list_loader
+        self._cache: dict[str, DrugClass] = {}
+
+    def get(self, name: str) -> DrugClass:
+        if name in self._cache:
+            return self._cache[name]
+        text: str | None = None
+        origin = f"drugclasses/{name}.yaml"
+        for folder in self._dirs:
+            path = folder / f"{name}.yaml"
+            if path.is_file():
+                text, origin = path.read_text(encoding="utf-8"), str(path)
+                break
+        if text is None:
+            shipped = resources.files("fhir_mapping") / "drugclasses" / f"{name}.yaml"
+            if not shipped.is_file():
+                raise DrugClassError(f"drug class '{name}' not found (looked in {[str(d) for d in self._dirs]} "
+                                     "and the shipped classes)")
+            text = shipped.read_text(encoding="utf-8")
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise DrugClassError(f"{origin}: not YAML: {exc}") from exc
+        names = doc.get("code_lists", ()) if isinstance(doc, dict) else ()
+        lists = {n: self._code_lists(n) for n in names} if self._code_lists else {}
+        cls = parse_drug_class(doc, origin, lists)
+        self._cache[name] = cls
+        return cls
+
+
+@lru_cache(maxsize=1)
+def shipped_class_ids() -> tuple[str, ...]:
+    folder = resources.files("fhir_mapping") / "drugclasses"
+    return tuple(sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")))
