@@ -77,8 +77,16 @@ def _evaluate(query: str, resources: list[dict[str, Any]]) -> dict[str, Any] | N
         if statuses and res.get("status") not in statuses:
             continue
         matched.append(res)
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(matched),
-            "entry": [{"fullUrl": f"{r['resourceType']}/{r.get('id', '')}", "resource": r} for r in matched]}
+    entries = [{"fullUrl": f"{r['resourceType']}/{r.get('id', '')}", "resource": r, "search": {"mode": "match"}}
+               for r in matched]
+    if any(v.endswith(":medication") for v in params.get("_include", [])):
+        # _include=MedicationRequest:medication: the Medications that matched resources point to, as a server adds
+        wanted = {ref.get("reference") for r in matched if isinstance(ref := r.get("medicationReference"), dict)}
+        for res in resources:
+            if res.get("resourceType") == "Medication" and f"Medication/{res.get('id')}" in wanted:
+                entries.append({"fullUrl": f"Medication/{res['id']}", "resource": res,
+                                "search": {"mode": "include"}})
+    return {"resourceType": "Bundle", "type": "searchset", "total": len(matched), "entry": entries}
 
 
 def _subject_id(res: dict[str, Any]) -> str | None:

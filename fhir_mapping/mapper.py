@@ -353,6 +353,8 @@ class _Context:
         when = parse_fhir_datetime(ref.date) if ref.date else None
         if ref.date and when is None:
             raise _Skip(f"date '{ref.date}' is not a FHIR date")
+        if source.resource == "Procedure" and res.get("status") == "in-progress":
+            when = self.at  # a procedure still in progress (oxygen therapy) is current, whenever it started
         if when and when > self.at + _FUTURE_SLACK:
             raise _Skip("dated in the future")
         if feature.lookback_days is not None:

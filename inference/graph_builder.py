@@ -228,7 +228,7 @@ def write_golden(
         if not all(math.isfinite(v) for v in outputs.values()):
             raise ValueError(f"golden example {ex['name']!r}: reference output is not finite")
         item: dict[str, Any] = {"name": ex["name"], "inputs": dict(ex["inputs"]), "outputs": outputs}
-        for key in ("published", "published_tolerance", "source"):
+        for key in ("published", "published_tolerance", "published_rounding", "source"):
             if key in ex:
                 item[key] = ex[key]
         rendered.append(item)

@@ -39,14 +39,33 @@ def _ex(name: str, **inputs: float) -> dict:
     return {"name": name, "inputs": inputs}
 
 
+_CLINICIAN_REVIEWS = (
+    "Kidney Disease Progression: How to Calculate Risk. Clinician Reviews (Q&A; numbers attributed to Tangri 2011 and "
+    "the kidneyfailurerisk.com calculator): 'A 63-year-old woman with a GFR of 45 mL/min and an ACR of 30 mg/g has a "
+    "0.4% two-year risk and a 1.3% five-year risk' and 'a 55-year-old man with a GFR of 38 mL/min and an ACR of "
+    "150 mg/g has a 2.9% two-year risk and a 9% five-year risk'. The published figures are the risks cut (not rounded) "
+    "to one decimal of a percent, as the calculator displays them; rounding would give 1.4% and 3.0%."
+)
+
 EXAMPLES: list[dict] = [
     {
-        "name": "female 55, eGFR 45, ACR 30 mg/g, North America",
-        "inputs": {"age": 55, "male": 0, "egfr": 45, "uacr": 30, "north_america": 1},
-        "published": {"risk_2y": 0.0052, "risk_5y": 0.0162},
-        "published_tolerance": 0.00005,
-        "source": "Tangri 2011 coefficients, Tangri 2016 S0; worked example computed from the published coefficients",
+        "name": "published: female 63, eGFR 45, ACR 30 mg/g (North America)",
+        "inputs": {"age": 63, "male": 0, "egfr": 45, "uacr": 30, "north_america": 1},
+        "published": {"risk_2y": 0.004, "risk_5y": 0.013},
+        "published_tolerance": 0.001,
+        "published_rounding": "truncate",
+        "source": _CLINICIAN_REVIEWS,
     },
+    {
+        "name": "published: male 55, eGFR 38, ACR 150 mg/g (North America)",
+        "inputs": {"age": 55, "male": 1, "egfr": 38, "uacr": 150, "north_america": 1},
+        "published": {"risk_2y": 0.029, "risk_5y": 0.09},
+        "published_tolerance": 0.001,
+        "published_rounding": "truncate",
+        "source": _CLINICIAN_REVIEWS,
+    },
+    _ex("female 55, eGFR 45, ACR 30 mg/g, North America (computed from the published coefficients)",
+        age=55, male=0, egfr=45, uacr=30, north_america=1),
     _ex("same person outside North America", age=55, male=0, egfr=45, uacr=30, north_america=0),
     _ex("male 70, eGFR 20, ACR 1500, North America", age=70, male=1, egfr=20, uacr=1500, north_america=1),
     _ex(

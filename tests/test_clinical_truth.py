@@ -1,0 +1,400 @@
+"""Regression tests through HTTP for every falsehood found on real-world records (issue #10).
+
+Each test builds the record the way an EHR sends it and checks what the clinician would read. Expected numbers come
+from the published equations (the models' reference implementations), never from the mapper.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+import fhirfactory as F
+from cds_hooks.bundle_prefetch import prefetch_from_resources
+from inference.graph_builder import load_module
+
+ROOT = Path(__file__).resolve().parent.parent
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+PCE_REF = load_module(ROOT / "models" / "ascvd-pce-10y" / "1.0.0" / "reference.py")
+PREVENT_REF = load_module(ROOT / "models" / "prevent-full" / "1.0.0" / "reference.py")
+FHIR = "http://127.0.0.1:1/fhir"
+
+
+def templates(api: Any, service: str) -> dict[str, str]:
+    return next(s for s in api.get("/cds-services").json()["services"] if s["id"] == service).get("prefetch", {})
+
+
+def fire_all(api: Any, service: str, resources: list[dict[str, Any]], *, leave_out: tuple[str, ...] = (),
+             **extra: Any) -> list[dict[str, Any]]:
+    context = {"userId": "Practitioner/example", "patientId": "p1"}
+    prefetch = prefetch_from_resources(templates(api, service), resources, context)
+    for bundle in prefetch.values():  # a Medication the EHR did not include (it must be fetched)
+        if isinstance(bundle, dict) and bundle.get("entry"):
+            bundle["entry"] = [e for e in bundle["entry"] if e["resource"].get("id") not in leave_out]
+    body = {"hook": "patient-view", "hookInstance": "5b0e3f1c-7d4a-4c55-9a8e-2f6b1d0c9e77", "context": context,
+            "prefetch": prefetch, **extra}
+    resp = api.post(f"/cds-services/{service}", json=body)
+    assert resp.status_code == 200, resp.text
+    return resp.json()["cards"]
+
+
+def fire(api: Any, service: str, resources: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+    cards = fire_all(api, service, resources, **kw)
+    assert len(cards) == 1, cards
+    return cards[0]
+
+
+def risk(card: dict[str, Any]) -> float:
+    for sug in card.get("suggestions", []):
+        for action in sug["actions"]:
+            if action["resource"]["resourceType"] == "RiskAssessment":
+                return float(action["resource"]["prediction"][0]["probabilityDecimal"])
+    raise AssertionError(f"no RiskAssessment on the card: {card['summary']}")
+
+
+def risk_assessment(card: dict[str, Any]) -> dict[str, Any]:
+    return next(a["resource"] for s in card.get("suggestions", []) for a in s["actions"]
+                if a["resource"]["resourceType"] == "RiskAssessment")
+
+
+def pce_expected(**changes: float) -> float:
+    inputs = {"age": 55, "total_cholesterol": 213, "hdl": 50, "sbp": 120, "bp_treated": 0, "smoker": 0,
+              "diabetes": 0, "female": 0, "black": 0, **changes}
+    return PCE_REF.compute(inputs)["risk_10y"]
+
+
+def med(concept: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    res = F.med_request("0")
+    res.pop("medicationCodeableConcept")
+    if concept is not None:
+        res["medicationCodeableConcept"] = concept
+    res.update(fields)
+    return res
+
+
+def rx(code: str, display: str | None = None) -> dict[str, Any]:
+    coding = {"system": F.RXNORM, "code": code}
+    if display:
+        coding["display"] = display
+    return {"coding": [coding]}
+
+
+MALE_55 = F.pce_record(gender="male", race="white")  # Goff 2013 Table A profile, untreated SBP 120
+
+
+# ---- medications written the ways real records write them ------------------------------------------------------
+@pytest.mark.parametrize("concept", [
+    rx("197361"),                                    # amlodipine 5 MG Oral Tablet, code only (SCD)
+    rx("316049"),                                    # hydrochlorothiazide 25 MG (SCDC), code only
+    rx("308135", "amlodipine 10 MG Oral Tablet"),
+    rx("17767", "amlodipine"),                       # ingredient
+    rx("212549", "amlodipine 5 MG Oral Tablet [Norvasc]"),  # branded
+    {"text": "Amlodipine besylate 5 mg tablet"},     # free text only
+    {"coding": [{"system": "urn:oid:1.2.840.114350.1.13.0.1.7.2.698288", "code": "7821",
+                 "display": "HYDROCHLOROTHIAZIDE 25 MG PO TABS"}]},  # a local EHR code with its display
+])
+def test_antihypertensive_at_any_term_type_is_treatment(api: Any, concept: dict[str, Any]) -> None:
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [med(concept)])
+    assert risk(card) == pytest.approx(round(pce_expected(bp_treated=1), 6), abs=1e-6)
+    assert "On blood pressure treatment: **Yes" in card["detail"]
+    assert "recognised by" in card["detail"]
+
+
+@pytest.mark.parametrize("how", ["contained", "bundled", "fetched", "reference-display"])
+def test_medication_reference_is_followed(api: Any, how: str) -> None:
+    medication = {"resourceType": "Medication", "id": "m-amlo", "code": rx("197361", "amlodipine 5 MG Oral Tablet")}
+    order = med(medicationReference={"reference": "Medication/m-amlo"})
+    record = MALE_55 + [order]
+    extra: dict[str, Any] = {}
+    leave_out: tuple[str, ...] = ()
+    if how == "contained":
+        order["contained"] = [dict(medication, id="med1")]
+        order["medicationReference"] = {"reference": "#med1"}
+    elif how == "bundled":
+        record = record + [medication]
+    elif how == "reference-display":
+        order["medicationReference"] = {"reference": "Medication/unknown", "display": "Norvasc 5 mg tablet"}
+    else:
+        record, leave_out = record + [medication], ("m-amlo",)
+        extra = {"fhirServer": FHIR, "fhirAuthorization": {"access_token": "tok-123", "token_type": "Bearer",
+                                                           "expires_in": 300, "scope": "patient/*.read",
+                                                           "subject": "cds-onnx"}}
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.get(f"{FHIR}/Medication/m-amlo").mock(return_value=httpx.Response(200, json=medication))
+        mock.get(url__startswith=FHIR).mock(return_value=httpx.Response(404))
+        card = fire(api, "ascvd-pce-10y", record, leave_out=leave_out, **extra)
+    assert risk(card) == pytest.approx(round(pce_expected(bp_treated=1), 6), abs=1e-6)
+    if how == "fetched":
+        assert route.called and route.calls[0].request.headers["Authorization"] == "Bearer tok-123"
+
+
+def test_medication_statement_counts_for_cha2ds2_vasc_hypertension(api: Any) -> None:
+    statement = {"resourceType": "MedicationStatement", "id": "ms1", "status": "active",
+                 "subject": {"reference": "Patient/p1"}, "effectiveDateTime": F.days_ago(200),
+                 "medicationCodeableConcept": rx("314076", "lisinopril 10 MG Oral Tablet")}
+    record = [F.patient("p1", 70, "female"), F.condition("49436004")]
+    without = fire(api, "cha2ds2-vasc", record)
+    with_statement = fire(api, "cha2ds2-vasc", record + [statement])
+    assert without["summary"].startswith("CHA2DS2-VASc 2")   # age 65-74 + female
+    assert with_statement["summary"].startswith("CHA2DS2-VASc 3")  # + hypertension from the statement
+
+
+@pytest.mark.parametrize("concept", [rx("316672"), rx("314231", "simvastatin 10 MG Oral Tablet"), rx("36567"),
+                                     {"text": "Lipitor 20mg"}])
+def test_statin_written_any_way_is_a_statin(api: Any, concept: dict[str, Any]) -> None:
+    record = _prevent_record()
+    base = fire(api, "prevent-base", record)
+    treated = fire(api, "prevent-base", record + [med(concept)])
+    assert "On a statin: **Yes" in treated["detail"]
+    assert risk(treated) != risk(base)
+
+
+def test_unrecognised_active_medications_are_named_not_denied(api: Any) -> None:
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [med({"text": "Zorblax 10 mg daily"}),
+                                                  med(rx("99999999", "Quuxapril 5 MG Oral Tablet"))])
+    assert "2 active medications not recognised as antihypertensive" in card["detail"]
+    assert "Zorblax 10 mg daily" in card["detail"] and "Quuxapril" in card["detail"]
+    assert "no active antihypertensive medication on record" not in card["detail"]
+
+
+@pytest.mark.parametrize("change", [
+    {"doNotPerform": True},
+    {"status": "stopped"},
+    {"status": "entered-in-error"},
+    {"intent": "proposal"},
+])
+def test_orders_that_are_not_treatment_do_not_count(api: Any, change: dict[str, Any]) -> None:
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [med(rx("197361", "amlodipine 5 MG Oral Tablet"), **change)])
+    assert risk(card) == pytest.approx(round(pce_expected(), 6), abs=1e-6)
+
+
+def test_ended_statement_and_eye_drops_are_not_blood_pressure_treatment(api: Any) -> None:
+    ended = {"resourceType": "MedicationStatement", "id": "ms2", "status": "active",
+             "subject": {"reference": "Patient/p1"},
+             "effectivePeriod": {"start": F.days_ago(400), "end": F.days_ago(100)},
+             "medicationCodeableConcept": rx("314076", "lisinopril 10 MG Oral Tablet")}
+    drops = med({"text": "timolol maleate 0.5 % ophthalmic solution"})
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [ended, drops])
+    assert risk(card) == pytest.approx(round(pce_expected(), 6), abs=1e-6)
+
+
+def test_ongoing_statement_with_future_end_counts(api: Any) -> None:
+    ongoing = {"resourceType": "MedicationStatement", "id": "ms3", "status": "active",
+               "subject": {"reference": "Patient/p1"},
+               "effectivePeriod": {"start": F.days_ago(400), "end": (F.NOW + timedelta(days=60)).isoformat()},
+               "medicationCodeableConcept": rx("197361", "amlodipine 5 MG Oral Tablet")}
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [ongoing])
+    assert risk(card) == pytest.approx(round(pce_expected(bp_treated=1), 6), abs=1e-6)
+
+
+# ---- populations and guards before anything -------------------------------------------------------------------
+@pytest.mark.parametrize("service", ["ascvd-pce-10y", "prevent-base", "prevent-full"])
+@pytest.mark.parametrize("history", [
+    F.condition("230690007", display="Cerebrovascular accident", clinical="resolved"),
+    F.condition("I25.2", ICD, display="Old myocardial infarction"),
+    {"resourceType": "Procedure", "id": "proc-cabg", "status": "completed", "subject": {"reference": "Patient/p1"},
+     "code": {"coding": [{"system": F.SNOMED, "code": "232717009"}]}, "performedDateTime": F.days_ago(2000)},
+])
+def test_established_ascvd_gives_no_primary_prevention_number(api: Any, service: str,
+                                                              history: dict[str, Any]) -> None:
+    record = (MALE_55 if service == "ascvd-pce-10y" else _prevent_record()) + [history]
+    card = fire(api, service, record)
+    assert "%" not in card["summary"] and card["summary"].startswith("No ")
+    assert "established atherosclerotic cardiovascular disease" in card["detail"]
+    assert "high-intensity" in card["detail"]  # what the guideline says instead
+    assert not card.get("suggestions")
+
+
+def test_provisional_or_refuted_diagnoses_do_not_count(api: Any) -> None:
+    provisional_stroke = F.condition("230690007", verification="provisional")
+    refuted_diabetes = F.condition("44054006", verification="refuted")
+    differential = F.condition("E11.9", ICD, verification="differential")
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [provisional_stroke, refuted_diabetes, differential])
+    assert risk(card) == pytest.approx(round(pce_expected(), 6), abs=1e-6)
+
+
+@pytest.mark.parametrize("service", ["ascvd-pce-10y", "prevent-base", "prevent-full", "cha2ds2-vasc",
+                                     "egfr-ckd-epi-2021", "kfre-4var"])
+@pytest.mark.parametrize("death", [{"deceasedBoolean": True}, {"deceasedDateTime": "2024-03-01T10:00:00-05:00"}])
+def test_deceased_patients_get_no_card(api: Any, service: str, death: dict[str, Any]) -> None:
+    record = copy.deepcopy(MALE_55) + [F.condition("49436004"), F.quantity_obs("2160-0", 1.4, "mg/dL"),
+                                       F.quantity_obs("9318-7", 300, "mg/g")]
+    record[0].update(death)
+    assert fire_all(api, service, record) == []
+
+
+def test_child_gets_no_order_for_a_lipid_panel(api: Any) -> None:
+    record = [F.patient("p1", 4, "female")]  # no labs at all
+    card = fire(api, "ascvd-pce-10y", record)
+    assert "not calculated" not in card["summary"]
+    assert "Age 4 years is outside" in card["detail"]
+    assert not card.get("suggestions")
+
+
+def test_prevent_30_year_outputs_only_for_ages_30_to_59(api: Any) -> None:
+    old = fire(api, "prevent-base", _prevent_record(age=76))
+    young = fire(api, "prevent-base", _prevent_record(age=50))
+    old_outcomes = [p["outcome"]["text"] for p in risk_assessment(old)["prediction"]]
+    young_outcomes = [p["outcome"]["text"] for p in risk_assessment(young)["prediction"]]
+    assert not any("30-year" in t for t in old_outcomes)
+    assert "30-year" not in old["detail"].split("Not given")[0]
+    assert "30-year risks are given for ages 30–59 only" in old["detail"]
+    assert sum("30-year" in t for t in young_outcomes) == 3
+
+
+def test_risk_assessment_carries_every_output_with_outcome_and_horizon(api: Any) -> None:
+    card = fire(api, "prevent-base", _prevent_record(age=50))
+    preds = risk_assessment(card)["prediction"]
+    assert [p["outcome"]["text"] for p in preds] == [
+        "10-year total CVD risk", "10-year ASCVD", "10-year heart failure", "30-year total CVD", "30-year ASCVD",
+        "30-year heart failure"]
+    assert [p["whenRange"]["high"]["value"] for p in preds] == [10, 10, 10, 30, 30, 30]
+    assert preds[2]["outcome"]["coding"][0]["code"] == "84114007"  # heart failure
+    kfre = fire(api, "kfre-4var", [F.patient("p1", 55, "female"), F.quantity_obs("98979-8", 45, "mL/min/{1.73_m2}"),
+                                   F.quantity_obs("9318-7", 30, "mg/g")])
+    horizons = [p["whenRange"]["high"]["value"] for p in risk_assessment(kfre)["prediction"]]
+    assert horizons == [5, 2]
+
+
+# ---- add-on inputs count only when usable ----------------------------------------------------------------------
+@pytest.mark.parametrize("bad_uacr", [
+    {"valueString": "positive"},
+    {"valueQuantity": {"value": 300, "unit": "furlongs"}},
+    {"valueQuantity": {"value": 90000, "unit": "mg/g", "system": F.UCUM, "code": "mg/g"}},  # outside 0.1–25000
+])
+def test_unusable_uacr_means_the_base_equations(api: Any, bad_uacr: dict[str, Any]) -> None:
+    obs = F.quantity_obs("9318-7", 1, "mg/g")
+    obs.pop("valueQuantity")
+    obs.update(bad_uacr)
+    without = fire(api, "prevent-full", _prevent_record())
+    unusable = fire(api, "prevent-full", _prevent_record() + [obs])
+    assert risk(unusable) == risk(without)
+    assert "UACR measured" not in unusable["detail"] or "not recorded" in unusable["detail"]
+    usable = fire(api, "prevent-full", _prevent_record() + [F.quantity_obs("9318-7", 300, "mg/g")])
+    assert risk(usable) != risk(without)
+
+
+def test_prevent_full_with_uacr_matches_the_published_equations(api: Any) -> None:
+    card = fire(api, "prevent-full", _prevent_record() + [F.quantity_obs("9318-7", 300, "mg/g")])
+    expected = PREVENT_REF.compute({"age": 50, "female": 1, "total_cholesterol": 200, "hdl": 45, "sbp": 160,
+                                    "bp_treated": 1, "statin": 0, "diabetes": 1, "smoker": 0, "egfr": 90, "bmi": 35,
+                                    "uacr": 300, "hba1c": 5.3, "has_uacr": 1, "has_hba1c": 0})
+    assert risk(card) == pytest.approx(round(expected["cvd_10y"], 6), abs=1e-6)
+
+
+# ---- NEWS2 on patient-view, oxygen from values, times shown ----------------------------------------------------
+def _news2_record(*extra: dict[str, Any]) -> list[dict[str, Any]]:
+    return [F.patient("p1", 67, "male"), F.encounter("e1"),
+            F.vital("9279-1", 18, "/min"), F.vital("59408-5", 96, "%"), F.vital("8867-4", 72, "/min"),
+            F.vital("8310-5", 36.8, "Cel"), F.bp_panel(120, days=0), F.coded_obs("67775-7", "248234008", hours=2),
+            *extra]
+
+
+def test_news2_scores_on_patient_view_without_an_encounter_id(api: Any) -> None:
+    tmpl = templates(api, "news2-patient-view")
+    assert not any("context.encounterId" in t for t in tmpl.values())
+    card = fire(api, "news2-patient-view", _news2_record())
+    assert card["summary"].startswith("NEWS2 0")
+    assert ":" in card["detail"].split("Respiration rate")[1].split("\n")[0]  # the time of the reading is shown
+
+
+@pytest.mark.parametrize(("oxygen", "score"), [
+    (F.vital("3150-0", 21, "%"), 0),          # FiO2 21 % is room air
+    (F.vital("3151-8", 0, "L/min"), 0),       # no flow
+    (F.vital("3150-0", 28, "%"), 2),          # oxygen: +2
+    (F.vital("3151-8", 2, "L/min"), 2),
+])
+def test_news2_oxygen_is_read_from_values(api: Any, oxygen: dict[str, Any], score: int) -> None:
+    card = fire(api, "news2-patient-view", _news2_record(oxygen))
+    assert card["summary"].startswith(f"NEWS2 {score}")
+
+
+# ---- truncated searches, local dates, units ----------------------------------------------------------------------
+def _truncated_conditions(api: Any, service: str, record: list[dict[str, Any]]) -> dict[str, Any]:
+    """The EHR sends a Condition search with a `next` link and no fhirServer to page from."""
+    context = {"userId": "Practitioner/example", "patientId": "p1"}
+    prefetch = prefetch_from_resources(templates(api, service), record, context)
+    for key, bundle in prefetch.items():
+        if key.startswith("condition-"):
+            bundle["link"] = [{"relation": "next", "url": f"{FHIR}/Condition?page=2"}]
+    body = {"hook": "patient-view", "hookInstance": "5b0e3f1c-7d4a-4c55-9a8e-2f6b1d0c9e78", "context": context,
+            "prefetch": prefetch}
+    return api.post(f"/cds-services/{service}", json=body).json()["cards"][0]
+
+
+def test_truncated_condition_search_never_defaults_to_absent(api: Any) -> None:
+    # PCE: the same search would have shown established ASCVD, so membership of the population is unconfirmed
+    card = _truncated_conditions(api, "ascvd-pce-10y", MALE_55)
+    assert "%" not in card["summary"]
+    assert "could not be confirmed" in card["detail"]
+    # CHA2DS2-VASc with AF found on the first page: the other items cannot be taken as absent
+    af = _truncated_conditions(api, "cha2ds2-vasc", [F.patient("p1", 70, "female"), F.condition("49436004")])
+    assert "not calculated" in af["summary"]
+    assert "absence cannot be assumed" in af["detail"]
+
+
+def test_age_is_counted_on_the_patients_local_date(api: Any) -> None:
+    # Honolulu (UTC-10): the newest reading carries the offset. Birthday is "tomorrow" in UTC terms only when the
+    # UTC date is ahead; build the birth date from the local date so the local age is exactly 40.
+    from datetime import timezone
+    local_now = F.NOW.astimezone(timezone(timedelta(hours=-10)))
+    birth = local_now.date().replace(year=local_now.year - 40)
+    record = copy.deepcopy(F.pce_record(gender="male", race="white", age=40))
+    record[0]["birthDate"] = birth.isoformat()
+    record[3]["effectiveDateTime"] = local_now.replace(microsecond=0).isoformat()
+    card = fire(api, "ascvd-pce-10y", record)
+    assert "Age: **40 years**" in card["detail"]
+
+
+@pytest.mark.parametrize(("quantity", "usable"), [
+    ({"value": 37.0, "unit": "C"}, True),                                                  # text 'C': Celsius
+    ({"value": 37.0, "unit": "°C", "system": F.UCUM, "code": "Cel"}, True),
+    ({"value": 37.0, "unit": "C", "system": F.UCUM, "code": "C"}, False),                 # UCUM C is the coulomb
+    ({"value": 98.6, "unit": "F", "system": F.UCUM, "code": "F"}, False),                 # UCUM F is the farad
+])
+def test_temperature_units_are_read_as_ucum_says(api: Any, quantity: dict[str, Any], usable: bool) -> None:
+    record = _news2_record()
+    temp = next(r for r in record if r.get("code", {}).get("coding", [{}])[0].get("code") == "8310-5")
+    temp["valueQuantity"] = quantity
+    card = fire(api, "news2-patient-view", record)
+    assert card["summary"].startswith("NEWS2 0") is usable
+    if not usable:
+        assert "Temperature" in card["summary"]
+
+
+def test_plain_ml_per_min_is_not_an_indexed_egfr(api: Any) -> None:
+    record = [F.patient("p1", 55, "female"), F.quantity_obs("98979-8", 45, "mL/min"),
+              F.quantity_obs("9318-7", 30, "mg/g")]
+    card = fire(api, "kfre-4var", record)
+    assert "not calculated" in card["summary"]
+
+
+def _prevent_record(age: int = 50) -> list[dict[str, Any]]:
+    """Khan 2024 sample profile (female): SBP 160 treated, TC 200, HDL 45, diabetes, eGFR 90, BMI 35."""
+    return [F.patient("p1", age, "female"), F.quantity_obs("2093-3", 200, "mg/dL"),
+            F.quantity_obs("2085-9", 45, "mg/dL"), F.bp_panel(160), F.smoking(F.NEVER_SMOKER),
+            F.condition("44054006"), F.med_request("314076", display="lisinopril 10 MG Oral Tablet"),
+            F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}"), F.quantity_obs("39156-5", 35, "kg/m2")]
+
+
+@pytest.mark.parametrize(("age", "gender", "egfr", "acr", "published_2y", "published_5y"), [
+    (63, "female", 45, 30, 0.4, 1.3),   # Clinician Reviews Q&A (Tangri 2011 equation, kidneyfailurerisk.com)
+    (55, "male", 38, 150, 2.9, 9.0),
+])
+def test_kfre_reproduces_published_examples_through_http(api: Any, age: int, gender: str, egfr: float, acr: float,
+                                                         published_2y: float, published_5y: float) -> None:
+    import math
+
+    card = fire(api, "kfre-4var", [F.patient("p1", age, gender), F.quantity_obs("98979-8", egfr, "mL/min/{1.73_m2}"),
+                                   F.quantity_obs("9318-7", acr, "mg/g")])
+    preds = risk_assessment(card)["prediction"]
+    five, two = (p["probabilityDecimal"] * 100 for p in preds)
+    # the source shows percentages cut to one decimal, as the calculator displays them
+    assert math.floor(two * 10 + 1e-9) / 10 == published_2y
+    assert math.floor(five * 10 + 1e-9) / 10 == published_5y
