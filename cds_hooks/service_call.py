@@ -6,10 +6,12 @@ OperationOutcome; data that was obtained but holds no usable value gives a card 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -119,14 +121,18 @@ class ServiceCaller:
         timings["rendering"] = (time.perf_counter() - t3) * 1000
 
         cohort = cohort_of(index.patient(patient_id), at)
-        self._record(service, req, identity, at, champion, mapping, prediction, cards, cohort)
+        t4 = time.perf_counter()
+        pending = [self._record(service, req, identity, at, champion, mapping, prediction, cards, cohort)]
         if shadow is not None and service.model.challenger is not None:
-            self._record(service, req, identity, at, service.model.challenger, mapping, shadow, [], cohort)
+            pending.append(self._record(service, req, identity, at, service.model.challenger, mapping, shadow, [],
+                                        cohort))
+        await _durable(pending)  # the response goes out only once its predictions are on disk
+        timings["recording"] = (time.perf_counter() - t4) * 1000
         return CallResult({"cards": cards}, outcome, mapping, prediction, timings)
 
     def _record(self, service: CdsService, req: HookRequest, identity: ClientIdentity, at: datetime,
                 runtime: ModelRuntime, mapping: MappingResult, prediction: Prediction,
-                cards: list[dict[str, Any]], cohort: dict[str, str]) -> None:
+                cards: list[dict[str, Any]], cohort: dict[str, str]) -> Any:
         record = PredictionRecord(
             prediction_id=str(uuid.uuid4()),
             hook_instance=req.hook_instance,
@@ -161,9 +167,22 @@ class ServiceCaller:
             cohort=cohort,
         )
         try:
-            self.record(record)
-        except Exception:  # the recorder must never fail a response; it spools on its own, this is a last resort
+            return self.record(record)
+        except Exception as exc:  # the recorder could not even take the record: no card may go out unrecorded
             log.exception("recording prediction %s failed", record.prediction_id)
+            raise ApiError(503, "the prediction could not be recorded, so no card is given; retry",
+                           "prediction", code="transient") from exc
+
+
+async def _durable(pending: list[Any]) -> None:
+    """Wait until every recorder Future is resolved; a journal that cannot write fails the call (503)."""
+    for fut in pending:
+        if isinstance(fut, Future):
+            try:
+                await asyncio.wrap_future(fut)
+            except OSError as exc:
+                raise ApiError(503, "the prediction could not be recorded durably, so no card is given; retry",
+                               "prediction", code="transient") from exc
 
 
 def _unresolved_medications(index: ResourceIndex) -> list[str]:

@@ -1,7 +1,10 @@
-"""Recording off the request path: a bounded queue, a writer thread, and a disk spool so nothing accepted is lost.
+"""Recording with the database write off the request path, and nothing accepted ever lost.
 
-`submit` never blocks and never raises. When the queue is full or the database is failing, the record is appended to
-a JSONL spool file (fsync'd); the writer replays the spool once the database answers again, and at every start.
+`submit` pseudonymises the record (HMAC keys, no raw ids) and appends it to an fsync'd journal (store/journal.py);
+it returns a Future that resolves once the record is on disk, and the service answers only then. A writer thread then
+puts the record in the database; when the queue is full or the database is failing, the record goes to a JSONL spool
+file (fsync'd) that the writer replays once the database answers again. At every start, journals left by a killed
+process and the spool are replayed (idempotently: a prediction id is written once).
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import os
 import queue
 import threading
 import time
+from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from store.journal import Journal, orphaned_journals, replay_journal
 from store.records import CardRecord, PredictionRecord
 from store.store import Store
 
@@ -42,8 +47,11 @@ def record_from_json(line: str) -> PredictionRecord:
 
 class Recorder:
     def __init__(self, store: Store, max_queue: int = 10_000, spool_dir: Path | None = None,
-                 retry_seconds: float = 1.0) -> None:
+                 retry_seconds: float = 1.0, durable: bool = True) -> None:
         self.store = store
+        self.durable = durable
+        self.journal: Journal | None = None
+        self._in_journal = 0  # submitted, not yet durable (then queued)
         self.spool_dir = Path(spool_dir or "var/spool")
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self._spool = self.spool_dir / "predictions.jsonl"
@@ -54,12 +62,40 @@ class Recorder:
         self.queued = self.written = self.spooled = self.failed = 0
 
     # ---- producer side ------------------------------------------------------------------------------------------
-    def submit(self, rec: PredictionRecord) -> None:
+    def submit(self, rec: PredictionRecord) -> Future[None]:
+        """Accept a prediction: the Future resolves once it is durable (journalled), or fails if it cannot be."""
+        rec = self.store.pseudonymise(rec)
+        if self.journal is None:  # not durable (tests of the queue itself), or not started yet
+            done: Future[None] = Future()
+            self._enqueue(rec, journalled=False)
+            done.set_result(None)
+            return done
+        with self._lock:
+            self._in_journal += 1
+        fut = self.journal.append(record_to_json(rec))
+
+        def durable(f: Future[None]) -> None:
+            try:
+                if f.exception() is None:
+                    self._enqueue(rec, journalled=True)
+            finally:
+                with self._lock:
+                    self._in_journal -= 1
+
+        fut.add_done_callback(durable)
+        return fut
+
+    def _enqueue(self, rec: PredictionRecord, journalled: bool) -> None:
         try:
-            self._queue.put_nowait(rec)
+            self._queue.put_nowait((rec, journalled))
             self.queued += 1
         except queue.Full:
             self._to_spool(rec)
+            self._settle(journalled)
+
+    def _settle(self, journalled: bool) -> None:
+        if journalled and self.journal is not None:
+            self.journal.settle()
 
     def _to_spool(self, rec: PredictionRecord) -> None:
         try:
@@ -75,8 +111,30 @@ class Recorder:
 
     # ---- writer side --------------------------------------------------------------------------------------------
     def start(self) -> None:
+        self._replay_journals()
+        if self.durable:
+            self.journal = Journal(self.spool_dir)
         self._thread = threading.Thread(target=self._run, name="cds-onnx-recorder", daemon=True)
         self._thread.start()
+
+    def _replay_journals(self) -> None:
+        """Journals of processes that died (killed, crashed) hold predictions that were answered: write them."""
+        for path in orphaned_journals(self.spool_dir):
+            written, unreadable = replay_journal(path, self._write_line)
+            if unreadable:
+                log.error("%d unreadable line(s) in %s skipped", unreadable, path.name)
+            if written:
+                log.info("replayed %d journalled prediction(s) from %s", written, path.name)
+            path.unlink(missing_ok=True)
+
+    def _write_line(self, line: str) -> None:
+        rec = record_from_json(line)
+        try:
+            self.store.write_prediction(rec)
+            self.written += 1
+        except Exception as exc:  # database down at start-up: keep it durable in the spool
+            log.warning("store unavailable (%s); journalled prediction spooled", type(exc).__name__)
+            self._to_spool(rec)
 
     def _run(self) -> None:
         self._replay_spool()
@@ -92,7 +150,9 @@ class Recorder:
             try:
                 if item is _STOP:
                     return
-                self._write(item)
+                rec, journalled = item
+                self._write(rec)
+                self._settle(journalled)
             finally:
                 self._queue.task_done()
 
@@ -136,7 +196,7 @@ class Recorder:
         """Wait until everything queued (and spooled, if the database answers) is written."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            idle = self._queue.unfinished_tasks == 0
+            idle = self._queue.unfinished_tasks == 0 and self._in_journal == 0
             if idle and not self._spool.exists() and not any(self.spool_dir.glob("replaying-*.jsonl")):
                 return True
             time.sleep(0.01)
@@ -157,5 +217,10 @@ class Recorder:
             except queue.Empty:
                 break
             if item is not _STOP:
-                self._to_spool(item)
+                rec, journalled = item
+                self._to_spool(rec)
+                self._settle(journalled)
         self._thread = None
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None

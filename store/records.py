@@ -43,6 +43,9 @@ class PredictionRecord:
     client_id: str | None = None  # JWT iss
     primary_output: str = ""  # which of `outputs` is the model's primary score
     cohort: dict[str, str] = field(default_factory=dict)  # group labels for fairness audits: sex, age band, race
+    # set when the record is pseudonymised for the journal and spool: the HMAC keys, with patient_id emptied
+    patient_key: str | None = None
+    encounter_key: str | None = None
 
 
 @dataclass

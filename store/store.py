@@ -6,6 +6,8 @@ answers 200 only after that. Patient and encounter ids are stored only as HMAC-S
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import hmac
 from datetime import UTC, datetime, timedelta
@@ -68,6 +70,13 @@ class Store:
     def patient_key(self, patient_id: str) -> str:
         return hmac.new(self._secret, f"patient:{patient_id}".encode(), hashlib.sha256).hexdigest()
 
+    def pseudonymise(self, rec: PredictionRecord) -> PredictionRecord:
+        """The record with its patient and encounter ids replaced by their HMAC keys (for journals and spools)."""
+        if rec.patient_key is not None:
+            return rec
+        return dataclasses.replace(rec, patient_key=self.patient_key(rec.patient_id), patient_id="",
+                                   encounter_key=self._encounter_key(rec.encounter_id), encounter_id=None)
+
     def _encounter_key(self, encounter_id: str | None) -> str | None:
         if not encounter_id:
             return None
@@ -85,7 +94,8 @@ class Store:
             session.add(Prediction(
                 prediction_id=rec.prediction_id, hook_instance=rec.hook_instance, hook=rec.hook,
                 service_id=rec.service_id, model_id=rec.model_id, model_version=rec.model_version, alias=rec.alias,
-                patient_key=self.patient_key(rec.patient_id), encounter_key=self._encounter_key(rec.encounter_id),
+                patient_key=rec.patient_key or self.patient_key(rec.patient_id),
+                encounter_key=rec.encounter_key or self._encounter_key(rec.encounter_id),
                 created_at=_utc(rec.created_at), outputs=rec.outputs, score=primary, category=rec.category,
                 guard_reasons=list(rec.guard_reasons), missing=dict(rec.missing), cohort=dict(rec.cohort),
                 tenant=rec.tenant, client_id=rec.client_id,

@@ -122,7 +122,7 @@ def test_explanations_sum_to_the_difference_from_the_reference() -> None:
 
     runtime = load_version(PCE / "1.0.0")
     values = dict(age=61, total_cholesterol=240, hdl=38, sbp=152, bp_treated=1, smoker=1, diabetes=1, female=0,
-                  black=0)
+                  black=0, established_ascvd=0)
     mapping = MappingResult(values={k: FeatureValue(k, float(v)) for k, v in values.items()})
     pred = runtime.predict(mapping)
     assert pred.outputs is not None and pred.reference_output is not None

@@ -284,21 +284,29 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Timing margins: these tests must pass on a fully loaded 2-core machine. A deadline is shown to hold by a slow
+# server that would answer long after it (20 s) while the call returns near the deadline (assertions allow several
+# seconds of scheduling delay); fast keys get a deadline (3 s) far above what a loaded machine needs for them.
+SLOW_SERVER_SECONDS = 20.0
+MARGIN_SECONDS = 8.0
+
+
 async def test_server_down_fails_every_key_within_the_deadline(server, client, patient) -> None:
     started = time.perf_counter()
-    out = await resolve(server, client, patient, None, fhir_server=f"http://127.0.0.1:{closed_port()}/fhir")
-    assert (time.perf_counter() - started) < 0.8
+    out = await resolve(server, client, patient, None, fhir_server=f"http://127.0.0.1:{closed_port()}/fhir",
+                        deadline_seconds=3.0)
+    assert (time.perf_counter() - started) < 3.0 + MARGIN_SECONDS
     assert set(out.failed) == set(templates())
     assert all("could not reach" in reason for reason in out.failed.values())
 
 
 async def test_slow_key_fails_at_the_deadline_and_fast_keys_survive(server, client, patient) -> None:
-    server.set_fault(f"Patient/{patient}", "slow", seconds=3)
+    server.set_fault(f"Patient/{patient}", "slow", seconds=SLOW_SERVER_SECONDS)
     started = time.perf_counter()
-    out = await resolve(server, client, patient, None, deadline_seconds=0.5)
+    out = await resolve(server, client, patient, None, deadline_seconds=3.0)
     elapsed = time.perf_counter() - started
-    assert elapsed < 0.5 + 0.35  # deadline plus a small margin for a busy 2-core machine
-    assert 500 <= out.elapsed_ms < 850
+    assert 3.0 <= elapsed < 3.0 + MARGIN_SECONDS < SLOW_SERVER_SECONDS  # cut at the deadline, not at the answer
+    assert out.elapsed_ms >= 3000
     assert "deadline" in out.failed["patient"]
     assert set(out.failed) == {"patient"}
     assert entry_ids(out.resources["conditions"]) == {f"{patient}-htn"}
