@@ -54,7 +54,7 @@ def build_cards(manifest: Manifest, spec: FeatureSpec, prediction: Prediction, m
         return [_missing_card(manifest, spec, prediction, mapping, ctx, view)]
     if prediction.refusals or prediction.outputs is None:
         return [_refused_card(manifest, prediction, ctx, view)]
-    return [_result_card(manifest, prediction, mapping, ctx, view)]
+    return [_result_card(manifest, prediction, mapping, ctx, view, spec)]
 
 
 def clip_summary(text: str) -> str:
@@ -181,7 +181,7 @@ def _render(template: str, view: dict[str, Any]) -> str:
 
 
 def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingResult, ctx: CardContext,
-                 view: dict[str, Any]) -> dict[str, Any]:
+                 view: dict[str, Any], spec: FeatureSpec | None = None) -> dict[str, Any]:
     assert prediction.outputs is not None and prediction.category is not None
     primary = manifest.primary
     value_text = format_output(primary.kind, prediction.outputs[primary.name], primary.decimals)
@@ -198,7 +198,8 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
     if prediction.contributions and manifest.explain:
         kind = primary.kind
         view["contributions"] = [
-            {"label": trusted(c.label), "delta": trusted(_delta(kind, c.delta, primary.decimals))}
+            {"label": _contribution_label(c.feature, c.label, mapping, spec), "delta": trusted(_delta(kind, c.delta,
+                                                                                                 primary.decimals))}
             for c in prediction.contributions
             if abs(c.delta) >= (0.0005 if kind == "probability" else 0.005)
         ]
@@ -232,6 +233,19 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
         })
     summary = manifest.card.summary.format(value=value_text, category=category.label)
     return _card(summary, category.indicator, detail, manifest, ctx, suggestions)
+
+
+def _contribution_label(name: str, fallback: str, mapping: MappingResult, spec: FeatureSpec | None) -> str:
+    """Name the patient's actual value ("Sex: Male", "Smoking status: Current smoker", "Total cholesterol: 213
+    mg/dL"), never a raw indicator such as "Sex female" for a man."""
+    fv = mapping.values.get(name)
+    if fv is None:
+        return trusted(fallback)
+    feature = spec.features.get(name) if spec else None
+    shown = "not recorded" if fv.defaulted and fv.unit is not None else (
+        fv.display or (display_value(feature, fv.value) if feature else None) or f"{fv.value:g}")
+    shown = shown.split(" — ")[0]  # the medication detail stays on the inputs list
+    return f"{fv.label or fallback}: {shown}"
 
 
 def _delta(kind: str, delta: float, decimals: int) -> str:

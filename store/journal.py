@@ -76,7 +76,7 @@ class Journal:
                 self._maybe_truncate()
                 self._fh.write(b"".join(data for data, _ in batch))
                 self._fh.flush()
-                os.fsync(self._fh.fileno())
+                os.fdatasync(self._fh.fileno())  # data and length reach the disk; other metadata need not
                 self.fsyncs += 1
             except OSError as exc:
                 log.error("prediction journal write failed: %s", exc)

@@ -398,3 +398,11 @@ def test_kfre_reproduces_published_examples_through_http(api: Any, age: int, gen
     # the source shows percentages cut to one decimal, as the calculator displays them
     assert math.floor(two * 10 + 1e-9) / 10 == published_2y
     assert math.floor(five * 10 + 1e-9) / 10 == published_5y
+
+
+def test_explanations_name_the_patients_actual_values(api: Any) -> None:
+    card = fire(api, "ascvd-pce-10y", F.pce_record(gender="male", race="white", smoker=True, tc=260))
+    explain = card["detail"].split("What raises / lowers this estimate")[1]
+    assert "Smoking status: Current smoker" in explain
+    assert "Total cholesterol: 260 mg/dL" in explain
+    assert "Sex female" not in card["detail"]
