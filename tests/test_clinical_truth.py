@@ -7,6 +7,7 @@ from the published equations (the models' reference implementations), never from
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,20 @@ ICD = "http://hl7.org/fhir/sid/icd-10-cm"
 PCE_REF = load_module(ROOT / "models" / "ascvd-pce-10y" / "1.0.0" / "reference.py")
 PREVENT_REF = load_module(ROOT / "models" / "prevent-full" / "1.0.0" / "reference.py")
 FHIR = "http://127.0.0.1:1/fhir"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One app for the module (each call is independent: fresh token, own prefetch), built like conftest's `api`."""
+    from fastapi.testclient import TestClient
+
+    from cds_hooks.app import create_app
+    from cds_hooks.signing import load_local_key
+    from conftest import KEYS, SignedClient, make_settings
+
+    app = create_app(make_settings(tmp_path_factory.mktemp("clinical-truth")))
+    with TestClient(app) as client:
+        yield SignedClient(client, load_local_key(KEYS / "local"))
 
 
 def templates(api: Any, service: str) -> dict[str, str]:
