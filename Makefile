@@ -1,7 +1,7 @@
 # The two commands of the README: `make run` (the service) and `make test` (the whole suite).
 # Each creates its own virtual environment from the project's files; nothing else needs to be installed by hand
-# beyond Python 3.11, Node.js 20+ (for the test FHIR server) and, for the browser and PostgreSQL tests, Debian's
-# chromium and postgresql packages (`make system-deps` installs them with apt-get).
+# beyond Python 3.11, Node.js 20+ (for the test FHIR server) and, for the browser, PostgreSQL and Redis tests,
+# Debian's chromium, postgresql and redis-server packages (`make system-deps` installs them with apt-get).
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 system-deps:
-	apt-get update && apt-get install -y --no-install-recommends postgresql chromium
+	apt-get update && apt-get install -y --no-install-recommends postgresql chromium redis-server
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/mapping_benchmark.py

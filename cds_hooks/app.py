@@ -31,7 +31,10 @@ from cds_hooks.service_call import ServiceCaller
 from cds_hooks.services import CdsService, build_services
 from cds_hooks.settings import Settings
 from cds_hooks.preview import register_preview
+from cds_hooks.replay import open_replay_store
 from cds_hooks.web import register_pages
+from cds_hooks.security_headers import HardeningMiddleware
+from cds_hooks.openapi_doc import install_openapi
 from inference.repository import ModelRepository
 from store.recorder import Recorder
 from store.store import Store
@@ -78,9 +81,12 @@ def create_app(settings: Settings) -> FastAPI:
             anonymous_fhir_servers=tuple(settings.auth.anonymous_fhir_servers),
             smart_app_url=settings.cards.smart_app_url,
             time_zone=ZoneInfo(settings.mapping.time_zone) if settings.mapping.time_zone else None,
+            max_response_bytes=settings.prefetch.max_response_bytes,
         )
         app.state.cds = AppState(settings, repository, services,
-                                 ClientAuthenticator(settings.auth_settings(), http_client=http_client),
+                                 ClientAuthenticator(settings.auth_settings(), http_client=http_client,
+                                                     replay_store=open_replay_store(settings.auth.replay_cache_url,
+                                                                                    store)),
                                  store, recorder, caller, http_client)
         try:
             yield
@@ -100,7 +106,11 @@ def create_app(settings: Settings) -> FastAPI:
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
+            allow_private_network=settings.cors.allow_private_network,  # Private Network Access preflights
         )
+    # outermost: body-size limit and 415 on every route, security headers on every response (docs/security.md)
+    app.add_middleware(HardeningMiddleware, max_body_bytes=settings.server.max_body_bytes,
+                       frame_ancestors=settings.server.frame_ancestors)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -125,15 +135,18 @@ def create_app(settings: Settings) -> FastAPI:
     def state(request: Request) -> AppState:
         return request.app.state.cds
 
-    def audience(request: Request) -> str:
-        base = settings.server.public_base_url
-        return f"{base}{request.url.path}" if base else str(request.url.replace(query=""))
+    # Base URLs from configuration only, never from the request's Host or X-Forwarded-* headers (security.md).
+    audience_bases = settings.audience_bases()
+
+    def audience(request: Request) -> list[str]:
+        return [f"{base}{request.scope['path']}" for base in audience_bases]  # the path as routed, no Host
 
     def base_url(request: Request) -> str:
-        return settings.server.public_base_url or str(request.base_url).rstrip("/")
+        return audience_bases[0]
 
     async def authenticate(request: Request) -> ClientIdentity:
-        return await state(request).authenticator.verify(request.headers.get("authorization"), audience(request))
+        # Every Authorization header, not just the first: more than one is refused.
+        return await state(request).authenticator.verify(request.headers.getlist("authorization"), audience(request))
 
     async def read_body(request: Request) -> bytes:
         limit = settings.server.max_body_bytes
@@ -212,4 +225,6 @@ def create_app(settings: Settings) -> FastAPI:
 
     register_pages(app, repository, base_url)
     register_preview(app, settings, base_url)
+    # /openapi.json describes the JSON request bodies and names the services and models (cds_hooks/openapi_doc.py)
+    install_openapi(app, service_ids=list(services), model_ids=list(repository.entries))
     return app

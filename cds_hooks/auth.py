@@ -5,13 +5,18 @@ decides whether to trust that call: the issuer must be configured, the algorithm
 static JWK Set or at an allowlisted `jku`, the audience the exact URL called, the token current and not replayed, and
 the tenant allowlisted. Any failure raises AuthError, whose message is for logs and never contains the token; the
 HTTP layer answers a bare 401.
+
+Numeric claims must be finite JSON numbers (Python's JSON parser accepts `NaN` and `Infinity`; they are refused, as
+are booleans). Replays are refused through a ReplayStore (cds_hooks/replay.py): in the service it is shared and
+durable (the store's database, or Redis), so a token is accepted once across restarts, workers and replicas.
 """
 
 from __future__ import annotations
 
-import threading
+import asyncio
+import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +35,13 @@ from jwt.exceptions import (
 )
 
 from cds_hooks.jwks import SUPPORTED_ALGORITHMS, JwksCache, JwksError, KeyIndex, parse_jwks, select_key
+from cds_hooks.replay import (
+    MAX_ISS_LENGTH,
+    MAX_JTI_LENGTH,
+    MemoryReplayStore,
+    ReplayStore,
+    ReplayStoreError,
+)
 
 MAX_AUTHORIZATION_LENGTH = 16 * 1024
 DEFAULT_REPLAY_CACHE_SIZE = 100_000
@@ -61,6 +73,8 @@ class TrustedClient:
     def __post_init__(self) -> None:
         if not isinstance(self.iss, str) or not self.iss:
             raise ValueError("TrustedClient.iss must be a non-empty string")
+        if len(self.iss) > MAX_ISS_LENGTH:
+            raise ValueError(f"TrustedClient.iss must be at most {MAX_ISS_LENGTH} characters")
         for name in ("jku_allowlist", "fhir_servers", "tenants", "algorithms"):
             object.__setattr__(self, name, _as_tuple(getattr(self, name), name))
         if not self.algorithms:
@@ -152,49 +166,42 @@ def fhir_server_allowed(client: TrustedClient, url: str) -> bool:
     return any(_normalise_base_url(allowed) == wanted for allowed in client.fhir_servers)
 
 
-class ReplayCache:
-    """Remembers (iss, jti) pairs until their token expires, so a captured token cannot be replayed.
+class ReplayCache(MemoryReplayStore):
+    """The in-process replay store with its own clock: remembers (iss, jti) pairs until their token expires.
 
-    Thread-safe (a plain lock; no awaits inside). Bounded: when full after purging expired entries, new tokens
-    are refused rather than old entries forgotten, which would reopen the replay window.
+    Thread-safe and bounded: when full after purging expired entries, new tokens are refused rather than old entries
+    forgotten, which would reopen the replay window. One process only; the service uses a shared store.
     """
 
     def __init__(self, max_entries: int = DEFAULT_REPLAY_CACHE_SIZE, clock: Callable[[], float] = time.time) -> None:
         if max_entries <= 0:
             raise ValueError("ReplayCache.max_entries must be positive")
-        self._max_entries = max_entries
+        super().__init__(max_entries)
         self._clock = clock
-        self._seen: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._seen)
 
     def check_and_remember(self, iss: str, jti: str, forget_after: float) -> None:
-        """Record the pair, or raise AuthError if it is still remembered or the cache is full."""
-        now = self._clock()
-        key = (iss, jti)
-        with self._lock:
-            expiry = self._seen.get(key)
-            if expiry is not None and expiry >= now:
-                raise AuthError("jti has already been used (replay)")
-            if len(self._seen) >= self._max_entries:
-                self._purge(now)
-                if len(self._seen) >= self._max_entries:
-                    raise AuthError("replay cache is full; refusing new tokens until entries expire")
-            self._seen[key] = forget_after
-
-    def _purge(self, now: float) -> None:
-        for key in [k for k, expiry in self._seen.items() if expiry < now]:
-            del self._seen[key]
+        """Record the pair, or raise AuthError if it is still remembered, the expiry is not finite or the cache full."""
+        try:
+            fresh = self.remember(iss, jti, forget_after, self._clock())
+        except (ValueError, ReplayStoreError) as exc:
+            raise AuthError(str(exc)) from None
+        if not fresh:
+            raise AuthError("jti has already been used (replay)")
 
 
 def _number(claims: Mapping[str, Any], name: str) -> float:
+    """A time claim as a finite float. Booleans, strings, NaN, ±Infinity and integers too big for a float are refused:
+    NaN compares false with everything, so it would pass every time check and never expire."""
     value = claims.get(name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise AuthError(f"claim '{name}' must be a number (seconds since epoch)")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise AuthError(f"claim '{name}' is out of range") from None
+    if not math.isfinite(number):
+        raise AuthError(f"claim '{name}' must be a finite number")
+    return number
 
 
 def _optional_string(claims: Mapping[str, Any], name: str) -> str | None:
@@ -206,7 +213,19 @@ def _optional_string(claims: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
-def _bearer_token(authorization_header: str | None) -> str:
+def _single_header(authorization: str | Sequence[str] | None) -> str | None:
+    """The one Authorization header value. Several headers (any combination) are refused: a proxy or framework may
+    read a different one than this service did."""
+    if authorization is None or isinstance(authorization, str):
+        return authorization
+    values = list(authorization)
+    if len(values) > 1:
+        raise AuthError("more than one Authorization header")
+    return values[0] if values else None
+
+
+def _bearer_token(authorization: str | Sequence[str] | None) -> str:
+    authorization_header = _single_header(authorization)
     if authorization_header is None or not authorization_header.strip():
         raise AuthError("Authorization header is missing")
     if len(authorization_header) > MAX_AUTHORIZATION_LENGTH:
@@ -221,7 +240,8 @@ def _bearer_token(authorization_header: str | None) -> str:
 
 
 class ClientAuthenticator:
-    """Verifies CDS client JWTs against AuthSettings. One instance per process: it owns the jku and replay caches."""
+    """Verifies CDS client JWTs against AuthSettings. One instance per process: it owns the jku cache and uses a
+    replay store (shared and durable when one is given; an in-process ReplayCache otherwise)."""
 
     def __init__(
         self,
@@ -230,6 +250,7 @@ class ClientAuthenticator:
         http_client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
         replay_cache_size: int = DEFAULT_REPLAY_CACHE_SIZE,
+        replay_store: ReplayStore | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
@@ -244,16 +265,24 @@ class ClientAuthenticator:
             http_client=http_client,
             clock=clock,
         )
-        self._replay = ReplayCache(replay_cache_size, clock)
+        self._replay: ReplayStore = replay_store if replay_store is not None else ReplayCache(replay_cache_size, clock)
 
     @property
     def enabled(self) -> bool:
         return self._settings.enabled
 
-    async def verify(self, authorization_header: str | None, audience: str) -> ClientIdentity:
-        """Authenticate one call to `audience` (the exact URL called). Raises AuthError on any failure.
+    def close(self) -> None:
+        self._replay.close()
 
-        When authentication is disabled in settings, returns ANONYMOUS_IDENTITY without looking at the header.
+    async def verify(
+        self, authorization_header: str | Sequence[str] | None, audience: str | Sequence[str]
+    ) -> ClientIdentity:
+        """Authenticate one call. Raises AuthError on any failure.
+
+        `authorization_header` is the header's value, or the list of every Authorization header the request carried
+        (more than one is refused). `audience` is the exact URL called, or the list of URLs that name this call
+        (configured base URLs + the path); the token's `aud` must contain one of them. When authentication is
+        disabled in settings, returns ANONYMOUS_IDENTITY without looking at the header.
         """
         if not self._settings.enabled:
             return ANONYMOUS_IDENTITY
@@ -287,8 +316,25 @@ class ClientAuthenticator:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise AuthError("claim 'jti' must be a non-empty string")
-        self._replay.check_and_remember(iss, jti, exp + self._settings.clock_skew_seconds)
+        if len(jti) > MAX_JTI_LENGTH:
+            raise AuthError(f"claim 'jti' is longer than {MAX_JTI_LENGTH} characters")
+        await self._remember(iss, jti, exp + self._settings.clock_skew_seconds)
         return ClientIdentity(iss=iss, sub=sub, tenant=tenant, jti=jti, client=client)
+
+    async def _remember(self, iss: str, jti: str, forget_after: float) -> None:
+        store = self._replay
+        now = self._clock()
+        try:
+            if store.blocking:
+                fresh = await asyncio.to_thread(store.remember, iss, jti, forget_after, now)
+            else:
+                fresh = store.remember(iss, jti, forget_after, now)
+        except ReplayStoreError as exc:
+            raise AuthError(f"replay check failed, refusing the call: {exc}") from None
+        except ValueError as exc:
+            raise AuthError(f"replay check refused the token: {exc}") from None
+        if not fresh:
+            raise AuthError("jti has already been used (replay)")
 
     @staticmethod
     def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -321,14 +367,17 @@ class ClientAuthenticator:
         raise AuthError("no key matching header 'kid' and 'alg' for this client")
 
     def _decode(
-        self, token: str, key: PyJWK, alg: str, audience: str, client: TrustedClient
+        self, token: str, key: PyJWK, alg: str, audience: str | Sequence[str], client: TrustedClient
     ) -> dict[str, Any]:
+        audiences = [audience] if isinstance(audience, str) else list(audience)
+        if not audiences:
+            raise AuthError("no audience is configured for this call")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key=key,
                 algorithms=[alg],
-                audience=audience,
+                audience=audiences,
                 issuer=client.iss,
                 options={
                     "require": ["iss", "aud", "exp", "iat", "jti"],

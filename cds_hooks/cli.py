@@ -11,7 +11,7 @@ import json
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import orjson
@@ -21,10 +21,10 @@ from cds_hooks.cli_monitor import monitor_app, store_app
 from cds_hooks.bundle_prefetch import BundleError, bundle_resources, patient_of, prefetch_from_resources
 from cds_hooks.prefetch import resolve_prefetch
 from cds_hooks.settings import ConfigError, load_settings
-from cds_hooks.signing import generate_keypair, load_local_key, mint_token
+from cds_hooks.signing import LocalKey, generate_keypair, load_local_key, mint_token
 
 app = typer.Typer(help="cds-onnx: FHIR-native CDS Hooks service for validated ONNX clinical models.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
 keys_app = typer.Typer(help="Signing keys for calling CDS services.", no_args_is_help=True)
 models_app = typer.Typer(help="The model repository.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -34,14 +34,23 @@ app.add_typer(store_app, name="store")
 
 DEFAULT_CONFIG = Path("config/development.toml")
 CLI_ISSUER = "cds-onnx-cli"
+KEYS_FIX = "run `cds-onnx keys generate --dir {dir}`"
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """An expected failure: one line on stderr that says what went wrong and what to do; no traceback."""
+    typer.secho(" ".join(str(message).split()), fg="red", err=True)
+    raise typer.Exit(code)
 
 
 def _settings(config: Path | None) -> Any:
+    if config is not None and not config.is_file():
+        fail(f"configuration error: {config} does not exist or is not a file; pass --config with the path of a "
+             f"TOML configuration file (e.g. {DEFAULT_CONFIG})", 2)
     try:
         return load_settings(config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None))
     except ConfigError as exc:
-        typer.secho(f"configuration error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        fail(f"configuration error: {exc} (fix the setting in the file or its CDS_ONNX_ environment override)", 2)
 
 
 @app.command()
@@ -58,14 +67,27 @@ def serve(
     from inference.repository import ModelFolderError
 
     settings = _settings(config)
+    if host or port:  # the listen address is configuration too (the JWT audience and preview origin follow it)
+        server = settings.server.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v})
+        settings = settings.model_copy(update={"server": server})
+    for client in settings.auth.clients:
+        jwks_path = settings.path(client.jwks_file) if client.jwks_file is not None else None
+        if jwks_path is not None and not jwks_path.is_file():
+            fail(f"cannot start: {jwks_path.resolve()} (jwks_file of auth client {client.iss}) does not exist; "
+                 f"{KEYS_FIX.format(dir=_shown(jwks_path.resolve().parent))} to create the local signing key, "
+                 "or fix jwks_file in the configuration", 3)
+    try:
+        settings.auth_settings()  # reads every client's jwks_file now, not in the middle of start-up
+    except ConfigError as exc:
+        fail(f"cannot start: {exc}", 3)
     configure_logging()
     try:
         application = create_app(settings)
     except ModelFolderError as exc:
-        typer.secho(f"cannot start: {exc}", fg="red", err=True)
-        raise typer.Exit(3) from None
-    uvicorn.run(application, host=host or settings.server.host, port=port or settings.server.port,
-                log_config=None, access_log=False)
+        fail(f"cannot start: {exc} (fix the model folder, or point models.root at a valid repository)", 3)
+    except (ConfigError, OSError, ValueError) as exc:
+        fail(f"cannot start: {exc}", 3)
+    uvicorn.run(application, host=settings.server.host, port=settings.server.port, log_config=None, access_log=False)
 
 
 @keys_app.command("generate")
@@ -82,8 +104,9 @@ def keys_generate(
     try:
         key = generate_keypair(directory, kid, overwrite=overwrite)
     except FileExistsError as exc:
-        typer.secho(f"{exc} (use --overwrite to replace it)", fg="red", err=True)
-        raise typer.Exit(1) from None
+        fail(f"{exc} (use --overwrite to replace it, or --if-missing to keep it)")
+    except (OSError, ValueError) as exc:
+        fail(f"cannot write the key to {directory}: {exc} (choose a writable --dir)")
     typer.echo(f"wrote {directory / 'private.pem'} (0600) and {directory / 'jwks.json'} (kid {key.kid})")
 
 
@@ -105,46 +128,92 @@ def invoke(
 ) -> None:
     """Fire a hook at a running service and print the cards."""
     if (bundle is None) == (fhir_server is None):
-        typer.secho("give exactly one of --bundle FILE or --fhir-server URL", fg="red", err=True)
-        raise typer.Exit(2)
+        fail("give exactly one of --bundle FILE or --fhir-server URL", 2)
+    if fhir_server is not None and not patient:
+        fail("--patient is required with --fhir-server", 2)
+    url = url.rstrip("/")
+    resources = _read_bundle(bundle) if bundle is not None else None
+    key = None if no_auth else _key(key_dir)
     try:
-        code = asyncio.run(_invoke(service, bundle, fhir_server, patient, token, url.rstrip("/"), hook, user,
-                                   encounter, key_dir, issuer, no_auth, as_json))
-    except (BundleError, OSError, ValueError) as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
+        code = asyncio.run(_invoke(service, resources, fhir_server, patient, token, url, hook, user,
+                                   encounter, key, issuer, as_json))
+    except httpx.TimeoutException:
+        fail(f"the CDS service at {url} did not answer in time; check that it is running (cds-onnx serve) and --url")
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach the CDS service at {url} ({type(exc).__name__}); start it with `cds-onnx serve` "
+             f"or pass --url with its address")
+    except BundleError as exc:
+        fail(f"{bundle}: {exc} (give a FHIR Bundle with the patient's resources)")
+    except (OSError, ValueError) as exc:
+        fail(f"error: {exc}")
     raise typer.Exit(code)
 
 
-def _auth_header(key_dir: Path, issuer: str, aud: str, no_auth: bool) -> dict[str, str]:
-    if no_auth:
+def _read_bundle(path: Path) -> list[dict[str, Any]]:
+    """The resources of a Bundle file, or a one-line failure naming the file and what is wrong with it."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc} (give --bundle the path of a FHIR Bundle JSON file)")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        fail(f"{path} is not valid JSON ({exc}); give --bundle a FHIR Bundle JSON file")
+    try:
+        return bundle_resources(doc)
+    except BundleError as exc:
+        fail(f"{path}: {exc} (give --bundle a FHIR Bundle: collection, transaction or searchset)")
+
+
+def _key(key_dir: Path) -> LocalKey:
+    try:
+        return load_local_key(key_dir)
+    except FileNotFoundError as exc:
+        fail(f"no local signing key: {exc}; {KEYS_FIX.format(dir=_shown(key_dir))}, pass --key-dir, "
+             "or --no-auth for a service with auth disabled")
+    except (OSError, ValueError) as exc:
+        fail(f"the local signing key cannot be used: {exc}; {KEYS_FIX.format(dir=_shown(key_dir))} --overwrite "
+             "or pass --key-dir")
+
+
+def _shown(path: Path) -> str:
+    return str(path) if str(path) else "."
+
+
+def _auth_header(key: LocalKey | None, issuer: str, aud: str) -> dict[str, str]:
+    if key is None:
         return {}
-    return {"Authorization": f"Bearer {mint_token(load_local_key(key_dir), issuer, aud)}"}
+    return {"Authorization": f"Bearer {mint_token(key, issuer, aud)}"}
 
 
-async def _invoke(service: str, bundle: Path | None, fhir_server: str | None, patient: str | None,
-                  token: str | None, url: str, hook: str | None, user: str, encounter: str | None,
-                  key_dir: Path, issuer: str, no_auth: bool, as_json: bool) -> int:
+async def _invoke(service: str, resources: list[dict[str, Any]] | None, fhir_server: str | None,
+                  patient: str | None, token: str | None, url: str, hook: str | None, user: str,
+                  encounter: str | None, key: LocalKey | None, issuer: str, as_json: bool) -> int:
     async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
         disc_url = f"{url}/cds-services"
-        resp = await client.get(disc_url, headers=_auth_header(key_dir, issuer, disc_url, no_auth))
+        resp = await client.get(disc_url, headers=_auth_header(key, issuer, disc_url))
         if resp.status_code != 200:
-            typer.secho(f"discovery failed: HTTP {resp.status_code} from {disc_url}", fg="red", err=True)
+            hint = (" (the service does not accept this key: check --iss and that its configuration trusts "
+                    "var/keys/jwks.json)" if resp.status_code == 401 else "")
+            typer.secho(f"discovery failed: HTTP {resp.status_code} from {disc_url}{hint}", fg="red", err=True)
             return 1
-        entry = next((s for s in resp.json().get("services", []) if s.get("id") == service), None)
+        try:
+            services = resp.json().get("services", [])
+        except (ValueError, AttributeError):
+            typer.secho(f"{disc_url} did not answer with CDS Hooks discovery JSON; check --url", fg="red", err=True)
+            return 1
+        entry = next((s for s in services if isinstance(s, dict) and s.get("id") == service), None)
         if entry is None:
-            typer.secho(f"the service has no CDS service '{service}'", fg="red", err=True)
+            known = ", ".join(str(s.get("id")) for s in services if isinstance(s, dict))
+            typer.secho(f"the service has no CDS service '{service}' (it has: {known or 'none'})", fg="red", err=True)
             return 1
         templates: dict[str, str] = entry.get("prefetch", {})
-        if bundle is not None:
-            resources = bundle_resources(orjson.loads(bundle.read_bytes()))
+        if resources is not None:
             patient_id = str(patient_of(resources, patient)["id"])
             context = _context(user, patient_id, encounter)
             prefetch = prefetch_from_resources(templates, resources, context)
         else:
-            if not patient:
-                typer.secho("--patient is required with --fhir-server", fg="red", err=True)
-                return 2
+            assert patient is not None
             context = _context(user, patient, encounter)
             outcome = await resolve_prefetch(templates, None, context=context, fhir_server=fhir_server,
                                              access_token=token, client=client, deadline_seconds=20, max_pages=10)
@@ -157,9 +226,12 @@ async def _invoke(service: str, bundle: Path | None, fhir_server: str | None, pa
         call_url = f"{url}/cds-services/{service}"
         resp = await client.post(call_url, content=orjson.dumps(request),
                                  headers={"Content-Type": "application/json",
-                                          **_auth_header(key_dir, issuer, call_url, no_auth)})
+                                          **_auth_header(key, issuer, call_url)})
         if as_json:
-            typer.echo(json.dumps(resp.json() if resp.content else {}, indent=2, ensure_ascii=False))
+            try:
+                typer.echo(json.dumps(resp.json() if resp.content else {}, indent=2, ensure_ascii=False))
+            except ValueError:
+                typer.echo(resp.text)
         else:
             _print_response(resp)
         return 0 if resp.status_code == 200 else 1

@@ -9,13 +9,14 @@ from datetime import datetime
 from typing import Any
 
 from fhir_mapping.fhirdates import age_in_years, parse_fhir_date
+from fhir_mapping.primitives import as_dict, as_list, parse_code
 
 US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
 US_CORE_ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
 
 
 def cohort_of(patient: dict[str, Any] | None, at: datetime) -> dict[str, str]:
-    if not patient:
+    if not patient or not isinstance(patient, dict):
         return {}
     cohort: dict[str, str] = {}
     gender = patient.get("gender")
@@ -34,13 +35,13 @@ def cohort_of(patient: dict[str, Any] | None, at: datetime) -> dict[str, str]:
 
 def _omb(patient: dict[str, Any], url: str) -> str:
     labels = []
-    for ext in patient.get("extension") or ():
+    for ext in as_list(patient.get("extension")):  # an extension that is not a list is unusable, not an error
         if isinstance(ext, dict) and ext.get("url") == url:
-            for sub in ext.get("extension") or ():
+            for sub in as_list(ext.get("extension")):
                 if isinstance(sub, dict) and sub.get("url") == "ombCategory":
-                    coding = sub.get("valueCoding") or {}
-                    if isinstance(coding, dict) and coding.get("display"):
-                        labels.append(str(coding["display"]))
+                    display = parse_code(as_dict(sub.get("valueCoding")).get("display"))
+                    if display is not None:
+                        labels.append(display)
     if not labels:
         return "not recorded"
     return labels[0] if len(labels) == 1 else "multiple"

@@ -12,6 +12,7 @@ from typing import Any
 
 from cds_hooks.errors import bad_request
 from cds_hooks.request import parse_json_object
+from fhir_mapping.primitives import MAX_YEAR, MIN_YEAR, parse_instant
 from store.records import FeedbackRecord
 
 OUTCOMES = ("accepted", "overridden")
@@ -29,7 +30,8 @@ def _item(item: Any, where: str, service_id: str, client_id: str | None) -> Feed
     if not isinstance(item, dict):
         raise bad_request(f"{where} must be a JSON object", where)
     card = item.get("card")
-    if not isinstance(card, str) or not _is_uuid(card):
+    card = _canonical_uuid(card)
+    if card is None:
         raise bad_request(f"{where}.card must be the uuid of a card", f"{where}.card")
     outcome = item.get("outcome")
     if outcome not in OUTCOMES:
@@ -37,8 +39,8 @@ def _item(item: Any, where: str, service_id: str, client_id: str | None) -> Feed
     stamp = item.get("outcomeTimestamp")
     when = _timestamp(stamp)
     if when is None:
-        raise bad_request(f"{where}.outcomeTimestamp must be an RFC 3339 date-time with a time zone",
-                          f"{where}.outcomeTimestamp")
+        raise bad_request(f"{where}.outcomeTimestamp must be an RFC 3339 date-time with a time zone, "
+                          f"in years {MIN_YEAR}-{MAX_YEAR}", f"{where}.outcomeTimestamp")
     accepted: list[str] = []
     raw = item.get("acceptedSuggestions", [])
     if not isinstance(raw, list):
@@ -47,7 +49,7 @@ def _item(item: Any, where: str, service_id: str, client_id: str | None) -> Feed
         if not isinstance(sug, dict) or not isinstance(sug.get("id"), str) or not sug["id"]:
             raise bad_request(f"{where}.acceptedSuggestions[{j}].id is required",
                               f"{where}.acceptedSuggestions[{j}].id")
-        accepted.append(sug["id"])
+        accepted.append(_text(sug["id"], f"{where}.acceptedSuggestions[{j}].id", 200))
     if outcome == "overridden" and accepted:
         raise bad_request(f"{where}: an overridden card has no accepted suggestions", f"{where}.acceptedSuggestions")
     record = FeedbackRecord(service_id=service_id, card_uuid=card, outcome=outcome, outcome_timestamp=when,
@@ -63,31 +65,49 @@ def _item(item: Any, where: str, service_id: str, client_id: str | None) -> Feed
             if not isinstance(reason, dict) or not reason.get("code") or not reason.get("system"):
                 raise bad_request(f"{where}.overrideReason.reason must be a Coding with system and code",
                                   f"{where}.overrideReason.reason")
-            record.override_reason_system = str(reason["system"])
-            record.override_reason_code = str(reason["code"])
-            record.override_reason_display = str(reason["display"]) if reason.get("display") else None
+            record.override_reason_system = _text(reason["system"], f"{where}.overrideReason.reason.system", 200)
+            record.override_reason_code = _text(reason["code"], f"{where}.overrideReason.reason.code", 80)
+            display = reason.get("display")
+            if display is not None and not isinstance(display, str):
+                raise bad_request(f"{where}.overrideReason.reason.display must be a string",
+                                  f"{where}.overrideReason.reason.display")
+            record.override_reason_display = _clean(display)[:300] if display else None
         comment = override.get("userComment")
         if comment is not None:
             if not isinstance(comment, str):
                 raise bad_request(f"{where}.overrideReason.userComment must be a string",
                                   f"{where}.overrideReason.userComment")
-            record.override_comment = comment[:2000]
+            record.override_comment = _clean(comment)[:2000]
     return record
 
 
-def _is_uuid(value: str) -> bool:
+def _canonical_uuid(value: Any) -> str | None:
+    """The card uuid in the form cards are issued in (lowercase, hyphenated); None when it is not a uuid."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
     try:
-        uuid.UUID(value)
+        return str(uuid.UUID(value))
     except ValueError:
-        return False
-    return True
+        return None
+
+
+def _text(value: Any, field: str, max_length: int) -> str:
+    """A string field that is stored as sent: a string of at most max_length characters, without NUL."""
+    if not isinstance(value, str) or not value.strip():
+        raise bad_request(f"{field} must be a non-empty string", field)
+    if len(value) > max_length:
+        raise bad_request(f"{field} is longer than {max_length} characters", field)
+    if "\x00" in value:
+        raise bad_request(f"{field} must not contain NUL characters", field)
+    return value
+
+
+def _clean(value: str) -> str:
+    """Free text kept for people to read: NUL characters (which databases refuse) removed."""
+    return value.replace("\x00", "")
 
 
 def _timestamp(value: Any) -> datetime | None:
-    if not isinstance(value, str) or "T" not in value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
+    """The outcome time as an aware UTC datetime; None for anything else, including instants out of calendar range
+    once their offset is applied (e.g. 9999-12-31T23:59:59-14:00), so the client gets a 400, never a 503."""
+    return parse_instant(value)

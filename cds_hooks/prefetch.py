@@ -18,6 +18,7 @@ from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 import httpx
+import orjson
 from dateutil.relativedelta import relativedelta
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ _USER_TOKENS = {
 }
 _SAFE = "-._~"  # RFC 3986 unreserved characters; everything else in an inserted value is percent-encoded
 _FHIR_JSON = "application/fhir+json"
+MAX_RESPONSE_BYTES = 20_000_000  # default cap on one FHIR server response (prefetch.max_response_bytes)
 
 
 class PrefetchTemplateError(ValueError):
@@ -182,8 +184,10 @@ def _entries(bundle: dict[str, Any]) -> list[Any]:
 
 
 class _Fetcher:
-    def __init__(self, client: httpx.AsyncClient, fhir_server: str, access_token: str | None, max_pages: int):
+    def __init__(self, client: httpx.AsyncClient, fhir_server: str, access_token: str | None, max_pages: int,
+                 max_bytes: int = MAX_RESPONSE_BYTES):
         self.client = client
+        self.max_bytes = max_bytes
         self.base = fhir_server.rstrip("/")
         self.origin = _origin(self.base)
         self.headers = {"Accept": _FHIR_JSON}
@@ -194,18 +198,29 @@ class _Fetcher:
     async def get_json(self, url: str) -> dict[str, Any]:
         if _origin(url) != self.origin:
             raise _FetchError(f"refused to follow a link to another origin than fhirServer ({_origin(url)[1]})")
+        too_big = f"FHIR server answer is larger than {self.max_bytes} bytes (prefetch.max_response_bytes)"
         try:
-            response = await self.client.get(url, headers=self.headers)
+            # streamed: reading stops at the cap, so a huge or endless answer cannot fill memory
+            async with self.client.stream("GET", url, headers=self.headers) as response:
+                if response.status_code >= 400:
+                    raise _FetchError(f"FHIR server answered HTTP {response.status_code}")
+                if response.status_code != 200:
+                    raise _FetchError(f"FHIR server answered HTTP {response.status_code}, expected 200")
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > self.max_bytes:
+                    raise _FetchError(too_big)
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise _FetchError(too_big)
+                    chunks.append(chunk)
         except httpx.TimeoutException as exc:
             raise _FetchError(f"FHIR server timed out ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:
             raise _FetchError(f"could not reach FHIR server ({type(exc).__name__})") from None
-        if response.status_code >= 400:
-            raise _FetchError(f"FHIR server answered HTTP {response.status_code}")
-        if response.status_code != 200:
-            raise _FetchError(f"FHIR server answered HTTP {response.status_code}, expected 200")
         try:
-            body = response.json()
+            body = orjson.loads(b"".join(chunks).removeprefix(b"\xef\xbb\xbf"))
         except ValueError:
             raise _FetchError("FHIR server answer is not JSON") from None
         if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
@@ -251,6 +266,7 @@ async def resolve_prefetch(
     client: httpx.AsyncClient,
     deadline_seconds: float = 0.8,
     max_pages: int = 5,
+    max_response_bytes: int = MAX_RESPONSE_BYTES,
 ) -> PrefetchOutcome:
     """Resolve every key of a service's prefetch templates for one request, within one deadline.
 
@@ -264,7 +280,7 @@ async def resolve_prefetch(
         raise ValueError(f"max_pages must be >= 1, got {max_pages}")
     started = time.perf_counter()
     outcome = PrefetchOutcome()
-    fetcher = _Fetcher(client, fhir_server, access_token, max_pages) if fhir_server else None
+    fetcher = _Fetcher(client, fhir_server, access_token, max_pages, max_response_bytes) if fhir_server else None
     jobs: dict[str, Any] = {}
 
     for key, template in templates.items():
@@ -335,13 +351,14 @@ async def fetch_medications(
     client: httpx.AsyncClient,
     deadline_seconds: float,
     limit: int = 50,
+    max_response_bytes: int = MAX_RESPONSE_BYTES,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Read the Medication resources that medicationReference points to but the prefetch did not include.
 
     Only relative `Medication/<id>` references are read, from fhirServer (the same allowlisted origin), concurrently
     and within the deadline. Returns a collection Bundle of what was read and the reasons for what was not.
     """
-    fetcher = _Fetcher(client, fhir_server, access_token, max_pages=1)
+    fetcher = _Fetcher(client, fhir_server, access_token, 1, max_response_bytes)
     wanted = [r for r in dict.fromkeys(references) if _MEDICATION_REF.match(r)][:limit]
     found: list[dict[str, Any]] = []
     failed: dict[str, str] = {r: "not a relative Medication reference" for r in references

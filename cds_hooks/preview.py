@@ -4,8 +4,10 @@ The page is static (HTML, CSS, JS served here; no CDN). Its server-side helpers 
 patients, the prefetch a Bundle answers for a service's templates, and a short-lived JWT signed with the deployment's
 local developer key for exactly this service's URL and its feedback URL. The page then calls the real CDS endpoints.
 
-The preview is off unless `preview.enabled`; its token endpoint answers loopback clients only (unless
-`preview.allow_remote`), because a token from it is as good as calling the service.
+The preview is off unless `preview.enabled` (a development switch: never in production); its token endpoint answers
+loopback clients only (unless `preview.allow_remote`) and only same-origin requests: an Origin or Referer header,
+when present, must name the configured public base URL or listen address (or `preview.allowed_origins`). The peer
+address alone proves nothing (a same-host proxy, DNS rebinding), and a token from it is as good as calling the service.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import ipaddress
 import logging
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -34,6 +37,7 @@ def register_preview(app: FastAPI, settings: Settings, base_url: Any) -> None:
     if not settings.preview.enabled:
         return
     key: dict[str, LocalKey | None] = {"key": None}
+    origins = {o for o in (_origin(u) for u in [*settings.audience_bases(), *settings.preview.allowed_origins]) if o}
 
     def local_key() -> LocalKey:
         if key["key"] is None:
@@ -100,6 +104,12 @@ def register_preview(app: FastAPI, settings: Settings, base_url: Any) -> None:
         if not settings.preview.allow_remote and not _loopback(request):
             raise ApiError(403, "the preview token endpoint answers local (loopback) clients only", None,
                            code="forbidden")
+        foreign = _foreign_origin(request, origins)
+        if foreign is not None:
+            log.warning("refused a preview token request from another origin (%s)", foreign[:100])
+            raise ApiError(403, "the preview token endpoint answers pages served by this service only (the request's "
+                                "Origin/Referer is not server.public_base_url, the listen address or "
+                                "preview.allowed_origins)", None, code="forbidden")
         doc = parse_json_object(await request.body())
         service_id = str(doc.get("service"))
         if service_id not in services(request):
@@ -117,6 +127,30 @@ def _uuid() -> str:
     import uuid
 
     return str(uuid.uuid4())
+
+
+def _origin(url: str) -> str | None:
+    """scheme://host[:port] of a URL, lowercase, default ports dropped; None when it has no http(s) origin."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    scheme, host = parts.scheme.lower(), parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+
+
+def _foreign_origin(request: Request, allowed: set[str]) -> str | None:
+    """The first Origin or Referer value naming an origin that is not allowed (absent headers are no evidence)."""
+    for name in ("origin", "referer"):
+        for value in request.headers.getlist(name):
+            if _origin(value) not in allowed:
+                return value or "(empty)"
+    return None
 
 
 def _loopback(request: Request) -> bool:

@@ -56,6 +56,7 @@ class ServiceCaller:
     smart_app_url: str | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     time_zone: tzinfo | None = None  # the patients' local zone (configuration), else read from the record
+    max_response_bytes: int = 20_000_000  # cap on the bytes of one FHIR server answer
 
     async def call(self, service: CdsService, req: HookRequest, identity: ClientIdentity, base_url: str) -> CallResult:
         if req.hook != service.hook:
@@ -75,6 +76,7 @@ class ServiceCaller:
         outcome = await resolve_prefetch(
             templates, req.prefetch, context=req.context, fhir_server=req.fhir_server, access_token=req.access_token,
             client=self.http_client, deadline_seconds=self.deadline_seconds, max_pages=self.max_pages,
+            max_response_bytes=self.max_response_bytes,
         )
         if outcome.failed:
             log.info("service %s: prefetch keys not obtained: %s", service.id, ", ".join(sorted(outcome.failed)))
@@ -87,7 +89,7 @@ class ServiceCaller:
             remaining = self.deadline_seconds - (time.perf_counter() - t0)
             bundle, not_read = await fetch_medications(
                 unresolved, fhir_server=req.fhir_server, access_token=req.access_token, client=self.http_client,
-                deadline_seconds=remaining)
+                deadline_seconds=remaining, max_response_bytes=self.max_response_bytes)
             if bundle["entry"]:
                 outcome.resources["_referenced-medications"] = bundle
                 index = ResourceIndex.from_prefetch(

@@ -12,6 +12,7 @@ import logging
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -33,17 +34,35 @@ class _Section(BaseModel):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
-    public_base_url: str | None = None  # external base URL (behind a proxy): used for JWT `aud` and card links
-    max_body_bytes: int = Field(default=8_000_000, gt=1024)
+    public_base_url: str | None = None  # external base URL: JWT `aud` and card links (never taken from requests)
+    max_body_bytes: int = Field(default=8_000_000, gt=1024)  # every route: larger bodies get 413
+    # who may frame the HTML pages (model cards, preview): CSP frame-ancestors sources; empty means 'none'
+    frame_ancestors: list[str] = []
 
     @field_validator("public_base_url")
     @classmethod
     def _strip(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        return _base_url(value)
+
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+_WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def _base_url(value: str) -> str:
+    """A configured base URL: http(s), a host, no query or fragment; trailing slashes dropped."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must start with http:// or https:// and name a host")
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        raise ValueError("must not contain a query or fragment")
+    return value.strip().rstrip("/")
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 class ModelsSettings(_Section):
@@ -69,6 +88,7 @@ class PrefetchSettings(_Section):
     deadline_seconds: float = Field(default=0.8, gt=0, le=30)
     max_pages: int = Field(default=5, ge=1, le=100)
     max_connections: int = Field(default=20, ge=1)
+    max_response_bytes: int = Field(default=20_000_000, ge=1024)  # bytes read from a FHIR server per response
 
 
 class ClientSettings(_Section):
@@ -97,11 +117,32 @@ class AuthConfig(_Section):
     max_token_lifetime_seconds: int = Field(default=3600, gt=0)
     clients: list[ClientSettings] = []
     anonymous_fhir_servers: list[str] = []  # FHIR servers callers may name when auth is disabled (local experiments)
+    # Base URLs a client JWT's `aud` may name (each + the exact path called), besides server.public_base_url.
+    accepted_audiences: list[str] = []
+    # Replay cache: unset = the store's database (shared by every process using it); or redis://, rediss://, unix://
+    replay_cache_url: str | None = Field(default=None, repr=False)
+
+    @field_validator("accepted_audiences")
+    @classmethod
+    def _audiences(cls, values: list[str]) -> list[str]:
+        return [_base_url(v) for v in values]
+
+    @field_validator("replay_cache_url")
+    @classmethod
+    def _replay_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL (unset: the store's database)")
+        return value
 
 
 class CorsSettings(_Section):
     allow_origins: list[str] = []
     allow_origin_regex: str | None = None
+    # answer Private Network Access preflights (Access-Control-Allow-Private-Network: true) for allowed origins,
+    # so browser clients on public origins may call a service on a local address
+    allow_private_network: bool = False
 
 
 class CardsSettings(_Section):
@@ -133,6 +174,9 @@ class PreviewSettings(_Section):
     key_dir: Path = Path("var/keys")
     issuer: str = "cds-onnx-cli"
     allow_remote: bool = False  # serve the preview's token endpoint to non-loopback clients (never in production)
+    # origins (scheme://host[:port]) the preview page may be served from, besides server.public_base_url and the
+    # listen address; a token request whose Origin/Referer names another origin is refused
+    allowed_origins: list[str] = []
 
 
 class Settings(BaseSettings):
@@ -162,6 +206,21 @@ class Settings(BaseSettings):
 
     def path(self, value: Path) -> Path:
         return value if value.is_absolute() else (self.base_dir / value)
+
+    def audience_bases(self) -> list[str]:
+        """The base URLs this service answers as, from configuration only (never from a request's Host or
+        X-Forwarded-* headers): `server.public_base_url`, then `auth.accepted_audiences`; when neither is set, the
+        listen address `http://{server.host}:{server.port}` (for a loopback or wildcard host also its 127.0.0.1,
+        localhost and [::1] spellings). The first is the one card links use."""
+        bases = ([self.server.public_base_url] if self.server.public_base_url else []) + self.auth.accepted_audiences
+        if not bases:
+            host, port = self.server.host.strip(), self.server.port
+            if host in _LOOPBACK_HOSTS or host in _WILDCARD_HOSTS:
+                first = host if host in _LOOPBACK_HOSTS else "127.0.0.1"
+                bases = [f"http://{_url_host(h)}:{port}" for h in (first, *_LOOPBACK_HOSTS)]
+            else:
+                bases = [f"http://{_url_host(host)}:{port}"]
+        return list(dict.fromkeys(bases))
 
     def store_url(self) -> str:
         """The database URL with a relative SQLite path made absolute (relative to the configuration file)."""
@@ -210,6 +269,10 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         raise ConfigError(f"{path or 'configuration'}: {where}: {err['msg']}") from exc
+    if (settings.server.host.strip() in _WILDCARD_HOSTS and not settings.server.public_base_url
+            and not settings.auth.accepted_audiences):
+        log.warning("server.host %s listens on every interface but server.public_base_url is not set: client JWTs "
+                    "are accepted only for %s", settings.server.host, ", ".join(settings.audience_bases()))
     if not settings.auth.enabled:
         log.warning("Client authentication is DISABLED: any caller can use this service. For local experiments only.")
     return settings

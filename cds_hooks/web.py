@@ -6,6 +6,9 @@ intended use, inputs, limitations and HTI-1 source attributes in one click.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -18,6 +21,19 @@ from cds_hooks.errors import ApiError
 from inference.model_card import attribute_rows
 from inference.repository import ModelEntry, ModelRepository
 from inference.runtime import ModelRuntime
+
+_STYLE = re.compile(r"<style>(.*?)</style>", re.DOTALL)
+
+
+def page_csp(page: str) -> str:
+    """A Content-Security-Policy for a rendered page: nothing but this origin, no scripts, and the page's own inline
+    <style> blocks allowed by hash (so injected markup can neither run script nor add styles).
+    The middleware adds frame-ancestors from configuration."""
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(m.encode()).digest()).decode()}'"
+                      for m in _STYLE.findall(page))
+    return (f"default-src 'none'; img-src 'self' data:; style-src 'self' {hashes}; base-uri 'none'; "
+            "form-action 'none'").replace("  ", " ")
+
 
 _html = Environment(loader=PackageLoader("cds_hooks", "templates"), autoescape=select_autoescape(["html"]))
 
@@ -83,4 +99,4 @@ def register_pages(app: FastAPI, repository: ModelRepository, base_url: Callable
     async def model_card_page(model_id: str) -> HTMLResponse:
         entry = entry_or_404(model_id)
         page = _html.get_template("model_card.html").render(entry=entry, **_runtime_view(entry.champion))
-        return HTMLResponse(page)
+        return HTMLResponse(page, headers={"Content-Security-Policy": page_csp(page)})

@@ -6,34 +6,20 @@ values give None so the caller can report the source as unusable rather than cra
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
-_PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+from fhir_mapping.primitives import parse_date, parse_datetime
 
 
 def parse_fhir_datetime(value: object) -> datetime | None:
-    """Parse a FHIR date, dateTime or instant into an aware UTC datetime; None if it is not one."""
-    if not isinstance(value, str) or not value:
-        return None
-    m = _PARTIAL.match(value)
-    try:
-        if m:
-            year, month, day = int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1)
-            return datetime(year, month, day, tzinfo=UTC)
-        text = value.replace("Z", "+00:00")
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    """Parse a FHIR date, dateTime or instant into an aware UTC datetime; None if it is not one or is unusable
+    (see fhir_mapping.primitives: out-of-range dates, impossible offsets and non-strings never raise)."""
+    return parse_datetime(value)
 
 
 def parse_fhir_date(value: object) -> date | None:
     """Parse a FHIR date (possibly partial) into a date; None if it is not one."""
-    parsed = parse_fhir_datetime(value)
-    return parsed.date() if parsed else None
+    return parse_date(value)
 
 
 def age_in_years(birth: date, at: date) -> int:

@@ -19,7 +19,7 @@ import fhirpathpy
 from fhir_mapping.expressions import ExpressionError, compiled_expression
 from fhir_mapping.fhirdates import age_in_years, parse_fhir_date, parse_fhir_datetime
 from fhir_mapping.index import Resource, ResourceIndex, as_list, codings
-from fhir_mapping.medications import MedicationView, Recognition, medication_view
+from fhir_mapping.medications import MedicationView, Recognition, medication_view, shipped_class_ids
 from fhir_mapping.result import FeatureValue, MappingResult, MissingFeature, SourceRef
 from fhir_mapping.spec import Feature, FeatureSpec, Source
 from fhir_mapping.units import UnitError, UnitRegistry, default_registry
@@ -316,6 +316,8 @@ class _Context:
             name = view.name
             if rec is not None and rec.not_counted_reason:
                 name = f"{name} (not counted: {rec.not_counted_reason})"
+            elif rec is None and self._identified_elsewhere(view, feature):
+                continue  # a drug of another known class (amlodipine on a diabetes line) is identified, not unknown
             if name not in names:
                 names.append(name)
         if not names:
@@ -326,6 +328,13 @@ class _Context:
         many = len(names) > 1
         return (f"{len(names)} active medication{'s' if many else ''} not recognised as {title}: {shown} — "
                 f"check {'whether any is' if many else 'whether it is'} {title}")
+
+    def _identified_elsewhere(self, view: MedicationView, feature: Feature) -> bool:
+        own = {s.medication_class for s in feature.sources if s.medication_class}
+        for class_id in shipped_class_ids():
+            if class_id not in own and self.valuesets.drug_class(class_id).recognise(view) is not None:
+                return True
+        return False
 
     def _ref(self, res: Resource, source: Source) -> SourceRef:
         if source.medication_class:
@@ -438,7 +447,7 @@ class _Context:
             raise _Skip("has no coded answer")
         raise _Skip(f"answer {', '.join(seen)} is not one the model can interpret")
 
-    def _aggregate(self, name: str, feature: Feature, cands: list[_Candidate]) -> FeatureValue:
+    def _aggregate(self, name: str, feature: Feature, cands: list[_Candidate]) -> FeatureValue | MissingFeature:
         dated = sorted(cands, key=lambda c: (c.when is not None, c.when or self.at))
         agg = feature.aggregate
         if agg in ("latest", "days_since"):
@@ -459,7 +468,10 @@ class _Context:
             value = 1.0
         elif agg == "days_since":
             when = chosen[0].when
-            value = float((self.at - when).days) if when else float("nan")
+            if when is None:  # undated: there is no number of days to count (was int(nan) further down)
+                return self._absent(name, feature, [_with_note(chosen[0].ref, "has no date, so the days since it "
+                                                                             "cannot be counted")])
+            value = float((self.at - when).days)
         else:
             value = chosen[0].value
         latest = max((c.when for c in chosen if c.when), default=None)

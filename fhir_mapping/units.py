@@ -14,6 +14,10 @@ from typing import Any
 
 import yaml
 
+from fhir_mapping.primitives import parse_decimal
+
+_MAX_UNIT_TEXT = 64  # longer "units" are free text, not units; they are refused before any parser sees them
+
 
 class UnitError(ValueError):
     """The quantity's unit cannot be converted to the unit the feature needs."""
@@ -33,8 +37,8 @@ class UnitRegistry:
     units: dict[str, _Unit]  # folded spelling -> unit
     analytes: dict[str, dict[str, Any]]
 
-    def lookup(self, unit: str | None) -> _Unit | None:
-        if unit is None:
+    def lookup(self, unit: object) -> _Unit | None:
+        if not isinstance(unit, str):  # a Quantity code/unit that is not a string is unusable, never an error
             return None
         return self.units.get(_fold(unit))
 
@@ -49,7 +53,16 @@ class UnitRegistry:
         if dst is None:
             raise UnitError(f"target unit '{target}' is not in the unit registry")
         if unit is None or not isinstance(unit, str) or unit.strip() == "":
-            raise UnitError(f"no unit given (expected {target})")
+            raise UnitError(f"no unit given (expected {target})" if unit is None or isinstance(unit, str)
+                            else f"unit is a {type(unit).__name__}, not text (expected {target})")
+        if len(unit) > _MAX_UNIT_TEXT:
+            raise UnitError(f"unit text is longer than {_MAX_UNIT_TEXT} characters (expected {target})")
+        number = parse_decimal(value)
+        if number is None:
+            raise UnitError(f"value {value!r} is not a finite number")
+        value = number
+        if analyte is not None and not isinstance(analyte, str):
+            analyte = None
         src = self.lookup(unit)
         if src is not None and ucum and _fold(unit) in src.not_ucum:
             raise UnitError(f"UCUM code '{unit}' is not a unit of {src.dimension} (the UCUM code is '{src.code}')")

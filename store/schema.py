@@ -103,3 +103,14 @@ class Outcome(Base):
 
 
 Index("ix_predictions_model_time", Prediction.model_id, Prediction.created_at)
+
+
+class AuthReplay(Base):
+    """Client JWTs already accepted, by (iss, jti), kept until the token could no longer be accepted (replay
+    protection shared by every process using this database; see cds_hooks/replay.py)."""
+
+    __tablename__ = "auth_replay"
+
+    iss: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(255), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)  # seconds since epoch: exp + clock skew

@@ -29,6 +29,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     """Settings for a test: shipped models, SQLite in tmp_path, JWT auth trusting the test key."""
     jwks = json.loads((KEYS / "local" / "jwks.json").read_text())
     base: dict[str, Any] = {
+        "server": {"public_base_url": "http://testserver"},  # TestClient's URL: the configured JWT audience base
         "models": {"root": str(MODELS)},
         "store": {"url": f"sqlite:///{tmp_path / 'store.sqlite3'}", "hmac_secret": "test-secret-0123456789",
                   "spool_dir": str(tmp_path / "spool")},

@@ -572,3 +572,67 @@ def test_fhir_server_allowed(url: str, allowed: bool) -> None:
 
 def test_client_without_fhir_servers_allows_none() -> None:
     assert not fhir_server_allowed(TrustedClient(iss="x"), "https://ehr.example/fhir")
+
+
+# ---- non-finite claims, header lists, audience lists (issue #11) -----------------------------------------------
+
+
+class RecordingReplayStore:
+    """A replay store that records what it is asked to remember."""
+
+    blocking = True
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, float]] = []
+
+    def remember(self, iss: str, jti: str, forget_after: float, now: float) -> bool:
+        self.calls.append((iss, jti, forget_after))
+        return True
+
+    def purge(self, now: float | None = None) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 10**400, True])
+async def test_non_finite_time_claims_are_rejected_before_the_replay_store(claim: str, value: Any) -> None:
+    store = RecordingReplayStore()
+    auth = ClientAuthenticator(AuthSettings(clients=(sandbox_client(),)), http_client=Recorder(SANDBOX_JWKS).client(),
+                               clock=Clock(), replay_store=store)
+    token = sandbox_token(sandbox_claims(**{claim: value}))
+    assert claim in await rejected(auth, token)
+    assert store.calls == []
+    await auth.verify(f"Bearer {sandbox_token()}", AUD)  # a good token reaches the store, with a finite expiry
+    assert len(store.calls) == 1 and store.calls[0][2] == NOW + 300 + 60
+
+
+def test_replay_cache_refuses_a_nan_expiry() -> None:
+    cache = ReplayCache(clock=Clock())
+    with pytest.raises(AuthError, match="finite"):
+        cache.check_and_remember("iss", "nan", float("nan"))
+    assert len(cache) == 0
+
+
+@pytest.mark.parametrize("headers", [
+    ["Bearer a.b.c", "Bearer a.b.c"], ["", "Bearer x"], ["Bearer x", "garbage"], ["Bearer x", "Bearer y", "Bearer z"],
+])
+async def test_more_than_one_authorization_header_is_rejected(headers: list[str]) -> None:
+    valid = f"Bearer {sandbox_token()}"
+    assert "more than one" in await rejected(authenticator(), None, header=[valid, *headers[1:]])  # type: ignore[arg-type]
+    assert "more than one" in await rejected(authenticator(), None, header=headers)  # type: ignore[arg-type]
+
+
+async def test_a_single_header_in_a_list_and_an_audience_list_are_accepted() -> None:
+    auth = authenticator()
+    token = sandbox_token()
+    identity = await auth.verify([f"Bearer {token}"], ["https://other.example/cds-services/ascvd-pce", AUD])
+    assert identity.iss == SANDBOX_ISS
+    assert "missing" in await rejected(auth, None, header=[])  # type: ignore[arg-type]
+    assert "audience" in await rejected(auth, sandbox_token(), audience=[])  # type: ignore[arg-type]
+
+
+async def test_jti_longer_than_the_replay_table_allows_is_rejected() -> None:
+    assert "jti" in await rejected(authenticator(), sandbox_token(sandbox_claims(jti="j" * 256)))

@@ -421,3 +421,12 @@ def test_explanations_name_the_patients_actual_values(api: Any) -> None:
     assert "Smoking status: Current smoker" in explain
     assert "Total cholesterol: 260 mg/dL" in explain
     assert "Sex female" not in card["detail"]
+
+
+def test_drugs_of_other_known_classes_are_not_called_unrecognised(api: Any) -> None:
+    record = [F.patient("p1", 70, "female"), F.condition("49436004"),
+              med(rx("197361", "amlodipine 5 MG Oral Tablet")), med({"text": "Zorblax 10 mg daily"})]
+    card = fire(api, "cha2ds2-vasc", record)
+    diabetes_line = next(line for line in card["detail"].splitlines() if line.startswith("- Diabetes"))
+    assert "1 active medication not recognised as glucose-lowering (diabetes): Zorblax 10 mg daily" in card["detail"]
+    assert "amlodipine" not in diabetes_line and "amlodipine 5 MG Oral Tablet;" not in card["detail"]

@@ -1,0 +1,217 @@
+"""Replay protection for client JWTs: each (iss, jti) is accepted once, until its token could no longer be accepted.
+
+Three stores share one contract, `remember(iss, jti, forget_after, now) -> bool` (True: first use, now remembered;
+False: already remembered and not yet forgotten, i.e. a replay):
+
+* `SqlReplayStore` — the default in the service: a table (`auth_replay`, primary key (iss, jti), `expires_at`) in the
+  store's own database (SQLite embedded, PostgreSQL by URL), so it holds across restarts, workers and replicas that
+  share the database. Insert-if-absent is one atomic `INSERT … ON CONFLICT … DO UPDATE … WHERE expired RETURNING`
+  statement: of two processes racing with the same jti exactly one gets a row back. Expired rows are purged at most
+  once per `purge_interval_seconds` by the process that happens to be writing.
+* `RedisReplayStore` — when `auth.replay_cache_url = "redis://…"`: `SET key 1 NX EX ttl`, expiry by Redis itself.
+* `MemoryReplayStore` — one process only (unit tests, `ClientAuthenticator` without a store); bounded, and when full
+  it refuses new tokens rather than forgetting entries that are still live.
+
+Every store refuses a non-finite or non-numeric expiry (a NaN entry would never expire and never be purged), and any
+infrastructure failure raises ReplayStoreError, which the authenticator turns into a refusal (fail closed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from typing import Any, Protocol
+
+DEFAULT_MEMORY_ENTRIES = 100_000
+DEFAULT_PURGE_INTERVAL_SECONDS = 60.0
+MAX_JTI_LENGTH = 255  # the auth_replay.jti column; longer jti claims are refused by the authenticator
+MAX_ISS_LENGTH = 1024  # the auth_replay.iss column; longer issuers cannot be configured
+
+
+class ReplayStoreError(Exception):
+    """The replay store cannot answer (unreachable, full, misconfigured). Calls must then be refused."""
+
+
+class ReplayStore(Protocol):
+    blocking: bool  # True when remember() does I/O (the authenticator then runs it in a worker thread)
+
+    def remember(self, iss: str, jti: str, forget_after: float, now: float) -> bool: ...
+
+    def purge(self, now: float | None = None) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def checked_expiry(forget_after: object) -> float:
+    """`forget_after` as a finite float; ValueError for NaN, infinities, booleans and non-numbers."""
+    if isinstance(forget_after, bool) or not isinstance(forget_after, (int, float)):
+        raise ValueError("replay expiry must be a number (seconds since epoch)")
+    try:
+        value = float(forget_after)
+    except OverflowError:
+        raise ValueError("replay expiry is out of range") from None
+    if not math.isfinite(value):
+        raise ValueError("replay expiry must be finite")
+    return value
+
+
+class MemoryReplayStore:
+    """(iss, jti) pairs in process memory. Thread-safe; bounded (full → ReplayStoreError, never silent forgetting)."""
+
+    blocking = False
+
+    def __init__(self, max_entries: int = DEFAULT_MEMORY_ENTRIES) -> None:
+        if max_entries <= 0:
+            raise ValueError("max_entries must be positive")
+        self._max_entries = max_entries
+        self._seen: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._seen)
+
+    def remember(self, iss: str, jti: str, forget_after: float, now: float) -> bool:
+        expiry = checked_expiry(forget_after)
+        key = (iss, jti)
+        with self._lock:
+            known = self._seen.get(key)
+            if known is not None and known >= now:
+                return False
+            if known is None and len(self._seen) >= self._max_entries:
+                self._purge(now)
+                if len(self._seen) >= self._max_entries:
+                    raise ReplayStoreError("replay cache is full; refusing new tokens until entries expire")
+            self._seen[key] = expiry
+            return True
+
+    def purge(self, now: float | None = None) -> int:
+        with self._lock:
+            return self._purge(time.time() if now is None else now)
+
+    def _purge(self, now: float) -> int:
+        # `not (expiry >= now)` rather than `expiry < now`: anything that is not a current expiry goes.
+        stale = [k for k, expiry in self._seen.items() if not expiry >= now]
+        for key in stale:
+            del self._seen[key]
+        return len(stale)
+
+    def close(self) -> None:
+        pass
+
+
+class SqlReplayStore:
+    """The `auth_replay` table in the store's database (created by the store's Alembic migrations)."""
+
+    blocking = True
+
+    def __init__(self, engine: Any, *, purge_interval_seconds: float = DEFAULT_PURGE_INTERVAL_SECONDS) -> None:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        from store.schema import AuthReplay
+
+        dialect = engine.dialect.name
+        if dialect == "sqlite":
+            self._insert = sqlite.insert
+        elif dialect == "postgresql":
+            self._insert = postgresql.insert
+        else:
+            raise ReplayStoreError(f"the replay cache supports SQLite and PostgreSQL stores, not {dialect}")
+        self._engine = engine
+        self._table = AuthReplay.__table__
+        self._purge_interval = purge_interval_seconds
+        self._last_purge = -math.inf
+        self._purge_lock = threading.Lock()
+
+    def remember(self, iss: str, jti: str, forget_after: float, now: float) -> bool:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        expiry = checked_expiry(forget_after)
+        now = checked_expiry(now)
+        table = self._table
+        stmt = self._insert(table).values(iss=iss, jti=jti, expires_at=expiry)
+        # Insert, or take over a row whose token can no longer be accepted; a live row is left alone and no row
+        # comes back. One statement, so concurrent writers (threads, processes, replicas) cannot both win.
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.iss, table.c.jti],
+            set_={"expires_at": stmt.excluded.expires_at},
+            where=table.c.expires_at < now,
+        ).returning(table.c.jti)
+        try:
+            with self._engine.begin() as conn:
+                fresh = len(conn.execute(stmt).all()) == 1
+        except SQLAlchemyError as exc:
+            raise ReplayStoreError(f"replay table unavailable ({type(exc).__name__})") from None
+        if now - self._last_purge >= self._purge_interval:
+            try:
+                self.purge(now)
+            except ReplayStoreError:
+                pass  # purging is housekeeping; the answer above stands
+        return fresh
+
+    def purge(self, now: float | None = None) -> int:
+        """Delete entries whose tokens can no longer be accepted. Returns how many went."""
+        from sqlalchemy import delete
+        from sqlalchemy.exc import SQLAlchemyError
+
+        now = time.time() if now is None else checked_expiry(now)
+        with self._purge_lock:
+            self._last_purge = now
+            try:
+                with self._engine.begin() as conn:
+                    removed = conn.execute(delete(self._table).where(self._table.c.expires_at < now)).rowcount
+            except SQLAlchemyError as exc:
+                raise ReplayStoreError(f"replay table purge failed ({type(exc).__name__})") from None
+        return int(removed or 0)
+
+    def close(self) -> None:
+        pass  # the engine belongs to the Store
+
+
+class RedisReplayStore:
+    """A Redis-protocol server: one key per (iss, jti), `SET NX EX`, so Redis forgets entries when they expire."""
+
+    blocking = True
+
+    def __init__(self, url: str, *, prefix: str = "cds-onnx:jti:", timeout_seconds: float = 2.0,
+                 client: Any = None) -> None:
+        if client is None:
+            try:
+                import redis
+            except ImportError as exc:  # pragma: no cover - redis is a dependency
+                raise ReplayStoreError("auth.replay_cache_url needs the 'redis' package") from exc
+            client = redis.Redis.from_url(url, socket_timeout=timeout_seconds,
+                                          socket_connect_timeout=timeout_seconds)
+        self._client = client
+        self._prefix = prefix
+
+    def key(self, iss: str, jti: str) -> str:
+        # A digest of the pair: fixed length, and no separator an issuer or jti could forge.
+        return self._prefix + hashlib.sha256(json.dumps([iss, jti]).encode()).hexdigest()
+
+    def remember(self, iss: str, jti: str, forget_after: float, now: float) -> bool:
+        expiry = checked_expiry(forget_after)
+        ttl = max(1, math.ceil(expiry - checked_expiry(now)))
+        try:
+            return bool(self._client.set(self.key(iss, jti), b"1", nx=True, ex=ttl))
+        except Exception as exc:  # redis.RedisError and socket errors: fail closed
+            raise ReplayStoreError(f"replay cache server unavailable ({type(exc).__name__})") from None
+
+    def purge(self, now: float | None = None) -> int:
+        return 0  # Redis expires keys itself
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except Exception:  # closing is best effort
+            pass
+
+
+def open_replay_store(url: str | None, store: Any) -> ReplayStore:
+    """The service's replay store: Redis when `url` is a redis:// (rediss://, unix://) URL, else the store's DB."""
+    if url:
+        return RedisReplayStore(url)
+    return SqlReplayStore(store.engine)
