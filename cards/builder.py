@@ -15,6 +15,7 @@ from typing import Any
 
 from cards.fhir_resources import format_output, observation, risk_assessment, service_request
 from cards.markdown import environment, trusted
+from fhir_mapping.formatting import clip_words, first_sentence, number, unit_label
 from fhir_mapping.result import FeatureValue, MappingResult
 from fhir_mapping.mapper import display_value
 from fhir_mapping.spec import Feature, FeatureSpec
@@ -42,6 +43,7 @@ class CardContext:
     at: datetime
     base_url: str  # public base URL of this service, no trailing slash
     smart_app_url: str | None = None
+    details_url: str | None = None  # this prediction's details page (opaque, short-lived link)
 
 
 def build_cards(manifest: Manifest, spec: FeatureSpec, prediction: Prediction, mapping: MappingResult,
@@ -58,8 +60,8 @@ def build_cards(manifest: Manifest, spec: FeatureSpec, prediction: Prediction, m
 
 
 def clip_summary(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1].rstrip() + "…"
+    """A summary under 140 characters that never ends inside a word or a unit."""
+    return clip_words(text, SUMMARY_LIMIT)
 
 
 def _model_card_url(manifest: Manifest, ctx: CardContext) -> str:
@@ -67,57 +69,68 @@ def _model_card_url(manifest: Manifest, ctx: CardContext) -> str:
 
 
 def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, ctx: CardContext) -> dict[str, Any]:
-    inputs = []
-    assumed = []
-    for spec_in in manifest.inputs:
-        fv = mapping.values.get(spec_in.name)
-        if fv is None:
+    """What every card kind shares: the short list of assumptions. Everything else lives on the details page."""
+    assumed: list[str] = []
+    suffix_of: dict[int, str] = {}
+    for name in [i.name for i in manifest.inputs]:
+        fv = mapping.values.get(name)
+        feature = spec.features.get(name)
+        if fv is None or not fv.defaulted or (feature is not None and feature.present_of):
+            continue  # population checks and "measured?" flags are spelled out on the details page
+        value = "not recorded" if fv.unit is not None else (
+            fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value))
+        text = f"{fv.label or name}: {value}"
+        src = fv.sources[0] if fv.sources else None
+        if src is not None and src.resource_type == "Patient" and src.original_value:
+            text += f" (recorded: {src.original_value})"  # e.g. race not recorded, or a race the equations lack
+        if fv.unrecognised:
+            count = len(fv.unrecognised)
+            if count <= 2:
+                suffix_of[len(assumed)] = " — " + clip_words(
+                    f"{count} active medication{'s' if count > 1 else ''} not recognised: "
+                    f"{', '.join(fv.unrecognised)}", 120)
+            else:  # the list is on the details page; the card says that there is one to check
+                suffix_of[len(assumed)] = f" — {count} active medications not recognised (see full reasoning)"
+        assumed.append(text)
+    # the same unrecognised medications under two features are named once, after the last of them
+    for i, suffix in suffix_of.items():
+        if not any(j > i and other == suffix for j, other in suffix_of.items()):
+            assumed[i] += suffix
+    return {"inputs": [], "other_outputs": [], "withheld": [], "missing": [], "assumed": assumed, "action": None}
+
+
+def _key_inputs(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, prediction: Prediction,
+                at: datetime, count: int = 3) -> list[dict[str, Any]]:
+    """The inputs that matter most for this patient: the largest contributions first, else the model's order;
+    recorded values only (assumptions have their own line), without FHIR ids (those are on the details page)."""
+    names = [c.feature for c in prediction.contributions]
+    names += [i.name for i in manifest.inputs if i.name not in names]
+    rows = []
+    for name in names:
+        fv = mapping.values.get(name)
+        if fv is None or fv.defaulted:
             continue
-        feature = spec.features.get(spec_in.name)
-        inputs.append(_input_row(fv, feature, ctx.at))
-        if fv.defaulted and fv.note:
-            assumed.append({"label": fv.label or fv.name, "text": trusted(fv.note) if _from_spec(fv) else fv.note})
-    inputs_and_population = {i.name for i in manifest.inputs} | {r.feature for r in manifest.population}
-    missing_optional = [
-        {"label": m.label or m.name, "reason": m.reason}
-        for m in mapping.missing.values() if not m.required and m.name in inputs_and_population
-    ]
-    return {
-        "inputs": inputs,
-        "other_outputs": [],
-        "missing": [],
-        "assumed": assumed,
-        "missing_optional": missing_optional,
-        "guidance": None,
-        "limitations": [trusted(x) for x in manifest.limitations],
-        "intended_population": trusted(manifest.intended_population),
-        "model_title": trusted(manifest.title),
-        "model_version": trusted(manifest.version),
-        "model_card_url": trusted(_model_card_url(manifest, ctx)),
-        "contributions": [],
-    }
-
-
-def _from_spec(fv: FeatureValue) -> bool:
-    """Defaulted notes are written by the spec author, except the demographic prefix the mapper adds."""
-    return not fv.sources or all(s.resource_type != "Patient" for s in fv.sources)
+        if not prediction.contributions and any(src.resource_type == "Patient" for src in fv.sources):
+            continue  # age and sex are in the EHR's banner
+        rows.append(_input_row(fv, spec.features.get(name), at))
+        if len(rows) == count:
+            break
+    return rows
 
 
 def _input_row(fv: FeatureValue, feature: Feature | None, at: datetime) -> dict[str, Any]:
     source = fv.sources[0] if fv.sources and not fv.defaulted else None
-    flags = ["assumed"] if fv.defaulted else []
-    stale = None if fv.defaulted else _stale(fv, feature.lookback_days if feature else None, at)
+    flags = []
+    stale = _stale(fv, feature.lookback_days if feature else None, at)
     if stale:
         flags.append(stale)
-    if source and source.note and source.note.startswith("converted"):
-        flags.append(source.note)
-    value = fv.display or (display_value(feature, fv.value) if feature else None) or f"{fv.value:g}"
-    if fv.defaulted and fv.unit is not None:
-        value = "not recorded"  # a placeholder quantity (e.g. an add-on input not measured) is never shown as data
+    if source and source.note and source.note.startswith("converted") and source.original_unit:
+        flags.append(f"converted from {number(source.original_value, 2)} {unit_label(source.original_unit)}"
+                     if isinstance(source.original_value, (int, float)) else "converted")
+    value = fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value)
+    value = value.split(", recognised by ")[0]  # the drug stays; how it was recognised is on the details page
     date = fv.date or (source.date[:10] if source and source.date and source.resource_type != "Patient" else None)
-    ref = source.reference if source else None
-    return {"label": fv.label or fv.name, "value": value, "date": date, "source": ref,
-            "flag": "; ".join(flags) if flags else None}
+    return {"label": fv.label or fv.name, "value": value, "date": date, "flag": "; ".join(flags) if flags else None}
 
 
 def _stale(fv: FeatureValue, lookback_days: int | None, at: datetime) -> str | None:
@@ -148,9 +161,10 @@ def _source(manifest: Manifest, ctx: CardContext) -> dict[str, Any]:
 
 
 def _links(manifest: Manifest, ctx: CardContext) -> list[dict[str, Any]]:
-    links: list[dict[str, Any]] = [
-        {"label": "Model card and validation", "url": _model_card_url(manifest, ctx), "type": "absolute"}
-    ]
+    links: list[dict[str, Any]] = []
+    if ctx.details_url:
+        links.append({"label": "Full reasoning, sources and what-if", "url": ctx.details_url, "type": "absolute"})
+    links.append({"label": "Model card and validation", "url": _model_card_url(manifest, ctx), "type": "absolute"})
     links.extend({"label": link.label, "url": link.url, "type": "absolute"} for link in manifest.card.links)
     if ctx.smart_app_url:
         links.append({"label": "Open in risk app", "url": ctx.smart_app_url, "type": "smart",
@@ -189,22 +203,10 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
     view = dict(view)
     view["headline"] = trusted(f"{manifest.card.short_title}: {value_text} ({category.label})")
     view["category_description"] = trusted(category.description)
-    view["guidance"] = trusted(category.guidance)
-    view["other_outputs"] = [
-        trusted(f"{o.label} {format_output(o.kind, prediction.outputs[o.name], o.decimals)}")
-        for o in manifest.outputs if not o.primary and o.name in prediction.outputs
-    ]
-    view["withheld"] = sorted(set(prediction.withheld.values()))
-    if prediction.contributions and manifest.explain:
-        kind = primary.kind
-        view["contributions"] = [
-            {"label": _contribution_label(c.feature, c.label, mapping, spec), "delta": trusted(_delta(kind, c.delta,
-                                                                                                 primary.decimals))}
-            for c in prediction.contributions
-            if abs(c.delta) >= (0.0005 if kind == "probability" else 0.005)
-        ]
-        view["reference_label"] = trusted(manifest.explain.baseline_label)
-        view["reference_value"] = trusted(format_output(kind, prediction.reference_output or 0.0, primary.decimals))
+    view["action"] = trusted(_action(category.guidance))
+    view["other_outputs"] = _other_outputs(manifest, prediction)
+    view["withheld"] = [trusted(w) for w in sorted(set(prediction.withheld.values()))]
+    view["inputs"] = _key_inputs(manifest, spec, mapping, prediction, ctx.at) if spec else []
     detail = _render(manifest.card.template, view)
     if manifest.card.observation_code:
         resource = observation(manifest, prediction, mapping, patient_id=ctx.patient_id,
@@ -235,7 +237,38 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
     return _card(summary, category.indicator, detail, manifest, ctx, suggestions)
 
 
-def _contribution_label(name: str, fallback: str, mapping: MappingResult, spec: FeatureSpec | None) -> str:
+def _other_outputs(manifest: Manifest, prediction: Prediction) -> list[str]:
+    """Secondary outputs on one line, grouped by horizon: '10-year: ASCVD 9.2%, heart failure 8.1%'."""
+    assert prediction.outputs is not None
+    groups: dict[str, list[str]] = {}
+    for o in manifest.outputs:
+        if o.primary or o.name not in prediction.outputs:
+            continue
+        value = format_output(o.kind, prediction.outputs[o.name], o.decimals)
+        prefix = f"{number(o.horizon_years, 0)}-year " if o.horizon_years else ""
+        if prefix and o.label.startswith(prefix):
+            groups.setdefault(prefix.strip(), []).append(f"{o.label[len(prefix):]} {value}")
+        else:
+            groups.setdefault("", []).append(f"{o.label} {value}")
+    return [trusted(f"{key}: {', '.join(items)}" if key else ", ".join(items)) for key, items in groups.items()]
+
+
+def _short_reason(reason: str) -> str:
+    """The first clause of why a feature is missing ('Nothing usable on record in the last 2 years: a lipid panel
+    is needed'); the rest (what was passed over and why) is on the details page."""
+    head = reason.split("; ")[0]
+    return clip_words(head, 80)
+
+
+def _action(guidance: str | None) -> str | None:
+    """The one recommended action for the category: the guideline's words, shortened to a sentence if long."""
+    if not guidance:
+        return None
+    text = " ".join(guidance.split())
+    return text if len(text) <= 140 else first_sentence(text)
+
+
+def contribution_label(name: str, fallback: str, mapping: MappingResult, spec: FeatureSpec | None) -> str:
     """Name the patient's actual value ("Sex: Male", "Smoking status: Current smoker", "Total cholesterol: 213
     mg/dL"), never a raw indicator such as "Sex female" for a man."""
     fv = mapping.values.get(name)
@@ -248,7 +281,7 @@ def _contribution_label(name: str, fallback: str, mapping: MappingResult, spec: 
     return f"{fv.label or fallback}: {shown}"
 
 
-def _delta(kind: str, delta: float, decimals: int) -> str:
+def format_delta(kind: str, delta: float, decimals: int) -> str:
     sign = "+" if delta >= 0 else "−"
     if kind == "probability":
         return f"{sign}{abs(delta) * 100:.{decimals}f} percentage points"
@@ -261,7 +294,11 @@ def _missing_card(manifest: Manifest, spec: FeatureSpec, prediction: Prediction,
     labels = [m.label or m.name for m in missing]
     view = dict(view)
     view["headline"] = trusted(f"{manifest.card.short_title} not calculated: required data missing")
-    view["missing"] = [{"label": m.label or m.name, "reason": m.reason} for m in missing]
+    shown = missing if len(missing) <= 5 else missing[:4]
+    view["missing"] = [{"label": m.label or m.name, "reason": _short_reason(m.reason)} for m in shown]
+    if len(shown) < len(missing):
+        view["missing"].append({"label": f"and {len(missing) - len(shown)} more",
+                                "reason": "see the full reasoning link"})
     detail = _render("missing.md.j2", view)
     suggestions = []
     seen: set[str] = set()
@@ -286,7 +323,7 @@ def _missing_card(manifest: Manifest, spec: FeatureSpec, prediction: Prediction,
 def _refused_card(manifest: Manifest, prediction: Prediction, ctx: CardContext, view: dict[str, Any]) -> dict:
     view = dict(view)
     view["headline"] = trusted(f"No {manifest.card.short_title} estimate for this patient")
-    view["refusals"] = [trusted(r) for r in prediction.refusals]
+    view["refusals"] = [trusted(clip_words(r, 200)) for r in prediction.refusals]
     view["guidance_instead"] = [trusted(g) for g in prediction.guidance]
     detail = _render("refused.md.j2", view)
     first = prediction.refusals[0] if prediction.refusals else "inputs outside the validated range"

@@ -28,11 +28,12 @@ from cds_hooks.feedback import parse_feedback
 from cds_hooks.metrics import Metrics, observe_call
 from cds_hooks.request import parse_hook_request
 from cds_hooks.service_call import ServiceCaller
-from cds_hooks.services import CdsService, build_services
-from cds_hooks.settings import Settings
+from cds_hooks.services import CdsService, build_services, listed_services
+from cds_hooks.settings import ConfigError, Settings
 from cds_hooks.preview import register_preview
 from cds_hooks.replay import open_replay_store
 from cds_hooks.web import register_pages
+from cds_hooks.details.routes import register_details
 from cds_hooks.security_headers import HardeningMiddleware
 from cds_hooks.openapi_doc import install_openapi
 from inference.repository import ModelRepository
@@ -58,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
     """Build the app; models are loaded and validated here so that a broken model folder fails fast."""
     repository = ModelRepository(settings.path(settings.models.root)).load()
     services = build_services(repository)
+    _check_service_settings(settings, services)
     metrics = Metrics()
     for entry in repository.entries.values():
         for version, runtime in entry.versions.items():
@@ -82,6 +84,8 @@ def create_app(settings: Settings) -> FastAPI:
             smart_app_url=settings.cards.smart_app_url,
             time_zone=ZoneInfo(settings.mapping.time_zone) if settings.mapping.time_zone else None,
             max_response_bytes=settings.prefetch.max_response_bytes,
+            details_secret=settings.store.hmac_secret.encode(), details_ttl_seconds=settings.cards.details_ttl_seconds,
+            min_category=dict(settings.cards.min_category),
         )
         app.state.cds = AppState(settings, repository, services,
                                  ClientAuthenticator(settings.auth_settings(), http_client=http_client,
@@ -170,7 +174,9 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/cds-services")
     async def discovery(request: Request) -> dict[str, Any]:
         await authenticate(request)
-        return {"services": [s.discovery() for s in state(request).services.values()]}
+        listed = listed_services(state(request).services, settings.services.one_per_question,
+                                 settings.services.listed)
+        return {"services": [s.discovery() for s in listed]}
 
     @app.post("/cds-services/{service_id}")
     async def call_service(service_id: str, request: Request) -> JSONResponse:
@@ -224,7 +230,22 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(body, status_code=200 if store_ok else 503)
 
     register_pages(app, repository, base_url)
+    register_details(app, settings.store.hmac_secret.encode())  # the page behind each card's details link
     register_preview(app, settings, base_url)
     # /openapi.json describes the JSON request bodies and names the services and models (cds_hooks/openapi_doc.py)
     install_openapi(app, service_ids=list(services), model_ids=list(repository.entries))
     return app
+
+
+def _check_service_settings(settings: Settings, services: dict[str, CdsService]) -> None:
+    """Settings that name services or categories must name real ones: a typo must not silently show every card."""
+    for sid in settings.services.listed:
+        if sid not in services:
+            raise ConfigError(f"services.listed: no service '{sid}' (services: {', '.join(sorted(services))})")
+    for sid, label in settings.cards.min_category.items():
+        if sid not in services:
+            raise ConfigError(f"cards.min_category: no service '{sid}' (services: {', '.join(sorted(services))})")
+        labels = [c.label for c in services[sid].model.champion.manifest.categories]
+        if label not in labels:
+            raise ConfigError(f"cards.min_category.{sid}: '{label}' is not a category of the model "
+                              f"(categories: {', '.join(labels)})")

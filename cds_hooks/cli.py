@@ -1,7 +1,9 @@
 """The `cds-onnx` command: run the service, call it as an EHR would, manage keys and models.
 
 `invoke` builds a real CDS Hooks request — from a Bundle file, or from a live FHIR server — signs it with the local
-developer key, sends it to a running service and prints the cards.
+developer key, sends it to a running service and prints the cards. `--shift-to-today` first moves a Bundle's dates so
+its newest clinical entry is today (`cds_hooks.time_shift`, the preview's shift), so a saved record's data falls
+inside the models' look-back windows.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from cds_hooks.bundle_prefetch import BundleError, bundle_resources, patient_of,
 from cds_hooks.prefetch import resolve_prefetch
 from cds_hooks.settings import ConfigError, load_settings
 from cds_hooks.signing import LocalKey, generate_keypair, load_local_key, mint_token
+from cds_hooks.time_shift import newest_clinical_date
+from cds_hooks.time_shift import shift_to_today as shift_bundle_to_today
 
 app = typer.Typer(help="cds-onnx: FHIR-native CDS Hooks service for validated ONNX clinical models.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
@@ -114,6 +118,9 @@ def keys_generate(
 def invoke(
     service: str = typer.Argument(..., help="CDS service id, e.g. ascvd-pce-10y"),
     bundle: Path = typer.Option(None, "--bundle", "-b", help="FHIR Bundle file (collection, transaction, searchset)"),
+    shift_to_today: bool = typer.Option(False, "--shift-to-today",
+                                        help="Move every date in the --bundle by the same number of days so its "
+                                             "newest clinical entry is today (ages and times of day kept)"),
     fhir_server: str = typer.Option(None, "--fhir-server", help="Build the request from this FHIR server"),
     patient: str = typer.Option(None, "--patient", "-p", help="Patient id (needed with --fhir-server)"),
     token: str = typer.Option(None, "--token", help="Bearer token for the FHIR server"),
@@ -131,8 +138,10 @@ def invoke(
         fail("give exactly one of --bundle FILE or --fhir-server URL", 2)
     if fhir_server is not None and not patient:
         fail("--patient is required with --fhir-server", 2)
+    if shift_to_today and bundle is None:
+        fail("--shift-to-today moves the dates of a --bundle file; it cannot change a FHIR server's records", 2)
     url = url.rstrip("/")
-    resources = _read_bundle(bundle) if bundle is not None else None
+    resources = _read_bundle(bundle, shift_to_today) if bundle is not None else None
     key = None if no_auth else _key(key_dir)
     try:
         code = asyncio.run(_invoke(service, resources, fhir_server, patient, token, url, hook, user,
@@ -149,8 +158,9 @@ def invoke(
     raise typer.Exit(code)
 
 
-def _read_bundle(path: Path) -> list[dict[str, Any]]:
-    """The resources of a Bundle file, or a one-line failure naming the file and what is wrong with it."""
+def _read_bundle(path: Path, shift_to_today: bool = False) -> list[dict[str, Any]]:
+    """The resources of a Bundle file (its dates moved so the newest clinical entry is today when `shift_to_today`),
+    or a one-line failure naming the file and what is wrong with it."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -160,9 +170,19 @@ def _read_bundle(path: Path) -> list[dict[str, Any]]:
     except orjson.JSONDecodeError as exc:
         fail(f"{path} is not valid JSON ({exc}); give --bundle a FHIR Bundle JSON file")
     try:
-        return bundle_resources(doc)
+        resources = bundle_resources(doc)
     except BundleError as exc:
         fail(f"{path}: {exc} (give --bundle a FHIR Bundle: collection, transaction or searchset)")
+    if not shift_to_today:
+        return resources
+    newest = newest_clinical_date(doc)
+    if newest is None:
+        typer.echo(f"{path}: no dated clinical entry, dates not moved", err=True)
+        return resources
+    shifted, days = shift_bundle_to_today(doc)
+    typer.echo(f"{path}: moved every date by {days:+d} days (newest clinical entry {newest.isoformat()} -> today)",
+               err=True)
+    return bundle_resources(shifted)  # the same Bundle with other dates: it was valid above
 
 
 def _key(key_dir: Path) -> LocalKey:

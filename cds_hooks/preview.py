@@ -1,8 +1,11 @@
 """The card preview page: fire a real hook at this service and see its cards as an EHR sidebar shows them.
 
-The page is static (HTML, CSS, JS served here; no CDN). Its server-side helpers only prepare a request: the example
-patients, the prefetch a Bundle answers for a service's templates, and a short-lived JWT signed with the deployment's
-local developer key for exactly this service's URL and its feedback URL. The page then calls the real CDS endpoints.
+The page is static (HTML, CSS, JS served here; no CDN). It shows a patient banner from the Bundle's Patient, fires
+one service or every service registered for a hook (as an EHR does, one hookInstance for all), and sends an override
+only with a reason the user chose (the list starts on no choice). Its server-side helpers only prepare a request: the
+example patients, the prefetch a Bundle answers for a service's templates, and a short-lived JWT signed with the
+deployment's local developer key for exactly this service's URL and its feedback URL. The page then calls the real
+CDS endpoints.
 
 The preview is off unless `preview.enabled` (a development switch: never in production); its token endpoint answers
 loopback clients only (unless `preview.allow_remote`) and only same-origin requests: an Origin or Referer header,
@@ -21,6 +24,7 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from cds_hooks.services import listed_services
 from cds_hooks.bundle_prefetch import BundleError, bundle_resources, patient_of, prefetch_from_resources
 from cds_hooks.errors import ApiError, bad_request
 from cds_hooks.preview_examples import example_bundle, list_examples
@@ -65,8 +69,9 @@ def register_preview(app: FastAPI, settings: Settings, base_url: Any) -> None:
 
     @app.get("/preview/services")
     async def preview_services(request: Request) -> dict[str, Any]:
-        return {"services": [{"id": sid, "hook": svc.hook, "title": svc.model.champion.manifest.title}
-                             for sid, svc in services(request).items()]}
+        listed = listed_services(services(request), settings.services.one_per_question, settings.services.listed)
+        return {"services": [{"id": svc.id, "hook": svc.hook, "title": svc.model.champion.manifest.title}
+                             for svc in listed]}
 
     @app.get("/preview/examples")
     async def examples() -> dict[str, Any]:
@@ -81,7 +86,9 @@ def register_preview(app: FastAPI, settings: Settings, base_url: Any) -> None:
 
     @app.post("/preview/request")
     async def build_request(request: Request) -> JSONResponse:
-        """A hook request for a service from a pasted/uploaded Bundle (the prefetch the EHR would send)."""
+        """A hook request for a service from a pasted/uploaded Bundle (the prefetch the EHR would send).
+
+        The Bundle (synthetic patients, names included) is used for this answer only: never logged or stored."""
         doc = parse_json_object(await request.body())
         service = services(request).get(str(doc.get("service")))
         if service is None:
@@ -94,7 +101,11 @@ def register_preview(app: FastAPI, settings: Settings, base_url: Any) -> None:
         context: dict[str, Any] = {"userId": "Practitioner/preview", "patientId": patient["id"]}
         if doc.get("encounterId"):
             context["encounterId"] = str(doc["encounterId"])
-        body = {"hook": service.hook, "hookInstance": _uuid(), "context": context,
+        # "fire every service for this hook" sends one hookInstance to every service, as an EHR does
+        instance = doc.get("hookInstance")
+        if not (isinstance(instance, str) and 0 < len(instance) <= 100):
+            instance = _uuid()
+        body = {"hook": service.hook, "hookInstance": instance, "context": context,
                 "prefetch": prefetch_from_resources({k: v.template for k, v in service.plan.items()}, resources_,
                                                     context)}
         return JSONResponse(body)

@@ -1,22 +1,23 @@
 """Example patients for the card preview page: each model's published worked example, and synthetic records.
 
 Worked-example patients are built at request time so their dates sit inside the models' look-back windows. Synthetic
-(Synthea) records ship with the package and are time-shifted so their newest entry is today, keeping ages intact.
+(Synthea) records ship with the package and are time-shifted so their newest entry is today, keeping ages intact
+(`cds_hooks.time_shift`, shared with `cds-onnx invoke --shift-to-today`).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from typing import Any
+
+from cds_hooks.time_shift import shift_to_today
 
 LOINC, SNOMED, UCUM = "http://loinc.org", "http://snomed.info/sct", "http://unitsofmeasure.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 OMB = "urn:oid:2.16.840.1.113883.6.238"
 RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
-_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(.*)$")
 
 
 class _Builder:
@@ -157,49 +158,5 @@ def example_bundle(example_id: str, now: datetime | None = None) -> dict[str, An
     for p in _synthetic_index():
         if p["id"] == example_id:
             path = resources.files("cds_hooks") / "static" / "preview" / "patients" / p["file"]
-            return time_shift(json.loads(path.read_text(encoding="utf-8")), now.date())
+            return shift_to_today(json.loads(path.read_text(encoding="utf-8")), now.date())[0]
     return None
-
-
-def time_shift(bundle: dict[str, Any], today: date) -> dict[str, Any]:
-    """Move every date in the bundle by the same number of days so the newest clinical date is today."""
-    latest = max((d for d in _dates(bundle)), default=None)
-    if latest is None:
-        return bundle
-    delta = today - latest
-
-    def shift(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: shift(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [shift(v) for v in value]
-        if isinstance(value, str):
-            m = _DATE.match(value)
-            if m and (m.group(2) == "" or m.group(2).startswith("T")):
-                try:
-                    moved = date.fromisoformat(m.group(1)) + delta
-                except ValueError:
-                    return value
-                return moved.isoformat() + m.group(2)
-        return value
-
-    return shift(bundle)
-
-
-def _dates(value: Any) -> list[date]:
-    found: list[date] = []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if k in ("effectiveDateTime", "authoredOn", "onsetDateTime", "recordedDate", "issued") and isinstance(v, str):
-                m = _DATE.match(v)
-                if m:
-                    try:
-                        found.append(date.fromisoformat(m.group(1)))
-                    except ValueError:
-                        pass
-            else:
-                found.extend(_dates(v))
-    elif isinstance(value, list):
-        for v in value:
-            found.extend(_dates(v))
-    return found

@@ -2,8 +2,8 @@
 
 * Body size: a request body over `server.max_body_bytes` is refused with 413 before any route reads it (the
   declared Content-Length is checked first; a chunked body is counted as it arrives and never held past the limit).
-* Content type: POST routes that take JSON answer 415 unless the body is declared `application/json` or
-  `application/fhir+json` (parameters such as `charset=utf-8` allowed).
+* Content type: POST routes that take JSON (including the details page's what-if) answer 415 unless the body is
+  declared `application/json` or `application/fhir+json` (parameters such as `charset=utf-8` allowed).
 * Response headers: `X-Content-Type-Options: nosniff` and `Referrer-Policy: no-referrer` on every response; HTML
   responses get a Content-Security-Policy (`default-src 'self'` unless the route set a stricter one) that always
   carries `frame-ancestors` (`'none'` unless `server.frame_ancestors` lists who may frame the pages).
@@ -26,10 +26,15 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON_TYPES = ("application/json", "application/fhir+json")
-# POST routes whose body is JSON: CDS service calls, feedback, and the preview's helpers
-JSON_POST_ROUTES = re.compile(r"^/(?:cds-services/[^/]+(?:/feedback)?|preview/(?:request|token))/?$")
+# POST routes whose body is JSON: CDS service calls, feedback, the preview's helpers and the details what-if
+JSON_POST_ROUTES = re.compile(
+    r"^/(?:cds-services/[^/]+(?:/feedback)?|preview/(?:request|token)|details/[^/]+/what-if)/?$")
 DEFAULT_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; base-uri 'none'; " \
               "form-action 'self'"
+# The details page behind a card's link: its script, style and what-if calls from this origin only, no inline script
+# or style, no forms, nothing else.
+DETAILS_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " \
+              "base-uri 'none'; form-action 'none'"
 
 
 class _TooLarge(Exception):

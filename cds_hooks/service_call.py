@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from cards.builder import CardContext, build_cards
+from cds_hooks.details.links import details_token
 from cds_hooks.auth import ClientIdentity, TrustedClient, fhir_server_allowed
 from cds_hooks.cohort import cohort_of
 from cds_hooks.errors import ApiError, bad_request
@@ -57,6 +58,9 @@ class ServiceCaller:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     time_zone: tzinfo | None = None  # the patients' local zone (configuration), else read from the record
     max_response_bytes: int = 20_000_000  # cap on the bytes of one FHIR server answer
+    details_secret: bytes | None = None  # signs the cards' details links (none without it)
+    min_category: dict[str, str] = field(default_factory=dict)  # service id -> lowest category shown as a card
+    details_ttl_seconds: int = 12 * 3600
 
     async def call(self, service: CdsService, req: HookRequest, identity: ClientIdentity, base_url: str) -> CallResult:
         if req.hook != service.hook:
@@ -118,13 +122,21 @@ class ServiceCaller:
 
         t3 = time.perf_counter()
         encounter_id = req.context.get("encounterId")
-        ctx = CardContext(service.id, patient_id, encounter_id, at, base_url, self.smart_app_url)
+        prediction_id = str(uuid.uuid4())
+        details_url = None
+        if self.details_secret is not None:
+            token = details_token(prediction_id, self.details_secret, at, self.details_ttl_seconds)
+            details_url = f"{base_url}/details/{token}"
+        ctx = CardContext(service.id, patient_id, encounter_id, at, base_url, self.smart_app_url, details_url)
         cards = build_cards(champion.manifest, champion.spec, prediction, mapping, ctx)
+        if _below_threshold(champion.manifest, prediction, self.min_category.get(service.id)):
+            cards = []  # recorded below, not shown: the deployment shows this service only from a category up
         timings["rendering"] = (time.perf_counter() - t3) * 1000
 
         cohort = cohort_of(index.patient(patient_id), at)
         t4 = time.perf_counter()
-        pending = [self._record(service, req, identity, at, champion, mapping, prediction, cards, cohort)]
+        pending = [self._record(service, req, identity, at, champion, mapping, prediction, cards, cohort,
+                                prediction_id)]
         if shadow is not None and service.model.challenger is not None:
             pending.append(self._record(service, req, identity, at, service.model.challenger, mapping, shadow, [],
                                         cohort))
@@ -134,9 +146,9 @@ class ServiceCaller:
 
     def _record(self, service: CdsService, req: HookRequest, identity: ClientIdentity, at: datetime,
                 runtime: ModelRuntime, mapping: MappingResult, prediction: Prediction,
-                cards: list[dict[str, Any]], cohort: dict[str, str]) -> Any:
+                cards: list[dict[str, Any]], cohort: dict[str, str], prediction_id: str | None = None) -> Any:
         record = PredictionRecord(
-            prediction_id=str(uuid.uuid4()),
+            prediction_id=prediction_id or str(uuid.uuid4()),
             hook_instance=req.hook_instance,
             hook=req.hook,
             service_id=service.id,
@@ -176,6 +188,15 @@ class ServiceCaller:
                            "prediction", code="transient") from exc
 
 
+def _below_threshold(manifest: Any, prediction: Prediction, lowest: str | None) -> bool:
+    """A result whose category ranks below the deployment's threshold for this service (categories are listed from
+    lowest to highest risk in the manifest). Cards without a number are never hidden by a threshold."""
+    if lowest is None or prediction.category is None:
+        return False
+    labels = [c.label for c in manifest.categories]
+    return lowest in labels and labels.index(prediction.category.label) < labels.index(lowest)
+
+
 async def _durable(pending: list[Any]) -> None:
     """Wait until every recorder Future is resolved; a journal that cannot write fails the call (503)."""
     for fut in pending:
@@ -213,8 +234,8 @@ def _mark_truncated(service: CdsService, outcome: PrefetchOutcome, mapping: Mapp
             mapping.values.pop(name)
             mapping.missing[name] = MissingFeature(
                 name=name, label=features[name].label, required=features[name].required, ignored=fv.sources,
-                reason=(f"Could not be checked: the EHR's search ({key}) had more results than the "
-                        f"{max_pages} page{'s' if max_pages > 1 else ''} read, so its absence cannot be assumed"),
+                reason=(f"Unknown: the EHR's search was cut short, so absence cannot be assumed ({key} had more "
+                        f"results than the {max_pages} page{'s' if max_pages > 1 else ''} read)"),
             )
 
 

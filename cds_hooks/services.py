@@ -48,3 +48,23 @@ def build_services(repository: ModelRepository) -> dict[str, CdsService]:
             service_id = entry.id if len(hooks) == 1 else f"{entry.id}-{hook}"
             services[service_id] = CdsService(service_id, hook, entry, plan)
     return services
+
+
+def listed_services(services: dict[str, CdsService], one_per_question: bool = True,
+                    also: list[str] | tuple[str, ...] = ()) -> list[CdsService]:
+    """The services discovery advertises: per hook, one service per clinical question (lowest question_rank, then
+    id), plus any the deployment lists explicitly."""
+    if not one_per_question:
+        return list(services.values())
+    best: dict[tuple[str, str], CdsService] = {}
+    for svc in services.values():
+        manifest = svc.model.champion.manifest
+        if manifest.question is None:
+            continue
+        key = (svc.hook, manifest.question)
+        current = best.get(key)
+        if current is None or (manifest.question_rank, svc.id) < (current.model.champion.manifest.question_rank,
+                                                                    current.id):
+            best[key] = svc
+    chosen = {s.id for s in best.values()} | set(also)
+    return [s for s in services.values() if s.model.champion.manifest.question is None or s.id in chosen]

@@ -145,8 +145,21 @@ class CorsSettings(_Section):
     allow_private_network: bool = False
 
 
+class ServicesSettings(_Section):
+    """Which services discovery lists. By default one per clinical question and hook (the manifest's `question`,
+    lowest `question_rank`), so an EHR never shows two numbers for one risk; `listed` names services to list as
+    well (or instead, with `one_per_question = false`)."""
+
+    one_per_question: bool = True
+    listed: list[str] = []
+
+
 class CardsSettings(_Section):
     smart_app_url: str | None = None
+    # per service, the lowest category that gets a card (e.g. {"ascvd-pce-10y" = "intermediate"}); predictions
+    # below it are still made and recorded, they just do not interrupt the clinician
+    min_category: dict[str, str] = {}
+    details_ttl_seconds: int = Field(default=12 * 3600, ge=60, le=7 * 24 * 3600)  # life of a card's details link
 
 
 class MappingSettings(_Section):
@@ -189,6 +202,7 @@ class Settings(BaseSettings):
     auth: AuthConfig = AuthConfig()
     cors: CorsSettings = CorsSettings()
     cards: CardsSettings = CardsSettings()
+    services: ServicesSettings = ServicesSettings()
     mapping: MappingSettings = MappingSettings()
     preview: PreviewSettings = PreviewSettings()
     base_dir: Path = Path(".")  # relative paths in the file are relative to the file's folder

@@ -17,6 +17,7 @@ from typing import Any
 import fhirpathpy
 
 from fhir_mapping.expressions import ExpressionError, compiled_expression
+from fhir_mapping.formatting import quantity, unit_label
 from fhir_mapping.fhirdates import age_in_years, parse_fhir_date, parse_fhir_datetime
 from fhir_mapping.index import Resource, ResourceIndex, as_list, codings
 from fhir_mapping.medications import MedicationView, Recognition, medication_view, shipped_class_ids
@@ -303,7 +304,7 @@ class _Context:
             found = [res for res in found if _fhirpath_true(source.where, res)]
         return found
 
-    def _unrecognised_note(self, feature: Feature) -> str | None:
+    def _unrecognised(self, feature: Feature) -> tuple[str | None, list[str]]:
         """'2 active medications not recognised as antihypertensive: A; B' for the medications that are current
         (status, intent, period) but were not recognised as the class, or not counted with the reason."""
         names: list[str] = []
@@ -321,13 +322,13 @@ class _Context:
             if name not in names:
                 names.append(name)
         if not names:
-            return None
+            return None, []
         classes = sorted({s.medication_class for s in feature.sources if s.medication_class})
         title = " or ".join(self.valuesets.drug_class(c).title for c in classes)
         shown = "; ".join(names[:4]) + (f"; and {len(names) - 4} more" if len(names) > 4 else "")
         many = len(names) > 1
         return (f"{len(names)} active medication{'s' if many else ''} not recognised as {title}: {shown} — "
-                f"check {'whether any is' if many else 'whether it is'} {title}")
+                f"check {'whether any is' if many else 'whether it is'} {title}"), names
 
     def _identified_elsewhere(self, view: MedicationView, feature: Feature) -> bool:
         own = {s.medication_class for s in feature.sources if s.medication_class}
@@ -342,7 +343,7 @@ class _Context:
             rec = self._recognised.get(id(res))
             code = next((f"{s}|{c}" for s, c, _ in view.codings), None)
             return SourceRef(reference=self.index.ref(res), resource_type=source.resource,
-                             date=_medication_date(res), code=code, display=view.name,
+                             date=_medication_date(res), code=code, display=rec.drug if rec else view.name,
                              note=f"recognised by {rec.how}" if rec else None)
         concept = self.index.medication_concept(res) if source.resource.startswith("Medication") else res.get("code")
         code = display = None
@@ -483,7 +484,7 @@ class _Context:
             unit, display = None, display if agg == "exists" else f"{int(value)}"
         ref = chosen[0].ref
         if feature.value == "exists" and ref.resource_type.startswith("Medication") and ref.note:
-            display = f"{display or 'Yes'} — {ref.display}, {ref.note}"
+            display = f"Yes — {ref.display}, {ref.note}"
         when_text = None
         if latest is not None:
             # vital signs read over hours are shown with the local time, labs and diagnoses with the date
@@ -496,14 +497,14 @@ class _Context:
         )
 
     def _absent(self, name: str, feature: Feature, ignored: list[SourceRef]) -> FeatureValue | MissingFeature:
-        unrecognised = self._unrecognised_note(feature) if self._other_medications else None
+        unrecognised, names = self._unrecognised(feature) if self._other_medications else (None, [])
         if feature.default is not None:
             note = f"{feature.default_note}; {unrecognised}" if unrecognised and feature.default_note else \
                 feature.default_note
             return FeatureValue(
                 name=name, value=feature.default, unit=feature.unit if feature.value == "quantity" else None,
                 label=feature.label, display=display_value(feature, feature.default), defaulted=True,
-                note=note, sources=ignored,
+                note=note, sources=ignored, unrecognised=names,
             )
         window = f" in the last {_window(feature.lookback_days)}" if feature.lookback_days else ""
         reason = f"Nothing usable on record{window}"
@@ -705,11 +706,9 @@ def display_value(feature: Feature, value: float) -> str | None:
     if key in feature.display:
         return feature.display[key]
     if feature.value == "quantity" and feature.unit:
-        return f"{_fmt(round(float(value), 2))} {_unit_label(feature.unit)}"
+        return quantity(float(value), feature.unit, 2 if abs(value) < 10 else 1)
     return None
 
 
 def _unit_label(unit: str) -> str:
-    return {"mm[Hg]": "mmHg", "Cel": "°C", "mL/min/{1.73_m2}": "mL/min/1.73 m²", "kg/m2": "kg/m²", "/min": "/min"}.get(
-        unit, unit
-    )
+    return unit_label(unit)

@@ -39,6 +39,7 @@ class FeatureValue:
     sources: list[SourceRef] = field(default_factory=list)
     defaulted: bool = False  # True when the value is the spec's documented default (no data)
     note: str | None = None  # e.g. "no diabetes diagnosis on record: assumed absent"
+    unrecognised: list[str] = field(default_factory=list)  # active medications not recognised as the feature's class
     date: str | None = None  # date of the source the value came from (latest one for aggregates)
 
     def to_dict(self) -> dict[str, Any]:

@@ -5,12 +5,13 @@ The reasons are written for the card, naming the input, the patient's value and 
 
 from __future__ import annotations
 
+from fhir_mapping.formatting import number, quantity, value_range
 from fhir_mapping.result import MappingResult
 from inference.manifest import Condition, Manifest, PopulationRule
 
 
 def _fmt(value: float) -> str:
-    return f"{value:.2f}".rstrip("0").rstrip(".")
+    return number(value, 1 if abs(value) >= 10 else 2)
 
 
 def _value_of(name: str, values: dict[str, float], mapping: MappingResult | None) -> float | None:
@@ -59,10 +60,9 @@ def refusal_reasons(manifest: Manifest, values: dict[str, float], mapping: Mappi
             continue
         low, high = spec.range
         if not low <= value <= high:
-            unit = f" {spec.unit}" if spec.unit and spec.unit not in ("1", "a") else ""
-            years = " years" if spec.unit == "a" else ""
+            decimals = 1 if max(abs(low), abs(high), abs(value)) >= 10 else 2
             reasons.append(
-                f"{spec.label} {_fmt(value)}{unit}{years} is outside the range the model was validated for "
-                f"({_fmt(low)}–{_fmt(high)}{unit}{years})"
+                f"{spec.label} {quantity(value, spec.unit, decimals)} is outside the range the model was validated "
+                f"for ({value_range(low, high, spec.unit, decimals)})"
             )
     return reasons

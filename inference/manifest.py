@@ -128,6 +128,17 @@ class CardSpec(_Strict):
     risk_assessment_code: dict[str, str] | None = None  # RiskAssessment.code / prediction outcome coding
 
 
+class WhatIf(_Strict):
+    """A named what-if scenario for the details page: set some inputs to new values and recompute with the same model
+    version (an estimate from the equations, not a trial's treatment effect)."""
+
+    label: str = Field(max_length=80)  # "Blood pressure treated to 130 mmHg"
+    set: dict[str, float]  # input name -> value (in the input's unit; binary inputs 0/1)
+    # offered only when these hold for the patient's current values (e.g. "stop smoking" only for a smoker)
+    applies_when: tuple[Condition, ...] = ()
+    note: str | None = None  # what the scenario assumes, shown next to its result
+
+
 class Manifest(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
     version: str = Field(pattern=r"^[0-9A-Za-z.+-]{1,32}$")
@@ -144,10 +155,15 @@ class Manifest(_Strict):
     explain: Explain | None = None
     card: CardSpec
     limitations: tuple[str, ...] = ()
+    # services answering the same clinical question (e.g. PREVENT base and with add-ons) share a `question`; discovery
+    # lists only the one with the lowest `question_rank` per hook unless the deployment lists more (services.listed)
+    question: str | None = None
+    question_rank: int = 0
     intended_population: str
     citation: str
     citation_url: str | None = None
     model_card: dict[str, Any]
+    what_if: tuple[WhatIf, ...] = ()  # scenarios offered on the details page
 
     @model_validator(mode="after")
     def _coherent(self) -> Manifest:
@@ -178,7 +194,28 @@ class Manifest(_Strict):
             unknown = [f for f in self.explain.features if f not in names]
             if unknown:
                 raise ValueError(f"explain.features not among inputs: {', '.join(unknown)}")
+        self._check_what_if()
         return self
+
+    def _check_what_if(self) -> None:
+        by_name = {i.name: i for i in self.inputs}
+        labels = [w.label for w in self.what_if]
+        if len(set(labels)) != len(labels):
+            raise ValueError("what_if labels must be unique")
+        for w in self.what_if:
+            if not w.set:
+                raise ValueError(f"what_if '{w.label}': `set` names no input")
+            for name, value in w.set.items():
+                spec_in = by_name.get(name)
+                if spec_in is None:
+                    raise ValueError(f"what_if '{w.label}': '{name}' is not an input of the model")
+                if spec_in.kind == "binary" and value not in (0, 1):
+                    raise ValueError(f"what_if '{w.label}': {name} is binary (0 or 1)")
+                if spec_in.range is not None and not spec_in.range[0] <= value <= spec_in.range[1]:
+                    raise ValueError(f"what_if '{w.label}': {name} {value} is outside the input's range")
+            for cond in w.applies_when:
+                if cond.feature not in by_name:
+                    raise ValueError(f"what_if '{w.label}': applies_when names '{cond.feature}', not an input")
 
     @property
     def primary(self) -> Output:

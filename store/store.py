@@ -174,6 +174,24 @@ class Store:
                 .where(CardRow.card_uuid == card_uuid)).scalars().all()
             return [_prediction_dict(p) for p in rows]
 
+    def prediction(self, prediction_id: str) -> dict[str, Any] | None:
+        """One stored prediction with its features (value, unit, defaulted, source references) and cards, or None."""
+        with self._sessions() as session:
+            p = session.get(Prediction, prediction_id)
+            if p is None:
+                return None
+            out = _prediction_dict(p)
+            out["features"] = {
+                fv.name: {"value": fv.value, "unit": fv.unit, "defaulted": bool(fv.defaulted),
+                          "sources": list(fv.source_refs or [])}
+                for fv in session.execute(select(FeatureValueRow).where(FeatureValueRow.prediction_id == prediction_id)
+                                          .order_by(FeatureValueRow.id)).scalars()
+            }
+            out["cards"] = [{"uuid": c.card_uuid, "summary": c.summary, "indicator": c.indicator}
+                            for c in session.execute(select(CardRow).where(CardRow.prediction_id == prediction_id)
+                                                     ).scalars()]
+            return out
+
     def predictions(self, *, hook_instance: str | None = None, model_id: str | None = None,
                     since: datetime | None = None) -> list[dict[str, Any]]:
         query = select(Prediction).order_by(Prediction.created_at)

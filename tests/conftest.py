@@ -30,6 +30,10 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     jwks = json.loads((KEYS / "local" / "jwks.json").read_text())
     base: dict[str, Any] = {
         "server": {"public_base_url": "http://testserver"},  # TestClient's URL: the configured JWT audience base
+        # tests reach every service through discovery; one-per-question listing is tested on its own
+        "services": {"one_per_question": False},
+        # a loaded CI machine must not turn an in-process FHIR answer into a missed deadline (deadline tests set theirs)
+        "prefetch": {"deadline_seconds": 5.0},
         "models": {"root": str(MODELS)},
         "store": {"url": f"sqlite:///{tmp_path / 'store.sqlite3'}", "hmac_secret": "test-secret-0123456789",
                   "spool_dir": str(tmp_path / "spool")},

@@ -18,8 +18,8 @@ from cds_hooks.app import create_app
 from conftest import SignedClient, make_settings
 
 SERVICE = "/cds-services/ascvd-pce-10y"
-DEADLINE = 0.8
-MARGIN = 8.0  # scheduling delay allowed on a fully loaded 2-core machine; far below the 20 s slow fault
+DEADLINE = 4.0  # far above what a loaded machine needs for a real answer, far below the 20 s slow fault
+MARGIN = 8.0  # scheduling delay allowed on a fully loaded 2-core machine
 
 
 @pytest.fixture
@@ -91,7 +91,12 @@ def test_operation_outcome_key_is_refetched(fhir_server: FhirTestServer, api_for
     resp = api.post(SERVICE, json=with_server(fhir_server, pid, {"observation-hdl": outcome}))
     assert resp.status_code == 200
     assert any("2085-9" in r["path"] for r in fhir_server.requests())
-    assert "HDL cholesterol: **50 mg/dL**" in resp.json()["cards"][0]["detail"]
+    card = resp.json()["cards"][0]
+    assert "not calculated" not in card["summary"] and "%" in card["summary"]
+    state = api.app.state.cds
+    assert state.recorder.flush(10)
+    stored = state.store.prediction(state.store.predictions_for_card(card["uuid"])[0]["prediction_id"])
+    assert stored["features"]["hdl"]["value"] == 50  # read from the re-fetched key
 
 
 def test_paging_is_followed(fhir_server: FhirTestServer, api_for: Any) -> None:

@@ -65,17 +65,18 @@ def test_card_follows_the_spec(api: Any) -> None:
     for key, value in card.items():
         assert value not in (None, "", [], {}), f"empty optional field {key}"
     detail = card["detail"]
-    for needle in ("Total cholesterol", "213 mg/dL", "HDL cholesterol", "Systolic blood pressure", "150 mmHg",
-                   "Current smoker", "What raises / lowers", "v1.0.0", "Limitations"):
+    for needle in ("Systolic blood pressure: **150 mmHg**", "Smoking status: **Current smoker**", "**Consider:**"):
         assert needle in detail
+    assert "Observation/" not in detail and "mm[Hg]" not in detail  # no resource ids, no raw UCUM on the card
+    assert card["links"][0]["label"] == "Full reasoning, sources and what-if"  # everything else is one click away
     assert all(r["display"] for r in card["overrideReasons"])
 
 
 def test_race_not_recorded_uses_white_equations_and_says_so(api: Any) -> None:
     card = call(api, F.pce_record(race=None)).json()["cards"][0]
     assert round(risk_assessment(card)["prediction"][0]["probabilityDecimal"] * 100, 1) == 2.1
-    assert "white-race equations are used" in card["detail"]
-    assert "_assumed_" in card["detail"]
+    assert "Race (equation set): White equations (recorded: not recorded)" in card["detail"]
+    assert "_Assumed:_" in card["detail"]
 
 
 def test_missing_lipids_offers_a_lipid_panel_order(api: Any) -> None:

@@ -1,0 +1,284 @@
+"""What the details page shows for one stored prediction: the number as on the card, every input with its value,
+readable unit, date and FHIR source, what was assumed or missing (and how to fix it), the explanation as a chart,
+secondary outputs, limitations, population, citation and the what-if controls.
+
+Everything here is computed from the stored prediction (no patient identifiers: the store has only HMAC keys, and
+source references to the Patient or Encounter have lost their id) and the model version that made it. The
+explanation is recomputed with that version: exact Shapley values against the manifest's reference patient, as on the
+card.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from cards.fhir_resources import format_output
+from fhir_mapping.formatting import number, quantity, unit_label, value_range
+from fhir_mapping.mapper import display_value
+from fhir_mapping.spec import Feature
+from inference.explain import coalition_matrix, shapley_values
+from inference.guards import unmet
+from inference.manifest import Input, Manifest, Output, WhatIf
+from inference.runtime import ModelRuntime
+
+FIXED_DEMOGRAPHICS = ("gender", "race", "ethnicity")  # not offered as what-if inputs (they are not modifiable)
+
+
+def feature_values(pred: dict[str, Any]) -> dict[str, float]:
+    """The stored feature values by name (features without a usable value are left out)."""
+    out: dict[str, float] = {}
+    for name, fv in (pred.get("features") or {}).items():
+        value = fv.get("value")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out[name] = float(value)
+    return out
+
+
+def output_text(out: Output, value: float) -> str:
+    """An output as the card shows it (format_output), with its readable unit for a measured value."""
+    text = format_output(out.kind, value, out.decimals)
+    label = unit_label(out.unit) if out.kind == "value" else ""
+    return f"{text} {label}" if label else text
+
+
+def input_value_text(spec_in: Input, feature: Feature | None, value: float) -> str:
+    """'150 mmHg', '55 years', 'Current smoker', 'Yes (active antihypertensive)'."""
+    if feature is not None:
+        shown = display_value(feature, value)
+        if shown:
+            return shown
+    if spec_in.kind == "binary":
+        return "Yes" if value == 1 else "No"
+    return quantity(value, spec_in.unit, 2 if abs(value) < 10 else 1)
+
+
+def range_text(spec_in: Input) -> str | None:
+    if spec_in.range is None:
+        return None
+    return value_range(spec_in.range[0], spec_in.range[1], spec_in.unit)
+
+
+def _source_row(fv: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The first source reference and its date, unless it is the Patient (whose id the store never keeps)."""
+    for src in fv.get("sources") or []:
+        ref = str(src.get("reference") or "")
+        if ref in ("", "Patient", "Encounter", "RelatedPerson", "urn"):
+            return ("Patient record" if ref == "Patient" else None), None
+        date = src.get("date")
+        return ref, (str(date)[:10] if date else None)
+    return None, None
+
+
+def _row(name: str, label: str, fv: dict[str, Any] | None, spec_in: Input | None, feature: Feature | None,
+         missing_reason: str | None) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": name, "label": label, "value": None, "date": None, "source": None, "flags": [],
+                           "note": None, "range": range_text(spec_in) if spec_in else None}
+    if fv is None or fv.get("value") is None:
+        row["value"] = "missing"
+        row["flags"].append("missing")
+        row["note"] = missing_reason
+        return row
+    value = float(fv["value"])
+    if fv.get("defaulted"):
+        row["flags"].append("assumed")
+        row["note"] = feature.default_note if feature else None
+        if fv.get("unit") is not None:  # a placeholder quantity (an add-on input not measured) is never shown as data
+            row["value"] = "not recorded"
+            return row
+    if spec_in is not None:
+        row["value"] = input_value_text(spec_in, feature, value)
+    else:
+        row["value"] = (display_value(feature, value) if feature else None) or number(value, 2)
+    if not fv.get("defaulted"):
+        row["source"], row["date"] = _source_row(fv)
+    return row
+
+
+def input_rows(manifest: Manifest, features: dict[str, Feature], pred: dict[str, Any]) -> dict[str, list]:
+    """Every model input, then every other feature read (population checks), each with value, date and source."""
+    stored = pred.get("features") or {}
+    missing = pred.get("missing") or {}
+    inputs = [_row(i.name, features[i.name].label if i.name in features else i.label, stored.get(i.name), i,
+                   features.get(i.name), missing.get(i.name)) for i in manifest.inputs]
+    input_names = {i.name for i in manifest.inputs}
+    checked = []
+    for rule in manifest.population:
+        if rule.feature in input_names or any(r["name"] == rule.feature for r in checked):
+            continue
+        feature = features.get(rule.feature)
+        row = _row(rule.feature, feature.label if feature else rule.feature, stored.get(rule.feature), None, feature,
+                   missing.get(rule.feature))
+        row["rule"] = rule.reason
+        checked.append(row)
+    return {"inputs": inputs, "checked": checked}
+
+
+def missing_rows(manifest: Manifest, features: dict[str, Feature], pred: dict[str, Any]) -> list[dict[str, Any]]:
+    """What could not be read, why, and how to fix it (the test to order, the spec's note)."""
+    relevant = {i.name for i in manifest.inputs} | {r.feature for r in manifest.population}
+    rows = []
+    for name, reason in (pred.get("missing") or {}).items():
+        if name not in relevant:
+            continue
+        feature = features.get(name)
+        fix = []
+        if feature is not None and feature.missing_note:
+            fix.append(feature.missing_note)
+        if feature is not None and feature.order is not None:
+            fix.append(f"order: {feature.order.display} ({_system_name(feature.order.system)} {feature.order.code})")
+        rows.append({"label": feature.label if feature else name, "reason": reason, "fix": "; ".join(fix) or None})
+    return rows
+
+
+def _system_name(system: str) -> str:
+    return {"http://loinc.org": "LOINC", "http://snomed.info/sct": "SNOMED CT"}.get(system, system)
+
+
+def contribution_rows(runtime: ModelRuntime, values: dict[str, float], features: dict[str, Feature]
+                      ) -> dict[str, Any] | None:
+    """Exact Shapley contributions of the explained inputs (same model version, same reference patient as the card),
+    as rows for a bar chart; None when the model has no explanation or an input is not known."""
+    manifest = runtime.manifest
+    explain = manifest.explain
+    if explain is None or any(i.name not in values for i in manifest.inputs):
+        return None
+    names = [i.name for i in manifest.inputs]
+    patient = np.array([values[n] for n in names], dtype=np.float64)
+    baseline = patient.copy()
+    for name, value in explain.baseline.items():
+        baseline[names.index(name)] = value
+    columns = [names.index(f) for f in explain.features]
+    out = runtime.run_matrix(coalition_matrix(patient, baseline, columns))
+    target_name = explain.output or manifest.primary.name
+    target = next(o for o in manifest.outputs if o.name == target_name)
+    series = out[target_name]
+    if not np.all(np.isfinite(series)):
+        return None
+    phi = shapley_values(series, len(columns))
+    by_name = {i.name: i for i in manifest.inputs}
+    rows = []
+    scale = max((abs(float(d)) for d in phi), default=0.0) or 1.0
+    for name, delta in sorted(zip(explain.features, phi), key=lambda t: -abs(float(t[1]))):
+        delta = float(delta)
+        spec_in = by_name[name]
+        feature = features.get(name)
+        label = (feature.label if feature else spec_in.label)
+        shown = input_value_text(spec_in, feature, values[name]).split(" — ")[0]
+        half = 100.0 * abs(delta) / scale  # the chart is 200 units wide, zero in the middle
+        negligible = abs(delta) < (0.0005 if target.kind == "probability" else 0.005)
+        rows.append({
+            "label": f"{label}: {shown}",
+            "delta": delta,
+            "text": "none (as the reference)" if negligible else _delta_text(target, delta),
+            "x": round(100.0 - half if delta < 0 else 100.0, 3),
+            "width": round(max(half, 0.0), 3),
+            "direction": "none" if negligible else "raises" if delta > 0 else "lowers",
+        })
+    return {
+        "rows": rows,
+        "reference_label": explain.baseline_label,
+        "reference_value": output_text(target, float(series[0])),
+        "patient_value": output_text(target, float(series[-1])),
+        "output_label": target.label,
+        "kind": target.kind,
+    }
+
+
+def _delta_text(out: Output, delta: float) -> str:
+    sign = "+" if delta >= 0 else "−"
+    if out.kind == "probability":
+        return f"{sign}{abs(delta) * 100:.{out.decimals}f} percentage points"
+    return f"{sign}{number(abs(delta), max(out.decimals, 1))}"
+
+
+def scenario_applies(scenario: WhatIf, values: dict[str, float]) -> str | None:
+    """Why the scenario is not offered for these values (None when it is): a condition that does not hold, or a
+    scenario that would change nothing."""
+    reason = unmet(scenario.applies_when, values, None)
+    if reason is not None:
+        return reason
+    if all(values.get(name) == value for name, value in scenario.set.items()):
+        return "it would change nothing"
+    return None
+
+
+def what_if_inputs(runtime: ModelRuntime, values: dict[str, float]) -> list[dict[str, Any]]:
+    """The inputs offered as editable what-if fields: every input except fixed demographics (sex, race) and flags
+    computed from another input (e.g. "UACR measured")."""
+    features = runtime.spec.features
+    fields = []
+    for spec_in in runtime.manifest.inputs:
+        feature = features.get(spec_in.name)
+        if feature is not None and (feature.demographic in FIXED_DEMOGRAPHICS or feature.present_of is not None):
+            continue
+        current = values.get(spec_in.name)
+        field: dict[str, Any] = {"name": spec_in.name, "label": feature.label if feature else spec_in.label,
+                                 "kind": spec_in.kind, "unit": unit_label(spec_in.unit) if spec_in.unit != "1" else "",
+                                 "current": None if current is None else number(current, 3)}
+        if spec_in.kind == "binary":
+            field["options"] = [(v, (display_value(feature, float(v)) if feature else None) or ("Yes" if v else "No"))
+                                for v in (1, 0)]
+        else:
+            field["min"] = number(spec_in.range[0], 3) if spec_in.range else None
+            field["max"] = number(spec_in.range[1], 3) if spec_in.range else None
+        fields.append(field)
+    return fields
+
+
+def details_view(pred: dict[str, Any], runtime: ModelRuntime | None, manifest: Manifest | None = None
+                 ) -> dict[str, Any]:
+    """The page's view model for a stored prediction (runtime: the model version that made it, when loaded)."""
+    manifest = runtime.manifest if runtime is not None else manifest
+    if manifest is None:
+        raise ValueError("no manifest for the prediction's model version")
+    features: dict[str, Feature] = dict(runtime.spec.features) if runtime is not None else {}
+    values = feature_values(pred)
+    outputs = pred.get("outputs") or None
+    primary = manifest.primary
+    view: dict[str, Any] = {
+        "m": manifest,
+        "title": manifest.card.short_title,
+        "model_id": manifest.id,
+        "model_version": pred.get("model_version") or manifest.version,
+        "created_at": pred["created_at"].strftime("%Y-%m-%d %H:%M UTC") if pred.get("created_at") else None,
+        "card_summaries": [c["summary"] for c in pred.get("cards") or []],
+        "refusals": list(pred.get("guard_reasons") or []),
+        "missing": missing_rows(manifest, features, pred),
+        "other_outputs": [],
+        "withheld": [],
+        "contributions": None,
+        "scenarios": [],
+        "unavailable_scenarios": [],
+        "what_if_fields": [],
+        "what_if_ready": runtime is not None,
+        **input_rows(manifest, features, pred),
+    }
+    if outputs and primary.name in outputs:
+        category = next((c for c in manifest.categories if c.label == pred.get("category")), None)
+        view["status"] = "result"
+        view["value_text"] = output_text(primary, float(outputs[primary.name]))
+        view["category"] = pred.get("category")
+        view["category_description"] = category.description if category else None
+        view["guidance"] = category.guidance if category else None
+        view["indicator"] = category.indicator if category else "info"
+        view["other_outputs"] = [{"label": o.label, "text": output_text(o, float(outputs[o.name]))}
+                                 for o in manifest.outputs if not o.primary and o.name in outputs]
+        for o in manifest.outputs:
+            if not o.primary and o.name not in outputs and o.applies_when:
+                reason = unmet(o.applies_when, values, None)
+                view["withheld"].append({"label": o.label, "reason": reason or "not given"})
+        if runtime is not None:
+            view["contributions"] = contribution_rows(runtime, values, features)
+    else:
+        view["status"] = "refused" if view["refusals"] else "missing"
+        view["indicator"] = "info"
+    if runtime is not None:
+        for scenario in manifest.what_if:
+            why_not = scenario_applies(scenario, values)
+            entry = {"label": scenario.label, "note": scenario.note, "reason": why_not}
+            (view["unavailable_scenarios"] if why_not else view["scenarios"]).append(entry)
+        view["what_if_fields"] = what_if_inputs(runtime, values)
+    return view

@@ -1,0 +1,144 @@
+"""What-if, in the manner of the ACC ASCVD Risk Estimator Plus: change some inputs (a named scenario from the
+manifest, or values typed in) and recompute the outputs with the same ONNX model version that made the prediction.
+
+The answer is an estimate from the model's equations for changed inputs, never a measured or trial-based treatment
+effect, and says so. The model's guards apply as they do to a hook call: an input outside the range the model was
+validated for, a patient outside its population, or an input still unknown gives no number (422 naming the input).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from cds_hooks.details.view import feature_values, input_value_text, output_text, range_text, scenario_applies
+from inference.guards import unmet
+from inference.manifest import Manifest
+from inference.runtime import ModelRuntime
+
+ESTIMATE_NOTE = ("Estimate: the same model recomputed with the changed inputs. It is not a measured value, and not "
+                 "the effect of a treatment shown in trials.")
+MAX_CHANGES = 32
+
+
+class WhatIfError(ValueError):
+    """A what-if request the model cannot answer (422), naming the input it is about."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.field = message, field
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise WhatIfError(f"{name}: the value must be a number", name)
+    value = float(value)
+    if not math.isfinite(value):
+        raise WhatIfError(f"{name}: the value must be a finite number", name)
+    return value
+
+
+def requested_changes(manifest: Manifest, body: Any, values: dict[str, float]) -> tuple[str | None, str | None,
+                                                                                         dict[str, float]]:
+    """(scenario label, scenario note, {input: new value}) from a request body: {"scenario": label} or
+    {"set": {input: value}}; raises WhatIfError for anything else."""
+    if not isinstance(body, dict) or not body.keys() & {"scenario", "set"} or body.keys() - {"scenario", "set"}:
+        raise WhatIfError('the body must be {"scenario": "<label>"} or {"set": {"<input>": <value>}}', None)
+    label, note, changes = None, None, {}
+    if "scenario" in body:
+        label = body["scenario"]
+        scenario = next((w for w in manifest.what_if if w.label == label), None) if isinstance(label, str) else None
+        if scenario is None:
+            offered = "; ".join(w.label for w in manifest.what_if) or "none"
+            raise WhatIfError(f"no what-if scenario named {str(label)[:80]!r} (this model offers: {offered})",
+                              "scenario")
+        why_not = scenario_applies(scenario, values)
+        if why_not is not None:
+            raise WhatIfError(f"{scenario.label}: not applicable for this patient ({why_not})", "scenario")
+        changes.update(scenario.set)
+        note = scenario.note
+    if "set" in body:
+        given = body["set"]
+        if not isinstance(given, dict) or not given or len(given) > MAX_CHANGES:
+            raise WhatIfError("set: an object naming at least one input and its new value", "set")
+        inputs = {i.name: i for i in manifest.inputs}
+        for name, value in given.items():
+            spec_in = inputs.get(name) if isinstance(name, str) else None
+            if spec_in is None:
+                known = ", ".join(inputs)
+                raise WhatIfError(f"set: {str(name)[:60]!r} is not an input of {manifest.id} (inputs: {known})",
+                                  f"set.{str(name)[:60]}")
+            number = _number(value, name)
+            if spec_in.kind == "binary" and number not in (0.0, 1.0):
+                raise WhatIfError(f"{spec_in.label} ({name}) is yes/no: 1 or 0, not {value!r}", f"set.{name}")
+            changes[name] = number
+    return label, note, changes
+
+
+def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[str, Any]:
+    """Recompute the prediction's outputs with the changes the body asks for (same model version)."""
+    manifest = runtime.manifest
+    current = feature_values(pred)
+    label, note, changes = requested_changes(manifest, body, current)
+    values = {**current, **changes}
+    unknown = [i for i in manifest.inputs if i.name not in values]
+    if unknown:
+        names = ", ".join(f"{i.label} ({i.name})" for i in unknown)
+        raise WhatIfError(f"not known for this patient, so give a value: {names}", f"set.{unknown[0].name}")
+    for rule in manifest.population:
+        value = values.get(rule.feature)
+        if value is None or not rule.holds(value):
+            raise WhatIfError(f"no estimate: {rule.reason}", rule.feature)
+    for spec_in in manifest.inputs:
+        value = values[spec_in.name]
+        if spec_in.range is not None and not spec_in.range[0] <= value <= spec_in.range[1]:
+            raise WhatIfError(
+                f"{spec_in.label} ({spec_in.name}) {input_value_text(spec_in, None, value)} is outside the range the "
+                f"model was validated for ({range_text(spec_in)})", f"set.{spec_in.name}")
+    row = np.array([[values[i.name] for i in manifest.inputs]], dtype=np.float64)
+    got = runtime.run_matrix(row)
+    outputs = {name: float(arr[0]) for name, arr in got.items()}
+    bad = [name for name, v in outputs.items() if not math.isfinite(v)]
+    if bad:
+        raise WhatIfError(f"the model produced no finite {', '.join(bad)} for these inputs", None)
+    withheld = {}
+    for out in manifest.outputs:
+        if out.applies_when:
+            reason = unmet(out.applies_when, values, None)
+            if reason is not None:
+                withheld[out.name] = reason
+    shown = {k: v for k, v in outputs.items() if k not in withheld}
+    category = manifest.category_for(shown)
+    primary = manifest.primary
+    stored = pred.get("outputs") or {}
+    by_name = {i.name: i for i in manifest.inputs}
+    features = runtime.spec.features
+    return {
+        "estimate": True,
+        "note": ESTIMATE_NOTE,
+        "scenario": label,
+        "scenario_note": note,
+        "model": {"id": manifest.id, "version": manifest.version},
+        "changed": [
+            {"name": name, "label": features[name].label if name in features else by_name[name].label,
+             "from": current.get(name), "to": value,
+             "from_text": (input_value_text(by_name[name], features.get(name), current[name])
+                           if name in current else "not known"),
+             "to_text": input_value_text(by_name[name], features.get(name), value)}
+            for name, value in changes.items()
+        ],
+        "inputs": {i.name: values[i.name] for i in manifest.inputs},
+        "outputs": [
+            {"name": o.name, "label": o.label, "primary": o.primary, "value": outputs[o.name],
+             "text": output_text(o, outputs[o.name]),
+             "current_text": output_text(o, float(stored[o.name])) if o.name in stored else None,
+             "withheld": withheld.get(o.name)}
+            for o in manifest.outputs
+        ],
+        "primary": {"label": primary.label, "value": outputs[primary.name],
+                    "text": output_text(primary, outputs[primary.name]), "category": category.label},
+        "current": ({"text": output_text(primary, float(stored[primary.name])), "category": pred.get("category")}
+                    if primary.name in stored else None),
+    }

@@ -1,0 +1,83 @@
+"""How numbers and units read wherever a person reads them: cards, refusals, model cards, reports.
+
+One module so that a clinician never meets raw UCUM ("mL/min/{1.73_m2}", "mm[Hg]"), float noise
+("0.0038208961486816406") or a summary cut in the middle of a word or unit.
+"""
+
+from __future__ import annotations
+
+import math
+
+# UCUM codes as a clinician writes them
+_UNITS = {
+    "mm[Hg]": "mmHg", "Cel": "°C", "[degF]": "°F", "mL/min/{1.73_m2}": "mL/min/1.73 m²", "kg/m2": "kg/m²",
+    "/min": "/min", "a": "years", "%": "%", "mg/dL": "mg/dL", "mmol/L": "mmol/L", "umol/L": "µmol/L", "mg/g": "mg/g",
+    "mg/mmol": "mg/mmol", "L/min": "L/min", "kg": "kg", "cm": "cm", "1": "", "{score}": "", "d": "days",
+}
+
+
+def unit_label(unit: str | None) -> str:
+    """A UCUM code as people write it: braces and brackets gone, superscripts where they belong."""
+    if not unit:
+        return ""
+    if unit in _UNITS:
+        return _UNITS[unit]
+    text = unit.replace("[", "").replace("]", "")
+    while "{" in text and "}" in text:  # UCUM annotations are comments: drop them
+        start = text.index("{")
+        end = text.index("}", start)
+        text = (text[:start] + text[end + 1:]).strip()
+    return text.replace("m2", "m²").replace("/ ", "/")
+
+
+def number(value: float, decimals: int = 1) -> str:
+    """At most `decimals` decimals, trailing zeros dropped: 99.15 -> '99.2', 40.0 -> '40', 0.05 -> '0.05' (decimals=2)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return str(value)
+    text = f"{value:.{max(decimals, 0)}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def quantity(value: float, unit: str | None, decimals: int = 1) -> str:
+    """'145 mmHg', '1.2 mg/dL', '37 °C', '62 years'."""
+    label = unit_label(unit)
+    shown = number(value, decimals)
+    return f"{shown} {label}" if label else shown
+
+
+def value_range(low: float, high: float, unit: str | None, decimals: int = 1) -> str:
+    """'10–60 mL/min/1.73 m²', '40–79 years'."""
+    label = unit_label(unit)
+    text = f"{number(low, decimals)}–{number(high, decimals)}"
+    return f"{text} {label}" if label else text
+
+
+def clip_words(text: str, limit: int) -> str:
+    """Text of at most `limit` characters that never ends inside a word or unit: cut at a space and add '…'."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:—-(") + "…"
+
+
+def first_sentence(text: str | None) -> str | None:
+    """The first sentence (for a one-line recommended action on a card)."""
+    if not text:
+        return None
+    text = " ".join(text.split())
+    for i, ch in enumerate(text):
+        if ch != "." or i < 20:
+            continue
+        if i + 1 == len(text):
+            return text
+        rest = text[i + 1:]
+        word = text[: i + 1].rsplit(" ", 1)[-1].lstrip("(").lower()
+        if rest.startswith(" ") and rest[1:2].isupper() and word not in ("e.g.", "i.e.", "etc.", "vs.", "approx."):
+            return text[: i + 1]
+    return text

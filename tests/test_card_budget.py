@@ -1,0 +1,104 @@
+"""Cards a clinician reads in five seconds (issue #13): for every shipped service and every example patient, the
+summary is under 140 characters and ends on a whole word, the detail's visible text is at most 700 characters, and no
+card text shows a resource id, raw UCUM, or a number with more digits than the model's precision."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from cds_hooks.bundle_prefetch import bundle_resources, prefetch_from_resources
+from cds_hooks.preview_examples import example_bundle, list_examples
+from realworld import shapes
+
+MAX_VISIBLE = 700
+RESOURCE_ID = re.compile(r"\b(Observation|Condition|MedicationRequest|MedicationStatement|Patient|Procedure|"
+                         r"Encounter|Medication)/[A-Za-z0-9\-.]+")
+UCUM_NOISE = re.compile(r"\{[^}]*\}|mm\[Hg\]|\[degF\]|\bCel\b")
+LONG_FLOAT = re.compile(r"\d\.\d{3,}")
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    from cds_hooks.app import create_app
+    from cds_hooks.signing import load_local_key
+    from conftest import KEYS, SignedClient, make_settings
+
+    with TestClient(create_app(make_settings(tmp_path_factory.mktemp("budget")))) as tc:
+        yield SignedClient(tc, load_local_key(KEYS / "local"))
+
+
+def _examples() -> list[tuple[str, dict[str, Any], str | None]]:
+    now = datetime.now(UTC)
+    out = [(e["id"], example_bundle(e["id"], now), e["encounterId"]) for e in list_examples()]
+    out += [(f"corpus-{name}", shapes.shift_to_now(shapes.load_base(name)), None)
+            for name in shapes.patient_files()[:12]]
+    return [(name, bundle, enc) for name, bundle, enc in out if bundle is not None]
+
+
+EXAMPLES = _examples()
+
+
+def visible_text(markdown: str) -> str:
+    """What a sidebar shows: Markdown markers and escapes removed."""
+    text = re.sub(r"\\(.)", r"\1", markdown)
+    text = re.sub(r"\*\*|(?<!\w)_|_(?!\w)", "", text)
+    text = re.sub(r"^\s*- ", "", text, flags=re.M)
+    return " ".join(text.split())
+
+
+def _cards_for_all(client: Any, bundle: dict[str, Any], encounter: str | None) -> list[tuple[str, dict[str, Any]]]:
+    services = client.get("/cds-services").json()["services"]
+    resources = bundle_resources(bundle)
+    pid = next(r["id"] for r in resources if r.get("resourceType") == "Patient")
+    out = []
+    for svc in services:
+        hook = svc["hook"]
+        context: dict[str, Any] = {"userId": "Practitioner/example", "patientId": pid}
+        if hook != "patient-view":
+            if not encounter:
+                continue
+            context["encounterId"] = encounter
+        prefetch = prefetch_from_resources(svc.get("prefetch", {}), resources, context)
+        body = {"hook": hook, "hookInstance": "0b3f6a2e-5a8c-4a3f-9d7e-8c1b2a3d4e5f", "context": context,
+                "prefetch": prefetch}
+        resp = client.post(f"/cds-services/{svc['id']}", json=body)
+        assert resp.status_code == 200, (svc["id"], resp.text)
+        out += [(svc["id"], card) for card in resp.json()["cards"]]
+    return out
+
+
+@pytest.mark.parametrize(("name", "bundle", "encounter"), EXAMPLES, ids=[e[0] for e in EXAMPLES])
+def test_every_card_fits_the_budget(client: Any, name: str, bundle: dict[str, Any], encounter: str | None) -> None:
+    cards = _cards_for_all(client, bundle, encounter)
+    assert cards, f"{name}: no cards at all"
+    for service, card in cards:
+        summary, detail = card["summary"], card["detail"]
+        where = f"{name} / {service}: {summary!r}"
+        assert len(summary) < 140, where
+        assert summary[-1].isalnum() or summary[-1] in ")%…", where
+        if summary.endswith("…"):
+            assert summary[-2] != " " and re.search(r"\w…$", summary), where  # cut after a whole word
+        shown = visible_text(detail)
+        assert len(shown) <= MAX_VISIBLE, f"{where}: {len(shown)} visible characters\n{shown}"
+        for text in (summary, detail):
+            assert not RESOURCE_ID.search(text), f"{where}: resource id in {text!r}"
+            assert not UCUM_NOISE.search(text), f"{where}: raw UCUM in {text!r}"
+            assert not LONG_FLOAT.search(text), f"{where}: long float in {text!r}"
+        assert card["links"][0]["label"] == "Full reasoning, sources and what-if", where
+
+
+def test_a_summary_is_never_cut_inside_a_word_or_unit() -> None:
+    from cards.builder import clip_summary
+
+    long = ("No 10-year ASCVD risk estimate: eGFR 99.2 mL/min/1.73 m² is outside the range the model was validated "
+            "for (10–60 mL/min/1.73 m²) and more words follow here")
+    clipped = clip_summary(long)
+    assert len(clipped) < 140 and clipped.endswith("…")
+    assert long.startswith(clipped[:-1]) and long[len(clipped) - 1] == " "  # the cut falls on a space
