@@ -1,7 +1,8 @@
 # The two commands of the README: `make run` (the service) and `make test` (the whole suite).
 # Each creates its own virtual environment from the project's files; nothing else needs to be installed by hand
-# beyond Python 3.11, Node.js 20+ (for the test FHIR server) and, for the browser, PostgreSQL and Redis tests,
-# Debian's chromium, postgresql and redis-server packages (`make system-deps` installs them with apt-get).
+# beyond Python 3.11, Node.js 20+ (for the test FHIR server) and, for the browser, PostgreSQL, Redis and
+# multi-replica tests, Debian's chromium, postgresql, redis-server and haproxy packages (`make system-deps` installs
+# them with apt-get).
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -27,10 +28,21 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 system-deps:
-	apt-get update && apt-get install -y --no-install-recommends postgresql chromium redis-server
+	apt-get update && apt-get install -y --no-install-recommends postgresql chromium redis-server haproxy
+
+# The serving benchmark's HealthChain peer pins its own FastAPI/fhir.resources/httpx, so it gets its own venv
+# (the `bench` dependency group of pyproject.toml); without it the benchmark skips the peer and says so.
+PEER_VENV := benchmarks/results/peer-venv
+$(PEER_VENV)/.installed: pyproject.toml
+	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	if $(BIN)/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["bench"]))' \
+		| xargs $(PEER_VENV)/bin/python -m pip install --quiet; then touch $@; \
+		else echo "HealthChain peer not installed: the serving benchmark will skip it"; fi
 
 bench: $(STAMP)
+	-$(MAKE) --no-print-directory $(PEER_VENV)/.installed
 	$(BIN)/python benchmarks/mapping_benchmark.py
+	$(BIN)/python benchmarks/serving_benchmark.py --write-doc
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

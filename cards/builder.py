@@ -44,6 +44,7 @@ class CardContext:
     base_url: str  # public base URL of this service, no trailing slash
     smart_app_url: str | None = None
     details_url: str | None = None  # this prediction's details page (opaque, short-lived link)
+    smart_launch_url: str | None = None  # the details page as a SMART app (appContext = the details token)
 
 
 def build_cards(manifest: Manifest, spec: FeatureSpec, prediction: Prediction, mapping: MappingResult,
@@ -164,6 +165,9 @@ def _links(manifest: Manifest, ctx: CardContext) -> list[dict[str, Any]]:
     links: list[dict[str, Any]] = []
     if ctx.details_url:
         links.append({"label": "Full reasoning, sources and what-if", "url": ctx.details_url, "type": "absolute"})
+        if ctx.smart_launch_url:
+            links.append({"label": "Full reasoning (SMART app)", "url": ctx.smart_launch_url, "type": "smart",
+                          "appContext": ctx.details_url.rsplit("/", 1)[1]})
     links.append({"label": "Model card and validation", "url": _model_card_url(manifest, ctx), "type": "absolute"})
     links.extend({"label": link.label, "url": link.url, "type": "absolute"} for link in manifest.card.links)
     if ctx.smart_app_url:

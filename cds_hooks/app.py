@@ -7,6 +7,7 @@ recorder; shutdown flushes the recorder. Every route that CDS clients call verif
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -34,6 +35,7 @@ from cds_hooks.preview import register_preview
 from cds_hooks.replay import open_replay_store
 from cds_hooks.web import register_pages
 from cds_hooks.details.routes import register_details
+from cds_hooks.details.smart import register_smart
 from cds_hooks.security_headers import HardeningMiddleware
 from cds_hooks.openapi_doc import install_openapi
 from inference.repository import ModelRepository
@@ -55,8 +57,13 @@ class AppState:
     http_client: httpx.AsyncClient
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the app; models are loaded and validated here so that a broken model folder fails fast."""
+def create_app(settings: Settings, *, freeze_gc: bool = False) -> FastAPI:
+    """Build the app; models are loaded and validated here so that a broken model folder fails fast.
+
+    `freeze_gc` (the `serve` command): once start-up is done, every object alive (models, value sets, FHIR classes,
+    templates) moves to the GC's permanent generation, so full collections no longer walk it on the request path
+    (docs/performance.md). Off by default: tests build many apps in one process.
+    """
     repository = ModelRepository(settings.path(settings.models.root)).load()
     services = build_services(repository)
     _check_service_settings(settings, services)
@@ -85,13 +92,16 @@ def create_app(settings: Settings) -> FastAPI:
             time_zone=ZoneInfo(settings.mapping.time_zone) if settings.mapping.time_zone else None,
             max_response_bytes=settings.prefetch.max_response_bytes,
             details_secret=settings.store.hmac_secret.encode(), details_ttl_seconds=settings.cards.details_ttl_seconds,
-            min_category=dict(settings.cards.min_category),
+            min_category=dict(settings.cards.min_category), smart_launch=bool(settings.smart.clients),
         )
         app.state.cds = AppState(settings, repository, services,
                                  ClientAuthenticator(settings.auth_settings(), http_client=http_client,
                                                      replay_store=open_replay_store(settings.auth.replay_cache_url,
                                                                                     store)),
                                  store, recorder, caller, http_client)
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
@@ -225,12 +235,20 @@ def create_app(settings: Settings) -> FastAPI:
         if cds is None:
             return JSONResponse({"status": "starting"}, status_code=503)
         store_ok = await asyncio.to_thread(cds.store.ping)
-        body = {"status": "ready" if store_ok else "store unreachable", "models": sorted(cds.repository.entries),
-                "store": "ok" if store_ok else "unreachable"}
-        return JSONResponse(body, status_code=200 if store_ok else 503)
+        # Every call is refused (fail closed) while the JWT replay cache cannot be reached: not ready either.
+        replay_ok = await asyncio.to_thread(cds.authenticator.replay_store_ok)
+        ready = store_ok and replay_ok
+        status = "ready" if ready else "store unreachable" if not store_ok else "replay cache unreachable"
+        body = {"status": status, "models": sorted(cds.repository.entries),
+                "store": "ok" if store_ok else "unreachable", "replay_cache": "ok" if replay_ok else "unreachable"}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     register_pages(app, repository, base_url)
     register_details(app, settings.store.hmac_secret.encode())  # the page behind each card's details link
+    if settings.smart.clients:  # ... also opened as a SMART app by EHRs that support launch
+        register_smart(app, secret=settings.store.hmac_secret.encode(), base_url=settings.audience_bases()[0],
+                       clients={c.iss.rstrip("/"): {"client_id": c.client_id, "auth_origins": c.auth_origins}
+                                for c in settings.smart.clients})
     register_preview(app, settings, base_url)
     # /openapi.json describes the JSON request bodies and names the services and models (cds_hooks/openapi_doc.py)
     install_openapi(app, service_ids=list(services), model_ids=list(repository.entries))

@@ -274,6 +274,13 @@ class ClientAuthenticator:
     def close(self) -> None:
         self._replay.close()
 
+    def replay_store_ok(self) -> bool:
+        """Whether the replay store can answer now (for /readyz: calls are refused while it cannot). Blocking."""
+        if not self._settings.enabled:
+            return True  # tokens are not checked, so the replay store is not needed
+        ping = getattr(self._replay, "ping", None)
+        return True if ping is None else bool(ping())
+
     async def verify(
         self, authorization_header: str | Sequence[str] | None, audience: str | Sequence[str]
     ) -> ClientIdentity:

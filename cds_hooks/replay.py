@@ -42,6 +42,8 @@ class ReplayStore(Protocol):
 
     def purge(self, now: float | None = None) -> int: ...
 
+    def ping(self) -> bool: ...  # whether remember() can be answered now (for /readyz); never raises
+
     def close(self) -> None: ...
 
 
@@ -98,6 +100,9 @@ class MemoryReplayStore:
         for key in stale:
             del self._seen[key]
         return len(stale)
+
+    def ping(self) -> bool:
+        return True
 
     def close(self) -> None:
         pass
@@ -167,6 +172,17 @@ class SqlReplayStore:
                 raise ReplayStoreError(f"replay table purge failed ({type(exc).__name__})") from None
         return int(removed or 0)
 
+    def ping(self) -> bool:
+        """The replay table can be read (the database is reachable and the table exists)."""
+        from sqlalchemy import select
+
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(select(self._table.c.jti).limit(1)).all()
+            return True
+        except Exception:  # any driver error means "cannot check tokens" to a readiness probe
+            return False
+
     def close(self) -> None:
         pass  # the engine belongs to the Store
 
@@ -202,6 +218,12 @@ class RedisReplayStore:
 
     def purge(self, now: float | None = None) -> int:
         return 0  # Redis expires keys itself
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except Exception:  # redis.RedisError and socket errors: not reachable
+            return False
 
     def close(self) -> None:
         try:

@@ -60,7 +60,9 @@ class ServiceCaller:
     max_response_bytes: int = 20_000_000  # cap on the bytes of one FHIR server answer
     details_secret: bytes | None = None  # signs the cards' details links (none without it)
     min_category: dict[str, str] = field(default_factory=dict)  # service id -> lowest category shown as a card
+    smart_launch: bool = False  # cards also link the details view as a SMART app (smart.clients configured)
     details_ttl_seconds: int = 12 * 3600
+    offload: bool = True  # CPU stages in a worker thread, so the event loop keeps serving I/O
 
     async def call(self, service: CdsService, req: HookRequest, identity: ClientIdentity, base_url: str) -> CallResult:
         if req.hook != service.hook:
@@ -102,36 +104,46 @@ class ServiceCaller:
                 log.info("service %s: %d referenced Medication(s) not read", service.id, len(not_read))
         timings["prefetch"] = (time.perf_counter() - t0) * 1000
 
-        t1 = time.perf_counter()
         patient_id = str(req.context["patientId"])
-        mapping = map_features(champion.spec, index, at=at, valuesets=champion.valuesets, patient_id=patient_id,
-                               time_zone=self.time_zone)
-        unobtainable = _mark_unobtainable(service, outcome, mapping)
-        _mark_truncated(service, outcome, mapping, self.max_pages)
-        timings["mapping"] = (time.perf_counter() - t1) * 1000
-        required_gone = [name for name in unobtainable if mapping.missing[name].required]
-        if required_gone:
-            keys = sorted({k for k in outcome.failed if set(service.plan[k].features) & set(required_gone)})
-            detail = "; ".join(f"{k}: {outcome.failed[k]}" for k in keys)
-            raise ApiError(412, f"required data could not be obtained ({detail})", "prefetch", code="not-found")
 
-        t2 = time.perf_counter()
-        prediction = champion.predict(mapping, "champion")
-        shadow = service.model.challenger.predict(mapping, "challenger") if service.model.challenger else None
-        timings["inference"] = (time.perf_counter() - t2) * 1000
+        def compute() -> tuple[MappingResult, Prediction, Prediction | None, list[dict[str, Any]], str]:
+            """Mapping → inference → rendering: pure CPU, no I/O; run off the event loop (below)."""
+            t1 = time.perf_counter()
+            mapping = map_features(champion.spec, index, at=at, valuesets=champion.valuesets, patient_id=patient_id,
+                                   time_zone=self.time_zone)
+            unobtainable = _mark_unobtainable(service, outcome, mapping)
+            _mark_truncated(service, outcome, mapping, self.max_pages)
+            timings["mapping"] = (time.perf_counter() - t1) * 1000
+            required_gone = [name for name in unobtainable if mapping.missing[name].required]
+            if required_gone:
+                keys = sorted({k for k in outcome.failed if set(service.plan[k].features) & set(required_gone)})
+                detail = "; ".join(f"{k}: {outcome.failed[k]}" for k in keys)
+                raise ApiError(412, f"required data could not be obtained ({detail})", "prefetch", code="not-found")
 
-        t3 = time.perf_counter()
-        encounter_id = req.context.get("encounterId")
-        prediction_id = str(uuid.uuid4())
-        details_url = None
-        if self.details_secret is not None:
-            token = details_token(prediction_id, self.details_secret, at, self.details_ttl_seconds)
-            details_url = f"{base_url}/details/{token}"
-        ctx = CardContext(service.id, patient_id, encounter_id, at, base_url, self.smart_app_url, details_url)
-        cards = build_cards(champion.manifest, champion.spec, prediction, mapping, ctx)
-        if _below_threshold(champion.manifest, prediction, self.min_category.get(service.id)):
-            cards = []  # recorded below, not shown: the deployment shows this service only from a category up
-        timings["rendering"] = (time.perf_counter() - t3) * 1000
+            t2 = time.perf_counter()
+            prediction = champion.predict(mapping, "champion")
+            shadow = service.model.challenger.predict(mapping, "challenger") if service.model.challenger else None
+            timings["inference"] = (time.perf_counter() - t2) * 1000
+
+            t3 = time.perf_counter()
+            encounter_id = req.context.get("encounterId")
+            prediction_id = str(uuid.uuid4())
+            details_url = None
+            if self.details_secret is not None:
+                token = details_token(prediction_id, self.details_secret, at, self.details_ttl_seconds)
+                details_url = f"{base_url}/details/{token}"
+            ctx = CardContext(service.id, patient_id, encounter_id, at, base_url, self.smart_app_url, details_url,
+                              f"{base_url}/smart/launch" if self.smart_launch and details_url else None)
+            cards = build_cards(champion.manifest, champion.spec, prediction, mapping, ctx)
+            if _below_threshold(champion.manifest, prediction, self.min_category.get(service.id)):
+                cards = []  # recorded below, not shown: the deployment shows this service only from a category up
+            timings["rendering"] = (time.perf_counter() - t3) * 1000
+            return mapping, prediction, shadow, cards, prediction_id
+
+        if self.offload:  # other requests' prefetch I/O and deadlines keep running on the loop meanwhile
+            mapping, prediction, shadow, cards, prediction_id = await asyncio.to_thread(compute)
+        else:
+            mapping, prediction, shadow, cards, prediction_id = compute()
 
         cohort = cohort_of(index.patient(patient_id), at)
         t4 = time.perf_counter()

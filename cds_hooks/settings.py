@@ -71,7 +71,7 @@ class ModelsSettings(_Section):
 
 class StoreSettings(_Section):
     url: str = "sqlite:///var/cds-onnx.sqlite3"
-    hmac_secret: str = Field(default="", repr=False)  # pseudonymisation key for patient ids; required
+    hmac_secret: str = Field(default="", repr=False, validate_default=True)  # pseudonymisation key; required
     spool_dir: Path = Path("var/spool")
     retention_days: int = Field(default=730, gt=0)
     queue_size: int = Field(default=10_000, gt=0)
@@ -145,6 +145,20 @@ class CorsSettings(_Section):
     allow_private_network: bool = False
 
 
+class SmartClientSettings(_Section):
+    """An EHR that may launch the details view as a SMART app (its FHIR base URL is the launch's `iss`)."""
+
+    iss: str
+    client_id: str
+    auth_origins: list[str] = []  # origins of its authorization/token endpoints besides the FHIR server's own
+
+
+class SmartSettings(_Section):
+    """SMART App Launch of the details view: with clients configured, cards also carry a `type: smart` link."""
+
+    clients: list[SmartClientSettings] = []
+
+
 class ServicesSettings(_Section):
     """Which services discovery lists. By default one per clinical question and hook (the manifest's `question`,
     lowest `question_rank`), so an EHR never shows two numbers for one risk; `listed` names services to list as
@@ -203,6 +217,7 @@ class Settings(BaseSettings):
     cors: CorsSettings = CorsSettings()
     cards: CardsSettings = CardsSettings()
     services: ServicesSettings = ServicesSettings()
+    smart: SmartSettings = SmartSettings()
     mapping: MappingSettings = MappingSettings()
     preview: PreviewSettings = PreviewSettings()
     base_dir: Path = Path(".")  # relative paths in the file are relative to the file's folder

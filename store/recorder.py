@@ -9,7 +9,6 @@ process and the spool are replayed (idempotently: a prediction id is written onc
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -21,6 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from store.journal import Journal, orphaned_journals, replay_journal
 from store.records import CardRecord, PredictionRecord
 from store.store import Store
@@ -30,12 +31,8 @@ _STOP = object()
 
 
 def record_to_json(rec: PredictionRecord) -> str:
-    def default(value: Any) -> Any:
-        if isinstance(value, datetime):
-            return value.isoformat()
-        raise TypeError(type(value).__name__)
-
-    return json.dumps(dataclasses.asdict(rec), default=default, separators=(",", ":"))
+    """One JSON line (orjson: dataclasses and datetimes natively, several times faster than json + asdict)."""
+    return orjson.dumps(rec).decode("utf-8")
 
 
 def record_from_json(line: str) -> PredictionRecord:

@@ -6,10 +6,12 @@ answers 200 only after that. Patient and encounter ids are stored only as HMAC-S
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-
+import fcntl
 import hashlib
 import hmac
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -22,6 +24,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.records import FeedbackRecord, PredictionRecord
 from store.schema import CardRow, CardSuggestion, FeatureValueRow, Feedback, Outcome, Prediction
+
+
+# pg_advisory_xact_lock key held while migrating (any fixed 64-bit number; "cds-onnx" in ASCII).
+MIGRATION_LOCK_KEY = 0x6364732D6F6E6E78
 
 
 def _utc(value: datetime) -> datetime:
@@ -49,12 +55,31 @@ class Store:
 
     # ---- lifecycle ----------------------------------------------------------------------------------------------
     def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (safe to run at every start)."""
+        """Bring the schema to the newest Alembic revision (safe to run at every start). On PostgreSQL, replicas
+        starting together on one database migrate one after the other (a transaction-scoped advisory lock), and the
+        later ones find the schema current instead of failing on a half-created table."""
         cfg = Config()
         cfg.set_main_option("script_location", str(resources.files("store") / "migrations"))
-        with self.engine.begin() as connection:
+        with self._sqlite_migration_lock(), self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
+
+    @contextlib.contextmanager
+    def _sqlite_migration_lock(self) -> Iterator[None]:
+        """Workers of one `serve --workers N` share a SQLite file: they migrate one after the other (a file lock
+        beside the database), as PostgreSQL replicas do under the advisory lock."""
+        database = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        if not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.migrate-lock", "a+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def ping(self) -> bool:
         try:

@@ -1,0 +1,432 @@
+"""Serving speed: real `cds-onnx serve` processes on 127.0.0.1, against the floor and an idiomatic HealthChain peer.
+
+Two request bodies, both the PCE service's prefetch for a Synthea record (tests/fixtures/synthea/, dates moved so its
+newest entry is today): (a) "typical prefetch" — the service's own prefetch templates evaluated on the record, and
+(b) "whole record" — the same templates without their `code=` filters, as an EHR that cannot filter by code sends
+(about 1 MB). For each: p50/p99 latency and throughput with one uvicorn worker at concurrency 1 and 8, each as a
+ratio to the floor (orjson.loads of the same body, measured here); the HealthChain peer on the same bodies when it is
+installed (benchmarks/results/peer-venv, made by `make bench`); then `serve --workers 2` against `--workers 1`
+throughput, and the levers (gc.freeze, CPU stages off the event loop) switched off one at a time.
+
+The load generator is a small asyncio HTTP/1.1 client (pre-built requests, pre-minted ES384 tokens), so it takes
+little CPU from the server on the same machine. Loops are bounded; everything is on loopback. Results go to
+benchmarks/results/serving.json and, with --write-doc, to the table in docs/performance.md.
+
+Run: `make bench`, or `.venv/bin/python benchmarks/serving_benchmark.py [--quick] [--write-doc]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cds_hooks.bundle_prefetch import bundle_resources, patient_of, prefetch_from_resources  # noqa: E402
+from cds_hooks.signing import load_local_key, mint_token  # noqa: E402
+from cds_hooks.time_shift import shift_to_today  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+PEER_PYTHON = RESULTS / "peer-venv" / "bin" / "python"
+CLI = str(Path(sys.executable).parent / "cds-onnx")
+SERVICE = "ascvd-pce-10y"
+ISSUER = "cds-onnx-cli"
+FIXTURE = ROOT / "tests" / "fixtures" / "synthea" / "patient-0102-7f053ba4.json"  # eligible for the PCE, 16% risk
+DOC = ROOT / "docs" / "performance.md"
+BEGIN, END = "<!-- serving-benchmark:begin -->", "<!-- serving-benchmark:end -->"
+
+# Variants of the cds-onnx server: the shipped one, and each lever switched off (benchmark-only monkeypatches).
+NO_FREEZE = ("import cds_hooks.app as a; _c = a.create_app; "
+             "a.create_app = lambda s, **k: _c(s, **{**k, 'freeze_gc': False})")
+NO_OFFLOAD = ("import cds_hooks.service_call as sc; _i = sc.ServiceCaller.__init__; "
+              "sc.ServiceCaller.__init__ = lambda self, *a, **k: (_i(self, *a, **k), setattr(self, 'offload', False))[0]")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=1, trust_env=False).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server not ready at {url}: {log.read_text()[-2000:]}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@contextmanager
+def cds_server(workers: int = 1, variant: str | None = None) -> Iterator[int]:
+    """`cds-onnx serve --workers N` on a free loopback port with a throw-away store."""
+    port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="serving-", dir=RESULTS))
+    env = {**os.environ, "CDS_ONNX_SERVER__HOST": "127.0.0.1", "CDS_ONNX_SERVER__PORT": str(port),
+           "CDS_ONNX_STORE__URL": f"sqlite:///{tmp / 'store.sqlite3'}", "CDS_ONNX_STORE__SPOOL_DIR": str(tmp / "spool")}
+    args = ["serve", "--config", "config/development.toml", "--workers", str(workers)]
+    if variant:
+        cmd = [sys.executable, "-c", f"{variant}; import sys; from cds_hooks.cli import app; sys.argv[0] = 'cds-onnx'; "
+               "app()", *args]
+    else:
+        cmd = [CLI, *args]
+    log = tmp / "server.log"
+    with log.open("ab") as fh:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/readyz", proc, log)
+        deadline = time.monotonic() + 90  # every worker has started, not just the first one to answer
+        while log.read_text().count("Application startup complete") < workers and time.monotonic() < deadline:
+            time.sleep(0.2)
+        yield port
+    finally:
+        stop(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def peer_server() -> Iterator[int]:
+    port = free_port()
+    log = RESULTS / "peer.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen([str(PEER_PYTHON), str(ROOT / "benchmarks" / "peer_healthchain.py"), "--port",
+                                 str(port)], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/cds/cds-discovery", proc, log)
+        yield port
+    finally:
+        stop(proc)
+
+
+# ---------------------------------------------------------------------------------------------- workloads
+
+
+def workloads() -> dict[str, bytes]:
+    from cds_hooks.services import build_services
+    from inference.repository import ModelRepository
+
+    service = build_services(ModelRepository(ROOT / "models").load())[SERVICE]
+    templates = {key: pk.template for key, pk in service.plan.items()}
+    unfiltered = {key: re.sub(r"&code=[^&]*", "", t) for key, t in templates.items()}
+    doc, _ = shift_to_today(orjson.loads(FIXTURE.read_bytes()))
+    resources = bundle_resources(doc)
+    context = {"userId": "Practitioner/example", "patientId": str(patient_of(resources, None)["id"])}
+    bodies = {}
+    for label, tmpl in (("(a) typical prefetch", templates), ("(b) whole record", unfiltered)):
+        request = {"hook": "patient-view", "hookInstance": str(uuid.uuid4()), "context": context,
+                   "prefetch": prefetch_from_resources(tmpl, resources, context)}
+        bodies[label] = orjson.dumps(request)
+    return bodies
+
+
+def entries(body: bytes) -> int:
+    pf = orjson.loads(body)["prefetch"]
+    return sum(len(v.get("entry", [])) if v.get("resourceType") == "Bundle" else 1 for v in pf.values() if v)
+
+
+def floor_ms(body: bytes, repeat: int = 200) -> float:
+    samples = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        orjson.loads(body)
+        samples.append(time.perf_counter() - t)
+    return statistics.median(samples) * 1000
+
+
+# ---------------------------------------------------------------------------------------------- load generator
+
+
+@dataclass
+class Run:
+    latencies_ms: list[float]
+    seconds: float
+    errors: int
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.latencies_ms)
+
+    @property
+    def p99(self) -> float:
+        xs = sorted(self.latencies_ms)
+        return xs[min(len(xs) - 1, int(round(0.99 * (len(xs) - 1))))]
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies_ms) / self.seconds
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes,
+                    body: bytes) -> tuple[int, bytes]:
+    writer.write(head)
+    writer.write(body)
+    await writer.drain()
+    status = int((await reader.readline()).split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, await reader.readexactly(length)
+
+
+def heads(port: int, path: str, body: bytes, count: int, *, sign: bool, close: bool) -> list[bytes]:
+    key = load_local_key(ROOT / "var" / "keys") if sign else None
+    out = []
+    for _ in range(count):
+        auth = f"Authorization: Bearer {mint_token(key, ISSUER, f'http://127.0.0.1:{port}{path}')}\r\n" if key else ""
+        out.append((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n{auth}{'Connection: close' + chr(13) + chr(10) if close else ''}"
+                    "\r\n").encode())
+    return out
+
+
+async def _load(port: int, reqs: list[bytes], body: bytes, concurrency: int, close: bool) -> Run:
+    latencies: list[float] = []
+    errors = 0
+    queue = list(reversed(reqs))
+
+    async def worker() -> None:
+        nonlocal errors
+        conn = None
+        while queue:
+            head = queue.pop()
+            if conn is None:
+                conn = await asyncio.open_connection("127.0.0.1", port)
+            t = time.perf_counter()
+            try:
+                status, _ = await _exchange(*conn, head, body)
+            except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+                errors += 1  # counted and reported, never retried silently
+                conn[1].close()
+                conn = None
+                continue
+            latencies.append((time.perf_counter() - t) * 1000)
+            errors += status != 200
+            if close:
+                conn[1].close()
+                conn = None
+        if conn is not None:
+            conn[1].close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return Run(latencies, time.perf_counter() - start, errors)
+
+
+def load(port: int, path: str, body: bytes, requests: int, concurrency: int, *, sign: bool = True,
+         close: bool = False, warmup: int = 10) -> Run:
+    asyncio.run(_load(port, heads(port, path, body, warmup, sign=sign, close=close), body, 1, close))
+    return asyncio.run(_load(port, heads(port, path, body, requests, sign=sign, close=close), body, concurrency,
+                             close))
+
+
+def first_card(port: int, path: str, body: bytes, *, sign: bool) -> dict[str, Any]:
+    import httpx
+
+    headers = {"Content-Type": "application/json"}
+    if sign:
+        key = load_local_key(ROOT / "var" / "keys")
+        headers["Authorization"] = f"Bearer {mint_token(key, ISSUER, f'http://127.0.0.1:{port}{path}')}"
+    resp = httpx.post(f"http://127.0.0.1:{port}{path}", content=body, headers=headers, timeout=30, trust_env=False)
+    resp.raise_for_status()
+    return resp.json()["cards"][0]
+
+
+def in_process_risk(body: bytes) -> float:
+    """cds-onnx's exact risk for this body, on the service's own code path (mapping → runtime), for the peer check."""
+    from fhir_mapping.index import ResourceIndex
+    from fhir_mapping.mapper import map_features
+    from inference.repository import ModelRepository
+
+    req = orjson.loads(body)
+    runtime = ModelRepository(ROOT / "models").load().entries[SERVICE].champion
+    index = ResourceIndex.from_prefetch({k: v for k, v in req["prefetch"].items() if v}, runtime.spec.resource_types())
+    mapping = map_features(runtime.spec, index, at=datetime.now(UTC), valuesets=runtime.valuesets,
+                           patient_id=req["context"]["patientId"])
+    pred = runtime.predict(mapping)
+    assert pred.outputs is not None, pred.refusals or pred.missing_required
+    return pred.outputs["risk_10y"]
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300, help="timed requests per measurement (bounded)")
+    parser.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
+    parser.add_argument("--no-peer", action="store_true", help="skip the HealthChain peer")
+    parser.add_argument("--no-levers", action="store_true", help="skip the gc.freeze / off-loop ablations")
+    parser.add_argument("--write-doc", action="store_true", help="write the table into docs/performance.md")
+    args = parser.parse_args(argv)
+    n = 60 if args.quick else args.requests
+    subprocess.run([CLI, "keys", "generate", "--dir", "var/keys", "--if-missing"], cwd=ROOT, check=True,
+                   capture_output=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    bodies = workloads()
+    path = f"/cds-services/{SERVICE}"
+    report: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "requests": n,
+                              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                          "platform": platform.platform(), "load_avg": os.getloadavg()},
+                              "workloads": {}, "workers": {}, "levers": {}, "peer": None}
+    rows: list[str] = []
+
+    def row(label: str, body: bytes, who: str, conc: int, run: Run, floor: float) -> None:
+        rows.append(f"| {label} | {entries(body)} | {len(body):,} | {who} | {conc} | {run.p50:.1f} ms | "
+                    f"{run.p99:.1f} ms | {run.rps:.0f}/s | {floor:.2f} ms | {run.p50 / floor:.1f}× | "
+                    f"{run.p99 / run.p50:.1f} |")
+        print(rows[-1], flush=True)
+
+    print("| workload | entries | bytes | service | concurrency | p50 | p99 | throughput | floor | p50/floor | "
+          "p99/p50 |")
+    results: dict[str, dict[str, Run]] = {label: {} for label in bodies}
+    with cds_server() as port:
+        for label, body in bodies.items():
+            floor = floor_ms(body)
+            report["workloads"][label] = {"entries": entries(body), "bytes": len(body), "floor_ms": floor}
+            for conc in (1, 8):
+                reqs = max(20, n // 3) if label.startswith("(b)") else n
+                run = load(port, path, body, reqs, conc)
+                assert run.errors == 0, f"{run.errors} non-200 answers from cds-onnx"
+                results[label][f"cds-onnx c{conc}"] = run
+                row(label, body, "cds-onnx", conc, run, floor)
+        cds_cards = {label: first_card(port, path, body, sign=True) for label, body in bodies.items()}
+
+    peer_note = None
+    if args.no_peer:
+        peer_note = "peer skipped (--no-peer)"
+    elif not PEER_PYTHON.exists():
+        peer_note = (f"peer skipped: {PEER_PYTHON.relative_to(ROOT)} not found (make bench creates it with "
+                     "`pip install '.[bench]'`-equivalent: healthchain 0.16, onnxruntime, numpy)")
+    else:
+        report["peer"] = {}
+        with peer_server() as pport:
+            ppath = f"/cds/cds-services/{SERVICE}"
+            for label, body in bodies.items():
+                card = first_card(pport, ppath, body, sign=False)
+                peer_risk, ours = float(card["detail"]), in_process_risk(body)
+                same = abs(peer_risk - ours) <= 1e-12 and card["summary"].split()[-1] in cds_cards[label]["summary"]
+                report["peer"][label] = {"peer_risk": peer_risk, "cds_onnx_risk": ours, "same": same,
+                                         "cds_onnx_summary": cds_cards[label]["summary"]}
+                print(f"{label}: HealthChain risk {peer_risk!r}, cds-onnx {ours!r} "
+                      f"({cds_cards[label]['summary']!r}): {'same' if same else 'DIFFERENT'}", flush=True)
+                floor = report["workloads"][label]["floor_ms"]
+                for conc in (1, 8):
+                    reqs = max(20, n // 6) if label.startswith("(b)") else max(20, n // 2)
+                    run = load(pport, ppath, body, reqs, conc, sign=False)
+                    assert run.errors == 0, f"{run.errors} non-200 answers from the peer"
+                    results[label][f"HealthChain c{conc}"] = run
+                    row(label, body, "HealthChain 0.16", conc, run, floor)
+    if peer_note:
+        print(peer_note)
+
+    # Scale-out: N = 1 vs N = 2 worker processes, a new connection per request (so the kernel spreads them).
+    body = bodies["(a) typical prefetch"]
+    for workers in (1, 2):
+        runs = []
+        with cds_server(workers) as port:
+            for _ in range(2):
+                runs.append(load(port, path, body, n, 8, close=True, warmup=20))
+                print(f"  workers={workers}: {runs[-1].rps:.0f} req/s, {runs[-1].errors} errors", flush=True)
+        best = max(runs, key=lambda r: r.rps)
+        report["workers"][workers] = {"rps": [r.rps for r in runs], "p50_ms": best.p50, "p99_ms": best.p99,
+                                      "errors": sum(r.errors for r in runs)}
+        print(f"workers={workers}: {', '.join(f'{r.rps:.0f}' for r in runs)} req/s (c8, (a), new connection each)",
+              flush=True)
+    scale = max(report["workers"][2]["rps"]) / max(report["workers"][1]["rps"])
+    report["workers"]["ratio"] = scale
+    print(f"workers 2 / 1 throughput: {scale:.2f}×")
+
+    if not args.no_levers:  # each lever off in turn, same requests, (b) at concurrency 8
+        body = bodies["(b) whole record"]
+        for name, variant in (("shipped", None), ("no gc.freeze", NO_FREEZE), ("CPU stages on the loop", NO_OFFLOAD)):
+            with cds_server(1, variant) as port:
+                run = load(port, path, body, max(40, n // 3), 8)
+            report["levers"][name] = {"p50_ms": run.p50, "p99_ms": run.p99, "rps": run.rps}
+            print(f"lever {name:<24} (b) c8: p50 {run.p50:.1f} ms, p99 {run.p99:.1f} ms, {run.rps:.1f} req/s",
+                  flush=True)
+
+    report["rows"] = rows
+    report["peer_note"] = peer_note
+    for label, runs in results.items():
+        report["workloads"][label]["runs"] = {k: {"p50_ms": r.p50, "p99_ms": r.p99, "rps": r.rps}
+                                              for k, r in runs.items()}
+    (RESULTS / "serving.json").write_text(json.dumps(report, indent=1))
+    if args.write_doc:
+        write_doc(report)
+    return 0
+
+
+def write_doc(report: dict[str, Any]) -> None:
+    m = report["machine"]
+    lines = [BEGIN, "",
+             f"Measured {report['date'][:10]} on this machine ({m['cpus']} cores, Python {m['python']}, load average "
+             f"{m['load_avg'][0]:.1f} at the start: other work was running, so compare ratios within the table, not "
+             f"absolute times across runs). {report['requests']} timed requests per (a) row; one uvicorn worker.", "",
+             "| workload | entries | bytes | service | concurrency | p50 | p99 | throughput | floor (orjson.loads) | "
+             "p50/floor | p99/p50 |", "|---|---|---|---|---|---|---|---|---|---|---|", *report["rows"], ""]
+    if report.get("peer"):
+        for label, p in report["peer"].items():
+            lines.append(f"* Same risk {label}: HealthChain {p['peer_risk']!r}, cds-onnx {p['cds_onnx_risk']!r} "
+                         f"({'equal to 1e-12' if p['same'] else 'DIFFERENT'}; the last bits differ because cds-onnx "
+                         "runs the patient's row inside the explanation's batch).")
+    elif report.get("peer_note"):
+        lines.append(f"* {report['peer_note']}.")
+    w = report["workers"]
+    lines.append(f"* `serve --workers 2` vs `--workers 1`, (a) at concurrency 8, a new connection per request: "
+                 f"{max(w[2]['rps']):.0f} vs {max(w[1]['rps']):.0f} req/s = **{w['ratio']:.2f}×** (best of two runs each; "
+                 f"{w[1]['errors'] + w[2]['errors']} failed exchanges; the load generator runs on the same cores).")
+    for name, lv in report["levers"].items():
+        lines.append(f"* Lever check, (b) at concurrency 8, {name}: p50 {lv['p50_ms']:.1f} ms, p99 {lv['p99_ms']:.1f} "
+                     f"ms, {lv['rps']:.1f} req/s.")
+    lines += ["", END]
+    text = DOC.read_text()
+    block = "\n".join(lines)
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n## Serving (benchmarks/serving_benchmark.py)\n\n" + block + "\n"
+    DOC.write_text(text)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
