@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from service_process import stop_process
+
 HEALTH_INTERVAL_SECONDS = 1.0  # `inter`: one /readyz probe per replica per second
 HEALTH_FALL = 2  # consecutive failed probes before a replica leaves the rotation
 HEALTH_RISE = 2  # consecutive passed probes before it comes back
@@ -95,13 +97,7 @@ class Haproxy:
         raise RuntimeError(f"haproxy did not start listening: {log.read_text()}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
     # ---- the runtime API (stats socket) -------------------------------------------------------------------------
     def command(self, line: str) -> str:

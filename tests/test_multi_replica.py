@@ -51,7 +51,7 @@ from cds_hooks.replay import RedisReplayStore
 from cds_hooks.signing import LocalKey, load_local_key, mint_token
 from load_balancer import HEALTH_FALL, HEALTH_INTERVAL_SECONDS, HEALTH_RISE, Haproxy, haproxy_binary
 from postgres_fixture import _bin_dir, _run_as
-from service_process import CLI, ROOT, free_port
+from service_process import CLI, ROOT, free_port, stop_process
 from store.schema import AuthReplay
 from store.store import Store
 
@@ -133,13 +133,7 @@ class RedisServer:
         wait_for_port(self.port, 60, "Redis")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 def wait_for_port(port: int, timeout: float, what: str) -> None:
