@@ -21,6 +21,7 @@ from cds_hooks.errors import ApiError
 from inference.model_card import attribute_rows
 from inference.repository import ModelEntry, ModelRepository
 from inference.runtime import ModelRuntime
+from fhir_mapping.formatting import number, quantity, unit_label
 
 _STYLE = re.compile(r"<style>(.*?)</style>", re.DOTALL)
 
@@ -36,6 +37,24 @@ def page_csp(page: str) -> str:
 
 
 _html = Environment(loader=PackageLoader("cds_hooks", "templates"), autoescape=select_autoescape(["html"]))
+_html.filters["unit"] = lambda unit: {"a": "years", "1": "yes/no"}.get(unit, unit_label(unit)) if unit else ""
+_html.filters["num"] = lambda value: number(float(value), 2)
+
+
+def _threshold(manifest: Any, category: Any) -> str:
+    """'below 5%' for a probability, 'at least 5' for a score: the category bound as a clinician reads it."""
+    output = next((o for o in manifest.outputs if o.name == (category.output or manifest.primary.name)),
+                  manifest.primary)
+    def shown(value: float) -> str:
+        if output.kind == "probability":
+            return f"{number(value * 100, 1)}%"
+        return quantity(value, output.unit, 2) if output.unit else number(value, 2)
+    parts = []
+    if category.at_least is not None:
+        parts.append(f"at least {shown(category.at_least)}")
+    if category.below is not None:
+        parts.append(f"below {shown(category.below)}")
+    return " and ".join(parts) if parts else "the rest"
 
 
 def model_document(entry: ModelEntry, base_url: str) -> dict[str, Any]:
@@ -66,7 +85,8 @@ def model_document(entry: ModelEntry, base_url: str) -> dict[str, Any]:
 
 def _runtime_view(runtime: ModelRuntime) -> dict[str, Any]:
     m = runtime.manifest
-    return {"m": m, "attributes": attribute_rows(m), "features": runtime.spec.features}
+    return {"m": m, "attributes": attribute_rows(m), "features": runtime.spec.features,
+            "thresholds": {c.label: _threshold(m, c) for c in m.categories}}
 
 
 def register_pages(app: FastAPI, repository: ModelRepository, base_url: Callable[[Request], str]) -> None:

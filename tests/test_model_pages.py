@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from inference.model_card import required_attributes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,3 +71,13 @@ def test_models_cli() -> None:
     card = subprocess.run([CLI, "models", "card", "ascvd-pce-10y", "--config", "config/development.toml"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert '"id": "ascvd-pce-10y"' in card.stdout
+
+
+@pytest.mark.parametrize("model_id", ["ascvd-pce-10y", "prevent-full", "news2", "egfr-ckd-epi-2021", "kfre-4var"])
+def test_model_card_numbers_and_units_read_as_a_clinician_writes_them(api: Any, model_id: str) -> None:
+    import re
+
+    page = api.get(f"/models/{model_id}/card").text
+    assert not re.search(r"\d\.0–|–\d+\.0\b", page)  # "40–79", never "40.0–79.0"
+    assert "mm[Hg]" not in page and "{1.73_m2}" not in page
+    assert not re.search(r"below 0\.\d", page)  # probability bounds as percentages
