@@ -176,6 +176,8 @@ class ServiceCaller:
                     "unit": fv.unit,
                     "defaulted": fv.defaulted,
                     "sources": [{"reference": s.reference, "date": s.date} for s in fv.sources],
+                    "display": fv.display,  # e.g. "Yes — amlodipine 5 MG Oral Tablet, recognised by RxNorm code …"
+                    "note": fv.note,  # e.g. the default's note naming active medications that were not recognised
                 }
                 for name, fv in mapping.values.items()
             },

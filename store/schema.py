@@ -51,6 +51,8 @@ class FeatureValueRow(Base):
     unit: Mapped[str | None] = mapped_column(String(40))
     defaulted: Mapped[bool] = mapped_column(Boolean, default=False)
     source_refs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    display: Mapped[str | None] = mapped_column(Text, nullable=True)  # the value in words, as on the card
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)  # how it was read or assumed (drug recognition)
 
 
 class CardRow(Base):

@@ -131,6 +131,7 @@ class Store:
                     prediction_id=rec.prediction_id, name=name, value=fv.get("value"), unit=fv.get("unit"),
                     defaulted=bool(fv.get("defaulted")),
                     source_refs=[_safe_ref(s) for s in fv.get("sources", [])],
+                    display=_text(fv.get("display")), note=_text(fv.get("note")),
                 ))
             for card in rec.cards:
                 session.add(CardRow(card_uuid=card.uuid, prediction_id=rec.prediction_id, summary=card.summary[:200],
@@ -208,7 +209,7 @@ class Store:
             out = _prediction_dict(p)
             out["features"] = {
                 fv.name: {"value": fv.value, "unit": fv.unit, "defaulted": bool(fv.defaulted),
-                          "sources": list(fv.source_refs or [])}
+                          "sources": list(fv.source_refs or []), "display": fv.display, "note": fv.note}
                 for fv in session.execute(select(FeatureValueRow).where(FeatureValueRow.prediction_id == prediction_id)
                                           .order_by(FeatureValueRow.id)).scalars()
             }
@@ -270,6 +271,13 @@ class Store:
             return [{"patient_key": o.patient_key, "system": o.system, "code": o.code, "label": o.label,
                      "observed_at": _utc(o.observed_at), "source": o.source}
                     for o in session.execute(select(Outcome).order_by(Outcome.id)).scalars()]
+
+
+def _text(value: Any, limit: int = 2000) -> str | None:
+    """Card words kept with a feature: text only, NUL-free (PostgreSQL refuses it), bounded."""
+    if not isinstance(value, str) or not value:
+        return None
+    return value.replace("\x00", "")[:limit]
 
 
 def _safe_ref(source: dict[str, Any]) -> dict[str, Any]:

@@ -443,3 +443,26 @@ def test_drugs_of_other_known_classes_are_not_called_unrecognised(api: Any) -> N
     card = fire(api, "cha2ds2-vasc", record)
     assert "Diabetes: No — 1 active medication not recognised: Zorblax 10 mg daily" in card["detail"]
     assert "Hypertension: **Yes — amlodipine 5 MG Oral Tablet**" in card["detail"]  # identified, and counted
+
+
+def details_page(api: Any, card: dict[str, Any]) -> str:
+    url = next(link["url"] for link in card["links"] if link["label"] == "Full reasoning, sources and what-if")
+    resp = api.client.get(url.replace("http://testserver", ""))
+    assert resp.status_code == 200
+    return resp.text
+
+
+def test_the_details_page_says_how_each_drug_was_recognised_and_which_were_not(api: Any) -> None:
+    import html
+
+    recognised = fire(api, "ascvd-pce-10y", MALE_55 + [med(rx("197361"))])
+    page = html.unescape(details_page(api, recognised))
+    assert "amlodipine 5 MG Oral Tablet, recognised by RxNorm code 197361" in page
+    by_name = fire(api, "ascvd-pce-10y", MALE_55 + [med({"text": "Norvasc 5 mg tablet"})])
+    assert "recognised by the name Norvasc" in html.unescape(details_page(api, by_name))
+    many = [med({"text": f"Zorblax {n} mg daily"}) for n in (5, 10, 20)]
+    card = fire(api, "ascvd-pce-10y", MALE_55 + many)
+    assert "3 active medications not recognised (see full reasoning)" in card["detail"]
+    page = html.unescape(details_page(api, card))
+    assert "3 active medications not recognised as antihypertensive" in page
+    assert all(f"Zorblax {n} mg daily" in page for n in (5, 10, 20))

@@ -84,11 +84,14 @@ def _row(name: str, label: str, fv: dict[str, Any] | None, spec_in: Input | None
     value = float(fv["value"])
     if fv.get("defaulted"):
         row["flags"].append("assumed")
-        row["note"] = feature.default_note if feature else None
+        # the note as the mapper wrote it (it names active medications that were not recognised), else the spec's
+        row["note"] = fv.get("note") or (feature.default_note if feature else None)
         if fv.get("unit") is not None:  # a placeholder quantity (an add-on input not measured) is never shown as data
             row["value"] = "not recorded"
             return row
-    if spec_in is not None:
+    if fv.get("display") and " — " in str(fv["display"]):  # a recognised drug: its name and how it was recognised
+        row["value"] = str(fv["display"])
+    elif spec_in is not None:
         row["value"] = input_value_text(spec_in, feature, value)
     else:
         row["value"] = (display_value(feature, value) if feature else None) or number(value, 2)
