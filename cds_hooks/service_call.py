@@ -229,7 +229,7 @@ def _unresolved_medications(index: ResourceIndex) -> list[str]:
         for res in index.by_type.get(rtype, ()):
             ref_obj = res.get("medicationReference")
             ref = ref_obj.get("reference") if isinstance(ref_obj, dict) else None
-            if isinstance(ref, str) and ref and not ref.startswith("#") and ref not in index.by_ref:
+            if isinstance(ref, str) and ref and not ref.startswith("#") and index.referenced_medication(res) is None:
                 refs.append(ref)
     return refs
 

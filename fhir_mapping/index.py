@@ -112,18 +112,24 @@ class ResourceIndex:
         concept = resource.get("medicationCodeableConcept")
         if concept is not None:
             return concept
-        ref = (resource.get("medicationReference") or {}).get("reference") if isinstance(
-            resource.get("medicationReference"), dict
-        ) else None
-        if not isinstance(ref, str):
+        med = self.referenced_medication(resource)
+        return med.get("code") if med is not None else None
+
+    def referenced_medication(self, resource: Resource) -> Resource | None:
+        """The Medication a Medication* resource's medicationReference names: contained ('#id'), or in the index by
+        its reference, relative or absolute ('https://ehr/fhir/Medication/1'); None when it is not there."""
+        ref_obj = resource.get("medicationReference")
+        ref = ref_obj.get("reference") if isinstance(ref_obj, dict) else None
+        if not isinstance(ref, str) or not ref:
             return None
         if ref.startswith("#"):
             for contained in as_list(resource.get("contained")):
                 if isinstance(contained, dict) and contained.get("id") == ref[1:]:
-                    return contained.get("code")
+                    return contained
             return None
-        med = self.by_ref.get(ref)
-        return med.get("code") if isinstance(med, dict) else None
+        parts = ref.rstrip("/").split("/")
+        med = self.by_ref.get(ref) or (self.by_ref.get("/".join(parts[-2:])) if len(parts) >= 2 else None)
+        return med if isinstance(med, dict) and med.get("resourceType") in (None, "Medication") else None
 
     def _main_codes(self, res: Resource) -> Iterator[tuple[str, str, str | None]]:
         rtype = res.get("resourceType")

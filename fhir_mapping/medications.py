@@ -95,15 +95,8 @@ def medication_view(index: ResourceIndex, resource: Resource) -> MedicationView:
     ref = ref_obj.get("reference")
     if not isinstance(ref, str) or not ref:
         return view
-    medication: Any = None
-    if ref.startswith("#"):
-        for contained in as_list(resource.get("contained")):
-            if isinstance(contained, dict) and contained.get("id") == ref[1:]:
-                medication = contained
-                break
-    else:
-        medication = index.by_ref.get(ref) or index.by_ref.get(_relative(ref))
-    if not isinstance(medication, dict) or medication.get("resourceType") not in (None, "Medication"):
+    medication = index.referenced_medication(resource)
+    if medication is None:
         view.unresolved_reference = ref
         return view
     if medication.get("status") == "entered-in-error":
@@ -126,12 +119,6 @@ def _add_concept(view: MedicationView, concept: dict[str, Any]) -> None:
     text = concept.get("text")
     if isinstance(text, str) and text.strip():
         view.texts.append(text.strip())
-
-
-def _relative(ref: str) -> str:
-    """'https://ehr/fhir/Medication/1' -> 'Medication/1' (absolute references to the same server)."""
-    parts = ref.rstrip("/").split("/")
-    return "/".join(parts[-2:]) if len(parts) >= 2 else ref
 
 
 def _system_label(system: str) -> str:
