@@ -9,15 +9,14 @@ from typing import Any
 
 import typer
 
-monitor_app = typer.Typer(help="Monitoring report, outcome import and seismometer export.", no_args_is_help=True)
-store_app = typer.Typer(help="The prediction and feedback store.", no_args_is_help=True)
+from cds_hooks.cli.common import settings_from
+from cds_hooks.cli.apps import monitor_app, store_app
 
 
 def _store(config: Path | None) -> Any:
-    from cds_hooks.cli import _settings
     from store.store import Store
 
-    settings = _settings(config)
+    settings = settings_from(config)
     store = Store(settings.store_url(), settings.store.hmac_secret.encode())
     store.migrate()
     return settings, store

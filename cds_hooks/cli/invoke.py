@@ -1,4 +1,4 @@
-"""The `cds-onnx` command: run the service, call it as an EHR would, manage keys and models.
+"""`cds-onnx invoke`: call a running service as an EHR would.
 
 `invoke` builds a real CDS Hooks request — from a Bundle file, or from a live FHIR server — signs it with the local
 developer key, sends it to a running service and prints the cards. `--shift-to-today` first moves a Bundle's dates so
@@ -10,141 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import uuid
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 import orjson
 import typer
 
-from cds_hooks.cli_monitor import monitor_app, store_app
 from cds_hooks.bundle_prefetch import BundleError, bundle_resources, patient_of, prefetch_from_resources
+from cds_hooks.cli.apps import app
+from cds_hooks.cli.common import CLI_ISSUER, KEYS_FIX, fail, shown
 from cds_hooks.prefetch import resolve_prefetch
-from cds_hooks.settings import ConfigError, load_settings
-from cds_hooks.signing import LocalKey, generate_keypair, load_local_key, mint_token
+from cds_hooks.signing import LocalKey, load_local_key, mint_token
 from cds_hooks.time_shift import newest_clinical_date
 from cds_hooks.time_shift import shift_to_today as shift_bundle_to_today
-
-app = typer.Typer(help="cds-onnx: FHIR-native CDS Hooks service for validated ONNX clinical models.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
-keys_app = typer.Typer(help="Signing keys for calling CDS services.", no_args_is_help=True)
-models_app = typer.Typer(help="The model repository.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
-app.add_typer(models_app, name="models")
-app.add_typer(monitor_app, name="monitor")
-app.add_typer(store_app, name="store")
-
-DEFAULT_CONFIG = Path("config/development.toml")
-CLI_ISSUER = "cds-onnx-cli"
-KEYS_FIX = "run `cds-onnx keys generate --dir {dir}`"
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    """An expected failure: one line on stderr that says what went wrong and what to do; no traceback."""
-    typer.secho(" ".join(str(message).split()), fg="red", err=True)
-    raise typer.Exit(code)
-
-
-def _settings(config: Path | None) -> Any:
-    if config is not None and not config.is_file():
-        fail(f"configuration error: {config} does not exist or is not a file; pass --config with the path of a "
-             f"TOML configuration file (e.g. {DEFAULT_CONFIG})", 2)
-    try:
-        return load_settings(config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None))
-    except ConfigError as exc:
-        fail(f"configuration error: {exc} (fix the setting in the file or its CDS_ONNX_ environment override)", 2)
-
-
-WORKER_CONFIG_ENV = "CDS_ONNX_SERVE_CONFIG"  # the configuration file `serve --workers N` hands to its worker processes
-
-
-@app.command()
-def serve(
-    config: Path = typer.Option(None, "--config", "-c", help="TOML configuration file"),
-    host: str = typer.Option(None, help="Listen address (default from configuration)"),
-    port: int = typer.Option(None, help="Listen port (default from configuration)"),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, max=64,
-                                help="Worker processes sharing the port (one per CPU core is a good start)"),
-) -> None:
-    """Run the CDS Hooks service."""
-    import os
-
-    import uvicorn
-
-    from cds_hooks.app import create_app
-    from cds_hooks.logging_setup import configure_logging
-    from inference.repository import ModelFolderError
-
-    if workers > 1:  # the workers read the same file and the same overrides, as environment (inherited on spawn)
-        if host:
-            os.environ["CDS_ONNX_SERVER__HOST"] = host
-        if port:
-            os.environ["CDS_ONNX_SERVER__PORT"] = str(port)
-    settings = _settings(config)
-    if host or port:  # the listen address is configuration too (the JWT audience and preview origin follow it)
-        server = settings.server.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v})
-        settings = settings.model_copy(update={"server": server})
-    for client in settings.auth.clients:
-        jwks_path = settings.path(client.jwks_file) if client.jwks_file is not None else None
-        if jwks_path is not None and not jwks_path.is_file():
-            fail(f"cannot start: {jwks_path.resolve()} (jwks_file of auth client {client.iss}) does not exist; "
-                 f"{KEYS_FIX.format(dir=_shown(jwks_path.resolve().parent))} to create the local signing key, "
-                 "or fix jwks_file in the configuration", 3)
-    try:
-        settings.auth_settings()  # reads every client's jwks_file now, not in the middle of start-up
-    except ConfigError as exc:
-        fail(f"cannot start: {exc}", 3)
-    configure_logging()
-    try:
-        application = create_app(settings, freeze_gc=True)  # with workers: a check that fails fast, then dropped
-    except ModelFolderError as exc:
-        fail(f"cannot start: {exc} (fix the model folder, or point models.root at a valid repository)", 3)
-    except (ConfigError, OSError, ValueError) as exc:
-        fail(f"cannot start: {exc}", 3)
-    if workers == 1:
-        uvicorn.run(application, host=settings.server.host, port=settings.server.port, log_config=None,
-                    access_log=False)
-        return
-    del application
-    path = config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
-    os.environ[WORKER_CONFIG_ENV] = str(path.resolve()) if path is not None else ""
-    uvicorn.run("cds_hooks.cli:worker_app", factory=True, workers=workers, host=settings.server.host,
-                port=settings.server.port, log_config=None, access_log=False)
-
-
-def worker_app() -> Any:
-    """The app of one `serve --workers N` worker process: the configuration the parent checked, read again here."""
-    import os
-
-    from cds_hooks.app import create_app
-    from cds_hooks.logging_setup import configure_logging
-
-    configure_logging()
-    raw = os.environ.get(WORKER_CONFIG_ENV, "")
-    return create_app(load_settings(Path(raw) if raw else None), freeze_gc=True)
-
-
-@keys_app.command("generate")
-def keys_generate(
-    directory: Path = typer.Option(Path("var/keys"), "--dir", help="Folder for private.pem and jwks.json"),
-    kid: str = typer.Option(None, help="Key id (default: RFC 7638 thumbprint)"),
-    overwrite: bool = typer.Option(False, help="Replace an existing key"),
-    if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing when a key already exists"),
-) -> None:
-    """Make a local ES384 key pair and its JWK Set."""
-    if if_missing and (directory / "private.pem").is_file():
-        typer.echo(f"key exists in {directory}")
-        return
-    try:
-        key = generate_keypair(directory, kid, overwrite=overwrite)
-    except FileExistsError as exc:
-        fail(f"{exc} (use --overwrite to replace it, or --if-missing to keep it)")
-    except (OSError, ValueError) as exc:
-        fail(f"cannot write the key to {directory}: {exc} (choose a writable --dir)")
-    typer.echo(f"wrote {directory / 'private.pem'} (0600) and {directory / 'jwks.json'} (kid {key.kid})")
-
 
 @app.command()
 def invoke(
@@ -221,15 +101,11 @@ def _key(key_dir: Path) -> LocalKey:
     try:
         return load_local_key(key_dir)
     except FileNotFoundError as exc:
-        fail(f"no local signing key: {exc}; {KEYS_FIX.format(dir=_shown(key_dir))}, pass --key-dir, "
+        fail(f"no local signing key: {exc}; {KEYS_FIX.format(dir=shown(key_dir))}, pass --key-dir, "
              "or --no-auth for a service with auth disabled")
     except (OSError, ValueError) as exc:
-        fail(f"the local signing key cannot be used: {exc}; {KEYS_FIX.format(dir=_shown(key_dir))} --overwrite "
+        fail(f"the local signing key cannot be used: {exc}; {KEYS_FIX.format(dir=shown(key_dir))} --overwrite "
              "or pass --key-dir")
-
-
-def _shown(path: Path) -> str:
-    return str(path) if str(path) else "."
 
 
 def _auth_header(key: LocalKey | None, issuer: str, aud: str) -> dict[str, str]:
@@ -314,53 +190,3 @@ def _print_response(resp: httpx.Response) -> None:
         for link in card.get("links", []):
             typer.echo(f"  ↗ {link.get('label')}: {link.get('url')}")
         typer.echo("")
-
-
-@models_app.command("list")
-def models_list(config: Path = typer.Option(None, "--config", "-c")) -> None:
-    """List models with their champion and challenger versions."""
-    repo = _repository(config)
-    for entry in repo.entries.values():
-        challenger = f", challenger {entry.challenger.version}" if entry.challenger else ""
-        typer.echo(f"{entry.id}: champion {entry.champion.version}{challenger} — {entry.champion.manifest.title}")
-
-
-@models_app.command("validate")
-def models_validate(config: Path = typer.Option(None, "--config", "-c")) -> None:
-    """Validate every model folder (manifest, spec, ONNX signature, golden examples, model card)."""
-    repo = _repository(config)
-    total = sum(len(e.versions) for e in repo.entries.values())
-    typer.echo(f"ok: {len(repo.entries)} models, {total} versions valid")
-
-
-@models_app.command("card")
-def models_card(model_id: str, config: Path = typer.Option(None, "--config", "-c"),
-                base_url: str = typer.Option("http://127.0.0.1:8080", "--base-url")) -> None:
-    """Print a model's card (JSON)."""
-    from cds_hooks.web import model_document
-
-    repo = _repository(config)
-    entry = repo.entries.get(model_id)
-    if entry is None:
-        typer.secho(f"no model '{model_id}'", fg="red", err=True)
-        raise typer.Exit(1)
-    typer.echo(json.dumps(model_document(entry, base_url.rstrip("/")), indent=2, ensure_ascii=False))
-
-
-def _repository(config: Path | None) -> Any:
-    from inference.repository import ModelFolderError, ModelRepository
-
-    settings = _settings(config)
-    try:
-        return ModelRepository(settings.path(settings.models.root)).load()
-    except ModelFolderError as exc:
-        typer.secho(f"invalid: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
-
-
-def main() -> None:  # pragma: no cover - entry point
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())

@@ -1,0 +1,80 @@
+"""`cds-onnx serve`: run the service, in one process or several sharing the port."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from cds_hooks.cli.apps import app
+from cds_hooks.cli.common import DEFAULT_CONFIG, KEYS_FIX, fail, settings_from, shown
+from cds_hooks.settings import ConfigError, load_settings
+
+WORKER_CONFIG_ENV = "CDS_ONNX_SERVE_CONFIG"  # the configuration file `serve --workers N` hands to its worker processes
+
+
+@app.command()
+def serve(
+    config: Path = typer.Option(None, "--config", "-c", help="TOML configuration file"),
+    host: str = typer.Option(None, help="Listen address (default from configuration)"),
+    port: int = typer.Option(None, help="Listen port (default from configuration)"),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, max=64,
+                                help="Worker processes sharing the port (one per CPU core is a good start)"),
+) -> None:
+    """Run the CDS Hooks service."""
+    import os
+
+    import uvicorn
+
+    from cds_hooks.app import create_app
+    from cds_hooks.logging_setup import configure_logging
+    from inference.repository import ModelFolderError
+
+    if workers > 1:  # the workers read the same file and the same overrides, as environment (inherited on spawn)
+        if host:
+            os.environ["CDS_ONNX_SERVER__HOST"] = host
+        if port:
+            os.environ["CDS_ONNX_SERVER__PORT"] = str(port)
+    settings = settings_from(config)
+    if host or port:  # the listen address is configuration too (the JWT audience and preview origin follow it)
+        server = settings.server.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v})
+        settings = settings.model_copy(update={"server": server})
+    for client in settings.auth.clients:
+        jwks_path = settings.path(client.jwks_file) if client.jwks_file is not None else None
+        if jwks_path is not None and not jwks_path.is_file():
+            fail(f"cannot start: {jwks_path.resolve()} (jwks_file of auth client {client.iss}) does not exist; "
+                 f"{KEYS_FIX.format(dir=shown(jwks_path.resolve().parent))} to create the local signing key, "
+                 "or fix jwks_file in the configuration", 3)
+    try:
+        settings.auth_settings()  # reads every client's jwks_file now, not in the middle of start-up
+    except ConfigError as exc:
+        fail(f"cannot start: {exc}", 3)
+    configure_logging()
+    try:
+        application = create_app(settings, freeze_gc=True)  # with workers: a check that fails fast, then dropped
+    except ModelFolderError as exc:
+        fail(f"cannot start: {exc} (fix the model folder, or point models.root at a valid repository)", 3)
+    except (ConfigError, OSError, ValueError) as exc:
+        fail(f"cannot start: {exc}", 3)
+    if workers == 1:
+        uvicorn.run(application, host=settings.server.host, port=settings.server.port, log_config=None,
+                    access_log=False)
+        return
+    del application
+    path = config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    os.environ[WORKER_CONFIG_ENV] = str(path.resolve()) if path is not None else ""
+    uvicorn.run("cds_hooks.cli.serve:worker_app", factory=True, workers=workers, host=settings.server.host,
+                port=settings.server.port, log_config=None, access_log=False)
+
+
+def worker_app() -> Any:
+    """The app of one `serve --workers N` worker process: the configuration the parent checked, read again here."""
+    import os
+
+    from cds_hooks.app import create_app
+    from cds_hooks.logging_setup import configure_logging
+
+    configure_logging()
+    raw = os.environ.get(WORKER_CONFIG_ENV, "")
+    return create_app(load_settings(Path(raw) if raw else None), freeze_gc=True)
