@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -33,6 +33,9 @@ from jwt.exceptions import (
     MissingRequiredClaimError,
     PyJWTError,
 )
+
+if TYPE_CHECKING:
+    from cds_hooks.jwks_shared import JwksStore
 
 from cds_hooks.jwks import SUPPORTED_ALGORITHMS, JwksCache, JwksError, KeyIndex, parse_jwks, select_key
 from cds_hooks.replay import (
@@ -251,6 +254,7 @@ class ClientAuthenticator:
         clock: Callable[[], float] = time.time,
         replay_cache_size: int = DEFAULT_REPLAY_CACHE_SIZE,
         replay_store: ReplayStore | None = None,
+        jwks_store: JwksStore | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
@@ -264,6 +268,7 @@ class ClientAuthenticator:
             timeout_seconds=settings.jku_timeout_seconds,
             http_client=http_client,
             clock=clock,
+            shared=jwks_store,
         )
         self._replay: ReplayStore = replay_store if replay_store is not None else ReplayCache(replay_cache_size, clock)
 

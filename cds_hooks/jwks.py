@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
+
+if TYPE_CHECKING:
+    from cds_hooks.jwks_shared import JwksStore
+
+log = logging.getLogger(__name__)
 
 # Asymmetric JWS algorithms this service can verify, with the JWK key type (and EC curve) each needs.
 # HMAC (`HS*`) and `none` are deliberately absent: a client's key is public, so neither can prove anything.
@@ -96,6 +102,10 @@ class _Entry:
     index: KeyIndex | None = None
     fetched_at: float | None = None
     last_attempt: float | None = None
+    shared_checked_at: float | None = None  # when the shared store was last read for this URL
+
+
+SHARED_CHECK_SECONDS = 1.0  # a process reads the shared store for a URL at most this often (unknown-kid floods)
 
 
 class JwksCache:
@@ -105,6 +115,10 @@ class JwksCache:
     * A URL is requested at most once per `min_refresh_seconds`, whatever the outcome, so an unknown `kid`
       triggers at most one refresh in that window and a failing key server is not retried in a loop.
     * Redirects are not followed (they could leave the allowlist); bodies over MAX_JWKS_BYTES are refused.
+    * With a `shared` store (cds_hooks/jwks_shared.py), a fresh document another process fetched is adopted before
+      fetching, a fetched document is written back, and the shared fetch time counts in the refresh rate limit, so
+      the whole fleet fetches a URL at most once per `min_refresh_seconds`. A store that cannot answer is logged and
+      skipped: the process then relies on its own memory and fetch.
     """
 
     def __init__(
@@ -115,7 +129,9 @@ class JwksCache:
         timeout_seconds: float = 2.0,
         http_client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
+        shared: JwksStore | None = None,
     ) -> None:
+        self._shared = shared
         self._cache_seconds = cache_seconds
         self._min_refresh_seconds = min_refresh_seconds
         self._timeout = timeout_seconds
@@ -144,6 +160,17 @@ class JwksCache:
                 key = select_key(entry.index, kid, alg)
                 if key is not None:
                     return key
+            shared_fetched_at = await self._adopt_shared(url, entry)
+            if shared_fetched_at is not None:
+                fresh = self._fresh(entry)
+                if fresh:
+                    assert entry.index is not None
+                    key = select_key(entry.index, kid, alg)
+                    if key is not None:
+                        return key
+                # another process fetched this URL recently: that fetch spends the fleet's refresh budget too
+                if self._clock() - shared_fetched_at < self._min_refresh_seconds:
+                    entry.last_attempt = max(entry.last_attempt or shared_fetched_at, shared_fetched_at)
             if not self._may_fetch(entry):
                 if fresh:
                     return None  # unknown kid, and the refresh budget for this URL is spent
@@ -152,7 +179,47 @@ class JwksCache:
             document = await self._fetch(url)
             entry.index = parse_jwks(document, url)
             entry.fetched_at = self._clock()
+            await self._publish(url, document, entry.fetched_at)
             return select_key(entry.index, kid, alg)
+
+    async def _adopt_shared(self, url: str, entry: _Entry) -> float | None:
+        """Take the shared document for `url` when it is fresh and newer than ours; its fetch time, or None."""
+        if self._shared is None:
+            return None
+        now = self._clock()
+        if entry.shared_checked_at is not None and now - entry.shared_checked_at < SHARED_CHECK_SECONDS:
+            return None
+        entry.shared_checked_at = now
+        from cds_hooks.jwks_shared import JwksStoreError
+
+        try:
+            shared = await asyncio.to_thread(self._shared.load, url)
+        except JwksStoreError as exc:
+            log.warning("shared JWK Set cache skipped: %s", exc)
+            return None
+        if shared is None:
+            return None
+        if self._clock() - shared.fetched_at >= self._cache_seconds:
+            return shared.fetched_at  # stale: not adopted, but its time still says when the fleet last fetched
+        if entry.fetched_at is None or shared.fetched_at > entry.fetched_at:
+            try:
+                index = parse_jwks(json.loads(shared.document), f"shared cache of {url}")
+            except (ValueError, JwksError) as exc:
+                log.warning("shared JWK Set cache entry ignored: %s", exc)
+                return None
+            entry.index, entry.fetched_at = index, shared.fetched_at
+        return shared.fetched_at
+
+    async def _publish(self, url: str, document: object, fetched_at: float) -> None:
+        if self._shared is None:
+            return
+        from cds_hooks.jwks_shared import JwksStoreError
+
+        try:
+            text = json.dumps(document, separators=(",", ":"))
+            await asyncio.to_thread(self._shared.save, url, text, fetched_at, self._cache_seconds)
+        except (JwksStoreError, ValueError) as exc:
+            log.warning("shared JWK Set cache not updated: %s", exc)
 
     def _fresh(self, entry: _Entry) -> bool:
         return (

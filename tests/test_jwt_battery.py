@@ -13,7 +13,6 @@ import hmac
 import json
 import logging
 import math
-import shutil
 import socket
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from cds_hooks.bundle_prefetch import prefetch_from_resources
 from cds_hooks.replay import MemoryReplayStore, RedisReplayStore, ReplayStoreError, SqlReplayStore
 from cds_hooks.settings import ConfigError
 from conftest import KEYS, ROOT, make_settings
+from redis_fixture import redis_url  # noqa: F401  (pytest fixture)
 from postgres_fixture import postgres_url  # noqa: F401  (pytest fixture)
 from store.schema import AuthReplay
 from store.store import Store
@@ -477,29 +477,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("redis-server not installed: `apt-get install redis-server` (or `make system-deps`) to run the "
-                    "Redis replay-cache tests")
-    port = _free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail("redis-server did not start")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_redis_store_contract_and_expiry(redis_url: str) -> None:
