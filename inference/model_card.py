@@ -89,3 +89,36 @@ def attribute_rows(manifest: Manifest) -> list[tuple[str, str, Any]]:
     """(key, title, value) for display, in the regulation's order."""
     attrs = manifest.model_card.get("attributes", {})
     return [(key, title, attrs.get(key)) for key, title in required_attributes(manifest.kind).items()]
+
+
+def _interval_text(value: Any) -> str | None:
+    if not isinstance(value, dict) or not all(isinstance(value.get(k), (int, float)) for k in ("estimate", "low",
+                                                                                                 "high")):
+        return None
+    return f"{value['estimate']:.3f} (95% CI {value['low']:.3f} to {value['high']:.3f})"
+
+
+def evidence_figures(evidence: dict[str, Any]) -> dict[str, str]:
+    """The key figures of a promotion audit record's evidence (inference/promotion.py), for the card and the CLI:
+    paired predictions, events, the AUROC difference and the challenger's calibration, each with its 95% CI."""
+    paired = evidence.get("paired_evidence")
+    figures: dict[str, str] = {}
+    if not isinstance(paired, dict):
+        if evidence.get("note"):
+            figures["evidence"] = str(evidence["note"])
+        return figures
+    for key, label in (("pairs", "paired predictions"), ("events", "events")):
+        if isinstance(paired.get(key), int):
+            figures[label] = str(paired[key])
+    for key, label in (("auroc_difference", "AUROC difference"), ("calibration_slope", "calibration slope"),
+                       ("calibration_intercept", "calibration intercept")):
+        text = _interval_text(paired.get(key))
+        if text is not None:
+            figures[label] = text
+    criteria = evidence.get("criteria")
+    if evidence.get("criteria_applied") and isinstance(criteria, list):
+        passed = sum(1 for c in criteria if isinstance(c, dict) and c.get("passed"))
+        figures["acceptance criteria"] = f"{passed} of {len(criteria)} met"
+    elif evidence.get("criteria_applied") is False:
+        figures["acceptance criteria"] = "not applied (rollback)"
+    return figures
