@@ -1,172 +1,180 @@
-"""The monitoring report: is the deployed model still seeing the population it was built for, and still right?
+"""The monitoring report: for each deployed model, what needs a decision — is it still seeing the population it was
+built for, is it still right, is it fair, do clinicians act on it, and is its challenger better?
 
-Reads predictions, cards, feedback and imported outcomes from the store; writes a JSON summary (every number in the
-report) and a self-contained HTML page with inline plots. Drift is measured against the model card's reference
-distribution when it has one, otherwise against the first half of the reporting window (and the report says so).
+`build_summary` reads predictions, cards, feedback and imported outcomes from the store and returns every number of
+the report as plain JSON (`--json`); `monitoring.report_html.render_html` draws the self-contained page from it.
+Each statistic carries its counts and 95% interval and is withheld, with the reason, below the model's minimum
+event count. Outcomes count only for predictions whose follow-up window had closed by `outcomes_through`.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from inference.repository import ModelRepository
-from monitoring.stats import (
-    FAIRNESS_BOUNDS,
-    auroc,
-    calibration,
-    fairness_ratios,
-    group_metrics,
-    proportions,
-    psi,
-    quantile_edges,
+from inference.manifest import Manifest
+from monitoring.drift import PSI_THRESHOLD, drift
+from monitoring.evaluation import (
+    flag_region,
+    flag_rule,
+    is_flagged,
+    judge,
+    pair_by_request,
+    risk_oriented,
+    score_type,
+    selected,
+    version_manifest,
 )
-from store.store import Store
+from monitoring.evidence import FAIRNESS_ATTRIBUTES, EvidenceError, paired_evidence
+from monitoring.followup import OutcomeSpec, matched_outcomes
+from monitoring.intervals import wilson
+from monitoring.metrics import FAIRNESS_BOUNDS, fairness_audit, not_enough, performance, shown, withheld
 
-PSI_THRESHOLD = 0.2
-FAIRNESS_ATTRIBUTES = ("sex", "age_band", "race")
+TOP_REASONS = 5
+ATTRIBUTE_WORDS = {"sex": "sex", "age_band": "age band", "race": "race", "ethnicity": "ethnicity"}
+METRIC_WORDS = {"flag_rate": "flag rate", "sensitivity": "sensitivity", "ppv": "PPV", "oe_ratio": "observed/expected",
+                "auroc": "AUROC"}
+NO_NUMBER_ATTENTION = 0.2  # a model giving no number to more than this share of requests is listed for attention
+OVERRIDE_ATTENTION = 0.5  # ... and one whose override rate is surely above this
 
 
 @dataclass
 class ReportOptions:
     since: datetime
-    until: datetime | None = None
-    outcome_code: str | None = None  # "system|code" an outcome must have to count as an event (None: any)
-    horizon_days: int | None = None  # event window after each prediction (default: the model's horizon)
-    threshold: float | None = None  # score at or above which a patient is "flagged" for fairness metrics
+    until: datetime | None = None  # end of the window (default: now)
+    outcomes_through: datetime | None = None  # outcomes are complete up to here (default: the end of the window)
+    threshold: float | None = None  # override the flag rule: primary output at or above this is "flagged"
     psi_threshold: float = PSI_THRESHOLD
-
-
-def build_summary(store: Store, repository: ModelRepository | None, options: ReportOptions) -> dict[str, Any]:
-    until = options.until or datetime.now(UTC)
-    preds = [p for p in store.predictions(since=options.since) if p["created_at"] <= until]
-    feedback = [f for f in store.feedback_joined() if f["received_at"] is None or
-                options.since <= _utc(f["received_at"]) <= until]
-    summary: dict[str, Any] = {
-        "window": {"since": options.since.isoformat(), "until": until.isoformat()},
-        "volume": _volume(preds),
-        "feedback": _feedback(feedback),
-        "models": {},
-    }
-    outcomes = store.outcomes()
-    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for p in preds:
-        by_model[p["model_id"]].append(p)
-    for model_id, rows in sorted(by_model.items()):
-        entry = repository.entries.get(model_id) if repository else None
-        summary["models"][model_id] = _model_section(model_id, rows, entry, outcomes, options)
-    return summary
 
 
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def build_summary(store: Any, repository: Any, options: ReportOptions) -> dict[str, Any]:
+    until = _utc(options.until) if options.until else datetime.now(UTC)
+    through = _utc(options.outcomes_through) if options.outcomes_through else until
+    since = _utc(options.since)
+    preds = [p for p in store.predictions(since=since) if p["created_at"] <= until]
+    # feedback on the cards of the window's predictions; feedback naming an unknown card, by when it arrived
+    feedback = [f for f in store.feedback_joined()
+                if since <= _utc(f["created_at"] if f["created_at"] is not None else f["received_at"]) <= until]
+    outcomes = store.outcomes()
+    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in preds:
+        by_model[p["model_id"]].append(p)
+    feedback_by_model: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
+    for f in feedback:
+        feedback_by_model[f["model_id"]].append(f)
+    models: dict[str, Any] = {}
+    for model_id, rows in sorted(by_model.items()):
+        models[model_id] = _model_section(store, repository, model_id, rows, feedback_by_model.get(model_id, []),
+                                          outcomes, options, since, through)
+    tied = {m: s["outcome"]["matched_outcomes"] for m, s in models.items()}
+    specs = [OutcomeSpec.of(mf) for m in models if (mf := _manifest_of(repository, m, by_model[m])) is not None]
+    untied = sum(1 for o in outcomes if not any(s is not None and s.matcher.matches(o["system"], o["code"])
+                                                 for s in specs))
+    return {
+        "window": {"since": since.isoformat(), "until": until.isoformat()},
+        "outcomes_through": through.isoformat(),
+        "volume": _volume(preds),
+        "feedback": _feedback(feedback),
+        "outcomes": {"imported": len(outcomes), "tied_to_models": tied, "not_tied_to_any_model": untied},
+        "summary": [_summary_row(m, s) for m, s in models.items()],
+        "attention": [item for m, s in models.items() for item in _attention(m, s)],
+        "models": models,
+    }
+
+
+def _manifest_of(repository: Any, model_id: str, rows: list[dict[str, Any]]) -> Manifest | None:
+    """The manifest of the version that made most of this model's shown predictions in the window."""
+    versions = Counter(r["model_version"] for r in rows if r["alias"] == "champion")
+    if not versions:
+        return version_manifest(repository, model_id, None)
+    return version_manifest(repository, model_id, versions.most_common(1)[0][0]) or version_manifest(
+        repository, model_id, None)
+
+
+# ---- volume and feedback --------------------------------------------------------------------------------------------
 def _volume(preds: list[dict[str, Any]]) -> dict[str, Any]:
     champion = [p for p in preds if p["alias"] == "champion"]
     by_day: dict[str, Counter[str]] = defaultdict(Counter)
-    cards_by_day: dict[str, Counter[str]] = defaultdict(Counter)
+    cards_by_day: Counter[str] = Counter()
     for p in champion:
         day = p["created_at"].date().isoformat()
         by_day[day][p["service_id"]] += 1
-        cards_by_day[day][p["service_id"]] += len(p["card_uuids"])
+        cards_by_day[day] += len(p["card_uuids"])
     return {
         "predictions": len(champion),
         "shadow_predictions": len(preds) - len(champion),
         "cards": sum(len(p["card_uuids"]) for p in champion),
-        "by_service": dict(Counter(p["service_id"] for p in champion)),
+        "by_service": dict(Counter(p["service_id"] for p in champion).most_common()),
         "by_day": {day: dict(c) for day, c in sorted(by_day.items())},
-        "cards_by_day": {day: dict(c) for day, c in sorted(cards_by_day.items())},
+        "cards_by_day": dict(sorted(cards_by_day.items())),
     }
+
+
+def _reason(row: dict[str, Any]) -> str:
+    return row["override_reason_display"] or row["override_reason_code"] or "(no reason given)"
 
 
 def _feedback(rows: list[dict[str, Any]]) -> dict[str, Any]:
     total = len(rows)
     accepted = sum(1 for r in rows if r["outcome"] == "accepted")
-    overridden = total - accepted
-    reasons = Counter(r["override_reason_display"] or r["override_reason_code"] or "(no reason given)"
-                      for r in rows if r["outcome"] == "overridden")
-    by_service: dict[str, dict[str, int]] = defaultdict(lambda: {"accepted": 0, "overridden": 0})
-    for r in rows:
-        by_service[r["service_id"]][r["outcome"]] += 1
+    overridden = sum(1 for r in rows if r["outcome"] == "overridden")
+    reasons = Counter(_reason(r) for r in rows if r["outcome"] == "overridden")
     return {
         "total": total, "accepted": accepted, "overridden": overridden,
-        "acceptance_rate": accepted / total if total else None,
-        "override_rate": overridden / total if total else None,
-        "top_override_reasons": [{"reason": k, "count": v} for k, v in reasons.most_common(5)],
-        "by_service": dict(by_service),
+        "acceptance_rate": shown(wilson(accepted, total), n=total) if total else withheld("no feedback", n=0),
+        "override_rate": shown(wilson(overridden, total), n=total) if total else withheld("no feedback", n=0),
+        "top_override_reasons": [{"reason": k, "count": v} for k, v in reasons.most_common(TOP_REASONS)],
+        "not_tied_to_a_prediction": sum(1 for r in rows if r["model_id"] is None),
     }
 
 
-def _model_section(model_id: str, rows: list[dict[str, Any]], entry: Any, outcomes: list[dict[str, Any]],
-                   options: ReportOptions) -> dict[str, Any]:
-    champion = [r for r in rows if r["alias"] == "champion"]
-    scored = [r for r in champion if r["score"] is not None]
-    section: dict[str, Any] = {
-        "predictions": len(champion),
-        "scored": len(scored),
-        "no_number": len(champion) - len(scored),
-        "categories": dict(Counter(r["category"] or "no number" for r in champion)),
-        "drift": _drift(scored, entry, options.psi_threshold),
-        "scores_by_day": _scores_by_day(scored),
-        "champion_challenger": _champion_challenger(rows),
+# ---- one model ------------------------------------------------------------------------------------------------------
+_RANGE = re.compile(r"^(?P<label>.+?) -?[\d.,]+\S* .*is outside the range the model was validated for.*$")
+
+
+def _no_number_reason(row: dict[str, Any]) -> list[str]:
+    """Why a prediction has no number, grouped so that patients' values do not split one reason into many."""
+    if row["guard_reasons"]:
+        out = []
+        for reason in row["guard_reasons"]:
+            m = _RANGE.match(reason)
+            out.append(f"{m.group('label')} outside the validated range" if m else reason)
+        return out
+    if row["missing"]:
+        return ["missing required input(s)"]
+    return ["no number (reason not recorded)"]
+
+
+def _no_number(champion: list[dict[str, Any]], manifest: Manifest | None) -> dict[str, Any]:
+    none = [r for r in champion if r["score"] is None]
+    reasons = Counter(reason for r in none for reason in _no_number_reason(r))
+    labels = {i.name: i.label for i in manifest.inputs} if manifest else {}
+    missing_all = Counter(name for r in champion for name in (r["missing"] or {}))
+    missing_none = Counter(name for r in none for name in (r["missing"] or {}))
+    n = len(champion)
+    return {
+        "count": len(none),
+        "share": shown(wilson(len(none), n), n=n) if n else withheld("no predictions", n=0),
+        "reasons": [{"reason": k, "count": v} for k, v in reasons.most_common(TOP_REASONS)],
+        "missing_inputs": [{"input": k, "label": labels.get(k, k), "count": v, "share": v / n,
+                            "in_no_number": missing_none.get(k, 0)}
+                           for k, v in missing_all.most_common(TOP_REASONS)],
     }
-    section["performance"], section["fairness"] = _performance(scored, entry, outcomes, options)
-    return section
 
 
-def _reference(entry: Any) -> dict[str, Any] | None:
-    if entry is None:
-        return None
-    ref = entry.champion.manifest.model_card.get("reference_distribution")
-    return ref if isinstance(ref, dict) and ref else None
-
-
-def _drift(scored: list[dict[str, Any]], entry: Any, threshold: float) -> dict[str, Any]:
-    if len(scored) < 20:
-        return {"reference": None, "note": "fewer than 20 scored predictions", "features": {}}
-    ref = _reference(entry)
-    features: dict[str, Any] = {}
-    names = sorted({k for r in scored for k in r["features"]})
-    if ref is not None:
-        source = "model card reference distribution"
-        current = scored
-        for name in [*names, "__score__"]:
-            spec = ref.get(name)
-            if not spec:
-                continue
-            values = _column(current, name)
-            if not len(values):
-                continue
-            edges = np.asarray(spec["edges"], dtype=float)
-            value = psi(np.asarray(spec["proportions"], dtype=float), proportions(values, edges))
-            features[name] = {"psi": value, "flagged": value > threshold, "n": int(len(values))}
-    else:
-        source = "first half of the reporting window (the model card has no reference distribution)"
-        half = len(scored) // 2
-        base, current = scored[:half], scored[half:]
-        for name in [*names, "__score__"]:
-            b, c = _column(base, name), _column(current, name)
-            if len(np.unique(b)) < 2 or not len(c):
-                continue
-            edges = quantile_edges(b)
-            value = psi(proportions(b, edges), proportions(c, edges))
-            features[name] = {"psi": value, "flagged": value > threshold, "n": int(len(c))}
-    return {"reference": source, "threshold": threshold, "features": features,
-            "flagged": sorted(n for n, f in features.items() if f["flagged"])}
-
-
-def _column(rows: list[dict[str, Any]], name: str) -> np.ndarray:
-    if name == "__score__":
-        return np.array([r["score"] for r in rows], dtype=float)
-    return np.array([r["features"][name] for r in rows if r["features"].get(name) is not None], dtype=float)
+def _model_feedback(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out = _feedback(rows)
+    out.pop("not_tied_to_a_prediction")
+    return out
 
 
 def _scores_by_day(scored: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -177,204 +185,172 @@ def _scores_by_day(scored: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
                 "p90": float(np.quantile(v, 0.9))} for d, v in sorted(days.items())}
 
 
-def _champion_challenger(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    champ = {r["hook_instance"]: r for r in rows if r["alias"] == "champion"}
-    pairs = [(champ[r["hook_instance"]], r) for r in rows if r["alias"] == "challenger" and r["hook_instance"] in champ]
+def _model_section(store: Any, repository: Any, model_id: str, rows: list[dict[str, Any]],
+                   feedback: list[dict[str, Any]], outcomes: list[dict[str, Any]], options: ReportOptions,
+                   since: datetime, through: datetime) -> dict[str, Any]:
+    manifest = _manifest_of(repository, model_id, rows)
+    champion = [r for r in rows if r["alias"] == "champion"]
+    scored = [r for r in champion if r["score"] is not None]
+    kind = score_type(manifest)
+    spec = OutcomeSpec.of(manifest) if manifest else None
+    min_events = manifest.monitoring.min_events if manifest else 20
+    section: dict[str, Any] = {
+        "title": manifest.title if manifest else model_id,
+        "score_type": kind,
+        "versions": dict(Counter(r["model_version"] for r in champion).most_common()),
+        "manifest_version": manifest.version if manifest else None,
+        "predictions": len(champion),
+        "scored": len(scored),
+        "no_number": _no_number(champion, manifest),
+        "categories": dict(Counter(r["category"] or "no number" for r in champion).most_common()),
+        "feedback": _model_feedback(feedback),
+        "drift": drift(scored, manifest, options.psi_threshold),
+        "scores_by_day": _scores_by_day(scored),
+        "outcome": _outcome_declaration(manifest, spec, outcomes, min_events),
+    }
+    chosen = selected(champion, manifest)
+    flagged_all = np.array([is_flagged(r, manifest, options.threshold) for r in chosen], dtype=bool)
+    section["follow_up"] = None
+    section["performance"] = None
+    y = p = None
+    judged_rows: list[dict[str, Any]] = []
+    if spec is not None:
+        judged = judge(chosen, spec, outcomes, through)
+        judged_rows, y = judged.rows, judged.y
+        p = np.array([r["score"] for r in judged_rows], dtype=float)
+        section["follow_up"] = {"unit": "prediction" if manifest and manifest.monitoring.per == "prediction"
+                                else "patient (first prediction)", "selected": len(chosen),
+                                "judged": len(judged_rows), "follow_up_open": judged.follow_up_open,
+                                "events": judged.events, "prior_outcome": judged.prior_outcome}
+        section["performance"] = performance(y, risk_oriented(p, manifest), kind, min_events)
+    flagged_eval = np.array([is_flagged(r, manifest, options.threshold) for r in judged_rows], dtype=bool)
+    # O/E needs the probabilities as they are; AUROC needs them oriented so that higher means more risk
+    p_fair = None if p is None else (p if kind == "probability" else risk_oriented(p, manifest))
+    attributes = {}
+    for attribute in FAIRNESS_ATTRIBUTES:
+        labels_all = [str((r.get("cohort") or {}).get(attribute) or "unknown") for r in chosen]
+        labels_eval = [str((r.get("cohort") or {}).get(attribute) or "unknown") for r in judged_rows]
+        audit = fairness_audit(labels_all, flagged_all, labels_eval, flagged_eval, y, p_fair, kind == "probability",
+                               min_events)
+        if audit["reference_group"] is not None:
+            attributes[attribute] = audit
+    section["fairness"] = {"flag_rule": flag_rule(manifest, options.threshold),
+                           "flag_region": [list(r) for r in flag_region(manifest)] if manifest and
+                           options.threshold is None else None, "bounds": list(FAIRNESS_BOUNDS),
+                           "flagged": int(flagged_all.sum()), "n": len(chosen), "attributes": attributes}
+    section["champion_challenger"] = _champion_challenger(store, repository, model_id, rows, since, through)
+    return section
+
+
+def _outcome_declaration(manifest: Manifest | None, spec: OutcomeSpec | None, outcomes: list[dict[str, Any]],
+                         min_events: int) -> dict[str, Any]:
+    if manifest is None:
+        return {"declared": False, "message": "model version not in the repository: no outcome declared",
+                "matched_outcomes": 0, "min_events": min_events}
+    if spec is None or manifest.monitoring.outcome is None:
+        return {"declared": False, "message": "no outcome declared", "matched_outcomes": 0, "min_events": min_events}
+    return {"declared": True, "label": spec.label, "codes": list(manifest.monitoring.outcome.codes),
+            "horizon_days": manifest.outcome_horizon_days, "min_events": min_events,
+            "matched_outcomes": matched_outcomes(outcomes, spec), "message": None}
+
+
+def _champion_challenger(store: Any, repository: Any, model_id: str, rows: list[dict[str, Any]], since: datetime,
+                         through: datetime) -> dict[str, Any] | None:
+    pairs = pair_by_request(rows)
     if not pairs:
         return None
-    scored = [(a, b) for a, b in pairs if a["score"] is not None and b["score"] is not None]
-    diffs = np.array([abs(a["score"] - b["score"]) for a, b in scored]) if scored else np.array([])
-    return {
-        "pairs": len(pairs),
-        "challenger_version": pairs[0][1]["model_version"],
+    both = [(a, b) for a, b in pairs if a["score"] is not None and b["score"] is not None]
+    champ_version = Counter(a["model_version"] for a, _ in pairs).most_common(1)[0][0]
+    chall_version = Counter(b["model_version"] for _, b in pairs).most_common(1)[0][0]
+    diffs = np.array([abs(a["score"] - b["score"]) for a, b in both]) if both else np.array([])
+    agree = sum(a["category"] == b["category"] for a, b in both)
+    out: dict[str, Any] = {
+        "champion_version": champ_version, "challenger_version": chall_version,
+        "requests": len(pairs), "both_numbers": len(both),
+        "champion_only": sum(1 for a, b in pairs if a["score"] is not None and b["score"] is None),
+        "challenger_only": sum(1 for a, b in pairs if a["score"] is None and b["score"] is not None),
+        "neither": sum(1 for a, b in pairs if a["score"] is None and b["score"] is None),
+        "category_agreement": shown(wilson(agree, len(both)), n=len(both)) if both else withheld(
+            not_enough("pairs where both gave a number", 0, 1), n=0),
         "mean_abs_difference": float(diffs.mean()) if len(diffs) else None,
         "max_abs_difference": float(diffs.max()) if len(diffs) else None,
-        "category_agreement": sum(a["category"] == b["category"] for a, b in pairs) / len(pairs),
-        "points": [[a["score"], b["score"]] for a, b in scored[:2000]],
+        "points": [[a["score"], b["score"]] for a, b in both[:2000]],
+    }
+    try:
+        evidence = paired_evidence(store, repository, model_id, champ_version, chall_version, since=since,
+                                   now=through)
+        out["evidence"] = evidence.to_json()
+    except EvidenceError as exc:
+        out["evidence"] = None
+        out["evidence_message"] = str(exc)
+    return out
+
+
+# ---- the summary table and what needs a decision --------------------------------------------------------------
+def _summary_row(model_id: str, s: dict[str, Any]) -> dict[str, Any]:
+    perf = s["performance"] or {}
+    cal = perf.get("calibration") or {}
+    cc = s["champion_challenger"] or {}
+    ev = cc.get("evidence") or {}
+    psis = [f["psi"] for f in s["drift"]["features"].values()]
+    return {
+        "model": model_id, "title": s["title"], "score_type": s["score_type"], "predictions": s["predictions"],
+        "no_number_share": s["no_number"]["share"],
+        "top_no_number_reason": (s["no_number"]["reasons"] or [{"reason": None}])[0]["reason"],
+        "top_missing_input": (s["no_number"]["missing_inputs"] or [{"label": None}])[0]["label"],
+        "feedback": s["feedback"]["total"], "acceptance_rate": s["feedback"]["acceptance_rate"],
+        "override_rate": s["feedback"]["override_rate"],
+        "drift_reference": s["drift"]["reference"], "max_psi": max(psis) if psis else None,
+        "drift_flagged": s["drift"]["flagged"], "drift_note": s["drift"]["note"],
+        "outcome_declared": s["outcome"]["declared"],
+        "judged": (s["follow_up"] or {}).get("judged"), "events": (s["follow_up"] or {}).get("events"),
+        "follow_up_open": (s["follow_up"] or {}).get("follow_up_open"),
+        "auroc": perf.get("auroc"), "performance_message": perf.get("message") if perf else s["outcome"]["message"],
+        "calibration_slope": cal.get("slope"), "oe_ratio": cal.get("oe_ratio"),
+        "fairness_outside": [f"{a}: {x}" for a, v in s["fairness"]["attributes"].items() for x in v["outside_bounds"]],
+        "challenger_version": cc.get("challenger_version"), "category_agreement": cc.get("category_agreement"),
+        "auroc_difference": ev.get("auroc_difference"), "challenger_message": ev.get("message") if cc else None,
     }
 
 
-def _performance(scored: list[dict[str, Any]], entry: Any, outcomes: list[dict[str, Any]],
-                 options: ReportOptions) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    if not outcomes or not scored:
-        return None, None
-    horizon = options.horizon_days
-    if horizon is None:
-        years = entry.champion.manifest.primary.horizon_years if entry else None
-        horizon = int(round((years or 1) * 365.25))
-    wanted = options.outcome_code.split("|", 1) if options.outcome_code else None
-    events: dict[str, list[datetime]] = defaultdict(list)
-    for o in outcomes:
-        if o["label"] >= 0.5 and (wanted is None or [o["system"], o["code"]] == wanted):
-            events[o["patient_key"]].append(o["observed_at"])
-    y = np.array([
-        1.0 if any(r["created_at"] < when <= r["created_at"] + timedelta(days=horizon) for when in
-                   events.get(r["patient_key"], ())) else 0.0
-        for r in scored
-    ])
-    p = np.clip(np.array([r["score"] for r in scored], dtype=float), 0.0, 1.0)
-    cal = calibration(y, p)
-    perf = {
-        "n": int(len(y)), "events": int(y.sum()), "horizon_days": horizon, "auroc": auroc(y, p),
-        "calibration": None if cal is None else {
-            "intercept": cal.intercept, "slope": cal.slope, "oe_ratio": cal.oe_ratio, "brier": cal.brier,
-            "deciles": cal.deciles},
-    }
-    threshold = options.threshold if options.threshold is not None else _flag_threshold(entry, p)
-    fairness: dict[str, Any] = {"threshold": threshold, "bounds": list(FAIRNESS_BOUNDS), "attributes": {}}
-    for attribute in FAIRNESS_ATTRIBUTES:
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i, r in enumerate(scored):
-            groups[(r.get("cohort") or {}).get(attribute, "unknown")].append(i)
-        groups = {g: idx for g, idx in groups.items() if len(idx) >= 10}
-        if len(groups) < 2:
-            continue
-        metrics = {g: group_metrics(y[idx], p[idx], threshold) for g, idx in groups.items()}
-        reference = max(groups, key=lambda g: len(groups[g]))
-        ratios = fairness_ratios(metrics, reference)
-        fairness["attributes"][attribute] = {
-            "reference_group": reference, "groups": metrics, "ratios": ratios,
-            "outside_bounds": sorted(f"{g}: {k}" for g, ks in ratios.items() for k, v in ks.items()
-                                     if not v["within_bounds"]),
-        }
-    return perf, fairness
+def _excludes(stat: dict[str, Any] | None, value: float) -> bool:
+    return bool(stat) and stat.get("estimate") is not None and not stat["low"] <= value <= stat["high"]
 
 
-def _flag_threshold(entry: Any, p: np.ndarray) -> float:
-    """The lowest score that gives a non-informational card; the median when every category is informational."""
-    if entry is not None:
-        bound = 0.0
-        for cat in entry.champion.manifest.categories:
-            if cat.indicator != "info":
-                return bound
-            bound = cat.below if cat.below is not None else bound
-    return float(np.median(p))
-
-
-# ---- HTML -----------------------------------------------------------------------------------------------------------
-def _name(feature: str) -> str:
-    return "model output" if feature == "__score__" else feature
-
-
-def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def render_html(summary: dict[str, Any]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    e = html.escape
-    parts = [f"<h1>cds-onnx monitoring report</h1><p class=muted>{e(summary['window']['since'])} to "
-             f"{e(summary['window']['until'])}</p>"]
-    vol = summary["volume"]
-    parts.append(f"<h2>Volume</h2><p>{vol['predictions']} predictions shown, {vol['cards']} cards, "
-                 f"{vol['shadow_predictions']} shadow (challenger) predictions.</p>")
-    if vol["by_day"]:
-        fig, ax = plt.subplots(figsize=(7, 2.6))
-        days = list(vol["by_day"])
-        for service in sorted({s for d in vol["by_day"].values() for s in d}):
-            ax.plot(days, [vol["by_day"][d].get(service, 0) for d in days], marker="o", label=f"{service} predictions")
-            ax.plot(days, [vol["cards_by_day"][d].get(service, 0) for d in days], linestyle="--",
-                    label=f"{service} cards")
-        ax.set_ylabel("per day")
-        ax.tick_params(axis="x", rotation=45, labelsize=7)
-        ax.legend(fontsize=7)
-        parts.append(f'<img alt="volume per service over time" src="{_png(fig)}">')
-    fb = summary["feedback"]
-    parts.append("<h2>Clinician feedback</h2>")
-    if fb["total"]:
-        parts.append(f"<p>{fb['total']} responses: {fb['acceptance_rate']:.0%} accepted, "
-                     f"{fb['override_rate']:.0%} overridden.</p><ul>" + "".join(
-                         f"<li>{e(r['reason'])}: {r['count']}</li>" for r in fb["top_override_reasons"]) + "</ul>")
-        fig, ax = plt.subplots(figsize=(5, 2.2))
-        ax.barh(["accepted", "overridden"], [fb["accepted"], fb["overridden"]], color=["#2e7d32", "#c62828"])
-        parts.append(f'<img alt="acceptance and override" src="{_png(fig)}">')
-    else:
-        parts.append("<p>No feedback in this window.</p>")
-    for model_id, m in summary["models"].items():
-        parts.append(_model_html(model_id, m, plt))
-    style = ("body{font:14px/1.45 system-ui,sans-serif;max-width:62rem;margin:1.5rem auto;padding:0 1rem}"
-             "table{border-collapse:collapse}td,th{padding:.2rem .6rem;border-bottom:1px solid #eee;text-align:left}"
-             ".flag{color:#b71c1c;font-weight:600}.muted{color:#666}img{max-width:100%}")
-    return ("<!doctype html><html lang=en><head><meta charset=utf-8><title>cds-onnx monitoring report</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
-
-
-def _model_html(model_id: str, m: dict[str, Any], plt: Any) -> str:
-    e = html.escape
-    out = [f"<h2>Model {e(model_id)}</h2><p>{m['predictions']} predictions, {m['scored']} with a number, "
-           f"{m['no_number']} without (missing data or outside the validated range). Categories: "
-           + ", ".join(f"{e(k)} {v}" for k, v in m["categories"].items()) + "</p>"]
-    drift = m["drift"]
-    out.append(f"<h3>Input drift</h3><p class=muted>Reference: {e(str(drift.get('reference')))}; "
-               f"PSI above {drift.get('threshold', PSI_THRESHOLD)} is flagged.</p>")
-    if drift["features"]:
-        rows = "".join(f"<tr><td>{e(_name(n))}</td><td>{f['psi']:.3f}</td><td>{'<span class=flag>drift</span>' if f['flagged'] else 'stable'}</td></tr>"
-                       for n, f in drift["features"].items())
-        out.append(f"<table><tr><th>input</th><th>PSI</th><th></th></tr>{rows}</table>")
-        fig, ax = plt.subplots(figsize=(6, 2.4))
-        names = list(drift["features"])
-        ax.bar([_name(n) for n in names], [drift["features"][n]["psi"] for n in names],
-               color=["#c62828" if drift["features"][n]["flagged"] else "#1565c0" for n in names])
-        ax.axhline(drift.get("threshold", PSI_THRESHOLD), color="#555", linestyle="--")
-        ax.tick_params(axis="x", rotation=45, labelsize=7)
-        ax.set_ylabel("PSI")
-        out.append(f'<img alt="population stability index per input" src="{_png(fig)}">')
-    if m["scores_by_day"]:
-        fig, ax = plt.subplots(figsize=(7, 2.4))
-        days = list(m["scores_by_day"])
-        med = [m["scores_by_day"][d]["median"] for d in days]
-        ax.fill_between(days, [m["scores_by_day"][d]["p10"] for d in days],
-                        [m["scores_by_day"][d]["p90"] for d in days], alpha=0.25)
-        ax.plot(days, med, marker="o")
-        ax.set_ylabel("prediction (median, 10th–90th)")
-        ax.tick_params(axis="x", rotation=45, labelsize=7)
-        out.append(f'<h3>Predictions over time</h3><img alt="prediction distribution over time" src="{_png(fig)}">')
-    cc = m["champion_challenger"]
-    if cc:
-        out.append(f"<h3>Champion vs challenger</h3><p>{cc['pairs']} paired predictions with challenger "
-                   f"{e(cc['challenger_version'])}: category agreement {cc['category_agreement']:.1%}, mean absolute "
-                   f"difference {cc['mean_abs_difference'] if cc['mean_abs_difference'] is not None else 'n/a'}.</p>")
-        if cc["points"]:
-            pts = np.array(cc["points"])
-            fig, ax = plt.subplots(figsize=(3.2, 3.2))
-            ax.scatter(pts[:, 0], pts[:, 1], s=6)
-            ax.plot([0, pts.max()], [0, pts.max()], color="#555", linestyle="--")
-            ax.set_xlabel("champion")
-            ax.set_ylabel("challenger")
-            out.append(f'<img alt="champion vs challenger" src="{_png(fig)}">')
-    perf = m["performance"]
-    if perf:
-        out.append(f"<h3>Performance against imported outcomes</h3><p>{perf['n']} predictions, {perf['events']} "
-                   f"events within {perf['horizon_days']} days. AUROC "
-                   f"{perf['auroc']:.3f}</p>" if perf["auroc"] is not None else "<p>AUROC needs events and non-events.</p>")
-        cal = perf["calibration"]
-        if cal:
-            out.append(f"<p>Calibration: observed/expected {cal['oe_ratio']:.2f}, intercept {cal['intercept']:.2f}, "
-                       f"slope {cal['slope']:.2f}, Brier {cal['brier']:.4f}.</p>")
-            fig, ax = plt.subplots(figsize=(3.4, 3.4))
-            xs = [d["predicted"] for d in cal["deciles"]]
-            ys = [d["observed"] for d in cal["deciles"]]
-            ax.plot(xs, ys, marker="o")
-            top = max(xs + ys + [0.01])
-            ax.plot([0, top], [0, top], color="#555", linestyle="--")
-            ax.set_xlabel("predicted (decile mean)")
-            ax.set_ylabel("observed")
-            out.append(f'<img alt="calibration by decile" src="{_png(fig)}">')
-    fair = m["fairness"]
-    if fair and fair["attributes"]:
-        out.append(f"<h3>Fairness audit</h3><p class=muted>Flag threshold {fair['threshold']:.3f}; ratio bounds "
-                   f"{fair['bounds'][0]}–{fair['bounds'][1]} against the largest group.</p>")
-        for attribute, a in fair["attributes"].items():
-            flagged = ", ".join(a["outside_bounds"]) or "none"
-            out.append(f"<p><b>{e(attribute)}</b> (reference {e(a['reference_group'])}): outside bounds: "
-                       f"<span class={'flag' if a['outside_bounds'] else 'muted'}>{e(flagged)}</span></p>")
-    return "".join(out)
+def _attention(model_id: str, s: dict[str, Any]) -> list[dict[str, str]]:
+    """What a reviewer should decide about, most consequential first; each item names the evidence."""
+    items: list[tuple[str, str]] = []
+    perf = s["performance"] or {}
+    cal = perf.get("calibration") or {}
+    for key, name in (("oe_ratio", "observed/expected"), ("slope", "calibration slope")):
+        if _excludes(cal.get(key), 1.0):
+            st = cal[key]
+            items.append(("calibration", f"{name} {st['estimate']:.2f} (95% CI {st['low']:.2f}–{st['high']:.2f}) "
+                                         "excludes 1: recalibrate or review"))
+    for a, v in s["fairness"]["attributes"].items():
+        for entry in v["outside_bounds"]:
+            group, metric = entry.split(": ", 1)
+            st = v["groups"][group]["ratios"][metric]
+            items.append(("fairness", f"{ATTRIBUTE_WORDS.get(a, a)} {group} vs {v['reference_group']}: "
+                                      f"{METRIC_WORDS.get(metric, metric)} ratio {st['estimate']:.2f} "
+                                      f"(95% CI {st['low']:.2f}–{st['high']:.2f}) outside "
+                                      f"{FAIRNESS_BOUNDS[0]}–{FAIRNESS_BOUNDS[1]}"))
+    if s["drift"]["flagged"]:
+        worst = ", ".join(f"{'model output' if n == '__score__' else n} (PSI {s['drift']['features'][n]['psi']:.2f})"
+                          for n in s["drift"]["flagged"])
+        items.append(("drift", f"population drift against the {s['drift']['reference']}: {worst}"))
+    share = s["no_number"]["share"]
+    if share.get("estimate") is not None and share["low"] > NO_NUMBER_ATTENTION:
+        top = (s["no_number"]["reasons"] or [{"reason": "?"}])[0]["reason"]
+        items.append(("no number", f"{share['estimate']:.0%} of requests got no number (top reason: {top})"))
+    rate = s["feedback"]["override_rate"]
+    if rate.get("estimate") is not None and rate["low"] > OVERRIDE_ATTENTION:
+        items.append(("overrides", f"{rate['estimate']:.0%} of responses overrode the card "
+                                   f"(95% CI {rate['low']:.0%}–{rate['high']:.0%})"))
+    ev = (s["champion_challenger"] or {}).get("evidence") or {}
+    diff = ev.get("auroc_difference")
+    if _excludes(diff, 0.0):
+        better = "better" if diff["estimate"] > 0 else "worse"
+        items.append(("challenger", f"challenger {ev['challenger_version']} discriminates {better}: ΔAUROC "
+                                    f"{diff['estimate']:+.3f} (95% CI {diff['low']:+.3f} to {diff['high']:+.3f})"))
+    return [{"model": model_id, "topic": t, "detail": d} for t, d in items]

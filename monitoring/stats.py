@@ -1,4 +1,6 @@
-"""The statistics a model-monitoring report needs, in plain numpy so their definitions are visible and tested.
+"""Point statistics in plain numpy, so their definitions are visible and tested: the binning and PSI the drift section
+uses, and the point AUROC/calibration the training script reports for its held-out data (the monitoring report's
+figures with intervals are in monitoring/intervals.py and monitoring/metrics.py).
 
 Population stability index (PSI) against reference bins, AUROC (rank-based, ties averaged), calibration
 (observed vs. predicted by decile, logistic recalibration intercept and slope, observed/expected, Brier), and
