@@ -102,7 +102,7 @@ def cds_server(workers: int = 1, variant: str | None = None) -> Iterator[int]:
     tmp = Path(tempfile.mkdtemp(prefix="serving-", dir=RESULTS))
     env = {**os.environ, "CDS_ONNX_SERVER__HOST": "127.0.0.1", "CDS_ONNX_SERVER__PORT": str(port),
            "CDS_ONNX_STORE__URL": f"sqlite:///{tmp / 'store.sqlite3'}", "CDS_ONNX_STORE__SPOOL_DIR": str(tmp / "spool")}
-    args = ["serve", "--config", "config/development.toml", "--workers", str(workers)]
+    args = ["serve", "--dev", "--config", "config/development.toml", "--workers", str(workers)]
     if variant:
         cmd = [sys.executable, "-c", f"{variant}; import sys; from cds_hooks.cli import app; sys.argv[0] = 'cds-onnx'; "
                "app()", *args]

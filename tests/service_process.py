@@ -55,7 +55,7 @@ def start_service(tmp: Path, *, port: int | None = None, extra_env: dict[str, st
                    capture_output=True)
     log = tmp / f"{name}.log"
     with log.open("ab") as fh:
-        proc = subprocess.Popen([CLI, "serve", "--config", "config/development.toml"], cwd=ROOT, env=env,
+        proc = subprocess.Popen([CLI, "serve", "--dev", "--config", "config/development.toml"], cwd=ROOT, env=env,
                                 stdout=fh, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -42,7 +42,7 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def test_serve_without_keys_says_to_generate_them(workdir: Path) -> None:
-    result = run(["serve", "--config", "config/development.toml"], workdir)
+    result = run(["serve", "--dev", "--config", "config/development.toml"], workdir)
     assert_one_line(result, "cds-onnx keys generate", "jwks.json")
 
 

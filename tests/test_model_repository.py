@@ -40,21 +40,21 @@ def test_graph_with_wrong_input_name_is_refused(tmp_path: Path) -> None:
     y = helper.make_tensor_value_info("risk_10y", TensorProto.DOUBLE, ["N", 9])
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["risk_10y"])], "g", [x], [y])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), folder / "model.onnx")
-    with pytest.raises(ModelFolderError, match=r"1\.0\.0: graph inputs are \[x\]; expected one input named 'features'"):
+    with pytest.raises(ModelFolderError, match=r"1\.0\.0/model\.onnx: inputs: graph input 'x' but the service feeds 'features'"):
         load_version(folder)
 
 
 def test_manifest_input_missing_from_feature_spec_is_refused(tmp_path: Path) -> None:
     folder = copy_pce(tmp_path)
     edit_yaml(folder / "manifest.yaml", lambda m: m["inputs"][0].update(name="age_years"))
-    with pytest.raises(ModelFolderError, match="inputs not defined in features.yaml: age_years"):
+    with pytest.raises(ModelFolderError, match=r"manifest\.yaml: inputs\[0\]\.name: 'age_years' is not a feature of features\.yaml"):
         load_version(folder)
 
 
 def test_input_count_must_match_the_graph(tmp_path: Path) -> None:
     folder = copy_pce(tmp_path)
     edit_yaml(folder / "manifest.yaml", lambda m: m["inputs"].pop())
-    with pytest.raises(ModelFolderError, match=r"has shape .*expected \[N, 8\]"):
+    with pytest.raises(ModelFolderError, match=r"has shape .*but the manifest has 8 inputs — make the shape \[N, 8\]"):
         load_version(folder)
 
 
@@ -68,7 +68,7 @@ def test_output_not_produced_by_graph_is_refused(tmp_path: Path) -> None:
 def test_missing_model_card_attribute_is_refused(tmp_path: Path) -> None:
     folder = copy_pce(tmp_path)
     edit_yaml(folder / "manifest.yaml", lambda m: m["model_card"]["attributes"].pop("uses_race"))
-    with pytest.raises(ModelFolderError, match="model card incomplete: attribute 'uses_race' is missing"):
+    with pytest.raises(ModelFolderError, match="model_card.attributes.uses_race: missing"):
         load_version(folder)
 
 
@@ -76,7 +76,7 @@ def test_not_available_needs_a_reason(tmp_path: Path) -> None:
     folder = copy_pce(tmp_path)
     edit_yaml(folder / "manifest.yaml",
               lambda m: m["model_card"]["attributes"].update(funding_source={"not_available": ""}))
-    with pytest.raises(ModelFolderError, match="'funding_source' is not_available without a reason"):
+    with pytest.raises(ModelFolderError, match="model_card.attributes.funding_source: not_available without a reason"):
         load_version(folder)
 
 
@@ -91,7 +91,7 @@ def test_golden_mismatch_is_refused(tmp_path: Path) -> None:
 def test_folder_must_match_id_and_version(tmp_path: Path) -> None:
     folder = copy_pce(tmp_path)
     edit_yaml(folder / "manifest.yaml", lambda m: m.update(version="2.0.0"))
-    with pytest.raises(ModelFolderError, match="folder must be models/ascvd-pce-10y/2.0.0/"):
+    with pytest.raises(ModelFolderError, match="keep the folder at models/ascvd-pce-10y/2.0.0/"):
         load_version(folder)
 
 

@@ -206,7 +206,7 @@ class Replica:
     def launch(self) -> None:
         """`cds-onnx serve` with this replica's environment (port, spool directory, shared store...)."""
         with self.log.open("ab") as fh:
-            self.proc = subprocess.Popen([CLI, "serve", "--config", "config/development.toml"], cwd=ROOT,
+            self.proc = subprocess.Popen([CLI, "serve", "--dev", "--config", "config/development.toml"], cwd=ROOT,
                                          env=self.env, stdout=fh, stderr=subprocess.STDOUT)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

@@ -54,7 +54,7 @@ def test_serve_with_two_workers(tmp_path: Path) -> None:
                    capture_output=True)
     log = tmp_path / "server.log"
     with log.open("ab") as fh:  # --port on the command line: the workers must get it too (through the environment)
-        proc = subprocess.Popen([CLI, "serve", "--config", "config/development.toml", "--host", "127.0.0.1",
+        proc = subprocess.Popen([CLI, "serve", "--dev", "--config", "config/development.toml", "--host", "127.0.0.1",
                                  "--port", str(port), "--workers", "2"], cwd=ROOT, env=env, stdout=fh,
                                 stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

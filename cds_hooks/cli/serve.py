@@ -1,4 +1,9 @@
-"""`cds-onnx serve`: run the service, in one process or several sharing the port."""
+"""`cds-onnx serve`: run the service, in one process or several sharing the port.
+
+Before anything binds a port, `serve` refuses a configuration that trusts a public signing key (the CDS Hooks
+sandbox's, whose private half is published) unless `--dev` says this is local development, and refuses a model
+repository with problems, listing every one of them.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,8 @@ from typing import Any
 import typer
 
 from cds_hooks.cli.apps import app
-from cds_hooks.cli.common import DEFAULT_CONFIG, KEYS_FIX, fail, settings_from, shown
-from cds_hooks.settings import ConfigError, load_settings
+from cds_hooks.cli.common import KEYS_FIX, config_choice, fail, fail_lines, settings_from, shown
+from cds_hooks.settings import ConfigError, load_settings, public_key_clients
 
 WORKER_CONFIG_ENV = "CDS_ONNX_SERVE_CONFIG"  # the configuration file `serve --workers N` hands to its worker processes
 
@@ -21,8 +26,11 @@ def serve(
     port: int = typer.Option(None, help="Listen port (default from configuration)"),
     workers: int = typer.Option(1, "--workers", "-w", min=1, max=64,
                                 help="Worker processes sharing the port (one per CPU core is a good start)"),
+    dev: bool = typer.Option(False, "--dev", help="Local development: allow a configuration that trusts a public "
+                                                  "signing key (the CDS Hooks sandbox); never in production"),
 ) -> None:
-    """Run the CDS Hooks service."""
+    """Run the CDS Hooks service (configuration: --config, else CDS_ONNX_CONFIG, else ./cds-onnx.toml, else the
+    source checkout's development configuration)."""
     import os
 
     import uvicorn
@@ -36,7 +44,13 @@ def serve(
             os.environ["CDS_ONNX_SERVER__HOST"] = host
         if port:
             os.environ["CDS_ONNX_SERVER__PORT"] = str(port)
-    settings = settings_from(config)
+    choice = config_choice(config)
+    settings = settings_from(choice.path)
+    public = public_key_clients(settings)
+    if public and not dev:
+        fail(f"cannot start: the configuration {choice.describe()} trusts a public signing key: {public[0]}, so "
+             "anyone can sign calls as it — pass --dev for local development, or remove that client from "
+             "auth.clients", 3)
     if host or port:  # the listen address is configuration too (the JWT audience and preview origin follow it)
         server = settings.server.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v})
         settings = settings.model_copy(update={"server": server})
@@ -54,16 +68,19 @@ def serve(
     try:
         application = create_app(settings, freeze_gc=True)  # with workers: a check that fails fast, then dropped
     except ModelFolderError as exc:
-        fail(f"cannot start: {exc} (fix the model folder, or point models.root at a valid repository)", 3)
+        fail_lines(f"cannot start: {len(exc.lines)} problem{'s' if len(exc.lines) != 1 else ''} in the model "
+                   "repository (fix them, or point models.root at a valid repository; `cds-onnx models validate` "
+                   "lists them too):", exc.lines, 3)
     except (ConfigError, OSError, ValueError) as exc:
         fail(f"cannot start: {exc}", 3)
+    typer.echo(f"configuration: {choice.describe()}" + (" — development mode (--dev): trusting "
+                                                        f"{'; '.join(public)}" if public else ""), err=True)
     if workers == 1:
         uvicorn.run(application, host=settings.server.host, port=settings.server.port, log_config=None,
                     access_log=False)
         return
     del application
-    path = config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
-    os.environ[WORKER_CONFIG_ENV] = str(path.resolve()) if path is not None else ""
+    os.environ[WORKER_CONFIG_ENV] = str(choice.path.resolve()) if choice.path is not None else ""
     uvicorn.run("cds_hooks.cli.serve:worker_app", factory=True, workers=workers, host=settings.server.host,
                 port=settings.server.port, log_config=None, access_log=False)
 
