@@ -6,6 +6,8 @@ Each concept's commands live in their own module and register on the groups in `
 from __future__ import annotations
 
 from cds_hooks.cli import invoke, keys, models, monitor, serve  # noqa: F401  (registers the commands)
+from cds_hooks.cli import population  # noqa: F401  (registers `population score`)
+from cds_hooks.cli import promotion  # noqa: F401  (registers models promote|rollback|history|verify-audit)
 from cds_hooks.cli.apps import app
 from cds_hooks.cli.common import fail, settings_from
 

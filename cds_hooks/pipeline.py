@@ -1,0 +1,53 @@
+"""The part of a service call that knows no HTTP: prefetch → index → features → model, shared by every caller.
+
+The online service (`service_call.ServiceCaller`) and population scoring (`population/`) both call these functions,
+so a patient's record gives the same features, guards and prediction whichever way it arrives.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from typing import Any
+
+from cds_hooks.services import CdsService
+from fhir_mapping.index import ResourceIndex
+from fhir_mapping.mapper import map_features
+from fhir_mapping.result import MappingResult
+from fhir_mapping.timeline import with_record
+from inference.repository import ModelEntry
+from inference.runtime import ModelRuntime, Prediction
+
+REFERENCED_MEDICATIONS_KEY = "_referenced-medications"  # the prefetch key under which read Medications are added
+
+
+def index_of(service: CdsService, resources: dict[str, Any]) -> ResourceIndex:
+    """The patient's resources as the champion's feature spec reads them (absent prefetch keys left out)."""
+    types = service.model.champion.spec.resource_types()
+    return ResourceIndex.from_prefetch({k: v for k, v in resources.items() if v is not None}, types)
+
+
+def unresolved_medications(index: ResourceIndex) -> list[str]:
+    """medicationReference targets that neither the prefetch nor a contained resource supplies."""
+    refs: list[str] = []
+    for rtype in ("MedicationRequest", "MedicationStatement"):
+        for res in index.by_type.get(rtype, ()):
+            ref_obj = res.get("medicationReference")
+            ref = ref_obj.get("reference") if isinstance(ref_obj, dict) else None
+            if isinstance(ref, str) and ref and not ref.startswith("#") and index.referenced_medication(res) is None:
+                refs.append(ref)
+    return refs
+
+
+def map_patient(runtime: ModelRuntime, index: ResourceIndex, *, at: datetime, patient_id: str,
+                time_zone: tzinfo | None) -> MappingResult:
+    """The runtime's features for one patient at time `at` (the hook's now, or a population job's as-of)."""
+    mapping = map_features(runtime.spec, index, at=at, valuesets=runtime.valuesets, patient_id=patient_id,
+                           time_zone=time_zone)
+    return with_record(mapping, index, at, patient_id)  # sequence models read the whole timeline from the record
+
+
+def predict(entry: ModelEntry, mapping: MappingResult) -> tuple[Prediction, Prediction | None]:
+    """The champion's prediction (guards, model, explanation) and the challenger's shadow prediction, if any."""
+    prediction = entry.champion.predict(mapping, "champion")
+    shadow = entry.challenger.predict(mapping, "challenger") if entry.challenger else None
+    return prediction, shadow
