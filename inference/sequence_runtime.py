@@ -1,0 +1,263 @@
+"""A sequence model ready to predict: the patient's timeline → tokens, times and mask → one graph call.
+
+Selected by a manifest's `sequence:` block (inference/sequence_loader.py). It keeps the tabular runtime's contract
+with the rest of the service — `manifest`, `spec`, `valuesets`, `predict(mapping, alias) -> Prediction` — so the CDS
+Hooks path, the recorder and the cards serve it unchanged. Guards keep their order: deceased → population and ranges
+→ missing required features → timeline guards (date of birth, too few events) → the graph. The explanation masks
+each concept group of timeline.yaml in turn, in the same batched call as the prediction.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from fhir_mapping.result import MappingResult
+from fhir_mapping.timeline import (CompiledGroups, Event, RecordMapping, Timeline, TimelineFeatureSpec,
+                                   event_times, extract_timeline, truncate)
+from fhir_mapping.timeline_vocab import Vocabulary
+from fhir_mapping.valuesets import ValueSetLibrary
+from inference.guards import failing_rules, refusal_reasons, unmet
+from inference.manifest import Manifest
+from inference.runtime import Contribution, Prediction
+from inference.sequence_graph import BackendUnavailable, SequenceGraph
+from inference.sequence_manifest import SequenceSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EncodedTimeline:
+    """The events the graph reads (after truncation) and their inputs, with what the card must say about them."""
+
+    timeline: Timeline
+    events: list[Event]
+    tokens: np.ndarray  # int64 [T]
+    times: np.ndarray  # float32 [T]
+    total_events: int  # coded (non-static) events before truncation
+    read_events: int  # coded events kept
+    unknown: int  # events whose token is not in the vocabulary (read as the unknown token)
+
+    @property
+    def truncated(self) -> bool:
+        return self.read_events < self.total_events
+
+
+class SequenceRuntime:
+    """A sequence model version: manifest, timeline spec, vocabulary and the graph (in process or remote)."""
+
+    def __init__(self, folder: Path, manifest: Manifest, spec: TimelineFeatureSpec, valuesets: ValueSetLibrary,
+                 vocabulary: Vocabulary, graph: SequenceGraph) -> None:
+        assert manifest.sequence is not None
+        self.folder, self.manifest, self.spec, self.valuesets = folder, manifest, spec, valuesets
+        self.sequence: SequenceSpec = manifest.sequence
+        self.vocabulary, self.graph = vocabulary, graph
+        self.groups = CompiledGroups(spec.timeline, valuesets)
+        self.output_names = [o.name for o in manifest.outputs]
+        self._group_cache: dict[str, list[str]] = {}
+        # a remote graph that did not answer at start-up is checked (signature, golden examples) before first use
+        self.pending_check: Callable[[], list[Any]] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.manifest.id
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    # ---- the graph ----------------------------------------------------------------------------------------------
+    def run_sequences(self, tokens: np.ndarray, times: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the graph on [N, T] tokens (int64), times and mask (float32); outputs by name as [N] float64 arrays."""
+        names = self.sequence.inputs
+        feeds = {names.tokens: np.ascontiguousarray(tokens, dtype=np.int64),
+                 names.time: np.ascontiguousarray(times, dtype=np.float32),
+                 names.mask: np.ascontiguousarray(mask, dtype=np.float32)}
+        got = self.graph.run(feeds, self.output_names)
+        out: dict[str, np.ndarray] = {}
+        for name in self.output_names:
+            arr = np.asarray(got[name], dtype=np.float64).reshape(-1)
+            if arr.shape[0] != tokens.shape[0]:
+                raise BackendUnavailable(f"the {self.graph.where} returned {arr.shape[0]} values of {name} for "
+                                         f"{tokens.shape[0]} rows")
+            out[name] = arr
+        return out
+
+    def run_matrix(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Tabular rows are not this model's input (what-if needs a tabular model)."""
+        raise TypeError(f"{self.id} is a sequence model: it reads the patient's timeline, not a row of features")
+
+    def warm_up(self) -> None:
+        self.run_sequences(np.array([[self.vocabulary.unknown_id] * 2], dtype=np.int64),
+                           np.array([[50.0, 50.0]], dtype=np.float32), np.ones((1, 2), dtype=np.float32))
+
+    # ---- the timeline -------------------------------------------------------------------------------------------
+    def encode(self, timeline: Timeline) -> EncodedTimeline:
+        """Truncate to the most recent events (birth and gender always kept), tokenise, and place each event in time.
+        The times are ages (needs timeline.birth) or years before the prediction, as the manifest says."""
+        events = truncate(timeline.events, self.sequence.max_length)
+        ids, unknown = self.vocabulary.encode(events)
+        times = event_times(timeline, events, self.sequence.time)
+        return EncodedTimeline(timeline, events, np.array(ids, dtype=np.int64), np.array(times, dtype=np.float32),
+                               sum(not e.static for e in timeline.events), sum(not e.static for e in events), unknown)
+
+    def timeline_of(self, mapping: RecordMapping) -> Timeline:
+        assert mapping.index is not None and mapping.at is not None
+        return extract_timeline(self.spec.timeline, mapping.index, at=mapping.at, patient_id=mapping.patient_id)
+
+    # ---- prediction ---------------------------------------------------------------------------------------------
+    def predict(self, mapping: MappingResult, alias: str = "champion") -> Prediction:
+        """Guards first, then the timeline guards, then one graph call for the prediction and its explanation."""
+        inputs = {i.name for i in self.manifest.inputs}
+        values = {name: fv.value for name, fv in mapping.values.items() if name in inputs}
+        pred = Prediction(self.id, self.version, alias, inputs=values)
+        if mapping.deceased:
+            pred.refusals, pred.suppressed = [f"No risk estimate: {mapping.deceased}"], True
+            return pred
+        non_finite = [n for n, v in values.items() if not math.isfinite(v)]
+        if non_finite:
+            pred.refusals = [f"{n} is not a finite number" for n in non_finite]
+            return pred
+        pred.refusals = refusal_reasons(self.manifest, values, mapping)
+        if pred.refusals:
+            pred.guidance = [r.guidance for r, _ in failing_rules(self.manifest, values, mapping) if r.guidance]
+            return pred
+        missing = [i.name for i in self.manifest.inputs if i.name not in values]
+        if missing:
+            pred.missing_required = missing
+            return pred
+        if not isinstance(mapping, RecordMapping) or mapping.index is None or mapping.at is None:
+            pred.refusals = ["the patient's record was not available to read the timeline from"]
+            return pred
+        if mapping.unobtained:
+            gaps = "; ".join(f"{key}: {why}" for key, why in mapping.unobtained.items())
+            pred.refusals = [f"part of the record could not be obtained ({gaps}), so the timeline would be "
+                             "incomplete"]
+            return pred
+        timeline = self.timeline_of(mapping)
+        if self.sequence.time == "ages" and timeline.birth is None:
+            pred.refusals = ["the date of birth is not recorded, and this model reads the age at each event"]
+            return pred
+        encoded = self.encode(timeline)
+        if encoded.total_events < self.sequence.min_events:
+            window = _window(self.spec.timeline.lookback_days)
+            pred.refusals = [f"only {encoded.total_events} coded event{'s' if encoded.total_events != 1 else ''} "
+                             f"in the last {window} {'are' if encoded.total_events != 1 else 'is'} on record; the "
+                             f"model needs at least {self.sequence.min_events}"]
+            return pred
+        unverified = self._unverified()
+        if unverified:
+            pred.refusals = [unverified]
+            return pred
+        groups = self._group_positions(encoded.events)
+        rows = 1 + len(groups)
+        tokens = np.repeat(encoded.tokens[np.newaxis, :], rows, axis=0)
+        times = np.repeat(encoded.times[np.newaxis, :], rows, axis=0)
+        mask = np.ones((rows, len(encoded.events)), dtype=np.float32)
+        for r, (_, positions) in enumerate(groups, start=1):
+            mask[r, positions] = 0.0
+        try:
+            out = self.run_sequences(tokens, times, mask)
+        except BackendUnavailable as exc:
+            pred.refusals = [f"the model could not be run: {exc}"]
+            return pred
+        pred.outputs = {name: float(arr[0]) for name, arr in out.items()}
+        bad = [n for n, v in pred.outputs.items() if not math.isfinite(v)]
+        if bad:
+            pred.outputs, pred.refusals = None, [f"the model produced no finite {', '.join(bad)}"]
+            return pred
+        for spec_out in self.manifest.outputs:
+            reason = unmet(spec_out.applies_when, values, mapping) if spec_out.applies_when else None
+            if reason is not None:
+                pred.outputs.pop(spec_out.name, None)
+                pred.withheld[spec_out.name] = reason
+        pred.category = self.manifest.category_for(pred.outputs)
+        primary = self.manifest.primary
+        target = out[primary.name]
+        labels = {g.id: g.label for g in self.spec.timeline.groups}
+        pred.contributions = sorted(
+            (Contribution(f"group:{gid}", labels[gid], float(target[0] - target[r]))
+             for r, (gid, _) in enumerate(groups, start=1)), key=lambda c: -abs(c.delta))
+        counts = {gid: len(positions) for gid, positions in groups}
+        pred.notes = self._notes(encoded, pred.contributions, counts, primary.kind)
+        if mapping.cut_short:
+            pred.notes.append(f"The EHR's search ({', '.join(mapping.cut_short)}) had more results than were read; "
+                              "older events may be missing from the timeline.")
+        return pred
+
+    def _unverified(self) -> str | None:
+        """Why the graph cannot be used yet (a remote graph not checked at start-up), else None."""
+        check = self.pending_check
+        if check is None:
+            return None
+        try:
+            problems = check()
+        except BackendUnavailable as exc:
+            return f"the model could not be run: {exc}"
+        if problems:
+            log.error("%s %s: the model server does not match the model folder: %s", self.id, self.version,
+                      "; ".join(str(p) for p in problems))
+            return "the model server's model does not match this model's folder (the service log names the problem)"
+        self.pending_check = None
+        return None
+
+    def _group_positions(self, events: list[Event]) -> list[tuple[str, list[int]]]:
+        """(group id, positions of its events) for every group with at least one event, in timeline.yaml order."""
+        found: dict[str, list[int]] = {}
+        for i, event in enumerate(events):
+            if event.static:
+                continue
+            ids = self._group_cache.get(event.code)
+            if ids is None:
+                ids = self._group_cache[event.code] = self.groups.groups_of(event.code)
+            for gid in ids:
+                found.setdefault(gid, []).append(i)
+        return [(g.id, found[g.id]) for g in self.spec.timeline.groups if g.id in found]
+
+    def _notes(self, encoded: EncodedTimeline, contributions: list[Contribution], counts: dict[str, int],
+               kind: str) -> list[str]:
+        notes: list[str] = []
+        shown = [c for c in contributions if c.delta != 0.0][: self.sequence.explain_top]
+        if shown:
+            parts = []
+            for c in shown:
+                n = counts[c.feature.removeprefix("group:")]
+                verb = "raised" if c.delta > 0 else "lowered"
+                parts.append(f"{c.label} ({n} event{'s' if n != 1 else ''}) {verb} it by {_delta(kind, c.delta)}")
+            notes.append("What moved the estimate most (each group of events left out in turn): "
+                         + "; ".join(parts) + ".")
+        if encoded.truncated:
+            first = next(e for e in encoded.events if not e.static)
+            notes.append(f"Timeline truncated: the model read the most recent {encoded.read_events:,} of "
+                         f"{encoded.total_events:,} coded events (from {_date(first.time)}); older events were left "
+                         "out.")
+        if encoded.unknown:
+            one = encoded.unknown == 1
+            what = "has a code the model was not trained on and was" if one else \
+                "have codes the model was not trained on and were"
+            notes.append(f"{encoded.unknown:,} of {len(encoded.events):,} events {what} read as unknown.")
+        return notes
+
+
+def _delta(kind: str, delta: float) -> str:
+    if kind == "probability":
+        return f"{abs(delta) * 100:.1f} percentage points"
+    return f"{abs(delta):.2f}"
+
+
+def _date(when: datetime) -> str:
+    return when.date().isoformat()
+
+
+def _window(days: int) -> str:
+    if days % 365 == 0:
+        years = days // 365
+        return f"{years} year{'s' if years > 1 else ''}"
+    return f"{days} day{'s' if days > 1 else ''}"
