@@ -21,14 +21,15 @@ venv: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/cds-onnx keys generate --dir var/keys --if-missing
-	$(BIN)/cds-onnx serve --config config/development.toml
+	$(BIN)/cds-onnx serve --dev --config config/development.toml
 
 test: $(STAMP)
 	bash tests/fhir_server/setup.sh
+	bash tests/kserve_server/setup.sh
 	$(BIN)/python -m pytest -q
 
 system-deps:
-	apt-get update && apt-get install -y --no-install-recommends postgresql chromium redis-server haproxy
+	apt-get update && apt-get install -y --no-install-recommends postgresql chromium redis-server haproxy default-jre-headless
 
 # The serving benchmark's HealthChain peer pins its own FastAPI/fhir.resources/httpx, so it gets its own venv
 # (the `bench` dependency group of pyproject.toml); without it the benchmark skips the peer and says so.

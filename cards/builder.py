@@ -97,7 +97,8 @@ def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, 
     for i, suffix in suffix_of.items():
         if not any(j > i and other == suffix for j, other in suffix_of.items()):
             assumed[i] += suffix
-    return {"inputs": [], "other_outputs": [], "withheld": [], "missing": [], "assumed": assumed, "action": None}
+    return {"inputs": [], "other_outputs": [], "withheld": [], "missing": [], "assumed": assumed, "action": None,
+            "notes": []}
 
 
 def _key_inputs(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, prediction: Prediction,
@@ -210,16 +211,13 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
     view["action"] = trusted(_action(category.guidance))
     view["other_outputs"] = _other_outputs(manifest, prediction)
     view["withheld"] = [trusted(w) for w in sorted(set(prediction.withheld.values()))]
+    view["notes"] = [trusted(n) for n in prediction.notes]  # worded by the runtime from the model folder
     view["inputs"] = _key_inputs(manifest, spec, mapping, prediction, ctx.at) if spec else []
     detail = _render(manifest.card.template, view)
+    resource = chart_resource(manifest, prediction, mapping, ctx)
     if manifest.card.observation_code:
-        resource = observation(manifest, prediction, mapping, patient_id=ctx.patient_id,
-                               encounter_id=ctx.encounter_id, at=ctx.at, model_card_url=_model_card_url(manifest, ctx))
         what = f"Record an Observation: {value_text}"
     else:
-        resource = risk_assessment(manifest, prediction, mapping, patient_id=ctx.patient_id,
-                                   encounter_id=ctx.encounter_id, at=ctx.at,
-                                   model_card_url=_model_card_url(manifest, ctx))
         what = f"Record a RiskAssessment: {value_text} ({category.label})"
     suggestions = [{
         "label": f"Save {manifest.card.short_title} to the chart",
@@ -239,6 +237,17 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
         })
     summary = manifest.card.summary.format(value=value_text, category=category.label)
     return _card(summary, category.indicator, detail, manifest, ctx, suggestions)
+
+
+def chart_resource(manifest: Manifest, prediction: Prediction, mapping: MappingResult,
+                   ctx: CardContext) -> dict[str, Any]:
+    """The FHIR resource a result card offers to save to the chart (a RiskAssessment, or an Observation for a
+    computed value such as eGFR); population scoring writes the same resource for every patient it scores."""
+    if manifest.card.observation_code:
+        return observation(manifest, prediction, mapping, patient_id=ctx.patient_id, encounter_id=ctx.encounter_id,
+                           at=ctx.at, model_card_url=_model_card_url(manifest, ctx))
+    return risk_assessment(manifest, prediction, mapping, patient_id=ctx.patient_id, encounter_id=ctx.encounter_id,
+                           at=ctx.at, model_card_url=_model_card_url(manifest, ctx))
 
 
 def _other_outputs(manifest: Manifest, prediction: Prediction) -> list[str]:

@@ -7,6 +7,7 @@ recorder; shutdown flushes the recorder. Every route that CDS clients call verif
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -26,19 +27,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cds_hooks.auth import AuthError, ClientAuthenticator, ClientIdentity
 from cds_hooks.errors import ApiError, operation_outcome
 from cds_hooks.feedback import parse_feedback
+from cds_hooks.champion_sync import ChampionSync
 from cds_hooks.metrics import Metrics, observe_call
 from cds_hooks.request import parse_hook_request
 from cds_hooks.service_call import ServiceCaller
 from cds_hooks.services import CdsService, build_services, listed_services
 from cds_hooks.settings import ConfigError, Settings
 from cds_hooks.preview import register_preview
+from cds_hooks.jwks_shared import open_jwks_store
 from cds_hooks.replay import open_replay_store
 from cds_hooks.web import register_pages
 from cds_hooks.details.routes import register_details
 from cds_hooks.details.smart import register_smart
 from cds_hooks.security_headers import HardeningMiddleware
 from cds_hooks.openapi_doc import install_openapi
-from inference.repository import ModelRepository
+from inference.repository import ModelEntry, ModelRepository
 from store.recorder import Recorder
 from store.store import Store
 
@@ -55,6 +58,7 @@ class AppState:
     recorder: Recorder
     caller: ServiceCaller
     http_client: httpx.AsyncClient
+    champion_sync: ChampionSync | None = None  # moves champions as the audit chain says
 
 
 def create_app(settings: Settings, *, freeze_gc: bool = False) -> FastAPI:
@@ -64,15 +68,23 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> FastAPI:
     templates) moves to the GC's permanent generation, so full collections no longer walk it on the request path
     (docs/performance.md). Off by default: tests build many apps in one process.
     """
-    repository = ModelRepository(settings.path(settings.models.root)).load()
+    repository = ModelRepository(settings.path(settings.models.root), tuple(settings.models.remote_backends)).load()
     services = build_services(repository)
     _check_service_settings(settings, services)
     metrics = Metrics()
-    for entry in repository.entries.values():
+
+    def label_aliases(entry: ModelEntry) -> None:
         for version, runtime in entry.versions.items():
             alias = ("champion" if runtime is entry.champion else
                      "challenger" if runtime is entry.challenger else "inactive")
+            for other in ("champion", "challenger", "inactive"):
+                if other != alias:  # after a promotion (cds_hooks/champion_sync.py) the old label goes
+                    with contextlib.suppress(KeyError):
+                        metrics.model_valid.remove(entry.id, version, other)
             metrics.model_valid.labels(entry.id, version, alias).set(1)
+
+    for entry in repository.entries.values():
+        label_aliases(entry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,17 +106,21 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> FastAPI:
             details_secret=settings.store.hmac_secret.encode(), details_ttl_seconds=settings.cards.details_ttl_seconds,
             min_category=dict(settings.cards.min_category), smart_launch=bool(settings.smart.clients),
         )
-        app.state.cds = AppState(settings, repository, services,
-                                 ClientAuthenticator(settings.auth_settings(), http_client=http_client,
-                                                     replay_store=open_replay_store(settings.auth.replay_cache_url,
-                                                                                    store)),
-                                 store, recorder, caller, http_client)
+        shared_url = settings.auth.replay_cache_url  # replay cache and client keys: Redis, or else the database
+        authenticator = ClientAuthenticator(
+            settings.auth_settings(), http_client=http_client, replay_store=open_replay_store(shared_url, store),
+            jwks_store=open_jwks_store(shared_url, store, settings.store.hmac_secret.encode()))
+        app.state.cds = AppState(settings, repository, services, authenticator, store, recorder, caller, http_client)
+        champion_sync = ChampionSync(store, repository, services, on_switch=label_aliases)
+        await champion_sync.start()  # the governed champions before the first request, then polled
+        app.state.cds.champion_sync = champion_sync
         if freeze_gc:
             gc.collect()
             gc.freeze()
         try:
             yield
         finally:
+            await champion_sync.stop()
             await asyncio.to_thread(recorder.stop, 10.0)
             await http_client.aclose()
             store.dispose()
@@ -192,6 +208,11 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> FastAPI:
     async def call_service(service_id: str, request: Request) -> JSONResponse:
         identity = await authenticate(request)
         service = service_or_404(request, service_id)
+        sync = state(request).champion_sync
+        not_served = sync.problems.get(service.model.id) if sync is not None else None
+        if not_served:  # the governed champion cannot be served (cds_hooks/champion_sync.py): no card from a guess
+            metrics.requests.labels(service_id, "503").inc()
+            raise ApiError(503, f"model {service.model.id} is not served: {not_served}", None, code="transient")
         started = time.perf_counter()
         try:
             req = parse_hook_request(await read_body(request))

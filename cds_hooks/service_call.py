@@ -24,12 +24,12 @@ from cds_hooks.auth import ClientIdentity, TrustedClient, fhir_server_allowed
 from cds_hooks.cohort import cohort_of
 from cds_hooks.errors import ApiError, bad_request
 from cds_hooks.hooks import validate_context
+from cds_hooks.pipeline import REFERENCED_MEDICATIONS_KEY, index_of, map_patient, predict, unresolved_medications
 from cds_hooks.prefetch import PrefetchOutcome, fetch_medications, resolve_prefetch
 from cds_hooks.request import HookRequest
 from cds_hooks.services import CdsService
-from fhir_mapping.index import ResourceIndex
-from fhir_mapping.mapper import map_features
 from fhir_mapping.result import MappingResult, MissingFeature
+from fhir_mapping.timeline import mark_record_gaps
 from inference.runtime import ModelRuntime, Prediction
 from store.records import CardRecord, PredictionRecord
 
@@ -87,19 +87,20 @@ class ServiceCaller:
         if outcome.failed:
             log.info("service %s: prefetch keys not obtained: %s", service.id, ", ".join(sorted(outcome.failed)))
 
-        champion = service.model.champion
-        types = champion.spec.resource_types()
-        index = ResourceIndex.from_prefetch({k: v for k, v in outcome.resources.items() if v is not None}, types)
-        unresolved = _unresolved_medications(index)
+        # one consistent champion/challenger pair for the whole call, read on the event loop where a promotion moves
+        # them (cds_hooks/champion_sync.py)
+        model = service.model.snapshot()
+        champion = model.champion
+        index = index_of(service, outcome.resources)
+        unresolved = unresolved_medications(index)
         if unresolved and req.fhir_server is not None:
             remaining = self.deadline_seconds - (time.perf_counter() - t0)
             bundle, not_read = await fetch_medications(
                 unresolved, fhir_server=req.fhir_server, access_token=req.access_token, client=self.http_client,
                 deadline_seconds=remaining, max_response_bytes=self.max_response_bytes)
             if bundle["entry"]:
-                outcome.resources["_referenced-medications"] = bundle
-                index = ResourceIndex.from_prefetch(
-                    {k: v for k, v in outcome.resources.items() if v is not None}, types)
+                outcome.resources[REFERENCED_MEDICATIONS_KEY] = bundle
+                index = index_of(service, outcome.resources)
             if not_read:
                 log.info("service %s: %d referenced Medication(s) not read", service.id, len(not_read))
         timings["prefetch"] = (time.perf_counter() - t0) * 1000
@@ -109,10 +110,10 @@ class ServiceCaller:
         def compute() -> tuple[MappingResult, Prediction, Prediction | None, list[dict[str, Any]], str]:
             """Mapping → inference → rendering: pure CPU, no I/O; run off the event loop (below)."""
             t1 = time.perf_counter()
-            mapping = map_features(champion.spec, index, at=at, valuesets=champion.valuesets, patient_id=patient_id,
-                                   time_zone=self.time_zone)
+            mapping = map_patient(champion, index, at=at, patient_id=patient_id, time_zone=self.time_zone)
             unobtainable = _mark_unobtainable(service, outcome, mapping)
             _mark_truncated(service, outcome, mapping, self.max_pages)
+            mark_record_gaps(mapping, champion.spec, service.plan, outcome.failed, outcome.truncated)  # timelines
             timings["mapping"] = (time.perf_counter() - t1) * 1000
             required_gone = [name for name in unobtainable if mapping.missing[name].required]
             if required_gone:
@@ -121,8 +122,7 @@ class ServiceCaller:
                 raise ApiError(412, f"required data could not be obtained ({detail})", "prefetch", code="not-found")
 
             t2 = time.perf_counter()
-            prediction = champion.predict(mapping, "champion")
-            shadow = service.model.challenger.predict(mapping, "challenger") if service.model.challenger else None
+            prediction, shadow = predict(model, mapping)
             timings["inference"] = (time.perf_counter() - t2) * 1000
 
             t3 = time.perf_counter()
@@ -149,8 +149,8 @@ class ServiceCaller:
         t4 = time.perf_counter()
         pending = [self._record(service, req, identity, at, champion, mapping, prediction, cards, cohort,
                                 prediction_id)]
-        if shadow is not None and service.model.challenger is not None:
-            pending.append(self._record(service, req, identity, at, service.model.challenger, mapping, shadow, [],
+        if shadow is not None and model.challenger is not None:
+            pending.append(self._record(service, req, identity, at, model.challenger, mapping, shadow, [],
                                         cohort))
         await _durable(pending)  # the response goes out only once its predictions are on disk
         timings["recording"] = (time.perf_counter() - t4) * 1000
@@ -220,18 +220,6 @@ async def _durable(pending: list[Any]) -> None:
             except OSError as exc:
                 raise ApiError(503, "the prediction could not be recorded durably, so no card is given; retry",
                                "prediction", code="transient") from exc
-
-
-def _unresolved_medications(index: ResourceIndex) -> list[str]:
-    """medicationReference targets that neither the prefetch nor a contained resource supplies."""
-    refs: list[str] = []
-    for rtype in ("MedicationRequest", "MedicationStatement"):
-        for res in index.by_type.get(rtype, ()):
-            ref_obj = res.get("medicationReference")
-            ref = ref_obj.get("reference") if isinstance(ref_obj, dict) else None
-            if isinstance(ref, str) and ref and not ref.startswith("#") and index.referenced_medication(res) is None:
-                refs.append(ref)
-    return refs
 
 
 def _mark_truncated(service: CdsService, outcome: PrefetchOutcome, mapping: MappingResult, max_pages: int) -> None:

@@ -3,13 +3,21 @@
 Environment variables use the prefix CDS_ONNX_ and `__` between levels, e.g. CDS_ONNX_SERVER__PORT=9000 or
 CDS_ONNX_STORE__URL=postgresql+psycopg://…; they win over the file. A bad value stops start-up with a message naming
 the setting.
+
+Which file: `--config FILE`, else the file named by CDS_ONNX_CONFIG, else `cds-onnx.toml` in the working directory,
+else — only when cds-onnx runs from its source checkout — the checkout's `config/development.toml`, else none (the
+built-in defaults and the environment). Relative paths in a file resolve against the file's folder, so every command
+works from any folder (`find_config`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -67,11 +75,19 @@ def _url_host(host: str) -> str:
 
 class ModelsSettings(_Section):
     root: Path = Path("models")
+    # Open Inference Protocol v2 base URLs (KServe, Triton) that a model folder's `backend:` may name; a URL not
+    # listed here is never called (docs/timeline-models.md)
+    remote_backends: list[str] = []
+
+    @field_validator("remote_backends")
+    @classmethod
+    def _backends(cls, values: list[str]) -> list[str]:
+        return [_base_url(v) for v in values]
 
 
 class StoreSettings(_Section):
     url: str = "sqlite:///var/cds-onnx.sqlite3"
-    hmac_secret: str = Field(default="", repr=False, validate_default=True)  # pseudonymisation key; required
+    hmac_secret: str = Field(default="", repr=False)  # pseudonymisation key; required by whatever opens the store
     spool_dir: Path = Path("var/spool")
     retention_days: int = Field(default=730, gt=0)
     queue_size: int = Field(default=10_000, gt=0)
@@ -79,7 +95,7 @@ class StoreSettings(_Section):
     @field_validator("hmac_secret")
     @classmethod
     def _secret(cls, value: str) -> str:
-        if len(value) < 16:
+        if value and len(value) < 16:  # unset ("") is refused by load_settings when the store is needed
             raise ValueError("must be at least 16 characters (set CDS_ONNX_STORE__HMAC_SECRET)")
         return value
 
@@ -211,7 +227,7 @@ class Settings(BaseSettings):
 
     server: ServerSettings = ServerSettings()
     models: ModelsSettings = ModelsSettings()
-    store: StoreSettings
+    store: StoreSettings = StoreSettings()
     prefetch: PrefetchSettings = PrefetchSettings()
     auth: AuthConfig = AuthConfig()
     cors: CorsSettings = CorsSettings()
@@ -282,8 +298,83 @@ class Settings(BaseSettings):
                             max_token_lifetime_seconds=self.auth.max_token_lifetime_seconds)
 
 
-def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
-    """Read the TOML file (if any), apply environment overrides, validate; ConfigError names the bad setting."""
+CONFIG_ENV = "CDS_ONNX_CONFIG"  # names the configuration file when --config is not given
+LOCAL_CONFIG = "cds-onnx.toml"  # the configuration file of the working directory
+SOURCE_ROOT = Path(__file__).resolve().parent.parent  # the source checkout, when running from one
+SANDBOX_HOST = "sandbox.cds-hooks.org"
+# The public CDS Hooks sandbox's published P-384 signing key (its private half is public too: anyone can sign as it)
+SANDBOX_KEY_X = "dw_JGR8nB2I6XveNxUOl2qk699ZPLM2nYI5STSdiEl9avAkrm3CkfYMbrrjr8laB"
+
+
+@dataclass(frozen=True)
+class ConfigChoice:
+    """The configuration file a command uses (None: built-in defaults and the environment) and why that one."""
+
+    path: Path | None
+    origin: str  # "--config", "CDS_ONNX_CONFIG", "./cds-onnx.toml", "source checkout", "built-in defaults"
+
+    def describe(self) -> str:
+        if self.path is None:
+            return "the built-in defaults and CDS_ONNX_ environment variables (no configuration file found)"
+        return f"{self.path} (from {self.origin})"
+
+
+def source_checkout_config() -> Path | None:
+    """config/development.toml of the source checkout cds-onnx runs from; None for an installed package."""
+    candidate = SOURCE_ROOT / "config" / "development.toml"
+    if candidate.is_file() and (SOURCE_ROOT / "pyproject.toml").is_file() and (SOURCE_ROOT / "cds_hooks").is_dir():
+        return candidate
+    return None
+
+
+def find_config(explicit: Path | None = None, *, cwd: Path | None = None,
+                environ: Mapping[str, str] | None = None) -> ConfigChoice:
+    """--config, else CDS_ONNX_CONFIG, else ./cds-onnx.toml, else the source checkout's development configuration,
+    else none. The file is not read here (a named file that does not exist is the caller's error to report)."""
+    if explicit is not None:
+        return ConfigChoice(explicit, "--config")
+    named = (os.environ if environ is None else environ).get(CONFIG_ENV, "").strip()
+    if named:
+        return ConfigChoice(Path(named), CONFIG_ENV)
+    local = (cwd or Path.cwd()) / LOCAL_CONFIG
+    if local.is_file():
+        return ConfigChoice(local, f"./{LOCAL_CONFIG}")
+    development = source_checkout_config()
+    if development is not None:
+        return ConfigChoice(development, "the source checkout's development configuration")
+    return ConfigChoice(None, "built-in defaults")
+
+
+def public_key_clients(settings: Settings) -> list[str]:
+    """The trusted clients whose signing key is public (the CDS Hooks sandbox, or any marked development_only),
+    each described as `auth.clients[i] (iss …): why`. A service trusting one accepts calls anyone can sign."""
+    found = []
+    for i, client in enumerate(settings.auth.clients):
+        reasons = []
+        if client.development_only:
+            reasons.append("is marked development_only")
+        if urlsplit(client.iss).hostname == SANDBOX_HOST:
+            reasons.append("is the public CDS Hooks sandbox")
+        if any(urlsplit(url).hostname == SANDBOX_HOST for url in client.jku_allowlist):
+            reasons.append(f"fetches keys from {SANDBOX_HOST}")
+        keys = (client.jwks or {}).get("keys", [])
+        if client.jwks_file is not None:
+            try:
+                keys = keys + json.loads(settings.path(client.jwks_file).read_text(encoding="utf-8")).get("keys", [])
+            except (OSError, ValueError, AttributeError):
+                pass  # an unreadable file is reported by auth_settings()
+        if any(isinstance(k, dict) and k.get("x") == SANDBOX_KEY_X for k in keys):
+            reasons.append("holds the sandbox's published signing key")
+        if reasons:
+            found.append(f"auth.clients[{i}] (iss {client.iss}) {' and '.join(reasons)}")
+    return found
+
+
+def load_settings(path: Path | None = None, *, need_store: bool = True, **overrides: Any) -> Settings:
+    """Read the TOML file (if any), apply environment overrides, validate; ConfigError names the bad setting.
+
+    `need_store=False` for commands that never open the store (e.g. `models validate`): an unset
+    store.hmac_secret is then not an error."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -295,9 +386,17 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{path or 'configuration'}: {where}: {err['msg']}") from exc
+        from inference.problems import field_path, plain_error
+
+        errors = exc.errors(include_url=False)
+        parts = []
+        for err in errors:
+            problem, fix = plain_error(err, Settings)
+            parts.append(f"{field_path(err['loc'])}: {problem} — {fix}")
+        raise ConfigError(f"{path or 'configuration'}: {'; '.join(parts)}") from exc
+    if need_store and not settings.store.hmac_secret:
+        raise ConfigError(f"{path or 'configuration'}: store.hmac_secret: not set — set hmac_secret in the [store] "
+                          "table or CDS_ONNX_STORE__HMAC_SECRET (a secret of at least 16 characters)")
     if (settings.server.host.strip() in _WILDCARD_HOSTS and not settings.server.public_base_url
             and not settings.auth.accepted_audiences):
         log.warning("server.host %s listens on every interface but server.public_base_url is not set: client JWTs "

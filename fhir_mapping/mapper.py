@@ -267,7 +267,9 @@ class _Context:
             if vs.match == "exact":
                 # look each code up in the index; only medicationReference codes are not indexed, so scan those
                 present = self.index.codes_by_type.get(source.resource, set()) & vs.entries.keys()
-                pool: list[Resource] = [r for s, c in present for r in self.index.by_code[(source.resource, s, c)]]
+                # in code order: a set's order varies between processes, and a tie must pick the same resource
+                pool: list[Resource] = [r for s, c in sorted(present)
+                                        for r in self.index.by_code[(source.resource, s, c)]]
                 if medication:
                     pool += [r for r in self.index.by_type.get(source.resource, ())
                              if "medicationReference" in r and "medicationCodeableConcept" not in r]
@@ -598,6 +600,16 @@ def _check_status(res: Resource, source: Source) -> None:
         raise _Skip("is a proposal, not an order")
     if res.get("doNotPerform") is True:
         raise _Skip("is an order not to give it (doNotPerform)")
+
+
+def status_problem(res: Resource, source: Source) -> str | None:
+    """Why a resource's status keeps it from counting for `source` (None when it counts): the one status rule that
+    features and timelines (fhir_mapping/timeline.py) share — entered-in-error, refuted, doNotPerform never count."""
+    try:
+        _check_status(res, source)
+    except _Skip as why:
+        return str(why)
+    return None
 
 
 def _medication_date(res: Resource) -> str | None:

@@ -10,15 +10,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from inference.sequence_manifest import BackendSpec, SequenceSpec
 
 HOOKS = ("patient-view", "order-select", "order-sign", "encounter-start", "encounter-discharge")
 Indicator = Literal["info", "warning", "critical"]
 
 
 class ManifestError(ValueError):
-    """A model folder's manifest is invalid; the message names the folder and the field."""
+    """A model folder's manifest is invalid; the message names the file and every field that is wrong."""
+
+    def __init__(self, message: str, problems: tuple[Any, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems  # inference.problems.Problem, one per thing wrong
+
+
+class CoherenceError(ValueError):
+    """Parts of a manifest disagree; `found` holds every disagreement as (field, problem, fix), the field relative to
+    the model that raised it, so a validation error can be reported field by field in plain words."""
+
+    def __init__(self, found: list[tuple[str, str, str]]) -> None:
+        super().__init__("; ".join(f"{field}: {problem}" for field, problem, _ in found))
+        self.found = found
 
 
 class _Strict(BaseModel):
@@ -104,11 +118,16 @@ class Explain(_Strict):
 
     @model_validator(mode="after")
     def _baseline_complete(self) -> Explain:
+        found: list[tuple[str, str, str]] = []
         missing = [f for f in self.features if f not in self.baseline]
         if missing:
-            raise ValueError(f"baseline has no value for {', '.join(missing)}")
+            found.append(("baseline", f"has no value for {', '.join(missing)}",
+                          f"add {', '.join(f'{m}: <reference value>' for m in missing)}"))
         if len(self.features) > 12:
-            raise ValueError("exact Shapley explanations are limited to 12 features")
+            found.append(("features", f"lists {len(self.features)} features; exact Shapley explanations are limited "
+                          "to 12", "explain the 12 that matter most"))
+        if found:
+            raise CoherenceError(found)
         return self
 
 
@@ -139,6 +158,78 @@ class WhatIf(_Strict):
     note: str | None = None  # what the scenario assumes, shown next to its result
 
 
+ICD10_SYSTEMS = ("http://hl7.org/fhir/sid/icd-10", "http://hl7.org/fhir/sid/icd-10-cm")
+
+
+class MonitoredOutcome(_Strict):
+    """The clinical outcome a model predicts, coded as imported outcomes are (monitoring joins them by these codes).
+
+    Each code is "system|code". SNOMED CT and other codes match exactly; ICD-10 codes also match their subcodes
+    (I21 matches I21.4 and I214), because ICD-10 is hierarchical by prefix."""
+
+    label: str = Field(max_length=120)  # "ASCVD event (MI, stroke)": how the report names the outcome
+    codes: tuple[str, ...] = Field(min_length=1)
+    horizon_days: int | None = Field(default=None, gt=0)  # follow-up window; default the primary output's horizon
+
+    @model_validator(mode="after")
+    def _codes_well_formed(self) -> MonitoredOutcome:
+        for code in self.codes:
+            system, _, value = code.partition("|")
+            if not system or not value or "|" in value:
+                raise ValueError(f"outcome code '{code}' must be 'system|code', e.g. 'http://snomed.info/sct|22298006'")
+        return self
+
+
+class ReferenceBins(_Strict):
+    """One input's (or `__score__`'s) reference distribution for drift: bin edges and the proportion in each bin."""
+
+    edges: tuple[float, ...] = Field(min_length=2)
+    proportions: tuple[float, ...]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReferenceBins:
+        if len(self.proportions) != len(self.edges) - 1:
+            raise ValueError(f"{len(self.edges)} edges need {len(self.edges) - 1} proportions, not {len(self.proportions)}")
+        if any(b <= a for a, b in zip(self.edges, self.edges[1:])):
+            raise ValueError("edges must increase")
+        if any(p < 0 for p in self.proportions) or abs(sum(self.proportions) - 1.0) > 1e-3:
+            raise ValueError("proportions must be non-negative and add up to 1")
+        return self
+
+
+class Monitoring(_Strict):
+    """How the monitoring report and promotion evidence judge this model in real use (all optional)."""
+
+    outcome: MonitoredOutcome | None = None  # None: the model predicts no coded outcome (drift only)
+    min_events: int = Field(default=20, ge=1)  # no statistic is shown from fewer events than this
+    per: Literal["patient", "prediction"] = "patient"  # one (the first) prediction per patient, or every prediction
+    risk_direction: Literal["higher", "lower"] = "higher"  # which way of the primary output means more risk
+    reference: dict[str, ReferenceBins] | None = None  # drift reference; default model_card.reference_distribution
+
+
+class Acceptance(_Strict):
+    """What real-world shadow evidence a challenger needs before `cds-onnx models promote` makes it the champion.
+
+    The champion's block sets the bar (a challenger cannot lower it for itself). Calibration criteria apply only to a
+    probability output; a score or a measured value is judged on events, discrimination and fairness."""
+
+    min_events: int = Field(default=20, ge=1)  # outcome events among the paired predictions
+    non_inferiority_margin: float = Field(default=0.02, ge=0, le=0.5)  # AUROC: CI lower bound of the difference >= -m
+    calibration_slope: tuple[float, float] | None = None  # default [0.8, 1.2] for a probability output
+    calibration_intercept: tuple[float, float] | None = None  # logit scale; default [-0.2, 0.2] for a probability
+    fairness_ratio: tuple[float, float] = (0.8, 1.25)  # every group's ratio to the reference group
+    window_days: int | None = Field(default=None, gt=0)  # only shadow predictions this recent (default: all)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Acceptance:
+        for name, must_hold in (("calibration_slope", 1.0), ("calibration_intercept", 0.0), ("fairness_ratio", 1.0)):
+            bounds = getattr(self, name)
+            if bounds is not None and not bounds[0] <= must_hold <= bounds[1]:
+                raise ValueError(f"acceptance.{name} [{bounds[0]}, {bounds[1]}] must be increasing and contain "
+                                 f"{must_hold:g} (a perfect model must pass)")
+        return self
+
+
 class Manifest(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
     version: str = Field(pattern=r"^[0-9A-Za-z.+-]{1,32}$")
@@ -164,58 +255,115 @@ class Manifest(_Strict):
     citation_url: str | None = None
     model_card: dict[str, Any]
     what_if: tuple[WhatIf, ...] = ()  # scenarios offered on the details page
+    monitoring: Monitoring = Field(default_factory=Monitoring)  # outcome, event minimum, drift reference
+    acceptance: Acceptance = Field(default_factory=Acceptance)  # evidence a challenger needs to replace it
+    # a sequence model reads the patient's timeline (inference/sequence_manifest.py, docs/timeline-models.md)
+    sequence: SequenceSpec | None = None
+    backend: BackendSpec | None = None  # graph served by an OIP v2 endpoint instead of in process
 
     @model_validator(mode="after")
     def _coherent(self) -> Manifest:
+        found = self.coherence_problems()
+        if found:
+            raise CoherenceError(found)
+        return self
+
+    def coherence_problems(self) -> list[tuple[str, str, str]]:
+        """Every way the manifest's parts disagree with each other, as (field, problem, fix)."""
+        found: list[tuple[str, str, str]] = []
         names = [i.name for i in self.inputs]
-        if len(set(names)) != len(names):
-            raise ValueError("input names must be unique")
-        if sum(o.primary for o in self.outputs) != 1:
-            raise ValueError("exactly one output must be `primary: true`")
+        for j, name in enumerate(names):
+            if name in names[:j]:
+                found.append((f"inputs[{j}].name", f"'{name}' is also the name of inputs[{names.index(name)}]",
+                              "give every input its own name"))
+        primaries = [o.name for o in self.outputs if o.primary]
+        if len(primaries) != 1:
+            found.append(("outputs", f"{len(primaries)} outputs are `primary: true`" if primaries
+                          else "no output is `primary: true`", "mark exactly one output `primary: true`"))
         if not self.hooks:
-            raise ValueError("hooks must list at least one hook")
-        outputs = {o.name for o in self.outputs}
+            found.append(("hooks", "lists no hook", f"list at least one of {', '.join(HOOKS)}"))
+        outputs = [o.name for o in self.outputs]
         for i, cat in enumerate(self.categories):
             last = i == len(self.categories) - 1
             conditional = cat.below is not None or cat.at_least is not None
-            if last == conditional:
-                raise ValueError("every category but the last needs `below` or `at_least`; the last has neither")
+            if last and conditional:
+                found.append((f"categories[{i}]", "the last category has `below` or `at_least`",
+                              "remove them: the last category takes every value the others do not"))
+            elif not last and not conditional:
+                found.append((f"categories[{i}]", "has neither `below` nor `at_least`",
+                              "give it a bound (only the last category has none)"))
             if cat.output is not None and cat.output not in outputs:
-                raise ValueError(f"category {cat.label}: output '{cat.output}' is not an output of the model")
+                found.append((f"categories[{i}].output", f"'{cat.output}' is not an output of the model",
+                              f"use one of {', '.join(outputs)}"))
         bounds = [c.below for c in self.categories if c.below is not None and c.output is None and c.at_least is None]
         if bounds != sorted(bounds):
-            raise ValueError("category `below` bounds must increase")
-        for out in self.outputs:
+            found.append(("categories", "the `below` bounds do not increase",
+                          "list the categories from the lowest band to the highest"))
+        for i, out in enumerate(self.outputs):
             if out.primary and out.applies_when:
-                raise ValueError(f"outputs.{out.name}: the primary output cannot have `applies_when`")
+                found.append((f"outputs[{i}].applies_when", "the primary output cannot have `applies_when`",
+                              "remove it, or make another output primary"))
             if out.applies_when and any(c.output == out.name for c in self.categories):
-                raise ValueError(f"outputs.{out.name}: an output with `applies_when` cannot set a category")
+                found.append((f"outputs[{i}].applies_when", "an output with `applies_when` cannot set a category",
+                              "remove `applies_when`, or base the categories on another output"))
         if self.explain:
-            unknown = [f for f in self.explain.features if f not in names]
-            if unknown:
-                raise ValueError(f"explain.features not among inputs: {', '.join(unknown)}")
-        self._check_what_if()
-        return self
+            for j, name in enumerate(self.explain.features):
+                if name not in names:
+                    found.append((f"explain.features[{j}]", f"'{name}' is not an input of the model",
+                                  f"use one of {', '.join(names)}"))
+        return found + self._what_if_problems()
 
-    def _check_what_if(self) -> None:
+    def _what_if_problems(self) -> list[tuple[str, str, str]]:
+        found: list[tuple[str, str, str]] = []
         by_name = {i.name: i for i in self.inputs}
         labels = [w.label for w in self.what_if]
-        if len(set(labels)) != len(labels):
-            raise ValueError("what_if labels must be unique")
-        for w in self.what_if:
+        for i, w in enumerate(self.what_if):
+            where = f"what_if[{i}]"
+            if w.label in labels[:i]:
+                found.append((f"{where}.label", f"'{w.label}' is used by another scenario", "give each its own label"))
             if not w.set:
-                raise ValueError(f"what_if '{w.label}': `set` names no input")
+                found.append((f"{where}.set", "names no input", "set at least one input to a value"))
             for name, value in w.set.items():
                 spec_in = by_name.get(name)
                 if spec_in is None:
-                    raise ValueError(f"what_if '{w.label}': '{name}' is not an input of the model")
-                if spec_in.kind == "binary" and value not in (0, 1):
-                    raise ValueError(f"what_if '{w.label}': {name} is binary (0 or 1)")
-                if spec_in.range is not None and not spec_in.range[0] <= value <= spec_in.range[1]:
-                    raise ValueError(f"what_if '{w.label}': {name} {value} is outside the input's range")
-            for cond in w.applies_when:
+                    found.append((f"{where}.set.{name}", f"'{name}' is not an input of the model",
+                                  f"use one of {', '.join(by_name)}"))
+                elif spec_in.kind == "binary" and value not in (0, 1):
+                    found.append((f"{where}.set.{name}", f"{value:g} for a binary input", "use 0 or 1"))
+                elif spec_in.range is not None and not spec_in.range[0] <= value <= spec_in.range[1]:
+                    found.append((f"{where}.set.{name}", f"{value:g} is outside the input's range "
+                                  f"[{spec_in.range[0]:g}, {spec_in.range[1]:g}]", "use a value inside the range"))
+            for j, cond in enumerate(w.applies_when):
                 if cond.feature not in by_name:
-                    raise ValueError(f"what_if '{w.label}': applies_when names '{cond.feature}', not an input")
+                    found.append((f"{where}.applies_when[{j}].feature", f"'{cond.feature}' is not an input",
+                                  f"use one of {', '.join(by_name)}"))
+        return found
+
+    @model_validator(mode="after")
+    def _monitoring_horizon(self) -> Manifest:
+        outcome = self.monitoring.outcome
+        if outcome is not None and outcome.horizon_days is None and self.primary.horizon_years is None:
+            raise ValueError("monitoring.outcome.horizon_days is needed: the primary output has no horizon_years")
+        return self
+
+    @model_validator(mode="after")
+    def _acceptance_fits_output(self) -> Manifest:
+        acc = self.acceptance
+        if self.primary.kind != "probability" and (acc.calibration_slope or acc.calibration_intercept):
+            raise ValueError(f"acceptance: calibration criteria apply to a probability output; the primary output "
+                             f"'{self.primary.name}' is a {self.primary.kind} (remove calibration_slope and "
+                             "calibration_intercept)")
+        return self
+
+    @property
+    def outcome_horizon_days(self) -> int | None:
+        """The declared outcome's follow-up window in days (None without a declared outcome)."""
+        outcome = self.monitoring.outcome
+        if outcome is None:
+            return None
+        if outcome.horizon_days is not None:
+            return outcome.horizon_days
+        return int(round(float(self.primary.horizon_years or 0) * 365.25))
 
     @property
     def primary(self) -> Output:
@@ -230,14 +378,10 @@ class Manifest(_Strict):
 
 
 def load_manifest(folder: Path) -> Manifest:
-    path = folder / "manifest.yaml"
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ManifestError(f"{folder}: cannot read manifest.yaml: {exc}") from exc
-    try:
-        return Manifest.model_validate(doc)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ManifestError(f"{folder}: manifest.yaml: {where}: {first['msg']}") from exc
+    """Read and validate `folder/manifest.yaml`; ManifestError lists every problem, one per line."""
+    from inference.problems import join_problems, manifest_problems
+
+    manifest, problems = manifest_problems(folder / "manifest.yaml")
+    if manifest is None or problems:
+        raise ManifestError(join_problems(problems), tuple(problems))
+    return manifest

@@ -45,6 +45,7 @@ class Prediction:
     suppressed: bool = False  # no card at all (the patient is deceased): a risk card would be wrong and hurtful
     guidance: list[str] = field(default_factory=list)  # what the guideline says instead, for a refused population
     withheld: dict[str, str] = field(default_factory=dict)  # secondary outputs not given, with the reason
+    notes: list[str] = field(default_factory=list)  # lines the result card adds (e.g. a truncated timeline)
 
 
 class ModelRuntime:

@@ -116,3 +116,41 @@ class AuthReplay(Base):
     iss: Mapped[str] = mapped_column(String(1024), primary_key=True)
     jti: Mapped[str] = mapped_column(String(255), primary_key=True)
     expires_at: Mapped[float] = mapped_column(Float, index=True)  # seconds since epoch: exp + clock skew
+
+
+class JwksDocument(Base):
+    """JWK Set documents fetched from allowlisted `jku` URLs, shared by every process using this database so a fleet
+    fetches each client's keys once per refresh (see cds_hooks/jwks_shared.py). A cache, never an authority."""
+
+    __tablename__ = "jwks_documents"
+
+    url: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    document: Mapped[str] = mapped_column(Text)
+    fetched_at: Mapped[float] = mapped_column(Float)  # seconds since epoch
+    mac: Mapped[str] = mapped_column(String(64))  # HMAC-SHA256 over url, fetched_at, document (store.hmac_secret)
+
+
+class PromotionAudit(Base):
+    """The append-only, hash-chained record of every change of a model's champion (store/audit.py, docs/governance.md).
+
+    One chain per model: `position` counts from 1 and `previous_hash` is the record_hash of the record before it (64
+    zeros for the first). Evidence and file digests are kept as the exact canonical JSON text that was hashed. The code
+    never updates or deletes a row; the migration adds triggers that refuse both, and `store purge` leaves it alone."""
+
+    __tablename__ = "promotion_audit"
+    __table_args__ = (UniqueConstraint("model_id", "position", name="uq_promotion_audit_position"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(String(64), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16))  # promote | rollback
+    from_version: Mapped[str] = mapped_column(String(32))
+    to_version: Mapped[str] = mapped_column(String(32))
+    approver: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[str] = mapped_column(String(40))  # ISO 8601 UTC, the exact text that was hashed
+    evidence: Mapped[str] = mapped_column(Text)  # canonical JSON
+    evidence_digest: Mapped[str] = mapped_column(String(64))
+    files: Mapped[str] = mapped_column(Text)  # canonical JSON: path in the version folder -> sha256
+    previous_hash: Mapped[str] = mapped_column(String(64))
+    record_hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -24,6 +24,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.records import FeedbackRecord, PredictionRecord
 from store.schema import CardRow, CardSuggestion, FeatureValueRow, Feedback, Outcome, Prediction
+from store.schema import PromotionAudit
+from store.audit import AuditConflict, AuditRecord
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
 
 
 # pg_advisory_xact_lock key held while migrating (any fixed 64-bit number; "cds-onnx" in ASCII).
@@ -271,6 +275,34 @@ class Store:
             return [{"patient_key": o.patient_key, "system": o.system, "code": o.code, "label": o.label,
                      "observed_at": _utc(o.observed_at), "source": o.source}
                     for o in session.execute(select(Outcome).order_by(Outcome.id)).scalars()]
+
+    # ---- promotion audit (append-only; see store/audit.py) ------------------------------------------------------
+    def append_audit(self, fields: dict[str, Any]) -> int:
+        """Append one hashed record (store.audit.new_record) and return its seq. A record for the same model and
+        position written meanwhile by another process raises AuditConflict, and nothing is written."""
+        try:
+            with self._sessions.begin() as session:
+                row = PromotionAudit(**fields)
+                session.add(row)
+                session.flush()
+                return int(row.seq)
+        except IntegrityError as exc:
+            raise AuditConflict(f"another record was appended to the audit chain of {fields.get('model_id')} at the "
+                                "same time; nothing was written") from exc
+
+    def audit_records(self, model_id: str | None = None) -> list[AuditRecord]:
+        """Audit records in chain order (by model, then position); one model's chain with `model_id`."""
+        query = select(PromotionAudit).order_by(PromotionAudit.model_id, PromotionAudit.position)
+        if model_id is not None:
+            query = query.where(PromotionAudit.model_id == model_id)
+        with self._sessions() as session:
+            return [AuditRecord(**{c: getattr(r, c) for c in AuditRecord.__dataclass_fields__})
+                    for r in session.execute(query).scalars()]
+
+    def audit_head(self) -> int:
+        """The seq of the newest audit record (0 without any): the cheap check every serving process polls."""
+        with self._sessions() as session:
+            return int(session.execute(select(func.max(PromotionAudit.seq))).scalar() or 0)
 
 
 def _text(value: Any, limit: int = 2000) -> str | None:

@@ -256,7 +256,7 @@ def details_view(pred: dict[str, Any], runtime: ModelRuntime | None, manifest: M
         "scenarios": [],
         "unavailable_scenarios": [],
         "what_if_fields": [],
-        "what_if_ready": runtime is not None,
+        "what_if_ready": runtime is not None and manifest.sequence is None,  # a sequence model has no input row
         **input_rows(manifest, features, pred),
     }
     if outputs and primary.name in outputs:

@@ -80,6 +80,9 @@ def requested_changes(manifest: Manifest, body: Any, values: dict[str, float]) -
 def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[str, Any]:
     """Recompute the prediction's outputs with the changes the body asks for (same model version)."""
     manifest = runtime.manifest
+    if manifest.sequence is not None:
+        raise WhatIfError(f"{manifest.id} reads the patient's whole timeline, not a row of inputs: it offers no "
+                          "what-if", None)
     current = feature_values(pred)
     label, note, changes = requested_changes(manifest, body, current)
     values = {**current, **changes}
