@@ -146,33 +146,25 @@ class JwksCache:
         Raises JwksError when a fetch is needed and fails (no usable cached document).
         """
         entry = self._entries.setdefault(url, _Entry())
-        if self._fresh(entry):
-            assert entry.index is not None
-            key = select_key(entry.index, kid, alg)
-            if key is not None:
-                return key
+        key = self._cached(entry, kid, alg)
+        if key is not None:
+            return key
         lock = self._locks.setdefault(url, asyncio.Lock())
         async with lock:
             # Another task may have refreshed while this one waited.
-            fresh = self._fresh(entry)
-            if fresh:
-                assert entry.index is not None
-                key = select_key(entry.index, kid, alg)
-                if key is not None:
-                    return key
+            key = self._cached(entry, kid, alg)
+            if key is not None:
+                return key
             shared_fetched_at = await self._adopt_shared(url, entry)
             if shared_fetched_at is not None:
-                fresh = self._fresh(entry)
-                if fresh:
-                    assert entry.index is not None
-                    key = select_key(entry.index, kid, alg)
-                    if key is not None:
-                        return key
+                key = self._cached(entry, kid, alg)
+                if key is not None:
+                    return key
                 # another process fetched this URL recently: that fetch spends the fleet's refresh budget too
                 if self._clock() - shared_fetched_at < self._min_refresh_seconds:
                     entry.last_attempt = max(entry.last_attempt or shared_fetched_at, shared_fetched_at)
             if not self._may_fetch(entry):
-                if fresh:
+                if self._fresh(entry):
                     return None  # unknown kid, and the refresh budget for this URL is spent
                 raise JwksError(f"{url}: no current JWK Set and refetch is rate-limited")
             entry.last_attempt = self._clock()
@@ -220,6 +212,13 @@ class JwksCache:
             await asyncio.to_thread(self._shared.save, url, text, fetched_at, self._cache_seconds)
         except (JwksStoreError, ValueError) as exc:
             log.warning("shared JWK Set cache not updated: %s", exc)
+
+    def _cached(self, entry: _Entry, kid: str, alg: str) -> PyJWK | None:
+        """The key from the cached document while it is fresh; None when stale, absent or without that kid."""
+        if not self._fresh(entry):
+            return None
+        assert entry.index is not None
+        return select_key(entry.index, kid, alg)
 
     def _fresh(self, entry: _Entry) -> bool:
         return (

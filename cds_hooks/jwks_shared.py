@@ -78,17 +78,13 @@ class SqlJwksStore:
     """The `jwks_documents` table (created by the store's Alembic migrations): url → document, fetched_at."""
 
     def __init__(self, engine: Any, secret: bytes) -> None:
-        from sqlalchemy.dialects import postgresql, sqlite
-
         from store.schema import JwksDocument
+        from store.store import upsert_insert
 
-        dialect = engine.dialect.name
-        if dialect == "sqlite":
-            self._insert = sqlite.insert
-        elif dialect == "postgresql":
-            self._insert = postgresql.insert
-        else:
-            raise JwksStoreError(f"the shared JWK Set cache supports SQLite and PostgreSQL, not {dialect}")
+        insert = upsert_insert(engine)
+        if insert is None:
+            raise JwksStoreError(f"the shared JWK Set cache supports SQLite and PostgreSQL, not {engine.dialect.name}")
+        self._insert = insert
         self._engine = engine
         self._table = JwksDocument.__table__
         self._seal = EntrySeal(secret)

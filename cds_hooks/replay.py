@@ -114,17 +114,13 @@ class SqlReplayStore:
     blocking = True
 
     def __init__(self, engine: Any, *, purge_interval_seconds: float = DEFAULT_PURGE_INTERVAL_SECONDS) -> None:
-        from sqlalchemy.dialects import postgresql, sqlite
-
         from store.schema import AuthReplay
+        from store.store import upsert_insert
 
-        dialect = engine.dialect.name
-        if dialect == "sqlite":
-            self._insert = sqlite.insert
-        elif dialect == "postgresql":
-            self._insert = postgresql.insert
-        else:
-            raise ReplayStoreError(f"the replay cache supports SQLite and PostgreSQL stores, not {dialect}")
+        insert = upsert_insert(engine)
+        if insert is None:
+            raise ReplayStoreError(f"the replay cache supports SQLite and PostgreSQL stores, not {engine.dialect.name}")
+        self._insert = insert
         self._engine = engine
         self._table = AuthReplay.__table__
         self._purge_interval = purge_interval_seconds

@@ -7,6 +7,7 @@ rows the explanation needs.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,46 @@ class Prediction:
     guidance: list[str] = field(default_factory=list)  # what the guideline says instead, for a refused population
     withheld: dict[str, str] = field(default_factory=dict)  # secondary outputs not given, with the reason
     notes: list[str] = field(default_factory=list)  # lines the result card adds (e.g. a truncated timeline)
+
+
+def stopped_by_guards(manifest: Manifest, mapping: MappingResult, values: dict[str, float], pred: Prediction,
+                      label: Callable[[str], str] = str) -> bool:
+    """The guards every runtime applies before any number, in this order: death (no card at all), non-finite values,
+    population rules and validated ranges (with the guideline's guidance), then missing inputs. Fills `pred` and
+    returns True when one of them stops the prediction. One function, so tabular and sequence models cannot differ."""
+    if mapping.deceased:
+        pred.refusals, pred.suppressed = [f"No risk estimate: {mapping.deceased}"], True
+        return True
+    non_finite = [n for n, v in values.items() if not math.isfinite(v)]
+    if non_finite:
+        pred.refusals = [f"{label(n)} is not a finite number" for n in non_finite]
+        return True
+    pred.refusals = refusal_reasons(manifest, values, mapping)
+    if pred.refusals:
+        pred.guidance = [r.guidance for r, _ in failing_rules(manifest, values, mapping) if r.guidance]
+        return True
+    missing = [spec_in.name for spec_in in manifest.inputs if spec_in.name not in values]
+    if missing:
+        pred.missing_required = missing
+        return True
+    return False
+
+
+def settle_outputs(manifest: Manifest, mapping: MappingResult, values: dict[str, float], pred: Prediction) -> bool:
+    """After the graph: no number when any output is not finite; outputs whose `applies_when` fails are withheld
+    with the reason; the category is set. Returns False when the prediction is refused."""
+    assert pred.outputs is not None
+    bad = [n for n, v in pred.outputs.items() if not math.isfinite(v)]
+    if bad:
+        pred.outputs, pred.refusals = None, [f"the model produced no finite {', '.join(bad)}"]
+        return False
+    for spec_out in manifest.outputs:
+        reason = unmet(spec_out.applies_when, values, mapping) if spec_out.applies_when else None
+        if reason is not None:
+            pred.outputs.pop(spec_out.name, None)
+            pred.withheld[spec_out.name] = reason
+    pred.category = manifest.category_for(pred.outputs)
+    return True
 
 
 class ModelRuntime:
@@ -88,20 +129,7 @@ class ModelRuntime:
         call for the prediction and its explanation."""
         values = {name: fv.value for name, fv in mapping.values.items() if name in self._columns}
         pred = Prediction(self.id, self.version, alias, inputs=values)
-        if mapping.deceased:
-            pred.refusals, pred.suppressed = [f"No risk estimate: {mapping.deceased}"], True
-            return pred
-        non_finite = [n for n, v in values.items() if not math.isfinite(v)]
-        if non_finite:
-            pred.refusals = [f"{self._label(n)} is not a finite number" for n in non_finite]
-            return pred
-        pred.refusals = refusal_reasons(self.manifest, values, mapping)
-        if pred.refusals:
-            pred.guidance = [r.guidance for r, _ in failing_rules(self.manifest, values, mapping) if r.guidance]
-            return pred
-        missing = [spec_in.name for spec_in in self.manifest.inputs if spec_in.name not in values]
-        if missing:
-            pred.missing_required = missing
+        if stopped_by_guards(self.manifest, mapping, values, pred, self._label):
             return pred
         patient = np.array([values[spec_in.name] for spec_in in self.manifest.inputs], dtype=np.float64)
         explain = self.manifest.explain
@@ -116,16 +144,8 @@ class ModelRuntime:
         out = self.run_matrix(rows)
         last = rows.shape[0] - 1
         pred.outputs = {name: float(arr[last]) for name, arr in out.items()}
-        bad = [n for n, v in pred.outputs.items() if not math.isfinite(v)]
-        if bad:
-            pred.outputs, pred.refusals = None, [f"the model produced no finite {', '.join(bad)}"]
+        if not settle_outputs(self.manifest, mapping, values, pred):
             return pred
-        for spec_out in self.manifest.outputs:
-            reason = unmet(spec_out.applies_when, values, mapping) if spec_out.applies_when else None
-            if reason is not None:
-                pred.outputs.pop(spec_out.name, None)
-                pred.withheld[spec_out.name] = reason
-        pred.category = self.manifest.category_for(pred.outputs)
         if explain:
             target = explain.output or self.manifest.primary.name
             phi = shapley_values(out[target], len(columns))

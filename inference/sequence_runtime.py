@@ -10,7 +10,6 @@ each concept group of timeline.yaml in turn, in the same batched call as the pre
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,9 +23,8 @@ from fhir_mapping.timeline import (CompiledGroups, Event, RecordMapping, Timelin
                                    event_times, extract_timeline, truncate)
 from fhir_mapping.timeline_vocab import Vocabulary
 from fhir_mapping.valuesets import ValueSetLibrary
-from inference.guards import failing_rules, refusal_reasons, unmet
 from inference.manifest import Manifest
-from inference.runtime import Contribution, Prediction
+from inference.runtime import Contribution, Prediction, settle_outputs, stopped_by_guards
 from inference.sequence_graph import BackendUnavailable, SequenceGraph
 from inference.sequence_manifest import SequenceSpec
 
@@ -118,20 +116,7 @@ class SequenceRuntime:
         inputs = {i.name for i in self.manifest.inputs}
         values = {name: fv.value for name, fv in mapping.values.items() if name in inputs}
         pred = Prediction(self.id, self.version, alias, inputs=values)
-        if mapping.deceased:
-            pred.refusals, pred.suppressed = [f"No risk estimate: {mapping.deceased}"], True
-            return pred
-        non_finite = [n for n, v in values.items() if not math.isfinite(v)]
-        if non_finite:
-            pred.refusals = [f"{n} is not a finite number" for n in non_finite]
-            return pred
-        pred.refusals = refusal_reasons(self.manifest, values, mapping)
-        if pred.refusals:
-            pred.guidance = [r.guidance for r, _ in failing_rules(self.manifest, values, mapping) if r.guidance]
-            return pred
-        missing = [i.name for i in self.manifest.inputs if i.name not in values]
-        if missing:
-            pred.missing_required = missing
+        if stopped_by_guards(self.manifest, mapping, values, pred):
             return pred
         if not isinstance(mapping, RecordMapping) or mapping.index is None or mapping.at is None:
             pred.refusals = ["the patient's record was not available to read the timeline from"]
@@ -169,16 +154,8 @@ class SequenceRuntime:
             pred.refusals = [f"the model could not be run: {exc}"]
             return pred
         pred.outputs = {name: float(arr[0]) for name, arr in out.items()}
-        bad = [n for n, v in pred.outputs.items() if not math.isfinite(v)]
-        if bad:
-            pred.outputs, pred.refusals = None, [f"the model produced no finite {', '.join(bad)}"]
+        if not settle_outputs(self.manifest, mapping, values, pred):
             return pred
-        for spec_out in self.manifest.outputs:
-            reason = unmet(spec_out.applies_when, values, mapping) if spec_out.applies_when else None
-            if reason is not None:
-                pred.outputs.pop(spec_out.name, None)
-                pred.withheld[spec_out.name] = reason
-        pred.category = self.manifest.category_for(pred.outputs)
         primary = self.manifest.primary
         target = out[primary.name]
         labels = {g.id: g.label for g in self.spec.timeline.groups}

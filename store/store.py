@@ -34,6 +34,11 @@ from sqlalchemy.exc import IntegrityError
 MIGRATION_LOCK_KEY = 0x6364732D6F6E6E78
 
 
+def upsert_insert(engine: Engine) -> Any | None:
+    """The dialect's `insert` with ON CONFLICT (SQLite, PostgreSQL) for single-statement upserts, else None."""
+    return {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(engine.dialect.name)
+
+
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
