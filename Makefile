@@ -1,4 +1,5 @@
-# The two commands of the README: `make run` (the service) and `make test` (the whole suite).
+# The two commands of the README: `make run` (the service) and `make test` (the whole suite, on two worker processes:
+# pytest-xdist, one test file per worker at a time, so module and session fixtures stay within a worker).
 # Each creates its own virtual environment from the project's files; nothing else needs to be installed by hand
 # beyond Python 3.11, Node.js 20+ (for the test FHIR server) and, for the browser, PostgreSQL, Redis and
 # multi-replica tests, Debian's chromium, postgresql, redis-server and haproxy packages (`make system-deps` installs
@@ -26,7 +27,7 @@ run: $(STAMP)
 test: $(STAMP)
 	bash tests/fhir_server/setup.sh
 	bash tests/kserve_server/setup.sh
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 system-deps:
 	apt-get update && apt-get install -y --no-install-recommends postgresql chromium redis-server haproxy default-jre-headless

@@ -1,0 +1,197 @@
+"""Throughput of `cds-onnx serve --workers 2` against `--workers 1`, with a load generator that takes little CPU.
+
+On a 2-core machine the load generator shares the cores with the server, so whatever CPU it takes is taken from the
+second worker: the serving benchmark's Python client (a new connection per request) measured 0.97×. Here the load
+comes from wrk (Debian's `wrk`, C, one thread, keep-alive connections) sending the serving benchmark's (a) "typical
+prefetch" body to the PCE service, each request with its own pre-minted ES384 token (the service refuses a replayed
+`jti`, so tokens are never reused), for a fixed duration after a warm-up. The CPU time of the server processes and of
+wrk is read from /proc, so the table shows how much of the machine the generator took.
+
+Run: `.venv/bin/python benchmarks/workers_benchmark.py [--seconds 20] [--connections 8] [--write-doc]`.
+Results: benchmarks/results/workers.json, and with --write-doc the "Worker scaling" block of docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))
+
+from serving_benchmark import RESULTS, SERVICE, cds_server, workloads  # noqa: E402
+
+from cds_hooks.signing import load_local_key, mint_token  # noqa: E402
+
+DOC = ROOT / "docs" / "performance.md"
+BEGIN, END = "<!-- workers-benchmark:begin -->", "<!-- workers-benchmark:end -->"
+ISSUER = "cds-onnx-cli"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+LUA = """
+local tokens = {}
+for line in io.lines(os.getenv("TOKENS_FILE")) do tokens[#tokens + 1] = line end
+local f = assert(io.open(os.getenv("BODY_FILE"), "rb")); local body = f:read("*a"); f:close()
+local i = 0
+request = function()
+  i = i + 1
+  if i > #tokens then i = #tokens end  -- never reached: the token file is larger than any run (checked after)
+  return wrk.format("POST", os.getenv("CALL_PATH"), {["Content-Type"] = "application/json",
+                    ["Authorization"] = "Bearer " .. tokens[i]}, body)
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %d %.3f %.3f\\n", summary.requests, summary.errors.status,
+           summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+           summary.duration, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
+
+
+def tree(pid: int) -> list[int]:
+    out = [pid]
+    for child in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int(child.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid in out:
+            out.append(int(child.name))
+    return out
+
+
+def server_pids(port: int) -> list[int]:
+    """The `cds-onnx serve` process listening on `port` and its workers."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            env = proc.joinpath("environ").read_bytes()
+        except OSError:
+            continue
+        if f"CDS_ONNX_SERVER__PORT={port}".encode() in env.split(b"\0"):
+            parent = int(proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1])
+            if f"CDS_ONNX_SERVER__PORT={port}".encode() not in Path(f"/proc/{parent}/environ").read_bytes():
+                return tree(int(proc.name))
+    raise RuntimeError(f"no server process found for port {port}")
+
+
+def run(workers: int, body: bytes, seconds: float, connections: int, warmup: float) -> dict[str, Any]:
+    wrk = shutil.which("wrk")
+    assert wrk is not None
+    key = load_local_key(ROOT / "var" / "keys")
+    path = f"/cds-services/{SERVICE}"
+    with cds_server(workers) as port, tempfile.TemporaryDirectory() as tmp:
+        budget = int((seconds + warmup) * 400) + 1000  # more tokens than the server can answer in the time
+        tokens = Path(tmp) / "tokens.txt"
+        tokens.write_text("\n".join(mint_token(key, ISSUER, f"http://127.0.0.1:{port}{path}") for _ in range(budget)))
+        (Path(tmp) / "body.json").write_bytes(body)
+        script = Path(tmp) / "post.lua"
+        script.write_text(LUA)
+        env = {**os.environ, "TOKENS_FILE": str(tokens), "BODY_FILE": str(Path(tmp) / "body.json"),
+               "CALL_PATH": path}
+        base = [wrk, "-t1", f"-c{connections}", "-s", str(script), f"http://127.0.0.1:{port}"]
+        subprocess.run([*base, f"-d{warmup:.0f}s"], env=env, capture_output=True, timeout=warmup + 60, check=True)
+        # the warm-up used its own tokens: mint a fresh file so no jti is replayed
+        tokens.write_text("\n".join(mint_token(key, ISSUER, f"http://127.0.0.1:{port}{path}") for _ in range(budget)))
+        pids = server_pids(port)
+        before = cpu_seconds(pids)
+        started = time.monotonic()
+        proc = subprocess.Popen([*base, f"-d{seconds:.0f}s"], env=env, stdout=subprocess.PIPE, text=True)
+        out, _ = proc.communicate(timeout=seconds + 60)
+        wall = time.monotonic() - started
+        server_cpu = cpu_seconds(pids) - before
+    match = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) ([\d.]+) ([\d.]+)", out)
+    if match is None:
+        raise RuntimeError(f"wrk printed no result: {out[-500:]}")
+    requests, bad_status, socket_errors, duration_us = (int(match.group(i)) for i in range(1, 5))
+    if requests + 100 > budget:
+        raise RuntimeError("the run used up its tokens; raise the budget")
+    duration = duration_us / 1e6
+    return {"workers": workers, "requests": requests, "non_2xx": bad_status, "socket_errors": socket_errors,
+            "seconds": duration, "req_per_s": requests / duration, "p50_ms": float(match.group(5)),
+            "p99_ms": float(match.group(6)), "server_cpu_s": server_cpu, "wall_s": wall,
+            "server_cpu_per_request_ms": 1000 * server_cpu / max(requests, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=2, help="runs per worker count (the best is kept)")
+    parser.add_argument("--write-doc", action="store_true")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (Debian: apt-get install wrk); nothing measured", file=sys.stderr)
+        return 2
+    body = workloads()["(a) typical prefetch"]
+    load_before = os.getloadavg()[0]
+    runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    for _ in range(args.repeats):
+        for workers in (1, 2):
+            result = run(workers, body, args.seconds, args.connections, args.warmup)
+            runs[workers].append(result)
+            print(f"workers={workers}: {result['req_per_s']:.1f} req/s, p50 {result['p50_ms']:.1f} ms, "
+                  f"p99 {result['p99_ms']:.1f} ms, server CPU {result['server_cpu_per_request_ms']:.2f} ms/request, "
+                  f"non-2xx {result['non_2xx']}, socket errors {result['socket_errors']}", flush=True)
+    best = {w: max(rs, key=lambda r: r["req_per_s"]) for w, rs in runs.items()}
+    ratio = best[2]["req_per_s"] / best[1]["req_per_s"]
+    report = {"measured": datetime.now(UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
+              "python": platform.python_version(), "load_average_at_start": load_before,
+              "connections": args.connections, "seconds": args.seconds, "runs": runs, "ratio": ratio}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "workers.json").write_text(json.dumps(report, indent=1))
+    print(f"--workers 2 / --workers 1 throughput: {ratio:.2f}x")
+    if args.write_doc:
+        write_doc(report, best)
+    return 0
+
+
+def write_doc(report: dict[str, Any], best: dict[int, dict[str, Any]]) -> None:
+    rows = "\n".join(
+        f"| {w} | {r['req_per_s']:.1f} | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | "
+        f"{r['server_cpu_per_request_ms']:.2f} ms | {r['server_cpu_s'] / r['seconds']:.2f} | {r['non_2xx']} |"
+        for w, r in sorted(best.items()))
+    block = f"""{BEGIN}
+Measured {report['measured'][:10]} on this machine ({report['cpus']} cores, Python {report['python']}, load average
+{report['load_average_at_start']:.1f} at the start). wrk, one thread, {report['connections']} keep-alive connections,
+{report['seconds']:.0f} s after a warm-up, (a) typical prefetch to `{SERVICE}`, a fresh ES384 token per request; best of
+{len(report['runs'][1])} runs per worker count.
+
+| workers | req/s | p50 | p99 | server CPU per request | server cores busy | non-2xx |
+|---|---|---|---|---|---|---|
+{rows}
+
+`serve --workers 2` / `--workers 1`: **{report['ratio']:.2f}×** (`benchmarks/workers_benchmark.py`).
+{END}"""
+    text = DOC.read_text(encoding="utf-8")
+    if BEGIN in text:
+        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n## Worker scaling (wrk)\n" + block + "\n"
+    DOC.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
