@@ -37,7 +37,8 @@ from fhir_mapping.index import ResourceIndex  # noqa: E402
 from fhir_mapping.mapper import map_features  # noqa: E402
 from fhir_mapping.spec import load_feature_spec  # noqa: E402
 from fhir_mapping.valuesets import ValueSetLibrary  # noqa: E402
-from monitoring.stats import auroc, calibration, proportions, quantile_edges  # noqa: E402
+from monitoring.stats import proportions, quantile_edges  # noqa: E402
+from training.evaluation import auc_text, evaluate  # noqa: E402
 
 MODEL_DIR = ROOT / "models" / "t2d-onset-5y"
 INPUTS = ("age", "female", "bmi", "sbp", "hdl", "prediabetes", "hypertension")
@@ -130,26 +131,6 @@ def to_onnx(model: Any, k: int, version: str) -> onnx.ModelProto:
     return out
 
 
-def evaluate(y: np.ndarray, p: np.ndarray, sexes: list[str], ages: np.ndarray) -> dict[str, Any]:
-    cal = calibration(y, p)
-    out: dict[str, Any] = {"n": int(len(y)), "events": int(y.sum()), "auroc": auroc(y, p),
-                           "brier": float(np.mean((p - y) ** 2)),
-                           "calibration": None if cal is None else {"intercept": cal.intercept, "slope": cal.slope,
-                                                                    "oe_ratio": cal.oe_ratio, "deciles": cal.deciles}}
-    groups: dict[str, Any] = {}
-    for name, mask in [("female", np.array(sexes) == "female"), ("male", np.array(sexes) == "male"),
-                       ("age 30-49", ages < 50), ("age 50-64", (ages >= 50) & (ages < 65)), ("age 65-79", ages >= 65)]:
-        if mask.sum():
-            groups[name] = {"n": int(mask.sum()), "events": int(y[mask].sum()), "auroc": auroc(y[mask], p[mask]),
-                            "observed": float(y[mask].mean()), "predicted": float(p[mask].mean())}
-    out["groups"] = groups
-    return out
-
-
-def _auc(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
-
-
 def main(argv: list[str] | None = None) -> int:
     from sklearn.ensemble import GradientBoostingClassifier
     from sklearn.model_selection import GroupShuffleSplit
@@ -209,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         f"observed/expected {cal.get('oe_ratio', float('nan')):.2f}. Synthetic data: these numbers say nothing about "
         "real patients.")
     attrs["internal_fairness"] = "; ".join(
-        f"{g}: n={v['n']}, onsets={v['events']}, AUROC={_auc(v['auroc'])}, "
+        f"{g}: n={v['n']}, onsets={v['events']}, AUROC={auc_text(v['auroc'])}, "
         f"observed {v['observed']:.3f} vs predicted {v['predicted']:.3f}" for g, v in test_eval["groups"].items())
     manifest["model_card"]["reference_distribution"] = reference
     manifest_path.write_text("# Generated parts (model_card numbers, reference_distribution) are written by "

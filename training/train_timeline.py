@@ -39,6 +39,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from training.evaluation import auc_text, evaluate  # noqa: E402
+
 MODEL_ID = "t2d-timeline-5y"
 VERSION = "1.0.0"
 MODEL_DIR = ROOT / "models" / MODEL_ID / VERSION
@@ -295,28 +297,6 @@ def export(model: Any, path: Path) -> None:
     path.write_bytes(proto.SerializeToString())
 
 
-def evaluate(y: np.ndarray, p: np.ndarray, sexes: list[str], ages: np.ndarray) -> dict[str, Any]:
-    from monitoring.stats import auroc, calibration
-
-    cal = calibration(y, p)
-    out: dict[str, Any] = {"n": int(len(y)), "events": int(y.sum()), "auroc": auroc(y, p),
-                           "brier": float(np.mean((p - y) ** 2)),
-                           "calibration": None if cal is None else {"intercept": cal.intercept, "slope": cal.slope,
-                                                                    "oe_ratio": cal.oe_ratio, "deciles": cal.deciles}}
-    groups: dict[str, Any] = {}
-    for name, mask in [("female", np.array(sexes) == "female"), ("male", np.array(sexes) == "male"),
-                       ("age 30-49", ages < 50), ("age 50-64", (ages >= 50) & (ages < 65)), ("age 65-79", ages >= 65)]:
-        if mask.sum():
-            groups[name] = {"n": int(mask.sum()), "events": int(y[mask].sum()), "auroc": auroc(y[mask], p[mask]),
-                            "observed": float(y[mask].mean()), "predicted": float(p[mask].mean())}
-    out["groups"] = groups
-    return out
-
-
-def _auc(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
-
-
 def _set_attribute(text: str, key: str, value: str) -> str:
     """Replace one model_card attribute's value in the manifest text (formatting and comments elsewhere kept)."""
     import re
@@ -393,7 +373,7 @@ def train(cache: Path, epochs: int, min_count: int) -> int:
         f"{cal.get('oe_ratio', float('nan')):.2f}. Trained on {len(train_ids)} patients ({len(train_rows)} rows); "
         f"{len(files)} patients generated. Synthetic data: these numbers say nothing about real patients."))
     text = _set_attribute(text, "internal_fairness", "; ".join(
-        f"{g}: n={v['n']}, onsets={v['events']}, AUROC={_auc(v['auroc'])}, observed {v['observed']:.3f} vs "
+        f"{g}: n={v['n']}, onsets={v['events']}, AUROC={auc_text(v['auroc'])}, observed {v['observed']:.3f} vs "
         f"predicted {v['predicted']:.3f}" for g, v in result["groups"].items()))
     (MODEL_DIR / "manifest.yaml").write_text(text, encoding="utf-8")
     print(json.dumps({k: result[k] for k in ("n", "events", "auroc", "brier")}, indent=1))
