@@ -81,13 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     patient_id = index.patient()["id"]
     timeline = extract_timeline(runtime.spec.timeline, index, at=at, patient_id=patient_id)
     encoded = runtime.encode(timeline)
-    groups = runtime._group_positions(encoded.events)  # the explanation's masked rows, as predict builds them
-    rows = 1 + len(groups)
-    tokens = np.repeat(encoded.tokens[np.newaxis, :], rows, axis=0)
-    times = np.repeat(encoded.times[np.newaxis, :], rows, axis=0)
-    mask = np.ones((rows, len(encoded.events)), dtype=np.float32)
-    for r, (_, positions) in enumerate(groups, start=1):
-        mask[r, positions] = 0.0
+    groups, tokens, times, mask = runtime.explanation_batch(encoded)  # the batch predict runs
 
     def whole() -> Any:
         idx = ResourceIndex.from_prefetch({"record": orjson.loads(body)}, types)
@@ -101,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                                                               valuesets=runtime.valuesets, patient_id=patient_id),
         "timeline extraction": lambda: extract_timeline(runtime.spec.timeline, index, at=at, patient_id=patient_id),
         "tokenise (truncate, vocabulary, ages)": lambda: runtime.encode(timeline),
-        f"inference + explanation (one batch of {rows} rows)": lambda: runtime.run_sequences(tokens, times, mask),
+        f"inference + explanation (one batch of {tokens.shape[0]} rows)": lambda: runtime.run_sequences(tokens, times, mask),
         "whole prediction (parse → card-ready Prediction)": whole,
     }
     results: dict[str, dict[str, float]] = {}

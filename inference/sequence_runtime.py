@@ -141,13 +141,7 @@ class SequenceRuntime:
         if unverified:
             pred.refusals = [unverified]
             return pred
-        groups = self._group_positions(encoded.events)
-        rows = 1 + len(groups)
-        tokens = np.repeat(encoded.tokens[np.newaxis, :], rows, axis=0)
-        times = np.repeat(encoded.times[np.newaxis, :], rows, axis=0)
-        mask = np.ones((rows, len(encoded.events)), dtype=np.float32)
-        for r, (_, positions) in enumerate(groups, start=1):
-            mask[r, positions] = 0.0
+        groups, tokens, times, mask = self.explanation_batch(encoded)
         try:
             out = self.run_sequences(tokens, times, mask)
         except BackendUnavailable as exc:
@@ -168,6 +162,19 @@ class SequenceRuntime:
             pred.notes.append(f"The EHR's search ({', '.join(mapping.cut_short)}) had more results than were read; "
                               "older events may be missing from the timeline.")
         return pred
+
+    def explanation_batch(self, encoded: Any) -> tuple[list[tuple[str, list[int]]], np.ndarray, np.ndarray,
+                                                         np.ndarray]:
+        """The concept groups and the one batch the graph is run on: row 0 the patient, row r the patient with group
+        r's events masked (occlusion)."""
+        groups = self._group_positions(encoded.events)
+        rows = 1 + len(groups)
+        tokens = np.repeat(encoded.tokens[np.newaxis, :], rows, axis=0)
+        times = np.repeat(encoded.times[np.newaxis, :], rows, axis=0)
+        mask = np.ones((rows, len(encoded.events)), dtype=np.float32)
+        for r, (_, positions) in enumerate(groups, start=1):
+            mask[r, positions] = 0.0
+        return groups, tokens, times, mask
 
     def _unverified(self) -> str | None:
         """Why the graph cannot be used yet (a remote graph not checked at start-up), else None."""
