@@ -70,6 +70,12 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / TICKS
 
 
+def machine_idle_seconds() -> float:
+    """Idle + iowait time of all CPUs together, from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    return (int(fields[3]) + int(fields[4])) / TICKS
+
+
 def tree(pid: int) -> list[int]:
     out = [pid]
     for child in Path("/proc").glob("[0-9]*"):
@@ -116,11 +122,19 @@ def run(workers: int, body: bytes, seconds: float, connections: int, warmup: flo
         tokens.write_text("\n".join(mint_token(key, ISSUER, f"http://127.0.0.1:{port}{path}") for _ in range(budget)))
         pids = server_pids(port)
         before = cpu_seconds(pids)
+        per_process_before = {pid: cpu_seconds([pid]) for pid in pids}
+        idle_before = machine_idle_seconds()
+        children_before = os.times()
         started = time.monotonic()
         proc = subprocess.Popen([*base, f"-d{seconds:.0f}s"], env=env, stdout=subprocess.PIPE, text=True)
         out, _ = proc.communicate(timeout=seconds + 60)
         wall = time.monotonic() - started
         server_cpu = cpu_seconds(pids) - before
+        per_process = sorted((round(cpu_seconds([pid]) - per_process_before[pid], 2) for pid in pids), reverse=True)
+        idle = machine_idle_seconds() - idle_before
+        children = os.times()
+        wrk_cpu = (children.children_user - children_before.children_user
+                   + children.children_system - children_before.children_system)
     match = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) ([\d.]+) ([\d.]+)", out)
     if match is None:
         raise RuntimeError(f"wrk printed no result: {out[-500:]}")
@@ -131,6 +145,7 @@ def run(workers: int, body: bytes, seconds: float, connections: int, warmup: flo
     return {"workers": workers, "requests": requests, "non_2xx": bad_status, "socket_errors": socket_errors,
             "seconds": duration, "req_per_s": requests / duration, "p50_ms": float(match.group(5)),
             "p99_ms": float(match.group(6)), "server_cpu_s": server_cpu, "wall_s": wall,
+            "wrk_cpu_s": wrk_cpu, "cpu_s_per_process": per_process, "machine_idle_cores": idle / wall,
             "server_cpu_per_request_ms": 1000 * server_cpu / max(requests, 1)}
 
 
@@ -154,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             runs[workers].append(result)
             print(f"workers={workers}: {result['req_per_s']:.1f} req/s, p50 {result['p50_ms']:.1f} ms, "
                   f"p99 {result['p99_ms']:.1f} ms, server CPU {result['server_cpu_per_request_ms']:.2f} ms/request, "
-                  f"non-2xx {result['non_2xx']}, socket errors {result['socket_errors']}", flush=True)
+                  f"wrk {result['wrk_cpu_s'] / result['wall_s']:.2f} cores, machine idle {result['machine_idle_cores']:.2f} "
+                  f"cores, CPU s per process {result['cpu_s_per_process']}, non-2xx {result['non_2xx']}, socket errors {result['socket_errors']}", flush=True)
     best = {w: max(rs, key=lambda r: r["req_per_s"]) for w, rs in runs.items()}
     ratio = best[2]["req_per_s"] / best[1]["req_per_s"]
     report = {"measured": datetime.now(UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
@@ -171,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
 def write_doc(report: dict[str, Any], best: dict[int, dict[str, Any]]) -> None:
     rows = "\n".join(
         f"| {w} | {r['req_per_s']:.1f} | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | "
-        f"{r['server_cpu_per_request_ms']:.2f} ms | {r['server_cpu_s'] / r['seconds']:.2f} | {r['non_2xx']} |"
+        f"{r['server_cpu_per_request_ms']:.2f} ms | {r['server_cpu_s'] / r['seconds']:.2f} | "
+        f"{r['wrk_cpu_s'] / r['wall_s']:.2f} | {r['machine_idle_cores']:.2f} | {r['non_2xx']} |"
         for w, r in sorted(best.items()))
     block = f"""{BEGIN}
 Measured {report['measured'][:10]} on this machine ({report['cpus']} cores, Python {report['python']}, load average
@@ -179,8 +196,8 @@ Measured {report['measured'][:10]} on this machine ({report['cpus']} cores, Pyth
 {report['seconds']:.0f} s after a warm-up, (a) typical prefetch to `{SERVICE}`, a fresh ES384 token per request; best of
 {len(report['runs'][1])} runs per worker count.
 
-| workers | req/s | p50 | p99 | server CPU per request | server cores busy | non-2xx |
-|---|---|---|---|---|---|---|
+| workers | req/s | p50 | p99 | server CPU per request | server cores busy | wrk cores | machine idle cores | non-2xx |
+|---|---|---|---|---|---|---|---|---|
 {rows}
 
 `serve --workers 2` / `--workers 1`: **{report['ratio']:.2f}×** (`benchmarks/workers_benchmark.py`).

@@ -6,7 +6,8 @@ False: already remembered and not yet forgotten, i.e. a replay):
 * `SqlReplayStore` — the default in the service: a table (`auth_replay`, primary key (iss, jti), `expires_at`) in the
   store's own database (SQLite embedded, PostgreSQL by URL), so it holds across restarts, workers and replicas that
   share the database. Insert-if-absent is one atomic `INSERT … ON CONFLICT … DO UPDATE … WHERE expired RETURNING`
-  statement: of two processes racing with the same jti exactly one gets a row back. Expired rows are purged at most
+  statement: of two processes racing with the same jti exactly one gets a row back. Concurrent calls in a process
+  share one such statement (group commit), so the write lock is taken once per batch. Expired rows are purged at most
   once per `purge_interval_seconds` by the process that happens to be writing.
 * `RedisReplayStore` — when `auth.replay_cache_url = "redis://…"`: `SET key 1 NX EX ttl`, expiry by Redis itself.
 * `MemoryReplayStore` — one process only (unit tests, `ClientAuthenticator` without a store); bounded, and when full
@@ -23,11 +24,13 @@ import json
 import math
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 DEFAULT_MEMORY_ENTRIES = 100_000
 DEFAULT_PURGE_INTERVAL_SECONDS = 60.0
 MAX_JTI_LENGTH = 255  # the auth_replay.jti column; longer jti claims are refused by the authenticator
+MAX_BATCH = 200  # claims in one replay-table statement (three bound parameters each)
 MAX_ISS_LENGTH = 1024  # the auth_replay.iss column; longer issuers cannot be configured
 
 
@@ -108,8 +111,27 @@ class MemoryReplayStore:
         pass
 
 
+@dataclass
+class _Claim:
+    """One remember() call waiting for its batch: the answer, or the error to raise."""
+
+    iss: str
+    jti: str
+    expiry: float
+    now: float
+    done: bool = False
+    fresh: bool = False
+    error: ReplayStoreError | None = None
+
+
 class SqlReplayStore:
-    """The `auth_replay` table in the store's database (created by the store's Alembic migrations)."""
+    """The `auth_replay` table in the store's database (created by the store's Alembic migrations).
+
+    Concurrent remember() calls share one transaction (group commit): the first caller writes every claim queued
+    at that moment in one statement, the others wait for it, and whoever arrives meanwhile goes in the next batch.
+    Under load the database's write lock — which, on SQLite, every worker of the service takes in turn — is taken
+    once per batch rather than once per call.
+    """
 
     blocking = True
 
@@ -126,32 +148,74 @@ class SqlReplayStore:
         self._purge_interval = purge_interval_seconds
         self._last_purge = -math.inf
         self._purge_lock = threading.Lock()
+        self._batch = threading.Condition()
+        self._pending: list[_Claim] = []
+        self._writing = False
+        self.batches = 0  # transactions written (tests and metrics read it)
+
+    @property
+    def waiting(self) -> int:
+        """Claims queued for the next batch."""
+        with self._batch:
+            return len(self._pending)
 
     def remember(self, iss: str, jti: str, forget_after: float, now: float) -> bool:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        expiry = checked_expiry(forget_after)
-        now = checked_expiry(now)
-        table = self._table
-        stmt = self._insert(table).values(iss=iss, jti=jti, expires_at=expiry)
-        # Insert, or take over a row whose token can no longer be accepted; a live row is left alone and no row
-        # comes back. One statement, so concurrent writers (threads, processes, replicas) cannot both win.
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[table.c.iss, table.c.jti],
-            set_={"expires_at": stmt.excluded.expires_at},
-            where=table.c.expires_at < now,
-        ).returning(table.c.jti)
-        try:
-            with self._engine.begin() as conn:
-                fresh = len(conn.execute(stmt).all()) == 1
-        except SQLAlchemyError as exc:
-            raise ReplayStoreError(f"replay table unavailable ({type(exc).__name__})") from None
+        claim = _Claim(iss, jti, checked_expiry(forget_after), checked_expiry(now))
+        with self._batch:
+            self._pending.append(claim)
+        while True:
+            with self._batch:
+                while not claim.done and self._writing:
+                    self._batch.wait()
+                if claim.done:
+                    break
+                # nobody is writing: this call writes the oldest claims queued, then looks again for its own
+                self._writing = True
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            try:
+                self._write(batch)
+            finally:
+                with self._batch:
+                    self._writing = False
+                    self._batch.notify_all()
+        if claim.error is not None:
+            raise claim.error
         if now - self._last_purge >= self._purge_interval:
             try:
                 self.purge(now)
             except ReplayStoreError:
                 pass  # purging is housekeeping; the answer above stands
-        return fresh
+        return claim.fresh
+
+    def _write(self, batch: list[_Claim]) -> None:
+        """One statement for the batch: insert, or take over a row whose token can no longer be accepted; a live row
+        is left alone and does not come back. Of two claims of one (iss, jti) in a batch the first is answered by
+        the database and the second is a replay; two processes racing with the same pair cannot both win."""
+        first: dict[tuple[str, str], _Claim] = {}
+        for claim in batch:
+            first.setdefault((claim.iss, claim.jti), claim)
+        table = self._table
+        stmt = self._insert(table).values([{"iss": c.iss, "jti": c.jti, "expires_at": c.expiry}
+                                           for c in first.values()])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.iss, table.c.jti],
+            set_={"expires_at": stmt.excluded.expires_at},
+            where=table.c.expires_at < min(c.now for c in batch),
+        ).returning(table.c.iss, table.c.jti)
+        try:
+            with self._engine.begin() as conn:
+                fresh = {(row[0], row[1]) for row in conn.execute(stmt)}
+            self.batches += 1
+        except Exception as exc:  # SQLAlchemyError and driver errors alike: every claim of the batch fails closed
+            error = ReplayStoreError(f"replay table unavailable ({type(exc).__name__})")
+            for claim in batch:
+                claim.error = error
+        else:
+            for claim in batch:
+                claim.fresh = first[(claim.iss, claim.jti)] is claim and (claim.iss, claim.jti) in fresh
+        finally:
+            for claim in batch:
+                claim.done = True
 
     def purge(self, now: float | None = None) -> int:
         """Delete entries whose tokens can no longer be accepted. Returns how many went."""

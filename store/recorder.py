@@ -28,6 +28,9 @@ from store.store import Store
 
 log = logging.getLogger(__name__)
 _STOP = object()
+#: Predictions written in one transaction at most: under load the writer takes what has queued up since its last
+#: write, so the database's write lock is taken once per batch rather than once per prediction.
+MAX_BATCH = 64
 
 
 def record_to_json(rec: PredictionRecord) -> str:
@@ -144,22 +147,34 @@ class Recorder:
                     self._replay_spool()
                     last_replay = time.monotonic()
                 continue
+            batch = [item]
+            while item is not _STOP and len(batch) < MAX_BATCH:  # whatever else has queued up goes in the same write
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append(item)
+            records = [entry for entry in batch if entry is not _STOP]
             try:
-                if item is _STOP:
-                    return
-                rec, journalled = item
-                self._write(rec)
-                self._settle(journalled)
+                if records:
+                    self._write([rec for rec, _journalled in records])
+                    for _rec, journalled in records:
+                        self._settle(journalled)
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()
+            if len(records) < len(batch):
+                return
 
-    def _write(self, rec: PredictionRecord) -> None:
+    def _write(self, records: list[PredictionRecord]) -> None:
         try:
-            self.store.write_prediction(rec)
-            self.written += 1
+            self.store.write_predictions(records)
+            self.written += len(records)
         except Exception as exc:
-            log.warning("store unavailable (%s); prediction %s spooled", type(exc).__name__, rec.prediction_id)
-            self._to_spool(rec)
+            log.warning("store unavailable (%s); %d prediction(s) spooled, first %s", type(exc).__name__,
+                        len(records), records[0].prediction_id)
+            for rec in records:
+                self._to_spool(rec)
 
     def _replay_spool(self) -> None:
         with self._lock:

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, create_engine, delete, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from store import sqlite_gate
 from store.records import FeedbackRecord, PredictionRecord
 from store.schema import CardRow, CardSuggestion, FeatureValueRow, Feedback, Outcome, Prediction
 from store.schema import PromotionAudit
@@ -29,6 +30,9 @@ from store.audit import AuditConflict, AuditRecord
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 
+
+#: How long a SQLite writer waits for its turn before "database is locked" (the busy timeout and the writer gate).
+SQLITE_BUSY_SECONDS = 30.0
 
 # pg_advisory_xact_lock key held while migrating (any fixed 64-bit number; "cds-onnx" in ASCII).
 MIGRATION_LOCK_KEY = 0x6364732D6F6E6E78
@@ -52,14 +56,17 @@ class Store:
         self.url = url
         self._secret = hmac_secret
         self.is_sqlite = url.startswith("sqlite")
+        self.writer_gate: sqlite_gate.WriterGate | None = None
         kwargs: dict[str, Any] = {"future": True}
         if self.is_sqlite:
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_SECONDS}
         else:
             kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=5)
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            # Writers take turns on a lock that wakes the next at once, not SQLite's sleeping busy handler.
+            self.writer_gate = sqlite_gate.attach(self.engine, timeout=SQLITE_BUSY_SECONDS)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     # ---- lifecycle ----------------------------------------------------------------------------------------------
@@ -119,35 +126,61 @@ class Store:
     # ---- writes -------------------------------------------------------------------------------------------------
     def write_prediction(self, rec: PredictionRecord) -> None:
         """Write a prediction with its features, cards and suggestions in one transaction (idempotent)."""
-        with self._sessions.begin() as session:
-            if session.get(Prediction, rec.prediction_id) is not None:
-                return
-            primary = None
-            if rec.outputs:
-                primary = rec.outputs.get(rec.primary_output) if rec.primary_output else next(iter(rec.outputs.values()))
-            session.add(Prediction(
-                prediction_id=rec.prediction_id, hook_instance=rec.hook_instance, hook=rec.hook,
-                service_id=rec.service_id, model_id=rec.model_id, model_version=rec.model_version, alias=rec.alias,
-                patient_key=rec.patient_key or self.patient_key(rec.patient_id),
-                encounter_key=rec.encounter_key or self._encounter_key(rec.encounter_id),
-                created_at=_utc(rec.created_at), outputs=rec.outputs, score=primary, category=rec.category,
-                guard_reasons=list(rec.guard_reasons), missing=dict(rec.missing), cohort=dict(rec.cohort),
-                tenant=rec.tenant, client_id=rec.client_id,
-            ))
-            session.flush()
-            for name, fv in rec.features.items():
-                session.add(FeatureValueRow(
-                    prediction_id=rec.prediction_id, name=name, value=fv.get("value"), unit=fv.get("unit"),
-                    defaulted=bool(fv.get("defaulted")),
-                    source_refs=[_safe_ref(s) for s in fv.get("sources", [])],
-                    display=_text(fv.get("display")), note=_text(fv.get("note")),
-                ))
-            for card in rec.cards:
-                session.add(CardRow(card_uuid=card.uuid, prediction_id=rec.prediction_id, summary=card.summary[:200],
-                                    indicator=card.indicator, created_at=_utc(rec.created_at)))
-                session.flush()
-                for sug in card.suggestion_uuids:
-                    session.add(CardSuggestion(suggestion_uuid=sug, card_uuid=card.uuid))
+        self.write_predictions([rec])
+
+    def write_predictions(self, records: list[PredictionRecord]) -> int:
+        """Write predictions with their features, cards and suggestions in one transaction; returns how many were new.
+
+        Every row is built before the transaction opens and each table gets one statement for all its rows, so the
+        write lock (SQLite's, which the other threads and workers wait for) is held for the inserts alone; the recorder
+        hands over whatever has queued up at once. A prediction already stored (the journal's replay after a crash,
+        or a second writer) leaves its rows as they are.
+        """
+        insert = upsert_insert(self.engine)
+        assert insert is not None  # the store runs on SQLite or PostgreSQL only
+        table = Prediction.__table__
+        unique = {rec.prediction_id: rec for rec in reversed(records)}  # the first of duplicates wins
+        built = [self._prediction_rows(rec) for rec in reversed(unique.values())]
+        with self.engine.begin() as conn:
+            new: set[str] = set()
+            for prediction, *_children in built:
+                stmt = (insert(table).values(**prediction).on_conflict_do_nothing(index_elements=["prediction_id"])
+                        .returning(table.c.prediction_id))
+                new.update(row[0] for row in conn.execute(stmt))
+            for position, child in ((1, FeatureValueRow.__table__), (2, CardRow.__table__),
+                                    (3, CardSuggestion.__table__)):
+                rows = [row for b in built if b[0]["prediction_id"] in new for row in b[position]]
+                if rows:
+                    conn.execute(child.insert(), rows)
+        return len(new)
+
+    def _prediction_rows(self, rec: PredictionRecord) -> tuple[dict[str, Any], list[dict[str, Any]],
+                                                                 list[dict[str, Any]], list[dict[str, Any]]]:
+        """The rows of one prediction: itself, its feature values, its cards and their suggestions."""
+        primary = None
+        if rec.outputs:
+            primary = rec.outputs.get(rec.primary_output) if rec.primary_output else next(iter(rec.outputs.values()))
+        created = _utc(rec.created_at)
+        prediction = {
+            "prediction_id": rec.prediction_id, "hook_instance": rec.hook_instance, "hook": rec.hook,
+            "service_id": rec.service_id, "model_id": rec.model_id, "model_version": rec.model_version,
+            "alias": rec.alias, "patient_key": rec.patient_key or self.patient_key(rec.patient_id),
+            "encounter_key": rec.encounter_key or self._encounter_key(rec.encounter_id), "created_at": created,
+            "outputs": rec.outputs, "score": primary, "category": rec.category,
+            "guard_reasons": list(rec.guard_reasons), "missing": dict(rec.missing), "cohort": dict(rec.cohort),
+            "tenant": rec.tenant, "client_id": rec.client_id,
+        }
+        features = [
+            {"prediction_id": rec.prediction_id, "name": name, "value": fv.get("value"), "unit": fv.get("unit"),
+             "defaulted": bool(fv.get("defaulted")), "source_refs": [_safe_ref(s) for s in fv.get("sources", [])],
+             "display": _text(fv.get("display")), "note": _text(fv.get("note"))}
+            for name, fv in rec.features.items()
+        ]
+        cards = [{"card_uuid": card.uuid, "prediction_id": rec.prediction_id, "summary": card.summary[:200],
+                  "indicator": card.indicator, "created_at": created} for card in rec.cards]
+        suggestions = [{"suggestion_uuid": sug, "card_uuid": card.uuid}
+                       for card in rec.cards for sug in card.suggestion_uuids]
+        return prediction, features, cards, suggestions
 
     def write_feedback(self, items: list[FeedbackRecord]) -> int:
         """Commit feedback items; duplicates are ignored. Returns how many rows were new."""

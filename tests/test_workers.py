@@ -31,19 +31,33 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def listens(pid: int, port: int) -> bool:
-    """The worker holds the listening socket (inherited from the parent) for this port."""
+def listening_sockets(pid: int, port: int) -> set[str]:
+    """The inodes of the listening sockets for this port that the process holds."""
     try:
-        inodes = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        links = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
     except OSError:
-        return False
-    socket_inodes = {link[8:-1] for link in inodes if link.startswith("socket:[")}
+        return set()
+    socket_inodes = {link[8:-1] for link in links if link.startswith("socket:[")}
+    found = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] in socket_inodes:
-                return True
-    return False
+                found.add(fields[9])
+    return found
+
+
+def listens(pid: int, port: int) -> bool:
+    return bool(listening_sockets(pid, port))
+
+
+def assert_one_socket_each(workers: list[int], port: int) -> set[str]:
+    """Each worker listens on its own SO_REUSEPORT socket (the kernel spreads connections over them), none shared."""
+    held = {pid: listening_sockets(pid, port) for pid in workers}
+    assert all(len(inodes) == 1 for inodes in held.values()), held
+    union = set().union(*held.values())
+    assert len(union) == len(workers), held
+    return union
 
 
 def test_serve_with_two_workers(tmp_path: Path) -> None:
@@ -73,6 +87,7 @@ def test_serve_with_two_workers(tmp_path: Path) -> None:
                 break
             time.sleep(0.3)
         assert len(workers) == 2, f"worker processes holding port {port}: {workers}\n{log.read_text()}"
+        sockets = assert_one_socket_each(workers, port)
 
         key = load_local_key(ROOT / "var" / "keys")
         url = f"{base}/cds-services"
@@ -85,6 +100,21 @@ def test_serve_with_two_workers(tmp_path: Path) -> None:
         # both workers started the application from the parent's configuration (one start-up line each)
         assert log.read_text().count("Application startup complete") == 2, log.read_text()
         assert all(Path(f"/proc/{pid}").exists() for pid in workers)
+
+        # a worker that dies is replaced, and the replacement takes over the socket the dead one listened on
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            replaced = [pid for pid in children(proc.pid) if listens(pid, port)]
+            if len(replaced) == 2 and workers[0] not in replaced and log.read_text().count(
+                    "Application startup complete") == 3:
+                break
+            time.sleep(0.3)
+        assert workers[0] not in replaced and len(replaced) == 2, f"{replaced}\n{log.read_text()}"
+        assert assert_one_socket_each(replaced, port) == sockets
+        resp = httpx.get(f"{base}/readyz", timeout=10, trust_env=False, headers={"Connection": "close"})
+        assert resp.status_code == 200
+        workers = replaced
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

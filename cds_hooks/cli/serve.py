@@ -81,8 +81,31 @@ def serve(
         return
     del application
     os.environ[WORKER_CONFIG_ENV] = str(choice.path.resolve()) if choice.path is not None else ""
-    uvicorn.run("cds_hooks.cli.serve:worker_app", factory=True, workers=workers, host=settings.server.host,
-                port=settings.server.port, log_config=None, access_log=False)
+    run_workers(workers, settings.server.host, settings.server.port)
+
+
+def run_workers(workers: int, host: str, port: int) -> None:
+    """uvicorn's supervisor (restarts a worker that dies, stops all on SIGTERM), one SO_REUSEPORT socket per worker."""
+    import shutil
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from cds_hooks.cli.worker_sockets import WorkerSockets, bind_reuseport, new_slot_dir
+
+    config = uvicorn.Config("cds_hooks.cli.serve:worker_app", factory=True, workers=workers, host=host, port=port,
+                            log_config=None, access_log=False)
+    try:
+        sockets = bind_reuseport(host, port, workers, config.backlog)
+    except OSError as exc:
+        fail(f"cannot start: cannot listen on {host}:{port} ({exc.strerror or exc})", 3)
+    slot_dir = new_slot_dir()
+    try:
+        Multiprocess(config, sockets=WorkerSockets(sockets, slot_dir)).run()
+    finally:
+        for sock in sockets:
+            sock.close()
+        shutil.rmtree(slot_dir, ignore_errors=True)
 
 
 def worker_app() -> Any:

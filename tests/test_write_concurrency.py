@@ -1,0 +1,215 @@
+"""Writers of one store take turns without SQLite's sleeping busy handler, and batch what queued up meanwhile.
+
+The writer gate (store/sqlite_gate.py) makes a second writer — another thread, or another process on the same file —
+wait on a lock that wakes it at once; the replay cache and the recorder each write everything that queued up while
+they waited in one transaction. Every test controls the interleaving with the gate itself (held by the test, or by a
+child process), and waits for a state to be reached rather than for time to pass.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event, func, select
+
+from cds_hooks.replay import SqlReplayStore
+from store.records import CardRecord, PredictionRecord
+from store.recorder import Recorder
+from store.schema import CardRow, FeatureValueRow, Prediction
+from store.store import Store
+
+SECRET = b"test-secret-0123456789"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _store(tmp_path: Path) -> Store:
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite3'}", SECRET)
+    store.migrate()
+    return store
+
+
+def _inserts(store: Store, table: str) -> list[int]:
+    """A counter of INSERT statements into `table` that ran (an executemany counts once)."""
+    seen = [0]
+
+    def _count(_conn, _cursor, statement: str, *_rest) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith(f"INSERT INTO {table.upper()}"):
+            seen[0] += 1
+
+    event.listen(store.engine, "before_cursor_execute", _count)
+    return seen
+
+
+def _wait_for(condition, what: str, limit: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, f"never reached: {what}"
+        time.sleep(0.005)
+
+
+def _record(card: str | None = None) -> PredictionRecord:
+    return PredictionRecord(
+        prediction_id=str(uuid.uuid4()), hook_instance=str(uuid.uuid4()), hook="patient-view",
+        service_id="ascvd-pce-10y", model_id="ascvd-pce-10y", model_version="1.0.0", alias="champion",
+        patient_id="patient-1", encounter_id=None, created_at=datetime.now(UTC),
+        features={"age": {"value": 55.0, "unit": "a", "defaulted": False, "sources": []}},
+        missing={}, outputs={"risk_10y": 0.08}, category="intermediate",
+        cards=[CardRecord(card or str(uuid.uuid4()), "10-year ASCVD risk 8%", "warning", [str(uuid.uuid4())])],
+        primary_output="risk_10y", cohort={})
+
+
+def test_a_file_store_has_a_writer_gate_and_memory_or_postgres_urls_do_not(tmp_path: Path) -> None:
+    assert _store(tmp_path).writer_gate is not None
+    assert Store("sqlite://", SECRET).writer_gate is None
+
+
+def test_a_writer_waits_for_the_gate_held_by_another_process(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    assert store.writer_gate is not None
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); "
+         "print('held', flush=True); sys.stdin.readline()", store.writer_gate.lock_path],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        done = threading.Event()
+        writer = threading.Thread(target=lambda: (store.write_prediction(_record()), done.set()))
+        writer.start()
+        _wait_for(lambda: store.writer_gate.held, "the writer took the in-process lock and queued for the file lock")
+        assert not done.is_set()  # the other process still holds the file lock: nothing is written
+        with store.engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(Prediction)).scalar_one() == 0
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        writer.join(60)
+        assert done.is_set()
+    finally:
+        holder.kill()
+        holder.wait()
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Prediction)).scalar_one() == 1
+    assert not store.writer_gate.held  # handed back once the connection returned to the pool
+
+
+def test_the_gate_is_given_back_when_a_write_fails(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    card = str(uuid.uuid4())
+    store.write_prediction(_record(card))
+    with pytest.raises(Exception):
+        store.write_prediction(_record(card))  # same card uuid under another prediction: integrity error
+    assert store.writer_gate is not None and not store.writer_gate.held
+    store.write_prediction(_record())  # and the next writer gets its turn
+
+
+def test_concurrent_replay_claims_share_one_statement(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    replay = SqlReplayStore(store.engine)
+    inserts = _inserts(store, "auth_replay")
+    now = time.time()
+    results: dict[str, bool] = {}
+
+    def claim(jti: str) -> None:
+        results[jti] = replay.remember("https://ehr.example", jti, now + 300, now)
+
+    gate = store.writer_gate
+    assert gate is not None
+    gate.acquire()  # the test holds the write turn, so claims queue up behind the first one
+    threads = [threading.Thread(target=claim, args=(f"jti-{i}",)) for i in range(8)]
+    try:
+        threads[0].start()
+        _wait_for(lambda: gate.waiting == 1, "the first claim's statement is waiting for the gate")
+        for thread in threads[1:]:
+            thread.start()
+        _wait_for(lambda: replay.waiting == 7, "seven claims queued behind it")
+    finally:
+        gate.release()
+    for thread in threads:
+        thread.join(60)
+    assert results == {f"jti-{i}": True for i in range(8)}
+    assert inserts[0] == 2 and replay.batches == 2  # the first claim alone, then the seven together
+
+
+def test_a_jti_claimed_twice_in_one_batch_is_accepted_once(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    replay = SqlReplayStore(store.engine)
+    now = time.time()
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def claim(jti: str) -> None:
+        fresh = replay.remember("https://ehr.example", jti, now + 300, now)
+        with lock:
+            results.append(fresh)
+
+    gate = store.writer_gate
+    assert gate is not None
+    gate.acquire()
+    threads = [threading.Thread(target=claim, args=(jti,)) for jti in ("first", "dup", "dup", "dup")]
+    try:
+        threads[0].start()
+        _wait_for(lambda: gate.waiting == 1, "the first claim's statement is waiting for the gate")
+        for thread in threads[1:]:
+            thread.start()
+        _wait_for(lambda: replay.waiting == 3, "the three claims of one jti queued in one batch")
+    finally:
+        gate.release()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(results) == [False, False, True, True]  # "first", and exactly one of the three "dup" claims
+    assert replay.remember("https://ehr.example", "dup", now + 300, now) is False
+
+
+def test_a_failed_replay_batch_refuses_every_claim_in_it(tmp_path: Path) -> None:
+    from cds_hooks.replay import ReplayStoreError
+
+    store = _store(tmp_path)
+    replay = SqlReplayStore(store.engine)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE auth_replay")
+    with pytest.raises(ReplayStoreError, match="replay table unavailable"):
+        replay.remember("https://ehr.example", "x", time.time() + 300, time.time())
+
+
+def test_the_recorder_writes_what_queued_up_in_one_transaction(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    inserts = _inserts(store, "predictions")
+    card_statements = _inserts(store, "cards")  # one executemany per transaction
+    recorder = Recorder(store, spool_dir=tmp_path / "spool", durable=False)
+    gate = store.writer_gate
+    assert gate is not None
+    gate.acquire()
+    try:
+        recorder.start()
+        recorder.submit(_record())
+        _wait_for(lambda: gate.waiting == 1, "the first prediction's insert is waiting for the gate")
+        for _ in range(9):
+            recorder.submit(_record())
+    finally:
+        gate.release()
+    assert recorder.flush(60)
+    recorder.stop()
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Prediction)).scalar_one() == 10
+        assert conn.execute(select(func.count()).select_from(CardRow)).scalar_one() == 10
+        assert conn.execute(select(func.count()).select_from(FeatureValueRow)).scalar_one() == 10
+    # one INSERT per prediction row, but two transactions: the first alone, then the nine that queued meanwhile
+    assert inserts[0] == 10 and card_statements[0] == 2 and recorder.written == 10
+    assert store.write_predictions([_record(), _record()]) == 2
+
+
+def test_a_batch_with_a_prediction_already_stored_writes_only_the_new_ones(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    old, new = _record(), _record()
+    store.write_prediction(old)
+    assert store.write_predictions([old, new, new]) == 1
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(CardRow)).scalar_one() == 2
