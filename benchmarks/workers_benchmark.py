@@ -4,10 +4,12 @@ On a 2-core machine the load generator shares the cores with the server, so what
 second worker: the serving benchmark's Python client (a new connection per request) measured 0.97×. Here the load
 comes from wrk (Debian's `wrk`, C, one thread, keep-alive connections) sending the serving benchmark's (a) "typical
 prefetch" body to the PCE service, each request with its own pre-minted ES384 token (the service refuses a replayed
-`jti`, so tokens are never reused), for a fixed duration after a warm-up. The CPU time of the server processes and of
-wrk is read from /proc, so the table shows how much of the machine the generator took.
+`jti`, so tokens are never reused), for a fixed duration after a warm-up. The CPU time of each server process, of wrk
+and the machine's idle time are read from /proc, so the table shows where the cores went. Each connection count is
+measured with the replay cache in the embedded store and, when Debian's redis-server is installed, in a throw-away
+Redis on loopback.
 
-Run: `.venv/bin/python benchmarks/workers_benchmark.py [--seconds 20] [--connections 8] [--write-doc]`.
+Run: `.venv/bin/python benchmarks/workers_benchmark.py [--seconds 20] [--connections 8,32] [--no-redis] [--write-doc]`.
 Results: benchmarks/results/workers.json, and with --write-doc the "Worker scaling" block of docs/performance.md.
 """
 
@@ -19,11 +21,14 @@ import os
 import platform
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
-from serving_benchmark import RESULTS, SERVICE, cds_server, workloads  # noqa: E402
+from serving_benchmark import RESULTS, SERVICE, cds_server, free_port, workloads  # noqa: E402
 
 from cds_hooks.signing import load_local_key, mint_token  # noqa: E402
 
@@ -149,12 +154,56 @@ def run(workers: int, body: bytes, seconds: float, connections: int, warmup: flo
             "server_cpu_per_request_ms": 1000 * server_cpu / max(requests, 1)}
 
 
+@contextmanager
+def redis_replay_cache() -> Iterator[str | None]:
+    """A throw-away redis-server on loopback for the replay cache (None when Debian's redis-server is missing)."""
+    server = shutil.which("redis-server")
+    if server is None:
+        yield None
+        return
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                                 "no", "--dir", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def measure(label: str, body: bytes, args: argparse.Namespace, connections: int) -> dict[str, Any]:
+    runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    for _ in range(args.repeats):
+        for workers in (1, 2):
+            result = run(workers, body, args.seconds, connections, args.warmup)
+            runs[workers].append(result)
+            print(f"[{label}, {connections} connections] workers={workers}: {result['req_per_s']:.1f} req/s, "
+                  f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, server CPU "
+                  f"{result['server_cpu_per_request_ms']:.2f} ms/request, wrk "
+                  f"{result['wrk_cpu_s'] / result['wall_s']:.2f} cores, machine idle "
+                  f"{result['machine_idle_cores']:.2f} cores, CPU s per process {result['cpu_s_per_process']}, "
+                  f"non-2xx {result['non_2xx']}, socket errors {result['socket_errors']}", flush=True)
+    best = {w: max(rs, key=lambda r: r["req_per_s"]) for w, rs in runs.items()}
+    ratio = best[2]["req_per_s"] / best[1]["req_per_s"]
+    print(f"[{label}, {connections} connections] --workers 2 / --workers 1 throughput: {ratio:.2f}x", flush=True)
+    return {"replay_cache": label, "connections": connections, "runs": runs, "best": best, "ratio": ratio}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=5)
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--connections", default="8,32", help="comma-separated keep-alive connection counts")
     parser.add_argument("--repeats", type=int, default=2, help="runs per worker count (the best is kept)")
+    parser.add_argument("--no-redis", action="store_true", help="only the embedded store's replay cache")
     parser.add_argument("--write-doc", action="store_true")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -162,45 +211,53 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     body = workloads()["(a) typical prefetch"]
     load_before = os.getloadavg()[0]
-    runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
-    for _ in range(args.repeats):
-        for workers in (1, 2):
-            result = run(workers, body, args.seconds, args.connections, args.warmup)
-            runs[workers].append(result)
-            print(f"workers={workers}: {result['req_per_s']:.1f} req/s, p50 {result['p50_ms']:.1f} ms, "
-                  f"p99 {result['p99_ms']:.1f} ms, server CPU {result['server_cpu_per_request_ms']:.2f} ms/request, "
-                  f"wrk {result['wrk_cpu_s'] / result['wall_s']:.2f} cores, machine idle {result['machine_idle_cores']:.2f} "
-                  f"cores, CPU s per process {result['cpu_s_per_process']}, non-2xx {result['non_2xx']}, socket errors {result['socket_errors']}", flush=True)
-    best = {w: max(rs, key=lambda r: r["req_per_s"]) for w, rs in runs.items()}
-    ratio = best[2]["req_per_s"] / best[1]["req_per_s"]
+    counts = [int(c) for c in args.connections.split(",") if c.strip()]
+    configurations = []
+    for connections in counts:
+        configurations.append(measure("store (SQLite)", body, args, connections))
+    if not args.no_redis:
+        with redis_replay_cache() as url:
+            if url is None:
+                print("redis-server is not installed: the Redis replay-cache rows are skipped", file=sys.stderr)
+            else:
+                os.environ["CDS_ONNX_AUTH__REPLAY_CACHE_URL"] = url  # the servers started below inherit it
+                try:
+                    for connections in counts:
+                        configurations.append(measure("Redis", body, args, connections))
+                finally:
+                    del os.environ["CDS_ONNX_AUTH__REPLAY_CACHE_URL"]
     report = {"measured": datetime.now(UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
               "python": platform.python_version(), "load_average_at_start": load_before,
-              "connections": args.connections, "seconds": args.seconds, "runs": runs, "ratio": ratio}
+              "seconds": args.seconds, "repeats": args.repeats, "configurations": configurations}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "workers.json").write_text(json.dumps(report, indent=1))
-    print(f"--workers 2 / --workers 1 throughput: {ratio:.2f}x")
     if args.write_doc:
-        write_doc(report, best)
+        write_doc(report)
     return 0
 
 
-def write_doc(report: dict[str, Any], best: dict[int, dict[str, Any]]) -> None:
-    rows = "\n".join(
-        f"| {w} | {r['req_per_s']:.1f} | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | "
-        f"{r['server_cpu_per_request_ms']:.2f} ms | {r['server_cpu_s'] / r['seconds']:.2f} | "
-        f"{r['wrk_cpu_s'] / r['wall_s']:.2f} | {r['machine_idle_cores']:.2f} | {r['non_2xx']} |"
-        for w, r in sorted(best.items()))
+def write_doc(report: dict[str, Any]) -> None:
+    rows = []
+    for conf in report["configurations"]:
+        for w, r in sorted(conf["best"].items()):
+            rows.append(
+                f"| {conf['replay_cache']} | {conf['connections']} | {w} | {r['req_per_s']:.1f} | {r['p50_ms']:.1f} ms | "
+                f"{r['p99_ms']:.1f} ms | {r['server_cpu_per_request_ms']:.2f} ms | {r['server_cpu_s'] / r['seconds']:.2f} | "
+                f"{r['wrk_cpu_s'] / r['wall_s']:.2f} | {r['machine_idle_cores']:.2f} | "
+                f"{r['non_2xx'] + r['socket_errors']} | {'**%.2f×**' % conf['ratio'] if w == 2 else ''} |")
+    table = "\n".join(rows)
     block = f"""{BEGIN}
 Measured {report['measured'][:10]} on this machine ({report['cpus']} cores, Python {report['python']}, load average
-{report['load_average_at_start']:.1f} at the start). wrk, one thread, {report['connections']} keep-alive connections,
-{report['seconds']:.0f} s after a warm-up, (a) typical prefetch to `{SERVICE}`, a fresh ES384 token per request; best of
-{len(report['runs'][1])} runs per worker count.
+{report['load_average_at_start']:.1f} at the start). wrk, one thread, keep-alive connections, {report['seconds']:.0f} s
+after a warm-up, (a) typical prefetch to `{SERVICE}`, a fresh ES384 token per request; best of {report['repeats']} runs
+per row. "Replay cache" is where the token ids are remembered: the embedded SQLite store, or Redis
+(`auth.replay_cache_url`). Errors are non-2xx answers plus socket errors.
 
-| workers | req/s | p50 | p99 | server CPU per request | server cores busy | wrk cores | machine idle cores | non-2xx |
-|---|---|---|---|---|---|---|---|---|
-{rows}
+| replay cache | connections | workers | req/s | p50 | p99 | server CPU per request | server cores busy | wrk cores | machine idle cores | errors | 2 / 1 |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+{table}
 
-`serve --workers 2` / `--workers 1`: **{report['ratio']:.2f}×** (`benchmarks/workers_benchmark.py`).
+(`benchmarks/workers_benchmark.py --write-doc`)
 {END}"""
     text = DOC.read_text(encoding="utf-8")
     if BEGIN in text:
