@@ -303,9 +303,8 @@ def load_feature_spec(path: Path, valuesets: ValueSetLibrary | None = None) -> F
     try:
         spec = FeatureSpec.model_validate(doc)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise SpecError(f"{path}: {where}: {first['msg']}") from exc
+        every = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
+        raise SpecError(f"{path}: {every}") from exc  # every problem at once, not the first alone
     library = valuesets or ValueSetLibrary([path.parent / "valuesets"])
     for name, feature in spec.features.items():
         names = [s.valueset for s in feature.sources if s.valueset]

@@ -435,9 +435,8 @@ def load_timeline_spec(path: Path, valuesets: ValueSetLibrary) -> TimelineSpec:
     try:
         spec = TimelineSpec.model_validate(doc)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise TimelineSpecError(f"{path}: {where}: {first['msg']}") from exc
+        every = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
+        raise TimelineSpecError(f"{path}: {every}") from exc  # every problem at once, not the first alone
     for group in spec.groups:
         for name in group.valuesets:
             try:

@@ -15,12 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from fhir_mapping.timeline import TimelineFeatureSpec, TimelineSpecError, load_timeline_spec
+from pydantic import ValidationError
+
+from fhir_mapping.timeline import TimelineFeatureSpec, TimelineSpec, TimelineSpecError
 from fhir_mapping.timeline_vocab import load_vocabulary
-from fhir_mapping.valuesets import ValueSetLibrary
+from fhir_mapping.valuesets import ValueSetError, ValueSetLibrary
 from inference.manifest import Manifest
 from inference.oip_backend import BackendUnavailable, OipV2Graph, backend_allowed
-from inference.problems import Problem, manifest_problems, read_yaml
+from inference.problems import Problem, manifest_problems, placeholder_problems, pydantic_problems, read_yaml
 from inference.sequence_graph import LocalGraph, SequenceGraph
 from inference.sequence_runtime import SequenceRuntime
 from inference.validation import card_problems, cross_problems, model_card_problem_list, spec_problems
@@ -52,11 +54,9 @@ def load_sequence_version(folder: Path, manifest: Manifest, remote_backends: tup
     problems += card_problems(manifest_path, manifest) + model_card_problem_list(manifest_path, manifest)
     if spec is not None:
         problems += cross_problems(manifest_path, folder / manifest.features, manifest, spec)
-    timeline = vocabulary = None
-    try:
-        timeline = load_timeline_spec(folder / seq.timeline, valuesets)
-    except TimelineSpecError as exc:
-        problems.append(Problem(folder / seq.timeline, "", str(exc).split(": ", 1)[-1], f"see {DOCS}"))
+    vocabulary = None
+    timeline, found = timeline_problems(folder / seq.timeline, valuesets)
+    problems += found
     try:
         vocabulary = load_vocabulary(folder / seq.vocabulary)
     except TimelineSpecError as exc:
@@ -79,6 +79,30 @@ def load_sequence_version(folder: Path, manifest: Manifest, remote_backends: tup
             log.warning("%s %s: %s; its predictions wait for the model server", manifest.id, manifest.version, exc)
             runtime.pending_check = lambda: verify_graph(runtime)
     return (None, problems) if problems else (runtime, [])
+
+
+def timeline_problems(path: Path, valuesets: ValueSetLibrary) -> tuple[TimelineSpec | None, list[Problem]]:
+    """(spec or None, every problem of a timeline.yaml): syntax, skeleton markers, fields, unknown value sets."""
+    doc, problems = read_yaml(path)
+    if problems:
+        return None, problems
+    if not isinstance(doc, dict):
+        return None, [Problem(path, "", "is not a mapping", f"write `code_systems:`, `groups:` and the other fields "
+                              f"(see {DOCS})")]
+    problems = placeholder_problems(path, doc)
+    marked = {p.field for p in problems}
+    try:
+        spec = TimelineSpec.model_validate(doc)
+    except ValidationError as exc:
+        return None, problems + [p for p in pydantic_problems(path, exc, TimelineSpec) if p.field not in marked]
+    for i, group in enumerate(spec.groups):
+        for name in group.valuesets:
+            try:
+                valuesets.get(name)
+            except ValueSetError as exc:
+                problems.append(Problem(path, f"groups[{i}].valuesets", str(exc), "use a shipped value set "
+                                        "(docs/valuesets.md) or add the file to the model folder's valuesets/"))
+    return (None, problems) if problems else (spec, [])
 
 
 def _graph(folder: Path, manifest: Manifest, remote_backends: tuple[str, ...]

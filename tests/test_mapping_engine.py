@@ -208,6 +208,12 @@ def test_spec_errors_name_file_feature_and_field(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(evil))
     with pytest.raises(SpecError, match="not allowed"):
         load_feature_spec(path, LIB)
+    two = {"spec_version": 1, "features": {"sbp": {"label": "SBP", "unit": "mm[Hg]", "aggregate": "median",
+                                                   "sources": [{"resource": "Observation", "codes": ["8480-6"]}]}}}
+    path.write_text(yaml.safe_dump(two))
+    with pytest.raises(SpecError) as both:  # every problem at once, not the first alone
+        load_feature_spec(path, LIB)
+    assert "features.sbp.aggregate" in str(both.value) and "features.sbp.sources.0.codes" in str(both.value)
 
 
 def test_prefetch_templates_follow_the_spec(spec: FeatureSpec) -> None:

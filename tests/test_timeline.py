@@ -375,3 +375,33 @@ def test_medication_statements_and_years_before_the_prediction(tmp_path: Path) -
     ages = event_times(timeline, coded, "ages")
     assert ages[0] == pytest.approx((datetime(2022, 7, 2, 12, tzinfo=UTC) - datetime(1970, 6, 15, tzinfo=UTC))
                                     .total_seconds() / 86400 / 365.25)
+
+
+def test_every_problem_of_a_timeline_yaml_is_reported_at_once_in_plain_words(tmp_path: Path) -> None:
+    """`models validate` and start-up read timeline.yaml through the same collecting translator as the other files."""
+    from inference.sequence_loader import timeline_problems
+
+    doc = _spec_doc()
+    doc.pop("lookback_days")
+    doc["groups"].append({"id": "y", "label": "Y", "valuesets": ["no-such-set"]})
+    doc["spec_version"] = "one"
+    path = tmp_path / "timeline.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    spec, problems = timeline_problems(path, ValueSetLibrary([FOLDER / "valuesets"]))
+    assert spec is None
+    fields = {p.field for p in problems}
+    assert {"lookback_days", "spec_version"} <= fields, problems
+    assert all("Field required" not in p.problem and "[type=" not in p.problem for p in problems)
+    with pytest.raises(TimelineSpecError) as err:  # the plain loader (training script) lists both too
+        load_timeline_spec(path, ValueSetLibrary([FOLDER / "valuesets"]))
+    assert "lookback_days" in str(err.value) and "spec_version" in str(err.value)
+
+    doc = _spec_doc()
+    doc["groups"].append({"id": "y", "label": "Y", "valuesets": ["no-such-set"]})
+    doc["groups"].append({"id": "z", "label": "Z", "valuesets": ["nor-this-one"]})
+    path.write_text(yaml.safe_dump(doc))
+    spec, problems = timeline_problems(path, ValueSetLibrary([FOLDER / "valuesets"]))
+    assert spec is None and len(problems) == 2
+    assert [p.field for p in problems] == [f"groups[{len(doc['groups']) - 2}].valuesets",
+                                           f"groups[{len(doc['groups']) - 1}].valuesets"]
+    assert all(p.fix for p in problems)
