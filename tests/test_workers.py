@@ -115,6 +115,19 @@ def test_serve_with_two_workers(tmp_path: Path) -> None:
         resp = httpx.get(f"{base}/readyz", timeout=10, trust_env=False, headers={"Connection": "close"})
         assert resp.status_code == 200
         workers = replaced
+
+        # SIGHUP replaces every worker, one at a time, each on the socket its predecessor had
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            renewed = [pid for pid in children(proc.pid) if listens(pid, port)]
+            if len(renewed) == 2 and not set(renewed) & set(workers) and log.read_text().count(
+                    "Application startup complete") == 5:
+                break
+            time.sleep(0.3)
+        assert len(renewed) == 2 and not set(renewed) & set(workers), f"{renewed}\n{log.read_text()}"
+        assert assert_one_socket_each(renewed, port) == sockets
+        workers = renewed
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -89,9 +89,8 @@ def run_workers(workers: int, host: str, port: int) -> None:
     import shutil
 
     import uvicorn
-    from uvicorn.supervisors import Multiprocess
 
-    from cds_hooks.cli.worker_sockets import WorkerSockets, bind_reuseport, new_slot_dir
+    from cds_hooks.cli.worker_sockets import ReusePortSupervisor, WorkerSockets, bind_reuseport, new_slot_dir
 
     config = uvicorn.Config("cds_hooks.cli.serve:worker_app", factory=True, workers=workers, host=host, port=port,
                             log_config=None, access_log=False)
@@ -101,7 +100,7 @@ def run_workers(workers: int, host: str, port: int) -> None:
         fail(f"cannot start: cannot listen on {host}:{port} ({exc.strerror or exc})", 3)
     slot_dir = new_slot_dir()
     try:
-        Multiprocess(config, sockets=WorkerSockets(sockets, slot_dir)).run()
+        ReusePortSupervisor(config, sockets=WorkerSockets(sockets, slot_dir)).run()
     finally:
         for sock in sockets:
             sock.close()

@@ -9,7 +9,9 @@ address, and the kernel hashes each new connection to one of them.
 The parent binds the N sockets and hands the whole list to every worker (uvicorn's supervisor passes one list to
 each). While the list is unpickled in the new worker process, the worker claims a free slot — an exclusive `flock` on
 `slot-<i>` in a private directory, held for the worker's life and released by the kernel when it dies — and keeps
-only socket i. A worker that uvicorn starts to replace a dead one takes the slot the dead one left.
+only socket i. A worker that uvicorn starts to replace a dead one takes the slot the dead one left. On SIGHUP the
+workers are replaced one at a time, each stopped before its successor starts (uvicorn's own order, successor first,
+would leave the successor without a free socket); connections arriving in between wait in that socket's queue.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 #: How long a new worker waits for a slot (only a replacement started before its predecessor ended ever waits).
 CLAIM_TIMEOUT_SECONDS = 60.0
@@ -87,3 +91,17 @@ def _claim(slot_dir: str, sockets: list[socket.socket]) -> list[socket.socket]:
         if time.monotonic() > deadline:
             raise RuntimeError(f"no free worker slot in {slot_dir} after {CLAIM_TIMEOUT_SECONDS:g} s")
         time.sleep(0.1)
+
+
+class ReusePortSupervisor(Multiprocess):
+    """uvicorn's supervisor, with SIGHUP's rolling restart in the order one socket per worker needs."""
+
+    def restart_all(self) -> None:
+        for idx, old_process in enumerate(self.processes):
+            if self.should_exit.is_set():
+                return
+            old_process.terminate()
+            old_process.join()
+            new_process = Process(self.config, self.sockets)
+            new_process.start()
+            self.processes[idx] = new_process
