@@ -146,6 +146,23 @@ def build_rows(files: list[Path], timeline_spec: Any, library: Any, manifest: An
     return rows
 
 
+def _rows_of(chunk: list[Path]) -> list[dict[str, Any]]:
+    manifest, timeline_spec, library = _load_specs()
+    return build_rows(chunk, timeline_spec, library, manifest)
+
+
+def build_rows_parallel(files: list[Path], jobs: int) -> list[dict[str, Any]]:
+    """build_rows over `jobs` processes; the rows come back in file order, as one process would give them."""
+    if jobs <= 1:
+        return _rows_of(files)
+    import multiprocessing
+
+    chunks = [files[i:i + 50] for i in range(0, len(files), 50)]
+    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+        parts = pool.map(_rows_of, chunks)
+    return [row for part in parts for row in part]
+
+
 def _split(patients: list[str]) -> tuple[set[str], set[str], set[str]]:
     """Patients into train (60%), validation (10%, epoch choice) and held-out test (30%), by a seeded shuffle."""
     order = sorted(set(patients))
@@ -307,14 +324,14 @@ def _set_attribute(text: str, key: str, value: str) -> str:
     return pattern.sub(lambda m: f"{m.group(1)} {json.dumps(value, ensure_ascii=False)}\n", text, count=1)
 
 
-def train(cache: Path, epochs: int, min_count: int) -> int:
+def train(cache: Path, epochs: int, min_count: int, jobs: int = 1) -> int:
     import onnxruntime as ort
 
     from fhir_mapping.timeline_vocab import build_vocabulary
 
-    manifest, timeline_spec, library = _load_specs()
+    manifest, _timeline_spec, _library = _load_specs()
     files = sorted((cache / "patients").glob("patient-*.json.gz"))
-    rows = build_rows(files, timeline_spec, library, manifest)
+    rows = build_rows_parallel(files, jobs)
     patients = [r["patient"] for r in rows]
     print(f"{len(rows)} person-index rows from {len(set(patients))} patients ({len(files)} generated), "
           f"{int(sum(r['label'] for r in rows))} onsets", file=sys.stderr)
@@ -391,9 +408,10 @@ def main(argv: list[str] | None = None) -> int:
     fit_parser.add_argument("--cache", type=Path, default=CACHE)
     fit_parser.add_argument("--epochs", type=int, default=8)
     fit_parser.add_argument("--min-count", type=int, default=5, help="patients a token needs to enter the vocabulary")
+    fit_parser.add_argument("--jobs", type=int, default=1, help="processes reading the patients' timelines")
     args = parser.parse_args(argv)
     if args.stage == "train":
-        return train(args.cache, args.epochs, args.min_count)
+        return train(args.cache, args.epochs, args.min_count, args.jobs)
     if args.stage == "generate":
         count = generate(args.cache / "patients", args.start, args.stop)
         print(f"wrote {count} patients to {args.cache / 'patients'}", file=sys.stderr)
