@@ -45,6 +45,7 @@ bench: $(STAMP)
 	-$(MAKE) --no-print-directory $(PEER_VENV)/.installed
 	$(BIN)/python benchmarks/mapping_benchmark.py
 	$(BIN)/python benchmarks/serving_benchmark.py --write-doc
+	-$(BIN)/python benchmarks/workers_benchmark.py --write-doc  # needs Debian's wrk; says so and skips without it
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
