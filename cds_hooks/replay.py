@@ -4,8 +4,8 @@ Three stores share one contract, `remember(iss, jti, forget_after, now) -> bool`
 False: already remembered and not yet forgotten, i.e. a replay):
 
 * `SqlReplayStore` — the default in the service: a table (`auth_replay`, primary key (iss, jti), `expires_at`) in the
-  store's own database (SQLite embedded, PostgreSQL by URL), so it holds across restarts, workers and replicas that
-  share the database. Insert-if-absent is one atomic `INSERT … ON CONFLICT … DO UPDATE … WHERE expired RETURNING`
+  store's own database on PostgreSQL, and in a SQLite file of its own beside the embedded store
+  (`Store.replay_engine`), so it holds across restarts, workers and replicas that share the database. Insert-if-absent is one atomic `INSERT … ON CONFLICT … DO UPDATE … WHERE expired RETURNING`
   statement: of two processes racing with the same jti exactly one gets a row back. Concurrent calls in a process
   share one such statement (group commit), so the write lock is taken once per batch. Expired rows are purged at most
   once per `purge_interval_seconds` by the process that happens to be writing.
@@ -125,7 +125,7 @@ class _Claim:
 
 
 class SqlReplayStore:
-    """The `auth_replay` table in the store's database (created by the store's Alembic migrations).
+    """The `auth_replay` table of `Store.replay_engine()` (the store's Alembic migrations create it on PostgreSQL).
 
     Concurrent remember() calls share one transaction (group commit): the first caller writes every claim queued
     at that moment in one statement, the others wait for it, and whoever arrives meanwhile goes in the next batch.
@@ -244,7 +244,7 @@ class SqlReplayStore:
             return False
 
     def close(self) -> None:
-        pass  # the engine belongs to the Store
+        pass  # the engine belongs to the Store (Store.replay_engine), disposed with the process
 
 
 class RedisReplayStore:
@@ -296,4 +296,4 @@ def open_replay_store(url: str | None, store: Any) -> ReplayStore:
     """The service's replay store: Redis when `url` is a redis:// (rediss://, unix://) URL, else the store's DB."""
     if url:
         return RedisReplayStore(url)
-    return SqlReplayStore(store.engine)
+    return SqlReplayStore(store.replay_engine())

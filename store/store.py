@@ -57,6 +57,7 @@ class Store:
         self._secret = hmac_secret
         self.is_sqlite = url.startswith("sqlite")
         self.writer_gate: sqlite_gate.WriterGate | None = None
+        self._replay_engine: Engine | None = None
         kwargs: dict[str, Any] = {"future": True}
         if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_SECONDS}
@@ -97,6 +98,30 @@ class Store:
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
+    def replay_engine(self) -> Engine:
+        """The database of the JWT replay cache (the `auth_replay` table).
+
+        On PostgreSQL that is the store's own database, where row locks keep writers apart. With the embedded SQLite
+        store it is a file of its own beside the store (`<store>-replay.sqlite3`, same pragmas, its own writer gate),
+        created on first use: a request checking its token then never waits for the write turn that the recorders
+        of every worker take for predictions. With two workers that is 1.7–2.0× one worker's throughput instead of
+        about 1.4× (docs/performance.md, "Worker scaling")."""
+        if self._replay_engine is not None:
+            return self._replay_engine
+        database = self.engine.url.database if self.is_sqlite else None
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return self.engine
+        from store.schema import AuthReplay
+
+        engine = create_engine(f"sqlite:///{database}-replay.sqlite3", future=True,
+                               connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_SECONDS})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        sqlite_gate.attach(engine, timeout=SQLITE_BUSY_SECONDS)
+        with self._sqlite_migration_lock():  # workers starting together create it once
+            AuthReplay.__table__.create(engine, checkfirst=True)
+        self._replay_engine = engine
+        return engine
+
     def ping(self) -> bool:
         try:
             with self.engine.connect() as conn:
@@ -107,6 +132,8 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._replay_engine is not None:
+            self._replay_engine.dispose()
 
     def patient_key(self, patient_id: str) -> str:
         return hmac.new(self._secret, f"patient:{patient_id}".encode(), hashlib.sha256).hexdigest()

@@ -254,9 +254,9 @@ def test_refused_non_finite_tokens_never_reach_the_replay_table(client: TestClie
     for bad in ({"exp": math.nan}, {"iat": math.nan}, {"nbf": math.nan}, {"exp": math.inf}):
         assert_bare_401(call(client, path, bearer(es384(f"{BASE}{path}", jti=jti, **bad))), str(bad))
     store: Store = client.app.state.cds.store
-    with store.session() as session:
-        rows = session.execute(select(AuthReplay)).scalars().all()
-    assert rows, "accepted tokens are remembered in the store's database"
+    with store.replay_engine().connect() as conn:  # beside the embedded store: a SQLite file of its own
+        rows = conn.execute(select(AuthReplay.__table__)).all()
+    assert rows, "accepted tokens are remembered in the store's replay database"
     assert all(math.isfinite(r.expires_at) for r in rows)
     assert jti not in {r.jti for r in rows}
     # the jti was never remembered, so a well-formed token carrying it is accepted (once)
@@ -437,7 +437,7 @@ def test_sql_store_purges_as_it_writes(tmp_path: Path) -> None:
 def test_replay_store_failure_refuses_the_call(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, auth={"clients": clients_config()})
     with TestClient(create_app(settings)) as c:
-        with c.app.state.cds.store.engine.begin() as conn:
+        with c.app.state.cds.store.replay_engine().begin() as conn:
             conn.exec_driver_sql("DROP TABLE auth_replay")
         assert_bare_401(c.get("/cds-services", headers=bearer(es384(f"{BASE}/cds-services"))), "store down")
 

@@ -213,3 +213,29 @@ def test_a_batch_with_a_prediction_already_stored_writes_only_the_new_ones(tmp_p
     assert store.write_predictions([old, new, new]) == 1
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(CardRow)).scalar_one() == 2
+
+
+def test_the_embedded_store_keeps_the_replay_cache_in_a_file_of_its_own(tmp_path: Path) -> None:
+    """A token check never waits for the write turn that predictions take: the replay table has its own SQLite file
+    (and gate), shared by every worker on the machine."""
+    from cds_hooks.replay import open_replay_store
+
+    store = _store(tmp_path)
+    gate = store.writer_gate
+    assert gate is not None
+    first, second = open_replay_store(None, store), open_replay_store(None, _store(tmp_path))  # two workers
+    assert (tmp_path / "store.sqlite3-replay.sqlite3").is_file()
+    now = time.time()
+    answers: list[bool] = []
+    gate.acquire()  # a prediction write holds the store's turn for as long as this test likes
+    try:
+        claim = threading.Thread(target=lambda: answers.append(
+            first.remember("https://ehr.example", "jti-1", now + 300, now)))
+        claim.start()
+        claim.join(60)
+        assert answers == [True]  # answered while the store's write turn was taken
+        assert second.remember("https://ehr.example", "jti-1", now + 300, now) is False  # the other worker sees it
+    finally:
+        gate.release()
+    assert first.ping() and second.ping()
+    assert open_replay_store(None, Store("sqlite://", SECRET)) is not None  # in-memory stores keep the one engine
