@@ -10,7 +10,8 @@ the database across processes.
 It is attached to the engine through SQLAlchemy events and needs nothing from the code that writes: Python's sqlite3
 starts a transaction implicitly just before the first INSERT/UPDATE/DELETE/REPLACE (reads run outside it in WAL mode),
 so the gate is taken right then, and given back when the connection returns to the pool (after the commit, or the
-pool's rollback). A connection kept open across several transactions keeps its turn until it is returned. PostgreSQL has row locks and is never gated.
+pool's rollback). A connection kept open across several transactions keeps its turn until it is returned.
+PostgreSQL has row locks and is never gated.
 """
 
 from __future__ import annotations
@@ -74,10 +75,18 @@ class WriterGate:
         return self._lock.locked()
 
 
-def attach(engine: Engine, timeout: float = 30.0) -> WriterGate | None:
-    """Gate the write transactions of a file-based SQLite engine; None (nothing attached) for anything else."""
+def database_file(engine: Engine) -> str | None:
+    """The path of a file-based SQLite engine's database; None for in-memory, URI-form and non-SQLite engines."""
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def attach(engine: Engine, timeout: float = 30.0) -> WriterGate | None:
+    """Gate the write transactions of a file-based SQLite engine; None (nothing attached) for anything else."""
+    database = database_file(engine)
+    if database is None:
         return None
     gate = WriterGate(f"{database}.write-lock", timeout)
 

@@ -58,16 +58,11 @@ class Store:
         self.is_sqlite = url.startswith("sqlite")
         self.writer_gate: sqlite_gate.WriterGate | None = None
         self._replay_engine: Engine | None = None
-        kwargs: dict[str, Any] = {"future": True}
+        self.engine: Engine
         if self.is_sqlite:
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_SECONDS}
+            self.engine, self.writer_gate = _sqlite_engine(url)
         else:
-            kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=5)
-        self.engine: Engine = create_engine(url, **kwargs)
-        if self.is_sqlite:
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-            # Writers take turns on a lock that wakes the next at once, not SQLite's sleeping busy handler.
-            self.writer_gate = sqlite_gate.attach(self.engine, timeout=SQLITE_BUSY_SECONDS)
+            self.engine = create_engine(url, future=True, pool_pre_ping=True, pool_size=5, max_overflow=5)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     # ---- lifecycle ----------------------------------------------------------------------------------------------
@@ -108,15 +103,12 @@ class Store:
         about 1.4× (docs/performance.md, "Worker scaling")."""
         if self._replay_engine is not None:
             return self._replay_engine
-        database = self.engine.url.database if self.is_sqlite else None
-        if not database or database == ":memory:" or database.startswith("file:"):
+        database = sqlite_gate.database_file(self.engine)
+        if database is None:
             return self.engine
         from store.schema import AuthReplay
 
-        engine = create_engine(f"sqlite:///{database}-replay.sqlite3", future=True,
-                               connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_SECONDS})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        sqlite_gate.attach(engine, timeout=SQLITE_BUSY_SECONDS)
+        engine, _gate = _sqlite_engine(f"sqlite:///{database}-replay.sqlite3")
         with self._sqlite_migration_lock():  # workers starting together create it once
             AuthReplay.__table__.create(engine, checkfirst=True)
         self._replay_engine = engine
@@ -166,8 +158,10 @@ class Store:
         insert = upsert_insert(self.engine)
         assert insert is not None  # the store runs on SQLite or PostgreSQL only
         table = Prediction.__table__
-        unique = {rec.prediction_id: rec for rec in reversed(records)}  # the first of duplicates wins
-        built = [self._prediction_rows(rec) for rec in reversed(unique.values())]
+        unique: dict[str, PredictionRecord] = {}
+        for rec in records:
+            unique.setdefault(rec.prediction_id, rec)  # the first of duplicates wins
+        built = [self._prediction_rows(rec) for rec in unique.values()]
         with self.engine.begin() as conn:
             new: set[str] = set()
             for prediction, *_children in built:
@@ -406,6 +400,15 @@ def _feedback_row(item: FeedbackRecord, now: datetime) -> dict[str, Any]:
         "override_reason_display": item.override_reason_display, "override_comment": item.override_comment,
         "client_id": item.client_id, "received_at": now,
     }
+
+
+def _sqlite_engine(url: str) -> tuple[Engine, sqlite_gate.WriterGate | None]:
+    """A SQLite engine with the store's pragmas, and its writer gate (None for an in-memory database): writers take
+    turns on a lock that wakes the next at once, not SQLite's sleeping busy handler."""
+    engine = create_engine(url, future=True,
+                           connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_SECONDS})
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine, sqlite_gate.attach(engine, timeout=SQLITE_BUSY_SECONDS)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
