@@ -215,24 +215,29 @@ def join_problems(problems: Iterable[Problem]) -> str:
     return "\n".join(str(p) for p in problems)
 
 
-def manifest_problems(path: Path) -> tuple[Any, list[Problem]]:
-    """(Manifest or None, every problem of the file): syntax, placeholders, fields, cross-field checks.
+def yaml_model_problems(path: Path, model: type[BaseModel], not_mapping: tuple[str, str]
+                        ) -> tuple[Any, list[Problem]]:
+    """(model instance or None, every problem of a YAML file validated as `model`): syntax, skeleton markers, fields
+    and cross-field checks. `not_mapping` is the (problem, fix) when the file is not a mapping at all.
 
-    The manifest is given whenever its fields validate, even with placeholder problems, so that the other files can
-    be checked against it in the same run; it must not be served unless the problem list is empty."""
-    from inference.manifest import Manifest
-
+    The instance is given whenever the fields validate, even with placeholder problems, so that other files can be
+    checked against it in the same run; it must not be served unless the problem list is empty."""
     doc, problems = read_yaml(path)
     if problems:
         return None, problems
     if not isinstance(doc, dict):
-        return None, [Problem(path, "", "is not a mapping of manifest fields",
-                              f"write `id: …`, `version: …` and the other fields (see {DOCS})")]
+        return None, [Problem(path, "", *not_mapping)]
     problems = placeholder_problems(path, doc)
     marked = {p.field for p in problems}
     try:
-        manifest = Manifest.model_validate(doc)
+        return model.model_validate(doc), problems
     except ValidationError as exc:
-        problems += [p for p in pydantic_problems(path, exc, Manifest) if p.field not in marked]
-        return None, problems
-    return manifest, problems  # a valid manifest that may still hold placeholders: the caller decides
+        return None, problems + [p for p in pydantic_problems(path, exc, model) if p.field not in marked]
+
+
+def manifest_problems(path: Path) -> tuple[Any, list[Problem]]:
+    """(Manifest or None, every problem of the file): syntax, placeholders, fields, cross-field checks."""
+    from inference.manifest import Manifest
+
+    return yaml_model_problems(path, Manifest, ("is not a mapping of manifest fields",
+                                                f"write `id: …`, `version: …` and the other fields (see {DOCS})"))

@@ -15,14 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from pydantic import ValidationError
-
 from fhir_mapping.timeline import TimelineFeatureSpec, TimelineSpec, TimelineSpecError
 from fhir_mapping.timeline_vocab import load_vocabulary
 from fhir_mapping.valuesets import ValueSetError, ValueSetLibrary
 from inference.manifest import Manifest
 from inference.oip_backend import BackendUnavailable, OipV2Graph, backend_allowed
-from inference.problems import Problem, manifest_problems, placeholder_problems, pydantic_problems, read_yaml
+from inference.problems import Problem, manifest_problems, read_yaml, yaml_model_problems
 from inference.sequence_graph import LocalGraph, SequenceGraph
 from inference.sequence_runtime import SequenceRuntime
 from inference.validation import card_problems, cross_problems, model_card_problem_list, spec_problems
@@ -83,18 +81,10 @@ def load_sequence_version(folder: Path, manifest: Manifest, remote_backends: tup
 
 def timeline_problems(path: Path, valuesets: ValueSetLibrary) -> tuple[TimelineSpec | None, list[Problem]]:
     """(spec or None, every problem of a timeline.yaml): syntax, skeleton markers, fields, unknown value sets."""
-    doc, problems = read_yaml(path)
-    if problems:
+    spec, problems = yaml_model_problems(path, TimelineSpec, ("is not a mapping", "write `code_systems:`, `groups:` "
+                                                                                  f"and the other fields (see {DOCS})"))
+    if spec is None:
         return None, problems
-    if not isinstance(doc, dict):
-        return None, [Problem(path, "", "is not a mapping", f"write `code_systems:`, `groups:` and the other fields "
-                              f"(see {DOCS})")]
-    problems = placeholder_problems(path, doc)
-    marked = {p.field for p in problems}
-    try:
-        spec = TimelineSpec.model_validate(doc)
-    except ValidationError as exc:
-        return None, problems + [p for p in pydantic_problems(path, exc, TimelineSpec) if p.field not in marked]
     for i, group in enumerate(spec.groups):
         for name in group.valuesets:
             try:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
 
 from fhir_mapping.medications import DrugClassError
 from fhir_mapping.result import FeatureValue, MappingResult, MissingFeature
@@ -27,7 +26,7 @@ from fhir_mapping.valuesets import ValueSetError, ValueSetLibrary
 from inference.manifest import Manifest
 from inference.model_card import required_attributes
 from inference.problems import (DOCS, PLACEHOLDER_PROBLEM, Problem, manifest_problems, placeholder_problems,
-                                pydantic_problems, read_yaml)
+                                read_yaml, yaml_model_problems)
 from inference.runtime import INPUT_NAME, ModelRuntime, Prediction
 
 CARD_VALUES = ("value", "category")  # the names card.summary may use: {value} and {category}
@@ -94,17 +93,10 @@ def _without_repeats(problems: list[Problem]) -> list[Problem]:
 # -- the feature spec ---------------------------------------------------------------------------------------------
 
 def spec_problems(path: Path, valuesets: ValueSetLibrary) -> tuple[FeatureSpec | None, list[Problem]]:
-    doc, problems = read_yaml(path)
-    if problems:
+    spec, problems = yaml_model_problems(path, FeatureSpec, ("is not a mapping", "write `spec_version: 1` and "
+                                                                                 f"`features:` (see {DOCS})"))
+    if spec is None:
         return None, problems
-    if not isinstance(doc, dict):
-        return None, [Problem(path, "", "is not a mapping", f"write `spec_version: 1` and `features:` (see {DOCS})")]
-    problems = placeholder_problems(path, doc)
-    marked = {p.field for p in problems}
-    try:
-        spec = FeatureSpec.model_validate(doc)
-    except ValidationError as exc:
-        return None, problems + [p for p in pydantic_problems(path, exc, FeatureSpec) if p.field not in marked]
     for name, feature in spec.features.items():
         named = [(f"features.{name}.sources[{i}].valueset", s.valueset) for i, s in enumerate(feature.sources)
                  if s.valueset]
