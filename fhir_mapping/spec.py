@@ -294,6 +294,11 @@ def _template_for(source: Source, valuesets: ValueSetLibrary, lookback_days: int
     return f"Encounter?{patient}&status=arrived,triaged,in-progress,onleave"
 
 
+def validation_summary(exc: ValidationError) -> str:
+    """Every error of a validation on one line, `field.path: message; …` — all at once, not the first alone."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
+
+
 def load_feature_spec(path: Path, valuesets: ValueSetLibrary | None = None) -> FeatureSpec:
     """Load and validate a features.yaml; raise SpecError naming file, feature and field."""
     try:
@@ -303,8 +308,7 @@ def load_feature_spec(path: Path, valuesets: ValueSetLibrary | None = None) -> F
     try:
         spec = FeatureSpec.model_validate(doc)
     except ValidationError as exc:
-        every = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
-        raise SpecError(f"{path}: {every}") from exc  # every problem at once, not the first alone
+        raise SpecError(f"{path}: {validation_summary(exc)}") from exc
     library = valuesets or ValueSetLibrary([path.parent / "valuesets"])
     for name, feature in spec.features.items():
         names = [s.valueset for s in feature.sources if s.valueset]

@@ -27,7 +27,7 @@ from fhir_mapping.index import Resource, ResourceIndex, as_list, codings
 from fhir_mapping.mapper import status_problem
 from fhir_mapping.primitives import parse_decimal
 from fhir_mapping.result import MappingResult
-from fhir_mapping.spec import FeatureSpec, PrefetchKey, Source
+from fhir_mapping.spec import FeatureSpec, PrefetchKey, Source, validation_summary
 from fhir_mapping.units import UnitError, UnitRegistry, default_registry
 from fhir_mapping.valuesets import ValueSetError, ValueSetLibrary
 
@@ -435,8 +435,7 @@ def load_timeline_spec(path: Path, valuesets: ValueSetLibrary) -> TimelineSpec:
     try:
         spec = TimelineSpec.model_validate(doc)
     except ValidationError as exc:
-        every = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
-        raise TimelineSpecError(f"{path}: {every}") from exc  # every problem at once, not the first alone
+        raise TimelineSpecError(f"{path}: {validation_summary(exc)}") from exc
     for group in spec.groups:
         for name in group.valuesets:
             try:
