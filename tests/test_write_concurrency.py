@@ -110,6 +110,25 @@ def test_the_gate_is_given_back_when_a_write_fails(tmp_path: Path) -> None:
     store.write_prediction(_record())  # and the next writer gets its turn
 
 
+def _queue_behind_the_gate(store: Store, replay: SqlReplayStore, claim, jtis: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """The test holds the write turn; the first claim's statement waits for it, the others queue behind that one for
+    the next batch; then the turn is released and every claim is answered."""
+    gate = store.writer_gate
+    assert gate is not None
+    gate.acquire()
+    threads = [threading.Thread(target=claim, args=(jti,)) for jti in jtis]
+    try:
+        threads[0].start()
+        _wait_for(lambda: gate.waiting == 1, "the first claim's statement is waiting for the gate")
+        for thread in threads[1:]:
+            thread.start()
+        _wait_for(lambda: replay.waiting == len(jtis) - 1, "the other claims queued in one batch behind it")
+    finally:
+        gate.release()
+    for thread in threads:
+        thread.join(60)
+
+
 def test_concurrent_replay_claims_share_one_statement(tmp_path: Path) -> None:
     store = _store(tmp_path)
     replay = SqlReplayStore(store.engine)
@@ -120,20 +139,7 @@ def test_concurrent_replay_claims_share_one_statement(tmp_path: Path) -> None:
     def claim(jti: str) -> None:
         results[jti] = replay.remember("https://ehr.example", jti, now + 300, now)
 
-    gate = store.writer_gate
-    assert gate is not None
-    gate.acquire()  # the test holds the write turn, so claims queue up behind the first one
-    threads = [threading.Thread(target=claim, args=(f"jti-{i}",)) for i in range(8)]
-    try:
-        threads[0].start()
-        _wait_for(lambda: gate.waiting == 1, "the first claim's statement is waiting for the gate")
-        for thread in threads[1:]:
-            thread.start()
-        _wait_for(lambda: replay.waiting == 7, "seven claims queued behind it")
-    finally:
-        gate.release()
-    for thread in threads:
-        thread.join(60)
+    _queue_behind_the_gate(store, replay, claim, [f"jti-{i}" for i in range(8)])
     assert results == {f"jti-{i}": True for i in range(8)}
     assert inserts[0] == 2 and replay.batches == 2  # the first claim alone, then the seven together
 
@@ -150,20 +156,7 @@ def test_a_jti_claimed_twice_in_one_batch_is_accepted_once(tmp_path: Path) -> No
         with lock:
             results.append(fresh)
 
-    gate = store.writer_gate
-    assert gate is not None
-    gate.acquire()
-    threads = [threading.Thread(target=claim, args=(jti,)) for jti in ("first", "dup", "dup", "dup")]
-    try:
-        threads[0].start()
-        _wait_for(lambda: gate.waiting == 1, "the first claim's statement is waiting for the gate")
-        for thread in threads[1:]:
-            thread.start()
-        _wait_for(lambda: replay.waiting == 3, "the three claims of one jti queued in one batch")
-    finally:
-        gate.release()
-    for thread in threads:
-        thread.join(60)
+    _queue_behind_the_gate(store, replay, claim, ["first", "dup", "dup", "dup"])
     assert sorted(results) == [False, False, True, True]  # "first", and exactly one of the three "dup" claims
     assert replay.remember("https://ehr.example", "dup", now + 300, now) is False
 
