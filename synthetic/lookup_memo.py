@@ -18,7 +18,7 @@ from typing import Any
 
 _MISSING = object()
 _original: Callable[..., dict[str, str] | None] | None = None
-#: Lookups answered from the memo and by a scan, since install (read by tests and the generator's progress line).
+#: Lookups answered from the memo and by a scan, since install (tests read it to see the memo is used).
 counts = {"memo": 0, "scan": 0}
 
 
