@@ -97,7 +97,7 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> FastAPI:
                               max_keepalive_connections=settings.prefetch.max_connections)
         http_client = httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False)
         caller = ServiceCaller(
-            http_client=http_client, record=recorder.submit,
+            http_client=http_client, record=recorder.record,
             deadline_seconds=settings.prefetch.deadline_seconds, max_pages=settings.prefetch.max_pages,
             anonymous_fhir_servers=tuple(settings.auth.anonymous_fhir_servers),
             smart_app_url=settings.cards.smart_app_url,

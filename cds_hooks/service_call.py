@@ -11,7 +11,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -50,7 +49,7 @@ class CallResult:
 @dataclass
 class ServiceCaller:
     http_client: httpx.AsyncClient
-    record: Callable[[PredictionRecord], None]
+    record: Callable[[PredictionRecord], None]  # returns once the record is durable; raises OSError if it cannot be
     deadline_seconds: float = 0.8
     max_pages: int = 5
     anonymous_fhir_servers: tuple[str, ...] = ()
@@ -107,8 +106,9 @@ class ServiceCaller:
 
         patient_id = str(req.context["patientId"])
 
-        def compute() -> tuple[MappingResult, Prediction, Prediction | None, list[dict[str, Any]], str]:
-            """Mapping → inference → rendering: pure CPU, no I/O; run off the event loop (below)."""
+        def compute() -> tuple[MappingResult, Prediction, list[dict[str, Any]]]:
+            """Mapping → inference → rendering → durable recording: CPU and one journal sync, no network; run off
+            the event loop (below)."""
             t1 = time.perf_counter()
             mapping = map_patient(champion, index, at=at, patient_id=patient_id, time_zone=self.time_zone)
             unobtainable = _mark_unobtainable(service, outcome, mapping)
@@ -138,27 +138,25 @@ class ServiceCaller:
             if _below_threshold(champion.manifest, prediction, self.min_category.get(service.id)):
                 cards = []  # recorded below, not shown: the deployment shows this service only from a category up
             timings["rendering"] = (time.perf_counter() - t3) * 1000
-            return mapping, prediction, shadow, cards, prediction_id
+
+            t4 = time.perf_counter()
+            cohort = cohort_of(index.patient(patient_id), at)
+            # the response goes out only once its predictions are on disk
+            self._record(service, req, identity, at, champion, mapping, prediction, cards, cohort, prediction_id)
+            if shadow is not None and model.challenger is not None:
+                self._record(service, req, identity, at, model.challenger, mapping, shadow, [], cohort)
+            timings["recording"] = (time.perf_counter() - t4) * 1000
+            return mapping, prediction, cards
 
         if self.offload:  # other requests' prefetch I/O and deadlines keep running on the loop meanwhile
-            mapping, prediction, shadow, cards, prediction_id = await asyncio.to_thread(compute)
+            mapping, prediction, cards = await asyncio.to_thread(compute)
         else:
-            mapping, prediction, shadow, cards, prediction_id = compute()
-
-        cohort = cohort_of(index.patient(patient_id), at)
-        t4 = time.perf_counter()
-        pending = [self._record(service, req, identity, at, champion, mapping, prediction, cards, cohort,
-                                prediction_id)]
-        if shadow is not None and model.challenger is not None:
-            pending.append(self._record(service, req, identity, at, model.challenger, mapping, shadow, [],
-                                        cohort))
-        await _durable(pending)  # the response goes out only once its predictions are on disk
-        timings["recording"] = (time.perf_counter() - t4) * 1000
+            mapping, prediction, cards = compute()
         return CallResult({"cards": cards}, outcome, mapping, prediction, timings)
 
     def _record(self, service: CdsService, req: HookRequest, identity: ClientIdentity, at: datetime,
                 runtime: ModelRuntime, mapping: MappingResult, prediction: Prediction,
-                cards: list[dict[str, Any]], cohort: dict[str, str], prediction_id: str | None = None) -> Any:
+                cards: list[dict[str, Any]], cohort: dict[str, str], prediction_id: str | None = None) -> None:
         record = PredictionRecord(
             prediction_id=prediction_id or str(uuid.uuid4()),
             hook_instance=req.hook_instance,
@@ -195,8 +193,11 @@ class ServiceCaller:
             cohort=cohort,
         )
         try:
-            return self.record(record)
-        except Exception as exc:  # the recorder could not even take the record: no card may go out unrecorded
+            self.record(record)
+        except OSError as exc:  # the journal could not make it durable: no card may go out unrecorded
+            raise ApiError(503, "the prediction could not be recorded durably, so no card is given; retry",
+                           "prediction", code="transient") from exc
+        except Exception as exc:  # the recorder could not even take the record
             log.exception("recording prediction %s failed", record.prediction_id)
             raise ApiError(503, "the prediction could not be recorded, so no card is given; retry",
                            "prediction", code="transient") from exc
@@ -209,17 +210,6 @@ def _below_threshold(manifest: Any, prediction: Prediction, lowest: str | None) 
         return False
     labels = [c.label for c in manifest.categories]
     return lowest in labels and labels.index(prediction.category.label) < labels.index(lowest)
-
-
-async def _durable(pending: list[Any]) -> None:
-    """Wait until every recorder Future is resolved; a journal that cannot write fails the call (503)."""
-    for fut in pending:
-        if isinstance(fut, Future):
-            try:
-                await asyncio.wrap_future(fut)
-            except OSError as exc:
-                raise ApiError(503, "the prediction could not be recorded durably, so no card is given; retry",
-                               "prediction", code="transient") from exc
 
 
 def _mark_truncated(service: CdsService, outcome: PrefetchOutcome, mapping: MappingResult, max_pages: int) -> None:

@@ -1,11 +1,14 @@
 """An append-only, fsync'd journal of predictions, so a response with cards is sent only once its prediction is durable.
 
 The database write happens off the request path; until it commits, the prediction lives in this journal. Appends are
-group-committed by one thread (one write + one fsync for every record waiting), so concurrent requests share the
-cost of the fsync. Records are pseudonymised before they are journalled: the journal holds the HMAC'd patient and
-encounter keys, never the raw ids. Once every journalled record is in the database the file is truncated; at start-up
-journals left by a process that died (their lock is free) are replayed into the store — idempotently, since a
-prediction id is written once — and removed.
+group-committed (one write + one fdatasync for every record waiting), so concurrent requests share the cost of the
+sync: whoever finds nobody writing writes every record queued at that moment, the others wait for it. A request's
+worker thread makes its own record durable with `write` (no hand-off to another thread on the request path);
+`append` hands the record to the journal's thread and returns a Future. Records are pseudonymised before they are
+journalled: the journal holds the HMAC'd patient and encounter keys, never the raw ids. Once every journalled record is
+in the database and the file has grown past `max_bytes` it is truncated (truncating after every record would cost a
+second sync per request); at start-up journals left by a process that died (their lock is free) are replayed into
+the store — idempotently, since a prediction id is written once — and removed.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ class JournalError(OSError):
 
 
 class Journal:
-    """One process's journal file: `append` returns a Future resolved once the line is on disk (fsync'd)."""
+    """One process's journal file: `write` returns once a line is on disk (fdatasync'd); `append` returns a Future
+    resolved then."""
 
-    def __init__(self, folder: Path, max_batch: int = 512) -> None:
+    def __init__(self, folder: Path, max_batch: int = 512, max_bytes: int = 1 << 20) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / f"journal-{os.getpid()}-{time.time_ns()}.jsonl"
@@ -40,17 +44,30 @@ class Journal:
         fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # tells other processes we are alive
         self._queue: queue.Queue[Any] = queue.Queue()
         self._max_batch = max_batch
+        self._max_bytes = max_bytes  # a settled journal is emptied once it is this long
         self._lock = threading.Lock()
+        self._turn = threading.Condition()  # group commit: records waiting, and whether someone is writing them
+        self._pending: list[tuple[bytes, Future[None]]] = []
+        self._writing = False
         self.appended = 0  # records made durable
         self.settled = 0  # records the database (or the spool) holds, so the journal may forget them
         self.fsyncs = 0
+        self.truncations = 0
         self._thread = threading.Thread(target=self._run, name="cds-onnx-journal", daemon=True)
         self._thread.start()
 
     def append(self, line: str) -> Future[None]:
+        """Queue a record for the journal's thread; the Future resolves once it is on disk (or fails)."""
         fut: Future[None] = Future()
         self._queue.put((line.encode("utf-8") + b"\n", fut))
         return fut
+
+    def write(self, line: str) -> None:
+        """Make a record durable from the calling thread; returns once it is on disk, raises JournalError if it
+        cannot be. Concurrent callers share one write and one sync."""
+        fut: Future[None] = Future()
+        self._commit([(line.encode("utf-8") + b"\n", fut)])
+        fut.result()
 
     def settle(self, count: int = 1) -> None:
         """`count` journalled records are now in the database or the spool."""
@@ -72,30 +89,58 @@ class Journal:
                     self._queue.put(_STOP)
                     break
                 batch.append(item)
+            self._commit(batch)
+
+    def _commit(self, items: list[tuple[bytes, Future[None]]]) -> None:
+        """Queue `items` and return once each is resolved: if nobody is writing, this caller writes everything queued
+        (up to max_batch at a time) until its own items are done; otherwise it waits for the writer."""
+        with self._turn:
+            self._pending.extend(items)
+        last = items[-1][1]
+        while True:
+            with self._turn:
+                while not last.done() and self._writing:
+                    self._turn.wait()
+                if last.done():
+                    return
+                self._writing = True
+                batch, self._pending = self._pending[:self._max_batch], self._pending[self._max_batch:]
             try:
-                self._maybe_truncate()
-                self._fh.write(b"".join(data for data, _ in batch))
-                self._fh.flush()
-                os.fdatasync(self._fh.fileno())  # data and length reach the disk; other metadata need not
-                self.fsyncs += 1
-            except OSError as exc:
-                log.error("prediction journal write failed: %s", exc)
-                for _, fut in batch:
-                    fut.set_exception(JournalError(f"prediction journal write failed: {exc}"))
-                continue
-            with self._lock:
-                self.appended += len(batch)
+                self._write_batch(batch)
+            finally:
+                with self._turn:
+                    self._writing = False
+                    self._turn.notify_all()
+
+    def _write_batch(self, batch: list[tuple[bytes, Future[None]]]) -> None:
+        try:
+            self._maybe_truncate()
+            self._fh.write(b"".join(data for data, _ in batch))
+            self._fh.flush()
+            os.fdatasync(self._fh.fileno())  # data and length reach the disk; other metadata need not
+            self.fsyncs += 1
+        except OSError as exc:
+            log.error("prediction journal write failed: %s", exc)
             for _, fut in batch:
-                fut.set_result(None)
+                fut.set_exception(JournalError(f"prediction journal write failed: {exc}"))
+            return
+        with self._lock:
+            self.appended += len(batch)
+        for _, fut in batch:
+            fut.set_result(None)
 
     def _maybe_truncate(self) -> None:
-        """Forget what the database already holds: when every appended record is settled, empty the file."""
+        """Forget what the database already holds: once the file is long and every appended record is settled, empty
+        it. Until then a replay after a crash rewrites records the database has, which it ignores (written once)."""
+        if self._fh.tell() < self._max_bytes:
+            return
         with self._lock:
             done = self.appended > 0 and self.settled >= self.appended
-        if done and self._fh.tell() > 0:
+        if done:
             self._fh.truncate(0)
             self._fh.seek(0)
             os.fsync(self._fh.fileno())
+            self.truncations += 1
 
     def close(self, remove_if_settled: bool = True) -> None:
         self._queue.put(_STOP)

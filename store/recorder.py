@@ -1,7 +1,8 @@
 """Recording with the database write off the request path, and nothing accepted ever lost.
 
-`submit` pseudonymises the record (HMAC keys, no raw ids) and appends it to an fsync'd journal (store/journal.py);
-it returns a Future that resolves once the record is on disk, and the service answers only then. A writer thread then
+`record` pseudonymises the record (HMAC keys, no raw ids) and writes it to an fsync'd journal (store/journal.py) from
+the calling thread, returning once it is on disk; the service answers only then (`submit` does the same through the
+journal's thread and returns a Future). A writer thread then
 puts the record in the database; when the queue is full or the database is failing, the record goes to a JSONL spool
 file (fsync'd) that the writer replays once the database answers again. At every start, journals left by a killed
 process and the spool are replayed (idempotently: a prediction id is written once).
@@ -47,8 +48,9 @@ def record_from_json(line: str) -> PredictionRecord:
 
 class Recorder:
     def __init__(self, store: Store, max_queue: int = 10_000, spool_dir: Path | None = None,
-                 retry_seconds: float = 1.0, durable: bool = True) -> None:
+                 retry_seconds: float = 1.0, durable: bool = True, journal_max_bytes: int = 1 << 20) -> None:
         self.store = store
+        self.journal_max_bytes = journal_max_bytes
         self.durable = durable
         self.journal: Journal | None = None
         self._in_journal = 0  # submitted, not yet durable (then queued)
@@ -85,6 +87,22 @@ class Recorder:
         fut.add_done_callback(durable)
         return fut
 
+    def record(self, rec: PredictionRecord) -> None:
+        """Accept a prediction from a worker thread: returns once it is durable (journalled, group-committed with
+        other threads' records), raises JournalError if it cannot be made so. The database write follows."""
+        rec = self.store.pseudonymise(rec)
+        if self.journal is None:
+            self._enqueue(rec, journalled=False)
+            return
+        with self._lock:
+            self._in_journal += 1
+        try:
+            self.journal.write(record_to_json(rec))
+            self._enqueue(rec, journalled=True)
+        finally:
+            with self._lock:
+                self._in_journal -= 1
+
     def _enqueue(self, rec: PredictionRecord, journalled: bool) -> None:
         try:
             self._queue.put_nowait((rec, journalled))
@@ -113,7 +131,7 @@ class Recorder:
     def start(self) -> None:
         self._replay_journals()
         if self.durable:
-            self.journal = Journal(self.spool_dir)
+            self.journal = Journal(self.spool_dir, max_bytes=self.journal_max_bytes)
         self._thread = threading.Thread(target=self._run, name="cds-onnx-recorder", daemon=True)
         self._thread.start()
 

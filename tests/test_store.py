@@ -226,7 +226,7 @@ def test_submit_resolves_only_once_the_prediction_is_journalled_without_raw_ids(
 def test_journal_is_emptied_once_the_database_holds_everything(tmp_path: Path) -> None:
     real = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
     real.migrate()
-    recorder = Recorder(real, spool_dir=tmp_path / "spool", retry_seconds=0.05)
+    recorder = Recorder(real, spool_dir=tmp_path / "spool", retry_seconds=0.05, journal_max_bytes=1)
     recorder.start()
     futures = [recorder.submit(prediction()) for _ in range(20)]
     for fut in futures:
@@ -234,7 +234,7 @@ def test_journal_is_emptied_once_the_database_holds_everything(tmp_path: Path) -
     assert recorder.flush(10)
     journal = recorder.journal
     assert journal is not None and journal.fsyncs <= 20  # group commit: never more fsyncs than records
-    recorder.submit(prediction()).result(timeout=10)  # the next append first truncates what is settled
+    recorder.submit(prediction()).result(timeout=10)  # the next append first truncates what is settled (max_bytes=1)
     assert journal.path.read_text().count("\n") == 1
     assert recorder.flush(10)
     recorder.stop()
