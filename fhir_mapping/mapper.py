@@ -109,6 +109,11 @@ def deceased(patient: Resource | None, at: datetime) -> str | None:
     return None
 
 
+def _by_reference_only(resource: Resource) -> bool:
+    """A Medication* resource that names its drug only by medicationReference (its codes are not in the index)."""
+    return "medicationReference" in resource and "medicationCodeableConcept" not in resource
+
+
 def local_zone_of(index: ResourceIndex) -> tzinfo:
     """The UTC offset of the newest timestamp in the record that carries one (EHRs write local offsets), else UTC."""
     newest: datetime | None = None
@@ -264,24 +269,29 @@ class _Context:
             vs = self.valuesets.get(source.valueset)
             seen = {id(r) for r in found}
             medication = source.resource.startswith("Medication")
+            present = self.index.codes_by_type.get(source.resource, set())
             if vs.match == "exact":
                 # look each code up in the index; only medicationReference codes are not indexed, so scan those
-                present = self.index.codes_by_type.get(source.resource, set()) & vs.entries.keys()
                 # in code order: a set's order varies between processes, and a tie must pick the same resource
-                pool: list[Resource] = [r for s, c in sorted(present)
+                pool: list[Resource] = [r for s, c in sorted(present & vs.entries.keys())
                                         for r in self.index.by_code[(source.resource, s, c)]]
                 if medication:
-                    pool += [r for r in self.index.by_type.get(source.resource, ())
-                             if "medicationReference" in r and "medicationCodeableConcept" not in r]
+                    pool += [r for r in self.index.by_type.get(source.resource, ()) if _by_reference_only(r)]
             else:
-                pool = list(self.index.by_type.get(source.resource, ()))
+                # each distinct code of the record is looked up once, not once per resource carrying it; the
+                # resources are then taken in record order, as a scan of them would
+                hits = {id(r) for s, c in present if vs.lookup(s, c)
+                        for r in self.index.by_code[(source.resource, s, c)]}
+                pool = [r for r in self.index.by_type.get(source.resource, ())
+                        if id(r) in hits or (medication and _by_reference_only(r))]
             for res in pool:
                 if id(res) in seen:
                     continue
                 seen.add(id(res))
-                concept = self.index.medication_concept(res) if medication else res.get("code")
-                if any(vs.lookup(s, c) for s, c, _ in codings(concept)):
-                    found.append(res)
+                if medication and _by_reference_only(res):  # its codes are on the Medication it names
+                    if not any(vs.lookup(s, c) for s, c, _ in codings(self.index.medication_concept(res))):
+                        continue
+                found.append(res)  # else taken from the index by a code of the set
         if source.where:
             found = [res for res in found if _fhirpath_true(source.where, res)]
         return found

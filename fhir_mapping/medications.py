@@ -40,6 +40,10 @@ class Ingredient:
     counted: bool = True  # False: recognised and named, but not evidence of the class (see not_counted)
 
 
+#: Distinct medication descriptions whose recognition a drug class remembers before it starts afresh.
+RECOGNITION_MEMO_SIZE = 20_000
+
+
 @dataclass(frozen=True)
 class Recognition:
     """How a drug was recognised as a member of a class."""
@@ -142,6 +146,7 @@ class DrugClass:
     _names: re.Pattern[str] = field(init=False, repr=False)
     _brands: re.Pattern[str] | None = field(init=False, repr=False)
     _forms: re.Pattern[str] | None = field(init=False, repr=False)
+    _answers: dict[Any, Recognition | None] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._names = _word_pattern(self.ingredients)
@@ -171,7 +176,22 @@ class DrugClass:
         return None
 
     def recognise(self, view: MedicationView) -> Recognition | None:
-        """The class membership of a drug, or None when nothing in the record names a drug of this class."""
+        """The class membership of a drug, or None when nothing in the record names a drug of this class.
+
+        A pure function of what the view holds, so answers are remembered per class: records name the same few
+        hundred products again and again, and each answer costs a dozen regular-expression scans."""
+        key = (tuple(view.codings), tuple(view.texts), tuple(view.ingredient_codings))
+        try:
+            return self._answers[key]
+        except KeyError:
+            pass
+        answer = self._recognise(view)
+        if len(self._answers) >= RECOGNITION_MEMO_SIZE:
+            self._answers.clear()  # bounded: a new generation of answers
+        self._answers[key] = answer
+        return answer
+
+    def _recognise(self, view: MedicationView) -> Recognition | None:
         drug = view.name
         texts = [d for _, _, d in view.codings if d] + view.texts + [d for _, _, d in view.ingredient_codings if d]
         if self.excluded_form(texts):
