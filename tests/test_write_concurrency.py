@@ -24,6 +24,7 @@ from store.records import CardRecord, PredictionRecord
 from store.recorder import Recorder
 from store.schema import CardRow, FeatureValueRow, Prediction
 from store.store import Store
+from postgres_fixture import postgres_url  # noqa: F401  (pytest fixture)
 
 SECRET = b"test-secret-0123456789"
 ROOT = Path(__file__).resolve().parent.parent
@@ -232,3 +233,36 @@ def test_the_embedded_store_keeps_the_replay_cache_in_a_file_of_its_own(tmp_path
         gate.release()
     assert first.ping() and second.ping()
     assert open_replay_store(None, Store("sqlite://", SECRET)) is not None  # in-memory stores keep the one engine
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_one_batch_answers_fresh_live_expired_and_duplicate_claims(backend: str, tmp_path: Path,
+                                                                   request: pytest.FixtureRequest) -> None:
+    """The claim statement is built once and run with one parameter set per claim, on both databases."""
+    from cds_hooks.replay import _Claim
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite3'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    store = Store(url, b"test-secret-0123456789")
+    store.migrate()
+    replay = SqlReplayStore(store.replay_engine())
+    iss, now = f"https://ehr.example/{uuid.uuid4()}", time.time()
+    assert replay.remember(iss, "live", now + 300, now) is True
+    assert replay.remember(iss, "expired", now - 10, now - 400) is True  # accepted long ago; that token is dead now
+    batch = [_Claim(iss, jti, now + 300, now) for jti in ("live", "expired", "new", "new", "other")]
+    replay._write(batch)
+    assert [c.fresh for c in batch] == [False, True, True, False, True]
+    assert all(c.done and c.error is None for c in batch)
+    assert replay.remember(iss, "expired", now + 300, now) is False  # taken over by the batch: live again
+    store.dispose()
+
+
+def test_the_replay_file_syncs_at_checkpoints_and_the_store_at_every_commit(tmp_path: Path) -> None:
+    """A claim survives a worker's crash (WAL); predictions and feedback survive a power loss as well."""
+    from sqlalchemy import text
+
+    store = _store(tmp_path)
+    with store.replay_engine().connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
+    with store.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
