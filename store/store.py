@@ -166,12 +166,11 @@ class Store:
         for rec in records:
             unique.setdefault(rec.prediction_id, rec)  # the first of duplicates wins
         built = [self._prediction_rows(rec) for rec in unique.values()]
+        stmt = insert(table).on_conflict_do_nothing(index_elements=["prediction_id"]).returning(table.c.prediction_id)
         with self.engine.begin() as conn:
-            new: set[str] = set()
-            for prediction, *_children in built:
-                stmt = (insert(table).values(**prediction).on_conflict_do_nothing(index_elements=["prediction_id"])
-                        .returning(table.c.prediction_id))
-                new.update(row[0] for row in conn.execute(stmt))
+            # one statement, a parameter set per prediction (building a statement around each one's values cost
+            # more than running it); RETURNING names the predictions that were new
+            new = {row[0] for row in conn.execute(stmt, [prediction for prediction, *_children in built])}
             for position, child in ((1, FeatureValueRow.__table__), (2, CardRow.__table__),
                                     (3, CardSuggestion.__table__)):
                 rows = [row for b in built if b[0]["prediction_id"] in new for row in b[position]]

@@ -195,8 +195,8 @@ def test_the_recorder_writes_what_queued_up_in_one_transaction(tmp_path: Path) -
         assert conn.execute(select(func.count()).select_from(Prediction)).scalar_one() == 10
         assert conn.execute(select(func.count()).select_from(CardRow)).scalar_one() == 10
         assert conn.execute(select(func.count()).select_from(FeatureValueRow)).scalar_one() == 10
-    # one INSERT per prediction row, but two transactions: the first alone, then the nine that queued meanwhile
-    assert inserts[0] == 10 and card_statements[0] == 2 and recorder.written == 10
+    # two transactions, each with one statement per table: the first alone, then the nine that queued meanwhile
+    assert inserts[0] == 2 and card_statements[0] == 2 and recorder.written == 10
     assert store.write_predictions([_record(), _record()]) == 2
 
 
