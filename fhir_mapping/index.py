@@ -69,23 +69,37 @@ class ResourceIndex:
         self.by_ref: dict[str, Resource] = {}
         self.refs: dict[int, str] = {}
         seen: set[str] = set()
+        by_type, by_code, codes_by_type, by_ref, refs = self.by_type, self.by_code, self.codes_by_type, self.by_ref, \
+            self.refs
+        # one pass, written out: this loop runs for every resource of every request (reference_of and codings,
+        # inlined here, say the same in their own words)
         for res, full_url in resources:
             rtype = res.get("resourceType")
             if not isinstance(rtype, str) or (wanted is not None and rtype not in wanted):
                 continue
-            ref = reference_of(res, full_url)
-            if ref and ref in seen:
-                continue
+            rid = res.get("id")
+            ref = f"{rtype}/{rid}" if isinstance(rid, str) and rid else (full_url or "")
             if ref:
+                if ref in seen:
+                    continue
                 seen.add(ref)
-                self.by_ref[ref] = res
+                by_ref[ref] = res
                 if full_url:
-                    self.by_ref[full_url] = res
-            self.refs[id(res)] = ref
-            self.by_type[rtype].append(res)
-            for system, code, _ in self._main_codes(res):
-                self.by_code[(rtype, system, code)].append(res)
-                self.codes_by_type[rtype].add((system, code))
+                    by_ref[full_url] = res
+            refs[id(res)] = ref
+            by_type[rtype].append(res)
+            concept = res.get("medicationCodeableConcept" if rtype in _MEDICATION_TYPES else "code")
+            if not isinstance(concept, dict):
+                continue
+            coding_list = concept.get("coding")
+            if not isinstance(coding_list, list):
+                continue
+            for coding in coding_list:
+                if isinstance(coding, dict):
+                    system, code = coding.get("system"), coding.get("code")
+                    if isinstance(system, str) and isinstance(code, str):
+                        by_code[(rtype, system, code)].append(res)
+                        codes_by_type[rtype].add((system, code))
 
     @classmethod
     def from_prefetch(cls, prefetch: dict[str, Any], types: frozenset[str] | None = None) -> ResourceIndex:
@@ -130,13 +144,6 @@ class ResourceIndex:
         parts = ref.rstrip("/").split("/")
         med = self.by_ref.get(ref) or (self.by_ref.get("/".join(parts[-2:])) if len(parts) >= 2 else None)
         return med if isinstance(med, dict) and med.get("resourceType") in (None, "Medication") else None
-
-    def _main_codes(self, res: Resource) -> Iterator[tuple[str, str, str | None]]:
-        rtype = res.get("resourceType")
-        if rtype in _MEDICATION_TYPES:
-            yield from codings(res.get("medicationCodeableConcept"))
-            return
-        yield from codings(res.get("code"))
 
     def with_codes(self, rtype: str, tokens: Iterable[str]) -> list[Resource]:
         """Resources of rtype whose main code matches any 'system|code' token (components are not main codes)."""
