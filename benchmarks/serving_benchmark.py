@@ -378,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.no_levers:  # each lever off in turn, same requests, (b) at concurrency 8
         body = bodies["(b) whole record"]
-        for name, variant in (("shipped", None), ("no gc.freeze", NO_FREEZE), ("CPU stages on the loop", NO_OFFLOAD)):
+        for name, variant in (("shipped", None), ("no gc.freeze, default GC thresholds", NO_FREEZE),
+                              ("CPU stages on the loop", NO_OFFLOAD)):
             with cds_server(1, variant) as port:
                 run = load(port, path, body, max(40, n // 3), 8)
             report["levers"][name] = {"p50_ms": run.p50, "p99_ms": run.p99, "rps": run.rps}
