@@ -285,13 +285,13 @@ def test_tampered_expired_random_and_unknown_links_are_404(api: Any) -> None:
 def test_page_waits_for_the_recorder(api: Any) -> None:
     """Opened right after the card, the prediction may not be in the database yet: the page waits for it."""
     store = api.app.state.cds.store
-    write = store.write_prediction
+    write = store.write_predictions  # what the recorder's thread calls
 
-    def slow_write(rec: Any) -> None:
+    def slow_write(records: Any) -> int:
         time.sleep(1.0)
-        write(rec)
+        return write(records)
 
-    store.write_prediction = slow_write
+    store.write_predictions = slow_write
     try:
         card = fire(api, "kfre-4var", kfre())
         path = details_path(card)
@@ -301,7 +301,7 @@ def test_page_waits_for_the_recorder(api: Any) -> None:
         shown = text_of(resp.text, "value")
         assert shown.endswith("%") and shown in card["summary"]
     finally:
-        store.write_prediction = write
+        store.write_predictions = write
 
 
 def prediction_of_token(path: str) -> str:
