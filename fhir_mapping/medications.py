@@ -42,6 +42,7 @@ class Ingredient:
 
 #: Distinct medication descriptions whose recognition a drug class remembers before it starts afresh.
 RECOGNITION_MEMO_SIZE = 20_000
+_UNSEEN = object()
 
 
 @dataclass(frozen=True)
@@ -181,10 +182,9 @@ class DrugClass:
         A pure function of what the view holds, so answers are remembered per class: records name the same few
         hundred products again and again, and each answer costs a dozen regular-expression scans."""
         key = (tuple(view.codings), tuple(view.texts), tuple(view.ingredient_codings))
-        try:
-            return self._answers[key]
-        except KeyError:
-            pass
+        known = self._answers.get(key, _UNSEEN)  # one lookup: another thread may start a new generation meanwhile
+        if known is not _UNSEEN:
+            return known  # type: ignore[return-value]
         answer = self._recognise(view)
         if len(self._answers) >= RECOGNITION_MEMO_SIZE:
             self._answers.clear()  # bounded: a new generation of answers
