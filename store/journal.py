@@ -119,7 +119,7 @@ class Journal:
             self._fh.flush()
             os.fdatasync(self._fh.fileno())  # data and length reach the disk; other metadata need not
             self.fsyncs += 1
-        except OSError as exc:
+        except Exception as exc:  # OSError, or a write after close (ValueError): every waiter gets the failure
             log.error("prediction journal write failed: %s", exc)
             for _, fut in batch:
                 fut.set_exception(JournalError(f"prediction journal write failed: {exc}"))

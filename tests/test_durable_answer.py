@@ -161,3 +161,24 @@ def test_a_short_settled_journal_is_not_truncated_before_each_record(tmp_path: P
 def test_a_long_settled_journal_is_emptied(tmp_path: Path) -> None:
     journal = _settled_records(tmp_path, 3, journal_max_bytes=1)
     assert journal.truncations == 2  # before the second and the third record
+
+
+def test_a_write_after_close_fails_every_waiter_instead_of_hanging(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.write('{"n":1}')
+    journal.close(remove_if_settled=False)
+    errors: list[BaseException] = []
+
+    def late() -> None:
+        try:
+            journal.write('{"n":2}')
+        except BaseException as exc:  # noqa: BLE001 - the test reads what was raised
+            errors.append(exc)
+
+    threads = [threading.Thread(target=late) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads)
+    assert len(errors) == 3 and all(isinstance(e, JournalError) for e in errors)
