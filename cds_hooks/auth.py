@@ -350,9 +350,9 @@ class ClientAuthenticator:
 
     @staticmethod
     def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        try:
-            header = jwt.get_unverified_header(token)
-            payload = jwt.decode(token, options={"verify_signature": False})
+        try:  # one unverified read of header and payload (the verified decode follows in _decode)
+            parts = jwt.decode_complete(token, options={"verify_signature": False})
+            header, payload = parts["header"], parts["payload"]
         except PyJWTError as exc:
             raise AuthError(f"token is not a well-formed JWS ({type(exc).__name__})") from None
         if not isinstance(payload, dict):
