@@ -49,7 +49,7 @@ class CallResult:
 @dataclass
 class ServiceCaller:
     http_client: httpx.AsyncClient
-    record: Callable[[PredictionRecord], None]  # returns once the record is durable; raises OSError if it cannot be
+    record: Callable[..., None]  # record(*predictions): returns once they are durable; raises OSError if they cannot be
     deadline_seconds: float = 0.8
     max_pages: int = 5
     anonymous_fhir_servers: tuple[str, ...] = ()
@@ -141,10 +141,12 @@ class ServiceCaller:
 
             t4 = time.perf_counter()
             cohort = cohort_of(index.patient(patient_id), at)
-            # the response goes out only once its predictions are on disk
-            self._record(service, req, identity, at, champion, mapping, prediction, cards, cohort, prediction_id)
+            records = [self._prediction_record(service, req, identity, at, champion, mapping, prediction, cards,
+                                               cohort, prediction_id)]
             if shadow is not None and model.challenger is not None:
-                self._record(service, req, identity, at, model.challenger, mapping, shadow, [], cohort)
+                records.append(self._prediction_record(service, req, identity, at, model.challenger, mapping, shadow,
+                                                       [], cohort))
+            self._record_durably(records)  # the response goes out only once its predictions are on disk
             timings["recording"] = (time.perf_counter() - t4) * 1000
             return mapping, prediction, cards
 
@@ -154,10 +156,24 @@ class ServiceCaller:
             mapping, prediction, cards = compute()
         return CallResult({"cards": cards}, outcome, mapping, prediction, timings)
 
-    def _record(self, service: CdsService, req: HookRequest, identity: ClientIdentity, at: datetime,
-                runtime: ModelRuntime, mapping: MappingResult, prediction: Prediction,
-                cards: list[dict[str, Any]], cohort: dict[str, str], prediction_id: str | None = None) -> None:
-        record = PredictionRecord(
+    def _record_durably(self, records: list[PredictionRecord]) -> None:
+        """The call's predictions (champion, and the challenger in shadow) in one durable write; 503 if it fails."""
+        try:
+            self.record(*records)
+        except OSError as exc:  # the journal could not make them durable: no card may go out unrecorded
+            raise ApiError(503, "the prediction could not be recorded durably, so no card is given; retry",
+                           "prediction", code="transient") from exc
+        except Exception as exc:  # the recorder could not even take them
+            log.exception("recording prediction %s failed", records[0].prediction_id)
+            raise ApiError(503, "the prediction could not be recorded, so no card is given; retry",
+                           "prediction", code="transient") from exc
+
+    @staticmethod
+    def _prediction_record(service: CdsService, req: HookRequest, identity: ClientIdentity, at: datetime,
+                           runtime: ModelRuntime, mapping: MappingResult, prediction: Prediction,
+                           cards: list[dict[str, Any]], cohort: dict[str, str],
+                           prediction_id: str | None = None) -> PredictionRecord:
+        return PredictionRecord(
             prediction_id=prediction_id or str(uuid.uuid4()),
             hook_instance=req.hook_instance,
             hook=req.hook,
@@ -192,15 +208,6 @@ class ServiceCaller:
             primary_output=runtime.manifest.primary.name,
             cohort=cohort,
         )
-        try:
-            self.record(record)
-        except OSError as exc:  # the journal could not make it durable: no card may go out unrecorded
-            raise ApiError(503, "the prediction could not be recorded durably, so no card is given; retry",
-                           "prediction", code="transient") from exc
-        except Exception as exc:  # the recorder could not even take the record
-            log.exception("recording prediction %s failed", record.prediction_id)
-            raise ApiError(503, "the prediction could not be recorded, so no card is given; retry",
-                           "prediction", code="transient") from exc
 
 
 def _below_threshold(manifest: Any, prediction: Prediction, lowest: str | None) -> bool:

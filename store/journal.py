@@ -62,12 +62,15 @@ class Journal:
         self._queue.put((line.encode("utf-8") + b"\n", fut))
         return fut
 
-    def write(self, line: str) -> None:
-        """Make a record durable from the calling thread; returns once it is on disk, raises JournalError if it
-        cannot be. Concurrent callers share one write and one sync."""
-        fut: Future[None] = Future()
-        self._commit([(line.encode("utf-8") + b"\n", fut)])
-        fut.result()
+    def write(self, *lines: str) -> None:
+        """Make records durable from the calling thread, in one write; returns once they are on disk, raises
+        JournalError if they cannot be. Concurrent callers share one write and one sync."""
+        items: list[tuple[bytes, Future[None]]] = [(line.encode("utf-8") + b"\n", Future()) for line in lines]
+        if not items:
+            return
+        self._commit(items)
+        for _, fut in items:
+            fut.result()
 
     def settle(self, count: int = 1) -> None:
         """`count` journalled records are now in the database or the spool."""

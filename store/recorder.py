@@ -87,21 +87,24 @@ class Recorder:
         fut.add_done_callback(durable)
         return fut
 
-    def record(self, rec: PredictionRecord) -> None:
-        """Accept a prediction from a worker thread: returns once it is durable (journalled, group-committed with
-        other threads' records), raises JournalError if it cannot be made so. The database write follows."""
-        rec = self.store.pseudonymise(rec)
+    def record(self, *records: PredictionRecord) -> None:
+        """Accept a call's predictions from a worker thread: returns once they are durable (journalled in one write,
+        group-committed with other threads' records), raises JournalError if they cannot be. The database write
+        follows, with the call's records queued together."""
+        pseudonymised = [self.store.pseudonymise(rec) for rec in records]
         if self.journal is None:
-            self._enqueue(rec, journalled=False)
+            for rec in pseudonymised:
+                self._enqueue(rec, journalled=False)
             return
         with self._lock:
-            self._in_journal += 1
+            self._in_journal += len(pseudonymised)
         try:
-            self.journal.write(record_to_json(rec))
-            self._enqueue(rec, journalled=True)
+            self.journal.write(*(record_to_json(rec) for rec in pseudonymised))
+            for rec in pseudonymised:
+                self._enqueue(rec, journalled=True)
         finally:
             with self._lock:
-                self._in_journal -= 1
+                self._in_journal -= len(pseudonymised)
 
     def _enqueue(self, rec: PredictionRecord, journalled: bool) -> None:
         try:

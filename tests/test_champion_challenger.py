@@ -43,3 +43,30 @@ def test_challenger_is_recorded_and_not_shown(tmp_path: Path, local_key: Any) ->
         assert shadow["features"] == champion["features"]  # the same features, in shadow
         model = client.get("/models/ascvd-pce-10y").json()
         assert model["champion"] == "1.0.0" and model["challenger"] == "1.1.0"
+
+
+def test_champion_and_shadow_predictions_are_made_durable_in_one_sync(tmp_path: Path, local_key: Any,
+                                                                       monkeypatch: Any) -> None:
+    import os
+
+    import store.journal as journal_module
+
+    root = tmp_path / "models"
+    shutil.copytree(MODELS / "ascvd-pce-10y", root / "ascvd-pce-10y")
+    shutil.copytree(root / "ascvd-pce-10y" / "1.0.0", root / "ascvd-pce-10y" / "1.1.0")
+    manifest_path = root / "ascvd-pce-10y" / "1.1.0" / "manifest.yaml"
+    manifest = yaml.safe_load(manifest_path.read_text())
+    manifest["version"] = "1.1.0"
+    manifest_path.write_text(yaml.safe_dump(manifest, allow_unicode=True, sort_keys=False))
+    (root / "ascvd-pce-10y" / "aliases.yaml").write_text('champion: "1.0.0"\nchallenger: "1.1.0"\n')
+    syncs: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(journal_module.os, "fdatasync", lambda fd: (syncs.append(fd), real(fd))[1])
+
+    with TestClient(create_app(make_settings(tmp_path, models={"root": str(root)}))) as client:
+        resp = call(SignedClient(client, local_key), F.pce_record(gender="male", race="white"))
+        assert resp.status_code == 200
+        journal = client.app.state.cds.recorder.journal
+        lines = journal.path.read_text().splitlines()
+        assert len(syncs) == 1 and len(lines) == 2  # one write, one sync, both predictions
+        assert {'"alias":"champion"' in lines[0], '"alias":"challenger"' in lines[1]} == {True}

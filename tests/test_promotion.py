@@ -203,6 +203,17 @@ def wait_for_champion(base: str, store: Store, version: str, prefix: str) -> tup
     raise AssertionError(f"the service did not switch to champion {version} within {SWITCH_SECONDS} s")
 
 
+def shadow_rows(store: Store, pid: str) -> list[dict[str, Any]]:
+    """The call's challenger rows, once the service's recorder has written them (it writes off the request path, and
+    the champion's row may land in an earlier transaction)."""
+    deadline = time.monotonic() + SWITCH_SECONDS
+    while True:
+        rows = [r for r in store.predictions(hook_instance=hook_instance(pid)) if r["alias"] == "challenger"]
+        if rows or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
 def risk_assessment_method(body: dict[str, Any]) -> str:
     [card] = body["cards"]
     resources = [a["resource"] for s in card.get("suggestions", []) for a in s.get("actions", [])
@@ -226,7 +237,7 @@ def test_a_running_service_switches_champion_without_a_restart(workspace: dict[s
         body, pid = wait_for_champion(service.base, store, "1.1.0", "after")
         assert service.proc.poll() is None  # the same process: no restart
         assert "1.1.0" in risk_assessment_method(body)
-        shadow = [r for r in store.predictions(hook_instance=hook_instance(pid)) if r["alias"] == "challenger"]
+        shadow = shadow_rows(store, pid)
         assert [r["model_version"] for r in shadow] == ["1.0.0"]  # the replaced champion runs in shadow
 
         model = httpx.get(f"{service.base}/models/{MODEL}", timeout=60).json()
