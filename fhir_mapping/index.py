@@ -69,37 +69,25 @@ class ResourceIndex:
         self.by_ref: dict[str, Resource] = {}
         self.refs: dict[int, str] = {}
         seen: set[str] = set()
-        by_type, by_code, codes_by_type, by_ref, refs = self.by_type, self.by_code, self.codes_by_type, self.by_ref, \
-            self.refs
-        # one pass, written out: this loop runs for every resource of every request (reference_of and codings,
-        # inlined here, say the same in their own words)
         for res, full_url in resources:
             rtype = res.get("resourceType")
             if not isinstance(rtype, str) or (wanted is not None and rtype not in wanted):
                 continue
-            rid = res.get("id")
-            ref = f"{rtype}/{rid}" if isinstance(rid, str) and rid else (full_url or "")
+            ref = reference_of(res, full_url)
             if ref:
                 if ref in seen:
                     continue
                 seen.add(ref)
-                by_ref[ref] = res
+                self.by_ref[ref] = res
                 if full_url:
-                    by_ref[full_url] = res
-            refs[id(res)] = ref
-            by_type[rtype].append(res)
-            concept = res.get("medicationCodeableConcept" if rtype in _MEDICATION_TYPES else "code")
-            if not isinstance(concept, dict):
-                continue
-            coding_list = concept.get("coding")
-            if not isinstance(coding_list, list):
-                continue
-            for coding in coding_list:
-                if isinstance(coding, dict):
-                    system, code = coding.get("system"), coding.get("code")
-                    if isinstance(system, str) and isinstance(code, str):
-                        by_code[(rtype, system, code)].append(res)
-                        codes_by_type[rtype].add((system, code))
+                    self.by_ref[full_url] = res
+            self.refs[id(res)] = ref
+            self.by_type[rtype].append(res)
+            # the main code: a medication's drug, any other resource's `code` (one generator, not one per layer)
+            for system, code, _ in codings(res.get("medicationCodeableConcept" if rtype in _MEDICATION_TYPES
+                                                   else "code")):
+                self.by_code[(rtype, system, code)].append(res)
+                self.codes_by_type[rtype].add((system, code))
 
     @classmethod
     def from_prefetch(cls, prefetch: dict[str, Any], types: frozenset[str] | None = None) -> ResourceIndex:
