@@ -5,7 +5,8 @@ same disk, the time from handing a record over to its being durable, at 1 and at
 commit shares one fsync among waiting requests) — through `Recorder.record` (the request's own thread writes and
 syncs, as the service does) and through `Recorder.submit` (a hand-off to the journal's thread) — against two
 floors: one bare `os.fsync` of a small append on the same disk (what durability cannot avoid) and the orjson parse
-of a typical prefetch body (the per-request floor the performance goals use). Prints a table and writes benchmarks/results/journal.json.
+of a typical prefetch body (the per-request floor the performance goals use). Prints a table and writes
+benchmarks/results/journal.json.
 Run: `.venv/bin/python benchmarks/journal_benchmark.py [--records 400]`.
 """
 
