@@ -99,6 +99,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def cds_server(workers: int = 1, variant: str | None = None) -> Iterator[int]:
     """`cds-onnx serve --workers N` on a free loopback port with a throw-away store."""
     port = free_port()
+    RESULTS.mkdir(parents=True, exist_ok=True)  # a fresh checkout has none (the workers benchmark starts here)
     tmp = Path(tempfile.mkdtemp(prefix="serving-", dir=RESULTS))
     env = {**os.environ, "CDS_ONNX_SERVER__HOST": "127.0.0.1", "CDS_ONNX_SERVER__PORT": str(port),
            "CDS_ONNX_STORE__URL": f"sqlite:///{tmp / 'store.sqlite3'}", "CDS_ONNX_STORE__SPOOL_DIR": str(tmp / "spool")}

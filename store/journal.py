@@ -1,14 +1,20 @@
 """An append-only, fsync'd journal of predictions, so a response with cards is sent only once its prediction is durable.
 
-The database write happens off the request path; until it commits, the prediction lives in this journal. Appends are
-group-committed (one write + one fdatasync for every record waiting), so concurrent requests share the cost of the
-sync: whoever finds nobody writing writes every record queued at that moment, the others wait for it. A request's
-worker thread makes its own record durable with `write` (no hand-off to another thread on the request path);
-`append` hands the record to the journal's thread and returns a Future. Records are pseudonymised before they are
-journalled: the journal holds the HMAC'd patient and encounter keys, never the raw ids. Once every journalled record is
-in the database and the file has grown past `max_bytes` it is truncated (truncating after every record would cost a
-second sync per request); at start-up journals left by a process that died (their lock is free) are replayed into
-the store — idempotently, since a prediction id is written once — and removed.
+The database write happens off the request path; until the database has the prediction durably, it lives in this
+journal. Appends are group-committed (one write + one fdatasync for every record waiting), so concurrent requests share
+the cost of the sync: whoever finds nobody writing writes every record queued at that moment, the others wait for it.
+A request's worker thread makes its own record durable with `write` (no hand-off to another thread on the request
+path); `append` hands the record to the journal's thread and returns a Future. Both tell which segment holds the
+record. Records are pseudonymised before they are journalled: the journal holds the HMAC'd patient and encounter keys,
+never the raw ids.
+
+The journal is a chain of segment files. Once the current segment is longer than `max_bytes` the next write opens a
+new one; a closed segment is forgotten (its file removed) once every record in it is settled — in the database or the
+spool — and the owner has made the database's copy durable (`forgettable`, then `forget`). So the database may commit
+predictions without syncing each commit, and pays one sync per segment instead, however busy the service is: no
+moment with nothing in flight is needed. Every segment stays locked (`flock`) while its process lives; at start-up the
+segments of a process that died (their lock is free) are replayed into the store — idempotently, since a prediction id
+is written once — and removed.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -32,50 +39,105 @@ class JournalError(OSError):
     """The journal could not make a record durable."""
 
 
+@dataclass
+class _Segment:
+    """One journal file: how many records it holds, and how many of those the database or the spool has."""
+
+    number: int
+    path: Path
+    fh: BinaryIO = field(repr=False)
+    appended: int = 0
+    settled: int = 0
+    closed: bool = False  # no more writes: a newer segment took over
+
+
 class Journal:
-    """One process's journal file: `write` returns once a line is on disk (fdatasync'd); `append` returns a Future
-    resolved then."""
+    """One process's journal: `write` returns once lines are on disk (fdatasync'd) and names their segments; `append`
+    returns a Future resolved with the segment then."""
 
     def __init__(self, folder: Path, max_batch: int = 512, max_bytes: int = 1 << 20) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.path = self.folder / f"journal-{os.getpid()}-{time.time_ns()}.jsonl"
-        self._fh: BinaryIO = open(self.path, "ab")  # noqa: SIM115 - held open for the process's life
-        fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # tells other processes we are alive
         self._queue: queue.Queue[Any] = queue.Queue()
         self._max_batch = max_batch
-        self._max_bytes = max_bytes  # a settled journal is emptied once it is this long
-        self._lock = threading.Lock()
+        self._max_bytes = max_bytes  # a segment longer than this is closed, and a new one takes the next write
+        self._lock = threading.Lock()  # the segments' counts and the table of segments
         self._turn = threading.Condition()  # group commit: records waiting, and whether someone is writing them
-        self._pending: list[tuple[bytes, Future[None]]] = []
+        self._pending: list[tuple[bytes, Future[int]]] = []
         self._writing = False
+        self._segments: dict[int, _Segment] = {}
+        self._next_number = 0
         self.appended = 0  # records made durable
-        self.settled = 0  # records the database (or the spool) holds, so the journal may forget them
+        self.settled = 0  # records the database (or the spool) holds
         self.fsyncs = 0
-        self.truncations = 0
+        self.rotations = 0  # segments closed because they grew past max_bytes
+        self.forgotten = 0  # segment files removed once their records were durable elsewhere
+        self._current = self._open_segment()
         self._thread = threading.Thread(target=self._run, name="cds-onnx-journal", daemon=True)
         self._thread.start()
 
-    def append(self, line: str) -> Future[None]:
-        """Queue a record for the journal's thread; the Future resolves once it is on disk (or fails)."""
-        fut: Future[None] = Future()
+    @property
+    def path(self) -> Path:
+        """The file the next write goes to."""
+        return self._current.path
+
+    def paths(self) -> list[Path]:
+        """Every segment file this journal still holds, oldest first."""
+        with self._lock:
+            return [seg.path for _, seg in sorted(self._segments.items())]
+
+    def _open_segment(self) -> _Segment:
+        number = self._next_number
+        self._next_number += 1
+        path = self.folder / f"journal-{os.getpid()}-{time.time_ns()}-{number:06d}.jsonl"
+        fh = open(path, "ab")  # noqa: SIM115 - held open (and locked) until the segment is forgotten
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # tells other processes we are alive
+        _sync_directory(self.folder)  # the new file's name survives a power loss, not only its data
+        segment = _Segment(number, path, fh)
+        with self._lock:
+            self._segments[number] = segment
+        return segment
+
+    def append(self, line: str) -> Future[int]:
+        """Queue a record for the journal's thread; the Future resolves with its segment once it is on disk (or
+        fails)."""
+        fut: Future[int] = Future()
         self._queue.put((line.encode("utf-8") + b"\n", fut))
         return fut
 
-    def write(self, *lines: str) -> None:
-        """Make records durable from the calling thread, in one write; returns once they are on disk, raises
-        JournalError if they cannot be. Concurrent callers share one write and one sync."""
-        items: list[tuple[bytes, Future[None]]] = [(line.encode("utf-8") + b"\n", Future()) for line in lines]
+    def write(self, *lines: str) -> list[int]:
+        """Make records durable from the calling thread; returns each one's segment once they are on disk, raises
+        JournalError if they cannot be. Concurrent callers share one write and one sync (a caller's records may be
+        split between two writes, and so between two segments, when more than `max_batch` are waiting)."""
+        items: list[tuple[bytes, Future[int]]] = [(line.encode("utf-8") + b"\n", Future()) for line in lines]
         if not items:
-            return
+            return []
         self._commit(items)
-        for _, fut in items:
-            fut.result()
+        return [fut.result() for _, fut in items]
 
-    def settle(self, count: int = 1) -> None:
-        """`count` journalled records are now in the database or the spool."""
+    def settle(self, segment: int, count: int = 1) -> None:
+        """`count` records of `segment` are now in the database or the spool."""
         with self._lock:
             self.settled += count
+            if segment in self._segments:
+                self._segments[segment].settled += count
+
+    def forgettable(self) -> list[int]:
+        """Closed segments whose every record is settled: once the database's copy is durable they may go."""
+        with self._lock:
+            return [n for n, seg in sorted(self._segments.items()) if seg.closed and seg.settled >= seg.appended]
+
+    def forget(self, segments: list[int]) -> None:
+        """Remove segments the caller has made durable elsewhere (their records are settled and synced)."""
+        for number in segments:
+            with self._lock:
+                seg = self._segments.get(number)
+                if seg is None or not seg.closed or seg.settled < seg.appended:
+                    continue
+                del self._segments[number]
+            seg.path.unlink(missing_ok=True)
+            seg.fh.close()  # the lock goes last: nobody replays a file we are still removing
+            self.forgotten += 1
 
     def _run(self) -> None:
         while True:
@@ -94,7 +156,7 @@ class Journal:
                 batch.append(item)
             self._commit(batch)
 
-    def _commit(self, items: list[tuple[bytes, Future[None]]]) -> None:
+    def _commit(self, items: list[tuple[bytes, Future[int]]]) -> None:
         """Queue `items` and return once each is resolved: if nobody is writing, this caller writes everything queued
         (up to max_batch at a time) until its own items are done; otherwise it waits for the writer."""
         with self._turn:
@@ -115,12 +177,14 @@ class Journal:
                     self._writing = False
                     self._turn.notify_all()
 
-    def _write_batch(self, batch: list[tuple[bytes, Future[None]]]) -> None:
+    def _write_batch(self, batch: list[tuple[bytes, Future[int]]]) -> None:
         try:
-            self._maybe_truncate()
-            self._fh.write(b"".join(data for data, _ in batch))
-            self._fh.flush()
-            os.fdatasync(self._fh.fileno())  # data and length reach the disk; other metadata need not
+            segment = self._current
+            if segment.fh.tell() >= self._max_bytes:
+                segment = self._rotate()
+            segment.fh.write(b"".join(data for data, _ in batch))
+            segment.fh.flush()
+            os.fdatasync(segment.fh.fileno())  # data and length reach the disk; other metadata need not
             self.fsyncs += 1
         except Exception as exc:  # OSError, or a write after close (ValueError): every waiter gets the failure
             log.error("prediction journal write failed: %s", exc)
@@ -129,34 +193,44 @@ class Journal:
             return
         with self._lock:
             self.appended += len(batch)
+            segment.appended += len(batch)
         for _, fut in batch:
-            fut.set_result(None)
+            fut.set_result(segment.number)
 
-    def _maybe_truncate(self) -> None:
-        """Forget what the database already holds: once the file is long and every appended record is settled, empty
-        it. Until then a replay after a crash rewrites records the database has, which it ignores (written once)."""
-        if self._fh.tell() < self._max_bytes:
-            return
+    def _rotate(self) -> _Segment:
+        """Close the current segment (its records may still be in flight to the database) and start the next."""
+        old = self._current
+        self._current = self._open_segment()
         with self._lock:
-            done = self.appended > 0 and self.settled >= self.appended
-        if done:
-            self._fh.truncate(0)
-            self._fh.seek(0)
-            os.fsync(self._fh.fileno())
-            self.truncations += 1
+            old.closed = True
+        self.rotations += 1
+        return self._current
 
     def close(self, remove_if_settled: bool = True) -> None:
+        """Stop; with `remove_if_settled`, remove the segments whose every record is settled (the caller has made
+        the database's copy durable first). The others stay for the next start to replay."""
         self._queue.put(_STOP)
         self._thread.join(10)
         with self._lock:
-            settled = self.settled >= self.appended
-        self._fh.close()
-        if remove_if_settled and settled:
-            self.path.unlink(missing_ok=True)
+            segments = list(self._segments.values())
+            self._segments.clear()
+        for seg in segments:
+            if remove_if_settled and seg.settled >= seg.appended:
+                seg.path.unlink(missing_ok=True)
+            seg.fh.close()
+
+
+def _sync_directory(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def orphaned_journals(folder: Path) -> Iterator[Path]:
-    """Journal files whose writer process is gone (their lock can be taken); each is yielded while locked."""
+    """Journal files whose writer process is gone (their lock can be taken), oldest first; each is yielded while
+    locked."""
     for path in sorted(Path(folder).glob("journal-*.jsonl")):
         try:
             fh = open(path, "rb")  # noqa: SIM115 - closed below

@@ -6,6 +6,11 @@ journal's thread and returns a Future). A writer thread then
 puts the record in the database; when the queue is full or the database is failing, the record goes to a JSONL spool
 file (fsync'd) that the writer replays once the database answers again. At every start, journals left by a killed
 process and the spool are replayed (idempotently: a prediction id is written once).
+
+Since the journal holds every record until the database's copy is durable, the writer commits predictions without a
+sync per commit (`Store.write_predictions(..., deferred_sync=True)`); when a journal segment is full and all of its
+records are in the database, one `Store.sync_predictions` makes them durable there and only then is the segment
+removed. A busy service so syncs the database once per segment (1 MiB of records), not once per write.
 """
 
 from __future__ import annotations
@@ -62,24 +67,26 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._retry = retry_seconds
         self.queued = self.written = self.spooled = self.failed = 0
+        self.store_syncs = 0  # syncs of the database that let journal segments go
 
     # ---- producer side ------------------------------------------------------------------------------------------
-    def submit(self, rec: PredictionRecord) -> Future[None]:
-        """Accept a prediction: the Future resolves once it is durable (journalled), or fails if it cannot be."""
+    def submit(self, rec: PredictionRecord) -> Future[int]:
+        """Accept a prediction: the Future resolves (with its journal segment) once it is durable, or fails if it
+        cannot be."""
         rec = self.store.pseudonymise(rec)
         if self.journal is None:  # not durable (tests of the queue itself), or not started yet
-            done: Future[None] = Future()
-            self._enqueue(rec, journalled=False)
-            done.set_result(None)
+            done: Future[int] = Future()
+            self._enqueue(rec, segment=None)
+            done.set_result(-1)
             return done
         with self._lock:
             self._in_journal += 1
         fut = self.journal.append(record_to_json(rec))
 
-        def durable(f: Future[None]) -> None:
+        def durable(f: Future[int]) -> None:
             try:
                 if f.exception() is None:
-                    self._enqueue(rec, journalled=True)
+                    self._enqueue(rec, segment=f.result())
             finally:
                 with self._lock:
                     self._in_journal -= 1
@@ -94,29 +101,48 @@ class Recorder:
         pseudonymised = [self.store.pseudonymise(rec) for rec in records]
         if self.journal is None:
             for rec in pseudonymised:
-                self._enqueue(rec, journalled=False)
+                self._enqueue(rec, segment=None)
             return
         with self._lock:
             self._in_journal += len(pseudonymised)
         try:
-            self.journal.write(*(record_to_json(rec) for rec in pseudonymised))
-            for rec in pseudonymised:
-                self._enqueue(rec, journalled=True)
+            segments = self.journal.write(*(record_to_json(rec) for rec in pseudonymised))
+            for rec, segment in zip(pseudonymised, segments, strict=True):
+                self._enqueue(rec, segment=segment)
         finally:
             with self._lock:
                 self._in_journal -= len(pseudonymised)
 
-    def _enqueue(self, rec: PredictionRecord, journalled: bool) -> None:
+    def _enqueue(self, rec: PredictionRecord, segment: int | None) -> None:
+        """Queue a record for the database; `segment` is the journal segment holding it (None: not journalled)."""
         try:
-            self._queue.put_nowait((rec, journalled))
+            self._queue.put_nowait((rec, segment))
             self.queued += 1
         except queue.Full:
             self._to_spool(rec)
-            self._settle(journalled)
+            self._settle(segment)
 
-    def _settle(self, journalled: bool) -> None:
-        if journalled and self.journal is not None:
-            self.journal.settle()
+    def _settle(self, segment: int | None) -> None:
+        if segment is not None and self.journal is not None:
+            self.journal.settle(segment)
+
+    def _forget_synced_segments(self) -> None:
+        """Full journal segments whose records are all in the database (or the spool) go, once the database's copy
+        is durable: one sync of the store per segment."""
+        journal = self.journal
+        if journal is None:
+            return
+        done = journal.forgettable()
+        if not done:
+            return
+        try:
+            synced = self.store.sync_predictions()
+        except Exception as exc:  # the database went away: the segments stay until a later sync succeeds
+            log.warning("store sync failed (%s); %d journal segment(s) kept", type(exc).__name__, len(done))
+            return
+        if synced:
+            journal.forget(done)
+            self.store_syncs += 1
 
     def _to_spool(self, rec: PredictionRecord) -> None:
         try:
@@ -178,9 +204,10 @@ class Recorder:
             records = [entry for entry in batch if entry is not _STOP]
             try:
                 if records:
-                    self._write([rec for rec, _journalled in records])
-                    for _rec, journalled in records:
-                        self._settle(journalled)
+                    self._write([rec for rec, _segment in records])
+                    for _rec, segment in records:
+                        self._settle(segment)
+                    self._forget_synced_segments()
             finally:
                 for _ in batch:
                     self._queue.task_done()
@@ -189,7 +216,7 @@ class Recorder:
 
     def _write(self, records: list[PredictionRecord]) -> None:
         try:
-            self.store.write_predictions(records)
+            self.store.write_predictions(records, deferred_sync=True)  # the journal holds them until a sync
             self.written += len(records)
         except Exception as exc:
             log.warning("store unavailable (%s); %d prediction(s) spooled, first %s", type(exc).__name__,
@@ -250,10 +277,16 @@ class Recorder:
             except queue.Empty:
                 break
             if item is not _STOP:
-                rec, journalled = item
+                rec, segment = item
                 self._to_spool(rec)
-                self._settle(journalled)
+                self._settle(segment)
         self._thread = None
         if self.journal is not None:
-            self.journal.close()
+            # the journal's files go only once the database's copy of what they hold is durable
+            try:
+                synced = self.store.sync_predictions()
+            except Exception as exc:  # the database is down: the journal stays for the next start to replay
+                log.warning("store sync failed at stop (%s); journal kept for replay", type(exc).__name__)
+                synced = False
+            self.journal.close(remove_if_settled=synced)
             self.journal = None

@@ -83,12 +83,13 @@ def database_file(engine: Engine) -> str | None:
     return database
 
 
-def attach(engine: Engine, timeout: float = 30.0) -> WriterGate | None:
-    """Gate the write transactions of a file-based SQLite engine; None (nothing attached) for anything else."""
+def attach(engine: Engine, timeout: float = 30.0, gate: WriterGate | None = None) -> WriterGate | None:
+    """Gate the write transactions of a file-based SQLite engine; None (nothing attached) for anything else. A second
+    engine on the same file (other pragmas) shares the first one's `gate`, so one of them writes at a time."""
     database = database_file(engine)
     if database is None:
         return None
-    gate = WriterGate(f"{database}.write-lock", timeout)
+    gate = gate or WriterGate(f"{database}.write-lock", timeout)
 
     @event.listens_for(engine, "before_cursor_execute")
     def _take(conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool) -> None:

@@ -1,7 +1,9 @@
 """The Store: durable writes and the queries monitoring needs, on SQLite (default) or PostgreSQL.
 
 SQLite runs in WAL mode with synchronous=FULL, so a feedback item is on disk when write_feedback returns — the app
-answers 200 only after that. Patient and encounter ids are stored only as HMAC-SHA256 keys.
+answers 200 only after that. The one exception is the recorder's `write_predictions(..., deferred_sync=True)`: its
+journal holds those predictions durably until `sync_predictions` has made the database's copy durable. Patient and
+encounter ids are stored only as HMAC-SHA256 keys.
 """
 
 from __future__ import annotations
@@ -63,6 +65,13 @@ class Store:
             self.engine, self.writer_gate = _sqlite_engine(url)
         else:
             self.engine = create_engine(url, future=True, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        # Predictions the recorder writes while its journal still holds them commit without a sync of their own
+        # (`write_predictions(..., deferred_sync=True)`, then `sync_predictions`): on a file-based SQLite store a
+        # second engine on the same file, synchronous=NORMAL, sharing the writer gate. Everything else (feedback,
+        # outcomes, the audit chain, replays of journals and spools) commits through `engine`, synced at each commit.
+        self.deferred_engine = self.engine
+        if self.writer_gate is not None:
+            self.deferred_engine, _ = _sqlite_engine(url, synchronous="NORMAL", gate=self.writer_gate)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     # ---- lifecycle ----------------------------------------------------------------------------------------------
@@ -126,6 +135,8 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.deferred_engine is not self.engine:
+            self.deferred_engine.dispose()
         if self._replay_engine is not None:
             self._replay_engine.dispose()
 
@@ -149,13 +160,17 @@ class Store:
         """Write a prediction with its features, cards and suggestions in one transaction (idempotent)."""
         self.write_predictions([rec])
 
-    def write_predictions(self, records: list[PredictionRecord]) -> int:
+    def write_predictions(self, records: list[PredictionRecord], deferred_sync: bool = False) -> int:
         """Write predictions with their features, cards and suggestions in one transaction; returns how many were new.
 
         Every row is built before the transaction opens and each table gets one statement for all its rows, so the
         write lock (SQLite's, which the other threads and workers wait for) is held for the inserts alone; the recorder
         hands over whatever has queued up at once. A prediction already stored (the journal's replay after a crash,
         or a second writer) leaves its rows as they are.
+
+        With `deferred_sync` the commit on the embedded store is not synced on its own (it survives the process being
+        killed, not a power loss, until `sync_predictions`): for a caller that still holds the records durably — the
+        recorder's journal — and forgets them only after `sync_predictions` has returned True.
         """
         insert = upsert_insert(self.engine)
         assert insert is not None  # the store runs on SQLite or PostgreSQL only
@@ -165,7 +180,7 @@ class Store:
             unique.setdefault(rec.prediction_id, rec)  # the first of duplicates wins
         built = [self._prediction_rows(rec) for rec in unique.values()]
         stmt = insert(table).on_conflict_do_nothing(index_elements=["prediction_id"]).returning(table.c.prediction_id)
-        with self.engine.begin() as conn:
+        with (self.deferred_engine if deferred_sync else self.engine).begin() as conn:
             # one statement, a parameter set per prediction (building a statement around each one's values cost
             # more than running it); RETURNING names the predictions that were new
             new = {row[0] for row in conn.execute(stmt, [prediction for prediction, *_children in built])}
@@ -175,6 +190,23 @@ class Store:
                 if rows:
                     conn.execute(child.insert(), rows)
         return len(new)
+
+    def sync_predictions(self) -> bool:
+        """Make every prediction committed so far durable (written with `deferred_sync` or not); True once it is.
+
+        On the embedded store: a FULL checkpoint in the writer's turn — SQLite syncs the WAL, copies every committed
+        page into the database file and syncs that file. False when SQLite could not finish it (a reader held an
+        older snapshot past the busy timeout): the caller keeps its copy and tries again later. PostgreSQL commits
+        every prediction synchronously, so there is nothing left to sync."""
+        if self.writer_gate is None:
+            return True
+        self.writer_gate.acquire()
+        try:
+            with self.engine.connect() as conn:
+                busy, frames, copied = conn.execute(text("PRAGMA wal_checkpoint(FULL)")).one()
+        finally:
+            self.writer_gate.release()
+        return busy == 0 and copied >= frames
 
     def _prediction_rows(self, rec: PredictionRecord) -> tuple[dict[str, Any], list[dict[str, Any]],
                                                                  list[dict[str, Any]], list[dict[str, Any]]]:
@@ -403,11 +435,12 @@ def _feedback_row(item: FeedbackRecord, now: datetime) -> dict[str, Any]:
     }
 
 
-def _sqlite_engine(url: str, synchronous: str = "FULL") -> tuple[Engine, sqlite_gate.WriterGate | None]:
+def _sqlite_engine(url: str, synchronous: str = "FULL", gate: sqlite_gate.WriterGate | None = None
+                   ) -> tuple[Engine, sqlite_gate.WriterGate | None]:
     """A SQLite engine with the store's pragmas, and its writer gate (None for an in-memory database): writers take
     turns on a lock that wakes the next at once, not SQLite's sleeping busy handler. `synchronous` FULL syncs the WAL
     at every commit (a commit survives a power loss); NORMAL syncs it at checkpoints only (a commit survives the
-    process being killed, not the machine losing power)."""
+    process being killed, not the machine losing power). `gate`: the writer gate of another engine on the same file."""
     engine = create_engine(url, future=True,
                            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_SECONDS})
 
@@ -420,4 +453,4 @@ def _sqlite_engine(url: str, synchronous: str = "FULL") -> tuple[Engine, sqlite_
         cursor.close()
 
     event.listen(engine, "connect", pragmas)
-    return engine, sqlite_gate.attach(engine, timeout=SQLITE_BUSY_SECONDS)
+    return engine, sqlite_gate.attach(engine, timeout=SQLITE_BUSY_SECONDS, gate=gate)

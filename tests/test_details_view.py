@@ -287,9 +287,9 @@ def test_page_waits_for_the_recorder(api: Any) -> None:
     store = api.app.state.cds.store
     write = store.write_predictions  # what the recorder's thread calls
 
-    def slow_write(records: Any) -> int:
+    def slow_write(records: Any, **kw: Any) -> int:
         time.sleep(1.0)
-        return write(records)
+        return write(records, **kw)
 
     store.write_predictions = slow_write
     try:

@@ -9,6 +9,8 @@ truncate it. Interleavings are controlled with events, never with sleeps.
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -17,15 +19,16 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 import fhirfactory as F
 import store.journal as journal_module
 from cds_hooks.bundle_prefetch import prefetch_from_resources
 from conftest import KEYS, SignedClient, make_settings
-from store.journal import Journal, JournalError
-from store.recorder import Recorder
+from store.journal import Journal, JournalError, orphaned_journals
+from store.recorder import Recorder, record_to_json
 from store.store import Store
-from test_store import SECRET, prediction
+from test_store import SECRET, FlakyStore, die, prediction
 
 SERVICE = "ascvd-pce-10y"
 
@@ -139,7 +142,7 @@ def test_a_failed_sync_fails_every_writer_of_its_batch_and_the_next_batch_is_wri
     journal.close(remove_if_settled=False)
 
 
-def _settled_records(tmp_path: Path, count: int, **kw: Any) -> Journal:
+def _settled_records(tmp_path: Path, count: int, **kw: Any) -> tuple[Recorder, Journal]:
     store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
     store.migrate()
     recorder = Recorder(store, spool_dir=tmp_path / "spool", retry_seconds=0.05, **kw)
@@ -149,18 +152,135 @@ def _settled_records(tmp_path: Path, count: int, **kw: Any) -> Journal:
         assert recorder.flush(10)  # settled in the database before the next one
     journal = recorder.journal
     assert journal is not None
+    return recorder, journal
+
+
+def test_a_short_journal_costs_one_sync_per_record_and_no_store_sync(tmp_path: Path) -> None:
+    recorder, journal = _settled_records(tmp_path, 3)
+    assert journal.rotations == 0 and journal.fsyncs == 3  # one sync per record, none to empty the journal
+    assert recorder.store_syncs == 0 and len(journal.paths()) == 1
     recorder.stop()
-    return journal
+    assert recorder.store_syncs == 0 and not list((tmp_path / "spool").glob("journal-*"))  # synced, then removed
 
 
-def test_a_short_settled_journal_is_not_truncated_before_each_record(tmp_path: Path) -> None:
-    journal = _settled_records(tmp_path, 3)
-    assert journal.truncations == 0 and journal.fsyncs == 3  # one sync per record, none to truncate
+def test_a_full_segment_goes_only_once_the_store_has_synced_it(tmp_path: Path) -> None:
+    recorder, journal = _settled_records(tmp_path, 1, journal_max_bytes=1)
+    store = recorder.store
+    sync = store.sync_predictions
+    files_at_sync: list[int] = []
+    answer = False
+
+    def sync_predictions() -> bool:
+        files_at_sync.append(len(list((tmp_path / "spool").glob("journal-*.jsonl"))))
+        return answer and sync()
+
+    store.sync_predictions = sync_predictions  # type: ignore[method-assign]
+    recorder.record(prediction())  # the first segment is full: this one opens the second
+    assert recorder.flush(10)
+    assert journal.rotations == 1 and files_at_sync == [2]
+    assert len(journal.paths()) == 2  # the store could not confirm the sync: the full segment stays
+    answer = True
+    recorder.record(prediction())  # opens the third; the first two are settled and, once synced, go
+    assert recorder.flush(10)
+    assert files_at_sync == [2, 3] and recorder.store_syncs == 1
+    assert journal.paths() == [journal.path]
+    recorder.stop()
+    assert len(store.predictions()) == 3
 
 
-def test_a_long_settled_journal_is_emptied(tmp_path: Path) -> None:
-    journal = _settled_records(tmp_path, 3, journal_max_bytes=1)
-    assert journal.truncations == 2  # before the second and the third record
+def test_a_busy_recorder_syncs_the_store_once_per_segment_not_once_per_write(tmp_path: Path) -> None:
+    line = len(record_to_json(Store(f"sqlite:///{tmp_path / 'x.sqlite3'}", SECRET).pseudonymise(prediction())))
+    recorder, journal = _settled_records(tmp_path, 40, journal_max_bytes=10 * line)
+    assert journal.fsyncs == 40  # forty writes, each its own transaction in the database
+    assert 3 <= journal.rotations <= 4 and recorder.store_syncs == journal.rotations
+    recorder.stop()
+    assert len(recorder.store.predictions()) == 40
+
+
+def test_a_store_that_cannot_sync_at_stop_leaves_the_journal_for_the_next_start(tmp_path: Path) -> None:
+    real = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    real.migrate()
+    flaky = FlakyStore(real)
+    flaky.down = False
+    recorder = Recorder(flaky, spool_dir=tmp_path / "spool", retry_seconds=0.05,  # type: ignore[arg-type]
+                        journal_max_bytes=1)
+    recorder.start()
+    recs = [prediction() for _ in range(3)]
+    for rec in recs:
+        recorder.record(rec)
+        assert recorder.flush(10)
+    flaky.down = True  # in the database, but not yet known to be durable there
+    recorder.stop()
+    assert len(list((tmp_path / "spool").glob("journal-*.jsonl"))) >= 1
+    again = Recorder(real, spool_dir=tmp_path / "spool", retry_seconds=0.05)
+    again.start()
+    again.stop()
+    assert sorted(p["prediction_id"] for p in real.predictions()) == sorted(r.prediction_id for r in recs)
+    assert not list((tmp_path / "spool").glob("journal-*.jsonl"))
+
+
+def test_the_recorders_commits_skip_their_sync_and_the_store_sync_puts_them_in_the_database_file(
+        tmp_path: Path) -> None:
+    """A commit with synchronous=NORMAL is in the WAL, not yet in the database file; the sync's checkpoint puts it
+    there (and syncs it). Reading a copy of the database file alone shows which."""
+    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    store.migrate()
+    assert store.sync_predictions()  # the schema itself is in the file
+
+    def in_file_alone() -> int:
+        copy = tmp_path / "copy.sqlite3"
+        shutil.copyfile(tmp_path / "s.sqlite3", copy)  # without the -wal file: what a lost WAL tail leaves
+        with sqlite3.connect(copy) as conn:
+            count = int(conn.execute("SELECT count(*) FROM predictions").fetchone()[0])
+        for leftover in tmp_path.glob("copy.sqlite3*"):
+            leftover.unlink()
+        return count
+
+    with store.deferred_engine.connect() as conn:
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL: no sync at commit
+    with store.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL for everything else
+    assert store.write_predictions([prediction(), prediction()], deferred_sync=True) == 2
+    assert len(store.predictions()) == 2 and in_file_alone() == 0
+    assert store.sync_predictions()
+    assert in_file_alone() == 2
+
+
+def test_journal_segments_stay_locked_until_forgotten(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, max_bytes=1)
+    segments = [segment for i in range(3) for segment in journal.write(f'{{"n":{i}}}')]
+    assert segments == [0, 1, 2] and journal.rotations == 2 and len(journal.paths()) == 3
+    assert list(orphaned_journals(tmp_path)) == []  # a live process's segments are never replayed
+    journal.settle(0)
+    assert journal.forgettable() == [0]  # closed and settled; 2 is still the current one
+    journal.settle(2)
+    assert journal.forgettable() == [0]
+    first = journal.paths()[0]
+    journal.forget([0, 1])  # 1 is not settled: it stays
+    assert not first.exists() and len(journal.paths()) == 2 and journal.forgotten == 1
+    journal.close(remove_if_settled=True)  # 2 is settled and goes; 1 stays for the next start
+    left = list(orphaned_journals(tmp_path))
+    assert len(left) == 1 and left[0].read_text() == '{"n":1}\n'
+
+
+def test_a_killed_process_leaves_every_segment_to_be_replayed_once(tmp_path: Path) -> None:
+    real = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    real.migrate()
+    flaky = FlakyStore(real)  # down: only the journal holds the records
+    recorder = Recorder(flaky, spool_dir=tmp_path / "spool", retry_seconds=60,  # type: ignore[arg-type]
+                        journal_max_bytes=1)
+    recorder.start()
+    recs = [prediction() for _ in range(3)]
+    for rec in recs:
+        recorder.record(rec)
+    assert recorder.journal is not None and len(recorder.journal.paths()) == 3
+    die(recorder)
+    flaky.down = False
+    again = Recorder(real, spool_dir=tmp_path / "spool", retry_seconds=0.05)
+    again.start()
+    assert again.flush(10)
+    again.stop()
+    assert sorted(p["prediction_id"] for p in real.predictions()) == sorted(r.prediction_id for r in recs)
 
 
 def test_a_write_after_close_fails_every_waiter_instead_of_hanging(tmp_path: Path) -> None:
@@ -182,3 +302,12 @@ def test_a_write_after_close_fails_every_waiter_instead_of_hanging(tmp_path: Pat
         t.join(30)
     assert not any(t.is_alive() for t in threads)
     assert len(errors) == 3 and all(isinstance(e, JournalError) for e in errors)
+
+
+def test_each_record_is_settled_against_the_segment_that_holds_it(tmp_path: Path) -> None:
+    """More records than one write takes are split between writes, and here between segments: each is named."""
+    journal = Journal(tmp_path, max_batch=2, max_bytes=1)
+    assert journal.write('{"n":1}', '{"n":2}', '{"n":3}') == [0, 0, 1]
+    journal.settle(0, 2)
+    assert journal.forgettable() == [0]
+    journal.close(remove_if_settled=False)

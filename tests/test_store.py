@@ -138,9 +138,17 @@ class FlakyStore:
         self.inner, self.down = inner, True
 
     def write_prediction(self, rec: PredictionRecord) -> None:
+        self.write_predictions([rec])
+
+    def write_predictions(self, records: list[PredictionRecord], deferred_sync: bool = False) -> int:
         if self.down:
             raise ConnectionError("database unavailable")
-        self.inner.write_prediction(rec)
+        return self.inner.write_predictions(records, deferred_sync=deferred_sync)
+
+    def sync_predictions(self) -> bool:
+        if self.down:
+            raise ConnectionError("database unavailable")
+        return self.inner.sync_predictions()
 
     def pseudonymise(self, rec: PredictionRecord) -> PredictionRecord:
         return self.inner.pseudonymise(rec)
@@ -207,8 +215,7 @@ def test_submit_resolves_only_once_the_prediction_is_journalled_without_raw_ids(
     assert "patient-raw-id-123" not in text and "enc-raw-456" not in text
     assert real.patient_key("patient-raw-id-123") in text
     # the process dies before the database comes back: a new process replays the journal, once
-    recorder.journal._fh.close()  # simulate death: the lock goes with the file descriptor
-    import fcntl
+    die(recorder)
     flaky.down = False
     again = Recorder(real, spool_dir=tmp_path / "spool", retry_seconds=0.05)
     again.start()
@@ -220,7 +227,13 @@ def test_submit_resolves_only_once_the_prediction_is_journalled_without_raw_ids(
     third.start()
     third.stop()
     assert len(real.predictions()) == 1
-    assert fcntl is not None
+
+
+def die(recorder: Recorder) -> None:
+    """What a killed process leaves: its journal files, their locks gone with its file descriptors."""
+    assert recorder.journal is not None
+    for segment in recorder.journal._segments.values():
+        segment.fh.close()
 
 
 def test_journal_is_emptied_once_the_database_holds_everything(tmp_path: Path) -> None:

@@ -44,7 +44,8 @@ def _inserts(store: Store, table: str) -> list[int]:
         if statement.lstrip().upper().startswith(f"INSERT INTO {table.upper()}"):
             seen[0] += 1
 
-    event.listen(store.engine, "before_cursor_execute", _count)
+    for engine in {store.engine, store.deferred_engine}:  # the recorder writes through the second
+        event.listen(engine, "before_cursor_execute", _count)
     return seen
 
 
