@@ -1,17 +1,29 @@
-"""Strict FHIR R4 validation of just what a feature uses, cached per request.
+"""Strict FHIR R4 validation of just what a feature uses, cached per request and remembered by content.
 
 Validating a whole patient record costs ~0.3 ms a resource (a Synthea Patient with its extensions, identifiers and
 addresses over 1 ms); the mapper validates only the resources whose values it is about to use, and of those only the
 elements it reads (plus what R4 requires of the resource), with fhir.resources' R4B models (R4-compatible; the
 package's default models are R5).
+
+A verdict is a pure function of those elements, and an EHR sends the same resources again and again (every chart
+opening fires patient-view; order-select fires as an order is edited), so verdicts are also remembered across
+requests, keyed by a digest of the elements validated (`remembered_problem`): a resource seen before costs a
+serialisation and a hash (a few microseconds) instead of a validation.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
+
+#: Distinct resources (by the content validated) whose verdict is remembered before the memory starts afresh.
+VERDICT_MEMO_SIZE = 50_000
+_UNSEEN = object()
+_verdicts: dict[bytes, str | None] = {}
 
 
 class ValidationCache:
@@ -25,9 +37,33 @@ class ValidationCache:
         key = id(resource)
         if key in self._verdicts:
             return self._verdicts[key]
-        verdict = validate_resource(resource)
+        verdict = remembered_problem(resource)
         self._verdicts[key] = verdict
         return verdict
+
+
+def remembered_problem(resource: dict[str, Any]) -> str | None:
+    """`validate_resource`, answered from memory for content validated before.
+
+    The key is a BLAKE2b digest of the validated elements serialised with sorted keys. Content the serialisation
+    could blur is validated every time: what orjson cannot write (integers past 64 bits, keys that are not strings),
+    and anything written as `null` — orjson writes NaN and infinities as null, and FHIR JSON has no nulls, so a
+    resource holding one is rare and invalid anyway."""
+    try:
+        text = orjson.dumps(used_projection(resource), option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return validate_resource(resource)
+    if b"null" in text:  # a NaN and a null would share a key; both are rare, so neither is remembered
+        return validate_resource(resource)
+    key = hashlib.blake2b(text, digest_size=16).digest()
+    known = _verdicts.get(key, _UNSEEN)  # one lookup: another thread may start a new generation meanwhile
+    if known is not _UNSEEN:
+        return known  # type: ignore[return-value]
+    verdict = validate_resource(resource)
+    if len(_verdicts) >= VERDICT_MEMO_SIZE:
+        _verdicts.clear()  # bounded: a new generation of verdicts
+    _verdicts[key] = verdict
+    return verdict
 
 
 # Elements the mapper reads, per resource type ("value" covers value[x], "effective" effective[x] …). Elements R4

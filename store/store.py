@@ -57,6 +57,9 @@ class Store:
             raise ValueError("hmac_secret must be at least 16 bytes")
         self.url = url
         self._secret = hmac_secret
+        # HMAC state after the key and the prefix, copied per id: keying a new HMAC costs two hash blocks each time
+        self._patient_mac = hmac.new(hmac_secret, b"patient:", hashlib.sha256)
+        self._encounter_mac = hmac.new(hmac_secret, b"encounter:", hashlib.sha256)
         self.is_sqlite = url.startswith("sqlite")
         self.writer_gate: sqlite_gate.WriterGate | None = None
         self._replay_engine: Engine | None = None
@@ -141,7 +144,9 @@ class Store:
             self._replay_engine.dispose()
 
     def patient_key(self, patient_id: str) -> str:
-        return hmac.new(self._secret, f"patient:{patient_id}".encode(), hashlib.sha256).hexdigest()
+        mac = self._patient_mac.copy()
+        mac.update(patient_id.encode())
+        return mac.hexdigest()
 
     def pseudonymise(self, rec: PredictionRecord) -> PredictionRecord:
         """The record with its patient and encounter ids replaced by their HMAC keys (for journals and spools)."""
@@ -153,7 +158,9 @@ class Store:
     def _encounter_key(self, encounter_id: str | None) -> str | None:
         if not encounter_id:
             return None
-        return hmac.new(self._secret, f"encounter:{encounter_id}".encode(), hashlib.sha256).hexdigest()
+        mac = self._encounter_mac.copy()
+        mac.update(encounter_id.encode())
+        return mac.hexdigest()
 
     # ---- writes -------------------------------------------------------------------------------------------------
     def write_prediction(self, rec: PredictionRecord) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -80,6 +82,11 @@ def test_prediction_round_trip(store: Store) -> None:
 def test_patient_key_is_a_keyed_hash(store: Store, tmp_path: Path) -> None:
     key = store.patient_key("patient-123")
     assert len(key) == 64 and "patient-123" not in key
+    # the keys stored so far stay valid: HMAC-SHA256 of "patient:<id>" / "encounter:<id>", however it is computed
+    for pid in ("patient-123", "p2", "patient-123", "ünïcode-id"):
+        assert store.patient_key(pid) == hmac.new(SECRET, f"patient:{pid}".encode(), hashlib.sha256).hexdigest()
+    assert store.pseudonymise(prediction()).encounter_key == hmac.new(
+        SECRET, b"encounter:enc-9", hashlib.sha256).hexdigest()
     assert Store("sqlite://", b"another-secret-0123").patient_key("patient-123") != key
     store.write_prediction(prediction())
     assert store.predictions()[0]["patient_key"] == key
