@@ -90,8 +90,12 @@ class Journal:
         number = self._next_number
         self._next_number += 1
         path = self.folder / f"journal-{os.getpid()}-{time.time_ns()}-{number:06d}.jsonl"
-        fh = open(path, "ab")  # noqa: SIM115 - held open (and locked) until the segment is forgotten
+        # created under a name no replay looks for, locked, then renamed: a worker starting meanwhile can never take
+        # the new file for an orphan (between open and flock it would be unlocked) and remove it under us
+        fresh = path.with_name(f".{path.name}.new")
+        fh = open(fresh, "ab")  # noqa: SIM115 - held open (and locked) until the segment is forgotten
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # tells other processes we are alive
+        os.rename(fresh, path)
         _sync_directory(self.folder)  # the new file's name survives a power loss, not only its data
         segment = _Segment(number, path, fh)
         with self._lock:

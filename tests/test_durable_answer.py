@@ -8,6 +8,7 @@ truncate it. Interleavings are controlled with events, never with sleeps.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sqlite3
@@ -310,4 +311,32 @@ def test_each_record_is_settled_against_the_segment_that_holds_it(tmp_path: Path
     assert journal.write('{"n":1}', '{"n":2}', '{"n":3}') == [0, 0, 1]
     journal.settle(0, 2)
     assert journal.forgettable() == [0]
+    journal.close(remove_if_settled=False)
+
+
+def test_a_new_segment_is_never_visible_to_a_starting_worker_before_it_is_locked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker starting while another rotates its journal must not take the fresh, still unlocked file for an
+    orphan (it would replay nothing and remove it, and the records written next would be in no file)."""
+    journal = Journal(tmp_path, max_bytes=1)
+    real = fcntl.flock
+    orphans_when_locking: list[list[Path]] = []
+    checking = False
+
+    def flock(fd: int, operation: int) -> None:
+        nonlocal checking
+        if not checking and operation == fcntl.LOCK_EX | fcntl.LOCK_NB:
+            checking = True
+            try:  # what a worker starting at this instant would replay
+                orphans_when_locking.append(list(orphaned_journals(tmp_path)))
+            finally:
+                checking = False
+        real(fd, operation)
+
+    monkeypatch.setattr(journal_module.fcntl, "flock", flock)
+    journal.write('{"n":1}')
+    journal.write('{"n":2}')  # the first segment is full: a second one is created and locked
+    monkeypatch.setattr(journal_module.fcntl, "flock", real)
+    assert journal.rotations == 1 and orphans_when_locking == [[]]
+    assert [p.read_text() for p in journal.paths()] == ['{"n":1}\n', '{"n":2}\n']
     journal.close(remove_if_settled=False)
