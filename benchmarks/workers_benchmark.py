@@ -22,6 +22,7 @@ import platform
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -193,8 +194,13 @@ def measure(label: str, body: bytes, args: argparse.Namespace, connections: int)
                   f"non-2xx {result['non_2xx']}, socket errors {result['socket_errors']}", flush=True)
     best = {w: max(rs, key=lambda r: r["req_per_s"]) for w, rs in runs.items()}
     ratio = best[2]["req_per_s"] / best[1]["req_per_s"]
-    print(f"[{label}, {connections} connections] --workers 2 / --workers 1 throughput: {ratio:.2f}x", flush=True)
-    return {"replay_cache": label, "connections": connections, "runs": runs, "best": best, "ratio": ratio}
+    # each repeat's two runs follow each other, so their ratio shares the machine's state of the moment: the spread
+    # of these paired ratios shows how much of a difference between runs is the machine
+    paired = sorted(two["req_per_s"] / one["req_per_s"] for one, two in zip(runs[1], runs[2], strict=True))
+    print(f"[{label}, {connections} connections] --workers 2 / --workers 1 throughput: {ratio:.2f}x (best of each); "
+          f"paired {', '.join(f'{r:.2f}x' for r in paired)}", flush=True)
+    return {"replay_cache": label, "connections": connections, "runs": runs, "best": best, "ratio": ratio,
+            "paired_ratios": paired}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _spread(ratios: list[float]) -> str:
+    """Paired ratios as 'median (lowest–highest)'."""
+    if not ratios:
+        return ""
+    return f"{statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"
+
+
 def write_doc(report: dict[str, Any]) -> None:
     rows = []
     for conf in report["configurations"]:
@@ -244,17 +257,19 @@ def write_doc(report: dict[str, Any]) -> None:
                 f"| {conf['replay_cache']} | {conf['connections']} | {w} | {r['req_per_s']:.1f} | {r['p50_ms']:.1f} ms | "
                 f"{r['p99_ms']:.1f} ms | {r['server_cpu_per_request_ms']:.2f} ms | {r['server_cpu_s'] / r['seconds']:.2f} | "
                 f"{r['wrk_cpu_s'] / r['wall_s']:.2f} | {r['machine_idle_cores']:.2f} | "
-                f"{r['non_2xx'] + r['socket_errors']} | {'**%.2f×**' % conf['ratio'] if w == 2 else ''} |")
+                f"{r['non_2xx'] + r['socket_errors']} | {'**%.2f×**' % conf['ratio'] if w == 2 else ''} | "
+                f"{_spread(conf['paired_ratios']) if w == 2 else ''} |")
     table = "\n".join(rows)
     block = f"""{BEGIN}
 Measured {report['measured'][:10]} on this machine ({report['cpus']} cores, Python {report['python']}, load average
 {report['load_average_at_start']:.1f} at the start). wrk, one thread, keep-alive connections, {report['seconds']:.0f} s
 after a warm-up, (a) typical prefetch to `{SERVICE}`, a fresh ES384 token per request; best of {report['repeats']} runs
-per row. "Replay cache" is where the token ids are remembered: the embedded SQLite store, or Redis
+per row ("2 / 1": best against best; "per repeat": each repeat's two runs, one right after the other, lowest to
+highest). "Replay cache" is where the token ids are remembered: the embedded SQLite store, or Redis
 (`auth.replay_cache_url`). Errors are non-2xx answers plus socket errors.
 
-| replay cache | connections | workers | req/s | p50 | p99 | server CPU per request | server cores busy | wrk cores | machine idle cores | errors | 2 / 1 |
-|---|---|---|---|---|---|---|---|---|---|---|---|
+| replay cache | connections | workers | req/s | p50 | p99 | server CPU per request | server cores busy | wrk cores | machine idle cores | errors | 2 / 1 | 2 / 1 per repeat |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|
 {table}
 
 (`benchmarks/workers_benchmark.py --write-doc`)
