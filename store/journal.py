@@ -12,9 +12,9 @@ The journal is a chain of segment files. Once the current segment is longer than
 new one; a closed segment is forgotten (its file removed) once every record in it is settled — in the database or the
 spool — and the owner has made the database's copy durable (`forgettable`, then `forget`). So the database may commit
 predictions without syncing each commit, and pays one sync per segment instead, however busy the service is: no
-moment with nothing in flight is needed. Every segment stays locked (`flock`) while its process lives; at start-up the
-segments of a process that died (their lock is free) are replayed into the store — idempotently, since a prediction id
-is written once — and removed.
+moment with nothing in flight is needed. The segment being written stays locked (`flock`) while its process lives;
+at start-up the segments whose lock is free — those of a process that died, and full ones — are replayed into the
+store — idempotently, since a prediction id is written once — and removed.
 """
 
 from __future__ import annotations
@@ -202,11 +202,17 @@ class Journal:
             fut.set_result(segment.number)
 
     def _rotate(self) -> _Segment:
-        """Close the current segment (its records may still be in flight to the database) and start the next."""
+        """Close the current segment (its records may still be in flight to the database) and start the next.
+
+        The full segment's file is closed, which also gives up its lock: a process holds one journal file open
+        however long the database stays away. A worker starting meanwhile may replay the full segment and remove it;
+        that is safe, since a replay commits each prediction with a sync of its own (or spools it) and the database
+        keeps the first copy of a prediction id, and this journal's own `forget` then finds the file gone."""
         old = self._current
         self._current = self._open_segment()
         with self._lock:
             old.closed = True
+        old.fh.close()
         self.rotations += 1
         return self._current
 
@@ -233,22 +239,39 @@ def _sync_directory(folder: Path) -> None:
 
 
 def orphaned_journals(folder: Path) -> Iterator[Path]:
-    """Journal files whose writer process is gone (their lock can be taken), oldest first; each is yielded while
-    locked."""
-    for path in sorted(Path(folder).glob("journal-*.jsonl")):
+    """Journal files whose writer process is gone, or that it has filled (their lock can be taken), oldest first;
+    each is yielded while locked."""
+    return unclaimed_files(folder, "journal-*.jsonl")
+
+
+def unclaimed_files(folder: Path, pattern: str) -> Iterator[Path]:
+    """Files in `folder` matching `pattern` that no process holds (their `flock` can be taken), in name order; each
+    is yielded while this process holds its lock. A file removed after it was listed — by a process that held it
+    first — is skipped, even when it was opened before it went (the lock is then on a file that no longer has the
+    name)."""
+    for path in sorted(Path(folder).glob(pattern)):
         try:
             fh = open(path, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
             continue
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()  # a live process (another worker) owns it
-            continue
-        try:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live process (another worker) owns it
+            if not still_named(path, fh):
+                continue
             yield path
         finally:
             fh.close()
+
+
+def still_named(path: Path, fh: Any) -> bool:
+    """Whether `path` still names the file open as `fh`."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def replay_journal(path: Path, write: Callable[[str], None]) -> tuple[int, int]:

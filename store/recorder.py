@@ -15,6 +15,7 @@ removed. A busy service so syncs the database once per segment (1 MiB of records
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from store.journal import Journal, orphaned_journals, replay_journal
+from store.journal import Journal, still_named, orphaned_journals, replay_journal, unclaimed_files
 from store.records import CardRecord, PredictionRecord
 from store.store import Store
 
@@ -37,6 +38,21 @@ _STOP = object()
 #: Predictions written in one transaction at most: under load the writer takes what has queued up since its last
 #: write, so the database's write lock is taken once per batch rather than once per prediction.
 MAX_BATCH = 64
+
+
+def append_durably(path: Path, text: str) -> None:
+    """Append `text` to the file named `path` and fsync it, under the file's `flock`. The workers of one machine share
+    the spool: a replayer renames the spool away under the same lock, so an append that opened the old file waits,
+    sees the name now belongs to another file (or none), and appends to that one instead of a file already read."""
+    while True:
+        with open(path, "a", encoding="utf-8") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            if not still_named(path, fh):
+                continue  # renamed for replay meanwhile: closing gives the lock back; open the new spool
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+            return
 
 
 def record_to_json(rec: PredictionRecord) -> str:
@@ -135,22 +151,15 @@ class Recorder:
         done = journal.forgettable()
         if not done:
             return
-        try:
-            synced = self.store.sync_predictions()
-        except Exception as exc:  # the database went away: the segments stay until a later sync succeeds
-            log.warning("store sync failed (%s); %d journal segment(s) kept", type(exc).__name__, len(done))
-            return
-        if synced:
+        if self._store_synced():  # otherwise the segments stay until a later sync succeeds
             journal.forget(done)
             self.store_syncs += 1
 
     def _to_spool(self, rec: PredictionRecord) -> None:
         try:
             line = record_to_json(rec) + "\n"
-            with self._lock, open(self._spool, "a", encoding="utf-8") as fh:
-                fh.write(line)
-                fh.flush()
-                os.fsync(fh.fileno())
+            with self._lock:
+                append_durably(self._spool, line)
             self.spooled += 1
         except Exception:  # last resort: the disk failed too; say so loudly, never fail the response
             self.failed += 1
@@ -172,7 +181,20 @@ class Recorder:
                 log.error("%d unreadable line(s) in %s skipped", unreadable, path.name)
             if written:
                 log.info("replayed %d journalled prediction(s) from %s", written, path.name)
-            path.unlink(missing_ok=True)
+            # A prediction the store already had (committed by the dead process without a sync of its own) makes the
+            # replay's insert a no-op, and a no-op commit syncs nothing: the file goes only once the store has synced.
+            if self._store_synced():
+                path.unlink(missing_ok=True)
+            else:
+                log.warning("journal %s kept: the store could not confirm its predictions are durable", path.name)
+
+    def _store_synced(self) -> bool:
+        """Whether every prediction the store has committed is now durable (False if the store cannot say)."""
+        try:
+            return self.store.sync_predictions()
+        except Exception as exc:  # the database is down: whoever holds a copy keeps it
+            log.warning("store sync failed (%s)", type(exc).__name__)
+            return False
 
     def _write_line(self, line: str) -> None:
         rec = record_from_json(line)
@@ -190,7 +212,7 @@ class Recorder:
             try:
                 item = self._queue.get(timeout=self._retry)
             except queue.Empty:
-                if self._spool.exists() and time.monotonic() - last_replay > self._retry:
+                if self._spool_waiting() and time.monotonic() - last_replay > self._retry:
                     self._replay_spool()
                     last_replay = time.monotonic()
                 continue
@@ -224,16 +246,23 @@ class Recorder:
             for rec in records:
                 self._to_spool(rec)
 
+    def _spool_waiting(self) -> bool:
+        """Spooled predictions wait: the spool itself, or a replay that could not finish."""
+        return self._spool.exists() or any(self.spool_dir.glob("replaying-*.jsonl"))
+
     def _replay_spool(self) -> None:
+        """Write spooled predictions to the database. The workers of one machine share the spool folder: the spool is
+        renamed for replay under its lock (no append can be half done), and each file being replayed is held by one
+        worker at a time (`unclaimed_files`); a worker that died mid-replay leaves its file to the next."""
         with self._lock:
-            if not self._spool.exists():
-                return
-            replaying = self.spool_dir / f"replaying-{time.time_ns()}.jsonl"
-            self._spool.rename(replaying)
-        pending = sorted(self.spool_dir.glob("replaying-*.jsonl"))
-        for path in pending:
+            if self._spool.exists():
+                with open(self._spool, "ab") as fh:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+                    if still_named(self._spool, fh):
+                        os.rename(self._spool, self.spool_dir / f"replaying-{time.time_ns()}.jsonl")
+        for path in unclaimed_files(self.spool_dir, "replaying-*.jsonl"):
             lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-            for i, line in enumerate(lines):
+            for line in lines:
                 try:
                     rec = record_from_json(line)
                 except (ValueError, TypeError, KeyError):
@@ -243,14 +272,15 @@ class Recorder:
                     self.store.write_prediction(rec)
                     self.written += 1
                 except Exception:
-                    # database still down: put the rest back in the spool and try later
-                    with self._lock, open(self._spool, "a", encoding="utf-8") as fh:
-                        fh.write("\n".join(lines[i:]) + "\n")
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                    path.unlink()
+                    # database still down: put the lines back in the spool and try later — all of them, since those
+                    # written so far are not known to be durable until a sync (which needs the database)
+                    with self._lock:
+                        append_durably(self._spool, "\n".join(lines) + "\n")
+                    path.unlink(missing_ok=True)
                     return
-            path.unlink()
+            if not self._store_synced():  # as for journals: a no-op insert of a row committed unsynced syncs nothing
+                return  # kept; replayed again (idempotently) at the next attempt
+            path.unlink(missing_ok=True)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued (and spooled, if the database answers) is written."""
@@ -282,11 +312,7 @@ class Recorder:
                 self._settle(segment)
         self._thread = None
         if self.journal is not None:
-            # the journal's files go only once the database's copy of what they hold is durable
-            try:
-                synced = self.store.sync_predictions()
-            except Exception as exc:  # the database is down: the journal stays for the next start to replay
-                log.warning("store sync failed at stop (%s); journal kept for replay", type(exc).__name__)
-                synced = False
-            self.journal.close(remove_if_settled=synced)
+            # the journal's files go only once the database's copy of what they hold is durable; otherwise they stay
+            # for the next start to replay
+            self.journal.close(remove_if_settled=self._store_synced())
             self.journal = None

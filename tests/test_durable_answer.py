@@ -247,11 +247,26 @@ def test_the_recorders_commits_skip_their_sync_and_the_store_sync_puts_them_in_t
     assert in_file_alone() == 2
 
 
-def test_journal_segments_stay_locked_until_forgotten(tmp_path: Path) -> None:
+def _open_journal_files(folder: Path) -> list[str]:
+    names = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(folder)) and "journal-" in target:
+            names.append(target)
+    return names
+
+
+def test_only_the_segment_being_written_stays_open_and_locked(tmp_path: Path) -> None:
     journal = Journal(tmp_path, max_bytes=1)
     segments = [segment for i in range(3) for segment in journal.write(f'{{"n":{i}}}')]
     assert segments == [0, 1, 2] and journal.rotations == 2 and len(journal.paths()) == 3
-    assert list(orphaned_journals(tmp_path)) == []  # a live process's segments are never replayed
+    # one open file however many segments wait for the database (a long outage must not use up descriptors)
+    assert _open_journal_files(tmp_path) == [str(journal.path)]
+    # a worker starting now may replay the full segments (idempotently), never the one being written
+    assert list(orphaned_journals(tmp_path)) == journal.paths()[:2]
     journal.settle(0)
     assert journal.forgettable() == [0]  # closed and settled; 2 is still the current one
     journal.settle(2)
@@ -262,6 +277,34 @@ def test_journal_segments_stay_locked_until_forgotten(tmp_path: Path) -> None:
     journal.close(remove_if_settled=True)  # 2 is settled and goes; 1 stays for the next start
     left = list(orphaned_journals(tmp_path))
     assert len(left) == 1 and left[0].read_text() == '{"n":1}\n'
+
+
+def test_a_replayed_journal_goes_only_once_the_store_has_synced(tmp_path: Path) -> None:
+    """A replayed prediction the store already holds (committed unsynced by the process that died) is a no-op
+    insert, and a no-op commit syncs nothing: the journal file must wait for the store's sync."""
+    real = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    real.migrate()
+    flaky = FlakyStore(real)
+    flaky.down = False
+    first = Recorder(flaky, spool_dir=tmp_path / "spool", retry_seconds=0.05)  # type: ignore[arg-type]
+    first.start()
+    rec = prediction()
+    first.record(rec)
+    assert first.flush(10)  # in the database, committed without a sync of its own
+    die(first)
+    syncs: list[bool] = []
+    sync = real.sync_predictions
+    real.sync_predictions = lambda: (syncs.append(False), False)[1]  # type: ignore[method-assign]
+    second = Recorder(real, spool_dir=tmp_path / "spool", retry_seconds=0.05)
+    second.start()
+    assert syncs and len(list((tmp_path / "spool").glob("journal-*.jsonl"))) == 2  # the dead one, and its own
+    second.stop()
+    real.sync_predictions = sync  # type: ignore[method-assign]
+    third = Recorder(real, spool_dir=tmp_path / "spool", retry_seconds=0.05)
+    third.start()
+    third.stop()
+    assert not list((tmp_path / "spool").glob("journal-*.jsonl"))
+    assert [p["prediction_id"] for p in real.predictions()] == [rec.prediction_id]
 
 
 def test_a_killed_process_leaves_every_segment_to_be_replayed_once(tmp_path: Path) -> None:

@@ -1,0 +1,90 @@
+"""The workers of one machine share the spool folder: no prediction is lost or replayed twice between them.
+
+Interleavings are forced with a wrapped `flock` (the moment a lock is asked for), never with sleeps.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import store.journal as journal_module
+import store.recorder as recorder_module
+from store.journal import unclaimed_files
+from store.recorder import Recorder, append_durably, record_to_json
+from store.store import Store
+from test_store import SECRET, prediction
+
+
+def _on_flock(monkeypatch: pytest.MonkeyPatch, module: object, before: Callable[[int, int], None]) -> None:
+    """Run `before` each time `module` asks for a lock, then take it."""
+    real = fcntl.flock
+
+    def flock(fd: int, operation: int) -> None:
+        before(fd, operation)
+        real(fd, operation)
+
+    monkeypatch.setattr(module, "fcntl", type("F", (), {"flock": staticmethod(flock), "LOCK_EX": fcntl.LOCK_EX,
+                                                         "LOCK_NB": fcntl.LOCK_NB, "LOCK_UN": fcntl.LOCK_UN}))
+
+
+def test_an_append_that_waited_for_a_replay_goes_to_the_new_spool(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = tmp_path / "predictions.jsonl"
+    spool.write_text('{"old":1}\n')
+    replaying = tmp_path / "replaying-1.jsonl"
+    holder = open(spool, "ab")  # noqa: SIM115 - another worker renaming the spool for replay holds its lock
+    fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+    asking = threading.Event()
+    _on_flock(monkeypatch, recorder_module, lambda fd, op: asking.set())
+    writer = threading.Thread(target=append_durably, args=(spool, '{"new":1}\n'))
+    writer.start()
+    assert asking.wait(30)  # the append has opened the spool and waits for its lock
+    spool.rename(replaying)  # the replayer takes the spool away, then lets go
+    holder.close()
+    writer.join(30)
+    assert not writer.is_alive()
+    assert replaying.read_text() == '{"old":1}\n'  # what the replayer read is all the renamed file holds
+    assert spool.read_text() == '{"new":1}\n'  # the waiting line went to the new spool, not into the read file
+
+
+def test_a_file_another_worker_holds_or_has_removed_is_not_claimed(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    held, replaced, free = (tmp_path / f"replaying-{n}.jsonl" for n in (1, 2, 3))
+    for path in (held, replaced, free):
+        path.write_text("{}\n")
+    holder = open(held, "rb")  # noqa: SIM115 - another worker is replaying this one
+    fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+
+    def replace_second(fd: int, op: int) -> None:  # another worker finishes `replaced` and a new file takes its name
+        if Path(f"/proc/self/fd/{fd}").resolve() == replaced.resolve():
+            replaced.unlink()
+            replaced.write_text("{}\n")
+
+    _on_flock(monkeypatch, journal_module, replace_second)
+    assert list(unclaimed_files(tmp_path, "replaying-*.jsonl")) == [free]
+    holder.close()
+
+
+def test_a_spool_replay_the_store_cannot_confirm_is_kept_and_retried(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    store.migrate()
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    rec = store.pseudonymise(prediction())
+    (spool_dir / "predictions.jsonl").write_text(record_to_json(rec) + "\n")
+    sync = store.sync_predictions
+    store.sync_predictions = lambda: False  # type: ignore[method-assign]
+    recorder = Recorder(store, spool_dir=spool_dir, retry_seconds=0.05, durable=False)
+    recorder.start()
+    assert not recorder.flush(0.5)  # written, but not known to be durable: the replayed file stays
+    assert len(list(spool_dir.glob("replaying-*.jsonl"))) == 1
+    store.sync_predictions = sync  # type: ignore[method-assign]
+    assert recorder.flush(10)  # the writer retries the kept file by itself
+    recorder.stop()
+    assert not list(spool_dir.glob("*.jsonl"))
+    assert [p["prediction_id"] for p in store.predictions()] == [rec.prediction_id]
