@@ -63,8 +63,9 @@ class Journal:
         self._max_bytes = max_bytes  # a segment longer than this is closed, and a new one takes the next write
         self._lock = threading.Lock()  # the segments' counts and the table of segments
         self._turn = threading.Condition()  # group commit: records waiting, and whether someone is writing them
-        self._pending: list[tuple[bytes, Future[int]]] = []
+        self._pending: list[list[tuple[bytes, Future[int]]]] = []  # one group per caller, never split between writes
         self._writing = False
+        self._closed = False  # sealed: every later write fails
         self._segments: dict[int, _Segment] = {}
         self._next_number = 0
         self.appended = 0  # records made durable
@@ -93,10 +94,16 @@ class Journal:
         # created under a name no replay looks for, locked, then renamed: a worker starting meanwhile can never take
         # the new file for an orphan (between open and flock it would be unlocked) and remove it under us
         fresh = path.with_name(f".{path.name}.new")
-        fh = open(fresh, "ab")  # noqa: SIM115 - held open (and locked) until the segment is forgotten
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # tells other processes we are alive
-        os.rename(fresh, path)
-        _sync_directory(self.folder)  # the new file's name survives a power loss, not only its data
+        fh = open(fresh, "ab")  # noqa: SIM115 - held open (and locked) until the segment is full or forgotten
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # tells other processes we are alive
+            os.rename(fresh, path)
+            sync_directory(self.folder)  # the new file's name survives a power loss, not only its data
+        except BaseException:  # nothing was written to it: leave no file behind, hidden or not
+            fh.close()
+            fresh.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+            raise
         segment = _Segment(number, path, fh)
         with self._lock:
             self._segments[number] = segment
@@ -111,8 +118,8 @@ class Journal:
 
     def write(self, *lines: str) -> list[int]:
         """Make records durable from the calling thread; returns each one's segment once they are on disk, raises
-        JournalError if they cannot be. Concurrent callers share one write and one sync (a caller's records may be
-        split between two writes, and so between two segments, when more than `max_batch` are waiting)."""
+        JournalError if they cannot be. Concurrent callers share one write and one sync; one caller's records are
+        written together (one segment, one outcome), so a failure never leaves part of a call journalled."""
         items: list[tuple[bytes, Future[int]]] = [(line.encode("utf-8") + b"\n", Future()) for line in lines]
         if not items:
             return []
@@ -132,16 +139,28 @@ class Journal:
             return [n for n, seg in sorted(self._segments.items()) if seg.closed and seg.settled >= seg.appended]
 
     def forget(self, segments: list[int]) -> None:
-        """Remove segments the caller has made durable elsewhere (their records are settled and synced)."""
+        """Remove segments the caller has made durable elsewhere (their records are settled and synced). A full
+        segment is no longer locked by this process, so a worker starting meanwhile may be replaying it: the file is
+        removed under its lock, and left to that worker when it holds the lock."""
         for number in segments:
             with self._lock:
                 seg = self._segments.get(number)
                 if seg is None or not seg.closed or seg.settled < seg.appended:
                     continue
                 del self._segments[number]
-            seg.path.unlink(missing_ok=True)
-            seg.fh.close()  # the lock goes last: nobody replays a file we are still removing
-            self.forgotten += 1
+            seg.fh.close()
+            try:
+                fh = open(seg.path, "rb")  # noqa: SIM115 - closed below
+            except FileNotFoundError:
+                continue  # already replayed and removed by a worker that started meanwhile
+            with fh:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # being replayed: the replaying worker removes it
+                if still_named(seg.path, fh):
+                    seg.path.unlink()
+                    self.forgotten += 1
 
     def _run(self) -> None:
         while True:
@@ -161,10 +180,10 @@ class Journal:
             self._commit(batch)
 
     def _commit(self, items: list[tuple[bytes, Future[int]]]) -> None:
-        """Queue `items` and return once each is resolved: if nobody is writing, this caller writes everything queued
-        (up to max_batch at a time) until its own items are done; otherwise it waits for the writer."""
+        """Queue `items` and return once each is resolved: if nobody is writing, this caller writes what is queued
+        (whole groups, about max_batch records at a time) until its own items are done; otherwise it waits."""
         with self._turn:
-            self._pending.extend(items)
+            self._pending.append(items)
         last = items[-1][1]
         while True:
             with self._turn:
@@ -172,8 +191,20 @@ class Journal:
                     self._turn.wait()
                 if last.done():
                     return
+                if self._closed:  # sealed: nothing more is written, and nobody waits for ever
+                    failed, self._pending = self._pending, []
+                    for group in failed:
+                        for _, fut in group:
+                            fut.set_exception(JournalError("prediction journal is closed"))
+                    self._turn.notify_all()
+                    continue
                 self._writing = True
-                batch, self._pending = self._pending[:self._max_batch], self._pending[self._max_batch:]
+                taken = 0
+                batch: list[tuple[bytes, Future[int]]] = []
+                while self._pending and (not batch or taken + len(self._pending[0]) <= self._max_batch):
+                    group = self._pending.pop(0)
+                    batch.extend(group)
+                    taken += len(group)
             try:
                 self._write_batch(batch)
             finally:
@@ -216,9 +247,18 @@ class Journal:
         self.rotations += 1
         return self._current
 
+    def seal(self) -> None:
+        """Refuse every later write (JournalError) and return once no write is in progress, so the counts are final."""
+        with self._turn:
+            self._closed = True
+            while self._writing:
+                self._turn.wait()
+            self._turn.notify_all()
+
     def close(self, remove_if_settled: bool = True) -> None:
-        """Stop; with `remove_if_settled`, remove the segments whose every record is settled (the caller has made
-        the database's copy durable first). The others stay for the next start to replay."""
+        """Seal and stop; with `remove_if_settled`, remove the segments whose every record is settled (the caller has
+        made the database's copy durable first). The others stay for the next start to replay."""
+        self.seal()
         self._queue.put(_STOP)
         self._thread.join(10)
         with self._lock:
@@ -230,7 +270,7 @@ class Journal:
             seg.fh.close()
 
 
-def _sync_directory(folder: Path) -> None:
+def sync_directory(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -267,9 +307,9 @@ def unclaimed_files(folder: Path, pattern: str) -> Iterator[Path]:
 
 
 def still_named(path: Path, fh: Any) -> bool:
-    """Whether `path` still names the file open as `fh`."""
+    """Whether `path` still names the file open as `fh` (a file object or a descriptor)."""
     try:
-        return os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
+        return os.stat(path).st_ino == os.fstat(fh if isinstance(fh, int) else fh.fileno()).st_ino
     except FileNotFoundError:
         return False
 
@@ -278,7 +318,10 @@ def replay_journal(path: Path, write: Callable[[str], None]) -> tuple[int, int]:
     """Write every complete line of a journal through `write`; returns (written, unreadable). A torn last line (the
     process died mid-write, before fsync returned) was never acknowledged, so it is skipped."""
     written = unreadable = 0
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:  # replayed and removed by another worker meanwhile
+        return 0, 0
     for raw in data.split(b"\n"):
         if not raw.strip():
             continue

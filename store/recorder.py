@@ -22,6 +22,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from store.journal import Journal, still_named, orphaned_journals, replay_journal, unclaimed_files
+from store.journal import Journal, orphaned_journals, replay_journal, still_named, sync_directory, unclaimed_files
 from store.records import CardRecord, PredictionRecord
 from store.store import Store
 
@@ -41,18 +42,32 @@ MAX_BATCH = 64
 
 
 def append_durably(path: Path, text: str) -> None:
-    """Append `text` to the file named `path` and fsync it, under the file's `flock`. The workers of one machine share
-    the spool: a replayer renames the spool away under the same lock, so an append that opened the old file waits,
-    sees the name now belongs to another file (or none), and appends to that one instead of a file already read."""
+    """Append `text` (whole lines) to the file named `path` and fsync it, under the file's `flock`.
+
+    The workers of one machine share the spool: a replayer renames the spool away under the same lock, so an append
+    that opened the old file waits, sees the name now belongs to another file (or none), and appends to that one
+    instead of a file already read. A worker killed mid-append leaves a line without its end: the next append ends
+    that line first, so its own records are never glued onto a torn one (which a replay would skip as unreadable).
+    A new file's name is synced too, so the file survives a power loss."""
+    data = text.encode("utf-8")
     while True:
-        with open(path, "a", encoding="utf-8") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            if not still_named(path, fh):
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if not still_named(path, fd):
                 continue  # renamed for replay meanwhile: closing gives the lock back; open the new spool
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # end the torn line a killed writer left
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+            if size == 0:
+                sync_directory(path.parent)
             return
+        finally:
+            os.close(fd)
 
 
 def record_to_json(rec: PredictionRecord) -> str:
@@ -84,6 +99,7 @@ class Recorder:
         self._retry = retry_seconds
         self.queued = self.written = self.spooled = self.failed = 0
         self.store_syncs = 0  # syncs of the database that let journal segments go
+        self._replay_kept = False  # a journal being replayed held a record that could go nowhere else
 
     # ---- producer side ------------------------------------------------------------------------------------------
     def submit(self, rec: PredictionRecord) -> Future[int]:
@@ -135,8 +151,8 @@ class Recorder:
             self._queue.put_nowait((rec, segment))
             self.queued += 1
         except queue.Full:
-            self._to_spool(rec)
-            self._settle(segment)
+            if self._to_spool(rec):
+                self._settle(segment)  # otherwise only the journal holds it: the segment stays for the next start
 
     def _settle(self, segment: int | None) -> None:
         if segment is not None and self.journal is not None:
@@ -155,12 +171,14 @@ class Recorder:
             journal.forget(done)
             self.store_syncs += 1
 
-    def _to_spool(self, rec: PredictionRecord) -> None:
+    def _to_spool(self, rec: PredictionRecord) -> bool:
+        """Append a record to the spool, durably; False if even that failed (the caller keeps its copy)."""
         try:
             line = record_to_json(rec) + "\n"
             with self._lock:
                 append_durably(self._spool, line)
             self.spooled += 1
+            return True
         except Exception:  # last resort: the disk failed too; say so loudly, never fail the response
             self.failed += 1
             log.exception("prediction %s could not be spooled", rec.prediction_id)
@@ -176,6 +194,7 @@ class Recorder:
     def _replay_journals(self) -> None:
         """Journals of processes that died (killed, crashed) hold predictions that were answered: write them."""
         for path in orphaned_journals(self.spool_dir):
+            self._replay_kept = False
             written, unreadable = replay_journal(path, self._write_line)
             if unreadable:
                 log.error("%d unreadable line(s) in %s skipped", unreadable, path.name)
@@ -183,7 +202,9 @@ class Recorder:
                 log.info("replayed %d journalled prediction(s) from %s", written, path.name)
             # A prediction the store already had (committed by the dead process without a sync of its own) makes the
             # replay's insert a no-op, and a no-op commit syncs nothing: the file goes only once the store has synced.
-            if self._store_synced():
+            if self._replay_kept:
+                log.error("journal %s kept: a prediction could be neither stored nor spooled", path.name)
+            elif self._store_synced():
                 path.unlink(missing_ok=True)
             else:
                 log.warning("journal %s kept: the store could not confirm its predictions are durable", path.name)
@@ -203,17 +224,18 @@ class Recorder:
             self.written += 1
         except Exception as exc:  # database down at start-up: keep it durable in the spool
             log.warning("store unavailable (%s); journalled prediction spooled", type(exc).__name__)
-            self._to_spool(rec)
+            if not self._to_spool(rec):
+                self._replay_kept = True  # the journal file stays: it is the only copy
 
     def _run(self) -> None:
-        self._replay_spool()
+        self._guarded(self._replay_spool)
         last_replay = time.monotonic()
         while True:
             try:
                 item = self._queue.get(timeout=self._retry)
             except queue.Empty:
                 if self._spool_waiting() and time.monotonic() - last_replay > self._retry:
-                    self._replay_spool()
+                    self._guarded(self._replay_spool)
                     last_replay = time.monotonic()
                 continue
             batch = [item]
@@ -226,25 +248,35 @@ class Recorder:
             records = [entry for entry in batch if entry is not _STOP]
             try:
                 if records:
-                    self._write([rec for rec, _segment in records])
-                    for _rec, segment in records:
-                        self._settle(segment)
-                    self._forget_synced_segments()
+                    kept = self._write([rec for rec, _segment in records])
+                    for rec, segment in records:
+                        if id(rec) not in kept:
+                            self._settle(segment)
+                    self._guarded(self._forget_synced_segments)
             finally:
                 for _ in batch:
                     self._queue.task_done()
             if len(records) < len(batch):
                 return
 
-    def _write(self, records: list[PredictionRecord]) -> None:
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """Run a housekeeping step of the writer thread; an error is logged, and the thread goes on writing."""
+        try:
+            step()
+        except Exception:
+            log.exception("recorder step %s failed; it is tried again later", step.__name__)
+
+    def _write(self, records: list[PredictionRecord]) -> set[int]:
+        """Write records to the database, or else to the spool; returns the ids (`id()`) of records neither took,
+        which stay unsettled so that their journal segment is kept."""
         try:
             self.store.write_predictions(records, deferred_sync=True)  # the journal holds them until a sync
             self.written += len(records)
+            return set()
         except Exception as exc:
             log.warning("store unavailable (%s); %d prediction(s) spooled, first %s", type(exc).__name__,
                         len(records), records[0].prediction_id)
-            for rec in records:
-                self._to_spool(rec)
+            return {id(rec) for rec in records if not self._to_spool(rec)}
 
     def _spool_waiting(self) -> bool:
         """Spooled predictions wait: the spool itself, or a replay that could not finish."""
@@ -261,7 +293,10 @@ class Recorder:
                     if still_named(self._spool, fh):
                         os.rename(self._spool, self.spool_dir / f"replaying-{time.time_ns()}.jsonl")
         for path in unclaimed_files(self.spool_dir, "replaying-*.jsonl"):
-            lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            try:  # a torn multi-byte character at a killed writer's end makes only that line unreadable
+                lines = [ln for ln in path.read_bytes().decode("utf-8", "replace").splitlines() if ln.strip()]
+            except FileNotFoundError:
+                continue
             for line in lines:
                 try:
                     rec = record_from_json(line)
@@ -308,8 +343,8 @@ class Recorder:
                 break
             if item is not _STOP:
                 rec, segment = item
-                self._to_spool(rec)
-                self._settle(segment)
+                if self._to_spool(rec):
+                    self._settle(segment)
         self._thread = None
         if self.journal is not None:
             # the journal's files go only once the database's copy of what they hold is durable; otherwise they stay

@@ -201,19 +201,17 @@ class Store:
     def sync_predictions(self) -> bool:
         """Make every prediction committed so far durable (written with `deferred_sync` or not); True once it is.
 
-        On the embedded store: a FULL checkpoint in the writer's turn — SQLite syncs the WAL, copies every committed
-        page into the database file and syncs that file. False when SQLite could not finish it (a reader held an
-        older snapshot past the busy timeout): the caller keeps its copy and tries again later. PostgreSQL commits
-        every prediction synchronously, so there is nothing left to sync."""
+        On the embedded store: a PASSIVE checkpoint through the synchronous=FULL engine — SQLite syncs the WAL, copies
+        the frames committed so far into the database file and syncs that file. True when every frame was copied
+        (then all of them are durable); False when a reader still on an older snapshot kept some back: the caller
+        keeps its copy and asks again later. PASSIVE waits for nobody and takes no write lock, so neither the
+        writers of any worker nor this call can stall behind the other. PostgreSQL commits every prediction
+        synchronously, so there is nothing left to sync."""
         if self.writer_gate is None:
             return True
-        self.writer_gate.acquire()
-        try:
-            with self.engine.connect() as conn:
-                busy, frames, copied = conn.execute(text("PRAGMA wal_checkpoint(FULL)")).one()
-        finally:
-            self.writer_gate.release()
-        return busy == 0 and copied >= frames
+        with self.engine.connect() as conn:
+            _busy, frames, copied = conn.execute(text("PRAGMA wal_checkpoint(PASSIVE)")).one()
+        return int(copied) >= int(frames)
 
     def _prediction_rows(self, rec: PredictionRecord) -> tuple[dict[str, Any], list[dict[str, Any]],
                                                                  list[dict[str, Any]], list[dict[str, Any]]]:

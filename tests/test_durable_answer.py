@@ -348,11 +348,14 @@ def test_a_write_after_close_fails_every_waiter_instead_of_hanging(tmp_path: Pat
     assert len(errors) == 3 and all(isinstance(e, JournalError) for e in errors)
 
 
-def test_each_record_is_settled_against_the_segment_that_holds_it(tmp_path: Path) -> None:
-    """More records than one write takes are split between writes, and here between segments: each is named."""
+def test_one_callers_records_are_written_together_however_many_wait(tmp_path: Path) -> None:
+    """More records than one write usually takes: a call's records still go in one write, so they share one segment
+    and one outcome (a failure never leaves part of a call journalled, for a replay to store after a 503)."""
     journal = Journal(tmp_path, max_batch=2, max_bytes=1)
-    assert journal.write('{"n":1}', '{"n":2}', '{"n":3}') == [0, 0, 1]
-    journal.settle(0, 2)
+    assert journal.write('{"n":1}', '{"n":2}', '{"n":3}') == [0, 0, 0]
+    assert journal.fsyncs == 1
+    assert journal.write('{"n":4}') == [1]
+    journal.settle(0, 3)
     assert journal.forgettable() == [0]
     journal.close(remove_if_settled=False)
 
@@ -382,4 +385,85 @@ def test_a_new_segment_is_never_visible_to_a_starting_worker_before_it_is_locked
     monkeypatch.setattr(journal_module.fcntl, "flock", real)
     assert journal.rotations == 1 and orphans_when_locking == [[]]
     assert [p.read_text() for p in journal.paths()] == ['{"n":1}\n', '{"n":2}\n']
+    journal.close(remove_if_settled=False)
+
+
+def test_the_store_sync_takes_no_write_turn(tmp_path: Path) -> None:
+    """The sync must not queue for the writers' gate (nor they for it): with the gate held, it still answers."""
+    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    store.migrate()
+    store.write_predictions([prediction()], deferred_sync=True)
+    gate = store.writer_gate
+    assert gate is not None
+    gate.acquire()  # a writer of this or another worker is mid-transaction
+    try:
+        assert store.sync_predictions() is True
+    finally:
+        gate.release()
+
+
+def test_closing_waits_for_a_write_in_progress_and_keeps_what_it_wrote(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = Journal(tmp_path)
+    in_sync, release = threading.Event(), threading.Event()
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        in_sync.set()
+        assert release.wait(30)
+        real(fd)
+
+    monkeypatch.setattr(journal_module.os, "fdatasync", fdatasync)
+    answers: list[list[int]] = []
+    writer = threading.Thread(target=lambda: answers.append(journal.write('{"n":1}')))
+    writer.start()
+    assert in_sync.wait(30)  # on disk, but not yet counted
+    closer = threading.Thread(target=journal.close)
+    closer.start()
+    for _ in range(3000):  # until close has sealed the journal and waits for the write (bounded, no timing)
+        with journal._turn:
+            if journal._closed:
+                break
+        time.sleep(0.01)
+    release.set()
+    writer.join(30)
+    closer.join(30)
+    assert answers == [[0]]  # acknowledged ...
+    assert list(orphaned_journals(tmp_path)) and journal.appended == 1  # ... so its file stays for the next start
+    with pytest.raises(JournalError, match="closed"):
+        journal.write('{"n":2}')
+
+
+def test_a_full_segment_being_replayed_by_a_starting_worker_is_left_to_it(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, max_bytes=1)
+    journal.write('{"n":1}')
+    journal.write('{"n":2}')  # the first segment is full, closed and unlocked
+    full = journal.paths()[0]
+    replayer = open(full, "rb")  # noqa: SIM115 - a worker starting now claims it for replay
+    fcntl.flock(replayer.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    journal.settle(0)
+    journal.forget([0])
+    assert full.exists() and journal.forgotten == 0  # not removed under the replaying worker
+    assert replayer.read() == b'{"n":1}\n'
+    replayer.close()
+    full.unlink()  # the replaying worker removes it when done
+    assert journal_module.replay_journal(full, lambda line: None) == (0, 0)  # a late reader finds nothing, calmly
+    journal.close(remove_if_settled=False)
+
+
+def test_a_segment_that_cannot_be_created_leaves_no_file_and_the_next_write_works(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = Journal(tmp_path, max_bytes=1)
+    journal.write('{"n":1}')
+    real = os.rename
+
+    def no_rename(src: Any, dst: Any) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(journal_module.os, "rename", no_rename)
+    with pytest.raises(JournalError):
+        journal.write('{"n":2}')  # the rotation fails: the record is refused, not half kept
+    monkeypatch.setattr(journal_module.os, "rename", real)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [journal.path.name]  # no hidden leftover
+    assert journal.write('{"n":3}') == [2]  # a new segment (number 1 was never created)
     journal.close(remove_if_settled=False)

@@ -17,7 +17,7 @@ import store.recorder as recorder_module
 from store.journal import unclaimed_files
 from store.recorder import Recorder, append_durably, record_to_json
 from store.store import Store
-from test_store import SECRET, prediction
+from test_store import SECRET, FlakyStore, prediction
 
 
 def _on_flock(monkeypatch: pytest.MonkeyPatch, module: object, before: Callable[[int, int], None]) -> None:
@@ -88,3 +88,65 @@ def test_a_spool_replay_the_store_cannot_confirm_is_kept_and_retried(tmp_path: P
     recorder.stop()
     assert not list(spool_dir.glob("*.jsonl"))
     assert [p["prediction_id"] for p in store.predictions()] == [rec.prediction_id]
+
+
+def test_a_torn_line_left_by_a_killed_writer_does_not_swallow_the_next_record(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    store.migrate()
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    killed = record_to_json(store.pseudonymise(prediction()))
+    (spool_dir / "predictions.jsonl").write_text(killed[: len(killed) // 2])  # a worker killed mid-append
+    rec = store.pseudonymise(prediction())
+    append_durably(spool_dir / "predictions.jsonl", record_to_json(rec) + "\n")  # acknowledged and settled
+    lines = (spool_dir / "predictions.jsonl").read_text().splitlines()
+    assert lines == [killed[: len(killed) // 2], record_to_json(rec)]
+    recorder = Recorder(store, spool_dir=spool_dir, retry_seconds=0.05, durable=False)
+    recorder.start()
+    assert recorder.flush(10)
+    recorder.stop()
+    assert [p["prediction_id"] for p in store.predictions()] == [rec.prediction_id]
+
+
+def test_a_record_neither_stored_nor_spooled_keeps_its_journal_segment(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    real = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    real.migrate()
+    flaky = FlakyStore(real)  # the database is down
+    recorder = Recorder(flaky, spool_dir=tmp_path / "spool", retry_seconds=0.05,  # type: ignore[arg-type]
+                        journal_max_bytes=1)
+
+    def disk_full(path: Path, text: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(recorder_module, "append_durably", disk_full)
+    recorder.start()
+    lost = prediction()
+    recorder.record(lost)  # journalled and answered; then neither the database nor the spool takes it
+    assert recorder.flush(10) and recorder.failed == 1
+    monkeypatch.undo()
+    flaky.down = False
+    recorder.record(prediction())  # fills the first segment's successor; the first is not settled, so it stays
+    assert recorder.flush(10)
+    recorder.stop()  # the unsettled segment stays for the next start
+    again = Recorder(real, spool_dir=tmp_path / "spool", retry_seconds=0.05)
+    again.start()
+    again.stop()
+    assert lost.prediction_id in {p["prediction_id"] for p in real.predictions()}
+
+
+def test_the_writer_thread_survives_a_failing_housekeeping_step(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    store.migrate()
+    recorder = Recorder(store, spool_dir=tmp_path / "spool", retry_seconds=0.05)
+
+    def broken_replay() -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(recorder, "_replay_spool", broken_replay)
+    recorder.start()  # the first thing the writer does is replay the spool: it fails, and the writer goes on
+    recorder.record(prediction())
+    assert recorder.flush(10)
+    recorder.stop()
+    assert len(store.predictions()) == 1
