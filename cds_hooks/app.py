@@ -252,7 +252,7 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> FastAPI:
     async def prometheus_metrics(request: Request) -> Response:
         cds: AppState | None = getattr(request.app.state, "cds", None)
         if cds is not None:
-            for name in ("queued", "written", "spooled", "failed"):
+            for name in ("queued", "written", "spooled", "failed", "rejected"):
                 metrics.recorder.labels(name).set(getattr(cds.recorder, name))
         return Response(metrics.render(), media_type=metrics.content_type)
 

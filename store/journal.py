@@ -26,7 +26,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -48,6 +48,7 @@ class _Segment:
     fh: BinaryIO = field(repr=False)
     appended: int = 0
     settled: int = 0
+    size: int = 0  # bytes of whole, acknowledged batches
     closed: bool = False  # no more writes: a newer segment took over
 
 
@@ -94,7 +95,7 @@ class Journal:
         # created under a name no replay looks for, locked, then renamed: a worker starting meanwhile can never take
         # the new file for an orphan (between open and flock it would be unlocked) and remove it under us
         fresh = path.with_name(f".{path.name}.new")
-        fh = open(fresh, "ab")  # noqa: SIM115 - held open (and locked) until the segment is full or forgotten
+        fh = open(fresh, "ab", buffering=0)  # noqa: SIM115 - held open (and locked) until full or forgotten
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # tells other processes we are alive
             os.rename(fresh, path)
@@ -195,7 +196,7 @@ class Journal:
                     failed, self._pending = self._pending, []
                     for group in failed:
                         for _, fut in group:
-                            fut.set_exception(JournalError("prediction journal is closed"))
+                            _resolve(fut, error=JournalError("prediction journal is closed"))
                     self._turn.notify_all()
                     continue
                 self._writing = True
@@ -215,22 +216,39 @@ class Journal:
     def _write_batch(self, batch: list[tuple[bytes, Future[int]]]) -> None:
         try:
             segment = self._current
-            if segment.fh.tell() >= self._max_bytes:
+            if segment.size >= self._max_bytes:
                 segment = self._rotate()
-            segment.fh.write(b"".join(data for data, _ in batch))
-            segment.fh.flush()
-            os.fdatasync(segment.fh.fileno())  # data and length reach the disk; other metadata need not
+            self._append(segment, b"".join(data for data, _ in batch))
             self.fsyncs += 1
         except Exception as exc:  # OSError, or a write after close (ValueError): every waiter gets the failure
             log.error("prediction journal write failed: %s", exc)
             for _, fut in batch:
-                fut.set_exception(JournalError(f"prediction journal write failed: {exc}"))
+                _resolve(fut, error=JournalError(f"prediction journal write failed: {exc}"))
             return
         with self._lock:
             self.appended += len(batch)
             segment.appended += len(batch)
         for _, fut in batch:
-            fut.set_result(segment.number)
+            _resolve(fut, segment.number)
+
+    def _append(self, segment: _Segment, data: bytes) -> None:
+        """Write `data` at the segment's end and fdatasync it. On failure the segment is cut back to its last whole
+        batch, so the next batch never follows a torn line (a replay would skip both) and refused records are not
+        replayed as if they had been answered; if even the cut fails, the segment takes no more writes."""
+        fd = segment.fh.fileno()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fdatasync(fd)  # data and length reach the disk; other metadata need not
+        except BaseException:
+            try:
+                os.ftruncate(fd, segment.size)
+                os.fdatasync(fd)
+            except OSError:
+                segment.size = self._max_bytes  # full: the next write starts a new segment
+            raise
+        segment.size += len(data)
 
     def _rotate(self) -> _Segment:
         """Close the current segment (its records may still be in flight to the database) and start the next.
@@ -268,6 +286,17 @@ class Journal:
             if remove_if_settled and seg.settled >= seg.appended:
                 seg.path.unlink(missing_ok=True)
             seg.fh.close()
+
+
+def _resolve(fut: Future[int], segment: int = -1, error: BaseException | None = None) -> None:
+    """Give a waiting caller its answer; a Future its caller cancelled (`append`) has nobody to tell."""
+    try:
+        if error is None:
+            fut.set_result(segment)
+        else:
+            fut.set_exception(error)
+    except InvalidStateError:
+        log.debug("journal write answered after its caller cancelled it")
 
 
 def sync_directory(folder: Path) -> None:

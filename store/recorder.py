@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import DataError, IntegrityError
 
 from store.journal import Journal, orphaned_journals, replay_journal, still_named, sync_directory, unclaimed_files
 from store.records import CardRecord, PredictionRecord
@@ -39,6 +40,8 @@ _STOP = object()
 #: Predictions written in one transaction at most: under load the writer takes what has queued up since its last
 #: write, so the database's write lock is taken once per batch rather than once per prediction.
 MAX_BATCH = 64
+#: Spooled predictions the database refused outright (not for being down), kept beside the spool for an operator.
+REJECTED = "rejected.jsonl"
 
 
 def append_durably(path: Path, text: str) -> None:
@@ -97,7 +100,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._retry = retry_seconds
-        self.queued = self.written = self.spooled = self.failed = 0
+        self.queued = self.written = self.spooled = self.failed = self.rejected = 0
         self.store_syncs = 0  # syncs of the database that let journal segments go
         self._replay_kept = False  # a journal being replayed held a record that could go nowhere else
 
@@ -306,6 +309,13 @@ class Recorder:
                 try:
                     self.store.write_prediction(rec)
                     self.written += 1
+                except (IntegrityError, DataError) as exc:
+                    # the database answers but refuses this record: set it aside (kept, counted, logged) so that
+                    # it does not hold back every record spooled after it
+                    log.error("spooled prediction %s refused by the database (%s); kept in %s", rec.prediction_id,
+                              type(exc).__name__, REJECTED)
+                    append_durably(self.spool_dir / REJECTED, line + "\n")
+                    self.rejected += 1
                 except Exception:
                     # database still down: put the lines back in the spool and try later — all of them, since those
                     # written so far are not known to be durable until a sync (which needs the database)

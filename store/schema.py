@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -154,3 +154,13 @@ class PromotionAudit(Base):
     files: Mapped[str] = mapped_column(Text)  # canonical JSON: path in the version folder -> sha256
     previous_hash: Mapped[str] = mapped_column(String(64))
     record_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class StoreSync(Base):
+    """One row whose counter `Store.sync_predictions` increments in a synchronous=FULL commit: SQLite syncs the
+    write-ahead log at that commit, which makes every earlier commit durable (migration 0006)."""
+
+    __tablename__ = "store_sync"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    syncs: Mapped[int] = mapped_column(BigInteger)

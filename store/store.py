@@ -20,14 +20,14 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, delete, event, select, text
+from sqlalchemy import Engine, create_engine, delete, event, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import sqlite_gate
 from store.records import FeedbackRecord, PredictionRecord
 from store.schema import CardRow, CardSuggestion, FeatureValueRow, Feedback, Outcome, Prediction
-from store.schema import PromotionAudit
+from store.schema import PromotionAudit, StoreSync
 from store.audit import AuditConflict, AuditRecord
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
@@ -76,6 +76,8 @@ class Store:
         if self.writer_gate is not None:
             self.deferred_engine, _ = _sqlite_engine(url, synchronous="NORMAL", gate=self.writer_gate)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._sync_statement = update(StoreSync.__table__).where(StoreSync.__table__.c.id == 1).values(
+            syncs=StoreSync.__table__.c.syncs + 1)
 
     # ---- lifecycle ----------------------------------------------------------------------------------------------
     def migrate(self) -> None:
@@ -201,17 +203,18 @@ class Store:
     def sync_predictions(self) -> bool:
         """Make every prediction committed so far durable (written with `deferred_sync` or not); True once it is.
 
-        On the embedded store: a PASSIVE checkpoint through the synchronous=FULL engine — SQLite syncs the WAL, copies
-        the frames committed so far into the database file and syncs that file. True when every frame was copied
-        (then all of them are durable); False when a reader still on an older snapshot kept some back: the caller
-        keeps its copy and asks again later. PASSIVE waits for nobody and takes no write lock, so neither the
-        writers of any worker nor this call can stall behind the other. PostgreSQL commits every prediction
-        synchronously, so there is nothing left to sync."""
+        On the embedded store: one change committed through the synchronous=FULL engine (the `store_sync` counter,
+        so the commit always writes a frame). SQLite syncs the write-ahead log at that commit, and the sync covers
+        every frame before it, whichever connection or worker wrote it; frames a checkpoint already moved out of the
+        log were synced into the database file by that checkpoint. A reader on an old snapshot cannot hold it back,
+        and it queues for the write turn like any writer (connection first, then the gate). An error means the
+        caller keeps its copy and asks again later. PostgreSQL commits every prediction synchronously, so there is
+        nothing left to sync."""
         if self.writer_gate is None:
             return True
-        with self.engine.connect() as conn:
-            _busy, frames, copied = conn.execute(text("PRAGMA wal_checkpoint(PASSIVE)")).one()
-        return int(copied) >= int(frames)
+        with self.engine.begin() as conn:
+            changed = conn.execute(self._sync_statement).rowcount
+        return changed == 1  # no row changed, no frame written, nothing synced
 
     def _prediction_rows(self, rec: PredictionRecord) -> tuple[dict[str, Any], list[dict[str, Any]],
                                                                  list[dict[str, Any]], list[dict[str, Any]]]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 import fhirfactory as F
 import store.journal as journal_module
@@ -220,31 +218,52 @@ def test_a_store_that_cannot_sync_at_stop_leaves_the_journal_for_the_next_start(
     assert not list((tmp_path / "spool").glob("journal-*.jsonl"))
 
 
-def test_the_recorders_commits_skip_their_sync_and_the_store_sync_puts_them_in_the_database_file(
+def test_the_recorders_commits_skip_their_sync_and_the_store_sync_is_a_full_commit_that_writes(
         tmp_path: Path) -> None:
-    """A commit with synchronous=NORMAL is in the WAL, not yet in the database file; the sync's checkpoint puts it
-    there (and syncs it). Reading a copy of the database file alone shows which."""
+    """Deferred writes commit with synchronous=NORMAL; the sync is a synchronous=FULL commit that always writes a
+    frame (a counter), so SQLite syncs the write-ahead log — and with it every earlier frame — at that commit."""
     store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
     store.migrate()
-    assert store.sync_predictions()  # the schema itself is in the file
-
-    def in_file_alone() -> int:
-        copy = tmp_path / "copy.sqlite3"
-        shutil.copyfile(tmp_path / "s.sqlite3", copy)  # without the -wal file: what a lost WAL tail leaves
-        with sqlite3.connect(copy) as conn:
-            count = int(conn.execute("SELECT count(*) FROM predictions").fetchone()[0])
-        for leftover in tmp_path.glob("copy.sqlite3*"):
-            leftover.unlink()
-        return count
-
     with store.deferred_engine.connect() as conn:
         assert conn.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL: no sync at commit
     with store.engine.connect() as conn:
         assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL for everything else
+    statements: dict[str, list[str]] = {"deferred": [], "full": []}
+    for name, engine in (("deferred", store.deferred_engine), ("full", store.engine)):
+        event.listen(engine, "before_cursor_execute",
+                     lambda _c, _cur, sql, *_rest, name=name: statements[name].append(sql.split()[0:3]))
     assert store.write_predictions([prediction(), prediction()], deferred_sync=True) == 2
-    assert len(store.predictions()) == 2 and in_file_alone() == 0
+    assert all(words[:2] != ["UPDATE", "store_sync"] for words in statements["deferred"])
+    assert statements["full"] == []  # the deferred write went through the NORMAL engine only
     assert store.sync_predictions()
-    assert in_file_alone() == 2
+    assert ["UPDATE", "store_sync", "SET"] in statements["full"]
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT syncs FROM store_sync WHERE id = 1")).scalar() == 1  # a frame was written
+        conn.execute(text("DELETE FROM store_sync"))
+        conn.commit()
+    assert store.sync_predictions() is False  # nothing changed, nothing synced: not claimed as durable
+
+
+def test_the_store_sync_queues_for_the_write_turn_like_any_writer(tmp_path: Path) -> None:
+    """Connection first, then the writers' gate, as every writer takes them (the reverse order could stall both)."""
+    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    store.migrate()
+    gate = store.writer_gate
+    assert gate is not None
+    answers: list[bool] = []
+    gate.acquire()  # a writer of this worker is mid-transaction
+    try:
+        syncer = threading.Thread(target=lambda: answers.append(store.sync_predictions()))
+        syncer.start()
+        for _ in range(3000):  # until the sync, holding its connection, waits for the turn (bounded, no timing)
+            if gate.waiting == 1:
+                break
+            time.sleep(0.01)
+        assert gate.waiting == 1 and answers == []
+    finally:
+        gate.release()
+    syncer.join(30)
+    assert answers == [True]
 
 
 def _open_journal_files(folder: Path) -> list[str]:
@@ -388,20 +407,6 @@ def test_a_new_segment_is_never_visible_to_a_starting_worker_before_it_is_locked
     journal.close(remove_if_settled=False)
 
 
-def test_the_store_sync_takes_no_write_turn(tmp_path: Path) -> None:
-    """The sync must not queue for the writers' gate (nor they for it): with the gate held, it still answers."""
-    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
-    store.migrate()
-    store.write_predictions([prediction()], deferred_sync=True)
-    gate = store.writer_gate
-    assert gate is not None
-    gate.acquire()  # a writer of this or another worker is mid-transaction
-    try:
-        assert store.sync_predictions() is True
-    finally:
-        gate.release()
-
-
 def test_closing_waits_for_a_write_in_progress_and_keeps_what_it_wrote(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     journal = Journal(tmp_path)
@@ -466,4 +471,53 @@ def test_a_segment_that_cannot_be_created_leaves_no_file_and_the_next_write_work
     monkeypatch.setattr(journal_module.os, "rename", real)
     assert sorted(p.name for p in tmp_path.iterdir()) == [journal.path.name]  # no hidden leftover
     assert journal.write('{"n":3}') == [2]  # a new segment (number 1 was never created)
+    journal.close(remove_if_settled=False)
+
+
+def test_a_write_that_fails_half_way_is_cut_back_so_the_next_record_stays_readable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = Journal(tmp_path)
+    journal.write('{"n":1}')
+    real = os.write
+
+    def half_then_disk_full(fd: int, data: Any) -> int:
+        real(fd, bytes(data[: len(data) // 2]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journal_module.os, "write", half_then_disk_full)
+    with pytest.raises(JournalError, match="No space left"):
+        journal.write('{"n":2,"refused":"' + "x" * 20000 + '"}')  # answered 503: must not be replayed either
+    monkeypatch.setattr(journal_module.os, "write", real)
+    journal.write('{"n":3}')
+    assert journal.path.read_text() == '{"n":1}\n{"n":3}\n'
+    journal.close(remove_if_settled=False)
+
+
+def test_a_cancelled_append_does_not_break_its_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = Journal(tmp_path)
+    holding, release = threading.Event(), threading.Event()
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        if not holding.is_set():  # the first writer holds the turn while two appends queue behind it
+            holding.set()
+            assert release.wait(30)
+        real(fd)
+
+    monkeypatch.setattr(journal_module.os, "fdatasync", fdatasync)
+    first = threading.Thread(target=journal.write, args=('{"n":0}',))
+    first.start()
+    assert holding.wait(30)
+    cancelled, kept = journal.append('{"n":1}'), journal.append('{"n":2}')
+    for _ in range(3000):  # until the journal's thread has queued both (bounded; no timing assertion)
+        with journal._turn:
+            if sum(len(group) for group in journal._pending) == 2:
+                break
+        time.sleep(0.01)
+    assert cancelled.cancel()  # its caller gave up waiting
+    release.set()
+    first.join(30)
+    assert kept.result(timeout=30) == 0
+    assert journal.append('{"n":3}').result(timeout=30) == 0  # the journal's thread is alive
+    assert journal.path.read_text().splitlines() == ['{"n":0}', '{"n":1}', '{"n":2}', '{"n":3}']
     journal.close(remove_if_settled=False)

@@ -150,3 +150,20 @@ def test_the_writer_thread_survives_a_failing_housekeeping_step(tmp_path: Path,
     assert recorder.flush(10)
     recorder.stop()
     assert len(store.predictions()) == 1
+
+
+def test_a_spooled_record_the_database_refuses_is_set_aside_and_the_rest_go_in(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    store.migrate()
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    first, clash, last = (store.pseudonymise(prediction()) for _ in range(3))
+    clash.cards[0].uuid = first.cards[0].uuid  # a card id the database already holds: refused, every time
+    (spool_dir / "predictions.jsonl").write_text("".join(record_to_json(r) + "\n" for r in (first, clash, last)))
+    recorder = Recorder(store, spool_dir=spool_dir, retry_seconds=0.05, durable=False)
+    recorder.start()
+    assert recorder.flush(10)  # the refused record does not hold back the one after it
+    recorder.stop()
+    assert {p["prediction_id"] for p in store.predictions()} == {first.prediction_id, last.prediction_id}
+    assert recorder.rejected == 1
+    assert (spool_dir / "rejected.jsonl").read_text() == record_to_json(clash) + "\n"
