@@ -220,10 +220,12 @@ class Journal:
                 segment = self._rotate()
             self._append(segment, b"".join(data for data, _ in batch))
             self.fsyncs += 1
-        except Exception as exc:  # OSError, or a write after close (ValueError): every waiter gets the failure
+        except BaseException as exc:  # OSError, a write after close (ValueError), anything: every waiter is told
             log.error("prediction journal write failed: %s", exc)
             for _, fut in batch:
                 _resolve(fut, error=JournalError(f"prediction journal write failed: {exc}"))
+            if not isinstance(exc, Exception):
+                raise
             return
         with self._lock:
             self.appended += len(batch)
@@ -343,9 +345,11 @@ def still_named(path: Path, fh: Any) -> bool:
         return False
 
 
-def replay_journal(path: Path, write: Callable[[str], None]) -> tuple[int, int]:
-    """Write every complete line of a journal through `write`; returns (written, unreadable). A torn last line (the
-    process died mid-write, before fsync returned) was never acknowledged, so it is skipped."""
+def replay_journal(path: Path, write: Callable[[str], None],
+                   set_aside: Callable[[str], None] | None = None) -> tuple[int, int]:
+    """Write every complete line of a journal through `write`; returns (written, unreadable). A line that cannot be
+    read goes to `set_aside` (a torn last line — the process died mid-write, before fsync returned — was never
+    acknowledged; any other was, and must not vanish with the file)."""
     written = unreadable = 0
     try:
         data = path.read_bytes()
@@ -359,4 +363,6 @@ def replay_journal(path: Path, write: Callable[[str], None]) -> tuple[int, int]:
             written += 1
         except (ValueError, TypeError, KeyError, UnicodeDecodeError):
             unreadable += 1
+            if set_aside is not None:
+                set_aside(raw.decode("utf-8", "replace"))
     return written, unreadable

@@ -198,7 +198,7 @@ class Recorder:
         """Journals of processes that died (killed, crashed) hold predictions that were answered: write them."""
         for path in orphaned_journals(self.spool_dir):
             self._replay_kept = False
-            written, unreadable = replay_journal(path, self._write_line)
+            written, unreadable = replay_journal(path, self._write_line, self._set_aside_journal_line)
             if unreadable:
                 log.error("%d unreadable line(s) in %s skipped", unreadable, path.name)
             if written:
@@ -211,6 +211,12 @@ class Recorder:
                 path.unlink(missing_ok=True)
             else:
                 log.warning("journal %s kept: the store could not confirm its predictions are durable", path.name)
+
+    def _set_aside_journal_line(self, line: str) -> None:
+        try:
+            self._set_aside(line, "unreadable journal line (a torn last line was never answered)")
+        except OSError:
+            self._replay_kept = True  # the journal file stays: it is the only copy
 
     def _store_synced(self) -> bool:
         """Whether every prediction the store has committed is now durable (False if the store cannot say)."""
@@ -296,36 +302,43 @@ class Recorder:
                     if still_named(self._spool, fh):
                         os.rename(self._spool, self.spool_dir / f"replaying-{time.time_ns()}.jsonl")
         for path in unclaimed_files(self.spool_dir, "replaying-*.jsonl"):
-            try:  # a torn multi-byte character at a killed writer's end makes only that line unreadable
-                lines = [ln for ln in path.read_bytes().decode("utf-8", "replace").splitlines() if ln.strip()]
+            try:  # records end at b"\n" only: str.splitlines would also cut them at U+2028, U+2029 and U+0085
+                lines = [raw.decode("utf-8", "replace") for raw in path.read_bytes().split(b"\n") if raw.strip()]
             except FileNotFoundError:
                 continue
-            for line in lines:
+            written: list[str] = []  # in the database, but durable only after the sync below
+            for i, line in enumerate(lines):
                 try:
                     rec = record_from_json(line)
                 except (ValueError, TypeError, KeyError):
-                    log.error("unreadable spool line in %s skipped", path.name)
+                    self._set_aside(line, f"unreadable line in {path.name}")
                     continue
                 try:
                     self.store.write_prediction(rec)
                     self.written += 1
+                    written.append(line)
                 except (IntegrityError, DataError) as exc:
                     # the database answers but refuses this record: set it aside (kept, counted, logged) so that
                     # it does not hold back every record spooled after it
-                    log.error("spooled prediction %s refused by the database (%s); kept in %s", rec.prediction_id,
-                              type(exc).__name__, REJECTED)
-                    append_durably(self.spool_dir / REJECTED, line + "\n")
-                    self.rejected += 1
+                    self._set_aside(line, f"prediction {rec.prediction_id} refused by the database "
+                                          f"({type(exc).__name__})")
                 except Exception:
-                    # database still down: put the lines back in the spool and try later — all of them, since those
-                    # written so far are not known to be durable until a sync (which needs the database)
+                    # database still down: put back what is not durable elsewhere — the rest, and those written
+                    # so far, which are durable only once a sync (which needs the database) has confirmed them
                     with self._lock:
-                        append_durably(self._spool, "\n".join(lines) + "\n")
+                        append_durably(self._spool, "\n".join(written + lines[i:]) + "\n")
                     path.unlink(missing_ok=True)
                     return
             if not self._store_synced():  # as for journals: a no-op insert of a row committed unsynced syncs nothing
                 return  # kept; replayed again (idempotently) at the next attempt
             path.unlink(missing_ok=True)
+
+    def _set_aside(self, line: str, why: str) -> None:
+        """Keep a record that cannot be stored as it is (unreadable, or refused by the database) beside the spool,
+        fsync'd, for an operator; counted as rejected. Raises if even that fails, so its file is kept."""
+        append_durably(self.spool_dir / REJECTED, line + "\n")
+        self.rejected += 1
+        log.error("%s; the record is kept in %s", why, REJECTED)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued (and spooled, if the database answers) is written."""
@@ -346,6 +359,7 @@ class Recorder:
         except queue.Full:
             pass
         self._thread.join(timeout)
+        writer_alive = self._thread.is_alive()  # it outlived the join: it may still commit
         while True:  # anything still queued (the writer timed out) goes to the spool, never lost
             try:
                 item = self._queue.get_nowait()
@@ -355,9 +369,11 @@ class Recorder:
                 rec, segment = item
                 if self._to_spool(rec):
                     self._settle(segment)
+        if writer_alive:  # the drain took its stop signal: it ends once its commit returns
+            self._queue.put_nowait(_STOP)
         self._thread = None
         if self.journal is not None:
-            # the journal's files go only once the database's copy of what they hold is durable; otherwise they stay
-            # for the next start to replay
-            self.journal.close(remove_if_settled=self._store_synced())
+            # the journal's files go only once the database's copy of what they hold is durable, and never while
+            # the writer may still commit; otherwise they stay for the next start to replay
+            self.journal.close(remove_if_settled=not writer_alive and self._store_synced())
             self.journal = None

@@ -521,3 +521,60 @@ def test_a_cancelled_append_does_not_break_its_batch(tmp_path: Path, monkeypatch
     assert journal.append('{"n":3}').result(timeout=30) == 0  # the journal's thread is alive
     assert journal.path.read_text().splitlines() == ['{"n":0}', '{"n":1}', '{"n":2}', '{"n":3}']
     journal.close(remove_if_settled=False)
+
+
+class _Interrupted(BaseException):
+    """Not an Exception: what KeyboardInterrupt or SystemExit would be, raised inside a write."""
+
+
+def test_a_write_interrupted_by_a_base_exception_answers_everyone_in_its_batch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = Journal(tmp_path)
+    holding, release = threading.Event(), threading.Event()
+    real_sync, real_write = os.fdatasync, os.write
+    writes = 0
+
+    def fdatasync(fd: int) -> None:
+        if not holding.is_set():  # the first writer holds the turn while two callers queue behind it
+            holding.set()
+            assert release.wait(30)
+        real_sync(fd)
+
+    def write(fd: int, data: Any) -> int:
+        nonlocal writes
+        writes += 1
+        if writes == 2:  # the batch of the two waiting callers
+            raise _Interrupted()
+        return real_write(fd, data)
+
+    monkeypatch.setattr(journal_module.os, "fdatasync", fdatasync)
+    monkeypatch.setattr(journal_module.os, "write", write)
+    outcomes: list[str] = []
+
+    def call(n: int) -> None:
+        try:
+            journal.write(f'{{"n":{n}}}')
+            outcomes.append("written")
+        except JournalError:
+            outcomes.append("refused")
+        except _Interrupted:
+            outcomes.append("interrupted")
+
+    first = threading.Thread(target=call, args=(0,))
+    first.start()
+    assert holding.wait(30)
+    others = [threading.Thread(target=call, args=(n,)) for n in (1, 2)]
+    for t in others:
+        t.start()
+    for _ in range(3000):  # until both wait behind the first (bounded; no timing assertion)
+        with journal._turn:
+            if len(journal._pending) == 2:
+                break
+        time.sleep(0.01)
+    release.set()
+    for t in [first, *others]:
+        t.join(30)
+    assert not any(t.is_alive() for t in [first, *others])  # nobody left spinning on an unanswered record
+    assert sorted(outcomes) == ["interrupted", "refused", "written"]
+    monkeypatch.setattr(journal_module.os, "write", real_write)
+    journal.close(remove_if_settled=False)

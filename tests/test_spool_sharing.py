@@ -9,6 +9,7 @@ import fcntl
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,3 +168,86 @@ def test_a_spooled_record_the_database_refuses_is_set_aside_and_the_rest_go_in(t
     assert {p["prediction_id"] for p in store.predictions()} == {first.prediction_id, last.prediction_id}
     assert recorder.rejected == 1
     assert (spool_dir / "rejected.jsonl").read_text() == record_to_json(clash) + "\n"
+
+
+def test_a_record_holding_unicode_line_separators_survives_the_spool(tmp_path: Path) -> None:
+    """orjson writes U+2028, U+2029 and U+0085 as they are; a record ends at b"\\n" only."""
+    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    store.migrate()
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    rec = store.pseudonymise(prediction())
+    rec.hook_instance = "a\u2028b\u2029c\u0085d"  # a client's text, as sent
+    (spool_dir / "predictions.jsonl").write_bytes(record_to_json(rec).encode() + b"\n")
+    recorder = Recorder(store, spool_dir=spool_dir, retry_seconds=0.05, durable=False)
+    recorder.start()
+    assert recorder.flush(10)
+    recorder.stop()
+    assert [p["hook_instance"] for p in store.predictions()] == ["a\u2028b\u2029c\u0085d"]
+    assert recorder.rejected == 0
+
+
+def test_unreadable_lines_are_set_aside_not_deleted(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    store.migrate()
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    good = store.pseudonymise(prediction())
+    odd = '{"prediction_id": "from-a-newer-version", "a_field_this_version_lacks": 1}'
+    (spool_dir / "predictions.jsonl").write_text(odd + "\n" + record_to_json(good) + "\n")
+    dead_journal = spool_dir / "journal-1-1-000000.jsonl"  # a dead process's journal, no lock held
+    dead_journal.write_text(odd.replace("newer", "journal") + "\n")
+    recorder = Recorder(store, spool_dir=spool_dir, retry_seconds=0.05, durable=False)
+    recorder.start()
+    assert recorder.flush(10)
+    recorder.stop()
+    assert [p["prediction_id"] for p in store.predictions()] == [good.prediction_id]
+    kept = (spool_dir / "rejected.jsonl").read_text().splitlines()
+    assert sorted(kept) == sorted([odd, odd.replace("newer", "journal")]) and recorder.rejected == 2
+    assert not dead_journal.exists()
+
+
+def test_a_spool_line_that_cannot_be_set_aside_keeps_its_file(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    store.migrate()
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    (spool_dir / "predictions.jsonl").write_text('{"not": "a record"}\n')
+    real = recorder_module.append_durably
+
+    def no_room_for_rejects(path: Path, text: str) -> None:
+        if path.name == "rejected.jsonl":
+            raise OSError(28, "No space left on device")
+        real(path, text)
+
+    monkeypatch.setattr(recorder_module, "append_durably", no_room_for_rejects)
+    recorder = Recorder(store, spool_dir=spool_dir, retry_seconds=60, durable=False)
+    recorder.start()
+    recorder.stop()
+    replaying = list(spool_dir.glob("replaying-*.jsonl"))
+    assert len(replaying) == 1 and replaying[0].read_text() == '{"not": "a record"}\n'
+
+
+def test_a_writer_still_committing_at_stop_leaves_the_journal(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    store.migrate()
+    entered, release = threading.Event(), threading.Event()
+    write = store.write_predictions
+
+    def slow_write(records: Any, **kw: Any) -> int:
+        entered.set()
+        assert release.wait(30)
+        return write(records, **kw)
+
+    store.write_predictions = slow_write  # type: ignore[method-assign]
+    recorder = Recorder(store, spool_dir=tmp_path / "spool", retry_seconds=0.05)
+    recorder.start()
+    recorder.record(prediction())
+    assert entered.wait(30)  # the writer is inside its (not yet synced) commit
+    writer = recorder._thread
+    recorder.stop(timeout=0.05)  # gives up waiting for the blocked writer
+    assert len(list((tmp_path / "spool").glob("journal-*.jsonl"))) == 1  # kept: the commit may be unsynced
+    release.set()
+    assert writer is not None
+    writer.join(30)
