@@ -15,6 +15,7 @@ removed. A busy service so syncs the database once per segment (1 MiB of records
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -97,7 +98,8 @@ class Recorder:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self._spool = self.spool_dir / "predictions.jsonl"
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the spool file of this process (appends, and its rename for replay)
+        self._count_lock = threading.Lock()  # `_in_journal`: request threads never wait for a spool fsync
         self._thread: threading.Thread | None = None
         self._retry = retry_seconds
         self.queued = self.written = self.spooled = self.failed = self.rejected = 0
@@ -114,7 +116,7 @@ class Recorder:
             self._enqueue(rec, segment=None)
             done.set_result(-1)
             return done
-        with self._lock:
+        with self._count_lock:
             self._in_journal += 1
         fut = self.journal.append(record_to_json(rec))
 
@@ -123,7 +125,7 @@ class Recorder:
                 if f.exception() is None:
                     self._enqueue(rec, segment=f.result())
             finally:
-                with self._lock:
+                with self._count_lock:
                     self._in_journal -= 1
 
         fut.add_done_callback(durable)
@@ -138,14 +140,14 @@ class Recorder:
             for rec in pseudonymised:
                 self._enqueue(rec, segment=None)
             return
-        with self._lock:
+        with self._count_lock:
             self._in_journal += len(pseudonymised)
         try:
             segments = self.journal.write(*(record_to_json(rec) for rec in pseudonymised))
             for rec, segment in zip(pseudonymised, segments, strict=True):
                 self._enqueue(rec, segment=segment)
         finally:
-            with self._lock:
+            with self._count_lock:
                 self._in_journal -= len(pseudonymised)
 
     def _enqueue(self, rec: PredictionRecord, segment: int | None) -> None:
@@ -198,25 +200,33 @@ class Recorder:
         """Journals of processes that died (killed, crashed) hold predictions that were answered: write them."""
         for path in orphaned_journals(self.spool_dir):
             self._replay_kept = False
-            written, unreadable = replay_journal(path, self._write_line, self._set_aside_journal_line)
-            if unreadable:
-                log.error("%d unreadable line(s) in %s skipped", unreadable, path.name)
+            unreadable_lines: list[str] = []
+            written, unreadable = replay_journal(path, self._write_line, unreadable_lines.append)
             if written:
                 log.info("replayed %d journalled prediction(s) from %s", written, path.name)
             # A prediction the store already had (committed by the dead process without a sync of its own) makes the
             # replay's insert a no-op, and a no-op commit syncs nothing: the file goes only once the store has synced.
             if self._replay_kept:
                 log.error("journal %s kept: a prediction could be neither stored nor spooled", path.name)
-            elif self._store_synced():
-                path.unlink(missing_ok=True)
-            else:
+            elif not self._store_synced():
                 log.warning("journal %s kept: the store could not confirm its predictions are durable", path.name)
+            elif self._set_aside_all(unreadable_lines, f"{unreadable} unreadable line(s) in journal {path.name} (a "
+                                                       "torn last line was never answered)"):
+                path.unlink(missing_ok=True)
 
-    def _set_aside_journal_line(self, line: str) -> None:
+    def _set_aside_all(self, lines: list[str], why: str) -> bool:
+        """Set lines aside in rejected.jsonl just before their file goes (so a kept file never sets them aside
+        twice); False, and the file is kept, if that fails."""
+        if not lines:
+            return True
         try:
-            self._set_aside(line, "unreadable journal line (a torn last line was never answered)")
-        except OSError:
-            self._replay_kept = True  # the journal file stays: it is the only copy
+            append_durably(self.spool_dir / REJECTED, "".join(line + "\n" for line in lines))
+        except OSError as exc:
+            log.error("%s could not be set aside (%s); their file is kept", why, exc)
+            return False
+        self.rejected += len(lines)
+        log.error("%s; kept in %s", why, REJECTED)
+        return True
 
     def _store_synced(self) -> bool:
         """Whether every prediction the store has committed is now durable (False if the store cannot say)."""
@@ -288,8 +298,12 @@ class Recorder:
             return {id(rec) for rec in records if not self._to_spool(rec)}
 
     def _spool_waiting(self) -> bool:
-        """Spooled predictions wait: the spool itself, or a replay that could not finish."""
-        return self._spool.exists() or any(self.spool_dir.glob("replaying-*.jsonl"))
+        """Spooled predictions wait: the spool itself, or a replay that could not finish (or the folder cannot be
+        read: the replay, which logs its errors, then says why)."""
+        try:
+            return self._spool.exists() or any(self.spool_dir.glob("replaying-*.jsonl"))
+        except OSError:
+            return True
 
     def _replay_spool(self) -> None:
         """Write spooled predictions to the database. The workers of one machine share the spool folder: the spool is
@@ -306,39 +320,30 @@ class Recorder:
                 lines = [raw.decode("utf-8", "replace") for raw in path.read_bytes().split(b"\n") if raw.strip()]
             except FileNotFoundError:
                 continue
-            written: list[str] = []  # in the database, but durable only after the sync below
-            for i, line in enumerate(lines):
+            aside: list[str] = []  # set aside only once this file goes, so a kept file is never set aside twice
+            for line in lines:
                 try:
                     rec = record_from_json(line)
                 except (ValueError, TypeError, KeyError):
-                    self._set_aside(line, f"unreadable line in {path.name}")
+                    aside.append(line)  # unreadable (say, a record of another version)
                     continue
                 try:
                     self.store.write_prediction(rec)
                     self.written += 1
-                    written.append(line)
                 except (IntegrityError, DataError) as exc:
                     # the database answers but refuses this record: set it aside (kept, counted, logged) so that
                     # it does not hold back every record spooled after it
-                    self._set_aside(line, f"prediction {rec.prediction_id} refused by the database "
-                                          f"({type(exc).__name__})")
-                except Exception:
-                    # database still down: put back what is not durable elsewhere — the rest, and those written
-                    # so far, which are durable only once a sync (which needs the database) has confirmed them
-                    with self._lock:
-                        append_durably(self._spool, "\n".join(written + lines[i:]) + "\n")
-                    path.unlink(missing_ok=True)
+                    log.error("spooled prediction %s refused by the database (%s)", rec.prediction_id,
+                              type(exc).__name__)
+                    aside.append(line)
+                except Exception as exc:
+                    # database down: the file stays as it is (on disk, replayed idempotently next time)
+                    log.warning("store unavailable (%s); %s kept for a later replay", type(exc).__name__, path.name)
                     return
             if not self._store_synced():  # as for journals: a no-op insert of a row committed unsynced syncs nothing
                 return  # kept; replayed again (idempotently) at the next attempt
-            path.unlink(missing_ok=True)
-
-    def _set_aside(self, line: str, why: str) -> None:
-        """Keep a record that cannot be stored as it is (unreadable, or refused by the database) beside the spool,
-        fsync'd, for an operator; counted as rejected. Raises if even that fails, so its file is kept."""
-        append_durably(self.spool_dir / REJECTED, line + "\n")
-        self.rejected += 1
-        log.error("%s; the record is kept in %s", why, REJECTED)
+            if self._set_aside_all(aside, f"{len(aside)} spooled line(s) unreadable or refused in {path.name}"):
+                path.unlink(missing_ok=True)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued (and spooled, if the database answers) is written."""
@@ -370,7 +375,8 @@ class Recorder:
                 if self._to_spool(rec):
                     self._settle(segment)
         if writer_alive:  # the drain took its stop signal: it ends once its commit returns
-            self._queue.put_nowait(_STOP)
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(_STOP)
         self._thread = None
         if self.journal is not None:
             # the journal's files go only once the database's copy of what they hold is durable, and never while

@@ -251,3 +251,55 @@ def test_a_writer_still_committing_at_stop_leaves_the_journal(tmp_path: Path) ->
     release.set()
     assert writer is not None
     writer.join(30)
+
+
+def test_a_replay_the_database_interrupts_leaves_its_file_as_it_is(tmp_path: Path) -> None:
+    real = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    real.migrate()
+    flaky = FlakyStore(real)  # down
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    recs = [real.pseudonymise(prediction()) for _ in range(2)]
+    text = "".join(record_to_json(r) + "\n" for r in recs)
+    (spool_dir / "predictions.jsonl").write_text(text)
+    recorder = Recorder(flaky, spool_dir=spool_dir, retry_seconds=0.05, durable=False)  # type: ignore[arg-type]
+    recorder.start()
+    assert not recorder.flush(0.3)
+    replaying = list(spool_dir.glob("replaying-*.jsonl"))
+    assert len(replaying) == 1 and replaying[0].read_text() == text  # not copied back into a new spool
+    assert not (spool_dir / "predictions.jsonl").exists()
+    flaky.down = False
+    assert recorder.flush(10)
+    recorder.stop()
+    assert {p["prediction_id"] for p in real.predictions()} == {r.prediction_id for r in recs}
+
+
+def test_a_line_is_set_aside_once_even_when_its_file_is_replayed_twice(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    store.migrate()
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    odd = '{"not": "a record"}'
+    (spool_dir / "predictions.jsonl").write_text(odd + "\n" + record_to_json(store.pseudonymise(prediction())) + "\n")
+    sync = store.sync_predictions
+    store.sync_predictions = lambda: False  # type: ignore[method-assign]
+    recorder = Recorder(store, spool_dir=spool_dir, retry_seconds=0.05, durable=False)
+    recorder.start()
+    assert not recorder.flush(0.5)  # replayed at least twice, never confirmed: kept
+    assert not (spool_dir / "rejected.jsonl").exists()
+    store.sync_predictions = sync  # type: ignore[method-assign]
+    assert recorder.flush(10)
+    recorder.stop()
+    assert (spool_dir / "rejected.jsonl").read_text() == odd + "\n" and recorder.rejected == 1
+
+
+def test_a_spool_folder_that_cannot_be_read_is_retried_not_fatal(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    recorder = Recorder(store, spool_dir=tmp_path / "spool", durable=False)
+
+    class Unreadable:
+        def exists(self) -> bool:
+            raise PermissionError(13, "Permission denied")
+
+    recorder._spool = Unreadable()  # type: ignore[assignment]
+    assert recorder._spool_waiting() is True  # the replay (guarded, logged) is tried, the writer does not die
