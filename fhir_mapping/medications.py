@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from fhir_mapping.index import Resource, ResourceIndex, as_list, codings
+from fhir_mapping.memo import remembered
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
@@ -42,7 +43,6 @@ class Ingredient:
 
 #: Distinct medication descriptions whose recognition a drug class remembers before it starts afresh.
 RECOGNITION_MEMO_SIZE = 20_000
-_UNSEEN = object()
 
 
 @dataclass(frozen=True)
@@ -182,14 +182,7 @@ class DrugClass:
         A pure function of what the view holds, so answers are remembered per class: records name the same few
         hundred products again and again, and each answer costs a dozen regular-expression scans."""
         key = (tuple(view.codings), tuple(view.texts), tuple(view.ingredient_codings))
-        known = self._answers.get(key, _UNSEEN)  # one lookup: another thread may start a new generation meanwhile
-        if known is not _UNSEEN:
-            return known  # type: ignore[return-value]
-        answer = self._recognise(view)
-        if len(self._answers) >= RECOGNITION_MEMO_SIZE:
-            self._answers.clear()  # bounded: a new generation of answers
-        self._answers[key] = answer
-        return answer
+        return remembered(self._answers, key, lambda: self._recognise(view), RECOGNITION_MEMO_SIZE)
 
     def _recognise(self, view: MedicationView) -> Recognition | None:
         drug = view.name

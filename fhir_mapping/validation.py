@@ -20,9 +20,10 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from fhir_mapping.memo import remembered
+
 #: Distinct resources (by the content validated) whose verdict is remembered before the memory starts afresh.
 VERDICT_MEMO_SIZE = 50_000
-_UNSEEN = object()
 _verdicts: dict[bytes, str | None] = {}
 
 
@@ -56,14 +57,7 @@ def remembered_problem(resource: dict[str, Any]) -> str | None:
     if b"null" in text:  # a NaN and a null would share a key; both are rare, so neither is remembered
         return validate_resource(resource)
     key = hashlib.blake2b(text, digest_size=16).digest()
-    known = _verdicts.get(key, _UNSEEN)  # one lookup: another thread may start a new generation meanwhile
-    if known is not _UNSEEN:
-        return known  # type: ignore[return-value]
-    verdict = validate_resource(resource)
-    if len(_verdicts) >= VERDICT_MEMO_SIZE:
-        _verdicts.clear()  # bounded: a new generation of verdicts
-    _verdicts[key] = verdict
-    return verdict
+    return remembered(_verdicts, key, lambda: validate_resource(resource), VERDICT_MEMO_SIZE)
 
 
 # Elements the mapper reads, per resource type ("value" covers value[x], "effective" effective[x] …). Elements R4

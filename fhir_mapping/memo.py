@@ -1,0 +1,28 @@
+"""A bounded memory of a pure function's answers, for the mapper's caches that live across requests.
+
+Drug-class recognition and strict R4 validation are both pure functions of what a record holds, and EHRs send the
+same products and resources again and again. Each keeps its answers in a plain dict that starts afresh when full
+(a new generation), which bounds its memory without the bookkeeping of an LRU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+_UNSEEN = object()
+
+
+def remembered(answers: dict[K, V], key: K, compute: Callable[[], V], limit: int) -> V:
+    """The answer kept in `answers` under `key`, or `compute()` kept there (emptying `answers` first once it holds
+    `limit` entries)."""
+    known = answers.get(key, _UNSEEN)  # one lookup: another thread may start a new generation meanwhile
+    if known is not _UNSEEN:
+        return known  # type: ignore[return-value]
+    answer = compute()
+    if len(answers) >= limit:
+        answers.clear()  # bounded: a new generation of answers
+    answers[key] = answer
+    return answer
