@@ -70,7 +70,6 @@ class Journal:
         self._segments: dict[int, _Segment] = {}
         self._next_number = 0
         self.appended = 0  # records made durable
-        self.settled = 0  # records the database (or the spool) holds
         self.fsyncs = 0
         self.rotations = 0  # segments closed because they grew past max_bytes
         self.forgotten = 0  # segment files removed once their records were durable elsewhere
@@ -130,7 +129,6 @@ class Journal:
     def settle(self, segment: int, count: int = 1) -> None:
         """`count` records of `segment` are now in the database or the spool."""
         with self._lock:
-            self.settled += count
             if segment in self._segments:
                 self._segments[segment].settled += count
 

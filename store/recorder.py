@@ -43,6 +43,8 @@ _STOP = object()
 MAX_BATCH = 64
 #: Spooled predictions the database refused outright (not for being down), kept beside the spool for an operator.
 REJECTED = "rejected.jsonl"
+#: Spool files renamed for replay (`replaying-<ns>.jsonl`), held by one worker at a time while replayed.
+REPLAYING = "replaying-*.jsonl"
 
 
 def append_durably(path: Path, text: str) -> None:
@@ -301,7 +303,7 @@ class Recorder:
         """Spooled predictions wait: the spool itself, or a replay that could not finish (or the folder cannot be
         read: the replay, which logs its errors, then says why)."""
         try:
-            return self._spool.exists() or any(self.spool_dir.glob("replaying-*.jsonl"))
+            return self._spool.exists() or any(self.spool_dir.glob(REPLAYING))
         except OSError:
             return True
 
@@ -315,7 +317,7 @@ class Recorder:
                     fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
                     if still_named(self._spool, fh):
                         os.rename(self._spool, self.spool_dir / f"replaying-{time.time_ns()}.jsonl")
-        for path in unclaimed_files(self.spool_dir, "replaying-*.jsonl"):
+        for path in unclaimed_files(self.spool_dir, REPLAYING):
             try:  # records end at b"\n" only: str.splitlines would also cut them at U+2028, U+2029 and U+0085
                 lines = [raw.decode("utf-8", "replace") for raw in path.read_bytes().split(b"\n") if raw.strip()]
             except FileNotFoundError:
@@ -350,7 +352,7 @@ class Recorder:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             idle = self._queue.unfinished_tasks == 0 and self._in_journal == 0
-            if idle and not self._spool.exists() and not any(self.spool_dir.glob("replaying-*.jsonl")):
+            if idle and not self._spool_waiting():
                 return True
             time.sleep(0.01)
         return False
