@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -77,3 +78,13 @@ def api(tmp_path: Path, local_key: LocalKey) -> Iterator[SignedClient]:
     app = create_app(make_settings(tmp_path))
     with TestClient(app) as client:
         yield SignedClient(client, local_key)
+
+
+def wait_for(condition: Callable[[], bool], what: str, limit: float = 60.0) -> None:
+    """Poll until `condition()` holds, for interleavings a test sets up with threads; fails naming `what` after
+    `limit` seconds (a bound against hanging, never a timing assertion)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, f"never reached: {what}"
+        time.sleep(0.005)
+

@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,11 @@ from sqlalchemy import event, text
 import fhirfactory as F
 import store.journal as journal_module
 from cds_hooks.bundle_prefetch import prefetch_from_resources
-from conftest import KEYS, SignedClient, make_settings
+from conftest import KEYS, SignedClient, make_settings, wait_for
 from store.journal import Journal, JournalError, orphaned_journals
 from store.recorder import Recorder, record_to_json
 from store.store import Store
-from test_store import SECRET, FlakyStore, die, prediction
+from test_store import SECRET, FlakyStore, die, next_start, prediction
 
 SERVICE = "ascvd-pce-10y"
 
@@ -47,6 +46,12 @@ def call(api: SignedClient) -> Any:
     body = {"hook": "patient-view", "hookInstance": "0d8e7a62-5a43-4f0e-9b7e-6c1b2f3a4d55", "context": context,
             "prefetch": prefetch_from_resources(templates, F.pce_record(gender="male", race="white"), context)}
     return api.post(f"/cds-services/{SERVICE}", json=body)
+
+
+def _queued(journal: Journal) -> int:
+    """Records waiting for the writer (every caller's group)."""
+    with journal._turn:
+        return sum(len(group) for group in journal._pending)
 
 
 def test_the_request_thread_makes_its_own_record_durable_before_the_answer(
@@ -107,11 +112,7 @@ def test_concurrent_writers_share_one_sync(tmp_path: Path, monkeypatch: pytest.M
     assert first_sync_entered.wait(30)
     for t in threads[1:]:
         t.start()
-    for _ in range(3000):  # until the four others are queued (bounded; no timing assertion)
-        with journal._turn:
-            if len(journal._pending) == 4:
-                break
-        time.sleep(0.01)
+    wait_for(lambda: _queued(journal) == 4, "the four others queued behind the first")
     release.set()
     for t in threads:
         t.join(30)
@@ -211,9 +212,7 @@ def test_a_store_that_cannot_sync_at_stop_leaves_the_journal_for_the_next_start(
     flaky.down = True  # in the database, but not yet known to be durable there
     recorder.stop()
     assert len(list((tmp_path / "spool").glob("journal-*.jsonl"))) >= 1
-    again = Recorder(real, spool_dir=tmp_path / "spool", retry_seconds=0.05)
-    again.start()
-    again.stop()
+    next_start(real, tmp_path / "spool")
     assert sorted(p["prediction_id"] for p in real.predictions()) == sorted(r.prediction_id for r in recs)
     assert not list((tmp_path / "spool").glob("journal-*.jsonl"))
 
@@ -255,10 +254,7 @@ def test_the_store_sync_queues_for_the_write_turn_like_any_writer(tmp_path: Path
     try:
         syncer = threading.Thread(target=lambda: answers.append(store.sync_predictions()))
         syncer.start()
-        for _ in range(3000):  # until the sync, holding its connection, waits for the turn (bounded, no timing)
-            if gate.waiting == 1:
-                break
-            time.sleep(0.01)
+        wait_for(lambda: gate.waiting == 1, "the sync, holding its connection, waits for the turn")
         assert gate.waiting == 1 and answers == []
     finally:
         gate.release()
@@ -319,9 +315,7 @@ def test_a_replayed_journal_goes_only_once_the_store_has_synced(tmp_path: Path) 
     assert syncs and len(list((tmp_path / "spool").glob("journal-*.jsonl"))) == 2  # the dead one, and its own
     second.stop()
     real.sync_predictions = sync  # type: ignore[method-assign]
-    third = Recorder(real, spool_dir=tmp_path / "spool", retry_seconds=0.05)
-    third.start()
-    third.stop()
+    next_start(real, tmp_path / "spool")
     assert not list((tmp_path / "spool").glob("journal-*.jsonl"))
     assert [p["prediction_id"] for p in real.predictions()] == [rec.prediction_id]
 
@@ -339,10 +333,7 @@ def test_a_killed_process_leaves_every_segment_to_be_replayed_once(tmp_path: Pat
     assert recorder.journal is not None and len(recorder.journal.paths()) == 3
     die(recorder)
     flaky.down = False
-    again = Recorder(real, spool_dir=tmp_path / "spool", retry_seconds=0.05)
-    again.start()
-    assert again.flush(10)
-    again.stop()
+    next_start(real, tmp_path / "spool")
     assert sorted(p["prediction_id"] for p in real.predictions()) == sorted(r.prediction_id for r in recs)
 
 
@@ -425,11 +416,7 @@ def test_closing_waits_for_a_write_in_progress_and_keeps_what_it_wrote(
     assert in_sync.wait(30)  # on disk, but not yet counted
     closer = threading.Thread(target=journal.close)
     closer.start()
-    for _ in range(3000):  # until close has sealed the journal and waits for the write (bounded, no timing)
-        with journal._turn:
-            if journal._closed:
-                break
-        time.sleep(0.01)
+    wait_for(lambda: journal._closed, "close has sealed the journal and waits for the write")
     release.set()
     writer.join(30)
     closer.join(30)
@@ -509,11 +496,7 @@ def test_a_cancelled_append_does_not_break_its_batch(tmp_path: Path, monkeypatch
     first.start()
     assert holding.wait(30)
     cancelled, kept = journal.append('{"n":1}'), journal.append('{"n":2}')
-    for _ in range(3000):  # until the journal's thread has queued both (bounded; no timing assertion)
-        with journal._turn:
-            if sum(len(group) for group in journal._pending) == 2:
-                break
-        time.sleep(0.01)
+    wait_for(lambda: _queued(journal) == 2, "the journal's thread has queued both")
     assert cancelled.cancel()  # its caller gave up waiting
     release.set()
     first.join(30)
@@ -566,11 +549,7 @@ def test_a_write_interrupted_by_a_base_exception_answers_everyone_in_its_batch(
     others = [threading.Thread(target=call, args=(n,)) for n in (1, 2)]
     for t in others:
         t.start()
-    for _ in range(3000):  # until both wait behind the first (bounded; no timing assertion)
-        with journal._turn:
-            if len(journal._pending) == 2:
-                break
-        time.sleep(0.01)
+    wait_for(lambda: _queued(journal) == 2, "both wait behind the first")
     release.set()
     for t in [first, *others]:
         t.join(30)

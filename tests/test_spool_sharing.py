@@ -21,6 +21,19 @@ from store.store import Store
 from test_store import SECRET, FlakyStore, prediction
 
 
+def _migrated_store(tmp_path: Path) -> Store:
+    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    store.migrate()
+    return store
+
+
+def _store_and_spool(tmp_path: Path) -> tuple[Store, Path]:
+    """A migrated store and an empty spool folder beside it."""
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    return _migrated_store(tmp_path), spool_dir
+
+
 def _on_flock(monkeypatch: pytest.MonkeyPatch, module: object, before: Callable[[int, int], None]) -> None:
     """Run `before` each time `module` asks for a lock, then take it."""
     real = fcntl.flock
@@ -72,10 +85,7 @@ def test_a_file_another_worker_holds_or_has_removed_is_not_claimed(tmp_path: Pat
 
 
 def test_a_spool_replay_the_store_cannot_confirm_is_kept_and_retried(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
-    store.migrate()
-    spool_dir = tmp_path / "spool"
-    spool_dir.mkdir()
+    store, spool_dir = _store_and_spool(tmp_path)
     rec = store.pseudonymise(prediction())
     (spool_dir / "predictions.jsonl").write_text(record_to_json(rec) + "\n")
     sync = store.sync_predictions
@@ -92,10 +102,7 @@ def test_a_spool_replay_the_store_cannot_confirm_is_kept_and_retried(tmp_path: P
 
 
 def test_a_torn_line_left_by_a_killed_writer_does_not_swallow_the_next_record(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
-    store.migrate()
-    spool_dir = tmp_path / "spool"
-    spool_dir.mkdir()
+    store, spool_dir = _store_and_spool(tmp_path)
     killed = record_to_json(store.pseudonymise(prediction()))
     (spool_dir / "predictions.jsonl").write_text(killed[: len(killed) // 2])  # a worker killed mid-append
     rec = store.pseudonymise(prediction())
@@ -111,8 +118,7 @@ def test_a_torn_line_left_by_a_killed_writer_does_not_swallow_the_next_record(tm
 
 def test_a_record_neither_stored_nor_spooled_keeps_its_journal_segment(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    real = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
-    real.migrate()
+    real = _migrated_store(tmp_path)
     flaky = FlakyStore(real)  # the database is down
     recorder = Recorder(flaky, spool_dir=tmp_path / "spool", retry_seconds=0.05,  # type: ignore[arg-type]
                         journal_max_bytes=1)
@@ -138,8 +144,7 @@ def test_a_record_neither_stored_nor_spooled_keeps_its_journal_segment(tmp_path:
 
 def test_the_writer_thread_survives_a_failing_housekeeping_step(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
-    store.migrate()
+    store = _migrated_store(tmp_path)
     recorder = Recorder(store, spool_dir=tmp_path / "spool", retry_seconds=0.05)
 
     def broken_replay() -> None:
@@ -154,10 +159,7 @@ def test_the_writer_thread_survives_a_failing_housekeeping_step(tmp_path: Path,
 
 
 def test_a_spooled_record_the_database_refuses_is_set_aside_and_the_rest_go_in(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
-    store.migrate()
-    spool_dir = tmp_path / "spool"
-    spool_dir.mkdir()
+    store, spool_dir = _store_and_spool(tmp_path)
     first, clash, last = (store.pseudonymise(prediction()) for _ in range(3))
     clash.cards[0].uuid = first.cards[0].uuid  # a card id the database already holds: refused, every time
     (spool_dir / "predictions.jsonl").write_text("".join(record_to_json(r) + "\n" for r in (first, clash, last)))
@@ -172,10 +174,7 @@ def test_a_spooled_record_the_database_refuses_is_set_aside_and_the_rest_go_in(t
 
 def test_a_record_holding_unicode_line_separators_survives_the_spool(tmp_path: Path) -> None:
     """orjson writes U+2028, U+2029 and U+0085 as they are; a record ends at b"\\n" only."""
-    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
-    store.migrate()
-    spool_dir = tmp_path / "spool"
-    spool_dir.mkdir()
+    store, spool_dir = _store_and_spool(tmp_path)
     rec = store.pseudonymise(prediction())
     rec.hook_instance = "a\u2028b\u2029c\u0085d"  # a client's text, as sent
     (spool_dir / "predictions.jsonl").write_bytes(record_to_json(rec).encode() + b"\n")
@@ -188,10 +187,7 @@ def test_a_record_holding_unicode_line_separators_survives_the_spool(tmp_path: P
 
 
 def test_unreadable_lines_are_set_aside_not_deleted(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
-    store.migrate()
-    spool_dir = tmp_path / "spool"
-    spool_dir.mkdir()
+    store, spool_dir = _store_and_spool(tmp_path)
     good = store.pseudonymise(prediction())
     odd = '{"prediction_id": "from-a-newer-version", "a_field_this_version_lacks": 1}'
     (spool_dir / "predictions.jsonl").write_text(odd + "\n" + record_to_json(good) + "\n")
@@ -209,10 +205,7 @@ def test_unreadable_lines_are_set_aside_not_deleted(tmp_path: Path) -> None:
 
 def test_a_spool_line_that_cannot_be_set_aside_keeps_its_file(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
-    store.migrate()
-    spool_dir = tmp_path / "spool"
-    spool_dir.mkdir()
+    store, spool_dir = _store_and_spool(tmp_path)
     (spool_dir / "predictions.jsonl").write_text('{"not": "a record"}\n')
     real = recorder_module.append_durably
 
@@ -230,8 +223,7 @@ def test_a_spool_line_that_cannot_be_set_aside_keeps_its_file(tmp_path: Path,
 
 
 def test_a_writer_still_committing_at_stop_leaves_the_journal(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
-    store.migrate()
+    store = _migrated_store(tmp_path)
     entered, release = threading.Event(), threading.Event()
     write = store.write_predictions
 
@@ -254,11 +246,8 @@ def test_a_writer_still_committing_at_stop_leaves_the_journal(tmp_path: Path) ->
 
 
 def test_a_replay_the_database_interrupts_leaves_its_file_as_it_is(tmp_path: Path) -> None:
-    real = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
-    real.migrate()
+    real, spool_dir = _store_and_spool(tmp_path)
     flaky = FlakyStore(real)  # down
-    spool_dir = tmp_path / "spool"
-    spool_dir.mkdir()
     recs = [real.pseudonymise(prediction()) for _ in range(2)]
     text = "".join(record_to_json(r) + "\n" for r in recs)
     (spool_dir / "predictions.jsonl").write_text(text)
@@ -275,10 +264,7 @@ def test_a_replay_the_database_interrupts_leaves_its_file_as_it_is(tmp_path: Pat
 
 
 def test_a_line_is_set_aside_once_even_when_its_file_is_replayed_twice(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
-    store.migrate()
-    spool_dir = tmp_path / "spool"
-    spool_dir.mkdir()
+    store, spool_dir = _store_and_spool(tmp_path)
     odd = '{"not": "a record"}'
     (spool_dir / "predictions.jsonl").write_text(odd + "\n" + record_to_json(store.pseudonymise(prediction())) + "\n")
     sync = store.sync_predictions

@@ -190,10 +190,7 @@ def test_recorder_overflow_spools_and_stop_drains(tmp_path: Path) -> None:
     assert recorder.spooled == 8
     recorder.start()  # replays the spool at start
     recorder.stop()
-    restarted = Recorder(real, spool_dir=tmp_path / "spool", retry_seconds=0.05)
-    restarted.start()
-    assert restarted.flush(10)
-    restarted.stop()
+    next_start(real, tmp_path / "spool")
     assert len(real.predictions()) == 10
     assert not list((tmp_path / "spool").glob("*.jsonl"))
 
@@ -224,15 +221,10 @@ def test_submit_resolves_only_once_the_prediction_is_journalled_without_raw_ids(
     # the process dies before the database comes back: a new process replays the journal, once
     die(recorder)
     flaky.down = False
-    again = Recorder(real, spool_dir=tmp_path / "spool", retry_seconds=0.05)
-    again.start()
-    assert again.flush(10)
-    again.stop()
+    next_start(real, tmp_path / "spool")
     rows = real.predictions()
     assert [r["prediction_id"] for r in rows] == [rec.prediction_id]
-    third = Recorder(real, spool_dir=tmp_path / "spool", retry_seconds=0.05)  # replay again: still one row
-    third.start()
-    third.stop()
+    next_start(real, tmp_path / "spool")  # replay again: still one row
     assert len(real.predictions()) == 1
 
 
@@ -260,3 +252,12 @@ def test_journal_is_emptied_once_the_database_holds_everything(tmp_path: Path) -
     recorder.stop()
     assert not list((tmp_path / "spool").glob("journal-*.jsonl"))
     assert len(real.predictions()) == 21
+
+
+def next_start(store: Any, spool_dir: Path) -> Recorder:
+    """A new process on the same spool folder: it replays what earlier ones left, writes it, and stops."""
+    recorder = Recorder(store, spool_dir=spool_dir, retry_seconds=0.05)
+    recorder.start()
+    assert recorder.flush(10)
+    recorder.stop()
+    return recorder

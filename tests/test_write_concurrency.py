@@ -24,6 +24,7 @@ from store.records import CardRecord, PredictionRecord
 from store.recorder import Recorder
 from store.schema import CardRow, FeatureValueRow, Prediction
 from store.store import Store
+from conftest import wait_for
 from postgres_fixture import postgres_url  # noqa: F401  (pytest fixture)
 
 SECRET = b"test-secret-0123456789"
@@ -47,13 +48,6 @@ def _inserts(store: Store, table: str) -> list[int]:
     for engine in {store.engine, store.deferred_engine}:  # the recorder writes through the second
         event.listen(engine, "before_cursor_execute", _count)
     return seen
-
-
-def _wait_for(condition, what: str, limit: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, f"never reached: {what}"
-        time.sleep(0.005)
 
 
 def _record(card: str | None = None) -> PredictionRecord:
@@ -85,7 +79,7 @@ def test_a_writer_waits_for_the_gate_held_by_another_process(tmp_path: Path) -> 
         done = threading.Event()
         writer = threading.Thread(target=lambda: (store.write_prediction(_record()), done.set()))
         writer.start()
-        _wait_for(lambda: store.writer_gate.held, "the writer took the in-process lock and queued for the file lock")
+        wait_for(lambda: store.writer_gate.held, "the writer took the in-process lock and queued for the file lock")
         assert not done.is_set()  # the other process still holds the file lock: nothing is written
         with store.engine.connect() as conn:
             assert conn.execute(select(func.count()).select_from(Prediction)).scalar_one() == 0
@@ -121,10 +115,10 @@ def _queue_behind_the_gate(store: Store, replay: SqlReplayStore, claim, jtis: li
     threads = [threading.Thread(target=claim, args=(jti,)) for jti in jtis]
     try:
         threads[0].start()
-        _wait_for(lambda: gate.waiting == 1, "the first claim's statement is waiting for the gate")
+        wait_for(lambda: gate.waiting == 1, "the first claim's statement is waiting for the gate")
         for thread in threads[1:]:
             thread.start()
-        _wait_for(lambda: replay.waiting == len(jtis) - 1, "the other claims queued in one batch behind it")
+        wait_for(lambda: replay.waiting == len(jtis) - 1, "the other claims queued in one batch behind it")
     finally:
         gate.release()
     for thread in threads:
@@ -185,7 +179,7 @@ def test_the_recorder_writes_what_queued_up_in_one_transaction(tmp_path: Path) -
     try:
         recorder.start()
         recorder.submit(_record())
-        _wait_for(lambda: gate.waiting == 1, "the first prediction's insert is waiting for the gate")
+        wait_for(lambda: gate.waiting == 1, "the first prediction's insert is waiting for the gate")
         for _ in range(9):
             recorder.submit(_record())
     finally:
