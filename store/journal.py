@@ -19,6 +19,7 @@ store — idempotently, since a prediction id is written once — and removed.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -148,16 +149,8 @@ class Journal:
                     continue
                 del self._segments[number]
             seg.fh.close()
-            try:
-                fh = open(seg.path, "rb")  # noqa: SIM115 - closed below
-            except FileNotFoundError:
-                continue  # already replayed and removed by a worker that started meanwhile
-            with fh:
-                try:
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # being replayed: the replaying worker removes it
-                if still_named(seg.path, fh):
+            with claimed(seg.path) as held:  # not held: being replayed (that worker removes it), or already gone
+                if held:
                     seg.path.unlink()
                     self.forgotten += 1
 
@@ -319,20 +312,27 @@ def unclaimed_files(folder: Path, pattern: str) -> Iterator[Path]:
     first — is skipped, even when it was opened before it went (the lock is then on a file that no longer has the
     name)."""
     for path in sorted(Path(folder).glob(pattern)):
+        with claimed(path) as held:
+            if held:
+                yield path
+
+
+@contextlib.contextmanager
+def claimed(path: Path) -> Iterator[bool]:
+    """Whether this process now holds the `flock` of the file named `path`, until the block ends: False when the file
+    is gone, another process holds it, or the name went to another file between the open and the lock."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        yield False
+        return
+    with fh:
         try:
-            fh = open(path, "rb")  # noqa: SIM115 - closed below
-        except FileNotFoundError:
-            continue
-        try:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a live process (another worker) owns it
-            if not still_named(path, fh):
-                continue
-            yield path
-        finally:
-            fh.close()
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield still_named(path, fh)
 
 
 def still_named(path: Path, fh: Any) -> bool:
