@@ -636,3 +636,38 @@ async def test_a_single_header_in_a_list_and_an_audience_list_are_accepted() -> 
 
 async def test_jti_longer_than_the_replay_table_allows_is_rejected() -> None:
     assert "jti" in await rejected(authenticator(), sandbox_token(sandbox_claims(jti="j" * 256)))
+
+
+def _ec_jwk(kid: str) -> tuple[Any, dict[str, Any]]:
+    private = ec.generate_private_key(ec.SECP384R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(private.public_key()))
+    jwk.update(kid=kid, alg="ES384", use="sig")
+    return private, jwk
+
+
+def test_a_client_key_is_loaded_once_and_a_rotated_key_under_the_same_kid_is_not_confused_with_it() -> None:
+    from cds_hooks.jwks import parse_jwks, select_key
+
+    old_private, old_jwk = _ec_jwk("k1")
+    first = select_key(parse_jwks({"keys": [old_jwk]}, "t"), "k1", "ES384")
+    again = select_key(parse_jwks({"keys": [dict(old_jwk)]}, "t"), "k1", "ES384")
+    assert first is not None and again is first  # loaded once, whichever document carried it
+
+    new_private, new_jwk = _ec_jwk("k1")  # the client rotated its key and kept the kid
+    rotated = select_key(parse_jwks({"keys": [new_jwk]}, "t"), "k1", "ES384")
+    assert rotated is not None and rotated is not first
+    token = jwt.encode({"x": 1}, new_private, algorithm="ES384")
+    assert jwt.decode(token, rotated, algorithms=["ES384"]) == {"x": 1}
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, first, algorithms=["ES384"])
+
+
+def test_a_jwk_with_private_parameters_yields_only_its_public_key() -> None:
+    from cds_hooks.jwks import parse_jwks, select_key
+
+    private, jwk = _ec_jwk("k2")
+    full = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(private))
+    full.update(kid="k2", alg="ES384", use="sig")
+    key = select_key(parse_jwks({"keys": [full]}, "t"), "k2", "ES384")
+    assert key is not None and isinstance(key.key, ec.EllipticCurvePublicKey)
+    assert key is select_key(parse_jwks({"keys": [jwk]}, "t"), "k2", "ES384")
