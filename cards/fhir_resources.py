@@ -1,7 +1,7 @@
 """FHIR R4 resources that card suggestions create: a RiskAssessment to save the result, a ServiceRequest to order a test.
 
 They are built as plain JSON, then validated with fhir.resources' R4B models so a suggestion never carries a
-resource an EHR would reject.
+resource an EHR would reject (once per shape: `cards.shape_check`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.riskassessment import RiskAssessment
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
+from cards.shape_check import validate_shape
 from fhir_mapping.result import MappingResult
 from inference.manifest import Manifest, Output
 from inference.runtime import Prediction
@@ -64,7 +65,7 @@ def risk_assessment(
         resource["encounter"] = {"reference": f"Encounter/{encounter_id}"}
     if basis:
         resource["basis"] = basis
-    RiskAssessment.model_validate(resource)
+    validate_shape(RiskAssessment, resource)
     return resource
 
 
@@ -137,7 +138,7 @@ def observation(
     derived = _basis(mapping)
     if derived:
         resource["derivedFrom"] = derived
-    Observation.model_validate(resource)
+    validate_shape(Observation, resource)
     return resource
 
 
@@ -157,7 +158,7 @@ def service_request(code: dict[str, str] | None, *, patient_id: str, encounter_i
     }
     if encounter_id:
         resource["encounter"] = {"reference": f"Encounter/{encounter_id}"}
-    ServiceRequest.model_validate(resource)
+    validate_shape(ServiceRequest, resource)
     return resource
 
 
