@@ -69,9 +69,6 @@ class ResourceIndex:
         self.by_ref: dict[str, Resource] = {}
         self.refs: dict[int, str] = {}
         seen: set[str] = set()
-        # lookups bound locally and `codings` inlined: this loop runs for every resource of every call
-        by_type, by_code, codes_by_type = self.by_type, self.by_code, self.codes_by_type
-        by_ref, refs = self.by_ref, self.refs
         for res, full_url in resources:
             rtype = res.get("resourceType")
             if not isinstance(rtype, str) or (wanted is not None and rtype not in wanted):
@@ -81,29 +78,24 @@ class ResourceIndex:
                 if ref in seen:
                     continue
                 seen.add(ref)
-                by_ref[ref] = res
+                self.by_ref[ref] = res
                 if full_url:
-                    by_ref[full_url] = res
-            refs[id(res)] = ref
-            by_type[rtype].append(res)
-            # the main code: a medication's drug, any other resource's `code`
-            concept = res.get("medicationCodeableConcept" if rtype in _MEDICATION_TYPES else "code")
-            coding_list = concept.get("coding") if isinstance(concept, dict) else None
-            if not isinstance(coding_list, list):
-                continue
-            for coding in coding_list:
-                if isinstance(coding, dict):
-                    system, code = coding.get("system"), coding.get("code")
-                    if isinstance(system, str) and isinstance(code, str):
-                        by_code[(rtype, system, code)].append(res)
-                        codes_by_type[rtype].add((system, code))
+                    self.by_ref[full_url] = res
+            self.refs[id(res)] = ref
+            self.by_type[rtype].append(res)
+            # the main code: a medication's drug, any other resource's `code` (one generator, not one per layer)
+            for system, code, _ in codings(res.get("medicationCodeableConcept" if rtype in _MEDICATION_TYPES
+                                                   else "code")):
+                self.by_code[(rtype, system, code)].append(res)
+                self.codes_by_type[rtype].add((system, code))
 
     @classmethod
     def from_prefetch(cls, prefetch: dict[str, Any], types: frozenset[str] | None = None) -> ResourceIndex:
-        flat: list[tuple[Resource, str | None]] = []
-        for value in prefetch.values():
-            flat.extend(iter_resources(value))
-        return cls(flat, types)
+        def gen() -> Iterator[tuple[Resource, str | None]]:
+            for value in prefetch.values():
+                yield from iter_resources(value)
+
+        return cls(gen(), types)
 
     def ref(self, resource: Resource) -> str:
         return self.refs.get(id(resource), reference_of(resource))
