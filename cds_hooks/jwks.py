@@ -9,7 +9,6 @@ tokens naming unknown `kid`s cannot make the service hammer a client's key serve
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import time
@@ -90,22 +89,12 @@ def select_key(index: KeyIndex, kid: str, alg: str) -> PyJWK | None:
     for jwk in index.get(kid, ()):
         if not _compatible(jwk, alg):
             continue
-        public = {k: v for k, v in jwk.items() if k not in _PRIVATE_PARAMETERS}
+        public = {k: v for k, v in jwk.items() if k not in {"d", "p", "q", "dp", "dq", "qi", "oth"}}
         try:
-            return _verification_key(json.dumps(public, sort_keys=True), alg)
-        except (PyJWTError, TypeError, ValueError):
+            return PyJWK(public, algorithm=alg)
+        except PyJWTError:
             continue
     return None
-
-
-_PRIVATE_PARAMETERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
-
-
-@functools.lru_cache(maxsize=256)
-def _verification_key(public_jwk: str, alg: str) -> PyJWK:
-    """The PyJWK for a public JWK (as sorted JSON), loaded once: loading a key costs more than the verify itself
-    for EC keys, and the same client key signs every call. A key that fails to load is not remembered."""
-    return PyJWK(json.loads(public_jwk), algorithm=alg)
 
 
 @dataclass
