@@ -41,6 +41,11 @@ _STOP = object()
 #: Predictions written in one transaction at most: under load the writer takes what has queued up since its last
 #: write, so the database's write lock is taken once per batch rather than once per prediction.
 MAX_BATCH = 64
+#: How long the writer waits for more records after the first of a batch. A batch of five costs half the CPU per
+#: record of five single writes (benchmarks: 0.26 against 0.56 ms), and that CPU holds the GIL the request path
+#: needs. The journal already holds every record durably; only the database copy waits (`flush` and `stop` wait for
+#: it; the details view flushes before it reports a prediction unknown).
+BATCH_LINGER_SECONDS = 0.05
 #: Spooled predictions the database refused outright (not for being down), kept beside the spool for an operator.
 REJECTED = "rejected.jsonl"
 #: Spool files renamed for replay (`replaying-<ns>.jsonl`), held by one worker at a time while replayed.
@@ -90,7 +95,8 @@ def record_from_json(line: str) -> PredictionRecord:
 
 class Recorder:
     def __init__(self, store: Store, max_queue: int = 10_000, spool_dir: Path | None = None,
-                 retry_seconds: float = 1.0, durable: bool = True, journal_max_bytes: int = 1 << 20) -> None:
+                 retry_seconds: float = 1.0, durable: bool = True, journal_max_bytes: int = 1 << 20,
+                 linger_seconds: float = BATCH_LINGER_SECONDS) -> None:
         self.store = store
         self.journal_max_bytes = journal_max_bytes
         self.durable = durable
@@ -104,6 +110,7 @@ class Recorder:
         self._count_lock = threading.Lock()  # `_in_journal`: request threads never wait for a spool fsync
         self._thread: threading.Thread | None = None
         self._retry = retry_seconds
+        self._linger = linger_seconds
         self.queued = self.written = self.spooled = self.failed = self.rejected = 0
         self.store_syncs = 0  # syncs of the database that let journal segments go
         self._replay_kept = False  # a journal being replayed held a record that could go nowhere else
@@ -260,9 +267,10 @@ class Recorder:
                     last_replay = time.monotonic()
                 continue
             batch = [item]
-            while item is not _STOP and len(batch) < MAX_BATCH:  # whatever else has queued up goes in the same write
+            linger_until = time.monotonic() + self._linger
+            while item is not _STOP and len(batch) < MAX_BATCH:  # what queues up meanwhile goes in the same write
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=max(0.0, linger_until - time.monotonic()))
                 except queue.Empty:
                     break
                 batch.append(item)

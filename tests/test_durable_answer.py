@@ -557,3 +557,45 @@ def test_a_write_interrupted_by_a_base_exception_answers_everyone_in_its_batch(
     assert sorted(outcomes) == ["interrupted", "refused", "written"]
     monkeypatch.setattr(journal_module.os, "write", real_write)
     journal.close(remove_if_settled=False)
+
+
+class BatchSizes(FlakyStore):
+    """A working store that notes the size of each write the recorder makes."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.down = False
+        self.batches: list[int] = []
+
+    def write_predictions(self, records: list[Any], deferred_sync: bool = False) -> int:
+        self.batches.append(len(records))
+        return super().write_predictions(records, deferred_sync=deferred_sync)
+
+
+def test_the_writer_gathers_records_that_arrive_while_it_lingers_and_stop_ends_the_wait(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    store.migrate()
+    sizes = BatchSizes(store)
+    recorder = Recorder(sizes, spool_dir=tmp_path / "spool", linger_seconds=3600)  # type: ignore[arg-type]
+    recorder.start()
+    recorder.record(prediction())
+    wait_for(lambda: recorder._queue.qsize() == 0, "the writer holds the first record")
+    recorder.record(prediction())  # arrives after the writer took the first: a writer that did not wait has
+    recorder.record(prediction())  # already written that one alone
+    assert sizes.batches == []  # nothing written while it waits, and the records are journalled meanwhile
+    recorder.stop()  # ends the wait at once (an hour otherwise) and writes the three together
+    assert sizes.batches == [3]
+    assert len(store.predictions()) == 3
+
+
+def test_a_writer_that_does_not_linger_writes_each_record_as_it_comes(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    store.migrate()
+    sizes = BatchSizes(store)
+    recorder = Recorder(sizes, spool_dir=tmp_path / "spool", linger_seconds=0)  # type: ignore[arg-type]
+    recorder.start()
+    for _ in range(3):
+        recorder.record(prediction())
+        assert recorder.flush(10)
+    recorder.stop()
+    assert sizes.batches == [1, 1, 1]
