@@ -30,6 +30,7 @@ from cds_hooks.feedback import parse_feedback
 from cds_hooks.champion_sync import ChampionSync
 from cds_hooks.metrics import Metrics, observe_call
 from cds_hooks.request import parse_hook_request
+from cds_hooks.responses import CardsResponse
 from cds_hooks.service_call import ServiceCaller
 from cds_hooks.services import CdsService, build_services, listed_services
 from cds_hooks.settings import ConfigError, Settings
@@ -231,7 +232,7 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> FastAPI:
             metrics.requests.labels(service_id, str(exc.status)).inc()
             raise
         observe_call(metrics, service_id, result, time.perf_counter() - started)
-        return JSONResponse(result.body)
+        return CardsResponse(result.body)
 
     @app.post("/cds-services/{service_id}/feedback")
     async def feedback(service_id: str, request: Request) -> JSONResponse:

