@@ -1,4 +1,5 @@
-"""The service call's JSON answer, written by orjson where that gives exactly what the standard encoder gives.
+"""The service call's JSON answer: written by orjson where that gives exactly what the standard encoder gives, and
+sent before the call's data is freed.
 
 Starlette's JSONResponse runs the standard library encoder: about 43 µs for a 4 KB card body, against 2.4 µs for
 orjson. The two write the same compact JSON, except where orjson is silent and the standard encoder is not: orjson
@@ -27,3 +28,9 @@ class CardsResponse(JSONResponse):
         if b"null" in body:  # a None, or a NaN/infinity orjson wrote as null: the standard encoder decides
             return super().render(content)
         return body
+
+
+async def held_until_sent(*_call_data: object) -> None:
+    """A response's background task that only holds the call's data (its parsed request, its result) until the
+    answer has been sent. Freeing a parsed prefetch costs ~0.2 ms for a typical one and ~0.8 ms for a whole 1 MB
+    record; the route's own frame would free it before Starlette sends the response, so the EHR would wait for it."""
