@@ -6,7 +6,7 @@ newest entry is today): (a) "typical prefetch" — the service's own prefetch te
 (about 1 MB). For each: p50/p99 latency and throughput with one uvicorn worker at concurrency 1 and 8, each as a
 ratio to the floor (orjson.loads of the same body, measured here); the HealthChain peer on the same bodies when it is
 installed (benchmarks/results/peer-venv, made by `make bench`); then `serve --workers 2` against `--workers 1`
-throughput, and the levers (gc.freeze, CPU stages off the event loop) switched off one at a time.
+throughput, and the levers (gc.freeze, CPU stages on the event loop) switched off one at a time.
 
 The load generator is a small asyncio HTTP/1.1 client (pre-built requests, pre-minted ES384 tokens), so it takes
 little CPU from the server on the same machine. Loops are bounded; everything is on loopback. Results go to
@@ -59,8 +59,7 @@ BEGIN, END = "<!-- serving-benchmark:begin -->", "<!-- serving-benchmark:end -->
 # Variants of the cds-onnx server: the shipped one, and each lever switched off (benchmark-only monkeypatches).
 NO_FREEZE = ("import cds_hooks.app as a; _c = a.create_app; "
              "a.create_app = lambda s, **k: _c(s, **{**k, 'freeze_gc': False})")
-NO_OFFLOAD = ("import cds_hooks.service_call as sc; _i = sc.ServiceCaller.__init__; "
-              "sc.ServiceCaller.__init__ = lambda self, *a, **k: (_i(self, *a, **k), setattr(self, 'offload', False))[0]")
+IN_THREAD = "import os; os.environ['CDS_ONNX_SERVER__CALL_STAGES_IN_THREAD'] = 'true'"  # the setting, switched on
 
 
 def free_port() -> int:
@@ -296,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=300, help="timed requests per measurement (bounded)")
     parser.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
     parser.add_argument("--no-peer", action="store_true", help="skip the HealthChain peer")
-    parser.add_argument("--no-levers", action="store_true", help="skip the gc.freeze / off-loop ablations")
+    parser.add_argument("--no-levers", action="store_true", help="skip the gc.freeze / worker-thread ablations")
     parser.add_argument("--write-doc", action="store_true", help="write the table into docs/performance.md")
     args = parser.parse_args(argv)
     n = 60 if args.quick else args.requests
@@ -380,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_levers:  # each lever off in turn, same requests, (b) at concurrency 8
         body = bodies["(b) whole record"]
         for name, variant in (("shipped", None), ("no gc.freeze, default GC thresholds", NO_FREEZE),
-                              ("CPU stages on the loop", NO_OFFLOAD)):
+                              ("CPU stages in a worker thread", IN_THREAD)):
             with cds_server(1, variant) as port:
                 run = load(port, path, body, max(40, n // 3), 8)
             report["levers"][name] = {"p50_ms": run.p50, "p99_ms": run.p99, "rps": run.rps}

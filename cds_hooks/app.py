@@ -116,6 +116,7 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> FastAPI:
             max_response_bytes=settings.prefetch.max_response_bytes,
             details_secret=settings.store.hmac_secret.encode(), details_ttl_seconds=settings.cards.details_ttl_seconds,
             min_category=dict(settings.cards.min_category), smart_launch=bool(settings.smart.clients),
+            offload=settings.server.call_stages_in_thread,
         )
         shared_url = settings.auth.replay_cache_url  # replay cache and client keys: Redis, or else the database
         authenticator = ClientAuthenticator(

@@ -61,7 +61,9 @@ class ServiceCaller:
     min_category: dict[str, str] = field(default_factory=dict)  # service id -> lowest category shown as a card
     smart_launch: bool = False  # cards also link the details view as a SMART app (smart.clients configured)
     details_ttl_seconds: int = 12 * 3600
-    offload: bool = True  # CPU stages in a worker thread, so the event loop keeps serving I/O
+    # CPU stages and the journal sync in a worker thread (server.call_stages_in_thread). Off by default: under the GIL
+    # the hand-offs between the loop and the thread cost more than the loop gains (docs/performance.md).
+    offload: bool = False
 
     async def call(self, service: CdsService, req: HookRequest, identity: ClientIdentity, base_url: str) -> CallResult:
         if req.hook != service.hook:
@@ -107,8 +109,8 @@ class ServiceCaller:
         patient_id = str(req.context["patientId"])
 
         def compute() -> tuple[MappingResult, Prediction, list[dict[str, Any]]]:
-            """Mapping → inference → rendering → durable recording: CPU and one journal sync, no network; run off
-            the event loop (below)."""
+            """Mapping → inference → rendering → durable recording: CPU and one journal sync, no network; on the
+            event loop unless `offload` (below)."""
             t1 = time.perf_counter()
             mapping = map_patient(champion, index, at=at, patient_id=patient_id, time_zone=self.time_zone)
             unobtainable = _mark_unobtainable(service, outcome, mapping)
@@ -139,18 +141,18 @@ class ServiceCaller:
                 cards = []  # recorded below, not shown: the deployment shows this service only from a category up
             timings["rendering"] = (time.perf_counter() - t3) * 1000
 
-            t4 = time.perf_counter()
             cohort = cohort_of(index.patient(patient_id), at)
             records = [self._prediction_record(service, req, identity, at, champion, mapping, prediction, cards,
                                                cohort, prediction_id)]
             if shadow is not None and model.challenger is not None:
                 records.append(self._prediction_record(service, req, identity, at, model.challenger, mapping, shadow,
                                                        [], cohort))
+            t4 = time.perf_counter()
             self._record_durably(records)  # the response goes out only once its predictions are on disk
             timings["recording"] = (time.perf_counter() - t4) * 1000
             return mapping, prediction, cards
 
-        if self.offload:  # other requests' prefetch I/O and deadlines keep running on the loop meanwhile
+        if self.offload:  # other requests' I/O keeps running on the loop meanwhile, at the price of GIL hand-offs
             mapping, prediction, cards = await asyncio.to_thread(compute)
         else:
             mapping, prediction, cards = compute()

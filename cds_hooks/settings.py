@@ -46,6 +46,8 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(default=8_000_000, gt=1024)  # every route: larger bodies get 413
     # who may frame the HTML pages (model cards, preview): CSP frame-ancestors sources; empty means 'none'
     frame_ancestors: list[str] = []
+    # a service call's mapping, inference, rendering and journal sync in a worker thread instead of on the event loop
+    call_stages_in_thread: bool = False
 
     @field_validator("public_base_url")
     @classmethod

@@ -599,3 +599,41 @@ def test_a_writer_that_does_not_linger_writes_each_record_as_it_comes(tmp_path: 
         assert recorder.flush(10)
     recorder.stop()
     assert sizes.batches == [1, 1, 1]
+
+
+@pytest.mark.parametrize("in_thread", [False, True], ids=["on the loop (default)", "in a worker thread"])
+def test_a_calls_stages_run_where_server_call_stages_in_thread_says(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_thread: bool) -> None:
+    import asyncio
+
+    import cds_hooks.service_call as service_call
+    from cds_hooks.app import create_app
+    from cds_hooks.signing import load_local_key
+
+    where: list[str] = []
+    real_map, real_sync = service_call.map_patient, os.fdatasync
+
+    def running_loop() -> str:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return "thread"
+        return "loop"
+
+    def mapping_spy(*args: Any, **kwargs: Any) -> Any:
+        where.append(f"mapping: {running_loop()}")
+        return real_map(*args, **kwargs)
+
+    def sync_spy(fd: int) -> None:
+        where.append(f"journal sync: {running_loop()}")
+        real_sync(fd)
+
+    monkeypatch.setattr(service_call, "map_patient", mapping_spy)
+    overrides = {"server": {"call_stages_in_thread": True}} if in_thread else {}
+    with TestClient(create_app(make_settings(tmp_path, **overrides))) as client:
+        api = SignedClient(client, load_local_key(KEYS / "local"))
+        monkeypatch.setattr(journal_module.os, "fdatasync", sync_spy)
+        resp = call(api)
+    assert resp.status_code == 200, resp.text
+    expected = "thread" if in_thread else "loop"
+    assert where == [f"mapping: {expected}", f"journal sync: {expected}"]
