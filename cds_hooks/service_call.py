@@ -29,6 +29,7 @@ from cds_hooks.request import HookRequest
 from cds_hooks.services import CdsService
 from fhir_mapping.result import MappingResult, MissingFeature
 from fhir_mapping.timeline import mark_record_gaps
+from inference.repository import ModelEntry
 from inference.runtime import ModelRuntime, Prediction
 from store.records import CardRecord, PredictionRecord
 
@@ -152,7 +153,8 @@ class ServiceCaller:
             timings["recording"] = (time.perf_counter() - t4) * 1000
             return mapping, prediction, cards
 
-        if self.offload:  # other requests' I/O keeps running on the loop meanwhile, at the price of GIL hand-offs
+        # A model served by a remote inference server (OIP v2) waits for the network in `predict`: never on the loop.
+        if self.offload or _calls_a_model_server(model):  # the loop keeps serving other calls meanwhile
             mapping, prediction, cards = await asyncio.to_thread(compute)
         else:
             mapping, prediction, cards = compute()
@@ -269,3 +271,10 @@ def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: M
         )
         gone.append(name)
     return gone
+
+
+def _calls_a_model_server(model: ModelEntry) -> bool:
+    """The champion or the challenger runs its graph behind a model server (`backend:` in its manifest): its
+    prediction blocks on the network for up to the backend's timeout."""
+    return any(runtime is not None and runtime.manifest.backend is not None
+               for runtime in (model.champion, model.challenger))

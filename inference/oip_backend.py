@@ -48,7 +48,8 @@ def backend_allowed(url: str, allowlist: tuple[str, ...] | list[str]) -> bool:
 
 @dataclass
 class OipV2Graph:
-    """A graph behind an OIP v2 REST endpoint, called synchronously (predictions run in a worker thread)."""
+    """A graph behind an OIP v2 REST endpoint, called synchronously: a service call whose champion or challenger
+    uses one runs its stages in a worker thread, never on the event loop (cds_hooks/service_call.py)."""
 
     url: str
     model_name: str

@@ -209,3 +209,29 @@ def test_a_model_name_the_server_does_not_serve_stops_start_up(kserve: Any, tmp_
         ModelRepository(root, (server.url,)).load()
     assert (f"manifest.yaml: backend: the model server {server.url} (model no-such-model) answered HTTP 404 — check "
             "backend.url and backend.model_name") in str(err.value)
+
+
+def test_a_remote_models_prediction_never_waits_on_the_event_loop(
+        serve: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Call stages run on the loop by default (server.call_stages_in_thread), but a model server can take up to its
+    timeout to answer: those calls run in a worker thread, so health checks and other calls are not held up."""
+    import asyncio
+
+    where: list[str] = []
+    real = OipV2Graph._request
+
+    def spy(self: OipV2Graph, method: str, url: str, body: dict[str, Any] | None) -> Any:
+        try:
+            asyncio.get_running_loop()
+            where.append("loop")
+        except RuntimeError:
+            where.append("thread")
+        return real(self, method, url, body)
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens: each request fails at once
+    api = serve(remote_root(tmp_path, url), models={"remote_backends": [url]})
+    monkeypatch.setattr(OipV2Graph, "_request", spy)
+    _, resources, pid = fixture()
+    [card] = call(api, resources, pid)
+    assert "could not be reached" in card["detail"]
+    assert where and set(where) == {"thread"}
