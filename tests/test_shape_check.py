@@ -66,6 +66,11 @@ def broken_copies(resource: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any
             yield changed(f"{key} space separator", lambda d, k=key: d.update({k: "2026-11-24 12:00:00Z"}))
             yield changed(f"{key} with fractions and an offset",
                           lambda d, k=key: d.update({k: "2026-11-24T12:00:00.250+05:30"}))
+            for offset in ("+14:00", "+15:00", "+14:30", "-23:59"):  # R4 allows -13:59 to +14:00; Python, ±23:59
+                yield changed(f"{key} offset {offset}",
+                              lambda d, k=key, o=offset: d.update({k: f"2026-11-24T12:00:00{o}"}))
+            yield changed(f"{key} on 30 February", lambda d, k=key: d.update({k: "2026-02-30T12:00:00Z"}))
+            yield changed(f"{key} as a number", lambda d, k=key: d.update({k: 1e20}))
     for number in ("nan", "inf", "-inf"):
         if resource["resourceType"] == "RiskAssessment":
             yield changed(f"probability {number}",
@@ -78,6 +83,10 @@ def broken_copies(resource: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any
         yield changed("horizon as a fraction",
                       lambda d: d["prediction"][0].setdefault("whenRange", {}).update(high={"value": 0.25}))
         yield changed("empty basis reference", lambda d: d.setdefault("basis", []).append({"reference": ""}))
+        for blank in ("\x0b", "\u00a0", " "):  # R4's string pattern refuses the first two, not a space
+            yield changed(f"basis reference {blank!r}",
+                          lambda d, b=blank: d.setdefault("basis", []).append({"reference": b}))
+        yield changed("a number under note text", lambda d: d.update(note=[{"text": 0.25}]))
         yield changed("another patient", lambda d: d["subject"].update(reference="Patient/someone-else"))
 
 
@@ -173,3 +182,18 @@ def test_the_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         doc["reasonCode"] = [{"text": f"reason {i}"}]
         validate_shape(ServiceRequest, doc)
         assert len(shape_check._valid_shapes) <= 3
+
+
+def test_a_value_that_is_not_plain_json_is_validated_in_full_even_after_its_string_form_was_valid() -> None:
+    import uuid
+
+    shape_check._valid_shapes.clear()
+    resource = next(r for r in RESOURCES if r["resourceType"] == "ServiceRequest")
+    ident = uuid.uuid4()
+    as_text = copy.deepcopy(resource)
+    as_text["id"] = str(ident)
+    validate_shape(ServiceRequest, as_text)  # remembered valid
+    as_object = copy.deepcopy(resource)
+    as_object["id"] = ident  # orjson would write it as the same text
+    with pytest.raises(ValidationError):
+        validate_shape(ServiceRequest, as_object)
