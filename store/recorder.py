@@ -43,8 +43,8 @@ _STOP = object()
 MAX_BATCH = 64
 #: How long the writer waits for more records after the first of a batch. A batch of five costs half the CPU per
 #: record of five single writes (benchmarks: 0.26 against 0.56 ms), and that CPU holds the GIL the request path
-#: needs. The journal already holds every record durably; only the database copy waits (`flush` and `stop` wait for
-#: it; the details view flushes before it reports a prediction unknown).
+#: needs. The journal already holds every record durably; only the database copy waits (`flush` and `stop` end the
+#: wait; the details view flushes before it reports a prediction unknown).
 BATCH_LINGER_SECONDS = 0.05
 #: Spooled predictions the database refused outright (not for being down), kept beside the spool for an operator.
 REJECTED = "rejected.jsonl"
@@ -111,6 +111,7 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._retry = retry_seconds
         self._linger = linger_seconds
+        self._flushing = 0  # callers waiting in flush(): the writer writes what it has without lingering
         self.queued = self.written = self.spooled = self.failed = self.rejected = 0
         self.store_syncs = 0  # syncs of the database that let journal segments go
         self._replay_kept = False  # a journal being replayed held a record that could go nowhere else
@@ -269,8 +270,10 @@ class Recorder:
             batch = [item]
             linger_until = time.monotonic() + self._linger
             while item is not _STOP and len(batch) < MAX_BATCH:  # what queues up meanwhile goes in the same write
+                # no waiting while someone flushes: under steady load a lingering writer would keep the queue busy
+                wait = 0.0 if self._flushing else max(0.0, linger_until - time.monotonic())
                 try:
-                    item = self._queue.get(timeout=max(0.0, linger_until - time.monotonic()))
+                    item = self._queue.get(timeout=wait)
                 except queue.Empty:
                     break
                 batch.append(item)
@@ -356,14 +359,21 @@ class Recorder:
                 path.unlink(missing_ok=True)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything queued (and spooled, if the database answers) is written."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            idle = self._queue.unfinished_tasks == 0 and self._in_journal == 0
-            if idle and not self._spool_waiting():
-                return True
-            time.sleep(0.01)
-        return False
+        """Wait until everything queued (and spooled, if the database answers) is written. The writer does not
+        linger for more records meanwhile."""
+        with self._count_lock:
+            self._flushing += 1
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                idle = self._queue.unfinished_tasks == 0 and self._in_journal == 0
+                if idle and not self._spool_waiting():
+                    return True
+                time.sleep(0.01)
+            return False
+        finally:
+            with self._count_lock:
+                self._flushing -= 1
 
     def stop(self, timeout: float = 10.0) -> None:
         """Drain the queue into the database (or the spool), then stop the writer."""

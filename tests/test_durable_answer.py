@@ -637,3 +637,20 @@ def test_a_calls_stages_run_where_server_call_stages_in_thread_says(
     assert resp.status_code == 200, resp.text
     expected = "thread" if in_thread else "loop"
     assert where == [f"mapping: {expected}", f"journal sync: {expected}"]
+
+
+def test_a_flush_does_not_wait_for_the_writer_to_finish_lingering(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
+    store.migrate()
+    sizes = BatchSizes(store)
+    recorder = Recorder(sizes, spool_dir=tmp_path / "spool", linger_seconds=3600)  # type: ignore[arg-type]
+    recorder.start()
+    recorder.record(prediction())
+    recorder.record(prediction())
+    assert recorder.flush(30)  # a writer that kept lingering would hold the records for an hour
+    assert len(store.predictions()) == 2 and sum(sizes.batches) == 2
+    recorder.record(prediction())  # and it lingers again once nobody flushes
+    wait_for(lambda: recorder._queue.qsize() == 0, "the writer holds the record")
+    assert sum(sizes.batches) == 2
+    recorder.stop()
+    assert len(store.predictions()) == 3
