@@ -6,7 +6,9 @@ orjson. The two write the same compact JSON, except where orjson is silent and t
 writes NaN and infinities as `null` (a card must never carry a silent null for a number; the standard encoder
 refuses them, so the call fails loudly), and refuses what the standard encoder accepts (integers past 64 bits,
 keys that are not strings). Any body orjson writes with a `null` in it, or cannot write, is written again by the
-standard encoder, which then decides.
+standard encoder, which then decides; so are datetimes, dataclasses and subclasses of the JSON types, which orjson
+would otherwise write where the standard encoder refuses them. Two Python objects remain that orjson writes and the
+standard encoder refuses, UUIDs and enums; a card body is built from JSON types only and holds neither.
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ import orjson
 from fastapi.responses import JSONResponse
 
 
+# datetimes, dataclasses and subclasses of str/int/dict/list go to the standard encoder (which refuses the first two)
+_STANDARD_TYPES_ONLY = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+                        | orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+
 class CardsResponse(JSONResponse):
     """JSONResponse's answer for every content, at orjson's cost for the content cards are made of."""
 
     def render(self, content: Any) -> bytes:
         try:
-            body = orjson.dumps(content)
+            body = orjson.dumps(content, option=_STANDARD_TYPES_ONLY)
         except (TypeError, orjson.JSONEncodeError):
             return super().render(content)
         if b"null" in body:  # a None, or a NaN/infinity orjson wrote as null: the standard encoder decides

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import math
 from pathlib import Path
@@ -90,3 +91,12 @@ def test_the_parsed_request_is_freed_only_after_the_answer_is_sent(tmp_path: Pat
         answer = api.post(f"/cds-services/{service}", json=body)
         assert answer.status_code == 200 and answer.json()["cards"]
     assert events == ["answer sent", "prefetch freed"]
+
+
+@pytest.mark.parametrize("value", [
+    datetime.datetime(2026, 12, 6, 12, 0),
+    datetime.date(2026, 12, 6),
+], ids=["datetime", "date"])
+def test_a_python_object_the_standard_encoder_refuses_is_refused_here_too(value: Any) -> None:
+    with pytest.raises(TypeError):
+        CardsResponse({"cards": [{"when": value}]})
