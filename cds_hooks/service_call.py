@@ -142,13 +142,13 @@ class ServiceCaller:
                 cards = []  # recorded below, not shown: the deployment shows this service only from a category up
             timings["rendering"] = (time.perf_counter() - t3) * 1000
 
+            t4 = time.perf_counter()
             cohort = cohort_of(index.patient(patient_id), at)
             records = [self._prediction_record(service, req, identity, at, champion, mapping, prediction, cards,
                                                cohort, prediction_id)]
             if shadow is not None and model.challenger is not None:
                 records.append(self._prediction_record(service, req, identity, at, model.challenger, mapping, shadow,
                                                        [], cohort))
-            t4 = time.perf_counter()
             self._record_durably(records)  # the response goes out only once its predictions are on disk
             timings["recording"] = (time.perf_counter() - t4) * 1000
             return mapping, prediction, cards
