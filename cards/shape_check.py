@@ -27,16 +27,14 @@ the real one (and a resource valid only with its real leaves still passes).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from datetime import datetime
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ValidationError
 
-from fhir_mapping.memo import remembered
+from fhir_mapping.memo import json_key, remembered
 
 #: Distinct shapes remembered before the memory starts afresh (a shape per model, output set and basis length).
 SHAPE_MEMO_SIZE = 4096
@@ -96,14 +94,13 @@ def validate_shape(model: type[BaseModel], resource: dict[str, Any]) -> None:
     validated again."""
     try:
         shape = stand_in(resource)
-        text = orjson.dumps([f"{model.__module__}.{model.__qualname__}", shape], option=orjson.OPT_SORT_KEYS)
-    except (_NotJson, TypeError, orjson.JSONEncodeError):  # not plain JSON: no shape to remember
+    except _NotJson:  # not plain JSON: no shape to remember
         model.model_validate(resource)
         return
-    if b"null" in text:  # orjson writes NaN and infinities as null: such a shape is validated every time
+    key = json_key([f"{model.__module__}.{model.__qualname__}", shape])
+    if key is None:  # NaN (written as null) or what orjson cannot write: validated every time
         model.model_validate(resource)
         return
-    key = hashlib.blake2b(text, digest_size=16).digest()
     if not remembered(_valid_shapes, key, lambda: _is_valid(model, shape), SHAPE_MEMO_SIZE):
         _valid_shapes.pop(key, None)  # only valid shapes are remembered
         model.model_validate(resource)

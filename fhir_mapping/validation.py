@@ -13,14 +13,12 @@ serialisation and a hash (a few microseconds) instead of a validation.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from fhir_mapping.memo import remembered
+from fhir_mapping.memo import json_key, remembered
 
 #: Distinct resources (by the content validated) whose verdict is remembered before the memory starts afresh.
 VERDICT_MEMO_SIZE = 50_000
@@ -50,13 +48,9 @@ def remembered_problem(resource: dict[str, Any]) -> str | None:
     could blur is validated every time: what orjson cannot write (integers past 64 bits, keys that are not strings),
     and anything written as `null` — orjson writes NaN and infinities as null, and FHIR JSON has no nulls, so a
     resource holding one is rare and invalid anyway."""
-    try:
-        text = orjson.dumps(used_projection(resource), option=orjson.OPT_SORT_KEYS)
-    except (TypeError, orjson.JSONEncodeError):
+    key = json_key(used_projection(resource))
+    if key is None:  # a NaN and a null would share a key; both are rare, so neither is remembered
         return validate_resource(resource)
-    if b"null" in text:  # a NaN and a null would share a key; both are rare, so neither is remembered
-        return validate_resource(resource)
-    key = hashlib.blake2b(text, digest_size=16).digest()
     return remembered(_verdicts, key, lambda: validate_resource(resource), VERDICT_MEMO_SIZE)
 
 
