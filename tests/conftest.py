@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -78,6 +79,15 @@ def api(tmp_path: Path, local_key: LocalKey) -> Iterator[SignedClient]:
     app = create_app(make_settings(tmp_path))
     with TestClient(app) as client:
         yield SignedClient(client, local_key)
+
+
+def running_where() -> str:
+    """"loop" when called on a thread running an asyncio event loop, else "thread" (where a call's stages ran)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return "thread"
+    return "loop"
 
 
 def wait_for(condition: Callable[[], bool], what: str, limit: float = 60.0) -> None:

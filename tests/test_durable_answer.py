@@ -22,7 +22,7 @@ from sqlalchemy import event, text
 import fhirfactory as F
 import store.journal as journal_module
 from cds_hooks.bundle_prefetch import prefetch_from_resources
-from conftest import KEYS, SignedClient, make_settings, wait_for
+from conftest import KEYS, SignedClient, make_settings, running_where, wait_for
 from store.journal import Journal, JournalError, orphaned_journals
 from store.recorder import Recorder, record_to_json
 from store.store import Store
@@ -572,12 +572,18 @@ class BatchSizes(FlakyStore):
         return super().write_predictions(records, deferred_sync=deferred_sync)
 
 
-def test_the_writer_gathers_records_that_arrive_while_it_lingers_and_stop_ends_the_wait(tmp_path: Path) -> None:
+def batching_recorder(tmp_path: Path, linger_seconds: float) -> tuple[Store, BatchSizes, Recorder]:
+    """A started recorder on a fresh embedded store, its writes' sizes noted, waiting `linger_seconds` per batch."""
     store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
     store.migrate()
     sizes = BatchSizes(store)
-    recorder = Recorder(sizes, spool_dir=tmp_path / "spool", linger_seconds=3600)  # type: ignore[arg-type]
+    recorder = Recorder(sizes, spool_dir=tmp_path / "spool", linger_seconds=linger_seconds)  # type: ignore[arg-type]
     recorder.start()
+    return store, sizes, recorder
+
+
+def test_the_writer_gathers_records_that_arrive_while_it_lingers_and_stop_ends_the_wait(tmp_path: Path) -> None:
+    store, sizes, recorder = batching_recorder(tmp_path, linger_seconds=3600)
     recorder.record(prediction())
     wait_for(lambda: recorder._queue.qsize() == 0, "the writer holds the first record")
     recorder.record(prediction())  # arrives after the writer took the first: a writer that did not wait has
@@ -589,11 +595,7 @@ def test_the_writer_gathers_records_that_arrive_while_it_lingers_and_stop_ends_t
 
 
 def test_a_writer_that_does_not_linger_writes_each_record_as_it_comes(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
-    store.migrate()
-    sizes = BatchSizes(store)
-    recorder = Recorder(sizes, spool_dir=tmp_path / "spool", linger_seconds=0)  # type: ignore[arg-type]
-    recorder.start()
+    store, sizes, recorder = batching_recorder(tmp_path, linger_seconds=0)
     for _ in range(3):
         recorder.record(prediction())
         assert recorder.flush(10)
@@ -604,8 +606,6 @@ def test_a_writer_that_does_not_linger_writes_each_record_as_it_comes(tmp_path: 
 @pytest.mark.parametrize("in_thread", [False, True], ids=["on the loop (default)", "in a worker thread"])
 def test_a_calls_stages_run_where_server_call_stages_in_thread_says(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_thread: bool) -> None:
-    import asyncio
-
     import cds_hooks.service_call as service_call
     from cds_hooks.app import create_app
     from cds_hooks.signing import load_local_key
@@ -613,19 +613,12 @@ def test_a_calls_stages_run_where_server_call_stages_in_thread_says(
     where: list[str] = []
     real_map, real_sync = service_call.map_patient, os.fdatasync
 
-    def running_loop() -> str:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return "thread"
-        return "loop"
-
     def mapping_spy(*args: Any, **kwargs: Any) -> Any:
-        where.append(f"mapping: {running_loop()}")
+        where.append(f"mapping: {running_where()}")
         return real_map(*args, **kwargs)
 
     def sync_spy(fd: int) -> None:
-        where.append(f"journal sync: {running_loop()}")
+        where.append(f"journal sync: {running_where()}")
         real_sync(fd)
 
     monkeypatch.setattr(service_call, "map_patient", mapping_spy)
@@ -640,11 +633,7 @@ def test_a_calls_stages_run_where_server_call_stages_in_thread_says(
 
 
 def test_a_flush_does_not_wait_for_the_writer_to_finish_lingering(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}", SECRET)
-    store.migrate()
-    sizes = BatchSizes(store)
-    recorder = Recorder(sizes, spool_dir=tmp_path / "spool", linger_seconds=3600)  # type: ignore[arg-type]
-    recorder.start()
+    store, sizes, recorder = batching_recorder(tmp_path, linger_seconds=3600)
     recorder.record(prediction())
     recorder.record(prediction())
     assert recorder.flush(30)  # a writer that kept lingering would hold the records for an hour

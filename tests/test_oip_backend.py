@@ -22,6 +22,7 @@ import yaml
 
 from inference.oip_backend import OipV2Graph, backend_allowed
 from inference.sequence_graph import BackendUnavailable
+from conftest import running_where
 from service_process import free_port, stop_process
 from test_sequence_model import MODEL, call, fixture, model_root, recorded, serve  # noqa: F401  (serve: fixture)
 
@@ -215,17 +216,11 @@ def test_a_remote_models_prediction_never_waits_on_the_event_loop(
         serve: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Call stages run on the loop by default (server.call_stages_in_thread), but a model server can take up to its
     timeout to answer: those calls run in a worker thread, so health checks and other calls are not held up."""
-    import asyncio
-
     where: list[str] = []
     real = OipV2Graph._request
 
     def spy(self: OipV2Graph, method: str, url: str, body: dict[str, Any] | None) -> Any:
-        try:
-            asyncio.get_running_loop()
-            where.append("loop")
-        except RuntimeError:
-            where.append("thread")
+        where.append(running_where())
         return real(self, method, url, body)
 
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens: each request fails at once
