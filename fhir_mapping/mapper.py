@@ -114,20 +114,27 @@ def _by_reference_only(resource: Resource) -> bool:
     return "medicationReference" in resource and "medicationCodeableConcept" not in resource
 
 
+# written offsets that say nothing about the patient's local zone (UTC itself)
+_UTC_SUFFIXES = ("Z", "+00:00", "-00:00")
+
+
 def local_zone_of(index: ResourceIndex) -> tzinfo:
-    """The UTC offset of the newest timestamp in the record that carries one (EHRs write local offsets), else UTC."""
-    newest: datetime | None = None
+    """The UTC offset of the newest timestamp in the record that carries a non-zero one (EHRs write local offsets),
+    else UTC. Of two timestamps naming the same instant, the one read first gives the offset."""
+    texts: dict[str, None] = {}  # each distinct timestamp once, in the order read (a panel's results share theirs)
     for rtype in ("Observation", "Encounter", "MedicationRequest", "Condition"):
         for res in index.by_type.get(rtype, ()):
             text = _resource_date(res)
-            if not text or len(text) <= 10 or text.endswith("Z"):
-                continue
-            try:
-                when = datetime.fromisoformat(text)
-            except ValueError:
-                continue
-            if when.tzinfo is not None and when.utcoffset() and (newest is None or when > newest):
-                newest = when
+            if text and len(text) > 10 and not text.endswith(_UTC_SUFFIXES):
+                texts[text] = None
+    newest: datetime | None = None
+    for text in texts:
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            continue
+        if when.utcoffset() and (newest is None or when > newest):  # None (no offset) and zero are both falsy
+            newest = when
     return newest.tzinfo if newest is not None and newest.tzinfo is not None else UTC
 
 
