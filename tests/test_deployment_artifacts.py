@@ -4,13 +4,14 @@ Neither helm nor kubeconform is installable from the registries CI reaches, so t
 each Kubernetes object has the fields its kind needs, the probes, security context, autoscaler, disruption budget,
 Service and Secret references agree with each other and with the production configuration, and that configuration
 loads with cds_hooks.settings.load_settings (and builds the app) given its secrets from the environment. When
-`kubectl` is on the PATH the kustomizations are rendered too, and when the `kubernetes-validate` package is importable
-every object is checked against the Kubernetes OpenAPI schemas (strict); otherwise those two checks skip and say so.
+`kubectl` is on the PATH the kustomizations are rendered too (otherwise that check skips and says so), and every object
+is checked against the Kubernetes OpenAPI schemas (strict) by the `kubernetes-validate` package, a test dependency.
 The Dockerfile is read, not built (building needs base images from a registry CI does not reach).
 """
 
 from __future__ import annotations
 
+import copy
 import http.server
 import os
 import re
@@ -140,19 +141,30 @@ def test_kustomize_renders(folder: Path) -> None:
     assert tomllib.loads(config_map["data"]["config.toml"]) == tomllib.loads(PROD_CONFIG.read_text())
     hpa = next(d for d in rendered if d["kind"] == "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["kind"] == workload
+    _schema_valid(rendered, f"kustomize {folder.relative_to(ROOT)}")  # the generated ConfigMap and the patches too
 
 
-def test_objects_match_the_kubernetes_schemas() -> None:
-    try:
-        import kubernetes_validate
-    except ImportError:
-        pytest.skip("kubernetes-validate is not installed: checked against this file's rules only "
-                    "(pip install kubernetes-validate for the OpenAPI schemas)")
-    for path, doc in _objects():
+def _schema_valid(docs: list[dict[str, Any]], where: str) -> None:
+    import kubernetes_validate  # a test dependency (pyproject.toml): CI always checks the schemas
+
+    for doc in docs:
         try:
             kubernetes_validate.validate(doc, "1.30.0", strict=True)
         except kubernetes_validate.ValidationError as exc:
-            pytest.fail(f"{path.relative_to(ROOT)} {doc['kind']}/{doc['metadata']['name']}: {exc.message}")
+            pytest.fail(f"{where} {doc['kind']}/{doc['metadata']['name']}: {exc.message}")
+
+
+def test_objects_match_the_kubernetes_schemas() -> None:
+    for path, doc in _objects():
+        _schema_valid([doc], str(path.relative_to(ROOT)))
+
+
+def test_a_field_the_schema_does_not_know_is_refused() -> None:
+    deployment = copy.deepcopy(_one(BASE, "Deployment"))
+    probe = deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    probe["httpGett"] = probe.pop("httpGet")  # a typo kubectl apply would reject
+    with pytest.raises(pytest.fail.Exception, match="httpGett"):
+        _schema_valid([deployment], "typo")
 
 
 # ---- the pod ---------------------------------------------------------------------------------------------------------
