@@ -57,5 +57,6 @@ def environment(extra_dir: str | None = None) -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         autoescape=False,
+        auto_reload=False,  # shipped files, fixed while serving: no stat of every template and partial per card
     )
     return env

@@ -125,6 +125,22 @@ def test_smart_app_link_when_configured() -> None:
     assert all(link["type"] == "absolute" for link in cards_for("ascvd-pce-10y", "mid")[0]["links"])
 
 
+def test_a_card_reads_no_template_file_once_its_templates_are_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = cards_for("ascvd-pce-10y", "mid")  # loads the template and its partials
+    touched: list[str] = []
+
+    def stat(path: Any, *args: Any, **kwargs: Any) -> Any:
+        touched.append(str(path))
+        return real_stat(path, *args, **kwargs)
+
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", stat)  # Jinja's auto-reload checks each template's mtime through os.stat
+    again = cards_for("ascvd-pce-10y", "mid")
+    monkeypatch.undo()
+    assert [p for p in touched if p.endswith(".j2")] == []
+    assert [c["detail"] for c in again] == [c["detail"] for c in first]
+
+
 def test_stale_inputs_are_flagged() -> None:
     from fhir_mapping.index import ResourceIndex
     from fhir_mapping.mapper import map_features
