@@ -5,7 +5,9 @@ newest entry is today): (a) "typical prefetch" — the service's own prefetch te
 (b) "whole record" — the same templates without their `code=` filters, as an EHR that cannot filter by code sends
 (about 1 MB). For each: p50/p99 latency and throughput with one uvicorn worker at concurrency 1 and 8, each as a
 ratio to the floor (orjson.loads of the same body, measured here); the HealthChain peer on the same bodies when it is
-installed (benchmarks/results/peer-venv, made by `make bench`); then `serve --workers 2` against `--workers 1`
+installed (benchmarks/results/peer-venv, made by `make bench`). Both services run at once and each row is measured in
+alternating rounds (cds-onnx, then the peer), each round with its own floor, so a change in the machine's speed
+during the run weighs on both sides of every ratio alike; then `serve --workers 2` against `--workers 1`
 throughput, and the levers (gc.freeze, CPU stages on the event loop) switched off one at a time.
 
 The load generator is a small asyncio HTTP/1.1 client (pre-built requests, pre-minted ES384 tokens), so it takes
@@ -32,7 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,6 +196,11 @@ class Run:
         return len(self.latencies_ms) / self.seconds
 
 
+def merged(runs: list[Run]) -> Run:
+    """Alternating rounds of one measurement as one run: every latency, the time and the errors of all."""
+    return Run([x for r in runs for x in r.latencies_ms], sum(r.seconds for r in runs), sum(r.errors for r in runs))
+
+
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes,
                     body: bytes) -> tuple[int, bytes]:
     writer.write(head)
@@ -296,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
     parser.add_argument("--no-peer", action="store_true", help="skip the HealthChain peer")
     parser.add_argument("--no-levers", action="store_true", help="skip the gc.freeze / worker-thread ablations")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating rounds per row (cds-onnx, then the peer, each round with its own floor)")
     parser.add_argument("--write-doc", action="store_true", help="write the table into docs/performance.md")
     args = parser.parse_args(argv)
     n = 60 if args.quick else args.requests
@@ -307,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "requests": n,
                               "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                           "platform": platform.platform(), "load_avg": os.getloadavg()},
-                              "workloads": {}, "workers": {}, "levers": {}, "peer": None}
+                              "workloads": {}, "workers": {}, "levers": {}, "peer": None, "rounds": args.rounds}
     rows: list[str] = []
 
     def row(label: str, body: bytes, who: str, conc: int, run: Run, floor: float) -> None:
@@ -319,43 +328,57 @@ def main(argv: list[str] | None = None) -> int:
     print("| workload | entries | bytes | service | concurrency | p50 | p99 | throughput | floor | p50/floor | "
           "p99/p50 |")
     results: dict[str, dict[str, Run]] = {label: {} for label in bodies}
-    with cds_server() as port:
-        for label, body in bodies.items():
-            floor = floor_ms(body)
-            report["workloads"][label] = {"entries": entries(body), "bytes": len(body), "floor_ms": floor}
-            for conc in (1, 8):
-                reqs = max(20, n // 3) if label.startswith("(b)") else n
-                run = load(port, path, body, reqs, conc)
-                assert run.errors == 0, f"{run.errors} non-200 answers from cds-onnx"
-                results[label][f"cds-onnx c{conc}"] = run
-                row(label, body, "cds-onnx", conc, run, floor)
-        cds_cards = {label: first_card(port, path, body, sign=True) for label, body in bodies.items()}
-
     peer_note = None
     if args.no_peer:
         peer_note = "peer skipped (--no-peer)"
     elif not PEER_PYTHON.exists():
         peer_note = (f"peer skipped: {PEER_PYTHON.relative_to(ROOT)} not found (make bench creates it with "
                      "`pip install '.[bench]'`-equivalent: healthchain 0.16, onnxruntime, numpy)")
-    else:
-        report["peer"] = {}
-        with peer_server() as pport:
-            ppath = f"/cds/cds-services/{SERVICE}"
-            for label, body in bodies.items():
-                card = first_card(pport, ppath, body, sign=False)
-                peer_risk, ours = float(card["detail"]), in_process_risk(body)
-                same = abs(peer_risk - ours) <= 1e-12 and card["summary"].split()[-1] in cds_cards[label]["summary"]
+    ppath = f"/cds/cds-services/{SERVICE}"
+    # Both services are up at once and measured in alternating rounds, each round with its own floor, so a change
+    # in the machine's speed during the run (common on a shared host) falls on both sides of every ratio alike.
+    with cds_server() as port, (peer_server() if peer_note is None else nullcontext(None)) as pport:
+        for label, body in bodies.items():
+            report["workloads"][label] = {"entries": entries(body), "bytes": len(body)}
+            card = first_card(port, path, body, sign=True)
+            if pport is not None:
+                report["peer"] = report.get("peer") or {}
+                peer_card = first_card(pport, ppath, body, sign=False)
+                peer_risk, ours = float(peer_card["detail"]), in_process_risk(body)
+                same = abs(peer_risk - ours) <= 1e-12 and peer_card["summary"].split()[-1] in card["summary"]
                 report["peer"][label] = {"peer_risk": peer_risk, "cds_onnx_risk": ours, "same": same,
-                                         "cds_onnx_summary": cds_cards[label]["summary"]}
-                print(f"{label}: HealthChain risk {peer_risk!r}, cds-onnx {ours!r} "
-                      f"({cds_cards[label]['summary']!r}): {'same' if same else 'DIFFERENT'}", flush=True)
-                floor = report["workloads"][label]["floor_ms"]
-                for conc in (1, 8):
-                    reqs = max(20, n // 6) if label.startswith("(b)") else max(20, n // 2)
-                    run = load(pport, ppath, body, reqs, conc, sign=False)
-                    assert run.errors == 0, f"{run.errors} non-200 answers from the peer"
-                    results[label][f"HealthChain c{conc}"] = run
-                    row(label, body, "HealthChain 0.16", conc, run, floor)
+                                         "cds_onnx_summary": card["summary"]}
+                print(f"{label}: HealthChain risk {peer_risk!r}, cds-onnx {ours!r} ({card['summary']!r}): "
+                      f"{'same' if same else 'DIFFERENT'}", flush=True)
+            floors: list[float] = []
+            for conc in (1, 8):
+                big = label.startswith("(b)")
+                ours_n = max(20, n // 3) if big else n
+                theirs_n = max(20, n // 6) if big else max(20, n // 2)
+                mine: list[Run] = []
+                theirs: list[Run] = []
+                row_floors: list[float] = []
+                for i in range(args.rounds):
+                    row_floors.append(floor_ms(body, repeat=100))
+                    mine.append(load(port, path, body, max(1, ours_n // args.rounds), conc, warmup=10 if i == 0 else 3))
+                    if pport is not None:
+                        theirs.append(load(pport, ppath, body, max(1, theirs_n // args.rounds), conc, sign=False,
+                                           warmup=5 if i == 0 else 2))
+                floor = statistics.median(row_floors)
+                floors += row_floors
+                run = merged(mine)
+                assert run.errors == 0, f"{run.errors} non-200 answers from cds-onnx"
+                results[label][f"cds-onnx c{conc}"] = run
+                row(label, body, "cds-onnx", conc, run, floor)
+                if theirs:
+                    peer_run = merged(theirs)
+                    assert peer_run.errors == 0, f"{peer_run.errors} non-200 answers from the peer"
+                    results[label][f"HealthChain c{conc}"] = peer_run
+                    row(label, body, "HealthChain 0.16", conc, peer_run, floor)
+                    report["workloads"][label][f"peer_ratio_c{conc}"] = peer_run.p50 / run.p50
+                    print(f"  HealthChain / cds-onnx p50 at concurrency {conc}: {peer_run.p50 / run.p50:.1f}×",
+                          flush=True)
+            report["workloads"][label]["floor_ms"] = statistics.median(floors)
     if peer_note:
         print(peer_note)
 
@@ -402,10 +425,15 @@ def write_doc(report: dict[str, Any]) -> None:
     lines = [BEGIN, "",
              f"Measured {report['date'][:10]} on this machine ({m['cpus']} cores, Python {m['python']}, load average "
              f"{m['load_avg'][0]:.1f} at the start: other work was running, so compare ratios within the table, not "
-             f"absolute times across runs). {report['requests']} timed requests per (a) row; one uvicorn worker.", "",
+             f"absolute times across runs). {report['requests']} timed requests per (a) row; one uvicorn worker. Both "
+             f"services were up at once and each row pools {report['rounds']} alternating rounds (cds-onnx, then "
+             "HealthChain), each round with its own floor; the floor column is the median of that row's rounds.", "",
              "| workload | entries | bytes | service | concurrency | p50 | p99 | throughput | floor (orjson.loads) | "
              "p50/floor | p99/p50 |", "|---|---|---|---|---|---|---|---|---|---|---|", *report["rows"], ""]
     if report.get("peer"):
+        ratios = [f"{label} {w[f'peer_ratio_c{c}']:.1f}× at concurrency {c}"
+                  for label, w in report["workloads"].items() for c in (1, 8) if f"peer_ratio_c{c}" in w]
+        lines.append(f"* HealthChain p50 / cds-onnx p50, same rounds: {'; '.join(ratios)}.")
         for label, p in report["peer"].items():
             lines.append(f"* Same risk {label}: HealthChain {p['peer_risk']!r}, cds-onnx {p['cds_onnx_risk']!r} "
                          f"({'equal to 1e-12' if p['same'] else 'DIFFERENT'}; the last bits differ because cds-onnx "
