@@ -320,10 +320,14 @@ def main(argv: list[str] | None = None) -> int:
                               "workloads": {}, "workers": {}, "levers": {}, "peer": None, "rounds": args.rounds}
     rows: list[str] = []
 
-    def row(label: str, body: bytes, who: str, conc: int, run: Run, floor: float) -> None:
-        rows.append(f"| {label} | {entries(body)} | {len(body):,} | {who} | {conc} | {run.p50:.1f} ms | "
-                    f"{run.p99:.1f} ms | {run.rps:.0f}/s | {floor:.2f} ms | {run.p50 / floor:.1f}× | "
-                    f"{run.p99 / run.p50:.1f} |")
+    def row(label: str, body: bytes, who: str, conc: int, runs: list[Run], floors: list[float]) -> None:
+        """One table row from alternating rounds: each figure is the median of the rounds' own (a round's ratio
+        uses that round's floor), so rounds in a slow minute and in a fast one are never mixed into one ratio."""
+        med = statistics.median
+        rows.append(f"| {label} | {entries(body)} | {len(body):,} | {who} | {conc} | {med(r.p50 for r in runs):.1f} ms | "
+                    f"{med(r.p99 for r in runs):.1f} ms | {merged(runs).rps:.0f}/s | {med(floors):.2f} ms | "
+                    f"{med(r.p50 / f for r, f in zip(runs, floors, strict=True)):.1f}× | "
+                    f"{med(r.p99 / r.p50 for r in runs):.1f} |")
         print(rows[-1], flush=True)
 
     print("| workload | entries | bytes | service | concurrency | p50 | p99 | throughput | floor | p50/floor | "
@@ -365,19 +369,19 @@ def main(argv: list[str] | None = None) -> int:
                     if pport is not None:
                         theirs.append(load(pport, ppath, body, max(1, theirs_n // args.rounds), conc, sign=False,
                                            warmup=5 if i == 0 else 2))
-                floor = statistics.median(row_floors)
                 floors += row_floors
                 run = merged(mine)
                 assert run.errors == 0, f"{run.errors} non-200 answers from cds-onnx"
                 results[label][f"cds-onnx c{conc}"] = run
-                row(label, body, "cds-onnx", conc, run, floor)
+                row(label, body, "cds-onnx", conc, mine, row_floors)
                 if theirs:
                     peer_run = merged(theirs)
                     assert peer_run.errors == 0, f"{peer_run.errors} non-200 answers from the peer"
                     results[label][f"HealthChain c{conc}"] = peer_run
-                    row(label, body, "HealthChain 0.16", conc, peer_run, floor)
-                    report["workloads"][label][f"peer_ratio_c{conc}"] = peer_run.p50 / run.p50
-                    print(f"  HealthChain / cds-onnx p50 at concurrency {conc}: {peer_run.p50 / run.p50:.1f}×",
+                    row(label, body, "HealthChain 0.16", conc, theirs, row_floors)
+                    ratio = statistics.median(t.p50 / m.p50 for t, m in zip(theirs, mine, strict=True))
+                    report["workloads"][label][f"peer_ratio_c{conc}"] = ratio
+                    print(f"  HealthChain / cds-onnx p50 at concurrency {conc}: {ratio:.1f}× (median of the rounds)",
                           flush=True)
             report["workloads"][label]["floor_ms"] = statistics.median(floors)
     if peer_note:
@@ -438,14 +442,15 @@ def write_doc(report: dict[str, Any]) -> None:
              f"Measured {report['date'][:10]} on this machine ({m['cpus']} cores, Python {m['python']}, load average "
              f"{m['load_avg'][0]:.1f} at the start: other work was running, so compare ratios within the table, not "
              f"absolute times across runs). {report['requests']} timed requests per (a) row; one uvicorn worker. Both "
-             f"services were up at once and each row pools {report['rounds']} alternating rounds (cds-onnx, then "
-             "HealthChain), each round with its own floor; the floor column is the median of that row's rounds.", "",
+             f"services were up at once and each row is {report['rounds']} alternating rounds (cds-onnx, then "
+             "HealthChain), each round with its own floor; every figure is the median of the rounds' own (a round's "
+             "ratio uses that round's floor), throughput is over all rounds.", "",
              "| workload | entries | bytes | service | concurrency | p50 | p99 | throughput | floor (orjson.loads) | "
              "p50/floor | p99/p50 |", "|---|---|---|---|---|---|---|---|---|---|---|", *report["rows"], ""]
     if report.get("peer"):
         ratios = [f"{label} {w[f'peer_ratio_c{c}']:.1f}× at concurrency {c}"
                   for label, w in report["workloads"].items() for c in (1, 8) if f"peer_ratio_c{c}" in w]
-        lines.append(f"* HealthChain p50 / cds-onnx p50, same rounds: {'; '.join(ratios)}.")
+        lines.append(f"* HealthChain p50 / cds-onnx p50, median of the rounds: {'; '.join(ratios)}.")
         for label, p in report["peer"].items():
             lines.append(f"* Same risk {label}: HealthChain {p['peer_risk']!r}, cds-onnx {p['cds_onnx_risk']!r} "
                          f"({'equal to 1e-12' if p['same'] else 'DIFFERENT'}; the last bits differ because cds-onnx "
