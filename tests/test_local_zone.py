@@ -62,6 +62,7 @@ def obs(i: int, when: str) -> dict[str, Any]:
     (["2026-05-20T08:00:00-05:00", "2026-05-20T08:00:00-05:00", "2026-05-19T08:00:00+09:00"], -5),  # repeated
     (["2026-05-20T08:00:00-05:00", "2026-13-45T10:00:00+09:00", "last Tuesday", "2026-05-30"], -5),  # unusable
     (["2026-05-20 08:00:00-04:00"], -4),                                 # odd, but a timestamp Python reads
+    (["2026-05-20T08:00:00-05:00", "2026-05-21T09:00:00+00:00:00"], -5),  # UTC with seconds in the offset
     (["2026-05-20T08:00:00+00:00", "2026-05-21T08:00:00Z", "2026-05-22"], 0),
 ])
 def test_the_zone_of_hand_written_records(dates: list[str], offset_hours: int) -> None:
