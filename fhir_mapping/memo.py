@@ -1,8 +1,9 @@
 """A bounded memory of a pure function's answers, for the mapper's caches that live across requests.
 
 Drug-class recognition and strict R4 validation are both pure functions of what a record holds, and EHRs send the
-same products and resources again and again (`json_key` keys content by what it says). Each keeps its answers in a plain dict that starts afresh when full
-(a new generation), which bounds its memory without the bookkeeping of an LRU.
+same products and resources again and again (`json_key` keys content by what it says). Each keeps its answers in a
+plain dict that starts afresh when full (a new generation), which bounds its memory without the bookkeeping of an
+LRU.
 """
 
 from __future__ import annotations

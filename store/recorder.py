@@ -107,7 +107,8 @@ class Recorder:
         self._spool = self.spool_dir / "predictions.jsonl"
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._lock = threading.Lock()  # the spool file of this process (appends, and its rename for replay)
-        self._count_lock = threading.Lock()  # `_in_journal`: request threads never wait for a spool fsync
+        # `_in_journal` and `_flushing`: a lock of their own, so request threads never wait for a spool fsync
+        self._count_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._retry = retry_seconds
         self._linger = linger_seconds
