@@ -212,6 +212,12 @@ def merged(runs: list[Run]) -> Run:
     return Run([x for r in runs for x in r.latencies_ms], sum(r.seconds for r in runs), sum(r.errors for r in runs))
 
 
+def round_medians(runs: list[Run]) -> tuple[float, float]:
+    """p50 and p99 of alternating rounds: the median of the rounds' own, never of the rounds pooled (a slow round's
+    latencies would all land in the pooled p99)."""
+    return statistics.median(r.p50 for r in runs), statistics.median(r.p99 for r in runs)
+
+
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes,
                     body: bytes) -> tuple[int, bytes]:
     writer.write(head)
@@ -336,8 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         """One table row from alternating rounds: each figure is the median of the rounds' own (a round's ratio
         uses that round's floor), so rounds in a slow minute and in a fast one are never mixed into one ratio."""
         med = statistics.median
-        rows.append(f"| {label} | {entries(body)} | {len(body):,} | {who} | {conc} | {med(r.p50 for r in runs):.1f} ms | "
-                    f"{med(r.p99 for r in runs):.1f} ms | {merged(runs).rps:.0f}/s | {med(floors):.2f} ms | "
+        p50, p99 = round_medians(runs)
+        rows.append(f"| {label} | {entries(body)} | {len(body):,} | {who} | {conc} | {p50:.1f} ms | "
+                    f"{p99:.1f} ms | {merged(runs).rps:.0f}/s | {med(floors):.2f} ms | "
                     f"{med(r.p50 / f for r, f in zip(runs, floors, strict=True)):.1f}× | "
                     f"{med(r.p99 / r.p50 for r in runs):.1f} |")
         print(rows[-1], flush=True)
@@ -431,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
                     lever_runs[name].append(load(port, path, body, max(15, n // 3 // args.rounds), 8,
                                                  warmup=10 if i == 0 else 3))
         for name, done in lever_runs.items():  # medians of the rounds' own, like the table
-            p50, p99 = statistics.median(r.p50 for r in done), statistics.median(r.p99 for r in done)
+            p50, p99 = round_medians(done)
             rps = merged(done).rps
             report["levers"][name] = {"p50_ms": p50, "p99_ms": p99, "rps": rps, "rps_rounds": [r.rps for r in done]}
             print(f"lever {name:<24} (b) c8: p50 {p50:.1f} ms, p99 {p99:.1f} ms, {rps:.1f} req/s "
