@@ -37,7 +37,7 @@ from jwt.exceptions import (
 if TYPE_CHECKING:
     from cds_hooks.jwks_shared import JwksStore
 
-from cds_hooks.jwks import SUPPORTED_ALGORITHMS, JwksCache, JwksError, KeyIndex, parse_jwks, select_key
+from cds_hooks.jwks import SUPPORTED_ALGORITHMS, JwksCache, JwksError, KeyRing, parse_jwks
 from cds_hooks.replay import (
     MAX_ISS_LENGTH,
     MAX_JTI_LENGTH,
@@ -259,8 +259,8 @@ class ClientAuthenticator:
         self._settings = settings
         self._clock = clock
         self._clients: dict[str, TrustedClient] = {c.iss: c for c in settings.clients}
-        self._static: dict[str, KeyIndex] = {
-            c.iss: parse_jwks(c.jwks, f"TrustedClient.jwks for {c.iss}") for c in settings.clients if c.jwks
+        self._static: dict[str, KeyRing] = {
+            c.iss: KeyRing(parse_jwks(c.jwks, f"TrustedClient.jwks for {c.iss}")) for c in settings.clients if c.jwks
         }
         self._jwks_cache = JwksCache(
             cache_seconds=settings.jku_cache_seconds,
@@ -366,7 +366,7 @@ class ClientAuthenticator:
             raise AuthError("header 'jku' is not on this client's allowlist")
         static = self._static.get(client.iss)
         if static is not None:
-            key = select_key(static, kid, alg)
+            key = static.key(kid, alg)
             if key is not None:
                 return key
         if jku is not None:

@@ -457,6 +457,50 @@ async def test_unknown_kid_triggers_one_rate_limited_refresh() -> None:
     assert len(recorder.requests) == 3
 
 
+class CountingPyJWK(jwt.PyJWK):
+    built = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        type(self).built += 1
+        super().__init__(*args, **kwargs)
+
+
+async def test_a_static_key_is_built_once_and_unknown_kids_add_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("cds_hooks.jwks.PyJWK", CountingPyJWK)
+    CountingPyJWK.built = 0
+    auth = authenticator()
+    for _ in range(3):
+        await auth.verify(f"Bearer {sandbox_token()}", AUD)
+    assert CountingPyJWK.built == 1
+    for kid in ("unknown-1", "unknown-2"):
+        await rejected(auth, sandbox_token(kid=kid))
+    assert CountingPyJWK.built == 1
+    assert len(auth._static[SANDBOX_ISS]._keys) == 1  # only keys found are kept
+
+
+async def test_a_key_replaced_under_its_kid_in_a_refetched_jwks_is_not_served_from_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("cds_hooks.jwks.PyJWK", CountingPyJWK)
+    CountingPyJWK.built = 0
+    new_key = ec.generate_private_key(ec.SECP384R1())
+    new_jwk = jwt.algorithms.ECAlgorithm.to_jwk(new_key.public_key(), as_dict=True) | {"kid": SANDBOX_KID}
+    recorder = Recorder(SANDBOX_JWKS)
+    clock = Clock()
+    auth = authenticator(sandbox_client(jwks=None), recorder=recorder, clock=clock, jku_cache_seconds=3600)
+    for _ in range(2):
+        await auth.verify(f"Bearer {sandbox_token()}", AUD)
+    assert CountingPyJWK.built == 1
+    recorder.jwks = {"keys": [new_jwk]}  # the client replaces the key behind the same kid
+    clock.now = NOW + 3601  # the cached document expires: fetched again, its keys built again
+    claims = sandbox_claims(iat=int(clock.now), exp=int(clock.now) + 300)
+    assert "signature verification failed" in await rejected(auth, sandbox_token(claims))
+    headers = {"typ": "JWT", "kid": SANDBOX_KID, "jku": SANDBOX_JKU}
+    fresh = sandbox_claims(iat=int(clock.now), exp=int(clock.now) + 300)
+    assert (await auth.verify(f"Bearer {jwt.encode(fresh, new_key, algorithm='ES384', headers=headers)}", AUD)).iss
+    assert len(recorder.requests) == 2 and CountingPyJWK.built == 2
+
+
 async def test_concurrent_unknown_kids_share_one_fetch() -> None:
     recorder = Recorder(SANDBOX_JWKS)
     auth = authenticator(sandbox_client(jwks=None), recorder=recorder)
