@@ -280,7 +280,7 @@ class _Context:
             if vs.match == "exact":
                 # look each code up in the index; only medicationReference codes are not indexed, so scan those
                 # in code order: a set's order varies between processes, and a tie must pick the same resource
-                pool: list[Resource] = [r for s, c in sorted(present & vs.entries.keys())
+                pool: list[Resource] = [r for s, c in sorted(vs.matching_codes(present))
                                         for r in self.index.by_code[(source.resource, s, c)]]
                 if medication:
                     pool += [r for r in self.index.by_type.get(source.resource, ()) if _by_reference_only(r)]

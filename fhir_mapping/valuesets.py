@@ -2,6 +2,8 @@
 
 Shipped sets live in fhir_mapping/valuesets/; a model folder may carry its own in <model>/valuesets/, which are
 looked up first. Matching is exact on (system, code), or by code prefix for sets marked `"match": "prefix"`.
+ICD-10 codes are compared without their dot and case (`E11.9`, `E119` and `e11.9` are one code): EHRs and claims
+feeds write them both ways, and a code written without its dot is the same diagnosis.
 """
 
 from __future__ import annotations
@@ -11,6 +13,17 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+
+# Code systems whose codes are written with or without a dot after the category (ICD-10-CM, WHO ICD-10).
+ICD10_SYSTEMS = frozenset({"http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-10"})
+
+
+def normal_code(system: str, code: str) -> str:
+    """The code as compared: ICD-10 codes without dots, spaces or case; any other code as written."""
+    if system in ICD10_SYSTEMS:
+        return code.replace(".", "").replace(" ", "").upper()
+    return code
 
 
 class ValueSetError(ValueError):
@@ -24,11 +37,21 @@ class ValueSet:
     match: str  # "exact" | "prefix"
     entries: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     prefixes: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)  # system -> [(prefix, entry)]
+    icd: bool = False  # holds ICD-10 codes, so a record's codes must be compared without their dots
+
+    def matching_codes(self, present: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The (system, code) pairs of `present`, as written in the record, that an exact set holds."""
+        found = present & self.entries.keys()
+        if self.icd:
+            found |= {(s, c) for s, c in present if s in ICD10_SYSTEMS and (s, normal_code(s, c)) in self.entries}
+        return found
 
     def lookup(self, system: str | None, code: str | None) -> dict[str, Any] | None:
         """The value-set entry for this coding, or None."""
         if not system or not code:
             return None
+        if system in ICD10_SYSTEMS:
+            code = normal_code(system, code)
         if self.match == "prefix":
             for prefix, entry in self.prefixes.get(system, ()):
                 if code.startswith(prefix):
@@ -37,8 +60,8 @@ class ValueSet:
         return self.entries.get((system, code))
 
     def systems_codes(self) -> list[str]:
-        """'system|code' tokens (exact sets only), for FHIR search parameters."""
-        return [f"{s}|{c}" for (s, c) in self.entries]
+        """'system|code' tokens (exact sets only), for FHIR search parameters: each code as the file writes it."""
+        return [f"{s}|{entry['code']}" for (s, _), entry in self.entries.items()]
 
 
 def parse_valueset(doc: dict[str, Any], origin: str) -> ValueSet:
@@ -50,10 +73,11 @@ def parse_valueset(doc: dict[str, Any], origin: str) -> ValueSet:
             system, code = entry.get("system"), entry.get("code")
             if not system or not code:
                 raise ValueSetError(f"{origin}: codes[{i}] needs system and code")
+            vs.icd = vs.icd or system in ICD10_SYSTEMS
             if vs.match == "prefix":
-                vs.prefixes.setdefault(system, []).append((str(code), entry))
+                vs.prefixes.setdefault(system, []).append((normal_code(system, str(code)), entry))
             else:
-                vs.entries[(system, str(code))] = entry
+                vs.entries[(system, normal_code(system, str(code)))] = entry
     except (KeyError, TypeError) as exc:
         raise ValueSetError(f"{origin}: not a value set file ({exc})") from exc
     for items in vs.prefixes.values():

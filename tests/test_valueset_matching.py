@@ -25,6 +25,7 @@ from fhir_mapping.valuesets import ValueSetLibrary
 
 ROOT = Path(__file__).resolve().parent.parent
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+WHO_ICD = "http://hl7.org/fhir/sid/icd-10"
 SNOMED = "http://snomed.info/sct"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 AT = datetime(2026, 6, 1, tzinfo=UTC)
@@ -37,12 +38,18 @@ RX_EXACT = {"id": "rx-exact-test", "title": "t",
 
 
 def plain_match(doc: dict[str, Any], system: Any, code: Any) -> bool:
+    """ICD-10 codes (CM and WHO) are one code with or without the dot, in any case; other codes as written."""
     if not isinstance(system, str) or not isinstance(code, str) or not system or not code:
         return False
+
+    def written(c: str) -> str:
+        return c.replace(".", "").replace(" ", "").upper() if system in (ICD, WHO_ICD) else c
+
     for entry in doc["codes"]:
         if entry["system"] != system:
             continue
-        if code.startswith(entry["code"]) if doc.get("match") == "prefix" else code == entry["code"]:
+        if written(code).startswith(written(entry["code"])) if doc.get("match") == "prefix" \
+                else written(code) == written(entry["code"]):
             return True
     return False
 
@@ -75,9 +82,10 @@ def selected(record: list[dict[str, Any]], source: Source, lib: ValueSetLibrary)
 
 
 ICD_CODES = st.sampled_from(["E11.9", "E11", "E1165", "E10.65", "E13.9", "E08", "I10", "E78.5", "E1", "e11.9",
-                             "", "J45.909"])
+                             "", "J45.909", "E119", "E 11.9", "E.11", "E14.9", "E12"])
 CODING = st.one_of(
     st.builds(lambda c: {"system": ICD, "code": c}, ICD_CODES),
+    st.builds(lambda c: {"system": WHO_ICD, "code": c}, ICD_CODES),
     st.builds(lambda c: {"system": SNOMED, "code": c}, st.sampled_from(["44054006", "E11.9", "38341003"])),
     st.builds(lambda c: {"system": ICD, "code": c}, st.sampled_from([11.9, None, ["E11"]])),  # malformed
     st.just({"code": "E11.9"}),  # no system

@@ -11,7 +11,7 @@ from fhir_mapping.valuesets import ValueSetLibrary, parse_valueset
 
 FOLDER = Path(__file__).resolve().parent.parent / "fhir_mapping" / "valuesets"
 SYSTEMS = {"http://www.nlm.nih.gov/research/umls/rxnorm", "http://snomed.info/sct", "http://hl7.org/fhir/sid/icd-10-cm",
-           "http://loinc.org"}
+           "http://hl7.org/fhir/sid/icd-10", "http://loinc.org"}
 FILES = sorted(FOLDER.glob("*.json"))
 
 
@@ -42,6 +42,7 @@ def test_well_known_codes() -> None:
     assert smoking.lookup("http://snomed.info/sct", "449868002")["class"] == "current"
     assert smoking.lookup("http://snomed.info/sct", "8517006")["class"] == "former"
     assert lib.get("stroke-tia-thromboembolism-icd10cm").lookup("http://hl7.org/fhir/sid/icd-10-cm", "G45.4") is None
+    assert lib.get("stroke-tia-thromboembolism-icd10cm").lookup("http://hl7.org/fhir/sid/icd-10-cm", "G454") is None
 
 
 def test_synthetic_patients_medications_are_classified() -> None:
@@ -64,3 +65,48 @@ def test_synthetic_patients_medications_are_classified() -> None:
                     assert anti.lookup(coding["system"], coding["code"]) or statin.lookup(coding["system"],
                                                                                           coding["code"]), coding
     assert seen > 0
+
+
+def test_icd10_codes_match_with_or_without_their_dot_and_keep_their_written_form_in_searches() -> None:
+    lib = ValueSetLibrary()
+    cm, who = "http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-10"
+    for code in ("G45.9", "G459", "g45.9", " G45.9"):  # transient cerebral ischaemic attack, however it is written
+        assert lib.get("stroke-tia-thromboembolism-icd10cm").lookup(cm, code) is not None, code
+    assert lib.get("dialysis-transplant-icd10cm").lookup(cm, "Z992") is not None  # dependence on renal dialysis
+    assert lib.get("dialysis-transplant-icd10cm").lookup(cm, "Z940") is not None  # kidney transplant status
+    assert lib.get("vascular-disease-icd10cm").lookup(cm, "I252") is not None  # old myocardial infarction
+    assert lib.get("diabetes-icd10cm").lookup(who, "E11.9") is not None  # WHO ICD-10, as the reference lists E10-E14
+    assert lib.get("diabetes-icd10cm").lookup(who, "E149") is not None
+    assert lib.get("diabetes-icd10cm").lookup(who, "E08.9") is None  # E08 is an ICD-10-CM category only
+    exact = lib.get("copd-hypercapnic-respiratory-failure-icd10cm")
+    assert exact.lookup(cm, "J9612") is not None and exact.lookup(cm, "J96.12") is not None
+    assert f"{cm}|J96.12" in exact.systems_codes()  # a search asks for the code as the file writes it
+
+
+@pytest.mark.parametrize(("set_id", "code", "meaning"), [
+    ("diabetes-conditions", "313436004", "type 2 diabetes mellitus without complication"),
+    ("atrial-fibrillation", "282825002", "paroxysmal atrial fibrillation"),
+    ("atrial-fibrillation", "440028005", "permanent atrial fibrillation"),
+    ("heart-failure", "42343007", "congestive heart failure"),
+    ("hypertension", "1201005", "benign essential hypertension"),
+    ("stroke-tia-thromboembolism", "432504007", "cerebral infarction"),
+    ("stroke-tia-thromboembolism", "422504002", "ischaemic stroke"),
+    ("vascular-disease", "1755008", "old myocardial infarction"),
+    ("vascular-disease", "840580004", "peripheral arterial disease"),
+    ("dialysis-transplant", "105502003", "dependence on renal dialysis"),
+    ("established-ascvd", "443502000", "coronary atherosclerosis"),
+])
+def test_sets_hold_the_sub_concepts_records_are_coded_with(set_id: str, code: str, meaning: str) -> None:
+    assert ValueSetLibrary().get(set_id).lookup("http://snomed.info/sct", code) is not None, meaning
+
+
+@pytest.mark.parametrize(("set_id", "code", "meaning"), [
+    ("hypertension", "10964002", "pulmonary hypertension is not systemic hypertension"),
+    ("hypertension", "34742003", "portal hypertension"),
+    ("hypertension", "398254007", "pre-eclampsia"),
+    ("vascular-disease", "443502000", "coronary atherosclerosis without infarction is not CHA2DS2-VASc's V"),
+    ("heart-failure", "410431009", "cardiorespiratory failure"),
+    ("dialysis-transplant", "313030004", "a kidney donor is not on kidney replacement therapy"),
+])
+def test_members_that_mean_something_else_are_left_out(set_id: str, code: str, meaning: str) -> None:
+    assert ValueSetLibrary().get(set_id).lookup("http://snomed.info/sct", code) is None, meaning

@@ -1,0 +1,142 @@
+"""Diagnoses coded the ways real records code them reach the score, through HTTP.
+
+A record codes a diagnosis at the depth its clinician chose (a SNOMED CT sub-concept such as "Type II diabetes
+mellitus without complication"), as ICD-10-CM with or without the dot, or as WHO ICD-10. Each case here was a card
+that stated a falsehood before (an independent audit, 2026-12-06). Expected scores are counted by hand from Lip 2010
+(CHA2DS2-VASc: C, H, D, V and Sc one point each, A2 and S2 two), or come from the published equations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fhirfactory as F
+from cds_hooks.bundle_prefetch import prefetch_from_resources
+from inference.graph_builder import load_module
+
+ROOT = Path(__file__).resolve().parent.parent
+CM = "http://hl7.org/fhir/sid/icd-10-cm"
+WHO = "http://hl7.org/fhir/sid/icd-10"
+PCE_REF = load_module(ROOT / "models" / "ascvd-pce-10y" / "1.0.0" / "reference.py")
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    from cds_hooks.app import create_app
+    from cds_hooks.signing import load_local_key
+    from conftest import KEYS, SignedClient, make_settings
+
+    app = create_app(make_settings(tmp_path_factory.mktemp("coded-conditions")))
+    with TestClient(app) as client:
+        yield SignedClient(client, load_local_key(KEYS / "local"))
+
+
+def fire(api: Any, service: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    services = api.get("/cds-services").json()["services"]
+    templates = next(s for s in services if s["id"] == service).get("prefetch", {})
+    context = {"userId": "Practitioner/example", "patientId": "p1"}
+    body = {"hook": "patient-view", "hookInstance": "0d6e1f0a-3c1b-4e7d-9a51-6f2b8c4d1e90", "context": context,
+            "prefetch": prefetch_from_resources(templates, resources, context)}
+    resp = api.post(f"/cds-services/{service}", json=body)
+    assert resp.status_code == 200, resp.text
+    cards = resp.json()["cards"]
+    assert len(cards) == 1, cards
+    return cards[0]
+
+
+def risk(card: dict[str, Any]) -> float:
+    return next(float(a["resource"]["prediction"][0]["probabilityDecimal"]) for s in card.get("suggestions", [])
+                for a in s["actions"] if a["resource"]["resourceType"] == "RiskAssessment")
+
+
+MAN_60_WITH_AF = [F.patient("p1", 60, "male"), F.condition("49436004", display="Atrial fibrillation")]
+
+
+@pytest.mark.parametrize(("condition", "points", "why"), [
+    (F.condition("432504007", display="Cerebral infarction"), 2, "prior stroke: S2"),
+    (F.condition("432504007", display="Cerebral infarction", clinical="resolved"), 2, "a past stroke still counts"),
+    (F.condition("422504002", display="Ischemic stroke"), 2, "S2"),
+    (F.condition("G459", CM, display="Transient cerebral ischemic attack, unspecified"), 2, "TIA without its dot"),
+    (F.condition("G45.9", WHO, display="Transient cerebral ischaemic attack, unspecified"), 2, "WHO ICD-10 TIA"),
+    (F.condition("42343007", display="Congestive heart failure"), 1, "C"),
+    (F.condition("1201005", display="Benign essential hypertension"), 1, "H"),
+    (F.condition("313436004", display="Type II diabetes mellitus without complication"), 1, "D"),
+    (F.condition("1755008", display="Old myocardial infarction"), 1, "V: prior MI"),
+    (F.condition("840580004", display="Peripheral arterial disease"), 1, "V: PAD"),
+    (F.condition("I252", CM, display="Old myocardial infarction"), 1, "V, without the dot"),
+    (F.condition("I110", CM, display="Hypertensive heart disease with heart failure"), 2, "C and H"),
+    (F.condition("10964002", display="Progressive pulmonary hypertension"), 0, "not systemic hypertension"),
+    (F.condition("443502000", display="Atherosclerosis of coronary artery"), 0, "coronary disease without MI: not V"),
+])
+def test_cha2ds2_vasc_counts_each_component_however_it_is_coded(api: Any, condition: dict[str, Any], points: int,
+                                                                 why: str) -> None:
+    card = fire(api, "cha2ds2-vasc", MAN_60_WITH_AF + [condition])
+    assert card["summary"].startswith(f"CHA2DS2-VASc {points} "), (why, card["summary"])
+
+
+@pytest.mark.parametrize("af", [
+    F.condition("282825002", display="Paroxysmal atrial fibrillation"),
+    F.condition("440028005", display="Permanent atrial fibrillation"),
+    F.condition("426749004", display="Chronic atrial fibrillation"),
+    F.condition("I48.0", WHO, display="Paroxysmal atrial fibrillation"),
+])
+def test_atrial_fibrillation_coded_as_a_sub_concept_is_atrial_fibrillation(api: Any, af: dict[str, Any]) -> None:
+    card = fire(api, "cha2ds2-vasc", [F.patient("p1", 70, "female"), af])
+    assert card["summary"].startswith("CHA2DS2-VASc 2 "), card["summary"]  # A (65–74) and Sc (female)
+
+
+@pytest.mark.parametrize("diabetes", [
+    F.condition("313436004", display="Type II diabetes mellitus without complication"),
+    F.condition("E119", CM, display="Type 2 diabetes mellitus without complications"),
+    F.condition("E11.9", WHO, display="Non-insulin-dependent diabetes mellitus without complications"),
+])
+def test_diabetes_coded_as_a_sub_concept_or_in_who_icd10_is_diabetes_for_the_pce(api: Any,
+                                                                                  diabetes: dict[str, Any]) -> None:
+    record = F.pce_record(gender="male", race="white") + [diabetes]  # Goff 2013 white man, 55
+    card = fire(api, "ascvd-pce-10y", record)
+    expected = PCE_REF.compute({"age": 55, "total_cholesterol": 213, "hdl": 50, "sbp": 120, "bp_treated": 0,
+                                "smoker": 0, "diabetes": 1, "female": 0, "black": 0})["risk_10y"]
+    assert risk(card) == pytest.approx(expected, abs=1e-6)
+    assert "Diabetes: No" not in card["detail"]
+
+
+KFRE_RECORD = [F.patient("p1", 55, "female"), F.quantity_obs("98979-8", 12, "mL/min/{1.73_m2}"),
+               F.quantity_obs("9318-7", 300, "mg/g")]
+
+
+@pytest.mark.parametrize("replacement", [
+    F.condition("Z992", CM, display="Dependence on renal dialysis"),
+    F.condition("Z940", CM, display="Kidney transplant status"),
+    F.condition("Z99.2", WHO, display="Dependence on renal dialysis"),
+    F.condition("105502003", display="Dependence on renal dialysis"),
+    F.condition("161665007", display="History of renal transplant", clinical="resolved"),
+])
+def test_kfre_gives_no_number_on_dialysis_or_after_a_kidney_transplant(api: Any,
+                                                                       replacement: dict[str, Any]) -> None:
+    card = fire(api, "kfre-4var", KFRE_RECORD + [replacement])
+    assert "%" not in card["summary"], card["summary"]
+    assert "not for patients on dialysis" in card["detail"]
+    assert not card.get("suggestions")
+
+
+def test_a_resolved_dialysis_entry_does_not_refuse_kfre(api: Any) -> None:
+    """Dialysis can end (acute kidney injury): only the transplant counts at any status."""
+    card = fire(api, "kfre-4var", KFRE_RECORD + [F.condition("105502003", clinical="resolved")])
+    assert "%" in card["summary"], card["summary"]
+
+
+def test_prevent_refuses_congestive_heart_failure_coded_in_snomed(api: Any) -> None:
+    record = [F.patient("p1", 50, "female"), F.quantity_obs("2093-3", 200, "mg/dL"),
+              F.quantity_obs("2085-9", 45, "mg/dL"), F.bp_panel(160), F.smoking(F.NEVER_SMOKER),
+              F.condition("44054006"), F.med_request("314076", display="lisinopril 10 MG Oral Tablet"),
+              F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}"), F.quantity_obs("39156-5", 35, "kg/m2"),
+              F.condition("42343007", display="Congestive heart failure")]
+    card = fire(api, "prevent-base", record)
+    assert "%" not in card["summary"], card["summary"]
+    assert "the record shows heart failure" in card["detail"]
