@@ -1,6 +1,7 @@
 """Cohort labels recorded with each prediction so monitoring can audit fairness by sex, age band and race.
 
-They are coarse group labels (e.g. "female", "50-59", "Black or African American"), never identifiers.
+They are coarse group labels (e.g. "female", "50-59", "Black or African American"), never identifiers. Race and
+ethnicity are OMB categories: a record that sends only detailed CDC codes is labelled with their categories.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 from fhir_mapping.fhirdates import age_in_years, parse_fhir_date
 from fhir_mapping.primitives import as_dict, as_list, parse_code
+from fhir_mapping.race_ethnicity import recorded_categories
 
 US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
 US_CORE_ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
@@ -42,6 +44,8 @@ def _omb(patient: dict[str, Any], url: str) -> str:
                     display = parse_code(as_dict(sub.get("valueCoding")).get("display"))
                     if display is not None:
                         labels.append(display)
+    if not labels:  # only detailed codes (2058-6 African American): each counts under its OMB category
+        labels = list(recorded_categories(patient, url).categories)
     if not labels:
         return "not recorded"
     return labels[0] if len(labels) == 1 else "multiple"

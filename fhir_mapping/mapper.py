@@ -21,6 +21,7 @@ from fhir_mapping.formatting import quantity, unit_label
 from fhir_mapping.fhirdates import age_in_years, parse_fhir_date, parse_fhir_datetime
 from fhir_mapping.index import Resource, ResourceIndex, as_list, codings
 from fhir_mapping.medications import MedicationView, Recognition, medication_view, shipped_class_ids
+from fhir_mapping.race_ethnicity import recorded_categories
 from fhir_mapping.result import FeatureValue, MappingResult, MissingFeature, SourceRef
 from fhir_mapping.spec import Feature, FeatureSpec, Source
 from fhir_mapping.units import UnitError, UnitRegistry, default_registry
@@ -563,20 +564,24 @@ class _Context:
                                     sources=[_with(ref, gender, None, "administrative gender")])
             said = f"is '{gender}'" if isinstance(gender, str) else "is not recorded"
             return self._demo_missing(name, feature, f"Administrative gender {said}; the model's equations are sex-specific")
-        url = US_CORE_RACE if kind == "race" else US_CORE_ETHNICITY
-        recorded = _omb_codes(patient, url)
+        recorded = recorded_categories(patient, US_CORE_RACE if kind == "race" else US_CORE_ETHNICITY)
+        conflict = (f"{kind.capitalize()} extension: {'; '.join(recorded.conflicts)}; only the recorded OMB "
+                    "category codes were used") if recorded.conflicts else None
         for token, value in answers.map.items():
-            if token in recorded:
+            if token in recorded.codes:
                 return FeatureValue(name=name, value=value, label=feature.label,
-                                    display=display_value(feature, value) or recorded[token],
-                                    sources=[_with(ref, recorded[token], None, f"US Core {kind} extension")])
+                                    display=display_value(feature, value) or recorded.codes[token], note=conflict,
+                                    sources=[_with(ref, recorded.codes[token], None, f"US Core {kind} extension")])
+        said = recorded.described()
         if feature.default is not None:
-            said = ", ".join(recorded.values()) if recorded else "not recorded"
+            note = f"{kind.capitalize()} {said}: {feature.default_note}"
             return FeatureValue(name=name, value=feature.default, label=feature.label,
                                 display=display_value(feature, feature.default), defaulted=True,
-                                note=f"{kind.capitalize()} {said}: {feature.default_note}",
+                                note=f"{conflict}. {note}" if conflict else note,
                                 sources=[_with(ref, said, None, f"US Core {kind} extension")])
-        return self._demo_missing(name, feature, f"{kind.capitalize()} is not recorded")
+        if not recorded.said and not recorded.text:
+            return self._demo_missing(name, feature, f"{kind.capitalize()} is not recorded")
+        return self._demo_missing(name, feature, f"{kind.capitalize()} recorded ({said}) is not one the model reads")
 
     def _demo_missing(self, name: str, feature: Feature, reason: str) -> FeatureValue | MissingFeature:
         return MissingFeature(name=name, reason=reason, required=feature.required, label=feature.label)
@@ -692,21 +697,6 @@ def _component(res: Resource, tokens: tuple[str, ...]) -> Resource:
         if isinstance(comp, dict) and any((s, c) in wanted for s, c, _ in codings(comp.get("code"))):
             return comp
     raise _Skip(f"panel has no component {', '.join(tokens)}")
-
-
-def _omb_codes(patient: Resource, url: str) -> dict[str, str]:
-    """'system|code' -> display for the ombCategory/detailed codings of a US Core race/ethnicity extension."""
-    found: dict[str, str] = {}
-    for ext in as_list(patient.get("extension")):
-        if not isinstance(ext, dict) or ext.get("url") != url:
-            continue
-        for sub in as_list(ext.get("extension")):
-            if isinstance(sub, dict) and sub.get("url") in ("ombCategory", "detailed"):
-                coding = sub.get("valueCoding")
-                if isinstance(coding, dict) and coding.get("system") and coding.get("code"):
-                    token = f"{coding['system']}|{coding['code']}"
-                    found[token] = str(coding.get("display") or coding["code"])
-    return found
 
 
 def _with(ref: SourceRef, original: Any, unit: str | None, note: str | None) -> SourceRef:

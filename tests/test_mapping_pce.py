@@ -121,3 +121,67 @@ def test_demographics(spec: Any) -> None:
     unknown = run(spec, [F.patient("p1", gender="unknown")] + F.pce_record()[1:])
     assert "female" not in unknown.values
     assert "sex-specific" in unknown.missing["female"].reason
+
+
+# ---- race: the US Core race extension as EHRs send it ------------------------------------------------------------
+CDC = "urn:oid:2.16.840.1.113883.6.238"  # CDC Race & Ethnicity code system
+
+
+def with_race(*subs: tuple[str, str, str], text: str | None = None) -> list[dict[str, Any]]:
+    """The PCE record with a US Core race extension of (sub-extension url, CDC code, display) codings and text."""
+    record = F.pce_record(race=None)
+    parts: list[dict[str, Any]] = [{"url": url, "valueCoding": {"system": CDC, "code": code, "display": display}}
+                                   for url, code, display in subs]
+    if text is not None:
+        parts.append({"url": "text", "valueString": text})
+    record[0]["extension"] = [{"url": F.RACE_URL, "extension": parts}]
+    return record
+
+
+@pytest.mark.parametrize(("code", "display", "black"), [
+    ("2058-6", "African American", 1),  # CDC hierarchy: under 2054-5 Black or African American
+    ("2065-1", "Nigerian", 1),          # under 2054-5
+    ("2108-9", "European", 0),          # under 2106-3 White
+])
+def test_detailed_race_code_counts_as_its_omb_category(spec: Any, code: str, display: str, black: int) -> None:
+    value = run(spec, with_race(("detailed", code, display), text=display)).values["black"]
+    assert value.value == black and not value.defaulted
+    assert value.note is None
+    assert display in str(value.sources[0].original_value)
+
+
+def test_detailed_race_of_another_category_uses_white_equations_and_says_which(spec: Any) -> None:
+    value = run(spec, with_race(("detailed", "2034-7", "Chinese"), text="Chinese")).values["black"]
+    assert value.value == 0 and value.defaulted  # Asian: the guideline's white equations, stated as an assumption
+    assert value.sources[0].original_value == "Chinese (Asian)"
+    assert value.note and value.note.startswith("Race Chinese (Asian): the white-race equations are used")
+
+
+def test_omb_category_decides_when_a_detailed_code_conflicts(spec: Any) -> None:
+    record = with_race(("ombCategory", "2106-3", "White"), ("detailed", "2058-6", "African American"),
+                       text="White")
+    value = run(spec, record).values["black"]
+    assert value.value == 0 and not value.defaulted
+    assert value.note == ("Race extension: African American (2058-6) is under Black or African American, which the "
+                          "recorded OMB category (White) does not include; only the recorded OMB category codes "
+                          "were used")
+    consistent = with_race(("ombCategory", "2054-5", "Black or African American"),
+                           ("detailed", "2058-6", "African American"), text="African American")
+    value = run(spec, consistent).values["black"]
+    assert value.value == 1 and not value.defaulted and value.note is None
+
+
+@pytest.mark.parametrize("subs", [
+    (("ombCategory", "2106-3", "White"), ("ombCategory", "2054-5", "Black or African American")),
+    (("detailed", "2108-9", "European"), ("detailed", "2058-6", "African American")),
+])
+def test_several_races_any_black_means_the_african_american_equations(spec: Any, subs: Any) -> None:
+    value = run(spec, with_race(*subs, text="White and Black")).values["black"]
+    assert value.value == 1 and not value.defaulted
+
+
+def test_race_written_only_as_text_is_not_read_and_the_assumption_says_so(spec: Any) -> None:
+    value = run(spec, with_race(text="Black")).values["black"]
+    assert value.value == 0 and value.defaulted
+    assert value.sources[0].original_value == "as text 'Black', no race or ethnicity code"
+    assert value.note and value.note.startswith("Race as text 'Black', no race or ethnicity code: the white-race")

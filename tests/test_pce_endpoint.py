@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -77,6 +78,37 @@ def test_race_not_recorded_uses_white_equations_and_says_so(api: Any) -> None:
     assert round(risk_assessment(card)["prediction"][0]["probabilityDecimal"] * 100, 1) == 2.1
     assert "Race (equation set): White equations (recorded: not recorded)" in card["detail"]
     assert "_Assumed:_" in card["detail"]
+
+
+def aa_woman_goff_profile() -> float:
+    """Goff 2013 African American women equation, high-precision set (ACC estimator), at the Table A profile:
+    55 years, TC 213 mg/dL, HDL 50 mg/dL, untreated SBP 120 mmHg, non-smoker, no diabetes."""
+    la, lt, lh, ls = math.log(55), math.log(213), math.log(50), math.log(120)
+    s = 17.1141 * la + 0.9396 * lt - 18.9196 * lh + 4.4748 * la * lh + 27.8197 * ls - 6.0873 * la * ls
+    return 1 - 0.95334 ** math.exp(s - 86.6081)
+
+
+def test_detailed_race_code_alone_selects_the_african_american_equations(api: Any) -> None:
+    """US Core race with only a `detailed` CDC code: 2058-6 African American is under OMB 2054-5 Black or African
+    American, so the African American women equation applies (Goff 2013 Table A: 3.0 %)."""
+    record = F.pce_record(race=None)
+    record[0]["extension"] = [{"url": F.RACE_URL, "extension": [
+        {"url": "detailed", "valueCoding": {"system": F.OMB, "code": "2058-6", "display": "African American"}},
+        {"url": "text", "valueString": "African American"}]}]
+    card = call(api, record).json()["cards"][0]
+    probability = risk_assessment(card)["prediction"][0]["probabilityDecimal"]
+    assert probability == pytest.approx(aa_woman_goff_profile(), abs=5e-6)
+    assert round(probability * 100, 1) == 3.0 and "3.0%" in card["summary"]
+    assert "White equations" not in card["detail"]
+
+
+def test_race_written_only_as_text_is_named_on_the_card(api: Any) -> None:
+    record = F.pce_record(race=None)
+    record[0]["extension"] = [{"url": F.RACE_URL, "extension": [{"url": "text", "valueString": "Black"}]}]
+    card = call(api, record).json()["cards"][0]
+    assert round(risk_assessment(card)["prediction"][0]["probabilityDecimal"] * 100, 1) == 2.1
+    assert "Race (equation set): White equations (recorded: as text 'Black', no race or ethnicity code)" \
+        in card["detail"]
 
 
 def test_missing_lipids_offers_a_lipid_panel_order(api: Any) -> None:
