@@ -15,7 +15,8 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from cards.shape_check import validate_shape
 from fhir_mapping.result import MappingResult
-from inference.manifest import Manifest, Output
+from fhir_mapping.formatting import rounded
+from inference.manifest import Manifest, Output, display_scale
 from inference.runtime import Prediction
 
 UCUM = "http://unitsofmeasure.org"
@@ -128,7 +129,7 @@ def observation(
         "code": {"coding": [code], "text": code.get("display", primary.label)},
         "subject": {"reference": f"Patient/{patient_id}"},
         "effectiveDateTime": _date_time(at),
-        "valueQuantity": {"value": round(prediction.outputs[primary.name], max(primary.decimals, 0)),
+        "valueQuantity": {"value": primary.shown_value(prediction.outputs[primary.name]),  # the number on the card
                           "unit": primary.unit or "", "system": UCUM, "code": primary.unit or "1"},
         "method": {"text": f"{manifest.title} (cds-onnx model {manifest.id} {manifest.version})"},
         "note": [{"text": f"Computed by cds-onnx. Model card: {model_card_url}"}],
@@ -163,9 +164,8 @@ def service_request(code: dict[str, str] | None, *, patient_id: str, encounter_i
 
 
 def format_output(kind: str, value: float, decimals: int) -> str:
-    """How an output value reads on a card: probabilities as percentages, scores as numbers."""
-    if kind == "probability":
-        return f"{value * 100:.{decimals}f}%"
-    if decimals == 0:
-        return str(int(round(value)))
-    return f"{value:.{decimals}f}"
+    """How an output value reads on a card: probabilities as percentages, scores as numbers; rounded exactly as the
+    category is chosen (Output.shown), so the number and the category on a card always agree."""
+    shown = rounded(value * display_scale(kind), decimals)
+    text = f"{abs(shown) if shown == 0 else shown:f}"  # never "-0"
+    return f"{text}%" if kind == "probability" else text

@@ -7,6 +7,7 @@ One module so that a clinician never meets raw UCUM ("mL/min/{1.73_m2}", "mm[Hg]
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 # UCUM codes as a clinician writes them
 _UNITS = {
@@ -52,6 +53,23 @@ def value_range(low: float, high: float, unit: str | None, decimals: int = 1) ->
     label = unit_label(unit)
     text = f"{number(low, decimals)}–{number(high, decimals)}"
     return f"{text} {label}" if label else text
+
+
+def rounded(value: float, decimals: int) -> Decimal:
+    """`value` exactly as `decimals` digits show it (Python's fixed-point rounding, as every card number is
+    written), so what a person reads can be compared with a threshold free of binary noise: 59.58 -> 60."""
+    return Decimal(f"{value:.{max(decimals, 0)}f}")
+
+
+def outside_range(value: float, low: float, high: float, unit: str | None, decimals: int) -> tuple[str, str]:
+    """A value outside [low, high] and that range as text, with as many decimals as it takes (from `decimals` up) for
+    the value to read outside the range as shown: creatinine 0.05 against 0.1–20 reads '0.05 mg/dL', never
+    '0.1 mg/dL'; eGFR 60 against 10–59.999 shows the bound as 59.999, not 60."""
+    places = max(decimals, 0)
+    while math.isfinite(value) and places < 20 and (
+            Decimal(number(low, places)) <= Decimal(number(value, places)) <= Decimal(number(high, places))):
+        places += 1
+    return quantity(value, unit, places), value_range(low, high, unit, places)
 
 
 def clip_words(text: str, limit: int) -> str:

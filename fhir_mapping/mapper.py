@@ -17,7 +17,7 @@ from typing import Any
 import fhirpathpy
 
 from fhir_mapping.expressions import ExpressionError, compiled_expression
-from fhir_mapping.formatting import quantity, unit_label
+from fhir_mapping.formatting import outside_range, quantity, unit_label
 from fhir_mapping.fhirdates import age_in_years, parse_fhir_date, parse_fhir_datetime
 from fhir_mapping.index import Resource, ResourceIndex, as_list, codings
 from fhir_mapping.medications import MedicationView, Recognition, medication_view, shipped_class_ids
@@ -411,9 +411,8 @@ class _Context:
             assert feature.unit is not None
             value, original, unit = self._quantity(holder, feature.unit, feature.analyte)
             if feature.usable_range is not None and not feature.usable_range[0] <= value <= feature.usable_range[1]:
-                low, high = feature.usable_range
-                raise _Skip(f"value {_fmt(round(value, 2))} {_unit_label(feature.unit)} is outside the usable range "
-                            f"{_fmt(low)}–{_fmt(high)} {_unit_label(feature.unit)}")
+                shown, usable = outside_range(value, *feature.usable_range, feature.unit, 2)
+                raise _Skip(f"value {shown} is outside the usable range {usable}")
             note = None if unit == feature.unit else f"converted from {_fmt(original)} {unit}"
             return [_Candidate(value, when, _with(ref, original, unit, note), res)]
         if feature.value == "boolean":

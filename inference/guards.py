@@ -5,7 +5,7 @@ The reasons are written for the card, naming the input, the patient's value and 
 
 from __future__ import annotations
 
-from fhir_mapping.formatting import number, quantity, value_range
+from fhir_mapping.formatting import number, outside_range
 from fhir_mapping.result import MappingResult
 from inference.manifest import Condition, Manifest, PopulationRule
 
@@ -61,8 +61,6 @@ def refusal_reasons(manifest: Manifest, values: dict[str, float], mapping: Mappi
         low, high = spec.range
         if not low <= value <= high:
             decimals = 1 if max(abs(low), abs(high), abs(value)) >= 10 else 2
-            reasons.append(
-                f"{spec.label} {quantity(value, spec.unit, decimals)} is outside the range the model was validated "
-                f"for ({value_range(low, high, spec.unit, decimals)})"
-            )
+            shown, validated = outside_range(value, low, high, spec.unit, decimals)
+            reasons.append(f"{spec.label} {shown} is outside the range the model was validated for ({validated})")
     return reasons

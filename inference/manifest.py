@@ -7,11 +7,14 @@ how its card reads, and its model card (HTI-1 source attributes).
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fhir_mapping.formatting import rounded
 from inference.sequence_manifest import BackendSpec, SequenceSpec
 
 HOOKS = ("patient-view", "order-select", "order-sign", "encounter-start", "encounter-discharge")
@@ -75,6 +78,26 @@ class Output(_Strict):
     outcome: dict[str, str] | None = None  # coding of the predicted outcome (RiskAssessment.prediction.outcome)
     # a secondary output is given only when these hold (e.g. PREVENT 30-year risks: ages 30–59), else withheld
     applies_when: tuple[Condition, ...] = ()
+
+    def shown(self, value: float) -> Decimal:
+        """The number a person reads for this output (a probability in percent), rounded to `decimals`."""
+        return rounded(value * display_scale(self.kind), self.decimals)
+
+    def shown_value(self, value: float) -> float:
+        """The output as shown, back in the output's own units: what a chart record of the shown number holds."""
+        return float(self.shown(value) / display_scale(self.kind))
+
+    def reads_below(self, value: float, bound: float) -> bool:
+        """Whether the value as shown is below a category bound (written in the output's units): categories are
+        chosen on the number the card shows, so the card never shows 7.5% beside a band "<7.5%"."""
+        if math.isnan(value):
+            return False  # as a float comparison: NaN is below nothing
+        return self.shown(value) < Decimal(repr(float(bound))) * display_scale(self.kind)
+
+
+def display_scale(kind: str) -> int:
+    """How an output of this kind is read: a probability as a percentage, anything else as it is."""
+    return 100 if kind == "probability" else 1
 
 
 class FollowUp(_Strict):
@@ -370,9 +393,14 @@ class Manifest(_Strict):
         return next(o for o in self.outputs if o.primary)
 
     def category_for(self, outputs: dict[str, float]) -> Category:
+        """The first category whose bounds hold for the outputs as shown (rounded to each output's `decimals`), so
+        the category always agrees with the number on the card and in the chart (docs/cards.md)."""
+        by_name = {o.name: o for o in self.outputs}
         for cat in self.categories:
-            value = outputs[cat.output or self.primary.name]
-            if (cat.below is None or value < cat.below) and (cat.at_least is None or value >= cat.at_least):
+            out = by_name[cat.output or self.primary.name]
+            value = outputs[out.name]
+            if (cat.below is None or out.reads_below(value, cat.below)) and (
+                    cat.at_least is None or not out.reads_below(value, cat.at_least)):
                 return cat
         return self.categories[-1]
 

@@ -242,6 +242,9 @@ def test_what_if_refuses_what_the_model_cannot_answer(api: Any) -> None:
         ({"set": {"ldl": 100}}, "'ldl' is not an input", "set.ldl"),
         ({"set": {"age": 85}}, "Age (age) 85 years is outside the range the model was validated for (40–79 years)",
          "set.age"),
+        # the value reads outside the range it is refused for (not "200 mmHg … (90–200 mmHg)")
+        ({"set": {"sbp": 200.04}}, "Systolic blood pressure (sbp) 200.04 mmHg is outside the range the model was "
+         "validated for (90–200 mmHg)", "set.sbp"),
         ({"set": {"smoker": 2}}, "yes/no", "set.smoker"),
         ({"set": {"sbp": "high"}}, "must be a number", "sbp"),
         ({"set": {}}, "at least one input", "set"),

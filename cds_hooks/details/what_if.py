@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from cds_hooks.details.view import feature_values, input_value_text, output_text, range_text, scenario_applies
+from cds_hooks.details.view import feature_values, input_value_text, output_text, scenario_applies
+from fhir_mapping.formatting import outside_range
 from inference.guards import unmet
 from inference.manifest import Manifest
 from inference.runtime import ModelRuntime
@@ -97,9 +98,10 @@ def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[
     for spec_in in manifest.inputs:
         value = values[spec_in.name]
         if spec_in.range is not None and not spec_in.range[0] <= value <= spec_in.range[1]:
-            raise WhatIfError(
-                f"{spec_in.label} ({spec_in.name}) {input_value_text(spec_in, None, value)} is outside the range the "
-                f"model was validated for ({range_text(spec_in)})", f"set.{spec_in.name}")
+            low, high = spec_in.range
+            shown, validated = outside_range(value, low, high, spec_in.unit, 2 if abs(value) < 10 else 1)
+            raise WhatIfError(f"{spec_in.label} ({spec_in.name}) {shown} is outside the range the model was validated "
+                              f"for ({validated})", f"set.{spec_in.name}")
     row = np.array([[values[i.name] for i in manifest.inputs]], dtype=np.float64)
     got = runtime.run_matrix(row)
     outputs = {name: float(arr[0]) for name, arr in got.items()}

@@ -109,10 +109,11 @@ outputs:
     # outcome: {system: "http://snomed.info/sct", code: "…", display: "…"}
     # applies_when: [{feature: age, min: 30, max: 59, reason: …}]   (secondary outputs only: withheld otherwise)
 
-# Bands of the primary output, lowest first. The first whose `below` (strictly) / `at_least` holds applies; the last
-# has neither. indicator: info | warning | critical (never critical for an informational risk). `guidance` is what the
-# guideline suggests for the band (options, not directives); follow_ups are draft orders offered on the card, only
-# where a guideline supports them (`recommended: true` only where it recommends them).
+# Bands of the primary output, lowest first. The first whose `below` (strictly) / `at_least` holds for the output as
+# the card shows it (rounded to `decimals`) applies; the last has neither. indicator: info | warning | critical (never
+# critical for an informational risk). `guidance` is what the guideline suggests for the band (options, not
+# directives); follow_ups are draft orders offered on the card, only where a guideline supports them
+# (`recommended: true` only where it recommends them).
 categories:
   - label: lower
     below: 0.1
