@@ -45,6 +45,16 @@ def iter_resources(value: Any) -> Iterator[tuple[Resource, str | None]]:
         yield value, None
 
 
+def subject_reference(resource: Resource) -> str | None:
+    """The reference naming whom a resource is about: R4's `subject` (Observation, Condition, Encounter, Procedure,
+    MedicationRequest, MedicationStatement …) or `patient` (AllergyIntolerance, Immunization, Device …)."""
+    holder = resource.get("subject")
+    if holder is None:
+        holder = resource.get("patient")
+    ref = holder.get("reference") if isinstance(holder, dict) else None
+    return ref if isinstance(ref, str) and ref else None
+
+
 def codings(concept: Any) -> Iterator[tuple[str, str, str | None]]:
     """(system, code, display) of each coding of a CodeableConcept; tolerant of malformed input."""
     if not isinstance(concept, dict):
@@ -68,6 +78,8 @@ class ResourceIndex:
         self.codes_by_type: dict[str, set[tuple[str, str]]] = defaultdict(set)
         self.by_ref: dict[str, Resource] = {}
         self.refs: dict[int, str] = {}
+        self._about: dict[str, list[Resource]] = defaultdict(list)  # subject reference -> the resources naming it
+        self._elsewhere: dict[str | None, dict[int, str]] = {}
         seen: set[str] = set()
         for res, full_url in resources:
             rtype = res.get("resourceType")
@@ -83,6 +95,9 @@ class ResourceIndex:
                     self.by_ref[full_url] = res
             self.refs[id(res)] = ref
             self.by_type[rtype].append(res)
+            about = subject_reference(res)
+            if about is not None:
+                self._about[about].append(res)
             # the main code: a medication's drug, any other resource's `code` (one generator, not one per layer)
             for system, code, _ in codings(res.get("medicationCodeableConcept" if rtype in _MEDICATION_TYPES
                                                    else "code")):
@@ -108,6 +123,48 @@ class ResourceIndex:
                     return p
             return None
         return patients[0] if patients else None
+
+    def elsewhere(self, patient_id: str | None = None) -> dict[int, str]:
+        """id(resource) -> why it is set aside, for every resource whose subject names someone other than the patient
+        in context (`patient_id`, else the record's Patient).
+
+        A prefetch can carry another patient's resources (a search that ignored its patient parameter, a Bundle
+        assembled wrongly); using one would put someone else's diagnosis or laboratory value on this patient's card.
+        The patient is named as "Patient/<id>", an absolute URL ending in Patient/<id>, or the fullUrl (urn:uuid) of
+        the patient's entry. A resource with no subject, or one naming it in a way that cannot be read (identifier or
+        display only, an unresolved urn:uuid), is kept: patient-scoped searches of some EHRs leave the subject out.
+        Decided once per distinct reference (a record usually has one or two), so each check is a lookup.
+        """
+        if patient_id in self._elsewhere:
+            return self._elsewhere[patient_id]
+        patient = self.patient(patient_id)
+        pid = patient_id or (patient.get("id") if patient is not None else None)
+        found: dict[int, str] = {}
+        if isinstance(pid, str) and pid:
+            for ref, resources in self._about.items():
+                note = self._not_about(ref, pid)
+                if note is not None:
+                    found.update((id(res), note) for res in resources)
+        self._elsewhere[patient_id] = found
+        return found
+
+    def _not_about(self, ref: str, pid: str) -> str | None:
+        """Why a subject reference does not name patient `pid` (None when it does, or when that cannot be told)."""
+        target = self.by_ref.get(ref)  # "Patient/x", or the fullUrl of an entry (urn:uuid, absolute URL)
+        if target is not None:
+            rtype, rid = target.get("resourceType"), target.get("id")
+        else:
+            parts = ref.split("?", 1)[0].rstrip("/").split("/")
+            if len(parts) >= 4 and parts[-2] == "_history":  # a versioned reference: Patient/x/_history/2
+                parts = parts[:-2]
+            if len(parts) < 2 or not (parts[-2][:1].isupper() and parts[-2].isalpha()):
+                return None  # '#contained', an unresolved urn:uuid, a conditional reference: cannot be told
+            rtype, rid = parts[-2], parts[-1]
+        if rtype != "Patient":
+            return f"is about {rtype}/{rid}, not the patient"
+        if not rid:  # a Patient entry without an id cannot be told apart from the patient
+            return None
+        return None if rid == pid else f"belongs to another patient ({ref})"
 
     def medication_concept(self, resource: Resource) -> Any:
         """The medication CodeableConcept of a Medication* resource, resolving contained/Medication references."""

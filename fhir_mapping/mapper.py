@@ -49,6 +49,11 @@ class _Skip(Exception):
     """A candidate resource that cannot be used; the message says why."""
 
 
+class _Unusable(_Skip):
+    """A candidate that is malformed rather than not counting (no status, a date that is not a date): present but
+    unusable, so a binary feature is unknown, not its default."""
+
+
 def map_features(
     spec: FeatureSpec,
     index: ResourceIndex,
@@ -64,7 +69,7 @@ def map_features(
     `time_zone` is the patient's local zone, for the local date that ages are counted on and the times vitals are
     shown in; without it the offset written in the record's newest timestamp is used, else UTC.
     """
-    zone = time_zone or local_zone_of(index)
+    zone = time_zone or local_zone_of(index, patient_id)
     ctx = _Context(index, at, valuesets, units or default_registry(), ValidationCache(), patient_id, zone)
     result = MappingResult()
     result.deceased = deceased(index.patient(patient_id), at)
@@ -119,12 +124,15 @@ def _by_reference_only(resource: Resource) -> bool:
 _UTC_SUFFIXES = ("Z", "+00:00", "-00:00")
 
 
-def local_zone_of(index: ResourceIndex) -> tzinfo:
-    """The UTC offset of the newest timestamp in the record that carries a non-zero one (EHRs write local offsets),
-    else UTC. Of two timestamps naming the same instant, the one read first gives the offset."""
+def local_zone_of(index: ResourceIndex, patient_id: str | None = None) -> tzinfo:
+    """The UTC offset of the newest timestamp in the patient's record that carries a non-zero one (EHRs write local
+    offsets), else UTC. Of two timestamps naming the same instant, the one read first gives the offset."""
     texts: dict[str, None] = {}  # each distinct timestamp once, in the order read (a panel's results share theirs)
+    elsewhere = index.elsewhere(patient_id)
     for rtype in ("Observation", "Encounter", "MedicationRequest", "Condition"):
         for res in index.by_type.get(rtype, ()):
+            if id(res) in elsewhere:
+                continue
             text = _resource_date(res)
             if text and len(text) > 10 and not text.endswith(_UTC_SUFFIXES):
                 texts[text] = None
@@ -196,6 +204,8 @@ class _Context:
         self._recognised: dict[int, Recognition] = {}
         self._views: dict[int, MedicationView] = {}
         self._other_medications: list[tuple[Resource, Source, MedicationView, Recognition | None]] = []
+        self.elsewhere = index.elsewhere(patient_id)  # id -> why: resources about someone else, never read
+        self._unusable: list[SourceRef] = []  # this feature's matches that are present but malformed
 
     # ---- features -------------------------------------------------------------------------------------------
     def map_one(self, name: str, feature: Feature) -> FeatureValue | MissingFeature:
@@ -203,7 +213,7 @@ class _Context:
             return self._demographic(name, feature)
         candidates: list[_Candidate] = []
         ignored: list[SourceRef] = []
-        self._other_medications = []
+        self._other_medications, self._unusable = [], []
         matches = [(res, source) for source in feature.sources for res in self._matching(source)]
         if feature.aggregate in _NEWEST_FIRST and len(matches) > 1:
             return self._newest_usable(name, feature, matches)
@@ -212,7 +222,7 @@ class _Context:
             try:
                 candidates.extend(self._read(res, source, feature, ref))
             except _Skip as why:
-                ignored.append(_with_note(ref, str(why)))
+                self._pass_over(ignored, ref, why)
         candidates = self._strictly_valid(feature, candidates, ignored)
         if candidates:
             return self._aggregate(name, feature, candidates)
@@ -233,7 +243,7 @@ class _Context:
             try:
                 cands = self._read(res, source, feature, ref)
             except _Skip as why:
-                ignored.append(_with_note(ref, str(why)))
+                self._pass_over(ignored, ref, why)
                 if str(why).startswith("older than"):
                     break
                 continue
@@ -242,12 +252,19 @@ class _Context:
                 return self._aggregate(name, feature, valid)
         return self._absent(name, feature, ignored)
 
+    def _pass_over(self, ignored: list[SourceRef], ref: SourceRef, why: _Skip) -> None:
+        noted = _with_note(ref, str(why))
+        ignored.append(noted)
+        if isinstance(why, _Unusable):
+            self._unusable.append(noted)
+
     def _strictly_valid(self, feature: Feature, cands: list[_Candidate], ignored: list[SourceRef]) -> list[_Candidate]:
-        """Validate with fhir.resources R4B only what the aggregate uses: the pick, or every value it averages."""
+        """Validate with fhir.resources R4B only what the aggregate uses: the pick, or every value it averages.
+        An invalid candidate is passed over as unusable (`_absent` then leaves a binary feature unknown)."""
         def valid(c: _Candidate) -> bool:
             problem = self.validation.problem(c.res) if c.res is not None else None
             if problem:
-                ignored.append(_with_note(c.ref, problem))
+                self._pass_over(ignored, c.ref, _Unusable(problem))
             return problem is None
 
         agg = feature.aggregate
@@ -329,6 +346,8 @@ class _Context:
         (status, intent, period) but were not recognised as the class, or not counted with the reason."""
         names: list[str] = []
         for res, source, view, rec in self._other_medications:
+            if id(res) in self.elsewhere:
+                continue
             try:
                 _check_status(res, source)
                 _check_medication_period(res, self.at)
@@ -339,6 +358,10 @@ class _Context:
                 name = f"{name} (not counted: {rec.not_counted_reason})"
             elif rec is None and self._identified_elsewhere(view, feature):
                 continue  # a drug of another known class (amlodipine on a diabetes line) is identified, not unknown
+            elif rec is None and (problem := self.validation.problem(res)):
+                # a current order whose drug cannot be read because the resource is malformed: it may be one
+                self._unusable.append(_with_note(self._ref(res, source), problem))
+                continue
             if name not in names:
                 names.append(name)
         if not names:
@@ -377,12 +400,15 @@ class _Context:
                          display=display)
 
     def _read(self, res: Resource, source: Source, feature: Feature, ref: SourceRef) -> list[_Candidate]:
+        elsewhere = self.elsewhere.get(id(res))
+        if elsewhere is not None:
+            raise _Skip(elsewhere)
         _check_status(res, source)
         if source.resource.startswith("Medication"):
             _check_medication_period(res, self.at)
         when = parse_fhir_datetime(ref.date) if ref.date else None
         if ref.date and when is None:
-            raise _Skip(f"date '{ref.date}' is not a FHIR date")
+            raise _Unusable(f"date '{ref.date}' is not a FHIR date")
         if source.resource == "Procedure" and res.get("status") == "in-progress":
             when = self.at  # a procedure still in progress (oxygen therapy) is current, whenever it started
         if when and when > self.at + _FUTURE_SLACK:
@@ -517,6 +543,12 @@ class _Context:
 
     def _absent(self, name: str, feature: Feature, ignored: list[SourceRef]) -> FeatureValue | MissingFeature:
         unrecognised, names = self._unrecognised(feature) if self._other_medications else (None, [])
+        if feature.default is not None and feature.value != "quantity" and self._unusable:
+            # a binary default asserts an answer ("Diabetes: No"); a matching record that cannot be read may say
+            # otherwise, so the answer is unknown (a quantity's default selects the equations without that term)
+            unread = [u for u in self._unusable if u not in ignored]  # current medications that cannot be read
+            return MissingFeature(name=name, reason=self._unusable_reason(feature), required=feature.required,
+                                  label=feature.label, ignored=ignored + unread)
         if feature.default is not None:
             note = f"{feature.default_note}; {unrecognised}" if unrecognised and feature.default_note else \
                 feature.default_note
@@ -533,6 +565,21 @@ class _Context:
             reason += f"; {len(ignored)} result{'s' if len(ignored) > 1 else ''} passed over"
         return MissingFeature(name=name, reason=reason, required=feature.required, label=feature.label,
                               ignored=ignored)
+
+    def _unusable_reason(self, feature: Feature) -> str:
+        """'Condition/7 cannot be read, so "No" is not assumed; <the problem>' (a card shows the first clause)."""
+        def named(ref: SourceRef) -> str:
+            what = ref.reference or ref.resource_type
+            return f"{ref.display} ({what})" if ref.display else what
+
+        refs = self._unusable
+        default = display_value(feature, feature.default) if feature.default is not None else None
+        assumed = f'"{default}"' if default else "the default"
+        if len(refs) == 1:
+            return f"{named(refs[0])} cannot be read, so {assumed} is not assumed; {refs[0].note}"
+        listed = "; ".join(f"{named(r)}: {r.note}" for r in refs[:3]) + (
+            f"; and {len(refs) - 3} more" if len(refs) > 3 else "")
+        return f"{len(refs)} matching records cannot be read, so {assumed} is not assumed; {listed}"
 
     # ---- demographics ---------------------------------------------------------------------------------------
     def _demographic(self, name: str, feature: Feature) -> FeatureValue | MissingFeature:
@@ -615,8 +662,10 @@ def _check_status(res: Resource, source: Source) -> None:
     status = res.get("status")
     if status == "entered-in-error":
         raise _Skip("entered in error")
+    if not status:
+        raise _Unusable("has no status")
     if status not in allowed:
-        raise _Skip(f"status is {status!r}" if status else "has no status")
+        raise _Skip(f"status is {status!r}")
     if rtype == "MedicationRequest" and res.get("intent") in ("proposal",):
         raise _Skip("is a proposal, not an order")
     if res.get("doNotPerform") is True:

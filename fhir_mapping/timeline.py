@@ -280,9 +280,13 @@ def extract_timeline(spec: TimelineSpec, index: ResourceIndex, *, at: datetime, 
         if spec.demographics.gender and isinstance(gender, str) and gender:
             events.append(Event(birth, f"Gender/{gender}", f"Gender/{gender}", source=ref, static=True))
     since = at - timedelta(days=spec.lookback_days)
+    elsewhere = index.elsewhere(patient_id)  # resources about another patient are never events of this one
     for rtype, rule in spec.resources.items():
         source = rule.source(rtype)
         for res in index.by_type.get(rtype, ()):
+            if id(res) in elsewhere:
+                timeline.passed_over[f"{rtype}: about another patient"] += 1
+                continue
             why = status_problem(res, source)
             if why is None and rtype.startswith("Medication"):
                 medication = index.referenced_medication(res)

@@ -77,6 +77,16 @@ def used_projection(resource: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in resource.items() if k == "resourceType" or k.startswith(used)}
 
 
+def _message(err: Any) -> str:
+    """pydantic's words, except for text given where R4 needs an element with parts (a DSTU2-style
+    verificationStatus 'confirmed', a medicationReference 'Medication/1'), which pydantic reports as invalid JSON."""
+    given = err.get("input")
+    if err.get("type") == "json_invalid" and isinstance(given, str):
+        shown = given if len(given) <= 40 else given[:39] + "…"
+        return f"the text '{shown}' where R4 needs a structured element"
+    return str(err["msg"])
+
+
 def validate_resource(resource: dict[str, Any]) -> str | None:
     """None when the elements the mapper reads are valid FHIR R4, else a short reason."""
     rtype = resource.get("resourceType")
@@ -89,7 +99,7 @@ def validate_resource(resource: dict[str, Any]) -> str | None:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"] if p != "__root__")
-        return f"not valid FHIR R4 {rtype} ({where}: {err['msg']})"
+        return f"not valid FHIR R4 {rtype} ({where}: {_message(err)})"
     except (TypeError, ValueError) as exc:
         return f"not valid FHIR R4 {rtype} ({exc})"
     return None

@@ -91,3 +91,9 @@ def test_the_zone_of_synthea_records_with_offsets_rewritten(path: Path) -> None:
 def test_an_explicit_zone_object_is_returned_as_written() -> None:
     zone = local_zone_of(index_of([obs(0, "2026-05-20T08:00:00+09:30")]))
     assert zone == timezone(timedelta(hours=9, minutes=30))
+
+
+def test_another_patients_timestamps_do_not_set_the_zone() -> None:
+    mine = dict(obs(0, "2026-05-20T08:00:00-05:00"), subject={"reference": "Patient/p1"})
+    theirs = dict(obs(1, "2026-05-21T08:00:00+09:00"), subject={"reference": "Patient/p2"})  # newer, Tokyo
+    assert local_zone_of(index_of([mine, theirs]), "p1").utcoffset(None) == timedelta(hours=-5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,135 @@ def test_race_written_only_as_text_is_not_read_and_the_assumption_says_so(spec: 
     assert value.value == 0 and value.defaulted
     assert value.sources[0].original_value == "as text 'Black', no race or ethnicity code"
     assert value.note and value.note.startswith("Race as text 'Black', no race or ethnicity code: the white-race")
+
+
+# ---- whose record: another patient's resources are never used --------------------------------------------------
+def naming(res: dict[str, Any], reference: str | None) -> dict[str, Any]:
+    """The resource naming its patient by `reference` (None: no subject, as some patient-scoped searches send)."""
+    out = copy.deepcopy(res)
+    out.pop("subject")
+    if reference is not None:
+        out["subject"] = {"reference": reference}
+    return out
+
+
+def lisinopril_diabetes_and_high_cholesterol(reference: str | None) -> list[dict[str, Any]]:
+    return [naming(F.med_request("314076", display="lisinopril 10 MG Oral Tablet"), reference),
+            naming(F.condition("44054006", display="Diabetes mellitus type 2"), reference),
+            naming(F.quantity_obs("2093-3", 300, "mg/dL", days=1), reference)]
+
+
+# F.bundle gives each entry the fullUrl urn:uuid:<type>-<id>
+@pytest.mark.parametrize("reference", ["Patient/p2", "https://ehr.example.org/fhir/Patient/p2",
+                                       "Patient/p2/_history/4", "urn:uuid:patient-p2", "Group/ward-7"])
+def test_another_patients_order_diagnosis_and_laboratory_value_are_never_used(spec: Any, reference: str) -> None:
+    record = F.pce_record(gender="male") + [F.patient("p2", 60, "male")]
+    result = run(spec, record + lisinopril_diabetes_and_high_cholesterol(reference))
+    treated, diabetes = result.values["bp_treated"], result.values["diabetes"]
+    assert (treated.value, treated.defaulted) == (0, True)  # the patient's own record holds neither
+    assert (diabetes.value, diabetes.defaulted) == (0, True)
+    assert result.values["total_cholesterol"].value == 213  # the patient's own, older value
+    why = ("is about Group/ward-7, not the patient" if reference.startswith("Group/")
+           else f"belongs to another patient ({reference})")
+    for passed_over in (treated.sources, diabetes.sources):  # a defaulted value lists what was passed over
+        assert [s.note for s in passed_over] == [why]
+    only_theirs = run(spec, without("2093-3", record) + lisinopril_diabetes_and_high_cholesterol(reference)[2:])
+    missing = only_theirs.missing["total_cholesterol"]
+    assert missing.required and "1 result passed over" in missing.reason
+    assert why in (missing.ignored[0].note or "")
+
+
+@pytest.mark.parametrize("reference", ["Patient/p1", "https://ehr.example.org/fhir/Patient/p1",
+                                       "Patient/p1/_history/2", "urn:uuid:patient-p1"])
+def test_the_patients_own_resources_count_however_the_subject_is_written(spec: Any, reference: str) -> None:
+    record = F.pce_record(gender="male") + [F.patient("p2", 60, "male")]
+    values = run(spec, record + lisinopril_diabetes_and_high_cholesterol(reference)).values
+    assert values["bp_treated"].value == 1 and not values["bp_treated"].defaulted
+    assert values["diabetes"].value == 1 and not values["diabetes"].defaulted
+    assert values["total_cholesterol"].value == 300
+
+
+def test_resources_without_a_subject_are_read_as_r4_allows(spec: Any) -> None:
+    # Observation.subject is optional in R4: the value in the patient's search counts. Condition.subject and
+    # MedicationRequest.subject are required: such a diagnosis or order cannot be read, so it is not taken as "No"
+    result = run(spec, F.pce_record(gender="male") + lisinopril_diabetes_and_high_cholesterol(None))
+    assert result.values["total_cholesterol"].value == 300
+    for name in ("bp_treated", "diabetes"):
+        assert name not in result.values
+        assert "cannot be read" in result.missing[name].reason
+        assert "(subject: Field required)" in result.missing[name].reason
+
+
+def test_resources_naming_their_patient_as_patient_are_sorted_too() -> None:
+    mine = {"resourceType": "AllergyIntolerance", "id": "a1", "patient": {"reference": "Patient/p1"}}
+    theirs = {"resourceType": "Immunization", "id": "i1", "patient": {"reference": "Patient/p2"}}
+    index = ResourceIndex.from_prefetch({"all": F.bundle([F.patient("p1"), mine, theirs], "searchset")})
+    assert index.elsewhere("p1") == {id(index.by_ref["Immunization/i1"]): "belongs to another patient (Patient/p2)"}
+    assert index.elsewhere(None) == index.elsewhere("p1")  # no patientId: the record's Patient is the patient
+
+
+# ---- present but unusable is missing, not the default ----------------------------------------------------------
+def dstu2_diabetes() -> dict[str, Any]:
+    """A diabetes diagnosis whose verificationStatus is written as text (DSTU2 style), not R4's CodeableConcept."""
+    res = F.condition("44054006", display="Diabetes mellitus type 2")
+    res["verificationStatus"] = "confirmed"
+    return res
+
+
+def test_an_unreadable_diabetes_diagnosis_makes_diabetes_unknown(spec: Any) -> None:
+    bad = dstu2_diabetes()
+    result = run(spec, F.pce_record(gender="male") + [bad])
+    assert "diabetes" not in result.values
+    missing = result.missing["diabetes"]
+    assert missing.required
+    assert missing.reason.startswith(f'Diabetes mellitus type 2 (Condition/{bad["id"]}) cannot be read, so "No" is '
+                                     "not assumed; not valid FHIR R4 Condition (verificationStatus: the text "
+                                     "'confirmed' where R4 needs a structured element)")
+    assert [s.reference for s in missing.ignored] == [f"Condition/{bad['id']}"]
+    # a readable diagnosis answers, whichever of the two is newer
+    good = F.condition("44054006", display="Diabetes mellitus type 2")
+    for record in ([bad, good], [good, bad]):
+        value = run(spec, F.pce_record(gender="male") + record).values["diabetes"]
+        assert value.value == 1 and not value.defaulted
+        assert value.sources[0].reference == f"Condition/{good['id']}"
+
+
+def test_a_diagnosis_that_does_not_count_still_leaves_the_default(spec: Any) -> None:
+    refuted = dstu2_diabetes()
+    refuted["verificationStatus"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                                                 "code": "refuted"}]}
+    value = run(spec, F.pce_record(gender="male") + [refuted]).values["diabetes"]
+    assert value.value == 0 and value.defaulted
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"medicationReference": "Medication/123"}, "medicationReference: the text 'Medication/123'"),
+    ({"authoredOn": "last Tuesday"}, "date 'last Tuesday' is not a FHIR date"),
+    ({"status": None}, "has no status"),
+])
+def test_an_unreadable_medication_order_makes_treatment_unknown(spec: Any, change: dict[str, Any],
+                                                                problem: str) -> None:
+    order = F.med_request("314076", display="lisinopril 10 MG Oral Tablet")
+    if "medicationReference" in change:
+        order.pop("medicationCodeableConcept")
+    order.update({k: v for k, v in change.items() if v is not None})
+    for key in (k for k, v in change.items() if v is None):
+        order.pop(key)
+    result = run(spec, F.pce_record(gender="male") + [order])
+    assert "bp_treated" not in result.values
+    missing = result.missing["bp_treated"]
+    assert f"MedicationRequest/{order['id']}) cannot be read, so \"No\" is not assumed" in missing.reason
+    assert problem in missing.reason
+    assert f"MedicationRequest/{order['id']}" in [s.reference for s in missing.ignored]
+    readable = F.med_request("197361", display="amlodipine 5 MG Oral Tablet")
+    value = run(spec, F.pce_record(gender="male") + [order, readable]).values["bp_treated"]
+    assert value.value == 1 and value.sources[0].reference == f"MedicationRequest/{readable['id']}"
+
+
+def test_an_unreadable_heart_attack_leaves_established_ascvd_unknown(spec: Any) -> None:
+    mi = F.condition("22298006", display="Myocardial infarction")
+    mi["clinicalStatus"] = "active"
+    result = run(spec, F.pce_record(gender="male") + [mi])
+    assert "established_ascvd" not in result.values
+    assert result.missing["established_ascvd"].reason.startswith(
+        f'Myocardial infarction (Condition/{mi["id"]}) cannot be read, so "None on record" is not assumed')

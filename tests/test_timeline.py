@@ -277,6 +277,21 @@ def test_status_rules_time_window_units_bins_answers_components_and_code_prefere
     assert [(e["time"].date().isoformat(), e["token"]) for e in plain] == tokens[:-1]
 
 
+def test_another_patients_resources_never_become_events() -> None:
+    theirs = {"subject": {"reference": "Patient/p2"}}
+    bundle = _record(_obs("mine", "4548-4", 6.0, "%", "2024-01-02", subject={"reference": "Patient/p1"}),
+                     _obs("unnamed", "4548-4", 6.1, "%", "2024-01-03"),  # no subject: the patient's search
+                     _obs("theirs", "4548-4", 9.9, "%", "2024-01-04", **theirs),
+                     _condition("their-diabetes", [(SNOMED, "44054006")], "2023-01-01") | theirs,
+                     _med("their-metformin", "860975", "2023-01-01", **theirs))
+    timeline = extract_timeline(_spec(), _index(bundle), at=AT, patient_id="p1")
+    assert [(e.source, e.token) for e in timeline.events if not e.static] == [
+        ("Observation/mine", "LOINC/4548-4|bin1"), ("Observation/unnamed", "LOINC/4548-4|bin1")]
+    assert timeline.passed_over["Observation: about another patient"] == 1
+    assert timeline.passed_over["Condition: about another patient"] == 1
+    assert timeline.passed_over["MedicationRequest: about another patient"] == 1
+
+
 def test_unknown_tokens_are_counted_and_read_as_the_unknown_id() -> None:
     vocab = load_vocabulary(FOLDER / "vocab.json")
     bundle = _record(_condition("rare", [(SNOMED, "999999999")], "2024-01-01"),
