@@ -127,7 +127,9 @@ def _input_row(fv: FeatureValue, feature: Feature | None, at: datetime) -> dict[
     if stale:
         flags.append(stale)
     if source and source.note and source.note.startswith("converted") and source.original_unit:
-        flags.append(f"converted from {number(source.original_value, 2)} {unit_label(source.original_unit)}"
+        # a unit that reads as nothing (UCUM 1, {ratio}) is a dimensionless fraction: say so, not a bare "0.4"
+        flags.append(f"converted from {number(source.original_value, 2)} "
+                     f"{unit_label(source.original_unit) or '(a fraction)'}"
                      if isinstance(source.original_value, (int, float)) else "converted")
     value = fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value)
     value = value.split(", recognised by ")[0]  # the drug stays; how it was recognised is on the details page

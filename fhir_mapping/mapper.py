@@ -54,6 +54,10 @@ class _Unusable(_Skip):
     unusable, so a binary feature is unknown, not its default."""
 
 
+class _Unreadable(_Skip):
+    """A result whose value cannot be read (no unit, unknown unit, bound, implausible): present, but unusable."""
+
+
 def map_features(
     spec: FeatureSpec,
     index: ResourceIndex,
@@ -217,15 +221,23 @@ class _Context:
         matches = [(res, source) for source in feature.sources for res in self._matching(source)]
         if feature.aggregate in _NEWEST_FIRST and len(matches) > 1:
             return self._newest_usable(name, feature, matches)
+        unreadable: SourceRef | None = None
         for res, source in matches:
             ref = self._ref(res, source)
             try:
                 candidates.extend(self._read(res, source, feature, ref))
             except _Skip as why:
                 self._pass_over(ignored, ref, why)
+                if isinstance(why, _Unreadable) and _reads_presence(feature, source):
+                    unreadable = ignored[-1]
+        read = bool(candidates)
         candidates = self._strictly_valid(feature, candidates, ignored)
         if candidates:
             return self._aggregate(name, feature, candidates)
+        if read and any(_reads_presence(feature, source) for source in feature.sources):
+            unreadable = ignored[-1]  # the value was read but its resource is not valid FHIR R4
+        if unreadable is not None:
+            return self._unknown(name, feature, unreadable, ignored)
         return self._absent(name, feature, ignored)
 
     def _newest_usable(self, name: str, feature: Feature, matches: list[tuple[Resource, Source]]) -> FeatureValue | MissingFeature:
@@ -233,11 +245,12 @@ class _Context:
 
         A long record holds years of vitals; only the newest usable value matters, so older ones are never read,
         converted or validated. Reading stops too at the first value older than the look-back window (all after it
-        are older still); that one is reported as passed over.
+        are older still); that one is reported as passed over. A presence read from a value (`above`) is decided by
+        the newest reading: when that one cannot be read, the feature is unknown rather than taken from an older one.
         """
         ignored: list[SourceRef] = []
         floor = datetime.min.replace(tzinfo=UTC)
-        keyed = sorted(matches, key=lambda m: parse_fhir_datetime(_resource_date(m[0])) or floor, reverse=True)
+        keyed = sorted(matches, key=lambda m: self._sort_date(m[0], m[1]) or floor, reverse=True)
         for res, source in keyed:
             ref = self._ref(res, source)
             try:
@@ -246,10 +259,14 @@ class _Context:
                 self._pass_over(ignored, ref, why)
                 if str(why).startswith("older than"):
                     break
+                if isinstance(why, _Unreadable) and _reads_presence(feature, source):
+                    return self._unknown(name, feature, ignored[-1], ignored)
                 continue
             valid = self._strictly_valid(feature, cands, ignored)
             if valid:
                 return self._aggregate(name, feature, valid)
+            if _reads_presence(feature, source):
+                return self._unknown(name, feature, ignored[-1], ignored)
         return self._absent(name, feature, ignored)
 
     def _pass_over(self, ignored: list[SourceRef], ref: SourceRef, why: _Skip) -> None:
@@ -257,6 +274,12 @@ class _Context:
         ignored.append(noted)
         if isinstance(why, _Unusable):
             self._unusable.append(noted)
+
+    def _sort_date(self, res: Resource, source: Source) -> datetime | None:
+        """When a record speaks for: its date, except a procedure still in progress, which is current (`_read`)."""
+        if source.resource == "Procedure" and res.get("status") == "in-progress":
+            return self.at
+        return parse_fhir_datetime(_resource_date(res))
 
     def _strictly_valid(self, feature: Feature, cands: list[_Candidate], ignored: list[SourceRef]) -> list[_Candidate]:
         """Validate with fhir.resources R4B only what the aggregate uses: the pick, or every value it averages.
@@ -425,12 +448,25 @@ class _Context:
             holder = _component(res, source.component)
         if source.above is not None:
             assert source.above_unit is not None
-            value, original, unit = self._quantity(holder, source.above_unit, None)
+            try:
+                value, original, unit = self._quantity(holder, source.above_unit, None)
+            except _Skip as why:
+                raise _Unreadable(str(why)) from None
+            target = _unit_label(source.above_unit)
+            read = f"value {_fmt(round(value, 2))} {target}".rstrip()
+            converted = None if unit == source.above_unit else f"converted from {_fmt(original)} {unit}"
+            if converted:
+                read += f" ({converted})"
+            if source.usable_range is not None and not source.usable_range[0] <= value <= source.usable_range[1]:
+                low, high = source.usable_range
+                raise _Unreadable(f"{read} is outside the usable range {_fmt(low)}–{_fmt(high)} {target}".rstrip())
             if not value > source.above:
-                raise _Skip(f"value {_fmt(original)} {unit or ''} is not above {_fmt(source.above)} "
-                            f"{_unit_label(source.above_unit)}".replace("  ", " "))
+                why = f"{read} is not above {_fmt(source.above)} {target}".rstrip()
+                if feature.value == "exists" and feature.aggregate == "latest":
+                    return [_Candidate(0.0, when, _with(ref, original, unit, f"{why}: read as no"), res)]
+                raise _Skip(why)
             if feature.value == "exists":
-                return [_Candidate(1.0, when, _with(ref, original, unit, None), res)]
+                return [_Candidate(1.0, when, _with(ref, original, unit, converted), res)]
         if feature.value == "exists":
             return [_Candidate(1.0, when, ref, res)]
         if feature.value == "quantity":
@@ -540,6 +576,17 @@ class _Context:
             name=name, value=value, unit=unit, label=feature.label,
             display=display, sources=[c.ref for c in chosen], date=when_text,
         )
+
+    def _unknown(self, name: str, feature: Feature, newest: SourceRef, ignored: list[SourceRef]) -> MissingFeature:
+        """A presence read from values whose newest result is present but unusable: never the default ("no")."""
+        reason = f"Newest result not usable: {newest.note}; absence cannot be assumed"
+        if feature.missing_note:
+            reason += f"; {feature.missing_note}"
+        what = ", ".join(x for x in (newest.reference, newest.display or newest.code, newest.date) if x)
+        if what:
+            reason += f"; newest result: {what}"
+        return MissingFeature(name=name, reason=reason, required=feature.required, label=feature.label,
+                              ignored=ignored)
 
     def _absent(self, name: str, feature: Feature, ignored: list[SourceRef]) -> FeatureValue | MissingFeature:
         unrecognised, names = self._unrecognised(feature) if self._other_medications else (None, [])
@@ -721,6 +768,11 @@ def _check_abatement(res: Resource, at: datetime) -> None:
         ended = parse_fhir_datetime(period.get("end") or period.get("start"))
     if ended is not None and ended <= at:
         raise _Skip(f"resolved on {ended.date().isoformat()}")
+
+
+def _reads_presence(feature: Feature, source: Source) -> bool:
+    """An `exists` feature whose source reads a value against a threshold (FiO2 above 21 %)."""
+    return feature.value == "exists" and source.above is not None
 
 
 def _resource_date(res: Resource) -> str | None:

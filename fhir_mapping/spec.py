@@ -76,9 +76,14 @@ class Source(_Strict):
     # MedicationRequest/MedicationStatement: a drug class (drugclasses/<id>.yaml), recognised by RxNorm code at any
     # term type or by ingredient or brand name, following medicationReference (fhir_mapping/medications.py)
     medication_class: str | None = None
-    # Observation: count only values strictly above this threshold (converted to `unit`), e.g. FiO2 above 21 %
+    # Observation: count only values strictly above this threshold (converted to `above_unit`), e.g. FiO2 above 21 %.
+    # For an `exists` feature read newest first (aggregate `latest`), a value at or below it is a recorded "no" (0):
+    # the newest reading decides, so an older oxygen flow never overrides a newer reading of room air.
     above: float | None = None
     above_unit: str | None = None
+    # with `above`: values outside this range (in `above_unit`) are unusable, never read as "no" (FiO2 0.4 written
+    # as %); for an `exists` feature an unusable newest reading leaves the feature unknown, never at its default
+    usable_range: tuple[float, float] | None = None
 
     @field_validator("where")
     @classmethod
@@ -105,6 +110,8 @@ class Source(_Strict):
             raise ValueError("`medication_class` only applies to MedicationRequest and MedicationStatement sources")
         if (self.above is None) != (self.above_unit is None):
             raise ValueError("`above` and `above_unit` go together")
+        if self.usable_range is not None and self.above is None:
+            raise ValueError("a source's `usable_range` needs `above` and `above_unit` (its unit)")
         if self.above_unit is not None and default_registry().lookup(self.above_unit) is None:
             raise ValueError(f"unit '{self.above_unit}' is not in the unit registry")
         return self

@@ -22,6 +22,16 @@ def _value_of(name: str, values: dict[str, float], mapping: MappingResult | None
     return None
 
 
+def _why_missing(mapping: MappingResult, name: str) -> str:
+    """': date of birth is not recorded' — the first clause of the mapper's reason, so the card says why a
+    population feature is unknown (a missing birth date is not the same as a truncated search)."""
+    missing = mapping.missing.get(name)
+    if missing is None or not missing.reason:
+        return ""
+    clause = _lower_first(missing.reason.split("; ")[0].split(" (")[0].removeprefix("Unknown: ").strip())
+    return f": {clause}" if clause else ""
+
+
 def failing_rules(manifest: Manifest, values: dict[str, float],
                   mapping: MappingResult | None = None) -> list[tuple[PopulationRule, str]]:
     """Population rules the patient fails (or whose feature could not be read), with the reason to show."""
@@ -30,11 +40,28 @@ def failing_rules(manifest: Manifest, values: dict[str, float],
         value = _value_of(rule.feature, values, mapping)
         if value is None:
             if mapping is not None and rule.feature not in values:
-                failed.append((rule, f"{rule.reason} (could not be confirmed from the record)"))
+                why = _why_missing(mapping, rule.feature)
+                failed.append((rule, f"{rule.reason} (could not be confirmed from the record{why})"))
             continue
         if not rule.holds(value):
-            failed.append((rule, rule.reason))
+            failed.append((rule, rule.reason + _patient_value(rule, mapping)))
     return failed
+
+
+def _patient_value(rule: PopulationRule, mapping: MappingResult | None) -> str:
+    """' (age: 15 years)' for a rule on a range (min/max), so the card shows the value that fell outside it; a rule
+    on a flag (`equals`) already says what the record shows."""
+    if (rule.min is None and rule.max is None) or mapping is None:
+        return ""
+    fv = mapping.values.get(rule.feature)
+    if fv is None or not fv.display:
+        return ""
+    return f" ({_lower_first(fv.label or rule.feature)}: {fv.display})"
+
+
+def _lower_first(text: str) -> str:
+    """'Date of birth …' -> 'date of birth …' within a sentence; acronyms ('SpO2', 'ACVPU') stay as written."""
+    return text[0].lower() + text[1:] if len(text) > 1 and text[1].islower() else text
 
 
 def unmet(conditions: tuple[Condition, ...], values: dict[str, float], mapping: MappingResult | None) -> str | None:

@@ -391,6 +391,107 @@ def test_news2_oxygen_is_read_from_values(api: Any, oxygen: dict[str, Any], scor
     assert card["summary"].startswith(f"NEWS2 {score}")
 
 
+# ---- NEWS2: adults only; the newest oxygen record decides; FiO2 as a fraction -------------------------------------
+# The other vitals of `_news2_record` score 0 on RCP 2017 Chart 1 (RR 18, HR 72, SBP 120, 36.8 °C, alert), so the
+# expected totals below are the SpO2 and air/oxygen rows of Chart 1, read by hand.
+def _news2_at(spo2: float, *extra: dict[str, Any], scale2: bool = False) -> list[dict[str, Any]]:
+    record = _news2_record(*extra)
+    for res in record:
+        if res.get("code", {}).get("coding", [{}])[0].get("code") == "59408-5":
+            res["valueQuantity"]["value"] = spo2
+    if scale2:  # ICD-10-CM J96.12 chronic respiratory failure with hypercapnia: SpO2 Scale 2
+        record.append(F.condition("J96.12", ICD, display="Chronic respiratory failure with hypercapnia"))
+    return record
+
+
+def _birth_date_years_ago(years: int, shift_days: int = 0) -> str:
+    today = F.NOW.date()
+    try:
+        anniversary = today.replace(year=today.year - years)
+    except ValueError:  # 29 February
+        anniversary = today.replace(year=today.year - years, day=28)
+    return (anniversary + timedelta(days=shift_days)).isoformat()
+
+
+@pytest.mark.parametrize(("birth_date", "age"), [
+    (_birth_date_years_ago(16), 16),                  # 16th birthday today: an adult for NEWS2
+    (_birth_date_years_ago(16, shift_days=1), 15),    # 16 tomorrow: 15 today
+    (_birth_date_years_ago(10), 10),
+])
+def test_news2_gives_no_score_under_16(api: Any, birth_date: str, age: int) -> None:
+    record = _news2_record()
+    record[0]["birthDate"] = birth_date
+    card = fire(api, "news2-patient-view", record)
+    if age >= 16:
+        assert card["summary"].startswith("NEWS2 0 (low")
+        return
+    assert card["summary"] == f"No NEWS2 estimate: NEWS2 is for adults aged 16 and over (age: {age} years)"
+    assert "paediatric early warning score" in card["detail"]
+    assert "suggestions" not in card  # nothing to save or order for a child
+
+
+def test_news2_without_a_birth_date_gives_no_score(api: Any) -> None:
+    record = _news2_record()
+    del record[0]["birthDate"]
+    card = fire(api, "news2-patient-view", record)
+    assert "No NEWS2 estimate" in card["summary"] and "NEWS2 0" not in card["summary"]
+    assert "16 and over (could not be confirmed from the record: date of birth is not recorded)" in card["detail"]
+
+
+@pytest.mark.parametrize(("spo2", "scale2", "oxygen", "expected"), [
+    # Scale 2, SpO2 97: on air 0; on oxygen 3 (>=97 on O2) + 2 for oxygen = 5
+    (97, True, [F.vital("3150-0", 21, "%", hours=1), F.vital("3151-8", 2, "L/min", hours=20)], "NEWS2 0 (low"),
+    (97, True, [F.vital("3151-8", 0, "L/min", hours=1), F.vital("3151-8", 2, "L/min", hours=20)], "NEWS2 0 (low"),
+    (97, True, [F.vital("3151-8", 2, "L/min", hours=1), F.vital("3150-0", 21, "%", hours=20)], "NEWS2 5 (medium"),
+    # Scale 1, SpO2 96: 0 either way; air 0, oxygen 2
+    (96, False, [F.vital("3150-0", 21, "%", hours=1), F.vital("3150-0", 40, "%", hours=20)], "NEWS2 0 (low"),
+    (96, False, [F.vital("3150-0", 40, "%", hours=1), F.vital("3150-0", 21, "%", hours=20)], "NEWS2 2 (low"),
+])
+def test_news2_the_newest_oxygen_record_decides(api: Any, spo2: float, scale2: bool, oxygen: list[dict[str, Any]],
+                                                expected: str) -> None:
+    card = fire(api, "news2-patient-view", _news2_at(spo2, *copy.deepcopy(oxygen), scale2=scale2))
+    assert card["summary"].startswith(expected), card["summary"]
+    on_air = expected.startswith("NEWS2 0")
+    assert f"Supplemental oxygen: **{'Air' if on_air else 'Oxygen'}**" in card["detail"]
+
+
+def _fio2(value: float, quantity_extra: dict[str, Any] | None, hours: float = 1) -> dict[str, Any]:
+    """FiO2 as an EHR sends it; `quantity_extra` None means a bare number with no unit at all."""
+    res = F.vital("3150-0", value, "%", hours=hours)
+    res["code"]["coding"][0]["display"] = "Inhaled oxygen concentration"
+    res["valueQuantity"] = {"value": value, **(quantity_extra or {})}
+    return res
+
+
+@pytest.mark.parametrize(("fio2", "expected", "shown"), [
+    # 40 %: oxygen 2 + SpO2 94 on Scale 1 1 = 3; the card says the value was a fraction
+    (_fio2(0.40, {"unit": "1", "system": F.UCUM, "code": "1"}), "NEWS2 3 (low",
+     "Supplemental oxygen: **Oxygen**"),
+    (_fio2(0.21, {"unit": "1", "system": F.UCUM, "code": "1"}), "NEWS2 1 (low", "Supplemental oxygen: **Air**"),
+    (_fio2(40, {"unit": "%", "system": F.UCUM, "code": "%"}), "NEWS2 3 (low", "Supplemental oxygen: **Oxygen**"),
+])
+def test_news2_fio2_written_as_a_fraction_is_read(api: Any, fio2: dict[str, Any], expected: str, shown: str) -> None:
+    card = fire(api, "news2-patient-view", _news2_at(94, fio2))
+    assert card["summary"].startswith(expected), card["summary"]
+    line = next(x for x in card["detail"].splitlines() if "Supplemental oxygen" in x)
+    assert line.startswith(f"- {shown}")
+    if fio2["valueQuantity"]["value"] == 0.40:
+        assert line.endswith("· _converted from 0.4 (a fraction)_")
+
+
+@pytest.mark.parametrize("record_oxygen", [
+    [_fio2(0.40, None)],                                                       # bare 0.40: no unit
+    [_fio2(40, None)],                                                         # bare 40: no unit either
+    [_fio2(0.40, {"unit": "%", "system": F.UCUM, "code": "%"})],               # 0.4 %: a fraction sent as %
+    [_fio2(0.40, None), _fio2(21, {"unit": "%", "system": F.UCUM, "code": "%"}, hours=5)],  # an older air reading
+])
+def test_news2_unusable_fio2_is_never_read_as_air(api: Any, record_oxygen: list[dict[str, Any]]) -> None:
+    card = fire(api, "news2-patient-view", _news2_at(94, *copy.deepcopy(record_oxygen)))
+    assert "NEWS2 not calculated" in card["summary"] and "Supplemental oxygen" in card["summary"]
+    assert "Air" not in card["detail"]
+    assert "Supplemental oxygen: Newest result not usable: " in card["detail"]
+
+
 # ---- truncated searches, local dates, units ----------------------------------------------------------------------
 def _truncated_conditions(api: Any, service: str, record: list[dict[str, Any]]) -> dict[str, Any]:
     """The EHR sends a Condition search with a `next` link and no fhirServer to page from."""

@@ -40,6 +40,8 @@ AT = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
     (2.13, "g/L", "mg/dL", None, 213.0),
     (120, "mmHg", "mm[Hg]", None, 120.0),
     (50, "ug/L", "mg/L", None, 0.05),  # not in the registry: through the UCUM parser
+    (0.40, "1", "%", None, 40.0),      # UCUM: % is 10^-2, so the dimensionless fraction 0.40 is 40 %
+    (0.97, "{ratio}", "%", None, 97.0),
 ])
 def test_unit_conversions_are_exact(value: float, unit: str, target: str, analyte: str | None,
                                     expected: float) -> None:
@@ -52,6 +54,7 @@ def test_unit_conversions_are_exact(value: float, unit: str, target: str, analyt
     ("furlongs", "mg/dL", None, "not a recognised UCUM unit"),
     (None, "mg/dL", None, "no unit given"),
     ("", "mm[Hg]", None, "no unit given"),
+    ("{score}", "%", None, "cannot be converted"),   # a score is not a fraction
 ])
 def test_unit_mismatches_are_reported(unit: str | None, target: str, analyte: str | None, message: str) -> None:
     with pytest.raises(UnitError, match=message):
@@ -308,3 +311,99 @@ def test_prefetch_date_limits_are_opt_in(tmp_path: Path) -> None:
     assert mean and "date=ge{{today() - 90 days}}" in mean[0]
     rendered = render_template(mean[0], {"patientId": "p1"}, now=AT)
     assert "date=ge2026-03-03" in rendered
+
+
+# ---- presence read from values (`above`): the newest reading decides, an unusable one is never "no" -----------------
+OXYGEN_SPEC = {
+    "spec_version": 1,
+    "features": {
+        "on_oxygen": {
+            "label": "Supplemental oxygen", "value": "exists", "lookback_days": 1, "default": 0,
+            "default_note": "nothing recorded: air", "display": {"1": "Oxygen", "0": "Air"},
+            "sources": [
+                {"resource": "Observation", "codes": ["http://loinc.org|3150-0"], "above": 21, "above_unit": "%",
+                 "usable_range": [20, 100]},
+                {"resource": "Observation", "codes": ["http://loinc.org|3151-8"], "above": 0, "above_unit": "L/min"},
+                {"resource": "Procedure", "codes": ["http://snomed.info/sct|57485005"], "statuses": ["in-progress"]},
+            ],
+        },
+        "any_oxygen": {  # aggregate exists: any value above the threshold in the window counts
+            "label": "Any oxygen", "value": "exists", "aggregate": "exists", "lookback_days": 1, "default": 0,
+            "default_note": "none",
+            "sources": [{"resource": "Observation", "codes": ["http://loinc.org|3151-8"], "above": 0,
+                         "above_unit": "L/min"}],
+        },
+    },
+}
+
+
+def _at(hours: float) -> str:
+    return (AT - timedelta(hours=hours)).isoformat()
+
+
+def _oxygen(tmp_path: Path, resources: list[dict[str, Any]]) -> Any:
+    path = tmp_path / "features.yaml"
+    path.write_text(yaml.safe_dump(OXYGEN_SPEC))
+    return run(load_feature_spec(path, LIB), [F.patient("p1"), *resources])
+
+
+def test_a_newer_reading_at_the_threshold_is_a_recorded_no(tmp_path: Path) -> None:
+    result = _oxygen(tmp_path, [obs("3150-0", 21, "%", _at(1)), obs("3151-8", 2, "L/min", _at(20))])
+    value = result.values["on_oxygen"]
+    assert value.value == 0 and not value.defaulted and value.display == "Air"
+    assert "read as no" in (value.sources[0].note or "")
+    assert result.values["any_oxygen"].value == 1  # `exists` still means any flow above 0 in the window
+    flow = _oxygen(tmp_path, [obs("3151-8", 0, "L/min", _at(1)), obs("3151-8", 2, "L/min", _at(20))])
+    assert flow.values["on_oxygen"].value == 0
+    newer_oxygen = _oxygen(tmp_path, [obs("3150-0", 21, "%", _at(20)), obs("3151-8", 2, "L/min", _at(1))])
+    assert newer_oxygen.values["on_oxygen"].value == 1
+
+
+def test_an_oxygen_procedure_in_progress_is_current_whenever_it_started(tmp_path: Path) -> None:
+    therapy = {"resourceType": "Procedure", "id": "o2", "status": "in-progress",
+               "code": {"coding": [{"system": "http://snomed.info/sct", "code": "57485005"}]},
+               "subject": {"reference": "Patient/p1"}, "performedPeriod": {"start": _at(10)}}
+    result = _oxygen(tmp_path, [obs("3150-0", 21, "%", _at(1)), therapy])
+    assert result.values["on_oxygen"].value == 1
+
+
+@pytest.mark.parametrize(("quantity", "why"), [
+    ({"value": 0.40}, "no unit given"),
+    ({"value": 0.40, "unit": "%", "system": F.UCUM, "code": "%"}, "outside the usable range 20–100 %"),
+    ({"value": 40, "comparator": ">", "unit": "%", "system": F.UCUM, "code": "%"}, "is a bound"),
+])
+@pytest.mark.parametrize("older_air", [False, True])
+def test_an_unusable_newest_reading_is_unknown_never_the_default(tmp_path: Path, quantity: dict[str, Any], why: str,
+                                                                 older_air: bool) -> None:
+    newest = obs("3150-0", 0, "%", _at(1))
+    newest["valueQuantity"] = quantity
+    record = [newest] + ([obs("3150-0", 21, "%", _at(5))] if older_air else [])
+    result = _oxygen(tmp_path, record)
+    assert "on_oxygen" not in result.values
+    missing = result.missing["on_oxygen"]
+    assert missing.reason.startswith("Newest result not usable: ") and why in missing.reason
+    assert "absence cannot be assumed" in missing.reason
+
+
+@pytest.mark.parametrize("older_air", [False, True])
+def test_a_newest_reading_that_is_not_valid_fhir_is_unknown(tmp_path: Path, older_air: bool) -> None:
+    newest = obs("3150-0", 40, "%", _at(1), issued="yesterday")  # `issued` must be an instant: not valid R4
+    record = [newest] + ([obs("3150-0", 21, "%", _at(5))] if older_air else [])
+    result = _oxygen(tmp_path, record)
+    assert "on_oxygen" not in result.values
+    assert result.missing["on_oxygen"].reason.startswith("Newest result not usable: ")
+
+
+def test_a_fraction_with_unit_1_is_read_as_percent(tmp_path: Path) -> None:
+    result = _oxygen(tmp_path, [obs("3150-0", 0.40, "1", _at(1))])
+    assert result.values["on_oxygen"].value == 1
+    assert result.values["on_oxygen"].sources[0].note == "converted from 0.4 1"
+
+
+def test_a_source_usable_range_needs_a_threshold(tmp_path: Path) -> None:
+    bad = {"spec_version": 1, "features": {"x": {"label": "X", "unit": "%", "sources": [
+        {"resource": "Observation", "codes": ["http://loinc.org|3150-0"], "usable_range": [20, 100]}]}}}
+    path = tmp_path / "features.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(SpecError, match="usable_range"):
+        load_feature_spec(path, LIB)
