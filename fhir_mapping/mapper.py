@@ -8,7 +8,7 @@ passed over is kept with the reason, so a card can say why a value was not used.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from math import isfinite
 from statistics import fmean
@@ -17,7 +17,7 @@ from typing import Any
 import fhirpathpy
 
 from fhir_mapping.expressions import ExpressionError, compiled_expression
-from fhir_mapping.formatting import outside_range, quantity, unit_label
+from fhir_mapping.formatting import quantity, unit_label
 from fhir_mapping.fhirdates import age_in_years, parse_fhir_date, parse_fhir_datetime
 from fhir_mapping.index import Resource, ResourceIndex, as_list, codings
 from fhir_mapping.medications import MedicationView, Recognition, medication_view, shipped_class_ids
@@ -79,21 +79,24 @@ def map_features(
     result.deceased = deceased(index.patient(patient_id), at)
     derived = spec.derivation_order()
     for name, feature in spec.features.items():
-        if (feature.derived and not feature.sources) or feature.present_of:
+        if (feature.derived and not feature.sources) or feature.present_of or feature.on_date_of:
             continue
-        outcome = ctx.map_one(name, feature)
-        if isinstance(outcome, FeatureValue):
-            result.values[name] = outcome
-        else:
-            result.missing[name] = outcome
+        _store(result, name, ctx.map_one(name, feature))
+    for name, feature in spec.features.items():
+        if feature.on_date_of:
+            _store(result, name, ctx.age_on_date_of(name, feature, spec, result))
     for name in derived:
-        if name not in result.values:
+        recorded = result.values.get(name)
+        if recorded is None:
             outcome = _derive(name, spec, result, result.missing.get(name))
             result.missing.pop(name, None)
-            if isinstance(outcome, FeatureValue):
+            _store(result, name, outcome)
+        elif spec.features[name].derived_when == "newer":
+            outcome = _derive(name, spec, result, None)
+            if isinstance(outcome, FeatureValue) and _later_day(outcome.date, recorded.date):
+                outcome.note = f"{outcome.note}; newer than the recorded {recorded.label or name} " \
+                               f"{recorded.display or _fmt(recorded.value)} of {recorded.date}"
                 result.values[name] = outcome
-            else:
-                result.missing[name] = outcome
     for name, feature in spec.features.items():
         if feature.present_of:
             result.values[name] = _presence(name, feature, spec, result)
@@ -101,6 +104,21 @@ def map_features(
     result.values = {n: result.values[n] for n in spec.features if n in result.values}
     result.missing = {n: result.missing[n] for n in spec.features if n in result.missing}
     return result
+
+
+def _store(result: MappingResult, name: str, outcome: FeatureValue | MissingFeature) -> None:
+    if isinstance(outcome, FeatureValue):
+        result.values[name] = outcome
+    else:
+        result.missing[name] = outcome
+
+
+def _later_day(derived: str | None, recorded: str | None) -> bool:
+    """Whether a derived value rests on results from a later local day than the recorded one (`derived_when:
+    newer`); on the same day the recorded value stands, and an undated derivation never replaces a dated record."""
+    if derived is None:
+        return False
+    return recorded is None or derived[:10] > recorded[:10]  # both start with the local ISO date
 
 
 def deceased(patient: Resource | None, at: datetime) -> str | None:
@@ -472,9 +490,6 @@ class _Context:
         if feature.value == "quantity":
             assert feature.unit is not None
             value, original, unit = self._quantity(holder, feature.unit, feature.analyte)
-            if feature.usable_range is not None and not feature.usable_range[0] <= value <= feature.usable_range[1]:
-                shown, usable = outside_range(value, *feature.usable_range, feature.unit, 2)
-                raise _Skip(f"value {shown} is outside the usable range {usable}")
             note = None if unit == feature.unit else f"converted from {_fmt(original)} {unit}"
             return [_Candidate(value, when, _with(ref, original, unit, note), res)]
         if feature.value == "boolean":
@@ -629,7 +644,19 @@ class _Context:
         return f"{len(refs)} matching records cannot be read, so {assumed} is not assumed; {listed}"
 
     # ---- demographics ---------------------------------------------------------------------------------------
-    def _demographic(self, name: str, feature: Feature) -> FeatureValue | MissingFeature:
+    def age_on_date_of(self, name: str, feature: Feature, spec: FeatureSpec,
+                       result: MappingResult) -> FeatureValue | MissingFeature:
+        """`on_date_of`: the age on the local day of another feature's value, e.g. when a creatinine was drawn
+        (CKD-EPI uses the age at the measurement, not at the hook)."""
+        assert feature.on_date_of is not None
+        target = result.values.get(feature.on_date_of)
+        label = spec.features[feature.on_date_of].label.lower()
+        if target is None or not target.date:
+            why = f"No {label} to date it by" if target is None else f"The {label} has no date"
+            return self._demo_missing(name, feature, why)
+        return self._demographic(name, feature, on=date.fromisoformat(target.date[:10]))
+
+    def _demographic(self, name: str, feature: Feature, on: date | None = None) -> FeatureValue | MissingFeature:
         patient = self.index.patient(self.patient_id)
         if patient is None:
             who = f" {self.patient_id}" if self.patient_id else ""
@@ -643,9 +670,12 @@ class _Context:
             birth = parse_fhir_date(patient.get("birthDate"))
             if birth is None:
                 return self._demo_missing(name, feature, "Date of birth is not recorded")
-            age = float(age_in_years(birth, self.at.astimezone(self.zone).date()))
-            return FeatureValue(name=name, value=age, unit="a", label=feature.label, display=f"{int(age)} years",
-                                sources=[_with(ref, patient.get("birthDate"), None, "from date of birth")])
+            day = on or self.at.astimezone(self.zone).date()
+            age = float(age_in_years(birth, day))
+            shown, how = (f"{int(age)} years", "from date of birth") if on is None else \
+                (f"{int(age)} years on {day.isoformat()}", f"from date of birth, on {day.isoformat()}")
+            return FeatureValue(name=name, value=age, unit="a", label=feature.label, display=shown,
+                                sources=[_with(ref, patient.get("birthDate"), None, how)])
         answers = feature.answers
         assert answers is not None
         if kind == "gender":

@@ -142,6 +142,11 @@ class Feature(_Strict):
     demographic: Demographic | None = None
     sources: tuple[Source, ...] = ()
     derived: str | None = None  # expression over other features, used when no source gives a value
+    # with `sources`: "missing" uses `derived` only when no source gives a value; "newer" uses it too when it rests on
+    # results from a later day than the source value (the newest evidence wins; on the same day the recorded value)
+    derived_when: Literal["missing", "newer"] = "missing"
+    # `demographic: age` on the date of the named feature's value (age when a creatinine was drawn), not at the hook
+    on_date_of: str | None = None
     value: ValueKind = "quantity"
     unit: str | None = None
     analyte: str | None = None
@@ -153,9 +158,6 @@ class Feature(_Strict):
     missing_note: str | None = None  # what a clinician should know when the feature is absent
     display: dict[str, str] = Field(default_factory=dict)  # rendered value ("1") -> words ("Current smoker")
     order: OrderCode | None = None
-    # Values outside this range (in `unit`) are passed over as unusable, for optional add-on inputs whose absence
-    # changes which equation is used: an implausible value is missing, never "measured".
-    usable_range: tuple[float, float] | None = None
     # 1 when the named feature has a usable recorded value (not a default), else `default`: "UACR measured"
     present_of: str | None = None
 
@@ -167,6 +169,10 @@ class Feature(_Strict):
             if self.default is None:
                 raise ValueError("`present_of` needs a `default` (the value when the feature is not present)")
             return self
+        if self.derived_when == "newer" and not (self.sources and self.derived):
+            raise ValueError("`derived_when: newer` needs both `sources` and `derived` (they compete by date)")
+        if self.on_date_of is not None and self.demographic != "age":
+            raise ValueError("`on_date_of` only applies to `demographic: age`")
         if self.demographic:
             if self.sources:
                 raise ValueError("a demographic feature takes no `sources`")
@@ -211,6 +217,10 @@ class FeatureSpec(_Strict):
         for name, feature in self.features.items():
             if feature.present_of is not None and feature.present_of not in self.features:
                 raise ValueError(f"features.{name}.present_of names unknown feature '{feature.present_of}'")
+            target = self.features.get(feature.on_date_of) if feature.on_date_of else None
+            if feature.on_date_of is not None and (target is None or not target.sources):
+                raise ValueError(f"features.{name}.on_date_of must name a feature read from `sources` "
+                                 f"('{feature.on_date_of}' is not one)")
         return self
 
     def resource_types(self) -> frozenset[str]:

@@ -236,12 +236,6 @@ def cross_problems(manifest_path: Path, spec_path: Path, manifest: Manifest, spe
                                         f"{feature.default:g} is outside manifest inputs.{spec_in.name}.range "
                                         f"[{low_high[0]:g}, {low_high[1]:g}], so every patient without a value would "
                                         "be refused", "use a default inside the range, or no default"))
-        if feature.usable_range is not None and low_high is not None and not (
-                feature.usable_range[0] <= low_high[0] and low_high[1] <= feature.usable_range[1]):
-            problems.append(Problem(spec_path, f"{here}.usable_range",
-                                    f"[{feature.usable_range[0]:g}, {feature.usable_range[1]:g}] does not cover "
-                                    f"manifest inputs.{spec_in.name}.range [{low_high[0]:g}, {low_high[1]:g}]",
-                                    "widen usable_range to cover the validated range"))
     for i, rule in enumerate(manifest.population):
         if rule.feature not in known:
             problems.append(Problem(manifest_path, f"population[{i}].feature",

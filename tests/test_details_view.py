@@ -203,6 +203,15 @@ def test_pce_page_lists_every_input_with_source_date_and_the_explanation(api: An
     assert api.client.get("/static/details/..%2Fpreview%2Fapp.js").status_code == 404
 
 
+def test_kfre_page_names_the_older_egfr_a_newer_creatinine_replaced(api: Any) -> None:
+    record = [F.patient(PID, 55, "female"), F.quantity_obs("98979-8", 45, "mL/min/{1.73_m2}", pid=PID, days=300),
+              F.quantity_obs("2160-0", 2.2, "mg/dL", pid=PID, days=5),
+              F.quantity_obs("9318-7", 30, "mg/g", pid=PID, days=5)]
+    page = html.unescape(api.client.get(details_path(fire(api, "kfre-4var", record))).text)
+    assert "25.8 mL/min/1.73 m²" in page  # CKD-EPI 2021 from the creatinine of 5 days ago
+    assert f"newer than the recorded eGFR 45 mL/min/1.73 m² of {F.days_ago(300)[:10]}" in page
+
+
 def test_prevent_page_shows_secondary_outputs_and_scenarios_match_onnx(api: Any) -> None:
     card = fire(api, "prevent-full", prevent())
     path = details_path(card)

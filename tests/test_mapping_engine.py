@@ -407,3 +407,77 @@ def test_a_source_usable_range_needs_a_threshold(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(bad))
     with pytest.raises(SpecError, match="usable_range"):
         load_feature_spec(path, LIB)
+
+
+# ---- a derived value that competes by date (`derived_when: newer`) and an age on a result's date (`on_date_of`) ---
+NEWEST = {
+    "spec_version": 1,
+    "features": {
+        "age": {"label": "Age", "demographic": "age"},
+        "creatinine": {"label": "Serum creatinine", "unit": "mg/dL", "analyte": "creatinine", "required": False,
+                       "lookback_days": 365,
+                       "sources": [{"resource": "Observation", "codes": ["http://loinc.org|2160-0"]}]},
+        "age_at_creatinine": {"label": "Age at the creatinine", "demographic": "age", "required": False,
+                              "on_date_of": "creatinine"},
+        "kidney": {"label": "Kidney function", "unit": "1", "lookback_days": 365, "derived_when": "newer",
+                   "derived": "100 * creatinine + age_at_creatinine",
+                   "sources": [{"resource": "Observation", "codes": ["http://loinc.org|98979-8"]}]},
+        "kidney_if_missing": {"label": "Kidney function (fallback only)", "unit": "1", "lookback_days": 365,
+                              "derived": "100 * creatinine + age_at_creatinine",
+                              "sources": [{"resource": "Observation", "codes": ["http://loinc.org|98979-8"]}]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def newest(tmp_path_factory: pytest.TempPathFactory) -> FeatureSpec:
+    path = tmp_path_factory.mktemp("newest") / "features.yaml"
+    path.write_text(yaml.safe_dump(NEWEST))
+    return load_feature_spec(path, LIB)
+
+
+def born(day: str) -> dict[str, Any]:
+    patient = F.patient("p1")
+    patient["birthDate"] = day
+    return patient
+
+
+@pytest.mark.parametrize(("recorded_on", "creatinine_on", "expected"), [
+    ("2025-08-05", "2026-05-27", 100 * 2.2 + 61),  # the reported value is 10 months older: the creatinine wins
+    ("2026-05-27T09:00:00Z", "2026-05-27T16:00:00Z", 45),  # same day: the reported value stands
+    ("2026-05-28", "2026-05-27", 45),  # the reported value is newer
+])
+def test_derived_when_newer_takes_the_newest_evidence(newest: FeatureSpec, recorded_on: str, creatinine_on: str,
+                                                      expected: float) -> None:
+    record = [born("1965-01-15"), obs("98979-8", 45, "1", recorded_on), obs("2160-0", 2.2, "mg/dL", creatinine_on)]
+    v = run(newest, record).values
+    assert v["kidney"].value == pytest.approx(expected)
+    assert v["kidney_if_missing"].value == 45  # the default rule: the derivation only fills a gap
+    if expected != 45:
+        assert v["kidney"].date == "2026-05-27" and v["kidney"].sources[0].code == "http://loinc.org|2160-0"
+        assert "newer than the recorded Kidney function 45 of 2025-08-05" in (v["kidney"].note or "")
+
+
+def test_age_on_the_date_of_a_result(newest: FeatureSpec) -> None:
+    # 61 at the hook (2026-06-01), 60 when the creatinine was drawn before the birthday on 2026-04-10
+    v = run(newest, [born("1965-04-10"), obs("2160-0", 1.0, "mg/dL", "2026-03-01")]).values
+    assert v["age"].value == 61 and v["age_at_creatinine"].value == 60
+    assert v["kidney"].value == pytest.approx(100 * 1.0 + 60)
+    assert v["age_at_creatinine"].display == "60 years on 2026-03-01"
+    missing = run(newest, [born("1965-04-10")]).missing
+    assert missing["age_at_creatinine"].reason == "No serum creatinine to date it by"
+    assert "kidney" in missing
+
+
+@pytest.mark.parametrize(("feature", "message"), [
+    ({"label": "K", "unit": "1", "derived": "1", "derived_when": "newer"}, "needs both `sources` and `derived`"),
+    ({"label": "A", "demographic": "gender", "answers": {"map": {"male": 1}}, "on_date_of": "creatinine"},
+     "only applies to `demographic: age`"),
+    ({"label": "A", "demographic": "age", "on_date_of": "nothing"}, "on_date_of must name a feature"),
+])
+def test_newest_evidence_spec_errors(tmp_path: Path, feature: dict[str, Any], message: str) -> None:
+    doc = {"spec_version": 1, "features": {**NEWEST["features"], "odd": feature}}
+    path = tmp_path / "features.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(SpecError, match=message):
+        load_feature_spec(path, LIB)

@@ -97,6 +97,8 @@ def _row(name: str, label: str, fv: dict[str, Any] | None, spec_in: Input | None
         row["value"] = (display_value(feature, value) if feature else None) or number(value, 2)
     if not fv.get("defaulted"):
         row["source"], row["date"] = _source_row(fv)
+        # how a value was computed, and which recorded value a newer computation replaced (e.g. an older eGFR)
+        row["note"] = fv.get("note")
     return row
 
 

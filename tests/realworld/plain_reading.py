@@ -350,12 +350,23 @@ def ckd_epi_2021(creatinine: float, age: float, female: int) -> float:
     return 142 * min(ratio, 1) ** alpha * max(ratio, 1) ** -1.2 * 0.9938 ** age * (1.012 if female else 1)
 
 
-def egfr(rs: list[dict[str, Any]], age: int, female: int) -> float | None:
-    reported = _usable_obs(rs, {"98979-8"}, 365)
-    if reported:
-        return _convert(reported[0][1].get("valueQuantity"), "egfr")
-    cr = latest_value(rs, {"2160-0", "38483-4", "14682-9"}, "creatinine", 365)
-    return None if cr is None else ckd_epi_2021(cr, age, female)
+def _newest_readable(rs: list[dict[str, Any]], codes: set[str], kind: str,
+                     days: int) -> tuple[datetime, float] | None:
+    for t, r in _usable_obs(rs, codes, days):
+        v = _convert(r.get("valueQuantity"), kind)
+        if v is not None:
+            return t, v
+    return None
+
+
+def egfr(rs: list[dict[str, Any]], p: dict[str, Any], female: int) -> float | None:
+    """The newest kidney function: a reported CKD-EPI 2021 eGFR, or CKD-EPI 2021 from a creatinine of a later day
+    (with the age on the day it was drawn); on the same day the reported eGFR."""
+    reported = _newest_readable(rs, {"98979-8"}, "egfr", 365)
+    cr = _newest_readable(rs, {"2160-0", "38483-4", "14682-9"}, "creatinine", 365)
+    if cr is not None and (reported is None or cr[0].date() > reported[0].date()):
+        return ckd_epi_2021(cr[1], age_years(p, cr[0].date()), female)
+    return None if reported is None else reported[1]
 
 
 def bmi(rs: list[dict[str, Any]]) -> float | None:
@@ -435,7 +446,7 @@ def _pce(rs: list[dict[str, Any]], p: dict[str, Any], age: int, female: int) -> 
     return _result("ascvd-pce-10y", inputs)
 
 
-def _prevent_inputs(rs: list[dict[str, Any]], age: int, female: int) -> Expected:
+def _prevent_inputs(rs: list[dict[str, Any]], p: dict[str, Any], age: int, female: int) -> Expected:
     if not 30 <= age <= 79:
         return Expected("refused", f"age {age} outside 30–79")
     if established_ascvd(rs):
@@ -443,7 +454,7 @@ def _prevent_inputs(rs: list[dict[str, Any]], age: int, female: int) -> Expected
     if heart_failure(rs):
         return Expected("refused", "heart failure")
     v, missing = _lipids_bp_smoking(rs)
-    v["egfr"], v["bmi"] = egfr(rs, age, female), bmi(rs)
+    v["egfr"], v["bmi"] = egfr(rs, p, female), bmi(rs)
     missing += [k for k in ("egfr", "bmi") if v[k] is None]
     if missing:
         return Expected("missing", "missing " + ", ".join(missing))
@@ -456,27 +467,21 @@ def _prevent_inputs(rs: list[dict[str, Any]], age: int, female: int) -> Expected
 
 
 def _prevent_base(rs: list[dict[str, Any]], p: dict[str, Any], age: int, female: int) -> Expected:
-    e = _prevent_inputs(rs, age, female)
+    e = _prevent_inputs(rs, p, age, female)
     return _result("prevent-base", e.inputs) if e.kind == "result" else e
 
 
-def _usable_addon(rs: list[dict[str, Any]], codes: set[str], kind: str, lo: float, hi: float) -> float | None:
-    for _, r in _usable_obs(rs, codes, 730):
-        v = _convert(r.get("valueQuantity"), kind)
-        if v is not None and lo <= v <= hi:
-            return v
-    return None
-
-
 def _prevent_full(rs: list[dict[str, Any]], p: dict[str, Any], age: int, female: int) -> Expected:
-    e = _prevent_inputs(rs, age, female)
+    e = _prevent_inputs(rs, p, age, female)
     if e.kind != "result":
         return e
-    uacr = _usable_addon(rs, {"9318-7", "14959-1", "14958-3"}, "uacr", 0.1, 25000)
-    a1c = _usable_addon(rs, {"4548-4", "17856-6", "59261-8"}, "hba1c", 4.5, 15)
-    inputs = {**e.inputs, "uacr": uacr if uacr is not None else 1.0, "hba1c": a1c if a1c is not None else 5.3,
+    # the newest readable add-on value governs; outside the validated range it gives no number (never an older one)
+    uacr = _newest_readable(rs, {"9318-7", "14959-1", "14958-3"}, "uacr", 730)
+    a1c = _newest_readable(rs, {"4548-4", "17856-6", "59261-8"}, "hba1c", 730)
+    inputs = {**e.inputs, "uacr": uacr[1] if uacr else 1.0, "hba1c": a1c[1] if a1c else 5.3,
               "has_uacr": int(uacr is not None), "has_hba1c": int(a1c is not None)}
-    return _result("prevent-full", inputs)
+    bad = _outside({k: inputs[k] for k in ("uacr", "hba1c")}, {"uacr": (0.1, 25000), "hba1c": (4.5, 15)})
+    return Expected("refused", bad, inputs=inputs) if bad else _result("prevent-full", inputs)
 
 
 def _cha2ds2vasc(rs: list[dict[str, Any]], p: dict[str, Any], age: int, female: int) -> Expected:
@@ -506,7 +511,7 @@ def _egfr(rs: list[dict[str, Any]], p: dict[str, Any], age: int, female: int) ->
 def _kfre(rs: list[dict[str, Any]], p: dict[str, Any], age: int, female: int) -> Expected:
     if kidney_replacement(rs):
         return Expected("refused", "dialysis or kidney transplant")
-    e = egfr(rs, age, female)
+    e = egfr(rs, p, female)
     if e is None:
         return Expected("missing", "missing eGFR/creatinine")
     if not 10 <= e < 60:

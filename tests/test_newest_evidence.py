@@ -1,0 +1,183 @@
+"""The newest result governs: kidney function for KFRE and PREVENT, and the PREVENT HbA1c / UACR add-ons (audit).
+
+A creatinine newer than a reported eGFR gives the current eGFR (CKD-EPI 2021 with the age when the blood was drawn);
+on the same day the reported eGFR stands. An add-on whose newest value is outside the validated range is never
+replaced by an older value, never called "not recorded": no number, and the card says why, as for any input.
+Expected numbers come from the published equations written out plainly here, never from the service's code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+
+import fhirfactory as F
+from cds_hooks.bundle_prefetch import prefetch_from_resources
+
+EGFR_UNIT = "mL/min/{1.73_m2}"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One app for the module (each call is independent), built like conftest's `api`."""
+    from fastapi.testclient import TestClient
+
+    from cds_hooks.app import create_app
+    from cds_hooks.signing import load_local_key
+    from conftest import KEYS, SignedClient, make_settings
+
+    app = create_app(make_settings(tmp_path_factory.mktemp("newest-evidence")))
+    with TestClient(app) as client:
+        yield SignedClient(client, load_local_key(KEYS / "local"))
+
+
+def fire(api: Any, service: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    services = api.get("/cds-services").json()["services"]
+    templates = next(s for s in services if s["id"] == service).get("prefetch", {})
+    context = {"userId": "Practitioner/example", "patientId": "p1"}
+    body = {"hook": "patient-view", "hookInstance": "0d7e4b8a-3f51-4c2e-9a61-5b2f8c9d1e40", "context": context,
+            "prefetch": prefetch_from_resources(templates, resources, context)}
+    resp = api.post(f"/cds-services/{service}", json=body)
+    assert resp.status_code == 200, resp.text
+    cards = resp.json()["cards"]
+    assert len(cards) == 1, cards
+    return cards[0]
+
+
+def primary_risk(card: dict[str, Any]) -> float | None:
+    """The first prediction of the card's RiskAssessment (the primary output), None when the card has none."""
+    for sug in card.get("suggestions", []):
+        for action in sug["actions"]:
+            if action["resource"]["resourceType"] == "RiskAssessment":
+                return float(action["resource"]["prediction"][0]["probabilityDecimal"])
+    return None
+
+
+# ---- the published equations, written out ----------------------------------------------------------------------
+def ckd_epi_2021(creatinine_mg_dl: float, age: int, female: bool) -> float:
+    """Inker LA et al., N Engl J Med 2021;385:1737-1749 (race-free creatinine equation)."""
+    kappa, alpha = (0.7, -0.241) if female else (0.9, -0.302)
+    ratio = creatinine_mg_dl / kappa
+    return 142 * min(ratio, 1) ** alpha * max(ratio, 1) ** -1.200 * 0.9938 ** age * (1.012 if female else 1.0)
+
+
+def kfre_5y(age: int, male: bool, egfr: float, acr_mg_g: float) -> float:
+    """Tangri N et al., JAMA 2011;305:1553 (4-variable); North American 5-year baseline survival 0.9240."""
+    lp = (-0.2201 * (age / 10 - 7.036) + 0.2467 * (int(male) - 0.5642) - 0.5567 * (egfr / 5 - 7.222)
+          + 0.4510 * (math.log(acr_mg_g) - 5.137))
+    return 1 - 0.9240 ** math.exp(lp)
+
+
+# Khan SS et al., Circulation 2024 supplement: women, 10-year total CVD. Base model (Table S12) and +HbA1c model;
+# term order: age, non-HDL-C, HDL-C, SBP<110, SBP>=110, diabetes, smoking, eGFR<60, eGFR>=60, BP treatment, statin,
+# treated SBP, treated non-HDL-C, age x (non-HDL-C, HDL-C, SBP>=110, diabetes, smoking, eGFR<60), constant.
+PREVENT_F_CVD_10Y_BASE = (0.7939329, 0.0305239, -0.1606857, -0.2394003, 0.3600781, 0.8667604, 0.5360739, 0.6045917,
+                          0.0433769, 0.3151672, -0.1477655, -0.0663612, 0.1197879, -0.0819715, 0.0306769, -0.0946348,
+                          -0.27057, -0.078715, -0.1637806, -3.307728)
+PREVENT_F_CVD_10Y_HBA1C = (0.7858178, 0.0194438, -0.1521964, -0.2296681, 0.3465777, 0.5366241, 0.5411682, 0.5931898,
+                           0.0472458, 0.3158567, -0.1535174, -0.0687752, 0.1054746, -0.0761119, 0.0307469, -0.0905966,
+                           -0.2241857, -0.080186, -0.1667286, -3.306162)
+HBA1C_IN_DM = 0.1338348  # +HbA1c model, women, 10-year total CVD, per 1 % above 5.3
+
+
+def prevent_women_cvd_10y(egfr: float, hba1c: float | None = None) -> float:
+    """The Khan 2024 sample woman (50 y, TC 200, HDL 45, SBP 160 treated, diabetes, non-smoker, no statin)."""
+    age, tc, hdl, sbp, treated, diabetes, smoker, statin = 50, 200, 45, 160, 1, 1, 0, 0
+    a = (age - 55) / 10
+    non_hdl = (tc - hdl) * 0.02586 - 3.5
+    hdl_t = (hdl * 0.02586 - 1.3) / 0.3
+    sbp_lo, sbp_hi = (min(sbp, 110) - 110) / 20, (max(sbp, 110) - 130) / 20
+    egfr_lo, egfr_hi = (min(egfr, 60) - 60) / -15, (max(egfr, 60) - 90) / -15
+    terms = (a, non_hdl, hdl_t, sbp_lo, sbp_hi, diabetes, smoker, egfr_lo, egfr_hi, treated, statin, treated * sbp_hi,
+             statin * non_hdl, a * non_hdl, a * hdl_t, a * sbp_hi, a * diabetes, a * smoker, a * egfr_lo, 1.0)
+    coefficients = PREVENT_F_CVD_10Y_BASE if hba1c is None else PREVENT_F_CVD_10Y_HBA1C
+    x = sum(b * t for b, t in zip(coefficients, terms, strict=True))
+    if hba1c is not None:
+        x += HBA1C_IN_DM * (hba1c - 5.3) * diabetes  # "missing HbA1c" is 0: it was measured
+    return math.exp(x) / (1 + math.exp(x))
+
+
+def khan_woman(*, egfr_days: int | None = 30) -> list[dict[str, Any]]:
+    record = [F.patient("p1", 50, "female"), F.quantity_obs("2093-3", 200, "mg/dL"),
+              F.quantity_obs("2085-9", 45, "mg/dL"), F.bp_panel(160), F.smoking(F.NEVER_SMOKER),
+              F.condition("44054006"), F.med_request("314076", display="lisinopril 10 MG Oral Tablet"),
+              F.quantity_obs("39156-5", 35, "kg/m2")]
+    if egfr_days is not None:
+        record.append(F.quantity_obs("98979-8", 90, EGFR_UNIT, days=egfr_days))
+    return record
+
+
+# ---- kidney function: the newest evidence wins ---------------------------------------------------------------------
+def test_kfre_uses_a_newer_creatinine_over_a_ten_month_old_egfr(api: Any) -> None:
+    record = [F.patient("p1", 55, "female"), F.quantity_obs("98979-8", 45, EGFR_UNIT, days=300),
+              F.quantity_obs("2160-0", 2.2, "mg/dL", days=5), F.quantity_obs("9318-7", 30, "mg/g", days=5)]
+    card = fire(api, "kfre-4var", record)
+    current = ckd_epi_2021(2.2, 55, female=True)
+    assert current == pytest.approx(25.8, abs=0.05)
+    expected = kfre_5y(55, False, current, 30)
+    assert expected == pytest.approx(0.129, abs=0.0005)  # the audit's value: referral territory
+    assert primary_risk(card) == pytest.approx(expected, abs=1e-6)
+    assert "(high)" in card["summary"]
+    assert "eGFR: **25.8" in card["detail"] and "stale" not in card["detail"]
+
+
+@pytest.mark.parametrize(("egfr_days", "creatinine_days"), [(5, 5), (5, 100)])
+def test_kfre_keeps_a_reported_egfr_from_the_same_day_or_later(api: Any, egfr_days: int,
+                                                               creatinine_days: int) -> None:
+    record = [F.patient("p1", 55, "female"), F.quantity_obs("98979-8", 45, EGFR_UNIT, days=egfr_days),
+              F.quantity_obs("2160-0", 2.2, "mg/dL", days=creatinine_days), F.quantity_obs("9318-7", 30, "mg/g")]
+    card = fire(api, "kfre-4var", record)
+    assert primary_risk(card) == pytest.approx(kfre_5y(55, False, 45, 30), abs=1e-6)
+    assert "eGFR: **45 mL/min" in card["detail"]
+
+
+def test_egfr_from_creatinine_uses_the_age_when_the_blood_was_drawn(api: Any) -> None:
+    birthday = (F.NOW - timedelta(days=100)).date()  # turned 55 a hundred days ago: 54 at the creatinine
+    if (birthday.month, birthday.day) == (2, 29):
+        birthday -= timedelta(days=1)
+    patient = F.patient("p1", 55, "female")
+    patient["birthDate"] = date(birthday.year - 55, birthday.month, birthday.day).isoformat()
+    record = [patient, F.quantity_obs("2160-0", 2.2, "mg/dL", days=300), F.quantity_obs("9318-7", 30, "mg/g")]
+    card = fire(api, "kfre-4var", record)
+    expected = kfre_5y(55, False, ckd_epi_2021(2.2, 54, female=True), 30)  # KFRE itself takes today's age
+    assert primary_risk(card) == pytest.approx(expected, abs=1e-6)
+    assert primary_risk(card) != pytest.approx(kfre_5y(55, False, ckd_epi_2021(2.2, 55, female=True), 30), abs=1e-5)
+
+
+@pytest.mark.parametrize("service", ["prevent-base", "prevent-full"])
+def test_prevent_uses_a_newer_creatinine_over_an_older_egfr(api: Any, service: str) -> None:
+    record = khan_woman(egfr_days=300) + [F.quantity_obs("2160-0", 1.5, "mg/dL", days=5)]
+    card = fire(api, service, record)
+    current = ckd_epi_2021(1.5, 50, female=True)
+    assert 40 < current < 45
+    assert primary_risk(card) == pytest.approx(prevent_women_cvd_10y(current), abs=1e-6)
+    same_day = fire(api, service, khan_woman(egfr_days=5) + [F.quantity_obs("2160-0", 1.5, "mg/dL", days=5)])
+    assert primary_risk(same_day) == pytest.approx(prevent_women_cvd_10y(90), abs=1e-6)
+
+
+# ---- add-ons: the newest value governs; outside the validated range there is no number -----------------------------
+@pytest.mark.parametrize("older", [[F.quantity_obs("4548-4", 7.5, "%", days=200)], []])
+def test_out_of_range_newest_hba1c_gives_no_number_and_says_why(api: Any, older: list[dict[str, Any]]) -> None:
+    card = fire(api, "prevent-full", khan_woman() + [F.quantity_obs("4548-4", 16, "%", days=5)] + older)
+    assert primary_risk(card) is None
+    assert card["summary"].startswith("No PREVENT")
+    assert "HbA1c 16 % is outside the range the model was validated for (4.5–15 %)" in card["detail"]
+    assert "not recorded" not in card["detail"] and "7.5" not in card["detail"]
+
+
+def test_in_range_newest_hba1c_is_used_over_an_older_out_of_range_one(api: Any) -> None:
+    record = khan_woman() + [F.quantity_obs("4548-4", 7.5, "%", days=5), F.quantity_obs("4548-4", 16, "%", days=200)]
+    card = fire(api, "prevent-full", record)
+    assert primary_risk(card) == pytest.approx(prevent_women_cvd_10y(90, hba1c=7.5), abs=1e-6)
+
+
+def test_out_of_range_uacr_gives_no_number_and_says_why(api: Any) -> None:
+    card = fire(api, "prevent-full", khan_woman() + [F.quantity_obs("9318-7", 90000, "mg/g", days=5),
+                                                     F.quantity_obs("9318-7", 40, "mg/g", days=300)])
+    assert primary_risk(card) is None
+    assert ("Urine albumin/creatinine ratio 90000 mg/g is outside the range the model was validated for "
+            "(0.1–25000 mg/g)") in card["detail"]
