@@ -10,19 +10,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import fhirfactory as F
 from cds_hooks.bundle_prefetch import prefetch_from_resources
-from fhir_mapping.index import ResourceIndex
-from fhir_mapping.mapper import map_features
-from fhir_mapping.spec import load_feature_spec
-from fhir_mapping.valuesets import ValueSetLibrary
 
-ROOT = Path(__file__).resolve().parent.parent
 EGFR_UNIT = "mL/min/{1.73_m2}"
 
 
@@ -209,11 +203,16 @@ def test_a_refused_value_reads_outside_the_range_stated(api: Any, service: str, 
     assert_visibly_outside(reason)
 
 
-def test_an_unusable_value_reads_outside_the_usable_range() -> None:
-    """PREVENT reads HbA1c only inside 4.5–15 %: a 4.497 % result is passed over, and the note says 4.497, not 4.5."""
-    spec = load_feature_spec(ROOT / "models" / "prevent-full" / "1.0.0" / "features.yaml")
-    record = [F.patient("p1", 50, "female"), F.quantity_obs("4548-4", 4.497, "%")]
-    index = ResourceIndex.from_prefetch({"all": F.bundle(record, "searchset")})
-    hba1c = map_features(spec, index, at=F.NOW, valuesets=ValueSetLibrary(), patient_id="p1").values["hba1c"]
-    assert hba1c.defaulted
-    assert [src.note for src in hba1c.sources] == ["value 4.497 % is outside the usable range 4.5–15 %"]
+def test_an_hba1c_just_under_its_range_reads_outside_it(api: Any) -> None:
+    """PREVENT's HbA1c add-on is validated for 4.5–15 %: a newest 4.497 % refuses (the newest value governs), and the
+    card says 4.497, not 4.5, which would read as inside the range."""
+    record = [F.patient("p1", 50, "female"), F.quantity_obs("2093-3", 200, "mg/dL"),  # Khan 2024 sample woman
+              F.quantity_obs("2085-9", 45, "mg/dL"), F.bp_panel(160), F.smoking(F.NEVER_SMOKER),
+              F.condition("44054006"), F.med_request("314076", display="lisinopril 10 MG Oral Tablet"),
+              F.quantity_obs("98979-8", 90, EGFR_UNIT), F.quantity_obs("39156-5", 35, "kg/m2"),
+              F.quantity_obs("4548-4", 4.497, "%", days=5)]
+    card = fire(api, "prevent-full", record)
+    assert card["summary"].startswith("No "), card["summary"]
+    reason = next(line for line in card["detail"].splitlines() if "HbA1c" in line and "outside" in line)
+    assert "4.497" in reason
+    assert_visibly_outside(reason)
