@@ -140,3 +140,32 @@ def test_prevent_refuses_congestive_heart_failure_coded_in_snomed(api: Any) -> N
     card = fire(api, "prevent-base", record)
     assert "%" not in card["summary"], card["summary"]
     assert "the record shows heart failure" in card["detail"]
+
+
+def loinc_smoking(answer: str, display: str) -> dict[str, Any]:
+    """Smoking status answered from LOINC's own answer list (LL2201-3), as some EHRs send it instead of SNOMED CT."""
+    return {"resourceType": "Observation", "id": f"smk-{answer}", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "72166-2"}]},
+            "subject": {"reference": "Patient/p1"}, "effectiveDateTime": F.days_ago(30),
+            "valueCodeableConcept": {"coding": [{"system": "http://loinc.org", "code": answer, "display": display}]}}
+
+
+@pytest.mark.parametrize(("answer", "display", "smoker"), [
+    ("LA18976-3", "Current every day smoker", 1),
+    ("LA18977-1", "Current some day smoker", 1),
+    ("LA18982-1", "Light tobacco smoker", 1),
+    ("LA15920-4", "Former smoker", 0),
+    ("LA18978-9", "Never smoker", 0),
+])
+def test_smoking_answered_with_loinc_answer_codes_is_read(api: Any, answer: str, display: str, smoker: int) -> None:
+    record = [r for r in F.pce_record(gender="male", race="white") if "72166-2" not in str(r.get("code"))]
+    card = fire(api, "ascvd-pce-10y", record + [loinc_smoking(answer, display)])
+    expected = PCE_REF.compute({"age": 55, "total_cholesterol": 213, "hdl": 50, "sbp": 120, "bp_treated": 0,
+                                "smoker": smoker, "diabetes": 0, "female": 0, "black": 0})["risk_10y"]
+    assert risk(card) == pytest.approx(expected, abs=1e-6)
+
+
+def test_unknown_if_ever_smoked_is_missing_not_a_non_smoker(api: Any) -> None:
+    record = [r for r in F.pce_record(gender="male", race="white") if "72166-2" not in str(r.get("code"))]
+    card = fire(api, "ascvd-pce-10y", record + [loinc_smoking("LA18980-5", "Unknown if ever smoked")])
+    assert "%" not in card["summary"] and "Smoking" in card["summary"] + card.get("detail", "")
