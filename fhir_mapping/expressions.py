@@ -63,8 +63,10 @@ class Expression:
     def evaluate(self, values: Mapping[str, float]) -> float:
         try:
             result = self._eval(self._tree, values)
-        except (ArithmeticError, ValueError) as exc:
+        except (ArithmeticError, ValueError, TypeError) as exc:  # TypeError: a complex value met a comparison
             raise ExpressionError(f"cannot compute '{self.source}': {exc}") from exc
+        if isinstance(result, complex):  # a negative number to a fractional power (a negative creatinine)
+            raise ExpressionError(f"'{self.source}' has no real value for these inputs")
         if isinstance(result, bool):
             return 1.0 if result else 0.0
         value = float(result)

@@ -55,14 +55,26 @@ def subject_reference(resource: Resource) -> str | None:
     return ref if isinstance(ref, str) and ref else None
 
 
+# Code systems as records converted from C-CDA name them (by OID), read as the FHIR URIs value sets use.
+SYSTEM_ALIASES: dict[str, str] = {
+    "urn:oid:2.16.840.1.113883.6.96": "http://snomed.info/sct",
+    "urn:oid:2.16.840.1.113883.6.90": "http://hl7.org/fhir/sid/icd-10-cm",
+    "urn:oid:2.16.840.1.113883.6.3": "http://hl7.org/fhir/sid/icd-10",
+    "urn:oid:2.16.840.1.113883.6.1": "http://loinc.org",
+    "urn:oid:2.16.840.1.113883.6.88": "http://www.nlm.nih.gov/research/umls/rxnorm",
+}
+
+
 def codings(concept: Any) -> Iterator[tuple[str, str, str | None]]:
-    """(system, code, display) of each coding of a CodeableConcept; tolerant of malformed input."""
+    """(system, code, display) of each coding of a CodeableConcept; tolerant of malformed input. A system named by
+    its OID (SYSTEM_ALIASES) is given as its FHIR URI."""
     if not isinstance(concept, dict):
         return
     for coding in as_list(concept.get("coding")):
         if isinstance(coding, dict):
             system, code = coding.get("system"), coding.get("code")
             if isinstance(system, str) and isinstance(code, str):
+                system = SYSTEM_ALIASES.get(system, system)
                 display = coding.get("display")
                 yield system, code, display if isinstance(display, str) else None
 

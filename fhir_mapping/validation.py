@@ -13,6 +13,7 @@ serialisation and a hash (a few microseconds) instead of a validation.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -55,26 +56,52 @@ def remembered_problem(resource: dict[str, Any]) -> str | None:
 
 
 # Elements the mapper reads, per resource type ("value" covers value[x], "effective" effective[x] …). Elements R4
-# requires are among them, so a projection is still a complete resource to validate.
+# requires are among them, so a projection is still a complete resource to validate. The resource's own `id` and
+# `identifier` are not: a malformed id (an underscore, 70 characters) changes nothing the card says.
 USED_ELEMENTS: dict[str, tuple[str, ...]] = {
-    "Patient": ("id", "birthDate", "gender", "extension"),
-    "Observation": ("id", "status", "code", "subject", "effective", "issued", "value", "component",
-                    "dataAbsentReason"),
-    "Condition": ("id", "clinicalStatus", "verificationStatus", "code", "subject", "onset", "abatement",
-                  "recordedDate"),
-    "MedicationRequest": ("id", "status", "intent", "medication", "subject", "authoredOn", "contained"),
-    "MedicationStatement": ("id", "status", "medication", "subject", "effective", "dateAsserted", "contained"),
-    "Procedure": ("id", "status", "code", "subject", "performed"),
-    "Encounter": ("id", "status", "class", "subject", "period"),
+    "Patient": ("birthDate", "gender", "extension"),
+    "Observation": ("status", "code", "subject", "effective", "issued", "value", "component", "dataAbsentReason"),
+    "Condition": ("clinicalStatus", "verificationStatus", "code", "subject", "onset", "abatement", "recordedDate"),
+    "MedicationRequest": ("status", "intent", "medication", "subject", "authoredOn", "contained"),
+    "MedicationStatement": ("status", "medication", "subject", "effective", "dateAsserted", "contained"),
+    "Procedure": ("status", "code", "subject", "performed"),
+    "Encounter": ("status", "class", "subject", "period"),
 }
+
+# A time with no zone, or a zone without its colon (+0000), as many EHRs write them; the mapper reads both (a time
+# without a zone as UTC), so they are not reasons to set a record aside.
+_ZONELESS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$")
+_COLONLESS_ZONE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?[+-]\d{2})(\d{2})$")
+
+
+def _forgiven(value: Any) -> Any:
+    """The value with the cosmetic faults of real records mended: empty strings (and the objects and lists left empty
+    by dropping them) are absent, a time without a zone is UTC, a zone without its colon gets one. None: nothing
+    left. What a card reads (codes, values, statuses, dates that are dates) is never changed."""
+    if isinstance(value, str):
+        if value == "":
+            return None
+        if _ZONELESS.match(value):
+            return value + "Z"
+        m = _COLONLESS_ZONE.match(value)
+        return f"{m.group(1)}:{m.group(2)}" if m else value
+    if isinstance(value, dict):
+        kept = {k: v for k, v in ((k, _forgiven(v)) for k, v in value.items()) if v is not None}
+        return kept or None
+    if isinstance(value, list):
+        items = [v for v in (_forgiven(v) for v in value) if v is not None]
+        return items or None
+    return value
 
 
 def used_projection(resource: dict[str, Any]) -> dict[str, Any]:
-    """The resource cut down to the elements the mapper reads (all of it for types it does not know)."""
+    """The resource cut down to the elements the mapper reads (all of it for types it does not know), with cosmetic
+    faults forgiven (`_forgiven`)."""
     used = USED_ELEMENTS.get(str(resource.get("resourceType")))
     if used is None:
         return resource
-    return {k: v for k, v in resource.items() if k == "resourceType" or k.startswith(used)}
+    projected = {k: v for k, v in resource.items() if k != "resourceType" and k.startswith(used)}
+    return {"resourceType": resource.get("resourceType"), **(_forgiven(projected) or {})}
 
 
 def _message(err: Any) -> str:

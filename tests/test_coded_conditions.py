@@ -169,3 +169,101 @@ def test_unknown_if_ever_smoked_is_missing_not_a_non_smoker(api: Any) -> None:
     record = [r for r in F.pce_record(gender="male", race="white") if "72166-2" not in str(r.get("code"))]
     card = fire(api, "ascvd-pce-10y", record + [loinc_smoking("LA18980-5", "Unknown if ever smoked")])
     assert "%" not in card["summary"] and "Smoking" in card["summary"] + card.get("detail", "")
+
+
+# ---- found by a second independent audit, after the value sets were widened --------------------------------------
+@pytest.mark.parametrize(("extra", "points", "why"), [
+    ([F.condition("426814001", display="Transient cerebral ischemia due to atrial fibrillation")], 2, "AF and S2"),
+    ([F.condition("49436004"), F.condition("Z86.73", CM, display="Personal history of TIA")], 2, "prior TIA"),
+    ([F.condition("49436004"), F.condition("Z8673", CM, display="Personal history of TIA")], 2, "without its dot"),
+    ([F.condition("49436004"), F.condition("275526006", display="History of cerebrovascular accident")], 2, "S2"),
+    ([F.condition("49436004"), F.condition("429993008", display="History of transient ischemic attack")], 2, "S2"),
+    ([F.condition("49436004"), F.condition("5148006", display="Hypertensive heart disease with CHF")], 2, "C and H"),
+    ([F.condition("49436004"), F.condition("46113002", display="Hypertensive heart failure")], 2, "C and H"),
+    ([F.condition("49436004"), F.condition("314902007", display="Peripheral angiopathy due to T2DM")], 2, "D and V"),
+    ([F.condition("49436004"), F.condition("127014009", display="Peripheral angiopathy due to DM")], 2, "D and V"),
+])
+def test_one_code_counts_every_component_it_means(api: Any, extra: list[dict[str, Any]], points: int,
+                                                   why: str) -> None:
+    card = fire(api, "cha2ds2-vasc", [F.patient("p1", 60, "male")] + extra)
+    assert card["summary"].startswith(f"CHA2DS2-VASc {points} "), (why, card["summary"])
+
+
+PCE_NO_DIABETES = PCE_REF.compute({"age": 55, "total_cholesterol": 213, "hdl": 50, "sbp": 120, "bp_treated": 0,
+                                   "smoker": 0, "diabetes": 0, "female": 0, "black": 0})["risk_10y"]
+PCE_DIABETES = PCE_REF.compute({"age": 55, "total_cholesterol": 213, "hdl": 50, "sbp": 120, "bp_treated": 0,
+                                "smoker": 0, "diabetes": 1, "female": 0, "black": 0})["risk_10y"]
+
+
+@pytest.mark.parametrize("finding", [
+    F.condition("81817003", display="Atherosclerosis of aorta"),
+    F.condition("300920004", display="Carotid atherosclerosis"),
+    F.condition("45281005", display="Atherosclerosis of renal artery"),
+])
+def test_subclinical_atherosclerosis_is_not_clinical_ascvd(api: Any, finding: dict[str, Any]) -> None:
+    """The 2018 AHA/ACC definition: ACS, MI, angina, revascularisation, stroke or TIA, PAD; not imaging plaque."""
+    card = fire(api, "ascvd-pce-10y", F.pce_record(gender="male", race="white") + [finding])
+    assert risk(card) == pytest.approx(PCE_NO_DIABETES, abs=1e-6)
+
+
+def procedure(code: str, display: str, days: int) -> dict[str, Any]:
+    return {"resourceType": "Procedure", "id": f"proc-{code}", "status": "completed",
+            "subject": {"reference": "Patient/p1"}, "performedDateTime": F.days_ago(days),
+            "code": {"coding": [{"system": F.SNOMED, "code": code, "display": display}]}}
+
+
+@pytest.mark.parametrize("past", [
+    procedure("233585000", "Continuous venovenous hemofiltration", 4 * 365),  # for acute kidney injury
+    procedure("714749008", "Continuous renal replacement therapy", 3 * 365),
+    procedure("427053002", "Extracorporeal albumin hemodialysis", 2 * 365),  # liver support
+])
+def test_acute_kidney_replacement_or_liver_dialysis_does_not_refuse_kfre(api: Any, past: dict[str, Any]) -> None:
+    card = fire(api, "kfre-4var", KFRE_RECORD + [past])
+    assert "%" in card["summary"], card["summary"]
+
+
+@pytest.mark.parametrize("service", ["kfre-4var", "prevent-base"])
+def test_a_negative_creatinine_is_a_refusal_not_a_server_error(api: Any, service: str) -> None:
+    record = [F.patient("p1", 66, "male"), F.quantity_obs("2160-0", -1, "mg/dL", days=2),
+              F.quantity_obs("9318-7", 300, "mg/g", days=5)]
+    card = fire(api, service, record)  # fire asserts HTTP 200
+    assert "%" not in card["summary"], card["summary"]
+
+
+def diabetes_with(**changes: Any) -> dict[str, Any]:
+    res = F.condition("44054006", display="Diabetes mellitus type 2")
+    for path, value in changes.items():
+        holder = res
+        *parents, leaf = path.split("__")
+        for p in parents:
+            holder = holder[int(p)] if p.isdigit() else holder[p]
+        holder[leaf] = value
+    return res
+
+
+@pytest.mark.parametrize("diabetes", [
+    diabetes_with(id="dm_1"),                                      # an underscore in the id
+    diabetes_with(onsetDateTime="2015-01-01T10:00:00"),            # a time without a zone
+    diabetes_with(onsetDateTime="2015-01-01T10:00:00.000+0000"),   # a zone without its colon
+    diabetes_with(identifier=[{"system": "urn:x", "value": ""}]),  # an empty identifier
+    diabetes_with(code__coding__0__display=""),                    # an empty display
+    diabetes_with(code__text=""),
+    diabetes_with(subject__display=""),
+])
+def test_cosmetic_faults_of_real_records_do_not_make_a_diagnosis_unreadable(api: Any,
+                                                                           diabetes: dict[str, Any]) -> None:
+    card = fire(api, "ascvd-pce-10y", F.pce_record(gender="male", race="white") + [diabetes])
+    assert risk(card) == pytest.approx(PCE_DIABETES, abs=1e-6)
+
+
+def test_a_diagnosis_coded_with_the_icd10cm_oid_is_read(api: Any) -> None:
+    """Records converted from C-CDA name code systems by OID (2.16.840.1.113883.6.90 is ICD-10-CM)."""
+    dm = F.condition("E11.9", "urn:oid:2.16.840.1.113883.6.90", display="Type 2 diabetes mellitus")
+    card = fire(api, "ascvd-pce-10y", F.pce_record(gender="male", race="white") + [dm])
+    assert risk(card) == pytest.approx(PCE_DIABETES, abs=1e-6)
+
+
+def test_an_impossible_date_still_makes_a_diagnosis_unreadable(api: Any) -> None:
+    card = fire(api, "ascvd-pce-10y", F.pce_record(gender="male", race="white")
+                + [diabetes_with(onsetDateTime="2015-02-29")])
+    assert "%" not in card["summary"] and "cannot be read" in card["detail"]

@@ -63,6 +63,12 @@ RECIPES: dict[str, tuple[list[str], dict[str, str]]] = {
         "74218008": "anomalous coronary origin: congenital", "75398000": "anomalous coronary origin: congenital",
         "29899005": "coronary embolism: not atherosclerotic", "87343002": "Prinzmetal (vasospastic) angina",
         "195230003": "infarction from cerebral venous thrombosis: not atherosclerotic",
+        # subclinical (imaging) atherosclerosis is not clinical ASCVD (as I70.0 is left out of the ICD-10 set)
+        "81817003": "aortic atherosclerosis: an imaging finding", "233955003": "abdominal aortic atherosclerosis",
+        "300920004": "carotid atherosclerosis: subclinical plaque", "284871000119105": "carotid atherosclerosis",
+        "284881000119108": "carotid atherosclerosis", "55382008": "cerebral atherosclerosis: an imaging finding",
+        "45281005": "renal artery atherosclerosis: not in the 2018 AHA/ACC definition",
+        "39823006": "generalised atherosclerosis: no event or site named", "441574008": "atherosclerosis of an unnamed artery",
     }),
     "dialysis-transplant": ([
         "2.16.840.1.113883.3.464.1003.109.12.1012", "2.16.840.1.113883.3.464.1003.109.12.1013",
@@ -73,6 +79,14 @@ RECIPES: dict[str, tuple[list[str], dict[str, str]]] = {
         "180273006": "removal of a peritoneal dialysis catheter: may end dialysis",
         "175899003": "autotransplantation of a kidney: the patient's own kidney, not a graft",
         "313030004": "donor nephrectomy for transplantation: the donor, not the recipient",
+        # acute-only kidney replacement (intensive care, acute kidney injury) and liver support are not chronic KRT
+        "233578004": "continuous haemodialysis: acute", "233579007": "continuous haemodialysis: acute",
+        "233580005": "continuous haemodialysis: acute", "233583007": "continuous haemofiltration: acute",
+        "233584001": "continuous haemofiltration: acute", "233585000": "continuous haemofiltration: acute",
+        "233588003": "continuous haemodiafiltration: acute", "233589006": "continuous haemodiafiltration: acute",
+        "233590002": "continuous haemodiafiltration: acute", "714749008": "continuous renal replacement therapy: acute",
+        "427053002": "extracorporeal albumin dialysis: liver support", "11932001": "stabilizing haemodialysis: acute",
+        "57274006": "initial haemodialysis: not yet established on dialysis",
     }),
 }
 
