@@ -54,6 +54,10 @@ class _Unusable(_Skip):
     unusable, so a binary feature is unknown, not its default."""
 
 
+class _Bound(_Skip):
+    """A result written as a bound (`<3`, `>60`): a fact about the newest value, but not a measurement."""
+
+
 class _Unreadable(_Skip):
     """A result whose value cannot be read (no unit, unknown unit, bound, implausible): present, but unusable."""
 
@@ -88,7 +92,12 @@ def map_features(
     for name in derived:
         recorded = result.values.get(name)
         if recorded is None:
-            outcome = _derive(name, spec, result, result.missing.get(name))
+            measured = result.missing.get(name)
+            outcome = _derive(name, spec, result, measured)
+            if (spec.features[name].derived_when == "newer" and isinstance(outcome, FeatureValue)
+                    and measured is not None and measured.newest_unusable_date is not None
+                    and not _later_day(outcome.date, measured.newest_unusable_date)):
+                continue  # a newer result written as a bound ('>60') stands: older results do not replace it
             result.missing.pop(name, None)
             _store(result, name, outcome)
         elif spec.features[name].derived_when == "newer":
@@ -240,6 +249,7 @@ class _Context:
         if feature.aggregate in _NEWEST_FIRST and len(matches) > 1:
             return self._newest_usable(name, feature, matches)
         unreadable: SourceRef | None = None
+        bound: SourceRef | None = None
         for res, source in matches:
             ref = self._ref(res, source)
             try:
@@ -248,10 +258,16 @@ class _Context:
                 self._pass_over(ignored, ref, why)
                 if isinstance(why, _Unreadable) and _reads_presence(feature, source):
                     unreadable = ignored[-1]
+                if isinstance(why, _Bound) and not _reads_presence(feature, source):
+                    bound = ignored[-1]
         read = bool(candidates)
         candidates = self._strictly_valid(feature, candidates, ignored)
         if candidates:
             return self._aggregate(name, feature, candidates)
+        if bound is not None and feature.default is None:  # only a bound ('>60'): older results must not replace it
+            return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
+                                  reason=f"Newest result not usable: {bound.note}; an older value is not used in "
+                                         f"its place", newest_unusable_date=bound.date)
         if read and any(_reads_presence(feature, source) for source in feature.sources):
             unreadable = ignored[-1]  # the value was read but its resource is not valid FHIR R4
         if unreadable is not None:
@@ -279,6 +295,14 @@ class _Context:
                     break
                 if isinstance(why, _Unreadable) and _reads_presence(feature, source):
                     return self._unknown(name, feature, ignored[-1], ignored)
+                if isinstance(why, _Bound) and not _reads_presence(feature, source):
+                    # the newest result says the value is below (or above) a limit: an older measurement is not
+                    # the current value, so it is not used in its place (an add-on input keeps its default)
+                    if feature.default is not None:
+                        return self._absent(name, feature, ignored)
+                    return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
+                                          reason=f"Newest result not usable: {why}; an older value is not used in "
+                                                 f"its place", newest_unusable_date=ref.date)
                 continue
             valid = self._strictly_valid(feature, cands, ignored)
             if valid:
@@ -509,7 +533,7 @@ class _Context:
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
             raise _Skip("valueQuantity has no numeric value")
         if qty.get("comparator"):
-            raise _Skip(f"value is a bound ({qty['comparator']}{_fmt(raw)}), not a measurement")
+            raise _Bound(f"value is a bound ({qty['comparator']}{_fmt(raw)}), not a measurement")
         ucum = qty.get("system") == UCUM and isinstance(qty.get("code"), str) and bool(qty.get("code"))
         unit = qty.get("code") if ucum else qty.get("unit") or qty.get("code")
         if unit is not None and not isinstance(unit, str):

@@ -63,6 +63,9 @@ class MissingFeature:
     required: bool = True
     label: str | None = None
     ignored: list[SourceRef] = field(default_factory=list)  # candidates passed over (too old, entered-in-error …)
+    # the date of a newest result that could not be used (a bound such as '>60'): a value derived from older results
+    # must not stand in for it (`derived_when: newer`)
+    newest_unusable_date: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "reason": self.reason, "required": self.required}

@@ -74,23 +74,26 @@ _ZONELESS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$")
 _COLONLESS_ZONE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?[+-]\d{2})(\d{2})$")
 
 
+_GONE = object()  # what `_forgiven` gives for an element that is left empty
+
+
 def _forgiven(value: Any) -> Any:
     """The value with the cosmetic faults of real records mended: empty strings (and the objects and lists left empty
-    by dropping them) are absent, a time without a zone is UTC, a zone without its colon gets one. None: nothing
-    left. What a card reads (codes, values, statuses, dates that are dates) is never changed."""
+    by dropping them) are absent, a time without a zone is UTC, a zone without its colon gets one. `_GONE`: nothing
+    left. What a card reads (codes, values, statuses, dates that are dates) is never changed, and a `null` stays."""
     if isinstance(value, str):
         if value == "":
-            return None
+            return _GONE
         if _ZONELESS.match(value):
             return value + "Z"
         m = _COLONLESS_ZONE.match(value)
         return f"{m.group(1)}:{m.group(2)}" if m else value
     if isinstance(value, dict):
-        kept = {k: v for k, v in ((k, _forgiven(v)) for k, v in value.items()) if v is not None}
-        return kept or None
+        kept = {k: v for k, v in ((k, _forgiven(v)) for k, v in value.items()) if v is not _GONE}
+        return kept or _GONE
     if isinstance(value, list):
-        items = [v for v in (_forgiven(v) for v in value) if v is not None]
-        return items or None
+        items = [v for v in (_forgiven(v) for v in value) if v is not _GONE]
+        return items or _GONE
     return value
 
 
@@ -100,8 +103,8 @@ def used_projection(resource: dict[str, Any]) -> dict[str, Any]:
     used = USED_ELEMENTS.get(str(resource.get("resourceType")))
     if used is None:
         return resource
-    projected = {k: v for k, v in resource.items() if k != "resourceType" and k.startswith(used)}
-    return {"resourceType": resource.get("resourceType"), **(_forgiven(projected) or {})}
+    projected = _forgiven({k: v for k, v in resource.items() if k != "resourceType" and k.startswith(used)})
+    return {"resourceType": resource.get("resourceType"), **({} if projected is _GONE else projected)}
 
 
 def _message(err: Any) -> str:

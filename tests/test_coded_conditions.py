@@ -267,3 +267,35 @@ def test_an_impossible_date_still_makes_a_diagnosis_unreadable(api: Any) -> None
     card = fire(api, "ascvd-pce-10y", F.pce_record(gender="male", race="white")
                 + [diabetes_with(onsetDateTime="2015-02-29")])
     assert "%" not in card["summary"] and "cannot be read" in card["detail"]
+
+
+def bound_obs(code: str, value: float, unit: str, comparator: str, days: int) -> dict[str, Any]:
+    res = F.quantity_obs(code, value, unit, days=days)
+    res["valueQuantity"]["comparator"] = comparator
+    return res
+
+
+def test_a_newest_uacr_written_as_a_bound_is_not_replaced_by_an_older_value(api: Any) -> None:
+    record = [F.patient("p1", 66, "male"), F.quantity_obs("98979-8", 40, "mL/min/{1.73_m2}", days=20),
+              bound_obs("9318-7", 3, "mg/g", "<", 20), F.quantity_obs("9318-7", 300, "mg/g", days=300)]
+    card = fire(api, "kfre-4var", record)  # with the older 300 mg/g it said 7.8% (high, refer); with <3 it is ≤1%
+    assert "%" not in card["summary"], card["summary"]
+    assert "bound" in card["detail"]
+
+
+def test_a_newest_egfr_written_as_a_bound_is_not_replaced_by_an_older_creatinine(api: Any) -> None:
+    record = [F.patient("p1", 66, "male"), bound_obs("98979-8", 60, "mL/min/{1.73_m2}", ">", 5),
+              F.quantity_obs("2160-0", 2.0, "mg/dL", days=200), F.quantity_obs("9318-7", 300, "mg/g", days=20)]
+    card = fire(api, "kfre-4var", record)  # eGFR > 60 now; the creatinine of 200 days ago gave 36.4 and 11.5%
+    assert "%" not in card["summary"], card["summary"]
+
+
+def test_a_newest_add_on_written_as_a_bound_leaves_the_equations_without_it(api: Any) -> None:
+    base = [F.patient("p1", 50, "female"), F.quantity_obs("2093-3", 200, "mg/dL"), F.quantity_obs("2085-9", 45, "mg/dL"),
+            F.bp_panel(160), F.smoking(F.NEVER_SMOKER), F.condition("44054006"),
+            F.med_request("314076", display="lisinopril 10 MG Oral Tablet"),
+            F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}"), F.quantity_obs("39156-5", 35, "kg/m2")]
+    without = risk(fire(api, "prevent-base", base))
+    full = fire(api, "prevent-full", base + [bound_obs("9318-7", 3, "mg/g", "<", 20),
+                                            F.quantity_obs("9318-7", 300, "mg/g", days=300)])
+    assert risk(full) == pytest.approx(without, abs=1e-9)  # not the UACR model with the older 300 mg/g
