@@ -14,6 +14,7 @@ from fhir.resources.R4B.riskassessment import RiskAssessment
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from cards.shape_check import validate_shape
+from fhir_mapping.fhirdates import parse_fhir_datetime
 from fhir_mapping.result import MappingResult
 from fhir_mapping.formatting import rounded
 from inference.manifest import Manifest, Output, display_scale
@@ -107,6 +108,14 @@ def _basis(mapping: MappingResult) -> list[dict[str, str]]:
     return refs
 
 
+def _measured_at(mapping: MappingResult) -> datetime | None:
+    """When the results a computed value rests on were taken: the oldest dated source of its inputs (a creatinine's
+    draw for an eGFR), so that the saved value ages with its specimen, not with the hook that computed it."""
+    dates = [d for v in mapping.values.values() for src in v.sources if src.resource_type != "Patient"
+             for d in (parse_fhir_datetime(src.date) if src.date else None,) if d is not None]
+    return min(dates) if dates else None
+
+
 def observation(
     manifest: Manifest,
     prediction: Prediction,
@@ -128,7 +137,7 @@ def observation(
                                   "code": "laboratory"}]}],
         "code": {"coding": [code], "text": code.get("display", primary.label)},
         "subject": {"reference": f"Patient/{patient_id}"},
-        "effectiveDateTime": _date_time(at),
+        "effectiveDateTime": _date_time(_measured_at(mapping) or at),
         "valueQuantity": {"value": primary.shown_value(prediction.outputs[primary.name]),  # the number on the card
                           "unit": primary.unit or "", "system": UCUM, "code": primary.unit or "1"},
         "method": {"text": f"{manifest.title} (cds-onnx model {manifest.id} {manifest.version})"},

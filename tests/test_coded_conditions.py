@@ -299,3 +299,14 @@ def test_a_newest_add_on_written_as_a_bound_leaves_the_equations_without_it(api:
     full = fire(api, "prevent-full", base + [bound_obs("9318-7", 3, "mg/g", "<", 20),
                                             F.quantity_obs("9318-7", 300, "mg/g", days=300)])
     assert risk(full) == pytest.approx(without, abs=1e-9)  # not the UACR model with the older 300 mg/g
+
+
+def test_a_saved_egfr_is_dated_at_its_creatinine_not_at_the_hook(api: Any) -> None:
+    """A later reader (KFRE, PREVENT, a clinician) judges how current an eGFR is by its date: a value computed today
+    from a creatinine drawn 300 days ago is a 300-day-old eGFR."""
+    drawn = F.days_ago(300)
+    card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"),
+                                           F.quantity_obs("2160-0", 1.4, "mg/dL", days=300)])
+    saved = next(a["resource"] for s in card["suggestions"] for a in s["actions"]
+                 if a["resource"]["resourceType"] == "Observation")
+    assert saved["effectiveDateTime"][:10] == drawn[:10], (saved["effectiveDateTime"], drawn)
