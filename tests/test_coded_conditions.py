@@ -310,3 +310,15 @@ def test_a_saved_egfr_is_dated_at_its_creatinine_not_at_the_hook(api: Any) -> No
     saved = next(a["resource"] for s in card["suggestions"] for a in s["actions"]
                  if a["resource"]["resourceType"] == "Observation")
     assert saved["effectiveDateTime"][:10] == drawn[:10], (saved["effectiveDateTime"], drawn)
+
+
+def test_an_add_on_passed_over_as_a_bound_is_not_called_not_recorded(api: Any) -> None:
+    base = [F.patient("p1", 50, "female"), F.quantity_obs("2093-3", 200, "mg/dL"), F.quantity_obs("2085-9", 45, "mg/dL"),
+            F.bp_panel(160), F.smoking(F.NEVER_SMOKER), F.condition("44054006"),
+            F.med_request("314076", display="lisinopril 10 MG Oral Tablet"),
+            F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}"), F.quantity_obs("39156-5", 35, "kg/m2")]
+    card = fire(api, "prevent-full", base + [bound_obs("9318-7", 3, "mg/g", "<", 20)])
+    assert "Urine albumin/creatinine ratio: no usable value" in card["detail"]
+    assert "Urine albumin/creatinine ratio: not recorded" not in card["detail"]
+    untested = fire(api, "prevent-full", base)
+    assert "Urine albumin/creatinine ratio: not recorded" in untested["detail"]
