@@ -15,34 +15,14 @@ from typing import Any
 import pytest
 
 import fhirfactory as F
-from cds_hooks.bundle_prefetch import prefetch_from_resources
+from hook_calls import fire, module_app
 
 EGFR_UNIT = "mL/min/{1.73_m2}"
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from fastapi.testclient import TestClient
-
-    from cds_hooks.app import create_app
-    from cds_hooks.signing import load_local_key
-    from conftest import KEYS, SignedClient, make_settings
-
-    app = create_app(make_settings(tmp_path_factory.mktemp("category-rounding")))
-    with TestClient(app) as client:
-        yield SignedClient(client, load_local_key(KEYS / "local"))
-
-
-def fire(api: Any, service: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
-    entry = next(s for s in api.get("/cds-services").json()["services"] if s["id"] == service)
-    context = {"userId": "Practitioner/example", "patientId": "p1"}
-    body = {"hook": "patient-view", "hookInstance": "3c1f0a52-8e1d-4b8e-9a47-6f2d8c5e1b90", "context": context,
-            "prefetch": prefetch_from_resources(entry.get("prefetch", {}), resources, context)}
-    resp = api.post(f"/cds-services/{service}", json=body)
-    assert resp.status_code == 200, resp.text
-    cards = resp.json()["cards"]
-    assert len(cards) == 1, cards
-    return cards[0]
+    yield from module_app(tmp_path_factory.mktemp("category-rounding"))
 
 
 # ---- the published equations, written out ----------------------------------------------------------------------

@@ -19,6 +19,7 @@ import respx
 
 import fhirfactory as F
 from cds_hooks.bundle_prefetch import prefetch_from_resources
+from hook_calls import fire, fire_all, module_app, risk, templates
 from inference.graph_builder import load_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,48 +31,7 @@ FHIR = "http://127.0.0.1:1/fhir"
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One app for the module (each call is independent: fresh token, own prefetch), built like conftest's `api`."""
-    from fastapi.testclient import TestClient
-
-    from cds_hooks.app import create_app
-    from cds_hooks.signing import load_local_key
-    from conftest import KEYS, SignedClient, make_settings
-
-    app = create_app(make_settings(tmp_path_factory.mktemp("clinical-truth")))
-    with TestClient(app) as client:
-        yield SignedClient(client, load_local_key(KEYS / "local"))
-
-
-def templates(api: Any, service: str) -> dict[str, str]:
-    return next(s for s in api.get("/cds-services").json()["services"] if s["id"] == service).get("prefetch", {})
-
-
-def fire_all(api: Any, service: str, resources: list[dict[str, Any]], *, leave_out: tuple[str, ...] = (),
-             **extra: Any) -> list[dict[str, Any]]:
-    context = {"userId": "Practitioner/example", "patientId": "p1"}
-    prefetch = prefetch_from_resources(templates(api, service), resources, context)
-    for bundle in prefetch.values():  # a Medication the EHR did not include (it must be fetched)
-        if isinstance(bundle, dict) and bundle.get("entry"):
-            bundle["entry"] = [e for e in bundle["entry"] if e["resource"].get("id") not in leave_out]
-    body = {"hook": "patient-view", "hookInstance": "5b0e3f1c-7d4a-4c55-9a8e-2f6b1d0c9e77", "context": context,
-            "prefetch": prefetch, **extra}
-    resp = api.post(f"/cds-services/{service}", json=body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["cards"]
-
-
-def fire(api: Any, service: str, resources: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
-    cards = fire_all(api, service, resources, **kw)
-    assert len(cards) == 1, cards
-    return cards[0]
-
-
-def risk(card: dict[str, Any]) -> float:
-    for sug in card.get("suggestions", []):
-        for action in sug["actions"]:
-            if action["resource"]["resourceType"] == "RiskAssessment":
-                return float(action["resource"]["prediction"][0]["probabilityDecimal"])
-    raise AssertionError(f"no RiskAssessment on the card: {card['summary']}")
+    yield from module_app(tmp_path_factory.mktemp("clinical-truth"))
 
 
 def risk_assessment(card: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import fhirfactory as F
-from cds_hooks.bundle_prefetch import prefetch_from_resources
+from hook_calls import fire, module_app, risk
 from inference.graph_builder import load_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,33 +26,7 @@ PCE_REF = load_module(ROOT / "models" / "ascvd-pce-10y" / "1.0.0" / "reference.p
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from fastapi.testclient import TestClient
-
-    from cds_hooks.app import create_app
-    from cds_hooks.signing import load_local_key
-    from conftest import KEYS, SignedClient, make_settings
-
-    app = create_app(make_settings(tmp_path_factory.mktemp("coded-conditions")))
-    with TestClient(app) as client:
-        yield SignedClient(client, load_local_key(KEYS / "local"))
-
-
-def fire(api: Any, service: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
-    services = api.get("/cds-services").json()["services"]
-    templates = next(s for s in services if s["id"] == service).get("prefetch", {})
-    context = {"userId": "Practitioner/example", "patientId": "p1"}
-    body = {"hook": "patient-view", "hookInstance": "0d6e1f0a-3c1b-4e7d-9a51-6f2b8c4d1e90", "context": context,
-            "prefetch": prefetch_from_resources(templates, resources, context)}
-    resp = api.post(f"/cds-services/{service}", json=body)
-    assert resp.status_code == 200, resp.text
-    cards = resp.json()["cards"]
-    assert len(cards) == 1, cards
-    return cards[0]
-
-
-def risk(card: dict[str, Any]) -> float:
-    return next(float(a["resource"]["prediction"][0]["probabilityDecimal"]) for s in card.get("suggestions", [])
-                for a in s["actions"] if a["resource"]["resourceType"] == "RiskAssessment")
+    yield from module_app(tmp_path_factory.mktemp("coded-conditions"))
 
 
 MAN_60_WITH_AF = [F.patient("p1", 60, "male"), F.condition("49436004", display="Atrial fibrillation")]
