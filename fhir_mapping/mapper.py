@@ -265,9 +265,7 @@ class _Context:
         if candidates:
             return self._aggregate(name, feature, candidates)
         if bound is not None and feature.default is None:  # only a bound ('>60'): older results must not replace it
-            return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
-                                  reason=f"Newest result not usable: {bound.note}; an older value is not used in "
-                                         f"its place", newest_unusable_date=bound.date)
+            return self._bound_stands(name, feature, bound, ignored)
         if read and any(_reads_presence(feature, source) for source in feature.sources):
             unreadable = ignored[-1]  # the value was read but its resource is not valid FHIR R4
         if unreadable is not None:
@@ -300,9 +298,7 @@ class _Context:
                     # the current value, so it is not used in its place (an add-on input keeps its default)
                     if feature.default is not None:
                         return self._absent(name, feature, ignored)
-                    return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
-                                          reason=f"Newest result not usable: {why}; an older value is not used in "
-                                                 f"its place", newest_unusable_date=ref.date)
+                    return self._bound_stands(name, feature, ignored[-1], ignored)
                 continue
             valid = self._strictly_valid(feature, cands, ignored)
             if valid:
@@ -310,6 +306,14 @@ class _Context:
             if _reads_presence(feature, source):
                 return self._unknown(name, feature, ignored[-1], ignored)
         return self._absent(name, feature, ignored)
+
+    @staticmethod
+    def _bound_stands(name: str, feature: Feature, bound: SourceRef, ignored: list[SourceRef]) -> MissingFeature:
+        """A newest result written as a bound ('<3', '>60', passed over as `bound`): the feature is missing, and its
+        date keeps a value derived from older results from standing in (`derived_when: newer`)."""
+        return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
+                              reason=f"Newest result not usable: {bound.note}; an older value is not used in its place",
+                              newest_unusable_date=bound.date)
 
     def _pass_over(self, ignored: list[SourceRef], ref: SourceRef, why: _Skip) -> None:
         noted = _with_note(ref, str(why))
@@ -319,9 +323,7 @@ class _Context:
 
     def _sort_date(self, res: Resource, source: Source) -> datetime | None:
         """When a record speaks for: its date, except a procedure still in progress, which is current (`_read`)."""
-        if source.resource == "Procedure" and res.get("status") == "in-progress":
-            return self.at
-        return parse_fhir_datetime(_resource_date(res))
+        return self.at if _in_progress_procedure(res, source) else parse_fhir_datetime(_resource_date(res))
 
     def _strictly_valid(self, feature: Feature, cands: list[_Candidate], ignored: list[SourceRef]) -> list[_Candidate]:
         """Validate with fhir.resources R4B only what the aggregate uses: the pick, or every value it averages.
@@ -474,7 +476,7 @@ class _Context:
         when = parse_fhir_datetime(ref.date) if ref.date else None
         if ref.date and when is None:
             raise _Unusable(f"date '{ref.date}' is not a FHIR date")
-        if source.resource == "Procedure" and res.get("status") == "in-progress":
+        if _in_progress_procedure(res, source):
             when = self.at  # a procedure still in progress (oxygen therapy) is current, whenever it started
         if when and when > self.at + _FUTURE_SLACK:
             raise _Skip("dated in the future")
@@ -822,6 +824,10 @@ def _check_abatement(res: Resource, at: datetime) -> None:
         ended = parse_fhir_datetime(period.get("end") or period.get("start"))
     if ended is not None and ended <= at:
         raise _Skip(f"resolved on {ended.date().isoformat()}")
+
+
+def _in_progress_procedure(res: Resource, source: Source) -> bool:
+    return source.resource == "Procedure" and res.get("status") == "in-progress"
 
 
 def _reads_presence(feature: Feature, source: Source) -> bool:
