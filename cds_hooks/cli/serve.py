@@ -76,12 +76,19 @@ def serve(
     typer.echo(f"configuration: {choice.describe()}" + (" — development mode (--dev): trusting "
                                                         f"{'; '.join(public)}" if public else ""), err=True)
     if workers == 1:
-        uvicorn.run(application, host=settings.server.host, port=settings.server.port, log_config=None,
-                    access_log=False)
+        uvicorn.run(application, host=settings.server.host, port=settings.server.port, **uvicorn_options())
         return
     del application
     os.environ[WORKER_CONFIG_ENV] = str(choice.path.resolve()) if choice.path is not None else ""
     run_workers(workers, settings.server.host, settings.server.port)
+
+
+def uvicorn_options() -> dict[str, Any]:
+    """What every `serve` passes to uvicorn, with one worker or many: our logging configuration, no access log, and
+    the protocol that writes an answer's head together with its body (cds_hooks/http_protocol.py)."""
+    from cds_hooks.http_protocol import OneWriteHttpToolsProtocol
+
+    return {"log_config": None, "access_log": False, "http": OneWriteHttpToolsProtocol}
 
 
 def run_workers(workers: int, host: str, port: int) -> None:
@@ -93,7 +100,7 @@ def run_workers(workers: int, host: str, port: int) -> None:
     from cds_hooks.cli.worker_sockets import ReusePortSupervisor, WorkerSockets, bind_reuseport, new_slot_dir
 
     config = uvicorn.Config("cds_hooks.cli.serve:worker_app", factory=True, workers=workers, host=host, port=port,
-                            log_config=None, access_log=False)
+                            **uvicorn_options())
     try:
         sockets = bind_reuseport(host, port, workers, config.backlog)
     except OSError as exc:
