@@ -12,6 +12,8 @@ works from any folder (`find_config`).
 
 from __future__ import annotations
 
+import ipaddress
+
 import json
 import logging
 import os
@@ -48,6 +50,9 @@ class ServerSettings(_Section):
     frame_ancestors: list[str] = []
     # a service call's mapping, inference, rendering and journal sync in a worker thread instead of on the event loop
     call_stages_in_thread: bool = False
+    # reverse proxies (IP addresses or CIDR networks) whose X-Forwarded-For / X-Forwarded-Proto may replace the peer
+    # address and scheme; empty (the default): those headers are ignored whoever sends them
+    forwarded_allow_ips: list[str] = []
 
     @field_validator("public_base_url")
     @classmethod
@@ -55,6 +60,18 @@ class ServerSettings(_Section):
         if value in (None, ""):
             return None
         return _base_url(value)
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        out = []
+        for value in values:
+            try:
+                out.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address or CIDR network (a proxy's address; \"*\" and "
+                                 "host names are not accepted)") from None
+        return out
 
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")

@@ -8,14 +8,20 @@ plain uvicorn protocol writes twice on the same exchange (so the recording would
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
+from pydantic import ValidationError
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from cds_hooks.cli.serve import uvicorn_options
 from cds_hooks.http_protocol import OneWriteHttpToolsProtocol
+from cds_hooks.settings import ServerSettings
+from tests.service_process import start_service
 
 BODY = b'{"cards": []}'
 
@@ -136,4 +142,41 @@ def test_an_app_failing_after_its_head_still_sends_the_head_and_closes() -> None
 
 
 def test_serve_runs_uvicorn_with_this_protocol() -> None:
-    assert uvicorn_options()["http"] is OneWriteHttpToolsProtocol
+    assert uvicorn_options(ServerSettings())["http"] is OneWriteHttpToolsProtocol
+
+
+# ---- X-Forwarded-* only from configured proxies ----------------------------------------------------------------
+def test_forwarded_headers_are_off_unless_a_proxy_is_configured() -> None:
+    assert uvicorn_options(ServerSettings())["proxy_headers"] is False
+    options = uvicorn_options(ServerSettings(forwarded_allow_ips=["10.0.0.7", "192.168.0.0/16"]))
+    assert options["proxy_headers"] is True and options["forwarded_allow_ips"] == "10.0.0.7/32,192.168.0.0/16"
+
+
+@pytest.mark.parametrize("value", ["*", "proxy.internal", "10.0.0.300"])
+def test_a_forwarded_allow_ips_entry_that_is_not_an_address_is_refused(value: str) -> None:
+    with pytest.raises(ValidationError, match="forwarded_allow_ips") as err:
+        ServerSettings(forwarded_allow_ips=[value])
+    assert "not an IP address or CIDR network" in str(err.value)
+
+
+def test_a_local_peer_stays_local_whatever_x_forwarded_for_says(tmp_path: Path) -> None:
+    """The preview token endpoint answers loopback peers only. uvicorn's default applies X-Forwarded-For from
+    127.0.0.1, so the peer address would be whatever the header said; the service ignores the header unless
+    `server.forwarded_allow_ips` names the proxy, and then it applies it."""
+    forwarded = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+    body = {"service": "ascvd-pce-10y"}
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "proxied").mkdir()
+    plain = start_service(tmp_path / "plain", name="plain")
+    try:
+        assert httpx.post(f"{plain.base}/preview/token", json=body, headers=forwarded).status_code == 200
+    finally:
+        plain.stop()
+    proxied = start_service(tmp_path / "proxied", name="proxied",
+                            extra_env={"CDS_ONNX_SERVER__FORWARDED_ALLOW_IPS": '["127.0.0.1"]'})
+    try:
+        resp = httpx.post(f"{proxied.base}/preview/token", json=body, headers=forwarded)
+        assert resp.status_code == 403 and "loopback" in resp.json()["issue"][0]["diagnostics"]
+        assert httpx.post(f"{proxied.base}/preview/token", json=body).status_code == 200
+    finally:
+        proxied.stop()

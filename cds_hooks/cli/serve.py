@@ -14,7 +14,7 @@ import typer
 
 from cds_hooks.cli.apps import app
 from cds_hooks.cli.common import KEYS_FIX, config_choice, fail, fail_lines, settings_from, shown
-from cds_hooks.settings import ConfigError, load_settings, public_key_clients
+from cds_hooks.settings import ConfigError, ServerSettings, load_settings, public_key_clients
 
 WORKER_CONFIG_ENV = "CDS_ONNX_SERVE_CONFIG"  # the configuration file `serve --workers N` hands to its worker processes
 
@@ -76,22 +76,28 @@ def serve(
     typer.echo(f"configuration: {choice.describe()}" + (" — development mode (--dev): trusting "
                                                         f"{'; '.join(public)}" if public else ""), err=True)
     if workers == 1:
-        uvicorn.run(application, host=settings.server.host, port=settings.server.port, **uvicorn_options())
+        uvicorn.run(application, host=settings.server.host, port=settings.server.port,
+                    **uvicorn_options(settings.server))
         return
     del application
     os.environ[WORKER_CONFIG_ENV] = str(choice.path.resolve()) if choice.path is not None else ""
-    run_workers(workers, settings.server.host, settings.server.port)
+    run_workers(workers, settings.server)
 
 
-def uvicorn_options() -> dict[str, Any]:
-    """What every `serve` passes to uvicorn, with one worker or many: our logging configuration, no access log, and
-    the protocol that writes an answer's head together with its body (cds_hooks/http_protocol.py)."""
+def uvicorn_options(server: ServerSettings) -> dict[str, Any]:
+    """What every `serve` passes to uvicorn, with one worker or many: our logging configuration, no access log, the
+    protocol that writes an answer's head together with its body (cds_hooks/http_protocol.py), and X-Forwarded-*
+    applied only from the proxies `server.forwarded_allow_ips` names (uvicorn's own default trusts 127.0.0.1: any
+    local process, or a same-host proxy that passes a client's header through, could set the peer address that the
+    preview token endpoint's loopback check reads)."""
     from cds_hooks.http_protocol import OneWriteHttpToolsProtocol
 
-    return {"log_config": None, "access_log": False, "http": OneWriteHttpToolsProtocol}
+    proxies = {"proxy_headers": True, "forwarded_allow_ips": ",".join(server.forwarded_allow_ips)} \
+        if server.forwarded_allow_ips else {"proxy_headers": False}
+    return {"log_config": None, "access_log": False, "http": OneWriteHttpToolsProtocol, **proxies}
 
 
-def run_workers(workers: int, host: str, port: int) -> None:
+def run_workers(workers: int, server: ServerSettings) -> None:
     """uvicorn's supervisor (restarts a worker that dies, stops all on SIGTERM), one SO_REUSEPORT socket per worker."""
     import shutil
 
@@ -99,8 +105,9 @@ def run_workers(workers: int, host: str, port: int) -> None:
 
     from cds_hooks.cli.worker_sockets import ReusePortSupervisor, WorkerSockets, bind_reuseport, new_slot_dir
 
+    host, port = server.host, server.port
     config = uvicorn.Config("cds_hooks.cli.serve:worker_app", factory=True, workers=workers, host=host, port=port,
-                            **uvicorn_options())
+                            **uvicorn_options(server))
     try:
         sockets = bind_reuseport(host, port, workers, config.backlog)
     except OSError as exc:
