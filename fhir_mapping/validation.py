@@ -48,8 +48,10 @@ def remembered_problem(resource: dict[str, Any]) -> str | None:
     The key is a BLAKE2b digest of the validated elements serialised with sorted keys. Content the serialisation
     could blur is validated every time: what orjson cannot write (integers past 64 bits, keys that are not strings),
     and anything written as `null` — orjson writes NaN and infinities as null, and FHIR JSON has no nulls, so a
-    resource holding one is rare and invalid anyway."""
-    key = json_key(used_projection(resource))
+    resource holding one is rare and invalid anyway. The key holds the elements as written, before `_forgiven`
+    mends them (the verdict is a function of them all the same), so a remembered verdict costs no mending."""
+    elements = _read_elements(resource)
+    key = json_key([resource.get("resourceType"), resource if elements is None else elements])
     if key is None:  # a NaN and a null would share a key; both are rare, so neither is remembered
         return validate_resource(resource)
     return remembered(_verdicts, key, lambda: validate_resource(resource), VERDICT_MEMO_SIZE)
@@ -97,13 +99,21 @@ def _forgiven(value: Any) -> Any:
     return value
 
 
+def _read_elements(resource: dict[str, Any]) -> dict[str, Any] | None:
+    """The elements the mapper reads, as written, without resourceType (None: a type it does not know)."""
+    used = USED_ELEMENTS.get(str(resource.get("resourceType")))
+    if used is None:
+        return None
+    return {k: v for k, v in resource.items() if k != "resourceType" and k.startswith(used)}
+
+
 def used_projection(resource: dict[str, Any]) -> dict[str, Any]:
     """The resource cut down to the elements the mapper reads (all of it for types it does not know), with cosmetic
     faults forgiven (`_forgiven`)."""
-    used = USED_ELEMENTS.get(str(resource.get("resourceType")))
-    if used is None:
+    elements = _read_elements(resource)
+    if elements is None:
         return resource
-    projected = _forgiven({k: v for k, v in resource.items() if k != "resourceType" and k.startswith(used)})
+    projected = _forgiven(elements)
     return {"resourceType": resource.get("resourceType"), **({} if projected is _GONE else projected)}
 
 
