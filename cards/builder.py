@@ -312,6 +312,10 @@ def format_delta(kind: str, delta: float, decimals: int) -> str:
 def _missing_card(manifest: Manifest, spec: FeatureSpec, prediction: Prediction, mapping: MappingResult,
                   ctx: CardContext, view: dict[str, Any]) -> dict[str, Any]:
     missing = [mapping.missing[n] for n in prediction.missing_required if n in mapping.missing]
+    # an age on the day of a result that is itself missing ('Age at the creatinine') follows from that result: the
+    # card names the result once (the details page lists both)
+    named = [m for m in missing if not _follows_missing(spec, m.name, mapping)]
+    missing = named or missing
     labels = [m.label or m.name for m in missing]
     view = dict(view)
     view["headline"] = trusted(f"{manifest.card.short_title} not calculated: required data missing")
@@ -339,6 +343,12 @@ def _missing_card(manifest: Manifest, spec: FeatureSpec, prediction: Prediction,
         })
     summary = f"{manifest.card.short_title} not calculated: missing {', '.join(labels)}"
     return _card(summary, "info", detail, manifest, ctx, suggestions)
+
+
+def _follows_missing(spec: FeatureSpec, name: str, mapping: MappingResult) -> bool:
+    """A feature dated by another (`on_date_of`) that is missing because that one is."""
+    feature = spec.features.get(name)
+    return feature is not None and feature.on_date_of is not None and feature.on_date_of in mapping.missing
 
 
 def _refused_card(manifest: Manifest, prediction: Prediction, ctx: CardContext, view: dict[str, Any]) -> dict:

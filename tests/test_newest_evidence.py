@@ -113,17 +113,56 @@ def test_kfre_keeps_a_reported_egfr_from_the_same_day_or_later(api: Any, egfr_da
     assert "eGFR: **45 mL/min" in card["detail"]
 
 
-def test_egfr_from_creatinine_uses_the_age_when_the_blood_was_drawn(api: Any) -> None:
-    birthday = (F.NOW - timedelta(days=100)).date()  # turned 55 a hundred days ago: 54 at the creatinine
+def turned(age: int, days_ago: int, gender: str) -> dict[str, Any]:
+    """A patient who turned `age` `days_ago` days ago (so one year younger before that day)."""
+    birthday = (F.NOW - timedelta(days=days_ago)).date()
     if (birthday.month, birthday.day) == (2, 29):
         birthday -= timedelta(days=1)
-    patient = F.patient("p1", 55, "female")
-    patient["birthDate"] = date(birthday.year - 55, birthday.month, birthday.day).isoformat()
+    patient = F.patient("p1", age, gender)
+    patient["birthDate"] = date(birthday.year - age, birthday.month, birthday.day).isoformat()
+    return patient
+
+
+def test_egfr_from_creatinine_uses_the_age_when_the_blood_was_drawn(api: Any) -> None:
+    patient = turned(55, 100, "female")  # turned 55 a hundred days ago: 54 at the creatinine
     record = [patient, F.quantity_obs("2160-0", 2.2, "mg/dL", days=300), F.quantity_obs("9318-7", 30, "mg/g")]
     card = fire(api, "kfre-4var", record)
     expected = kfre_5y(55, False, ckd_epi_2021(2.2, 54, female=True), 30)  # KFRE itself takes today's age
     assert primary_risk(card) == pytest.approx(expected, abs=1e-6)
     assert primary_risk(card) != pytest.approx(kfre_5y(55, False, ckd_epi_2021(2.2, 55, female=True), 30), abs=1e-5)
+
+
+def saved_observation(card: dict[str, Any]) -> dict[str, Any]:
+    for sug in card.get("suggestions", []):
+        for action in sug["actions"]:
+            if action["resource"]["resourceType"] == "Observation":
+                return action["resource"]
+    raise AssertionError(f"no Observation on the card: {card['summary']}")
+
+
+def test_egfr_card_uses_the_age_when_the_creatinine_was_drawn(api: Any) -> None:
+    patient = turned(61, 100, "male")  # 61 today; the creatinine of 200 days ago was drawn at 60
+    drawn = F.quantity_obs("2160-0", 1.4, "mg/dL", days=200)
+    card = fire(api, "egfr-ckd-epi-2021", [patient, drawn])
+    # Inker 2021, man: 142 x (1.4 / 0.9)^-1.200 x 0.9938^age = 57.54 at 60 (the kidney.epi worked example); with the
+    # age today, 61, it would be 57.54 x 0.9938 = 57.18, shown as 57
+    assert ckd_epi_2021(1.4, 60, female=False) == pytest.approx(57.54, abs=0.005)
+    assert ckd_epi_2021(1.4, 61, female=False) == pytest.approx(57.18, abs=0.005)
+    assert card["summary"] == "eGFR 58 mL/min/1.73 m² (KDIGO G3a)"
+    saved = saved_observation(card)  # the eGFR of that specimen: its number and the day it was drawn
+    assert saved["valueQuantity"]["value"] == 58
+    assert saved["effectiveDateTime"][:10] == drawn["effectiveDateTime"][:10]
+    details = next(link["url"] for link in card["links"] if link["label"].startswith("Full reasoning, sources"))
+    page = api.client.get(details.removeprefix("http://testserver")).text
+    assert "Age at the creatinine" in page and f"60 years on {drawn['effectiveDateTime'][:10]}" in page
+
+
+def test_egfr_without_a_creatinine_names_the_creatinine_and_a_child_gets_no_order(api: Any) -> None:
+    adult = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 40, "male")])
+    assert adult["summary"] == "eGFR (CKD-EPI 2021) not calculated: missing Serum creatinine"  # the age follows from it
+    child = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 10, "male")])
+    assert "not calculated" not in child["summary"] and "for adults (18 years and over)" in child["detail"]
+    assert not child.get("suggestions")
 
 
 @pytest.mark.parametrize("service", ["prevent-base", "prevent-full"])

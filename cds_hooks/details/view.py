@@ -91,10 +91,12 @@ def _row(name: str, label: str, fv: dict[str, Any] | None, spec_in: Input | None
             return row
     if fv.get("display") and " — " in str(fv["display"]):  # a recognised drug: its name and how it was recognised
         row["value"] = str(fv["display"])
+    elif feature is not None and feature.on_date_of and fv.get("display"):
+        row["value"] = str(fv["display"])  # an age on the day of a result: '60 years on 2026-05-20'
     elif spec_in is not None:
         row["value"] = input_value_text(spec_in, feature, value)
     else:
-        row["value"] = (display_value(feature, value) if feature else None) or number(value, 2)
+        row["value"] = (display_value(feature, value) if feature else None) or fv.get("display") or number(value, 2)
     if not fv.get("defaulted"):
         row["source"], row["date"] = _source_row(fv)
         # how a value was computed, and which recorded value a newer computation replaced (e.g. an older eGFR)

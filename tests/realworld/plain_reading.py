@@ -499,12 +499,16 @@ def _cha2ds2vasc(rs: list[dict[str, Any]], p: dict[str, Any], age: int, female: 
 def _egfr(rs: list[dict[str, Any]], p: dict[str, Any], age: int, female: int) -> Expected:
     if age < 18:
         return Expected("refused", "not an adult")
-    cr = latest_value(rs, {"2160-0", "38483-4", "14682-9"}, "creatinine", 365)
+    newest = _usable_obs(rs, {"2160-0", "38483-4", "14682-9"}, 365)
+    cr = _convert(newest[0][1].get("valueQuantity"), "creatinine") if newest else None
     if cr is None:
         return Expected("missing", "missing creatinine")
-    inputs = {"creatinine": cr, "age": age, "female": female}
+    # the eGFR of a specimen takes the age on the day it was drawn (Inker 2021)
+    inputs = {"creatinine": cr, "age": age_years(p, newest[0][0].date()), "female": female}
     if not 0.1 <= cr <= 20:
         return Expected("refused", f"creatinine {cr} outside 0.1–20", inputs=inputs)
+    if inputs["age"] < 18:
+        return Expected("refused", "under 18 when the creatinine was drawn", inputs=inputs)
     return _result("egfr-ckd-epi-2021", inputs)
 
 
