@@ -90,22 +90,12 @@ def map_features(
         if feature.on_date_of:
             _store(result, name, ctx.age_on_date_of(name, feature, spec, result))
     for name in derived:
-        recorded = result.values.get(name)
-        if recorded is None:
-            measured = result.missing.get(name)
-            outcome = _derive(name, spec, result, measured)
-            if (spec.features[name].derived_when == "newer" and isinstance(outcome, FeatureValue)
-                    and measured is not None and measured.newest_unusable_date is not None
-                    and not _later_day(outcome.date, measured.newest_unusable_date)):
-                continue  # a newer result written as a bound ('>60') stands: older results do not replace it
+        if spec.features[name].derived_when == "newer":
+            _newest_evidence(name, spec, result, zone)
+        elif name not in result.values:
+            outcome = _derive(name, spec, result, result.missing.get(name))
             result.missing.pop(name, None)
             _store(result, name, outcome)
-        elif spec.features[name].derived_when == "newer":
-            outcome = _derive(name, spec, result, None)
-            if isinstance(outcome, FeatureValue) and _later_day(outcome.date, recorded.date):
-                outcome.note = f"{outcome.note}; newer than the recorded {recorded.label or name} " \
-                               f"{recorded.display or _fmt(recorded.value)} of {recorded.date}"
-                result.values[name] = outcome
     for name, feature in spec.features.items():
         if feature.present_of:
             result.values[name] = _presence(name, feature, spec, result)
@@ -128,6 +118,85 @@ def _later_day(derived: str | None, recorded: str | None) -> bool:
     if derived is None:
         return False
     return recorded is None or derived[:10] > recorded[:10]  # both start with the local ISO date
+
+
+def _local_day(ref: SourceRef | None, zone: tzinfo) -> str | None:
+    """The local ISO date of a passed-over result (values carry theirs already)."""
+    when = parse_fhir_datetime(ref.date) if ref is not None and ref.date else None
+    return when.astimezone(zone).date().isoformat() if when is not None else None
+
+
+def _unusable_of(result: MappingResult, name: str) -> SourceRef | None:
+    """The newest result of a feature that could not be used, when it is newer than the feature's value (or the
+    feature has none)."""
+    if name in result.values:
+        return result.values[name].newer_unusable
+    missing = result.missing.get(name)
+    return missing.newest_unusable if missing is not None else None
+
+
+def _newest_evidence(name: str, spec: FeatureSpec, result: MappingResult, zone: tzinfo) -> None:
+    """`derived_when: newer`: the recorded value and the value derived from other results compete by local day (the
+    later wins, the recorded one on the same day). Each side is spoken for by its newest result: when that one cannot
+    be used (a bound, no unit, an unknown unit) the side has no usable value, and when that side is the newer one the
+    feature is missing, naming the result — an older value, recorded or derived, is not used in its place."""
+    feature = spec.features[name]
+    recorded, measured = result.values.get(name), result.missing.get(name)
+    outcome = _derive(name, spec, result, measured)
+    derived = outcome if isinstance(outcome, FeatureValue) else None
+    own_bad = _unusable_of(result, name)
+    inputs_bad = [(n, ref) for n in sorted(spec.derived_inputs(name)) if (ref := _unusable_of(result, n)) is not None]
+    input_bad = max(inputs_bad, key=lambda t: _local_day(t[1], zone) or "", default=None)
+
+    def side(value: FeatureValue | None, bad: SourceRef | None) -> tuple[str | None, FeatureValue | None,
+                                                                          SourceRef | None] | None:
+        bad_day = _local_day(bad, zone)
+        if value is not None and (bad is None or not _later_day(bad_day, value.date)):
+            return value.date, value, None
+        return (bad_day, None, bad) if bad is not None else None
+
+    rec = side(recorded, own_bad)
+    der = side(derived, input_bad[1] if input_bad else None)
+    if der is None and rec is None:  # nothing on either side: missing as the derivation says
+        result.missing.pop(name, None)
+        _store(result, name, outcome)
+        return
+    derived_wins = der is not None and (rec is None or _later_day(der[0], rec[0]))
+    day, value, bad = der if derived_wins else rec  # type: ignore[misc]  # one of them is not None
+    if value is not None:
+        if value is derived:
+            if rec is not None and rec[1] is not None:
+                value.note = f"{value.note}; newer than the recorded {recorded.label or name} " \
+                             f"{recorded.display or _fmt(recorded.value)} of {recorded.date}"
+            elif rec is not None and rec[2] is not None:
+                value.note = f"{value.note}; newer than the recorded result of {rec[0]}, which could not be used " \
+                             f"({rec[2].note})"
+            result.missing.pop(name, None)
+            result.values[name] = value
+        return  # the recorded value stands
+    assert bad is not None
+    if not derived_wins and recorded is None and measured is not None and measured.newest_unusable is bad:
+        return  # the feature's own newest result stands, as its reason already says
+    what = f"{spec.features[input_bad[0]].label.lower()}" if derived_wins and input_bad else f"{feature.label} result"
+    older = []
+    if recorded is not None:
+        older.append(f"the recorded {feature.label} {recorded.display or _fmt(recorded.value)} of {recorded.date}")
+    if derived is not None:
+        older.append(f"the {feature.label} {derived.display or _fmt(derived.value)} computed from results of "
+                     f"{derived.date}")
+    reason = f"Newest {what}{f' ({day})' if day else ''} not usable: {bad.note}"
+    if older:
+        reason += f"; {' and '.join(older)} {'are' if len(older) > 1 else 'is'} older and not used in its place"
+    if feature.missing_note:
+        reason += f"; {feature.missing_note}"
+    if bad.reference:
+        reason += f"; newest result: {bad.reference}"
+    passed = [bad] + [_with_note(s, f"older than the newest {what}, which could not be used")
+                      for v in (recorded, derived) if v is not None for s in v.sources]
+    result.values.pop(name, None)
+    result.missing[name] = MissingFeature(name=name, label=feature.label, required=feature.required, reason=reason,
+                                          ignored=(measured.ignored if measured else []) + passed,
+                                          newest_unusable=bad)
 
 
 def deceased(patient: Resource | None, at: datetime) -> str | None:
@@ -250,6 +319,7 @@ class _Context:
             return self._newest_usable(name, feature, matches)
         unreadable: SourceRef | None = None
         bound: SourceRef | None = None
+        unread_value: SourceRef | None = None  # a value present but unreadable (no unit …): the newest result
         for res, source in matches:
             ref = self._ref(res, source)
             try:
@@ -258,6 +328,8 @@ class _Context:
                 self._pass_over(ignored, ref, why)
                 if isinstance(why, _Unreadable) and _reads_presence(feature, source):
                     unreadable = ignored[-1]
+                elif isinstance(why, _Unreadable) and feature.aggregate in _NEWEST_FIRST:
+                    unread_value = ignored[-1]  # at most one match reaches here for these aggregates
                 if isinstance(why, _Bound) and not _reads_presence(feature, source):
                     bound = ignored[-1]
         read = bool(candidates)
@@ -270,7 +342,9 @@ class _Context:
             unreadable = ignored[-1]  # the value was read but its resource is not valid FHIR R4
         if unreadable is not None:
             return self._unknown(name, feature, unreadable, ignored)
-        return self._absent(name, feature, ignored)
+        if read and feature.value == "quantity" and feature.aggregate in _NEWEST_FIRST:
+            unread_value = ignored[-1]  # read, but not valid FHIR R4
+        return self._absent(name, feature, ignored, unread_value)
 
     def _newest_usable(self, name: str, feature: Feature, matches: list[tuple[Resource, Source]]) -> FeatureValue | MissingFeature:
         """For latest-value features read candidates newest first and stop at the first usable one.
@@ -281,6 +355,7 @@ class _Context:
         the newest reading: when that one cannot be read, the feature is unknown rather than taken from an older one.
         """
         ignored: list[SourceRef] = []
+        unreadable: SourceRef | None = None  # the newest result whose value cannot be read (no unit, unknown unit)
         floor = datetime.min.replace(tzinfo=UTC)
         keyed = sorted(matches, key=lambda m: self._sort_date(m[0], m[1]) or floor, reverse=True)
         for res, source in keyed:
@@ -298,14 +373,18 @@ class _Context:
                     # the current value, so it is not used in its place (an add-on input keeps its default)
                     if feature.default is not None:
                         return self._absent(name, feature, ignored)
-                    return self._bound_stands(name, feature, ignored[-1], ignored)
+                    return self._bound_stands(name, feature, unreadable or ignored[-1], ignored)
+                if isinstance(why, _Unreadable) and unreadable is None:
+                    unreadable = ignored[-1]  # an older readable value is used, and the card names this one
                 continue
             valid = self._strictly_valid(feature, cands, ignored)
             if valid:
-                return self._aggregate(name, feature, valid)
+                return self._newer_unusable(self._aggregate(name, feature, valid), unreadable)
             if _reads_presence(feature, source):
                 return self._unknown(name, feature, ignored[-1], ignored)
-        return self._absent(name, feature, ignored)
+            if unreadable is None and feature.value == "quantity":
+                unreadable = ignored[-1]  # read, but not valid FHIR R4
+        return self._absent(name, feature, ignored, unreadable)
 
     @staticmethod
     def _bound_stands(name: str, feature: Feature, bound: SourceRef, ignored: list[SourceRef]) -> MissingFeature:
@@ -313,7 +392,19 @@ class _Context:
         date keeps a value derived from older results from standing in (`derived_when: newer`)."""
         return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
                               reason=f"Newest result not usable: {bound.note}; an older value is not used in its place",
-                              newest_unusable_date=bound.date)
+                              newest_unusable=bound)
+
+    def _newer_unusable(self, value: FeatureValue | MissingFeature,
+                        unreadable: SourceRef | None) -> FeatureValue | MissingFeature:
+        """A value read past a newer result that cannot be read: the value says so, naming that result."""
+        if unreadable is None or not isinstance(value, FeatureValue):
+            return value
+        value.newer_unusable = unreadable
+        day = _local_day(unreadable, self.zone)
+        clause = f"a newer result{f' of {day}' if day else ''} ({unreadable.reference or 'no id'}) was passed " \
+                 f"over: {unreadable.note}"
+        value.note = f"{value.note}; {clause}" if value.note else clause
+        return value
 
     def _pass_over(self, ignored: list[SourceRef], ref: SourceRef, why: _Skip) -> None:
         noted = _with_note(ref, str(why))
@@ -539,11 +630,11 @@ class _Context:
         ucum = qty.get("system") == UCUM and isinstance(qty.get("code"), str) and bool(qty.get("code"))
         unit = qty.get("code") if ucum else qty.get("unit") or qty.get("code")
         if unit is not None and not isinstance(unit, str):
-            raise _Skip("valueQuantity unit is not text")
+            raise _Unreadable("valueQuantity unit is not text")
         try:
             value = self.units.convert(float(raw), unit, target, analyte, ucum=ucum)
         except UnitError as exc:
-            raise _Skip(f"unusable unit: {exc}") from exc
+            raise _Unreadable(f"unusable unit: {exc}") from exc
         except (OverflowError, ValueError) as exc:
             raise _Skip(f"value {raw!r} cannot be used ({exc})") from exc
         if not isfinite(value):
@@ -629,7 +720,8 @@ class _Context:
         return MissingFeature(name=name, reason=reason, required=feature.required, label=feature.label,
                               ignored=ignored)
 
-    def _absent(self, name: str, feature: Feature, ignored: list[SourceRef]) -> FeatureValue | MissingFeature:
+    def _absent(self, name: str, feature: Feature, ignored: list[SourceRef],
+                unreadable: SourceRef | None = None) -> FeatureValue | MissingFeature:
         unrecognised, names = self._unrecognised(feature) if self._other_medications else (None, [])
         if feature.default is not None and feature.value != "quantity" and self._unusable:
             # a binary default asserts an answer ("Diabetes: No"); a matching record that cannot be read may say
@@ -645,14 +737,22 @@ class _Context:
                 label=feature.label, display=display_value(feature, feature.default), defaulted=True,
                 note=note, sources=ignored, unrecognised=names,
             )
-        window = f" in the last {_window(feature.lookback_days)}" if feature.lookback_days else ""
-        reason = f"Nothing usable on record{window}"
-        if feature.missing_note:
-            reason += f": {feature.missing_note}"
+        if unreadable is not None:  # the newest result is present but its value cannot be read: name it
+            day = _local_day(unreadable, self.zone)
+            reason = f"Newest result{f' ({day})' if day else ''} not usable: {unreadable.note}"
+            if feature.missing_note:
+                reason += f"; {feature.missing_note}"
+            if unreadable.reference:
+                reason += f"; newest result: {unreadable.reference}"
+        else:
+            window = f" in the last {_window(feature.lookback_days)}" if feature.lookback_days else ""
+            reason = f"Nothing usable on record{window}"
+            if feature.missing_note:
+                reason += f": {feature.missing_note}"
         if ignored:
             reason += f"; {len(ignored)} result{'s' if len(ignored) > 1 else ''} passed over"
         return MissingFeature(name=name, reason=reason, required=feature.required, label=feature.label,
-                              ignored=ignored)
+                              ignored=ignored, newest_unusable=unreadable)
 
     def _unusable_reason(self, feature: Feature) -> str:
         """'Condition/7 cannot be read, so "No" is not assumed; <the problem>' (a card shows the first clause)."""

@@ -41,6 +41,9 @@ class FeatureValue:
     note: str | None = None  # e.g. "no diabetes diagnosis on record: assumed absent"
     unrecognised: list[str] = field(default_factory=list)  # active medications not recognised as the feature's class
     date: str | None = None  # date of the source the value came from (latest one for aggregates)
+    # a newer result of this feature that was passed over because its value cannot be read (no unit, an unknown unit,
+    # not valid FHIR R4): named on the card, and for the newest evidence (`derived_when: newer`) it governs
+    newer_unusable: SourceRef | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "value": self.value}
@@ -51,6 +54,8 @@ class FeatureValue:
             d["defaulted"] = True
         if self.sources:
             d["sources"] = [s.to_dict() for s in self.sources]
+        if self.newer_unusable is not None:
+            d["newer_unusable"] = self.newer_unusable.to_dict()
         return d
 
 
@@ -63,9 +68,9 @@ class MissingFeature:
     required: bool = True
     label: str | None = None
     ignored: list[SourceRef] = field(default_factory=list)  # candidates passed over (too old, entered-in-error …)
-    # the date of a newest result that could not be used (a bound such as '>60'): a value derived from older results
-    # must not stand in for it (`derived_when: newer`)
-    newest_unusable_date: str | None = None
+    # the newest result, passed over because it cannot be used (a bound such as '>60', no unit, an unknown unit): a
+    # value derived from older results must not stand in for it (`derived_when: newer`)
+    newest_unusable: SourceRef | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "reason": self.reason, "required": self.required}

@@ -458,6 +458,53 @@ def test_derived_when_newer_takes_the_newest_evidence(newest: FeatureSpec, recor
         assert "newer than the recorded Kidney function 45 of 2025-08-05" in (v["kidney"].note or "")
 
 
+def unitless(code: str, value: float, when: str) -> dict[str, Any]:
+    res = obs(code, value, "mg/dL", when)
+    res["valueQuantity"] = {"value": value}  # a number the EHR sent without a unit
+    return res
+
+
+@pytest.mark.parametrize("older_creatinine", [False, True])
+def test_a_newer_creatinine_that_cannot_be_read_leaves_the_newest_evidence_missing(newest: FeatureSpec,
+                                                                                   older_creatinine: bool) -> None:
+    record = [born("1965-01-15"), obs("98979-8", 45, "1", "2025-08-05"), unitless("2160-0", 2.2, "2026-05-27")]
+    if older_creatinine:
+        record.append(obs("2160-0", 1.1, "mg/dL", "2025-10-01"))  # newer than the recorded value, older than the unread
+    result = run(newest, record)
+    assert "kidney" not in result.values
+    missing = result.missing["kidney"]
+    assert missing.reason.startswith("Newest serum creatinine (2026-05-27) not usable: unusable unit: no unit given")
+    assert "the recorded Kidney function 45 of 2025-08-05" in missing.reason
+    assert missing.newest_unusable is not None and missing.newest_unusable.date == "2026-05-27"
+    assert result.values["kidney_if_missing"].value == 45  # `derived_when: missing`: the recorded value, as before
+    if older_creatinine:  # the creatinine itself is the newest readable one, and says which newer one was passed over
+        creatinine = result.values["creatinine"]
+        assert creatinine.value == 1.1 and creatinine.newer_unusable is not None
+        assert "a newer result of 2026-05-27" in (creatinine.note or "")
+
+
+@pytest.mark.parametrize(("recorded_on", "unread_on", "expected"), [
+    ("2026-05-27T09:00:00Z", "2026-05-27T16:00:00Z", 45),  # same day: the reported value stands
+    ("2026-05-28", "2026-05-27", 45),  # the reported value is newer than the creatinine that cannot be read
+])
+def test_a_creatinine_that_cannot_be_read_does_not_displace_a_reported_value_of_its_day_or_later(
+        newest: FeatureSpec, recorded_on: str, unread_on: str, expected: float) -> None:
+    result = run(newest, [born("1965-01-15"), obs("98979-8", 45, "1", recorded_on), unitless("2160-0", 2.2, unread_on)])
+    assert result.values["kidney"].value == expected
+
+
+def test_a_newer_reported_value_that_cannot_be_read_is_not_replaced_by_an_older_creatinine(newest: FeatureSpec) -> None:
+    bad = obs("98979-8", 45, "1", "2026-05-28")
+    bad["valueQuantity"] = {"value": 45, "unit": "furlong"}
+    result = run(newest, [born("1965-01-15"), bad, obs("2160-0", 2.2, "mg/dL", "2026-05-01")])
+    assert "kidney" not in result.values
+    assert result.missing["kidney"].reason.startswith("Newest result (2026-05-28) not usable: unusable unit")
+    # a later creatinine is newer evidence than the unreadable report: it is used, and says what it replaced
+    later = run(newest, [born("1965-01-15"), bad, obs("2160-0", 2.2, "mg/dL", "2026-05-30")]).values["kidney"]
+    assert later.value == pytest.approx(100 * 2.2 + 61)
+    assert "newer than the recorded result of 2026-05-28, which could not be used" in (later.note or "")
+
+
 def test_age_on_the_date_of_a_result(newest: FeatureSpec) -> None:
     # 61 at the hook (2026-06-01), 60 when the creatinine was drawn before the birthday on 2026-04-10
     v = run(newest, [born("1965-04-10"), obs("2160-0", 1.0, "mg/dL", "2026-03-01")]).values

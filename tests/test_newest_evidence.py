@@ -8,6 +8,7 @@ Expected numbers come from the published equations written out plainly here, nev
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -174,6 +175,75 @@ def test_prevent_uses_a_newer_creatinine_over_an_older_egfr(api: Any, service: s
     assert primary_risk(card) == pytest.approx(prevent_women_cvd_10y(current), abs=1e-6)
     same_day = fire(api, service, khan_woman(egfr_days=5) + [F.quantity_obs("2160-0", 1.5, "mg/dL", days=5)])
     assert primary_risk(same_day) == pytest.approx(prevent_women_cvd_10y(90), abs=1e-6)
+
+
+# ---- kidney evidence that cannot be read: named, and an older eGFR does not stand in for it ---------------------------
+def unread_creatinine(value: float, days: int, unit: str | None) -> dict[str, Any]:
+    """A serum creatinine as an EHR may send it: without a unit, or with one that is not a concentration or not UCUM."""
+    res = F.quantity_obs("2160-0", value, "mg/dL", days=days)
+    res["valueQuantity"] = {"value": value} if unit is None else {"value": value, "unit": unit}
+    return res
+
+
+UNREAD = [(None, "no unit given"), ("mg", "unit 'mg' cannot be converted to 'mg/dL'"),
+          ("xyz", "unit 'xyz' is not a recognised UCUM unit")]
+
+
+def details_page(api: Any, card: dict[str, Any]) -> str:
+    url = next(link["url"] for link in card["links"] if link["label"].startswith("Full reasoning, sources"))
+    return html.unescape(api.client.get(url.removeprefix("http://testserver")).text)
+
+
+@pytest.mark.parametrize(("unit", "why"), UNREAD)
+@pytest.mark.parametrize("older_creatinine", [False, True])
+def test_kfre_names_a_newer_creatinine_it_cannot_read_and_does_not_use_an_older_egfr(
+        api: Any, unit: str | None, why: str, older_creatinine: bool) -> None:
+    newest = unread_creatinine(2.2, 5, unit)
+    record = [F.patient("p1", 55, "female"), F.quantity_obs("98979-8", 45, EGFR_UNIT, days=300), newest,
+              F.quantity_obs("9318-7", 30, "mg/g", days=5)]
+    if older_creatinine:  # readable, newer than the reported eGFR, older than the one that cannot be read
+        record.append(F.quantity_obs("2160-0", 1.2, "mg/dL", days=200))
+    card = fire(api, "kfre-4var", record)
+    # the reported eGFR 45 of 10 months ago gave 1.6 % (low: "continue in primary care"); had 2.2 been mg/dL, the
+    # creatinine of 5 days ago gives CKD-EPI 2021 25.8 and 12.9 % (high: refer). The newest evidence cannot be read,
+    # so there is no number, and the card says which result and why
+    assert kfre_5y(55, False, 45, 30) == pytest.approx(0.016, abs=0.0005)
+    assert kfre_5y(55, False, ckd_epi_2021(2.2, 55, female=True), 30) == pytest.approx(0.129, abs=0.0005)
+    assert primary_risk(card) is None
+    assert card["summary"] == "Kidney failure risk (KFRE) not calculated: missing eGFR"
+    day = newest["effectiveDateTime"][:10]
+    assert f"Newest serum creatinine ({day}) not usable: unusable unit: " in card["detail"]
+    assert card["suggestions"][0]["label"] == "Order Creatinine [Mass/volume] in Serum or Plasma"
+    page = details_page(api, card)
+    assert why in page and newest["id"] in page
+    assert f"the recorded eGFR 45 mL/min/1.73 m² of {F.days_ago(300)[:10]}" in page
+
+
+@pytest.mark.parametrize("service", ["prevent-base", "prevent-full"])
+def test_prevent_does_not_use_an_older_egfr_over_a_newer_creatinine_it_cannot_read(api: Any, service: str) -> None:
+    newest = unread_creatinine(1.5, 5, None)
+    card = fire(api, service, khan_woman(egfr_days=300) + [newest])
+    assert primary_risk(card) is None  # not the 14.7 % of the reported eGFR 90 of 10 months ago
+    assert card["summary"].endswith("not calculated: missing eGFR")
+    assert f"Newest serum creatinine ({newest['effectiveDateTime'][:10]}) not usable" in card["detail"]
+
+
+def test_a_reported_egfr_of_the_same_day_stands_over_a_creatinine_it_cannot_read(api: Any) -> None:
+    record = [F.patient("p1", 55, "female"), F.quantity_obs("98979-8", 45, EGFR_UNIT, days=5),
+              unread_creatinine(2.2, 5, None), F.quantity_obs("9318-7", 30, "mg/g", days=5)]
+    assert primary_risk(fire(api, "kfre-4var", record)) == pytest.approx(kfre_5y(55, False, 45, 30), abs=1e-6)
+
+
+def test_egfr_card_names_a_newer_creatinine_it_cannot_read(api: Any) -> None:
+    newest = unread_creatinine(2.2, 5, None)
+    patient = turned(61, 100, "male")  # 60 at the readable creatinine of 200 days ago
+    card = fire(api, "egfr-ckd-epi-2021", [patient, newest, F.quantity_obs("2160-0", 1.4, "mg/dL", days=200)])
+    # the eGFR of the newest readable specimen (Inker 2021: 57.54 at 60, shown 58), dated when it was drawn; the newer
+    # creatinine that cannot be read is named on its line
+    assert card["summary"] == "eGFR 58 mL/min/1.73 m² (KDIGO G3a)"
+    line = next(ln for ln in card["detail"].splitlines() if ln.startswith("- Serum creatinine"))
+    assert f"newer result of {newest['effectiveDateTime'][:10]} not usable: unusable unit: no unit given" in line
+    assert newest["id"] in details_page(api, card)
 
 
 # ---- add-ons: the newest value governs; outside the validated range there is no number -----------------------------

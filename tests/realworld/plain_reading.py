@@ -359,13 +359,33 @@ def _newest_readable(rs: list[dict[str, Any]], codes: set[str], kind: str,
     return None
 
 
+def _newest_kidney(rs: list[dict[str, Any]], codes: set[str], kind: str) -> tuple[datetime, float | None] | None:
+    """The result that speaks for one kind of kidney evidence: the newest one with a number, its value None when the
+    number cannot be used (a bound, no unit, a unit that does not convert) — unless a readable one of the same day
+    follows it (a bound always speaks)."""
+    bad: datetime | None = None
+    for t, r in _usable_obs(rs, codes, 365):
+        q = r.get("valueQuantity")
+        if not isinstance(q, dict) or not isinstance(q.get("value"), (int, float)):
+            continue
+        if q.get("comparator"):
+            return (bad or t), None
+        v = _convert(q, kind)
+        if v is None:
+            bad = bad or t
+            continue
+        return (t, v) if bad is None or bad.date() <= t.date() else (bad, None)
+    return None if bad is None else (bad, None)
+
+
 def egfr(rs: list[dict[str, Any]], p: dict[str, Any], female: int) -> float | None:
     """The newest kidney function: a reported CKD-EPI 2021 eGFR, or CKD-EPI 2021 from a creatinine of a later day
-    (with the age on the day it was drawn); on the same day the reported eGFR."""
-    reported = _newest_readable(rs, {"98979-8"}, "egfr", 365)
-    cr = _newest_readable(rs, {"2160-0", "38483-4", "14682-9"}, "creatinine", 365)
+    (with the age on the day it was drawn); on the same day the reported eGFR. When the newest of them cannot be
+    read, there is no eGFR (an older one is not used in its place)."""
+    reported = _newest_kidney(rs, {"98979-8"}, "egfr")
+    cr = _newest_kidney(rs, {"2160-0", "38483-4", "14682-9"}, "creatinine")
     if cr is not None and (reported is None or cr[0].date() > reported[0].date()):
-        return ckd_epi_2021(cr[1], age_years(p, cr[0].date()), female)
+        return None if cr[1] is None else ckd_epi_2021(cr[1], age_years(p, cr[0].date()), female)
     return None if reported is None else reported[1]
 
 
