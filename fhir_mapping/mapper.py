@@ -58,6 +58,9 @@ class _Bound(_Skip):
     """A result written as a bound (`<3`, `>60`): a fact about the newest value, but not a measurement."""
 
 
+_BOUND_NOTE = "value is a bound"  # how a bound's pass-over note starts
+
+
 class _Unreadable(_Skip):
     """A result whose value cannot be read (no unit, unknown unit, bound, implausible): present, but unusable."""
 
@@ -256,11 +259,13 @@ def _presence(name: str, feature: Feature, spec: FeatureSpec, result: MappingRes
                             sources=target.sources, date=target.date,
                             note=f"{spec.features[feature.present_of].label} recorded")
     missing = result.missing.get(feature.present_of)
-    why = f" ({missing.reason})" if missing else ""
+    # why there is no usable value: the reason it is missing, or the results its default was chosen over (a bound)
+    why = f" ({missing.reason})" if missing else \
+        f" ({target.passed_over})" if target is not None and target.passed_over else ""
     return FeatureValue(name=name, value=feature.default, label=feature.label, defaulted=True,
                         display=display_value(feature, feature.default),
                         note=f"{feature.default_note}{why}" if feature.default_note else None,
-                        sources=missing.ignored if missing else [])
+                        sources=missing.ignored if missing else target.sources if target is not None else [])
 
 
 def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: MissingFeature | None) -> FeatureValue | MissingFeature:
@@ -344,7 +349,7 @@ class _Context:
             return self._unknown(name, feature, unreadable, ignored)
         if read and feature.value == "quantity" and feature.aggregate in _NEWEST_FIRST:
             unread_value = ignored[-1]  # read, but not valid FHIR R4
-        return self._absent(name, feature, ignored, unread_value)
+        return self._absent(name, feature, ignored, unread_value or bound)
 
     def _newest_usable(self, name: str, feature: Feature, matches: list[tuple[Resource, Source]]) -> FeatureValue | MissingFeature:
         """For latest-value features read candidates newest first and stop at the first usable one.
@@ -372,7 +377,7 @@ class _Context:
                     # the newest result says the value is below (or above) a limit: an older measurement is not
                     # the current value, so it is not used in its place (an add-on input keeps its default)
                     if feature.default is not None:
-                        return self._absent(name, feature, ignored)
+                        return self._absent(name, feature, ignored, unreadable or ignored[-1])
                     return self._bound_stands(name, feature, unreadable or ignored[-1], ignored)
                 if isinstance(why, _Unreadable) and unreadable is None:
                     unreadable = ignored[-1]  # an older readable value is used, and the card names this one
@@ -405,6 +410,23 @@ class _Context:
                  f"over: {unreadable.note}"
         value.note = f"{value.note}; {clause}" if value.note else clause
         return value
+
+    def _passed_over(self, ignored: list[SourceRef], newest: SourceRef | None) -> str | None:
+        """'the newest result, of 2026-11-16, was passed over: value is a bound (<3 mg/g), not a measurement; an older
+        value is not used in its place' — why a quantity's default applies although results were on record."""
+        floor = datetime.min.replace(tzinfo=UTC)
+        dated = [r for r in ignored if r.note != "dated in the future"]
+        if newest is None and dated:
+            newest = max(dated, key=lambda r: parse_fhir_datetime(r.date) or floor if r.date else floor)
+        if newest is None:
+            return None
+        day = _local_day(newest, self.zone)
+        clause = f"the newest result{f', of {day},' if day else ''} was passed over: {newest.note}"
+        if newest.note and newest.note.startswith(_BOUND_NOTE):
+            clause += "; an older value is not used in its place"
+        if len(ignored) > 1:
+            clause += f"; {len(ignored)} results passed over"
+        return clause
 
     def _pass_over(self, ignored: list[SourceRef], ref: SourceRef, why: _Skip) -> None:
         noted = _with_note(ref, str(why))
@@ -626,7 +648,10 @@ class _Context:
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
             raise _Skip("valueQuantity has no numeric value")
         if qty.get("comparator"):
-            raise _Bound(f"value is a bound ({qty['comparator']}{_fmt(raw)}), not a measurement")
+            written = qty.get("code") if qty.get("system") == UCUM and isinstance(qty.get("code"), str) else \
+                qty.get("unit") or qty.get("code")
+            shown = f"{_fmt(raw)} {_unit_label(written)}".strip() if isinstance(written, str) else _fmt(raw)
+            raise _Bound(f"{_BOUND_NOTE} ({qty['comparator']}{shown}), not a measurement")
         ucum = qty.get("system") == UCUM and isinstance(qty.get("code"), str) and bool(qty.get("code"))
         unit = qty.get("code") if ucum else qty.get("unit") or qty.get("code")
         if unit is not None and not isinstance(unit, str):
@@ -732,10 +757,13 @@ class _Context:
         if feature.default is not None:
             note = f"{feature.default_note}; {unrecognised}" if unrecognised and feature.default_note else \
                 feature.default_note
+            passed = self._passed_over(ignored, unreadable) if feature.value == "quantity" else None
+            if passed and note:
+                note = f"{note} ({passed})"  # results were on record: say which one, and why it is not used
             return FeatureValue(
                 name=name, value=feature.default, unit=feature.unit if feature.value == "quantity" else None,
                 label=feature.label, display=display_value(feature, feature.default), defaulted=True,
-                note=note, sources=ignored, unrecognised=names,
+                note=note, sources=ignored, unrecognised=names, passed_over=passed,
             )
         if unreadable is not None:  # the newest result is present but its value cannot be read: name it
             day = _local_day(unreadable, self.zone)

@@ -44,6 +44,8 @@ class FeatureValue:
     # a newer result of this feature that was passed over because its value cannot be read (no unit, an unknown unit,
     # not valid FHIR R4): named on the card, and for the newest evidence (`derived_when: newer`) it governs
     newer_unusable: SourceRef | None = None
+    # a default chosen although results were on record: the newest one passed over and why ('… is a bound (<3 mg/g)')
+    passed_over: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "value": self.value}

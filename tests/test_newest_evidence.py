@@ -189,9 +189,10 @@ UNREAD = [(None, "no unit given"), ("mg", "unit 'mg' cannot be converted to 'mg/
           ("xyz", "unit 'xyz' is not a recognised UCUM unit")]
 
 
-def details_page(api: Any, card: dict[str, Any]) -> str:
+def details_page(api: Any, card: dict[str, Any], *, raw: bool = False) -> str:
     url = next(link["url"] for link in card["links"] if link["label"].startswith("Full reasoning, sources"))
-    return html.unescape(api.client.get(url.removeprefix("http://testserver")).text)
+    page = api.client.get(url.removeprefix("http://testserver")).text
+    return page if raw else html.unescape(page)
 
 
 @pytest.mark.parametrize(("unit", "why"), UNREAD)
@@ -247,6 +248,35 @@ def test_egfr_card_names_a_newer_creatinine_it_cannot_read(api: Any) -> None:
 
 
 # ---- add-ons: the newest value governs; outside the validated range there is no number -----------------------------
+def row_of(page: str, label: str) -> str:
+    """The text of the (raw HTML) details page's table row for an input."""
+    import re
+
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", page, re.DOTALL):
+        cells = [html.unescape(re.sub(r"<[^>]+>", "", c)).strip()
+                 for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.DOTALL)]
+        if cells and cells[0] == label:
+            return " | ".join(cells)
+    raise AssertionError(f"no row {label!r}")
+
+
+def test_prevent_full_says_a_newest_uacr_bound_was_recorded_and_the_equations_without_it_are_used(api: Any) -> None:
+    bound = F.quantity_obs("9318-7", 3, "mg/g", days=20)
+    bound["valueQuantity"]["comparator"] = "<"
+    card = fire(api, "prevent-full", khan_woman() + [bound, F.quantity_obs("9318-7", 300, "mg/g", days=300)])
+    # the newest UACR is a bound, so the add-on keeps its default: the equations without UACR, here the base model
+    # (Khan 2024 sample woman, 10-year total CVD 14.68 %), never the +UACR model with the older 300 mg/g
+    assert prevent_women_cvd_10y(90) == pytest.approx(0.1468, abs=0.00005)
+    assert primary_risk(card) == pytest.approx(prevent_women_cvd_10y(90), abs=1e-6)
+    page = details_page(api, card, raw=True)
+    used = row_of(page, "Urine albumin/creatinine ratio used")
+    assert "no urine albumin/creatinine ratio in the last 2 years" not in used  # a result was on record
+    assert "value is a bound (<3 mg/g), not a measurement" in used and "equations without it are used" in used
+    assert f"of {bound['effectiveDateTime'][:10]}" in used
+    uacr = row_of(page, "Urine albumin/creatinine ratio")
+    assert "not recorded" not in uacr and "no usable value" in uacr and "(<3 mg/g)" in uacr
+
+
 @pytest.mark.parametrize("older", [[F.quantity_obs("4548-4", 7.5, "%", days=200)], []])
 def test_out_of_range_newest_hba1c_gives_no_number_and_says_why(api: Any, older: list[dict[str, Any]]) -> None:
     card = fire(api, "prevent-full", khan_woman() + [F.quantity_obs("4548-4", 16, "%", days=5)] + older)

@@ -87,7 +87,8 @@ def _row(name: str, label: str, fv: dict[str, Any] | None, spec_in: Input | None
         # the note as the mapper wrote it (it names active medications that were not recognised), else the spec's
         row["note"] = fv.get("note") or (feature.default_note if feature else None)
         if fv.get("unit") is not None:  # a placeholder quantity (an add-on input not measured) is never shown as data
-            row["value"] = "not recorded"
+            # results passed over (a bound such as '<3 mg/g', text, too old) were recorded, just not usable
+            row["value"] = "no usable value" if fv.get("sources") else "not recorded"
             return row
     if fv.get("display") and " — " in str(fv["display"]):  # a recognised drug: its name and how it was recognised
         row["value"] = str(fv["display"])
