@@ -1,8 +1,10 @@
 """The newest result governs: kidney function for KFRE and PREVENT, and the PREVENT HbA1c / UACR add-ons (audit).
 
-A creatinine newer than a reported eGFR gives the current eGFR (CKD-EPI 2021 with the age when the blood was drawn);
-on the same day the reported eGFR stands. An add-on whose newest value is outside the validated range is never
-replaced by an older value, never called "not recorded": no number, and the card says why, as for any input.
+A creatinine newer than a reported eGFR gives the current eGFR (CKD-EPI 2021 with the age when the blood was drawn,
+in the eGFR model too); on the same day the reported eGFR stands. A newer creatinine whose number cannot be read (no
+unit, a unit that does not convert) is named, and no older eGFR stands in for it. An add-on whose newest value is
+outside the validated range is never replaced by an older value, never called "not recorded": no number, and the card
+says why, as for any input; one whose newest value is a bound keeps its default, and the page says so.
 Expected numbers come from the published equations written out plainly here, never from the service's code.
 """
 
@@ -177,7 +179,7 @@ def test_prevent_uses_a_newer_creatinine_over_an_older_egfr(api: Any, service: s
     assert primary_risk(same_day) == pytest.approx(prevent_women_cvd_10y(90), abs=1e-6)
 
 
-# ---- kidney evidence that cannot be read: named, and an older eGFR does not stand in for it ---------------------------
+# ---- kidney evidence that cannot be read: named, and an older eGFR does not stand in for it ------------------------
 def unread_creatinine(value: float, days: int, unit: str | None) -> dict[str, Any]:
     """A serum creatinine as an EHR may send it: without a unit, or with one that is not a concentration or not UCUM."""
     res = F.quantity_obs("2160-0", value, "mg/dL", days=days)
