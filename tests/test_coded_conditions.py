@@ -45,6 +45,10 @@ MAN_60_WITH_AF = [F.patient("p1", 60, "male"), F.condition("49436004", display="
     (F.condition("840580004", display="Peripheral arterial disease"), 1, "V: PAD"),
     (F.condition("I252", CM, display="Old myocardial infarction"), 1, "V, without the dot"),
     (F.condition("I110", CM, display="Hypertensive heart disease with heart failure"), 2, "C and H"),
+    (F.condition("I16.1", CM, display="Hypertensive emergency"), 1, "H: a hypertensive crisis is hypertension"),
+    (F.condition("I160", CM, display="Hypertensive urgency"), 1, "H: hypertensive urgency, without the dot"),
+    (F.condition("I16.9", CM, display="Hypertensive crisis, unspecified"), 1, "H"),
+    (F.condition("I1A.0", CM, display="Resistant hypertension"), 1, "H: resistant hypertension"),
     (F.condition("10964002", display="Progressive pulmonary hypertension"), 0, "not systemic hypertension"),
     (F.condition("443502000", display="Atherosclerosis of coronary artery"), 0, "coronary disease without MI: not V"),
 ])
