@@ -435,8 +435,13 @@ class _Context:
             self._unusable.append(noted)
 
     def _sort_date(self, res: Resource, source: Source) -> datetime | None:
-        """When a record speaks for: its date, except a procedure still in progress, which is current (`_read`)."""
-        return self.at if _in_progress_procedure(res, source) else parse_fhir_datetime(_resource_date(res))
+        """Where a record stands among the others, newest first: its date; a procedure still in progress by its
+        start. It is current whenever it started (`_read` keeps it in the look-back window), but a record made after
+        it started says what is true now: oxygen therapy left open since Monday does not override a FiO2 of 21 %
+        charted an hour ago. One in progress with no start cannot be placed before anything, so it stays current."""
+        if _in_progress_procedure(res, source):
+            return _procedure_start(res) or self.at
+        return parse_fhir_datetime(_resource_date(res))
 
     def _strictly_valid(self, feature: Feature, cands: list[_Candidate], ignored: list[SourceRef]) -> list[_Candidate]:
         """Validate with fhir.resources R4B only what the aggregate uses: the pick, or every value it averages.
@@ -956,6 +961,15 @@ def _check_abatement(res: Resource, at: datetime) -> None:
 
 def _in_progress_procedure(res: Resource, source: Source) -> bool:
     return source.resource == "Procedure" and res.get("status") == "in-progress"
+
+
+def _procedure_start(res: Resource) -> datetime | None:
+    """When a procedure began: performedDateTime, or the start of performedPeriod (None when neither is a date)."""
+    period = res.get("performedPeriod")
+    start = res.get("performedDateTime")
+    if start is None and isinstance(period, dict):
+        start = period.get("start")
+    return parse_fhir_datetime(start) if isinstance(start, str) else None
 
 
 def _reads_presence(feature: Feature, source: Source) -> bool:

@@ -414,6 +414,36 @@ def test_news2_the_newest_oxygen_record_decides(api: Any, spo2: float, scale2: b
     assert f"Supplemental oxygen: **{'Air' if on_air else 'Oxygen'}**" in card["detail"]
 
 
+def _oxygen_therapy(started_hours_ago: float | None) -> dict[str, Any]:
+    """Oxygen therapy charted as a Procedure still in progress (EHRs often leave it open after the oxygen stops)."""
+    res: dict[str, Any] = {"resourceType": "Procedure", "id": "o2-therapy", "status": "in-progress",
+                           "subject": {"reference": "Patient/p1"},
+                           "code": {"coding": [{"system": F.SNOMED, "code": "57485005", "display": "Oxygen therapy"}]}}
+    if started_hours_ago is not None:
+        res["performedPeriod"] = {"start": (F.NOW - timedelta(hours=started_hours_ago)).isoformat()}
+    return res
+
+
+@pytest.mark.parametrize(("oxygen", "expected"), [
+    # Scale 2, SpO2 97 (Chart 1): on air 0 (>=93 on air), so NEWS2 0; on oxygen 3 (>=97 on O2) + 2 for oxygen = 5.
+    # Oxygen therapy open since three days ago, then a FiO2 of 21 % (air) an hour ago: the patient is on air now
+    ([_oxygen_therapy(72), F.vital("3150-0", 21, "%", hours=1)], "NEWS2 0 (low"),
+    ([_oxygen_therapy(72), F.vital("3151-8", 0, "L/min", hours=1)], "NEWS2 0 (low"),   # or a flow of 0 L/min
+    # the therapy started after the air reading: it is the newest record, so oxygen
+    ([_oxygen_therapy(1), F.vital("3150-0", 21, "%", hours=5)], "NEWS2 5 (medium"),
+    # nothing newer than the therapy, however long ago it started: it is current, so oxygen
+    ([_oxygen_therapy(72)], "NEWS2 5 (medium"),
+    # in progress with no start: it cannot be placed before the air reading, so it stays current (oxygen)
+    ([_oxygen_therapy(None), F.vital("3150-0", 21, "%", hours=1)], "NEWS2 5 (medium"),
+])
+def test_news2_a_newer_air_reading_overrides_oxygen_therapy_left_in_progress(api: Any, oxygen: list[dict[str, Any]],
+                                                                             expected: str) -> None:
+    card = fire(api, "news2-patient-view", _news2_at(97, *copy.deepcopy(oxygen), scale2=True))
+    assert card["summary"].startswith(expected), card["summary"]
+    on_air = expected.startswith("NEWS2 0")
+    assert f"Supplemental oxygen: **{'Air' if on_air else 'Oxygen'}**" in card["detail"]
+
+
 def _fio2(value: float, quantity_extra: dict[str, Any] | None, hours: float = 1) -> dict[str, Any]:
     """FiO2 as an EHR sends it; `quantity_extra` None means a bare number with no unit at all."""
     res = F.vital("3150-0", value, "%", hours=hours)

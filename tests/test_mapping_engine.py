@@ -359,12 +359,29 @@ def test_a_newer_reading_at_the_threshold_is_a_recorded_no(tmp_path: Path) -> No
     assert newer_oxygen.values["on_oxygen"].value == 1
 
 
+def _therapy(started: str | None) -> dict[str, Any]:
+    res: dict[str, Any] = {"resourceType": "Procedure", "id": "o2", "status": "in-progress",
+                           "code": {"coding": [{"system": "http://snomed.info/sct", "code": "57485005"}]},
+                           "subject": {"reference": "Patient/p1"}}
+    if started is not None:
+        res["performedPeriod"] = {"start": started}
+    return res
+
+
 def test_an_oxygen_procedure_in_progress_is_current_whenever_it_started(tmp_path: Path) -> None:
-    therapy = {"resourceType": "Procedure", "id": "o2", "status": "in-progress",
-               "code": {"coding": [{"system": "http://snomed.info/sct", "code": "57485005"}]},
-               "subject": {"reference": "Patient/p1"}, "performedPeriod": {"start": _at(10)}}
-    result = _oxygen(tmp_path, [obs("3150-0", 21, "%", _at(1)), therapy])
-    assert result.values["on_oxygen"].value == 1
+    for started in (_at(10), _at(30), None):  # within the 1-day window or not, or with no start at all
+        assert _oxygen(tmp_path, [_therapy(started)]).values["on_oxygen"].value == 1, started
+    # an air reading from before the therapy started does not override it
+    assert _oxygen(tmp_path, [obs("3150-0", 21, "%", _at(10)), _therapy(_at(1))]).values["on_oxygen"].value == 1
+
+
+def test_a_reading_of_air_after_the_oxygen_therapy_started_decides(tmp_path: Path) -> None:
+    """The newest oxygen record decides: therapy left in progress since yesterday, then FiO2 21 % an hour ago, is
+    air now (the procedure is placed by its start, not taken as newer than everything)."""
+    result = _oxygen(tmp_path, [obs("3150-0", 21, "%", _at(1)), _therapy(_at(10))])
+    assert result.values["on_oxygen"].value == 0 and result.values["on_oxygen"].display == "Air"
+    flow = _oxygen(tmp_path, [obs("3151-8", 0, "L/min", _at(1)), _therapy(_at(30))])
+    assert flow.values["on_oxygen"].value == 0
 
 
 @pytest.mark.parametrize(("quantity", "why"), [
