@@ -35,16 +35,30 @@ def _why_missing(mapping: MappingResult, name: str) -> str:
 def failing_rules(manifest: Manifest, values: dict[str, float],
                   mapping: MappingResult | None = None) -> list[tuple[PopulationRule, str]]:
     """Population rules the patient fails (or whose feature could not be read), with the reason to show."""
-    failed: list[tuple[PopulationRule, str]] = []
+    return [(rule, reason) for rule, reason, _ in _failures(manifest, values, mapping)]
+
+
+def refusal_guidance(manifest: Manifest, values: dict[str, float], mapping: MappingResult | None = None) -> list[str]:
+    """What the guideline says instead, for each failed rule that has guidance; not for a rule whose feature could
+    not be read and that says so in its own words (`unconfirmed`): its guidance is for a patient known to be outside."""
+    return [rule.guidance for rule, _, confirmed in _failures(manifest, values, mapping)
+            if rule.guidance and (confirmed or rule.unconfirmed is None)]
+
+
+def _failures(manifest: Manifest, values: dict[str, float],
+              mapping: MappingResult | None) -> list[tuple[PopulationRule, str, bool]]:
+    """(rule, reason to show, whether the record showed the failing value) for each rule that does not hold."""
+    failed: list[tuple[PopulationRule, str, bool]] = []
     for rule in manifest.population:
         value = _value_of(rule.feature, values, mapping)
         if value is None:
             if mapping is not None and rule.feature not in values:
                 why = _why_missing(mapping, rule.feature)
-                failed.append((rule, f"{rule.reason} (could not be confirmed from the record{why})"))
+                said = rule.unconfirmed or rule.reason
+                failed.append((rule, f"{said} (could not be confirmed from the record{why})", False))
             continue
         if not rule.holds(value):
-            failed.append((rule, rule.reason + _patient_value(rule, mapping)))
+            failed.append((rule, rule.reason + _patient_value(rule, mapping), True))
     return failed
 
 

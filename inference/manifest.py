@@ -129,6 +129,10 @@ class PopulationRule(Condition):
     Rules are checked before anything else (before a missing-data card or an order is offered)."""
 
     guidance: str | None = None  # what the guideline says instead, for a patient outside the population
+    # said instead of `reason` when the feature cannot be read (a search cut short, an unreadable record), for a reason
+    # that states what the record shows ("…, and the record shows a mechanical heart valve"), which would then be
+    # false; the rule's guidance, written for a patient who is outside the population, is not shown either
+    unconfirmed: str | None = None
 
 
 class Explain(_Strict):

@@ -18,7 +18,7 @@ from fhir_mapping.result import MappingResult
 from fhir_mapping.spec import FeatureSpec
 from fhir_mapping.valuesets import ValueSetLibrary
 from inference.explain import coalition_matrix, shapley_values
-from inference.guards import failing_rules, refusal_reasons, unmet
+from inference.guards import refusal_guidance, refusal_reasons, unmet
 from inference.manifest import Category, Manifest
 
 INPUT_NAME = "features"
@@ -63,7 +63,7 @@ def stopped_by_guards(manifest: Manifest, mapping: MappingResult, values: dict[s
         return True
     pred.refusals = refusal_reasons(manifest, values, mapping)
     if pred.refusals:
-        pred.guidance = [r.guidance for r, _ in failing_rules(manifest, values, mapping) if r.guidance]
+        pred.guidance = refusal_guidance(manifest, values, mapping)
         return True
     missing = [spec_in.name for spec_in in manifest.inputs if spec_in.name not in values]
     if missing:

@@ -173,7 +173,8 @@ def _card_texts(manifest: Manifest) -> list[tuple[str, str | None]]:
             texts += [(f"categories[{i}].follow_ups[{j}].label", follow.label),
                       (f"categories[{i}].follow_ups[{j}].text", follow.text)]
     for i, rule in enumerate(manifest.population):
-        texts += [(f"population[{i}].reason", rule.reason), (f"population[{i}].guidance", rule.guidance)]
+        texts += [(f"population[{i}].reason", rule.reason), (f"population[{i}].guidance", rule.guidance),
+                  (f"population[{i}].unconfirmed", rule.unconfirmed)]
     return texts
 
 
