@@ -499,10 +499,13 @@ def test_truncated_condition_search_never_defaults_to_absent(api: Any) -> None:
     card = _truncated_conditions(api, "ascvd-pce-10y", MALE_55)
     assert "%" not in card["summary"]
     assert "could not be confirmed" in card["detail"]
-    # CHA2DS2-VASc with AF found on the first page: the other items cannot be taken as absent
+    # CHA2DS2-VASc with AF found on the first page: the other items cannot be taken as absent, a mechanical valve or
+    # mitral stenosis (valvular AF, outside the score) first of all; the card must not say the record shows one
     af = _truncated_conditions(api, "cha2ds2-vasc", [F.patient("p1", 70, "female"), F.condition("49436004")])
-    assert "not calculated" in af["summary"]
+    assert af["summary"].startswith("No CHA2DS2-VASc estimate: CHA2DS2-VASc is not for valvular AF, and a mechanical "
+                                    "heart valve cannot be ruled out"), af["summary"]
     assert "absence cannot be assumed" in af["detail"]
+    assert "the record shows" not in af["detail"] and "**Instead:**" not in af["detail"]
 
 
 def test_age_is_counted_on_the_patients_local_date(api: Any) -> None:

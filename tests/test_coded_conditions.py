@@ -84,6 +84,71 @@ def test_diabetes_coded_as_a_sub_concept_or_in_who_icd10_is_diabetes_for_the_pce
     assert "Diabetes: No" not in card["detail"]
 
 
+# ---- valvular atrial fibrillation is outside CHA2DS2-VASc's population ---------------------------------------------
+# A mechanical heart valve or moderate–severe mitral stenosis: anticoagulation follows valve guidance (warfarin
+# whatever the score), so a score, above all "0: anticoagulation is not recommended", would state a falsehood. The man
+# of 50 below scores 0 by Lip 2010 (no C, H, A, D, S, V; male) whenever the score applies.
+MAN_50_WITH_AF = [F.patient("p1", 50, "male"), F.condition("49436004", display="Atrial fibrillation")]
+NOT_FOR_VALVULAR_AF = "No CHA2DS2-VASc estimate: CHA2DS2-VASc is not for valvular AF"
+VALVE = "the record shows a mechanical or unspecified prosthetic heart valve"
+STENOSIS = "the record shows mitral stenosis not coded as mild"
+
+
+@pytest.mark.parametrize(("finding", "shown"), [
+    (F.condition("Z95.2", CM, display="Presence of prosthetic heart valve"), VALVE),
+    (F.condition("Z952", CM, display="Presence of prosthetic heart valve"), VALVE),
+    (F.condition("Z95.2", WHO, display="Presence of prosthetic heart valve"), VALVE),
+    (F.condition("Z95.2", CM, clinical="resolved", display="History of mechanical mitral valve"), VALVE),
+    (F.condition("79619009", display="Mitral valve stenosis"), STENOSIS),
+    (F.condition("838449006", display="Moderate mitral valve stenosis"), STENOSIS),
+    (F.condition("838450006", display="Severe mitral valve stenosis"), STENOSIS),
+    (F.condition("I05.0", CM, display="Rheumatic mitral stenosis"), STENOSIS),
+    (F.condition("I052", CM, display="Rheumatic mitral stenosis with insufficiency"), STENOSIS),
+    (F.condition("I34.2", CM, display="Nonrheumatic mitral (valve) stenosis"), STENOSIS),
+    (F.condition("I05.0", WHO, display="Mitral stenosis"), STENOSIS),
+])
+def test_cha2ds2_vasc_gives_no_score_in_valvular_atrial_fibrillation(api: Any, finding: dict[str, Any],
+                                                                     shown: str) -> None:
+    card = fire(api, "cha2ds2-vasc", MAN_50_WITH_AF + [finding])
+    assert card["summary"] == f"{NOT_FOR_VALVULAR_AF}, and {shown}", card["summary"]
+    assert "not recommended" not in card["detail"] and "score 0" not in card["detail"]
+    assert "a mechanical heart valve or moderate–severe mitral stenosis" in card["detail"]
+    assert "warfarin" in card["detail"] and "valve guidance" in card["detail"]
+    assert not card.get("suggestions")
+
+
+@pytest.mark.parametrize(("code", "display"), [
+    ("313377641000119105", "Atrial fibrillation due to heart valve disorder"),
+    ("280797561000119107", "Permanent atrial fibrillation due to heart valve disorder"),
+    ("467643831000119105", "Paroxysmal atrial fibrillation due to heart valve disorder"),
+    ("489609371000119104", "Persistent atrial fibrillation due to heart valve disorder"),
+])
+def test_atrial_fibrillation_coded_as_due_to_a_valve_disorder_gets_no_score(api: Any, code: str, display: str) -> None:
+    """The only AF code says 'valvular': it is atrial fibrillation, and the valve lesion must be checked."""
+    card = fire(api, "cha2ds2-vasc", [F.patient("p1", 50, "male"), F.condition(code, display=display)])
+    assert card["summary"] == (f"{NOT_FOR_VALVULAR_AF}, and the atrial fibrillation is recorded as due to a heart "
+                               "valve disorder"), card["summary"]
+    assert "none is on the problem list" not in card["detail"]
+    assert "does not name the valve lesion: check it" in card["detail"]
+
+
+@pytest.mark.parametrize(("finding", "why"), [
+    (None, "no valve disease: the man of 50 scores 0"),
+    (F.condition("Z95.3", CM, display="Presence of xenogenic heart valve"), "bioprosthetic: the score applies"),
+    (F.condition("Z95.4", CM, display="Presence of other heart-valve replacement"), "not a mechanical valve"),
+    (F.condition("838448003", display="Mild mitral valve stenosis"), "mild stenosis is not valvular AF"),
+    (F.condition("I05.0", CM, clinical="resolved", display="Rheumatic mitral stenosis"), "resolved after repair"),
+    (F.condition("79619009", clinical="inactive", display="Mitral valve stenosis"), "inactive"),
+    (F.condition("48724000", display="Mitral valve regurgitation"), "regurgitation is not valvular AF"),
+    (F.condition("I34.0", CM, display="Nonrheumatic mitral (valve) insufficiency"), "regurgitation"),
+    (F.condition("233911009", display="Non-rheumatic atrial fibrillation"), "non-valvular AF"),
+])
+def test_bioprosthetic_valves_and_mild_or_resolved_stenosis_keep_the_score(api: Any, finding: dict[str, Any] | None,
+                                                                          why: str) -> None:
+    card = fire(api, "cha2ds2-vasc", MAN_50_WITH_AF + ([finding] if finding else []))
+    assert card["summary"].startswith("CHA2DS2-VASc 0 "), (why, card["summary"])
+
+
 KFRE_RECORD = [F.patient("p1", 55, "female"), F.quantity_obs("98979-8", 12, "mL/min/{1.73_m2}"),
                F.quantity_obs("9318-7", 300, "mg/g")]
 

@@ -267,7 +267,10 @@ def test_mapper_never_raises_on_arbitrary_resources(junk: list[dict[str, Any]], 
 # ---- synthetic patients: every record maps through every model -------------------------------------------------
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "synthea"
 INDEX = json.loads((FIXTURES / "index.json").read_text())
-SPECS = {p.parent.parent.name: load_feature_spec(p, ValueSetLibrary([p.parent / "valuesets"]))
+# each spec with the value sets the service gives it: its model folder's own (looked up first), then the shipped ones
+LIBS = {p.parent.parent.name: ValueSetLibrary([p.parent / "valuesets"])
+        for p in sorted((ROOT / "models").glob("*/*/features.yaml"))}
+SPECS = {p.parent.parent.name: load_feature_spec(p, LIBS[p.parent.parent.name])
          for p in sorted((ROOT / "models").glob("*/*/features.yaml"))}
 
 
@@ -278,7 +281,8 @@ def test_generated_patients_map_and_present_features_are_found(patient: dict[str
     index = ResourceIndex.from_prefetch({"record": bundle})
     results = {}
     for model_id, spec in SPECS.items():
-        results[model_id] = map_features(spec, index, at=at, valuesets=LIB, patient_id=patient["patient_id"])
+        results[model_id] = map_features(spec, index, at=at, valuesets=LIBS[model_id],
+                                          patient_id=patient["patient_id"])
     pce = results["ascvd-pce-10y"]
     assert pce.values["age"].value == patient["age"]
     counts = patient["observation_counts"]

@@ -33,6 +33,11 @@ HYPERTENSION = {"38341003", "59621000", "1201005", "10725009", "31992008"}
 HYPERTENSION_ICD = ("I10", "I11", "I12", "I13", "I15", "I16")
 ATRIAL_FIBRILLATION = {"49436004", "282825002", "440059007", "440028005", "426749004"}
 ATRIAL_FIBRILLATION_ICD = ("I48",)
+# valvular AF, outside CHA2DS2-VASc (2023 ACC/AHA/ACCP/HRS: a mechanical valve or moderate–severe mitral stenosis)
+MECHANICAL_VALVE_ICD = ("Z95.2",)
+MITRAL_STENOSIS = {"79619009", "838449006", "838450006"}   # not 838448003, mild
+MITRAL_STENOSIS_ICD = ("I05.0", "I05.2", "I34.2", "Q23.2")
+AF_DUE_TO_VALVE_DISORDER = {"313377641000119105", "280797561000119107", "467643831000119105", "489609371000119104"}
 HEART_FAILURE = {"84114007", "88805009", "42343007", "85232009", "703272007", "446221000", "417996009"}
 HEART_FAILURE_ICD = ("I50", "I11.0", "I13.0", "I13.2")
 MI = {"22298006", "401303003", "401314000", "399211009", "129574000", "1755008", "57054005"}
@@ -507,6 +512,9 @@ def _prevent_full(rs: list[dict[str, Any]], p: dict[str, Any], age: int, female:
 def _cha2ds2vasc(rs: list[dict[str, Any]], p: dict[str, Any], age: int, female: int) -> Expected:
     if not has_condition(rs, ATRIAL_FIBRILLATION, ATRIAL_FIBRILLATION_ICD):
         return Expected("refused", "no atrial fibrillation on the problem list")
+    if (has_condition(rs, set(), MECHANICAL_VALVE_ICD, history=True)
+            or has_condition(rs, MITRAL_STENOSIS | AF_DUE_TO_VALVE_DISORDER, MITRAL_STENOSIS_ICD)):
+        return Expected("refused", "valvular atrial fibrillation")
     inputs = {"age": age, "female": female, "chf": int(heart_failure(rs)),
               "hypertension": int(has_condition(rs, HYPERTENSION, HYPERTENSION_ICD)
                                   or on_drug_class(rs, "antihypertensive")),
