@@ -508,6 +508,27 @@ def test_truncated_condition_search_never_defaults_to_absent(api: Any) -> None:
     assert "the record shows" not in af["detail"] and "**Instead:**" not in af["detail"]
 
 
+@pytest.mark.parametrize(("service", "said"), [
+    ("ascvd-pce-10y", "The Pooled Cohort Equations are for primary prevention, and established atherosclerotic "
+                      "cardiovascular disease cannot be ruled out"),
+    ("prevent-base", "PREVENT is for people without cardiovascular disease, and established atherosclerotic "
+                     "cardiovascular disease cannot be ruled out"),
+    ("prevent-full", "PREVENT is for people without cardiovascular disease, and established atherosclerotic "
+                     "cardiovascular disease cannot be ruled out"),
+    ("kfre-4var", "KFRE is not for patients on dialysis or with a kidney transplant, and neither can be ruled out"),
+    ("t2d-onset-5y", "this model is for people without diabetes, and diabetes cannot be ruled out"),
+])
+def test_a_truncated_search_never_says_the_record_shows_an_exclusion(api: Any, service: str, said: str) -> None:
+    """Nothing on the first page of the Condition search: the refusal says what cannot be ruled out, not that the
+    record shows ASCVD, heart failure or diabetes, and gives no guidance written for a patient who has it."""
+    card = _truncated_conditions(api, service, MALE_55)
+    assert "%" not in card["summary"]
+    assert said in card["summary"] + card["detail"], (card["summary"], card["detail"])
+    assert "the record shows" not in card["summary"] + card["detail"]
+    assert "already on the problem list" not in card["summary"] + card["detail"]
+    assert "**Instead:**" not in card["detail"]
+
+
 def test_age_is_counted_on_the_patients_local_date(api: Any) -> None:
     # Honolulu (UTC-10): the newest reading carries the offset. Birthday is "tomorrow" in UTC terms only when the
     # UTC date is ahead; build the birth date from the local date so the local age is exactly 40.
