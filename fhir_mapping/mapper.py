@@ -362,7 +362,8 @@ class _Context:
         ignored: list[SourceRef] = []
         unreadable: SourceRef | None = None  # the newest result whose value cannot be read (no unit, unknown unit)
         floor = datetime.min.replace(tzinfo=UTC)
-        keyed = sorted(matches, key=lambda m: self._sort_date(m[0], m[1]) or floor, reverse=True)
+        window_start = self.at - timedelta(days=feature.lookback_days) if feature.lookback_days is not None else None
+        keyed = sorted(matches, key=lambda m: self._sort_key(m[0], m[1], window_start, floor), reverse=True)
         for res, source in keyed:
             ref = self._ref(res, source)
             try:
@@ -434,14 +435,24 @@ class _Context:
         if isinstance(why, _Unusable):
             self._unusable.append(noted)
 
-    def _sort_date(self, res: Resource, source: Source) -> datetime | None:
-        """Where a record stands among the others, newest first: its date; a procedure still in progress by its
-        start. It is current whenever it started (`_read` keeps it in the look-back window), but a record made after
-        it started says what is true now: oxygen therapy left open since Monday does not override a FiO2 of 21 %
-        charted an hour ago. One in progress with no start cannot be placed before anything, so it stays current."""
+    def _sort_key(self, res: Resource, source: Source, window_start: datetime | None,
+                  floor: datetime) -> tuple[datetime, int]:
+        """Where a record stands among the others, newest first: its date; a procedure still in progress by the
+        latest moment its start can mean, never before the look-back window, and ahead of a record of the same moment.
+
+        Such a procedure is current whenever it started (`_read` keeps it in the window), but a record made after it
+        started says what is true now: oxygen therapy left open since Monday does not override a FiO2 of 21 % charted
+        an hour ago. Only a record certainly made after the start does: a start written as a date alone could be any
+        time that day, so it is placed at the day's end (12 h past its UTC end, for the zones west of UTC). Placed no
+        earlier than the window's start, the procedure is reached before reading stops at the first record older
+        than the window (`_newest_usable`); one with no start cannot be placed before anything, so it stays current.
+        """
         if _in_progress_procedure(res, source):
-            return _procedure_start(res) or self.at
-        return parse_fhir_datetime(_resource_date(res))
+            start = _latest_start(res)
+            if start is None:
+                return self.at, 1
+            return min(self.at, start if window_start is None else max(start, window_start)), 1
+        return parse_fhir_datetime(_resource_date(res)) or floor, 0
 
     def _strictly_valid(self, feature: Feature, cands: list[_Candidate], ignored: list[SourceRef]) -> list[_Candidate]:
         """Validate with fhir.resources R4B only what the aggregate uses: the pick, or every value it averages.
@@ -963,13 +974,24 @@ def _in_progress_procedure(res: Resource, source: Source) -> bool:
     return source.resource == "Procedure" and res.get("status") == "in-progress"
 
 
-def _procedure_start(res: Resource) -> datetime | None:
-    """When a procedure began: performedDateTime, or the start of performedPeriod (None when neither is a date)."""
+def _latest_start(res: Resource) -> datetime | None:
+    """The latest moment a procedure's start (performedDateTime, else performedPeriod.start) can mean: the end of
+    the year, month or day a partial date names (plus 12 h, the furthest a local day ends after its UTC end), the
+    time itself when one is given. None when neither is a date."""
     period = res.get("performedPeriod")
     start = res.get("performedDateTime")
     if start is None and isinstance(period, dict):
         start = period.get("start")
-    return parse_fhir_datetime(start) if isinstance(start, str) else None
+    when = parse_fhir_datetime(start) if isinstance(start, str) else None
+    if when is None or "T" in start:
+        return when
+    if len(start) == 4:
+        end = when.replace(year=when.year + 1) if when.year < 9999 else when
+    elif len(start) == 7:
+        end = when.replace(year=when.year + 1, month=1) if when.month == 12 else when.replace(month=when.month + 1)
+    else:
+        end = when + timedelta(days=1)
+    return end + timedelta(hours=12)
 
 
 def _reads_presence(feature: Feature, source: Source) -> bool:

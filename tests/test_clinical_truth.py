@@ -414,13 +414,15 @@ def test_news2_the_newest_oxygen_record_decides(api: Any, spo2: float, scale2: b
     assert f"Supplemental oxygen: **{'Air' if on_air else 'Oxygen'}**" in card["detail"]
 
 
-def _oxygen_therapy(started_hours_ago: float | None) -> dict[str, Any]:
-    """Oxygen therapy charted as a Procedure still in progress (EHRs often leave it open after the oxygen stops)."""
+def _oxygen_therapy(started_hours_ago: float | None, date_only: bool = False) -> dict[str, Any]:
+    """Oxygen therapy charted as a Procedure still in progress (EHRs often leave it open after the oxygen stops);
+    `date_only`: its start written as the date alone (any time that day)."""
     res: dict[str, Any] = {"resourceType": "Procedure", "id": "o2-therapy", "status": "in-progress",
                            "subject": {"reference": "Patient/p1"},
                            "code": {"coding": [{"system": F.SNOMED, "code": "57485005", "display": "Oxygen therapy"}]}}
     if started_hours_ago is not None:
-        res["performedPeriod"] = {"start": (F.NOW - timedelta(hours=started_hours_ago)).isoformat()}
+        start = F.NOW - timedelta(hours=started_hours_ago)
+        res["performedPeriod"] = {"start": start.date().isoformat() if date_only else start.isoformat()}
     return res
 
 
@@ -435,6 +437,16 @@ def _oxygen_therapy(started_hours_ago: float | None) -> dict[str, Any]:
     ([_oxygen_therapy(72)], "NEWS2 5 (medium"),
     # in progress with no start: it cannot be placed before the air reading, so it stays current (oxygen)
     ([_oxygen_therapy(None), F.vital("3150-0", 21, "%", hours=1)], "NEWS2 5 (medium"),
+    # the only other oxygen record is older than the 24 h window (2 L/min 70 h ago): the open therapy is current
+    ([_oxygen_therapy(72), F.vital("3151-8", 2, "L/min", hours=70)], "NEWS2 5 (medium"),
+    ([_oxygen_therapy(30), F.vital("3150-0", 40, "%", hours=28)], "NEWS2 5 (medium"),
+    # an air reading older than the window says nothing about now either
+    ([_oxygen_therapy(72), F.vital("3150-0", 21, "%", hours=30)], "NEWS2 5 (medium"),
+    # started "today" (a date alone: any time today), air charted an hour ago: which came first is unknown, so the
+    # therapy stands (oxygen)
+    ([_oxygen_therapy(0.5, date_only=True), F.vital("3150-0", 21, "%", hours=0.25)], "NEWS2 5 (medium"),
+    # the therapy's start and the air reading at the same moment: not certainly after it, so oxygen
+    ([_oxygen_therapy(2), F.vital("3150-0", 21, "%", hours=2)], "NEWS2 5 (medium"),
 ])
 def test_news2_a_newer_air_reading_overrides_oxygen_therapy_left_in_progress(api: Any, oxygen: list[dict[str, Any]],
                                                                              expected: str) -> None:
