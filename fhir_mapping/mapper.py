@@ -659,10 +659,16 @@ class _Context:
         qty = holder.get("valueQuantity")
         if not isinstance(qty, dict):
             kind = next((k for k in holder if k.startswith("value")), None)
+            text = holder.get("valueString")
+            if kind == "valueString" and isinstance(text, str) and text.strip():
+                # a result was reported, as text ('2.2 mg/dL'): present but unreadable, so it is named and (for the
+                # newest kidney evidence) an older value does not stand in for it; the text is never parsed
+                shown = text.strip() if len(text.strip()) <= 40 else text.strip()[:39] + "…"
+                raise _Unreadable(f"the result is text ('{shown}'), not a quantity")
             raise _Skip(f"has {kind} instead of a valueQuantity" if kind else "has no value")
         raw = qty.get("value")
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-            raise _Skip("valueQuantity has no numeric value")
+            raise _Unreadable("valueQuantity has no numeric value")
         if qty.get("comparator"):
             written = qty.get("code") if qty.get("system") == UCUM and isinstance(qty.get("code"), str) else \
                 qty.get("unit") or qty.get("code")

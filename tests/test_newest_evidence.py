@@ -222,6 +222,29 @@ def test_kfre_names_a_newer_creatinine_it_cannot_read_and_does_not_use_an_older_
     assert f"the recorded eGFR 45 mL/min/1.73 m² of {F.days_ago(300)[:10]}" in page
 
 
+@pytest.mark.parametrize(("value", "why"), [
+    ({"valueString": "2.2 mg/dL"}, "the result is text ('2.2 mg/dL'), not a quantity"),
+    ({"valueQuantity": {"unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"}},
+     "valueQuantity has no numeric value"),
+])
+def test_kfre_names_a_newer_creatinine_reported_as_text_and_does_not_use_an_older_egfr(
+        api: Any, value: dict[str, Any], why: str) -> None:
+    """A creatinine of 5 days ago reported as text ('2.2 mg/dL'), or as a quantity without its number: a result was
+    reported, so the reported eGFR 45 of 10 months ago (1.6 %, 'continue in primary care') is not the current kidney
+    function — had it been read, 2.2 mg/dL gives CKD-EPI 2021 25.8 and 12.9 % (refer). The text is never parsed."""
+    newest = F.quantity_obs("2160-0", 2.2, "mg/dL", days=5)
+    del newest["valueQuantity"]
+    newest.update(value)
+    record = [F.patient("p1", 55, "female"), F.quantity_obs("98979-8", 45, EGFR_UNIT, days=300), newest,
+              F.quantity_obs("9318-7", 30, "mg/g", days=5)]
+    card = fire(api, "kfre-4var", record)
+    assert primary_risk(card) is None
+    assert card["summary"] == "Kidney failure risk (KFRE) not calculated: missing eGFR"
+    assert f"Newest serum creatinine ({newest['effectiveDateTime'][:10]}) not usable: {why[:20]}" in card["detail"]
+    page = details_page(api, card)
+    assert why in page and newest["id"] in page
+
+
 @pytest.mark.parametrize("service", ["prevent-base", "prevent-full"])
 def test_prevent_does_not_use_an_older_egfr_over_a_newer_creatinine_it_cannot_read(api: Any, service: str) -> None:
     newest = unread_creatinine(1.5, 5, None)
