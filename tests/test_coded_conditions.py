@@ -49,6 +49,7 @@ MAN_60_WITH_AF = [F.patient("p1", 60, "male"), F.condition("49436004", display="
     (F.condition("I160", CM, display="Hypertensive urgency"), 1, "H: hypertensive urgency, without the dot"),
     (F.condition("I16.9", CM, display="Hypertensive crisis, unspecified"), 1, "H"),
     (F.condition("I1A.0", CM, display="Resistant hypertension"), 1, "H: resistant hypertension"),
+    (F.condition("I16.1", WHO, display="Hypertensive emergency"), 1, "H: an ICD-10-CM code sent as WHO ICD-10"),
     (F.condition("10964002", display="Progressive pulmonary hypertension"), 0, "not systemic hypertension"),
     (F.condition("443502000", display="Atherosclerosis of coronary artery"), 0, "coronary disease without MI: not V"),
 ])
@@ -106,6 +107,7 @@ STENOSIS = "the record shows mitral stenosis not coded as mild"
     (F.condition("I052", CM, display="Rheumatic mitral stenosis with insufficiency"), STENOSIS),
     (F.condition("I34.2", CM, display="Nonrheumatic mitral (valve) stenosis"), STENOSIS),
     (F.condition("I05.0", WHO, display="Mitral stenosis"), STENOSIS),
+    (F.condition("787001", display="Rheumatic mitral stenosis with regurgitation"), STENOSIS),
 ])
 def test_cha2ds2_vasc_gives_no_score_in_valvular_atrial_fibrillation(api: Any, finding: dict[str, Any],
                                                                      shown: str) -> None:
@@ -147,6 +149,37 @@ def test_bioprosthetic_valves_and_mild_or_resolved_stenosis_keep_the_score(api: 
                                                                           why: str) -> None:
     card = fire(api, "cha2ds2-vasc", MAN_50_WITH_AF + ([finding] if finding else []))
     assert card["summary"].startswith("CHA2DS2-VASc 0 "), (why, card["summary"])
+
+
+def _coded_twice(icd10: str, snomed: str, display: str) -> dict[str, Any]:
+    """One problem-list entry carrying its ICD-10-CM code and its SNOMED CT code, as EHRs send them."""
+    entry = F.condition(icd10, CM, display=display)
+    entry["code"]["coding"].append({"system": F.SNOMED, "code": snomed, "display": display})
+    return entry
+
+
+@pytest.mark.parametrize("icd10", ["I34.2", "I05.0"])
+def test_mild_mitral_stenosis_coded_twice_keeps_the_score(api: Any, icd10: str) -> None:
+    """ICD-10-CM I34.2/I05.0 carry no severity; the same entry's SNOMED CT code says mild: the score applies (0)."""
+    card = fire(api, "cha2ds2-vasc", MAN_50_WITH_AF + [_coded_twice(icd10, "838448003", "Mild mitral valve stenosis")])
+    assert card["summary"].startswith("CHA2DS2-VASc 0 "), card["summary"]
+    severe = fire(api, "cha2ds2-vasc", MAN_50_WITH_AF + [_coded_twice(icd10, "838450006", "Severe mitral stenosis")])
+    assert severe["summary"] == f"{NOT_FOR_VALVULAR_AF}, and {STENOSIS}", severe["summary"]
+
+
+def test_the_stenosis_guidance_never_says_a_severe_code_gives_no_severity(api: Any) -> None:
+    card = fire(api, "cha2ds2-vasc", MAN_50_WITH_AF + [F.condition("838450006", display="Severe mitral valve stenosis")])
+    assert card["summary"] == f"{NOT_FOR_VALVULAR_AF}, and {STENOSIS}"
+    assert "does not give its severity" not in card["detail"]
+    assert "check its severity where the record does not give it" in card["detail"]
+
+
+def test_a_resolved_atrial_fibrillation_is_not_called_absent(api: Any) -> None:
+    resolved = F.condition("49436004", clinical="resolved", display="Atrial fibrillation")
+    card = fire(api, "cha2ds2-vasc", [F.patient("p1", 50, "male"), resolved])
+    assert card["summary"].startswith("No CHA2DS2-VASc estimate: CHA2DS2-VASc is for patients with atrial "
+                                      "fibrillation, and no current atrial fibrillation is on the problem list")
+    assert "none is on the problem list" not in card["summary"] + card["detail"]
 
 
 KFRE_RECORD = [F.patient("p1", 55, "female"), F.quantity_obs("98979-8", 12, "mL/min/{1.73_m2}"),
