@@ -164,7 +164,10 @@ def _newest_evidence(name: str, spec: FeatureSpec, result: MappingResult, zone: 
         result.missing.pop(name, None)
         _store(result, name, outcome)
         return
-    derived_wins = der is not None and (rec is None or _later_day(der[0], rec[0]))
+    # the later day wins; on the same day the recorded value, unless it cannot be used and the derived one can (an
+    # eGFR reported as '>90' beside the creatinine of the same specimen, from which CKD-EPI gives the number)
+    derived_wins = der is not None and (rec is None or _later_day(der[0], rec[0])
+                                        or (rec[1] is None and der[1] is not None and not _later_day(rec[0], der[0])))
     day, value, bad = der if derived_wins else rec  # type: ignore[misc]  # one of them is not None
     if value is not None:
         if value is derived:

@@ -179,6 +179,18 @@ def test_prevent_uses_a_newer_creatinine_over_an_older_egfr(api: Any, service: s
     assert primary_risk(same_day) == pytest.approx(prevent_women_cvd_10y(90), abs=1e-6)
 
 
+@pytest.mark.parametrize("service", ["prevent-base", "prevent-full"])
+def test_a_reported_egfr_bound_gives_way_to_the_creatinine_of_the_same_day(api: Any, service: str) -> None:
+    """The laboratory reports the creatinine 0.6 mg/dL and, from the same specimen, eGFR '>90': the bound is no
+    number, the creatinine is; CKD-EPI 2021 for a woman of 50 gives 109.3 (Inker 2021), and PREVENT uses it."""
+    bound = F.quantity_obs("98979-8", 90, EGFR_UNIT, days=5)
+    bound["valueQuantity"]["comparator"] = ">"
+    card = fire(api, service, khan_woman(egfr_days=None) + [bound, F.quantity_obs("2160-0", 0.6, "mg/dL", days=5)])
+    current = ckd_epi_2021(0.6, 50, female=True)
+    assert current == pytest.approx(109.3, abs=0.05)
+    assert primary_risk(card) == pytest.approx(prevent_women_cvd_10y(current), abs=1e-6)
+
+
 # ---- kidney evidence that cannot be read: named, and an older eGFR does not stand in for it ------------------------
 def unread_creatinine(value: float, days: int, unit: str | None) -> dict[str, Any]:
     """A serum creatinine as an EHR may send it: without a unit, or with one that is not a concentration or not UCUM."""
