@@ -55,7 +55,12 @@ class _Unusable(_Skip):
 
 
 class _Bound(_Skip):
-    """A result written as a bound (`<3`, `>60`): a fact about the newest value, but not a measurement."""
+    """A result written as a bound (`<3`, `>60`): a fact about the newest value, but not a measurement. `above`: the
+    value is above the limit (`>`, `>=`), which an add-on's default (the equations without the input) contradicts."""
+
+    def __init__(self, message: str, above: bool) -> None:
+        super().__init__(message)
+        self.above = above
 
 
 _BOUND_NOTE = "value is a bound"  # how a bound's pass-over note starts
@@ -327,6 +332,7 @@ class _Context:
             return self._newest_usable(name, feature, matches)
         unreadable: SourceRef | None = None
         bound: SourceRef | None = None
+        bound_above = False
         unread_value: SourceRef | None = None  # a value present but unreadable (no unit …): the newest result
         for res, source in matches:
             ref = self._ref(res, source)
@@ -339,12 +345,13 @@ class _Context:
                 elif isinstance(why, _Unreadable) and feature.aggregate in _NEWEST_FIRST:
                     unread_value = ignored[-1]  # at most one match reaches here for these aggregates
                 if isinstance(why, _Bound) and not _reads_presence(feature, source):
-                    bound = ignored[-1]
+                    bound, bound_above = ignored[-1], why.above
         read = bool(candidates)
         candidates = self._strictly_valid(feature, candidates, ignored)
         if candidates:
             return self._aggregate(name, feature, candidates)
-        if bound is not None and feature.default is None:  # only a bound ('>60'): older results must not replace it
+        if bound is not None and (feature.default is None or bound_above):  # a bound ('>60'): older results must
+            # not replace it, and an add-on above a limit is not left out (see `_newest_usable`)
             return self._bound_stands(name, feature, bound, ignored)
         if read and any(_reads_presence(feature, source) for source in feature.sources):
             unreadable = ignored[-1]  # the value was read but its resource is not valid FHIR R4
@@ -379,8 +386,10 @@ class _Context:
                     return self._unknown(name, feature, ignored[-1], ignored)
                 if isinstance(why, _Bound) and not _reads_presence(feature, source):
                     # the newest result says the value is below (or above) a limit: an older measurement is not
-                    # the current value, so it is not used in its place (an add-on input keeps its default)
-                    if feature.default is not None:
+                    # the current value, so it is not used in its place. An add-on input below a limit keeps its
+                    # default (the equations without it); above one it is missing: a UACR '>300' is no reason for
+                    # equations that leave it out, which would understate what it adds
+                    if feature.default is not None and not why.above:
                         return self._absent(name, feature, ignored, unreadable or ignored[-1])
                     return self._bound_stands(name, feature, unreadable or ignored[-1], ignored)
                 if isinstance(why, _Unreadable) and unreadable is None:
@@ -399,9 +408,11 @@ class _Context:
     def _bound_stands(name: str, feature: Feature, bound: SourceRef, ignored: list[SourceRef]) -> MissingFeature:
         """A newest result written as a bound ('<3', '>60', passed over as `bound`): the feature is missing, and its
         date keeps a value derived from older results from standing in (`derived_when: newer`)."""
+        reason = f"Newest result not usable: {bound.note}; an older value is not used in its place"
+        if feature.default is not None:  # an add-on above a limit: the equations without it do not apply either
+            reason += "; the equations without it are for a patient in whom it was not measured"
         return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
-                              reason=f"Newest result not usable: {bound.note}; an older value is not used in its place",
-                              newest_unusable=bound)
+                              reason=reason, newest_unusable=bound)
 
     def _newer_unusable(self, value: FeatureValue | MissingFeature,
                         unreadable: SourceRef | None) -> FeatureValue | MissingFeature:
@@ -676,7 +687,8 @@ class _Context:
             written = qty.get("code") if qty.get("system") == UCUM and isinstance(qty.get("code"), str) else \
                 qty.get("unit") or qty.get("code")
             shown = f"{_fmt(raw)} {_unit_label(written)}".strip() if isinstance(written, str) else _fmt(raw)
-            raise _Bound(f"{_BOUND_NOTE} ({qty['comparator']}{shown}), not a measurement")
+            raise _Bound(f"{_BOUND_NOTE} ({qty['comparator']}{shown}), not a measurement",
+                         above=qty["comparator"] in (">", ">="))
         ucum = qty.get("system") == UCUM and isinstance(qty.get("code"), str) and bool(qty.get("code"))
         unit = qty.get("code") if ucum else qty.get("unit") or qty.get("code")
         if unit is not None and not isinstance(unit, str):

@@ -65,6 +65,28 @@ PREVENT_F_CVD_10Y_HBA1C = (0.7858178, 0.0194438, -0.1521964, -0.2296681, 0.34657
 HBA1C_IN_DM = 0.1338348  # +HbA1c model, women, 10-year total CVD, per 1 % above 5.3
 
 
+# Khan 2024 (Circulation 2024;149:430), +UACR model, women, 10-year total CVD: the base model's terms in its order,
+# then ln(UACR mg/g); "missing UACR" is 0 (it was measured). preventr R/sysdata.rda `uacr_10yr`, 7 dp.
+PREVENT_F_CVD_10Y_UACR = (0.7969249, 0.0256635, -0.1588107, -0.2255701, 0.3396649, 0.8047515, 0.5285338, 0.4803511,
+                          0.0434472, 0.2985207, -0.1497787, -0.0742889, 0.106756, -0.0778126, 0.0306768, -0.0907168,
+                          -0.2705122, -0.0830564, -0.1389249, -3.738341)
+LN_UACR_F_CVD = 0.1793037
+
+
+def prevent_women_cvd_10y_uacr(egfr: float, uacr: float) -> float:
+    """The Khan 2024 sample woman with a measured UACR (the +UACR model)."""
+    age, tc, hdl, sbp, treated, diabetes, smoker, statin = 50, 200, 45, 160, 1, 1, 0, 0
+    a = (age - 55) / 10
+    non_hdl = (tc - hdl) * 0.02586 - 3.5
+    hdl_t = (hdl * 0.02586 - 1.3) / 0.3
+    sbp_lo, sbp_hi = (min(sbp, 110) - 110) / 20, (max(sbp, 110) - 130) / 20
+    egfr_lo, egfr_hi = (min(egfr, 60) - 60) / -15, (max(egfr, 60) - 90) / -15
+    terms = (a, non_hdl, hdl_t, sbp_lo, sbp_hi, diabetes, smoker, egfr_lo, egfr_hi, treated, statin, treated * sbp_hi,
+             statin * non_hdl, a * non_hdl, a * hdl_t, a * sbp_hi, a * diabetes, a * smoker, a * egfr_lo, 1.0)
+    x = sum(b * t for b, t in zip(PREVENT_F_CVD_10Y_UACR, terms, strict=True)) + LN_UACR_F_CVD * math.log(uacr)
+    return math.exp(x) / (1 + math.exp(x))
+
+
 def prevent_women_cvd_10y(egfr: float, hba1c: float | None = None) -> float:
     """The Khan 2024 sample woman (50 y, TC 200, HDL 45, SBP 160 treated, diabetes, non-smoker, no statin)."""
     age, tc, hdl, sbp, treated, diabetes, smoker, statin = 50, 200, 45, 160, 1, 1, 0, 0
@@ -312,6 +334,21 @@ def test_prevent_full_says_a_newest_uacr_bound_was_recorded_and_the_equations_wi
     assert f"of {bound['effectiveDateTime'][:10]}" in used
     uacr = row_of(page, "Urine albumin/creatinine ratio")
     assert "not recorded" not in uacr and "no usable value" in uacr and "(<3 mg/g)" in uacr
+
+
+@pytest.mark.parametrize("older", [[F.quantity_obs("9318-7", 40, "mg/g", days=300)], []])
+def test_a_newest_uacr_above_a_limit_gives_no_number_rather_than_the_equations_without_it(
+        api: Any, older: list[dict[str, Any]]) -> None:
+    """UACR '>300 mg/g': at 300 the +UACR model already gives the Khan 2024 sample woman more than the base model's
+    14.68 % (intermediate), and more above it; the equations without UACR (for a patient in whom it was not measured)
+    would understate her risk, and an older 40 mg/g is not the current value. No number, and the card says why."""
+    bound = F.quantity_obs("9318-7", 300, "mg/g", days=20)
+    bound["valueQuantity"]["comparator"] = ">"
+    assert prevent_women_cvd_10y_uacr(90, 300) > prevent_women_cvd_10y(90) + 0.05  # 21.5 % against 14.7 %
+    card = fire(api, "prevent-full", khan_woman() + [bound] + older)
+    assert primary_risk(card) is None
+    assert "(>300 mg/g)" in html.unescape(card["detail"]) and "14.7" not in card["summary"]
+    assert "equations without it are for a patient in whom it was not measured" in details_page(api, card)
 
 
 @pytest.mark.parametrize("older", [[F.quantity_obs("4548-4", 7.5, "%", days=200)], []])
