@@ -73,34 +73,32 @@ PREVENT_F_CVD_10Y_UACR = (0.7969249, 0.0256635, -0.1588107, -0.2255701, 0.339664
 LN_UACR_F_CVD = 0.1793037
 
 
-def prevent_women_cvd_10y_uacr(egfr: float, uacr: float) -> float:
-    """The Khan 2024 sample woman with a measured UACR (the +UACR model)."""
+def _sample_woman_terms(egfr: float) -> tuple[float, ...]:
+    """The Khan 2024 sample woman's terms (50 y, TC 200, HDL 45, SBP 160 treated, diabetes, non-smoker, no statin), in
+    the order of the PREVENT coefficient tables, and the constant's 1."""
     age, tc, hdl, sbp, treated, diabetes, smoker, statin = 50, 200, 45, 160, 1, 1, 0, 0
     a = (age - 55) / 10
     non_hdl = (tc - hdl) * 0.02586 - 3.5
     hdl_t = (hdl * 0.02586 - 1.3) / 0.3
     sbp_lo, sbp_hi = (min(sbp, 110) - 110) / 20, (max(sbp, 110) - 130) / 20
     egfr_lo, egfr_hi = (min(egfr, 60) - 60) / -15, (max(egfr, 60) - 90) / -15
-    terms = (a, non_hdl, hdl_t, sbp_lo, sbp_hi, diabetes, smoker, egfr_lo, egfr_hi, treated, statin, treated * sbp_hi,
-             statin * non_hdl, a * non_hdl, a * hdl_t, a * sbp_hi, a * diabetes, a * smoker, a * egfr_lo, 1.0)
+    return (a, non_hdl, hdl_t, sbp_lo, sbp_hi, diabetes, smoker, egfr_lo, egfr_hi, treated, statin, treated * sbp_hi,
+            statin * non_hdl, a * non_hdl, a * hdl_t, a * sbp_hi, a * diabetes, a * smoker, a * egfr_lo, 1.0)
+
+
+def prevent_women_cvd_10y_uacr(egfr: float, uacr: float) -> float:
+    """The Khan 2024 sample woman with a measured UACR (the +UACR model)."""
+    terms = _sample_woman_terms(egfr)
     x = sum(b * t for b, t in zip(PREVENT_F_CVD_10Y_UACR, terms, strict=True)) + LN_UACR_F_CVD * math.log(uacr)
     return math.exp(x) / (1 + math.exp(x))
 
 
 def prevent_women_cvd_10y(egfr: float, hba1c: float | None = None) -> float:
-    """The Khan 2024 sample woman (50 y, TC 200, HDL 45, SBP 160 treated, diabetes, non-smoker, no statin)."""
-    age, tc, hdl, sbp, treated, diabetes, smoker, statin = 50, 200, 45, 160, 1, 1, 0, 0
-    a = (age - 55) / 10
-    non_hdl = (tc - hdl) * 0.02586 - 3.5
-    hdl_t = (hdl * 0.02586 - 1.3) / 0.3
-    sbp_lo, sbp_hi = (min(sbp, 110) - 110) / 20, (max(sbp, 110) - 130) / 20
-    egfr_lo, egfr_hi = (min(egfr, 60) - 60) / -15, (max(egfr, 60) - 90) / -15
-    terms = (a, non_hdl, hdl_t, sbp_lo, sbp_hi, diabetes, smoker, egfr_lo, egfr_hi, treated, statin, treated * sbp_hi,
-             statin * non_hdl, a * non_hdl, a * hdl_t, a * sbp_hi, a * diabetes, a * smoker, a * egfr_lo, 1.0)
+    """The Khan 2024 sample woman, base model, or the +HbA1c model when `hba1c` is given (she has diabetes)."""
     coefficients = PREVENT_F_CVD_10Y_BASE if hba1c is None else PREVENT_F_CVD_10Y_HBA1C
-    x = sum(b * t for b, t in zip(coefficients, terms, strict=True))
+    x = sum(b * t for b, t in zip(coefficients, _sample_woman_terms(egfr), strict=True))
     if hba1c is not None:
-        x += HBA1C_IN_DM * (hba1c - 5.3) * diabetes  # "missing HbA1c" is 0: it was measured
+        x += HBA1C_IN_DM * (hba1c - 5.3)  # "missing HbA1c" is 0: it was measured; she has diabetes
     return math.exp(x) / (1 + math.exp(x))
 
 
