@@ -167,6 +167,13 @@ def test_mild_mitral_stenosis_coded_twice_keeps_the_score(api: Any, icd10: str) 
     assert severe["summary"] == f"{NOT_FOR_VALVULAR_AF}, and {STENOSIS}", severe["summary"]
 
 
+def test_an_entry_coded_both_mild_and_severe_is_not_read_as_mild(api: Any) -> None:
+    entry = _coded_twice("I34.2", "838448003", "Mild mitral valve stenosis")
+    entry["code"]["coding"].append({"system": F.SNOMED, "code": "838450006", "display": "Severe mitral valve stenosis"})
+    card = fire(api, "cha2ds2-vasc", MAN_50_WITH_AF + [entry])
+    assert card["summary"] == f"{NOT_FOR_VALVULAR_AF}, and {STENOSIS}", card["summary"]
+
+
 def test_the_stenosis_guidance_never_says_a_severe_code_gives_no_severity(api: Any) -> None:
     card = fire(api, "cha2ds2-vasc", MAN_50_WITH_AF + [F.condition("838450006", display="Severe mitral valve stenosis")])
     assert card["summary"] == f"{NOT_FOR_VALVULAR_AF}, and {STENOSIS}"
