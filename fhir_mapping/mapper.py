@@ -352,7 +352,7 @@ class _Context:
             return self._aggregate(name, feature, candidates)
         if bound is not None and (feature.default is None or bound_above):  # a bound ('>60'): older results must
             # not replace it, and an add-on above a limit is not left out (see `_newest_usable`)
-            return self._bound_stands(name, feature, bound, ignored)
+            return self._newest_stands(name, feature, bound, ignored)
         if read and any(_reads_presence(feature, source) for source in feature.sources):
             unreadable = ignored[-1]  # the value was read but its resource is not valid FHIR R4
         if unreadable is not None:
@@ -391,7 +391,12 @@ class _Context:
                     # equations that leave it out, which would understate what it adds
                     if feature.default is not None and not why.above:
                         return self._absent(name, feature, ignored, unreadable or ignored[-1])
-                    return self._bound_stands(name, feature, unreadable or ignored[-1], ignored)
+                    return self._newest_stands(name, feature, unreadable or ignored[-1], ignored)
+                if isinstance(why, _Unreadable) and feature.value == "quantity":
+                    # the newest result was reported but cannot be read (no unit, an unknown unit, text): its value
+                    # is unknown, so an older one is not the current value. The input is missing, naming it; an
+                    # add-on keeps its default (the equations without it, as for a value not measured)
+                    return self._unread_newest(name, feature, ignored)
                 if isinstance(why, _Unreadable) and unreadable is None:
                     unreadable = ignored[-1]  # an older readable value is used, and the card names this one
                 continue
@@ -400,17 +405,28 @@ class _Context:
                 return self._newer_unusable(self._aggregate(name, feature, valid), unreadable)
             if _reads_presence(feature, source):
                 return self._unknown(name, feature, ignored[-1], ignored)
-            if unreadable is None and feature.value == "quantity":
-                unreadable = ignored[-1]  # read, but not valid FHIR R4
+            if feature.value == "quantity":  # read, but not valid FHIR R4: as above, the newest stands
+                return self._unread_newest(name, feature, ignored)
         return self._absent(name, feature, ignored, unreadable)
 
-    @staticmethod
-    def _bound_stands(name: str, feature: Feature, bound: SourceRef, ignored: list[SourceRef]) -> MissingFeature:
-        """A newest result written as a bound ('<3', '>60', passed over as `bound`): the feature is missing, and its
-        date keeps a value derived from older results from standing in (`derived_when: newer`)."""
-        reason = f"Newest result not usable: {bound.note}; an older value is not used in its place"
+    def _unread_newest(self, name: str, feature: Feature, ignored: list[SourceRef]) -> FeatureValue | MissingFeature:
+        """The newest result of a quantity (the last passed over) was reported but cannot be read."""
+        if feature.default is not None:
+            return self._absent(name, feature, ignored, ignored[-1])
+        return self._newest_stands(name, feature, ignored[-1], ignored)
+
+    def _newest_stands(self, name: str, feature: Feature, bound: SourceRef,
+                       ignored: list[SourceRef]) -> MissingFeature:
+        """A newest result that is no usable number (a bound '<3', '>60'; no unit, an unknown unit, text, not valid
+        FHIR R4), passed over as `bound`: the feature is missing, naming it, and its date keeps a value derived from
+        older results from standing in (`derived_when: newer`)."""
+        day = _local_day(bound, self.zone)
+        reason = f"Newest result{f' ({day})' if day else ''} not usable: {bound.note}; an older value is not used in " \
+                 "its place"
         if feature.default is not None:  # an add-on above a limit: the equations without it do not apply either
             reason += "; the equations without it are for a patient in whom it was not measured"
+        if bound.reference:
+            reason += f"; newest result: {bound.reference}"
         return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
                               reason=reason, newest_unusable=bound)
 
@@ -998,14 +1014,18 @@ def _in_progress_procedure(res: Resource, source: Source) -> bool:
 def _latest_start(res: Resource) -> datetime | None:
     """The latest moment a procedure's start (performedDateTime, else performedPeriod.start) can mean: the end of
     the year, month or day a partial date names (plus 12 h, the furthest a local day ends after its UTC end), the
-    time itself when one is given. None when neither is a date."""
+    time itself when one is given with its zone, 12 h after it (read as UTC) when its zone is not written. None when
+    neither is a date."""
     period = res.get("performedPeriod")
     start = res.get("performedDateTime")
     if start is None and isinstance(period, dict):
         start = period.get("start")
     when = parse_fhir_datetime(start) if isinstance(start, str) else None
-    if when is None or "T" in start:
-        return when
+    if when is None:
+        return None
+    if "T" in start:  # a time without a zone (read as UTC) could be local time anywhere up to 12 h west of UTC
+        clock = start.split("T", 1)[1]
+        return when if clock.endswith("Z") or "+" in clock or "-" in clock else when + timedelta(hours=12)
     if len(start) == 4:
         end = when.replace(year=when.year + 1) if when.year < 9999 else when
     elif len(start) == 7:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -454,6 +454,33 @@ def test_news2_a_newer_air_reading_overrides_oxygen_therapy_left_in_progress(api
     assert card["summary"].startswith(expected), card["summary"]
     on_air = expected.startswith("NEWS2 0")
     assert f"Supplemental oxygen: **{'Air' if on_air else 'Oxygen'}**" in card["detail"]
+
+
+def test_news2_an_open_therapy_whose_start_has_no_zone_is_not_overridden_by_an_earlier_air_reading(api: Any) -> None:
+    """The record writes its times at -05:00; the therapy's start, 30 minutes ago local time, has no zone (read as
+    UTC it would be 5.5 h ago, before the air reading of an hour ago). Which came first is not known from the zoneless
+    start, so the therapy stands: SpO2 97 on oxygen, Scale 2, scores 3 + 2 for oxygen = NEWS2 5 (RCP Chart 1)."""
+    local = timezone(timedelta(hours=-5))
+    therapy = _oxygen_therapy(None)
+    therapy["performedPeriod"] = {"start": (F.NOW - timedelta(minutes=30)).astimezone(local).replace(tzinfo=None)
+                                  .isoformat(timespec="seconds")}
+    air = F.vital("3150-0", 21, "%", hours=1)
+    air["effectiveDateTime"] = (F.NOW - timedelta(hours=1)).astimezone(local).isoformat(timespec="seconds")
+    card = fire(api, "news2-patient-view", _news2_at(97, therapy, air, scale2=True))
+    assert card["summary"].startswith("NEWS2 5 (medium"), card["summary"]
+
+
+@pytest.mark.parametrize(("code", "text"), [("59408-5", "88 %"), ("9279-1", "26")])
+def test_news2_a_newest_vital_reported_as_text_gives_no_score_rather_than_an_older_one(api: Any, code: str,
+                                                                                       text: str) -> None:
+    """SpO2 '88 %' (or respiration rate '26') charted 30 minutes ago as text, after a readable 96 % (18/min) two hours
+    ago: the older reading is not the patient's state now (88 % on Scale 1 scores 3, 26/min 2, not 0)."""
+    newest = F.vital(code, 0, "%", hours=0.5)
+    del newest["valueQuantity"]
+    newest["valueString"] = text
+    card = fire(api, "news2-patient-view", _news2_record(newest))
+    assert card["summary"].startswith("NEWS2 not calculated"), card["summary"]
+    assert f"the result is text ('{text}')" in card["detail"]
 
 
 def _fio2(value: float, quantity_extra: dict[str, Any] | None, hours: float = 1) -> dict[str, Any]:

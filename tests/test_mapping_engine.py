@@ -154,8 +154,11 @@ def test_value_shapes_units_and_code_systems(spec: FeatureSpec) -> None:
     other_system["code"]["coding"][0]["system"] = "http://example.org/local-codes"
     result = run(spec, [F.patient("p1"), coded, no_unit, other_system])
     notes = sorted(s.note or "" for s in result.missing["sbp_latest"].ignored)
-    assert notes == ["has valueCodeableConcept instead of a valueQuantity",
-                     "unusable unit: no unit given (expected mm[Hg])"]  # the unknown code system never matched
+    # the newest matching result has no unit: it stands (the feature is missing, naming it) and the older coded one
+    # is not read; the unknown code system never matched
+    assert notes == ["unusable unit: no unit given (expected mm[Hg])"]
+    assert result.missing["sbp_latest"].reason.startswith("Newest result (2026-05-02) not usable: unusable unit: no "
+                                                          "unit given")
 
 
 def test_searchset_with_paging_links_and_contained(spec: FeatureSpec) -> None:
@@ -498,10 +501,11 @@ def test_a_newer_creatinine_that_cannot_be_read_leaves_the_newest_evidence_missi
     assert "the recorded Kidney function 45 of 2025-08-05" in missing.reason
     assert missing.newest_unusable is not None and missing.newest_unusable.date == "2026-05-27"
     assert result.values["kidney_if_missing"].value == 45  # `derived_when: missing`: the recorded value, as before
-    if older_creatinine:  # the creatinine itself is the newest readable one, and says which newer one was passed over
-        creatinine = result.values["creatinine"]
-        assert creatinine.value == 1.1 and creatinine.newer_unusable is not None
-        assert "a newer result of 2026-05-27" in (creatinine.note or "")
+    # the creatinine's newest result cannot be read, so the creatinine is missing too, naming it: the older 1.1 mg/dL
+    # is not its current value
+    assert "creatinine" not in result.values
+    assert result.missing["creatinine"].newest_unusable is not None
+    assert result.missing["creatinine"].newest_unusable.date == "2026-05-27"
 
 
 @pytest.mark.parametrize(("recorded_on", "unread_on", "expected"), [

@@ -292,15 +292,19 @@ def test_a_reported_egfr_of_the_same_day_stands_over_a_creatinine_it_cannot_read
     assert primary_risk(fire(api, "kfre-4var", record)) == pytest.approx(kfre_5y(55, False, 45, 30), abs=1e-6)
 
 
-def test_egfr_card_names_a_newer_creatinine_it_cannot_read(api: Any) -> None:
-    newest = unread_creatinine(2.2, 5, None)
+@pytest.mark.parametrize("newest", [unread_creatinine(2.2, 5, None),
+                                    {**unread_creatinine(2.2, 5, None), "valueString": "2.2 mg/dL"}])
+def test_egfr_card_gives_no_number_when_the_newest_creatinine_cannot_be_read(api: Any, newest: dict[str, Any]) -> None:
+    """The eGFR of an older specimen (Inker 2021: 57.54 at 60, shown 58, G3a) is not the patient's eGFR when a
+    creatinine of 5 days ago was reported (2.2 mg/dL would give 24.6, G4): no number, and the card names it."""
+    if "valueString" in newest:
+        newest = {k: v for k, v in newest.items() if k != "valueQuantity"}
     patient = turned(61, 100, "male")  # 60 at the readable creatinine of 200 days ago
     card = fire(api, "egfr-ckd-epi-2021", [patient, newest, F.quantity_obs("2160-0", 1.4, "mg/dL", days=200)])
-    # the eGFR of the newest readable specimen (Inker 2021: 57.54 at 60, shown 58), dated when it was drawn; the newer
-    # creatinine that cannot be read is named on its line
-    assert card["summary"] == "eGFR 58 mL/min/1.73 m² (KDIGO G3a)"
-    line = next(ln for ln in card["detail"].splitlines() if ln.startswith("- Serum creatinine"))
-    assert f"newer result of {newest['effectiveDateTime'][:10]} not usable: unusable unit: no unit given" in line
+    assert ckd_epi_2021(1.4, 60, female=False) == pytest.approx(57.54, abs=0.005)
+    assert card["summary"] == "eGFR (CKD-EPI 2021) not calculated: missing Serum creatinine", card["summary"]
+    assert f"Newest result ({newest['effectiveDateTime'][:10]}) not usable: " in card["detail"]
+    assert "58" not in card["summary"]
     assert newest["id"] in details_page(api, card)
 
 
@@ -347,6 +351,30 @@ def test_a_newest_uacr_above_a_limit_gives_no_number_rather_than_the_equations_w
     assert primary_risk(card) is None
     assert "(>300 mg/g)" in html.unescape(card["detail"]) and "14.7" not in card["summary"]
     assert "equations without it are for a patient in whom it was not measured" in details_page(api, card)
+
+
+def test_a_newest_uacr_reported_as_text_means_the_equations_without_it_not_an_older_value(api: Any) -> None:
+    """The newest UACR (20 days ago) is text; the older 40 mg/g is not its current value, so PREVENT-full uses the
+    equations without UACR (the base model for the Khan 2024 sample woman, 14.68 %), never the +UACR model at 40."""
+    text = F.quantity_obs("9318-7", 0, "mg/g", days=20)
+    del text["valueQuantity"]
+    text["valueString"] = "see report"
+    card = fire(api, "prevent-full", khan_woman() + [text, F.quantity_obs("9318-7", 40, "mg/g", days=300)])
+    assert abs(prevent_women_cvd_10y_uacr(90, 40) - prevent_women_cvd_10y(90)) > 0.005
+    assert primary_risk(card) == pytest.approx(prevent_women_cvd_10y(90), abs=1e-6)
+
+
+def test_pce_gives_no_number_when_the_newest_cholesterol_is_text(api: Any) -> None:
+    """Total cholesterol '290' as text last week, 170 mg/dL readable a year ago: the older value is not the current
+    one, so no number (the Goff 2013 equations from 170 would say less than from 290)."""
+    record = [F.patient("p1", 55, "male"), F.quantity_obs("2093-3", 170, "mg/dL", days=330),
+              F.quantity_obs("2085-9", 50, "mg/dL"), F.bp_panel(120), F.smoking(F.NEVER_SMOKER)]
+    text = F.quantity_obs("2093-3", 0, "mg/dL", days=7)
+    del text["valueQuantity"]
+    text["valueString"] = "290"
+    card = fire(api, "ascvd-pce-10y", record + [text])
+    assert primary_risk(card) is None and "not calculated" in card["summary"], card["summary"]
+    assert "the result is text ('290')" in card["detail"]
 
 
 @pytest.mark.parametrize("older", [[F.quantity_obs("4548-4", 7.5, "%", days=200)], []])

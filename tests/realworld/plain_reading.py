@@ -324,18 +324,19 @@ def latest_value(rs: list[dict[str, Any]], codes: set[str], kind: str, days: int
 
 
 def latest_sbp(rs: list[dict[str, Any]], days: int = 365) -> float | None:
+    """The newest systolic pressure, from a panel's component or a standalone result; None when that one has no
+    readable number (an older reading is not the current one)."""
     found = []
     for t, r in _usable_obs(rs, {"85354-9", "55284-4"}, days):
         for comp in r.get("component", []):
             if any(c == "8480-6" for _, c, _ in codings(comp.get("code"))):
-                v = _convert(comp.get("valueQuantity"), "mmhg")
-                if v is not None:
-                    found.append((t, v))
+                found.append((t, comp))
     for t, r in _usable_obs(rs, {"8480-6"}, days):
-        v = _convert(r.get("valueQuantity"), "mmhg")
-        if v is not None:
-            found.append((t, v))
-    return max(found, key=lambda x: x[0])[1] if found else None
+        found.append((t, r))
+    if not found:
+        return None
+    newest = max(found, key=lambda x: x[0])[1]
+    return _convert(newest.get("valueQuantity"), "mmhg")
 
 
 def smoking(rs: list[dict[str, Any]], days: int = 730) -> int | None:
@@ -357,10 +358,11 @@ def ckd_epi_2021(creatinine: float, age: float, female: int) -> float:
 
 def _newest_readable(rs: list[dict[str, Any]], codes: set[str], kind: str,
                      days: int) -> tuple[datetime, float] | None:
+    """The newest result with its number; None when the newest has no readable number (an add-on then counts as not
+    measured: an older value is not its current one)."""
     for t, r in _usable_obs(rs, codes, days):
         v = _convert(r.get("valueQuantity"), kind)
-        if v is not None:
-            return t, v
+        return None if v is None else (t, v)
     return None
 
 
