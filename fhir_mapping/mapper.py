@@ -636,6 +636,8 @@ class _Context:
         if ref.date and when is None:
             raise _Unusable(f"date '{ref.date}' is not a FHIR date")
         if _in_progress_procedure(res, source):
+            if when and when > self.at + _FUTURE_SLACK:
+                raise _Skip("in progress from a start in the future")  # it has not begun
             when = self.at  # a procedure still in progress (oxygen therapy) is current, whenever it started
         if when and when > self.at + _FUTURE_SLACK:
             raise _Skip("dated in the future")
@@ -691,10 +693,13 @@ class _Context:
             kind = next((k for k in holder if k.startswith("value")), None)
             text = holder.get("valueString")
             if kind == "valueString" and isinstance(text, str) and text.strip():
-                # a result was reported, as text ('2.2 mg/dL'): present but unreadable, so it is named and (for the
-                # newest kidney evidence) an older value does not stand in for it; the text is never parsed
+                # a result was reported, as text ('2.2 mg/dL'): present but unreadable, so it is named and an older
+                # value does not stand in for it; the text is never parsed
                 shown = text.strip() if len(text.strip()) <= 40 else text.strip()[:39] + "…"
                 raise _Unreadable(f"the result is text ('{shown}'), not a quantity")
+            if kind in ("valueInteger", "valueCodeableConcept", "valueRatio", "valueRange", "valueBoolean"):
+                # a result was reported in a shape that carries no unit (valueInteger 2) or no number to read
+                raise _Unreadable(f"has {kind} instead of a valueQuantity")
             raise _Skip(f"has {kind} instead of a valueQuantity" if kind else "has no value")
         raw = qty.get("value")
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
@@ -1008,7 +1013,12 @@ def _check_abatement(res: Resource, at: datetime) -> None:
 
 
 def _in_progress_procedure(res: Resource, source: Source) -> bool:
-    return source.resource == "Procedure" and res.get("status") == "in-progress"
+    """A procedure still going on (oxygen therapy): in progress, and no end written (one with an end has ended,
+    whatever its status says, and stands at its date like any record)."""
+    if source.resource != "Procedure" or res.get("status") != "in-progress":
+        return False
+    period = res.get("performedPeriod")
+    return not (isinstance(period, dict) and period.get("end"))
 
 
 def _latest_start(res: Resource) -> datetime | None:

@@ -447,13 +447,18 @@ def _oxygen_therapy(started_hours_ago: float | None, date_only: bool = False) ->
     ([_oxygen_therapy(0.5, date_only=True), F.vital("3150-0", 21, "%", hours=0.25)], "NEWS2 5 (medium"),
     # the therapy's start and the air reading at the same moment: not certainly after it, so oxygen
     ([_oxygen_therapy(2), F.vital("3150-0", 21, "%", hours=2)], "NEWS2 5 (medium"),
+    # "in progress" from a start three days ahead: it has not begun, and nothing else says oxygen (air)
+    ([_oxygen_therapy(-72)], "NEWS2 0 (low"),
 ])
 def test_news2_a_newer_air_reading_overrides_oxygen_therapy_left_in_progress(api: Any, oxygen: list[dict[str, Any]],
                                                                              expected: str) -> None:
     card = fire(api, "news2-patient-view", _news2_at(97, *copy.deepcopy(oxygen), scale2=True))
     assert card["summary"].startswith(expected), card["summary"]
     on_air = expected.startswith("NEWS2 0")
-    assert f"Supplemental oxygen: **{'Air' if on_air else 'Oxygen'}**" in card["detail"]
+    if on_air and not any(r["resourceType"] == "Observation" for r in oxygen):  # nothing read: air is assumed
+        assert "Supplemental oxygen: **Oxygen**" not in card["detail"] and "Supplemental oxygen" in card["detail"]
+    else:
+        assert f"Supplemental oxygen: **{'Air' if on_air else 'Oxygen'}**" in card["detail"]
 
 
 def test_news2_an_open_therapy_whose_start_has_no_zone_is_not_overridden_by_an_earlier_air_reading(api: Any) -> None:

@@ -256,6 +256,7 @@ def test_kfre_names_a_newer_creatinine_it_cannot_read_and_does_not_use_an_older_
 
 @pytest.mark.parametrize(("value", "why"), [
     ({"valueString": "2.2 mg/dL"}, "the result is text ('2.2 mg/dL'), not a quantity"),
+    ({"valueInteger": 2}, "has valueInteger instead of a valueQuantity"),  # valid R4, but no unit
     ({"valueQuantity": {"unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"}},
      "valueQuantity has no numeric value"),
 ])
