@@ -294,11 +294,19 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
                               reason=f"Could not be computed: {exc}")
     sources = [s for n in needs for s in result.values[n].sources if s.resource_type != "Patient"]
     dates = [result.values[n].date for n in needs if result.values[n].date]
-    labels = ", ".join(spec.features[n].label.lower() for n in needs)
+    # each input with the value used ('computed from serum creatinine 2.2 mg/dL, age at the creatinine 55 years …'),
+    # so the details page shows what an eGFR or a BMI rests on
+    used = ", ".join(f"{spec.features[n].label.lower()} {_shown(result.values[n], spec.features[n])}" for n in needs)
     return FeatureValue(name=name, value=value, unit=feature.unit, label=feature.label,
                         display=display_value(feature, value), sources=sources,
-                        note=f"computed from {labels}" if needs else "set by this model's configuration",
+                        note=f"computed from {used}" if needs else "set by this model's configuration",
                         date=min(dates) if dates else None)
+
+
+def _shown(value: FeatureValue, feature: Feature) -> str:
+    """An input as a derivation's note names it: its display, else its number and unit."""
+    return value.display or display_value(feature, value.value) or \
+        (quantity(float(value.value), value.unit, 2) if value.unit else _fmt(float(value.value)))
 
 
 class _Context:

@@ -173,7 +173,8 @@ def test_derived_bmi_and_fhirpath_filter(spec: FeatureSpec) -> None:
               F.encounter("e1", klass="AMB")]
     v = run(spec, record).values
     assert v["bmi"].value == pytest.approx(81 / 1.8 ** 2)
-    assert v["bmi"].note == "computed from height, weight" and len(v["bmi"].sources) == 2
+    # the note names each input with the value used, so the details page shows what the BMI rests on
+    assert v["bmi"].note == "computed from height 180 cm, weight 81 kg" and len(v["bmi"].sources) == 2
     assert v["inpatient"].value == 0 and v["inpatient"].defaulted
     measured = run(spec, record + [obs("39156-5", 27.1, "kg/m2", "2026-05-02"), F.encounter("e2")]).values
     assert measured["bmi"].value == 27.1 and measured["inpatient"].value == 1

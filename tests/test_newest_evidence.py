@@ -124,6 +124,9 @@ def test_kfre_uses_a_newer_creatinine_over_a_ten_month_old_egfr(api: Any) -> Non
     assert primary_risk(card) == pytest.approx(expected, abs=1e-6)
     assert "(high)" in card["summary"]
     assert "eGFR: **25.8" in card["detail"] and "stale" not in card["detail"]
+    # the details page says what the computed eGFR rests on: the creatinine and the age at its draw, with values
+    page = details_page(api, card)
+    assert "computed from age at the creatinine 55 years on " in page and "serum creatinine 2.2 mg/dL" in page
 
 
 @pytest.mark.parametrize(("egfr_days", "creatinine_days"), [(5, 5), (5, 100)])
