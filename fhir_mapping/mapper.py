@@ -381,8 +381,15 @@ class _Context:
         unreadable: SourceRef | None = None  # the newest result whose value cannot be read (no unit, unknown unit)
         floor = datetime.min.replace(tzinfo=UTC)
         window_start = self.at - timedelta(days=feature.lookback_days) if feature.lookback_days is not None else None
-        keyed = sorted(matches, key=lambda m: self._sort_key(m[0], m[1], window_start, floor), reverse=True)
-        for res, source in keyed:
+        keyed = sorted(((self._sort_key(res, source, window_start, floor), res, source) for res, source in matches),
+                       key=lambda t: t[0], reverse=True)
+        # a quantity's newest result that cannot be read, held until the records of the same moment are read: a
+        # readable one among them (an interface that sends the value and a comment row) gives the value, whatever
+        # the order of the bundle
+        held: tuple[tuple[datetime, int], SourceRef] | None = None
+        for key, res, source in keyed:
+            if held is not None and key < held[0]:
+                return self._unread_newest(name, feature, held[1], ignored)
             ref = self._ref(res, source)
             try:
                 cands = self._read(res, source, feature, ref)
@@ -401,10 +408,11 @@ class _Context:
                         return self._absent(name, feature, ignored, unreadable or ignored[-1])
                     return self._newest_stands(name, feature, unreadable or ignored[-1], ignored)
                 if isinstance(why, _Unreadable) and feature.value == "quantity":
-                    # the newest result was reported but cannot be read (no unit, an unknown unit, text): its value
-                    # is unknown, so an older one is not the current value. The input is missing, naming it; an
-                    # add-on keeps its default (the equations without it, as for a value not measured)
-                    return self._unread_newest(name, feature, ignored)
+                    # the newest result was reported but cannot be read (no unit, an unknown unit, text with a
+                    # number): its value is unknown, so an older one is not the current value. The input is missing,
+                    # naming it; an add-on keeps its default (the equations without it, as for a value not measured)
+                    held = held or (key, ignored[-1])
+                    continue
                 if isinstance(why, _Unreadable) and unreadable is None:
                     unreadable = ignored[-1]  # an older readable value is used, and the card names this one
                 continue
@@ -414,14 +422,17 @@ class _Context:
             if _reads_presence(feature, source):
                 return self._unknown(name, feature, ignored[-1], ignored)
             if feature.value == "quantity":  # read, but not valid FHIR R4: as above, the newest stands
-                return self._unread_newest(name, feature, ignored)
+                held = held or (key, ignored[-1])
+        if held is not None:
+            return self._unread_newest(name, feature, held[1], ignored)
         return self._absent(name, feature, ignored, unreadable)
 
-    def _unread_newest(self, name: str, feature: Feature, ignored: list[SourceRef]) -> FeatureValue | MissingFeature:
-        """The newest result of a quantity (the last passed over) was reported but cannot be read."""
+    def _unread_newest(self, name: str, feature: Feature, newest: SourceRef,
+                       ignored: list[SourceRef]) -> FeatureValue | MissingFeature:
+        """A quantity's newest result (`newest`) was reported but cannot be read."""
         if feature.default is not None:
-            return self._absent(name, feature, ignored, ignored[-1])
-        return self._newest_stands(name, feature, ignored[-1], ignored)
+            return self._absent(name, feature, ignored, newest)
+        return self._newest_stands(name, feature, newest, ignored)
 
     def _newest_stands(self, name: str, feature: Feature, bound: SourceRef,
                        ignored: list[SourceRef]) -> MissingFeature:
@@ -644,8 +655,12 @@ class _Context:
         if ref.date and when is None:
             raise _Unusable(f"date '{ref.date}' is not a FHIR date")
         if _in_progress_procedure(res, source):
-            if when and when > self.at + _FUTURE_SLACK:
+            start = parse_fhir_datetime(_start_text(res))
+            if start is not None and start > self.at + _FUTURE_SLACK:
                 raise _Skip("in progress from a start in the future")  # it has not begun
+            end = _procedure_end(res)
+            if end is not None and end <= self.at:
+                raise _Skip(f"in progress, but its end ({end.date().isoformat()}) has passed")  # it has ended
             when = self.at  # a procedure still in progress (oxygen therapy) is current, whenever it started
         if when and when > self.at + _FUTURE_SLACK:
             raise _Skip("dated in the future")
@@ -700,13 +715,14 @@ class _Context:
         if not isinstance(qty, dict):
             kind = next((k for k in holder if k.startswith("value")), None)
             text = holder.get("valueString")
-            if kind == "valueString" and isinstance(text, str) and text.strip():
-                # a result was reported, as text ('2.2 mg/dL'): present but unreadable, so it is named and an older
-                # value does not stand in for it; the text is never parsed
+            if kind == "valueString" and isinstance(text, str) and any(c.isdigit() for c in text):
+                # a result was reported, as text with a number ('2.2 mg/dL', '>300'): present but unreadable, so it
+                # is named and an older value does not stand in for it; the text is never parsed. Text without a
+                # number ('see comment', 'TNP', 'hemolyzed') says no result was given: it is passed over
                 shown = text.strip() if len(text.strip()) <= 40 else text.strip()[:39] + "…"
                 raise _Unreadable(f"the result is text ('{shown}'), not a quantity")
-            if kind in ("valueInteger", "valueCodeableConcept", "valueRatio", "valueRange", "valueBoolean"):
-                # a result was reported in a shape that carries no unit (valueInteger 2) or no number to read
+            if kind in ("valueInteger", "valueRatio", "valueRange"):
+                # a number was reported in a shape that carries no unit (valueInteger 2) or is not one value
                 raise _Unreadable(f"has {kind} instead of a valueQuantity")
             raise _Skip(f"has {kind} instead of a valueQuantity" if kind else "has no value")
         raw = qty.get("value")
@@ -1021,12 +1037,23 @@ def _check_abatement(res: Resource, at: datetime) -> None:
 
 
 def _in_progress_procedure(res: Resource, source: Source) -> bool:
-    """A procedure still going on (oxygen therapy): in progress, and no end written (one with an end has ended,
-    whatever its status says, and stands at its date like any record)."""
-    if source.resource != "Procedure" or res.get("status") != "in-progress":
-        return False
+    """A procedure still going on (oxygen therapy): in progress (one whose end has passed is set aside in `_read`)."""
+    return source.resource == "Procedure" and res.get("status") == "in-progress"
+
+
+def _start_text(res: Resource) -> str | None:
+    """A procedure's start as written: performedDateTime, else performedPeriod.start."""
     period = res.get("performedPeriod")
-    return not (isinstance(period, dict) and period.get("end"))
+    start = res.get("performedDateTime")
+    if start is None and isinstance(period, dict):
+        start = period.get("start")
+    return start if isinstance(start, str) else None
+
+
+def _procedure_end(res: Resource) -> datetime | None:
+    period = res.get("performedPeriod")
+    end = period.get("end") if isinstance(period, dict) else None
+    return parse_fhir_datetime(end) if isinstance(end, str) else None
 
 
 def _latest_start(res: Resource) -> datetime | None:
@@ -1034,12 +1061,9 @@ def _latest_start(res: Resource) -> datetime | None:
     the year, month or day a partial date names (plus 12 h, the furthest a local day ends after its UTC end), the
     time itself when one is given with its zone, 12 h after it (read as UTC) when its zone is not written. None when
     neither is a date."""
-    period = res.get("performedPeriod")
-    start = res.get("performedDateTime")
-    if start is None and isinstance(period, dict):
-        start = period.get("start")
-    when = parse_fhir_datetime(start) if isinstance(start, str) else None
-    if when is None:
+    start = _start_text(res)
+    when = parse_fhir_datetime(start)
+    if start is None or when is None:
         return None
     if "T" in start:  # a time without a zone (read as UTC) could be local time anywhere up to 12 h west of UTC
         clock = start.split("T", 1)[1]

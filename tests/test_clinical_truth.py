@@ -414,7 +414,8 @@ def test_news2_the_newest_oxygen_record_decides(api: Any, spo2: float, scale2: b
     assert f"Supplemental oxygen: **{'Air' if on_air else 'Oxygen'}**" in card["detail"]
 
 
-def _oxygen_therapy(started_hours_ago: float | None, date_only: bool = False) -> dict[str, Any]:
+def _oxygen_therapy(started_hours_ago: float | None, date_only: bool = False,
+                    ended_hours_ago: float | None = None) -> dict[str, Any]:
     """Oxygen therapy charted as a Procedure still in progress (EHRs often leave it open after the oxygen stops);
     `date_only`: its start written as the date alone (any time that day)."""
     res: dict[str, Any] = {"resourceType": "Procedure", "id": "o2-therapy", "status": "in-progress",
@@ -423,6 +424,8 @@ def _oxygen_therapy(started_hours_ago: float | None, date_only: bool = False) ->
     if started_hours_ago is not None:
         start = F.NOW - timedelta(hours=started_hours_ago)
         res["performedPeriod"] = {"start": start.date().isoformat() if date_only else start.isoformat()}
+    if ended_hours_ago is not None:
+        res.setdefault("performedPeriod", {})["end"] = (F.NOW - timedelta(hours=ended_hours_ago)).isoformat()
     return res
 
 
@@ -449,6 +452,12 @@ def _oxygen_therapy(started_hours_ago: float | None, date_only: bool = False) ->
     ([_oxygen_therapy(2), F.vital("3150-0", 21, "%", hours=2)], "NEWS2 5 (medium"),
     # "in progress" from a start three days ahead: it has not begun, and nothing else says oxygen (air)
     ([_oxygen_therapy(-72)], "NEWS2 0 (low"),
+    # "in progress" with an end written an hour ago: it has ended (air)
+    ([_oxygen_therapy(5, ended_hours_ago=1)], "NEWS2 0 (low"),
+    # a planned end in 5 h does not make it newer than the air reading charted an hour ago (started 3 h ago)
+    ([_oxygen_therapy(3, ended_hours_ago=-5), F.vital("3150-0", 21, "%", hours=1)], "NEWS2 0 (low"),
+    # and without a newer air reading it is current (oxygen)
+    ([_oxygen_therapy(3, ended_hours_ago=-5)], "NEWS2 5 (medium"),
 ])
 def test_news2_a_newer_air_reading_overrides_oxygen_therapy_left_in_progress(api: Any, oxygen: list[dict[str, Any]],
                                                                              expected: str) -> None:

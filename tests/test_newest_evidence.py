@@ -10,6 +10,8 @@ Expected numbers come from the published equations written out plainly here, nev
 
 from __future__ import annotations
 
+import copy
+
 import html
 import math
 from collections.abc import Iterator
@@ -362,10 +364,44 @@ def test_a_newest_uacr_reported_as_text_means_the_equations_without_it_not_an_ol
     equations without UACR (the base model for the Khan 2024 sample woman, 14.68 %), never the +UACR model at 40."""
     text = F.quantity_obs("9318-7", 0, "mg/g", days=20)
     del text["valueQuantity"]
-    text["valueString"] = "see report"
+    text["valueString"] = "35 (see report)"
     card = fire(api, "prevent-full", khan_woman() + [text, F.quantity_obs("9318-7", 40, "mg/g", days=300)])
     assert abs(prevent_women_cvd_10y_uacr(90, 40) - prevent_women_cvd_10y(90)) > 0.005
     assert primary_risk(card) == pytest.approx(prevent_women_cvd_10y(90), abs=1e-6)
+
+
+def _pce_man(*cholesterol: dict[str, Any]) -> list[dict[str, Any]]:
+    return [F.patient("p1", 55, "male"), F.quantity_obs("2085-9", 50, "mg/dL"), F.bp_panel(120),
+            F.smoking(F.NEVER_SMOKER), *cholesterol]
+
+
+def _text_result(code: str, text: str, days: int) -> dict[str, Any]:
+    res = F.quantity_obs(code, 0, "mg/dL", days=days)
+    del res["valueQuantity"]
+    res["valueString"] = text
+    return res
+
+
+@pytest.mark.parametrize("comment", ["see comment", "TNP", "Specimen hemolyzed"])
+def test_a_newest_text_without_a_number_is_a_comment_and_the_older_value_stands(api: Any, comment: str) -> None:
+    """'Test not performed', 'see comment': no result was given, so the cholesterol of 30 days ago is the current one
+    (the same number as without the comment row)."""
+    older = F.quantity_obs("2093-3", 170, "mg/dL", days=30)
+    plain = primary_risk(fire(api, "ascvd-pce-10y", _pce_man(copy.deepcopy(older))))
+    assert plain is not None
+    card = fire(api, "ascvd-pce-10y", _pce_man(older, _text_result("2093-3", comment, 7)))
+    assert primary_risk(card) == pytest.approx(plain, abs=1e-9)
+
+
+@pytest.mark.parametrize("text_first", [True, False])
+def test_a_readable_result_of_the_same_moment_wins_over_one_that_cannot_be_read(api: Any, text_first: bool) -> None:
+    """An interface sends the value and a text row of the same moment: the value is used, whatever their order."""
+    value = F.quantity_obs("2093-3", 290, "mg/dL", days=7)
+    text = _text_result("2093-3", "290 mg/dL", 7)
+    text["effectiveDateTime"] = value["effectiveDateTime"]
+    plain = primary_risk(fire(api, "ascvd-pce-10y", _pce_man(copy.deepcopy(value))))
+    card = fire(api, "ascvd-pce-10y", _pce_man(*([text, value] if text_first else [value, text])))
+    assert plain is not None and primary_risk(card) == pytest.approx(plain, abs=1e-9)
 
 
 def test_pce_gives_no_number_when_the_newest_cholesterol_is_text(api: Any) -> None:
