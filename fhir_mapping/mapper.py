@@ -135,10 +135,8 @@ def _local_day(ref: SourceRef | None, zone: tzinfo) -> str | None:
 
 
 def _unusable_of(result: MappingResult, name: str) -> SourceRef | None:
-    """The newest result of a feature that could not be used, when it is newer than the feature's value (or the
-    feature has none)."""
-    if name in result.values:
-        return result.values[name].newer_unusable
+    """The newest result of a feature that could not be used, when the feature is missing because of it (a value,
+    when there is one, rests on the newest result: an unreadable newest one leaves the feature missing)."""
     missing = result.missing.get(name)
     return missing.newest_unusable if missing is not None else None
 
@@ -378,7 +376,6 @@ class _Context:
         the newest reading: when that one cannot be read, the feature is unknown rather than taken from an older one.
         """
         ignored: list[SourceRef] = []
-        unreadable: SourceRef | None = None  # the newest result whose value cannot be read (no unit, unknown unit)
         floor = datetime.min.replace(tzinfo=UTC)
         window_start = self.at - timedelta(days=feature.lookback_days) if feature.lookback_days is not None else None
         keyed = sorted(((self._sort_key(res, source, window_start, floor), res, source) for res, source in matches),
@@ -405,27 +402,24 @@ class _Context:
                     # default (the equations without it); above one it is missing: a UACR '>300' is no reason for
                     # equations that leave it out, which would understate what it adds
                     if feature.default is not None and not why.above:
-                        return self._absent(name, feature, ignored, unreadable or ignored[-1])
-                    return self._newest_stands(name, feature, unreadable or ignored[-1], ignored)
+                        return self._absent(name, feature, ignored, ignored[-1])
+                    return self._newest_stands(name, feature, ignored[-1], ignored)
                 if isinstance(why, _Unreadable) and feature.value == "quantity":
                     # the newest result was reported but cannot be read (no unit, an unknown unit, text with a
                     # number): its value is unknown, so an older one is not the current value. The input is missing,
                     # naming it; an add-on keeps its default (the equations without it, as for a value not measured)
                     held = held or (key, ignored[-1])
-                    continue
-                if isinstance(why, _Unreadable) and unreadable is None:
-                    unreadable = ignored[-1]  # an older readable value is used, and the card names this one
                 continue
             valid = self._strictly_valid(feature, cands, ignored)
             if valid:
-                return self._newer_unusable(self._aggregate(name, feature, valid), unreadable)
+                return self._aggregate(name, feature, valid)
             if _reads_presence(feature, source):
                 return self._unknown(name, feature, ignored[-1], ignored)
             if feature.value == "quantity":  # read, but not valid FHIR R4: as above, the newest stands
                 held = held or (key, ignored[-1])
         if held is not None:
             return self._unread_newest(name, feature, held[1], ignored)
-        return self._absent(name, feature, ignored, unreadable)
+        return self._absent(name, feature, ignored)
 
     def _unread_newest(self, name: str, feature: Feature, newest: SourceRef,
                        ignored: list[SourceRef]) -> FeatureValue | MissingFeature:
@@ -448,18 +442,6 @@ class _Context:
             reason += f"; newest result: {bound.reference}"
         return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
                               reason=reason, newest_unusable=bound)
-
-    def _newer_unusable(self, value: FeatureValue | MissingFeature,
-                        unreadable: SourceRef | None) -> FeatureValue | MissingFeature:
-        """A value read past a newer result that cannot be read: the value says so, naming that result."""
-        if unreadable is None or not isinstance(value, FeatureValue):
-            return value
-        value.newer_unusable = unreadable
-        day = _local_day(unreadable, self.zone)
-        clause = f"a newer result{f' of {day}' if day else ''} ({unreadable.reference or 'no id'}) was passed " \
-                 f"over: {unreadable.note}"
-        value.note = f"{value.note}; {clause}" if value.note else clause
-        return value
 
     def _passed_over(self, ignored: list[SourceRef], newest: SourceRef | None) -> str | None:
         """'the newest result, of 2026-11-16, was passed over: value is a bound (<3 mg/g), not a measurement; an older

@@ -41,9 +41,6 @@ class FeatureValue:
     note: str | None = None  # e.g. "no diabetes diagnosis on record: assumed absent"
     unrecognised: list[str] = field(default_factory=list)  # active medications not recognised as the feature's class
     date: str | None = None  # date of the source the value came from (latest one for aggregates)
-    # a newer result of this feature that was passed over because its value cannot be read (no unit, an unknown unit,
-    # not valid FHIR R4): named on the card, and for the newest evidence (`derived_when: newer`) it governs
-    newer_unusable: SourceRef | None = None
     # a default chosen although results were on record: the newest one passed over and why ('… is a bound (<3 mg/g)')
     passed_over: str | None = None
 
@@ -56,8 +53,6 @@ class FeatureValue:
             d["defaulted"] = True
         if self.sources:
             d["sources"] = [s.to_dict() for s in self.sources]
-        if self.newer_unusable is not None:
-            d["newer_unusable"] = self.newer_unusable.to_dict()
         return d
 
 
