@@ -15,7 +15,7 @@ from typing import Any
 
 from cards.fhir_resources import format_output, observation, risk_assessment, service_request
 from cards.markdown import environment, trusted
-from fhir_mapping.formatting import clip_words, first_sentence, number, unit_label
+from fhir_mapping.formatting import clip_words, first_sentence, number, unit_label, unmeasured
 from fhir_mapping.result import FeatureValue, MappingResult
 from fhir_mapping.mapper import display_value
 from fhir_mapping.spec import Feature, FeatureSpec
@@ -69,12 +69,6 @@ def _model_card_url(manifest: Manifest, ctx: CardContext) -> str:
     return f"{ctx.base_url}/models/{manifest.id}/card"
 
 
-def _unmeasured(fv: FeatureValue) -> str:
-    """A quantity input left at its default: "not recorded" only when nothing was on record; results that were
-    passed over (a bound such as '<3 mg/g', text, too old) were recorded, just not usable."""
-    return "no usable value" if fv.sources else "not recorded"
-
-
 def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, ctx: CardContext) -> dict[str, Any]:
     """What every card kind shares: the short list of assumptions. Everything else lives on the details page."""
     assumed: list[str] = []
@@ -84,7 +78,7 @@ def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, 
         feature = spec.features.get(name)
         if fv is None or not fv.defaulted or (feature is not None and feature.present_of):
             continue  # population checks and "measured?" flags are spelled out on the details page
-        value = _unmeasured(fv) if fv.unit is not None else (
+        value = unmeasured(bool(fv.sources)) if fv.unit is not None else (
             fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value))
         text = f"{fv.label or name}: {value}"
         src = fv.sources[0] if fv.sources else None
@@ -296,7 +290,7 @@ def contribution_label(name: str, fallback: str, mapping: MappingResult, spec: F
     if fv is None:
         return trusted(fallback)
     feature = spec.features.get(name) if spec else None
-    shown = _unmeasured(fv) if fv.defaulted and fv.unit is not None else (
+    shown = unmeasured(bool(fv.sources)) if fv.defaulted and fv.unit is not None else (
         fv.display or (display_value(feature, fv.value) if feature else None) or f"{fv.value:g}")
     shown = shown.split(" — ")[0]  # the medication detail stays on the inputs list
     return f"{fv.label or fallback}: {shown}"

@@ -61,6 +61,12 @@ def rounded(value: float, decimals: int) -> Decimal:
     return Decimal(f"{value:.{max(decimals, 0)}f}")
 
 
+def unmeasured(passed_over: bool) -> str:
+    """How a quantity input left at its default reads (card and details page): "not recorded" only when nothing was
+    on record; results that were passed over (a bound such as '<3 mg/g', too old) were recorded, just not usable."""
+    return "no usable value" if passed_over else "not recorded"
+
+
 def outside_range(value: float, low: float, high: float, unit: str | None, decimals: int) -> tuple[str, str]:
     """A value outside [low, high] and that range as text, with as many decimals as it takes (from `decimals` up) for
     the value to read outside the range as shown: creatinine 0.05 against 0.1–20 reads '0.05 mg/dL', never

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from cards.fhir_resources import format_output
-from fhir_mapping.formatting import number, quantity, unit_label, value_range
+from fhir_mapping.formatting import number, quantity, unit_label, unmeasured, value_range
 from fhir_mapping.mapper import display_value
 from fhir_mapping.spec import Feature
 from inference.explain import coalition_matrix, shapley_values
@@ -87,8 +87,7 @@ def _row(name: str, label: str, fv: dict[str, Any] | None, spec_in: Input | None
         # the note as the mapper wrote it (it names active medications that were not recognised), else the spec's
         row["note"] = fv.get("note") or (feature.default_note if feature else None)
         if fv.get("unit") is not None:  # a placeholder quantity (an add-on input not measured) is never shown as data
-            # results passed over (a bound such as '<3 mg/g', text, too old) were recorded, just not usable
-            row["value"] = "no usable value" if fv.get("sources") else "not recorded"
+            row["value"] = unmeasured(bool(fv.get("sources")))
             return row
     if fv.get("display") and " — " in str(fv["display"]):  # a recognised drug: its name and how it was recognised
         row["value"] = str(fv["display"])
