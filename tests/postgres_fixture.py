@@ -18,16 +18,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.service_process import free_port
+
 
 def _bin_dir() -> str | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return os.path.dirname(found[-1]) if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _run_as(user: str | None, args: list[str]) -> None:
@@ -53,7 +49,7 @@ def postgres_url() -> Iterator[str]:
     if user:
         shutil.chown(workdir, user)
         shutil.chown(sockets, user)
-    port = _free_port()
+    port = free_port()
     _run_as(user, [f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "cds", "--no-sync", "-E", "UTF8"])
     _run_as(user, [f"{bindir}/pg_ctl", "-D", data, "-l", os.path.join(workdir, "log"), "-w", "-t", "60", "start",
                    "-o", f"-p {port} -h 127.0.0.1 -k {sockets} -c fsync=off"])

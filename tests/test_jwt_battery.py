@@ -13,7 +13,6 @@ import hmac
 import json
 import logging
 import math
-import socket
 import subprocess
 import sys
 import textwrap
@@ -32,6 +31,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 import fhirfactory as F
+from tests.service_process import free_port
 from cds_hooks.app import create_app
 from cds_hooks.bundle_prefetch import prefetch_from_resources
 from cds_hooks.replay import MemoryReplayStore, RedisReplayStore, ReplayStoreError, SqlReplayStore
@@ -471,12 +471,6 @@ def test_postgres_backed_apps_refuse_each_others_tokens(tmp_path: Path, postgres
 # ---- Redis ------------------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 
 
 def test_redis_store_contract_and_expiry(redis_url: str) -> None:
@@ -521,6 +515,6 @@ def test_redis_backed_apps_share_the_replay_cache(tmp_path: Path, redis_url: str
 
 def test_unreachable_redis_refuses_calls(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, auth={"clients": clients_config(),
-                                             "replay_cache_url": f"redis://127.0.0.1:{_free_port()}/0"})
+                                             "replay_cache_url": f"redis://127.0.0.1:{free_port()}/0"})
     with TestClient(create_app(settings)) as c:
         assert_bare_401(c.get("/cds-services", headers=bearer(es384(f"{BASE}/cds-services"))), "Redis down")
