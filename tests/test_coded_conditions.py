@@ -50,6 +50,10 @@ MAN_60_WITH_AF = [F.patient("p1", 60, "male"), F.condition("49436004", display="
     (F.condition("I16.9", CM, display="Hypertensive crisis, unspecified"), 1, "H"),
     (F.condition("I1A.0", CM, display="Resistant hypertension"), 1, "H: resistant hypertension"),
     (F.condition("I16.1", WHO, display="Hypertensive emergency"), 1, "H: an ICD-10-CM code sent as WHO ICD-10"),
+    (F.condition("E08.65", WHO, display="Diabetes due to underlying condition with hyperglycemia"), 1,
+     "D: an ICD-10-CM-only category sent as WHO ICD-10"),
+    (F.condition("Z86.73", WHO, display="Personal history of TIA and cerebral infarction"), 2,
+     "S2: an ICD-10-CM-only code sent as WHO ICD-10"),
     (F.condition("10964002", display="Progressive pulmonary hypertension"), 0, "not systemic hypertension"),
     (F.condition("443502000", display="Atherosclerosis of coronary artery"), 0, "coronary disease without MI: not V"),
 ])
