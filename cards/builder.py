@@ -131,6 +131,8 @@ def _input_row(fv: FeatureValue, feature: Feature | None, at: datetime) -> dict[
         flags.append(f"converted from {number(source.original_value, 2)} "
                      f"{unit_label(source.original_unit) or '(a fraction)'}"
                      if isinstance(source.original_value, (int, float)) else "converted")
+    if source and source.note and source.note.startswith("written without a unit"):
+        flags.append("no unit written")  # read in the one unit its code has; the details page says which
     value = fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value)
     value = value.split(", recognised by ")[0]  # the drug stays; how it was recognised is on the details page
     date = fv.date or (source.date[:10] if source and source.date and source.resource_type != "Patient" else None)

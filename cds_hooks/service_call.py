@@ -193,7 +193,9 @@ class ServiceCaller:
                     "value": fv.value,
                     "unit": fv.unit,
                     "defaulted": fv.defaulted,
-                    "sources": [{"reference": s.reference, "date": s.date} for s in fv.sources],
+                    # how each value was read ('converted from 1.2 mmol/L') goes with it to the details page
+                    "sources": [{"reference": s.reference, "date": s.date, **({"note": s.note} if s.note else {})}
+                                for s in fv.sources],
                     "display": fv.display,  # e.g. "Yes — amlodipine 5 MG Oral Tablet, recognised by RxNorm code …"
                     "note": fv.note,  # e.g. the default's note naming active medications that were not recognised
                 }

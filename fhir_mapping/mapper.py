@@ -681,8 +681,13 @@ class _Context:
             return [_Candidate(1.0, when, ref, res)]
         if feature.value == "quantity":
             assert feature.unit is not None
-            value, original, unit = self._quantity(holder, feature.unit, feature.analyte)
+            value, original, unit = self._quantity(holder, feature.unit, feature.analyte, feature.bare_number_unit)
             note = None if unit == feature.unit else f"converted from {_fmt(original)} {unit}"
+            if unit is None:  # a bare number, read in the one unit its code has
+                assert feature.bare_number_unit is not None
+                note = f"written without a unit; read as {_fmt(original)} {_unit_label(feature.bare_number_unit)}"
+                if self.units.lookup(feature.bare_number_unit) != self.units.lookup(feature.unit):
+                    note += f", converted to {_fmt(round(value, 2))} {_unit_label(feature.unit)}"
             return [_Candidate(value, when, _with(ref, original, unit, note), res)]
         if feature.value == "boolean":
             flag = holder.get("valueBoolean")
@@ -692,10 +697,16 @@ class _Context:
         value, token = self._coded(holder.get("valueCodeableConcept"), feature)
         return [_Candidate(value, when, _with(ref, token, None, None), res)]
 
-    def _quantity(self, holder: Resource, target: str, analyte: str | None) -> tuple[float, float, str | None]:
+    def _quantity(self, holder: Resource, target: str, analyte: str | None,
+                  bare_unit: str | None = None) -> tuple[float, float, str | None]:
+        """The value in `target`, the number as written and its unit; the unit is None for a bare number, which is
+        read in `bare_unit` when the feature names one (and is unreadable otherwise)."""
         qty = holder.get("valueQuantity")
         if not isinstance(qty, dict):
             kind = next((k for k in holder if k.startswith("value")), None)
+            integer = holder.get("valueInteger")
+            if kind == "valueInteger" and bare_unit and isinstance(integer, int) and not isinstance(integer, bool):
+                return self._bare(integer, bare_unit, target, analyte), integer, None
             text = holder.get("valueString")
             if kind == "valueString" and isinstance(text, str) and any(c.isdigit() for c in text):
                 # a result was reported, as text with a number ('2.2 mg/dL', '>300'): present but unreadable, so it
@@ -720,6 +731,8 @@ class _Context:
         unit = qty.get("code") if ucum else qty.get("unit") or qty.get("code")
         if unit is not None and not isinstance(unit, str):
             raise _Unreadable("valueQuantity unit is not text")
+        if unit is None and bare_unit and qty.get("unit") is None and qty.get("code") is None:
+            return self._bare(raw, bare_unit, target, analyte), raw, None
         try:
             value = self.units.convert(float(raw), unit, target, analyte, ucum=ucum)
         except UnitError as exc:
@@ -731,6 +744,15 @@ class _Context:
         if unit and self.units.lookup(unit) == self.units.lookup(target):
             unit = target
         return value, raw, unit
+
+    def _bare(self, raw: float, bare_unit: str, target: str, analyte: str | None) -> float:
+        try:
+            value = self.units.convert(float(raw), bare_unit, target, analyte, ucum=True)
+        except (OverflowError, ValueError) as exc:  # UnitError cannot happen: the spec checked the two units
+            raise _Skip(f"value {raw!r} cannot be used ({exc})") from exc
+        if not isfinite(value):
+            raise _Skip("value is not a finite number")
+        return value
 
     def _coded(self, concept: Any, feature: Feature) -> tuple[float, str]:
         answers = feature.answers

@@ -149,6 +149,10 @@ class Feature(_Strict):
     on_date_of: str | None = None
     value: ValueKind = "quantity"
     unit: str | None = None
+    # a result written as a bare number (valueInteger, or a valueQuantity with a value and neither unit nor code) is
+    # read in this unit; only for codes whose results have one unit (heart rate /min, systolic pressure mm[Hg],
+    # SpO2 %), never where the unit decides the number (temperature, creatinine). Without it a bare number is unreadable
+    bare_number_unit: str | None = None
     analyte: str | None = None
     answers: Answers | None = None
     lookback_days: int | None = Field(default=None, gt=0)
@@ -190,6 +194,15 @@ class Feature(_Strict):
                 raise ValueError("a quantity feature needs `unit`")
             if default_registry().lookup(self.unit) is None:
                 raise ValueError(f"unit '{self.unit}' is not in the unit registry")
+        if self.bare_number_unit is not None:
+            if self.value != "quantity" or not self.sources:
+                raise ValueError("`bare_number_unit` applies to a quantity feature read from sources")
+            bare, unit = default_registry().lookup(self.bare_number_unit), default_registry().lookup(self.unit or "")
+            if bare is None:
+                raise ValueError(f"unit '{self.bare_number_unit}' is not in the unit registry")
+            if unit is not None and bare.dimension != unit.dimension:
+                raise ValueError(f"`bare_number_unit` '{self.bare_number_unit}' does not measure what `unit` "
+                                 f"'{self.unit}' measures")
         if self.value == "coded" and self.answers is None:
             raise ValueError("a coded feature needs `answers`")
         if self.default is not None and not self.default_note:

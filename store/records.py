@@ -33,7 +33,7 @@ class PredictionRecord:
     patient_id: str  # raw FHIR id: the store keeps only HMAC(patient_id) — never this value
     encounter_id: str | None
     created_at: datetime  # timezone-aware UTC
-    features: dict[str, Any]  # name -> {"value", "unit", "defaulted", "sources": [{"reference", "date"}]}
+    features: dict[str, Any]  # name -> {"value", "unit", "defaulted", "sources": [{"reference", "date", "note"?}]}
     missing: dict[str, str]  # name -> reason
     outputs: dict[str, float] | None  # None when guards refused to give a number
     category: str | None

@@ -413,11 +413,16 @@ def _text(value: Any, limit: int = 2000) -> str | None:
 
 
 def _safe_ref(source: dict[str, Any]) -> dict[str, Any]:
-    """A source reference fit to keep: references to the patient or encounter lose their id."""
+    """A source reference fit to keep: references to the patient or encounter lose their id; how the value was read
+    ('converted from 1.2 mmol/L', 'written without a unit; read as 130 /min') is kept for the details page."""
     ref = str(source.get("reference") or "")
     if ref.split("/", 1)[0] in ("Patient", "Encounter", "RelatedPerson") or ref.startswith("urn:"):
         ref = ref.split("/", 1)[0] if "/" in ref else "urn"
-    return {"reference": ref, "date": source.get("date")}
+    kept = {"reference": ref, "date": source.get("date")}
+    note = _text(source.get("note"))
+    if note:
+        kept["note"] = note
+    return kept
 
 
 def _prediction_dict(p: Prediction) -> dict[str, Any]:

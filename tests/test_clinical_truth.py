@@ -497,6 +497,53 @@ def test_news2_a_newest_vital_reported_as_text_gives_no_score_rather_than_an_old
     assert f"the result is text ('{text}')" in card["detail"]
 
 
+def _bare(res: dict[str, Any], shape: str) -> dict[str, Any]:
+    """The vital `res` with its number written bare: as valueInteger, or as a valueQuantity with no unit or code."""
+    value = res["valueQuantity"]["value"]
+    del res["valueQuantity"]
+    if shape == "valueInteger":
+        res["valueInteger"] = int(value)
+    else:
+        res["valueQuantity"] = {"value": value}
+    return res
+
+
+@pytest.mark.parametrize("shape", ["valueInteger", "bare valueQuantity"])
+def test_news2_reads_vital_signs_written_as_bare_numbers_in_their_codes_only_unit(api: Any, shape: str) -> None:
+    """Flowsheets send pulse, respiration rate, SpO2 and blood pressure as whole numbers without a unit. Each of these
+    LOINC codes has one unit (/min, %, mm[Hg]), so the number is read in it, not refused. RCP Chart 1: respiration 24
+    = 2, SpO2 88 on Scale 1 = 3, air = 0, systolic 95 = 2, pulse 130 = 2, alert = 0, temperature 36.8 = 0: NEWS2 9."""
+    record = [F.patient("p1", 67, "male"), F.encounter("e1"),
+              _bare(F.vital("9279-1", 24, "/min"), shape), _bare(F.vital("59408-5", 88, "%"), shape),
+              _bare(F.vital("8867-4", 130, "/min"), shape), F.vital("8310-5", 36.8, "Cel"),
+              _bare(F.vital("8480-6", 95, "mm[Hg]"), shape), F.coded_obs("67775-7", "248234008", hours=2)]
+    card = fire(api, "news2-patient-view", record)
+    assert card["summary"].startswith("NEWS2 9"), card["summary"]
+    spo2 = next(x for x in card["detail"].splitlines() if x.startswith("- SpO2"))
+    assert spo2.startswith("- SpO2: **88 %**") and spo2.endswith("· _no unit written_"), spo2
+    details = next(link["url"] for link in card["links"] if link["label"].startswith("Full reasoning, sources"))
+    page = api.client.get(details.removeprefix("http://testserver")).text
+    assert "written without a unit; read as 130 /min" in page
+
+
+def test_news2_a_temperature_without_its_unit_is_not_read(api: Any) -> None:
+    """Temperature has two units (37 or 98.6): a bare number is not read in either, so NEWS2 gives no score and names
+    the reading; an older temperature does not stand in for it."""
+    temp = _bare(F.vital("8310-5", 38, "Cel", hours=0.5), "valueInteger")
+    card = fire(api, "news2-patient-view", _news2_record(temp))
+    assert card["summary"].startswith("NEWS2 not calculated"), card["summary"]
+    assert "Temperature: Newest result" in card["detail"] and "not usable" in card["detail"]
+
+
+def test_news2_a_bare_spo2_fraction_is_not_taken_for_a_saturation(api: Any) -> None:
+    """SpO2 0.88 with no unit (a fraction) read in % is 0.88 %: outside the score's range, so no score, not 'SpO2 ≥ 96'
+    from an older reading and not a score of the fraction."""
+    spo2 = _bare(F.vital("59408-5", 0.88, "%", hours=0.5), "bare valueQuantity")
+    card = fire(api, "news2-patient-view", _news2_record(spo2))
+    assert card["summary"].startswith("No NEWS2 estimate: SpO2"), card["summary"]
+    assert "outside the range the model was validated for (50–100 %)" in card["summary"]
+
+
 def _fio2(value: float, quantity_extra: dict[str, Any] | None, hours: float = 1) -> dict[str, Any]:
     """FiO2 as an EHR sends it; `quantity_extra` None means a bare number with no unit at all."""
     res = F.vital("3150-0", value, "%", hours=hours)

@@ -434,6 +434,73 @@ def test_a_source_usable_range_needs_a_threshold(tmp_path: Path) -> None:
         load_feature_spec(path, LIB)
 
 
+# ---- a bare number read in the one unit its code has (`bare_number_unit`) -------------------------------------------
+BARE = {"spec_version": 1, "features": {
+    "sbp": {"label": "Systolic", "unit": "mm[Hg]", "bare_number_unit": "mm[Hg]", "lookback_days": 30, "sources": [
+        {"resource": "Observation", "codes": ["http://loinc.org|85354-9"], "component": ["http://loinc.org|8480-6"]},
+        {"resource": "Observation", "codes": ["http://loinc.org|8480-6"]}]},
+    "sbp_kpa": {"label": "Systolic in kPa", "unit": "kPa", "bare_number_unit": "mm[Hg]", "lookback_days": 30,
+                "sources": [{"resource": "Observation", "codes": ["http://loinc.org|8480-6"]}]},
+    "temp": {"label": "Temperature", "unit": "Cel", "lookback_days": 30,
+             "sources": [{"resource": "Observation", "codes": ["http://loinc.org|8310-5"]}]}}}
+
+
+def _bare_spec(tmp_path: Path, doc: dict[str, Any] = BARE) -> FeatureSpec:
+    path = tmp_path / "features.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return load_feature_spec(path, LIB)
+
+
+def _panel(systolic: dict[str, Any], hours: float) -> dict[str, Any]:
+    return {"resourceType": "Observation", "id": f"bp{hours}", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]}, "subject": {"reference": "Patient/p1"},
+            "effectiveDateTime": _at(hours),
+            "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]}, **systolic}]}
+
+
+@pytest.mark.parametrize(("written", "expected"), [
+    ({"valueInteger": 142}, 142.0),
+    ({"valueQuantity": {"value": 142}}, 142.0),                                  # a Quantity with neither unit nor code
+    ({"valueQuantity": {"value": 142, "unit": "mmHg"}}, 142.0),                  # a unit as text: read as before
+])
+def test_a_bare_number_is_read_in_the_only_unit_its_code_has(tmp_path: Path, written: dict[str, Any],
+                                                              expected: float) -> None:
+    result = run(_bare_spec(tmp_path), [F.patient("p1"), _panel(written, 1)])
+    assert result.values["sbp"].value == expected
+    bare = "unit" not in json.dumps(written)
+    assert (result.values["sbp"].sources[0].note == "written without a unit; read as 142 mmHg") is bare
+
+
+def test_a_bare_number_is_converted_from_its_unit_and_other_shapes_stay_unreadable(tmp_path: Path) -> None:
+    sbp = obs("8480-6", 0, "mm[Hg]", _at(1))
+    del sbp["valueQuantity"]
+    sbp["valueInteger"] = 150
+    temp = obs("8310-5", 0, "Cel", _at(1))
+    del temp["valueQuantity"]
+    temp["valueInteger"] = 38  # temperature has two units: never read bare
+    result = run(_bare_spec(tmp_path), [F.patient("p1"), sbp, temp])
+    assert result.values["sbp_kpa"].value == pytest.approx(150 * 0.133322, rel=1e-4)  # mmHg to kPa
+    assert result.values["sbp_kpa"].sources[0].note == "written without a unit; read as 150 mmHg, converted to 20 kPa"
+    assert "temp" in result.missing and "has valueInteger instead of a valueQuantity" in result.missing["temp"].reason
+    for flag in (True, False):  # valueBoolean is not a number, nor is a bool in valueInteger's place
+        sbp["valueInteger"] = flag
+        again = run(_bare_spec(tmp_path), [F.patient("p1"), sbp])
+        assert "sbp_kpa" not in again.values
+
+
+@pytest.mark.parametrize(("feature", "message"), [
+    ({"label": "T", "unit": "Cel", "bare_number_unit": "mm[Hg]",
+      "sources": [{"resource": "Observation", "codes": ["http://loinc.org|8310-5"]}]}, "does not measure what"),
+    ({"label": "T", "unit": "Cel", "bare_number_unit": "furlong",
+      "sources": [{"resource": "Observation", "codes": ["http://loinc.org|8310-5"]}]}, "not in the unit registry"),
+    ({"label": "S", "value": "exists", "bare_number_unit": "%",
+      "sources": [{"resource": "Condition", "codes": ["http://snomed.info/sct|1201005"]}]}, "quantity feature"),
+])
+def test_bare_number_unit_spec_errors(tmp_path: Path, feature: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        _bare_spec(tmp_path, {"spec_version": 1, "features": {"x": feature}})
+
+
 # ---- a derived value that competes by date (`derived_when: newer`) and an age on a result's date (`on_date_of`) ---
 NEWEST = {
     "spec_version": 1,

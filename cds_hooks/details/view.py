@@ -99,8 +99,10 @@ def _row(name: str, label: str, fv: dict[str, Any] | None, spec_in: Input | None
         row["value"] = (display_value(feature, value) if feature else None) or fv.get("display") or number(value, 2)
     if not fv.get("defaulted"):
         row["source"], row["date"] = _source_row(fv)
-        # how a value was computed, and which recorded value a newer computation replaced (e.g. an older eGFR)
-        row["note"] = fv.get("note")
+        # how a value was computed, and which recorded value a newer computation replaced (e.g. an older eGFR); else
+        # how the recorded value was read ('converted from 1.2 mmol/L', 'written without a unit; read as 130 /min')
+        sources = fv.get("sources") or [{}]
+        row["note"] = fv.get("note") or sources[0].get("note")
     return row
 
 
