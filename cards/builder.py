@@ -216,7 +216,8 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
     view["other_outputs"] = _other_outputs(manifest, prediction)
     view["withheld"] = [trusted(w) for w in sorted(set(prediction.withheld.values()))]
     view["notes"] = [trusted(n) for n in prediction.notes]  # worded by the runtime from the model folder
-    view["inputs"] = _key_inputs(manifest, spec, mapping, prediction, ctx.at) if spec else []
+    view["inputs"] = _key_inputs(manifest, spec, mapping, prediction, ctx.at, manifest.card.inputs_shown) \
+        if spec else []
     detail = _render(manifest.card.template, view)
     resource = chart_resource(manifest, prediction, mapping, ctx)
     if manifest.card.observation_code:

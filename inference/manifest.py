@@ -172,6 +172,9 @@ class CardSpec(_Strict):
     topic: dict[str, str] | None = None
     links: tuple[Link, ...] = ()
     risk_assessment_code: dict[str, str] | None = None  # RiskAssessment.code / prediction outcome coding
+    # how many recorded inputs the card lists (largest contributions first); a points score whose components a
+    # clinician checks one by one (CHA2DS2-VASc) lists them all
+    inputs_shown: int = Field(default=3, ge=1, le=12)
 
 
 class WhatIf(_Strict):

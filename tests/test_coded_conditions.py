@@ -409,3 +409,22 @@ def test_an_add_on_passed_over_as_a_bound_is_not_called_not_recorded(api: Any) -
     assert "Urine albumin/creatinine ratio: not recorded" not in card["detail"]
     untested = fire(api, "prevent-full", base)
     assert "Urine albumin/creatinine ratio: not recorded" in untested["detail"]
+
+
+def test_a_cha2ds2_vasc_card_lists_every_component_that_scores(api: Any) -> None:
+    """A score of 9 is checked component by component: the card lists all seven (the manifest's `inputs_shown`),
+    not the three largest contributions other models show."""
+    record = [F.patient("p1", 80, "female"), F.condition("49436004", display="Atrial fibrillation"),
+              F.condition("42343007", display="Congestive heart failure"),
+              F.condition("1201005", display="Benign essential hypertension"),
+              F.condition("313436004", display="Type II diabetes mellitus without complication"),
+              F.condition("432504007", display="Cerebral infarction"),
+              F.condition("1755008", display="Old myocardial infarction")]
+    card = fire(api, "cha2ds2-vasc", record)
+    assert card["summary"].startswith("CHA2DS2-VASc 9"), card["summary"]
+    lines = [x for x in card["detail"].splitlines() if x.startswith("- ")]
+    for label in ("Age: **80 years**", "Sex: **Female**", "Heart failure / LV dysfunction: **Yes**",
+                  "Hypertension: **Yes**", "Diabetes: **Yes**", "Prior stroke, TIA or thromboembolism: **Yes**",
+                  "Vascular disease (prior MI, PAD, aortic plaque): **Yes**"):
+        assert any(x.startswith(f"- {label}") for x in lines), (label, lines)
+    assert len(lines) == 7
