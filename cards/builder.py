@@ -273,9 +273,10 @@ def _other_outputs(manifest: Manifest, prediction: Prediction) -> list[str]:
 
 def _short_reason(reason: str) -> str:
     """The first clause of why a feature is missing ('Nothing usable on record in the last 2 years: a lipid panel
-    is needed'); the rest (what was passed over and why) is on the details page."""
+    is needed'); the rest (what was passed over and why) is on the details page. Up to two sidebar lines: at 80
+    characters 'Newest result (…) not usable: has valueInteger instead of a valueQuantity' lost its last words."""
     head = reason.split("; ")[0]
-    return clip_words(head, 80)
+    return clip_words(head, 140)
 
 
 def _action(guidance: str | None) -> str | None:

@@ -532,7 +532,8 @@ def test_news2_a_temperature_without_its_unit_is_not_read(api: Any) -> None:
     temp = _bare(F.vital("8310-5", 38, "Cel", hours=0.5), "valueInteger")
     card = fire(api, "news2-patient-view", _news2_record(temp))
     assert card["summary"].startswith("NEWS2 not calculated"), card["summary"]
-    assert "Temperature: Newest result" in card["detail"] and "not usable" in card["detail"]
+    assert "- Temperature: Newest result" in card["detail"]  # the reason whole, not clipped at the sidebar's width
+    assert "not usable: has valueInteger instead of a valueQuantity\n" in card["detail"], card["detail"]
 
 
 def test_news2_a_bare_spo2_fraction_is_not_taken_for_a_saturation(api: Any) -> None:
