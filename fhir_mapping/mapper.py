@@ -815,10 +815,25 @@ class _Context:
             short = feature.lookback_days is not None and feature.lookback_days <= 2
             local = latest.astimezone(self.zone)
             when_text = local.strftime("%Y-%m-%d %H:%M") + _zone_suffix(local) if short else local.date().isoformat()
+        first = chosen[0].res or {}
+        if first.get("resourceType") == "Procedure" and first.get("status") == "in-progress":
+            # it stands at the hook's time (current), which is not when anything was charted: say since when it runs
+            when_text = "in progress" + (f" since {self._local_text(ref.date)}" if ref.date else "")
         return FeatureValue(
             name=name, value=value, unit=unit, label=feature.label,
             display=display, sources=[c.ref for c in chosen], date=when_text,
         )
+
+    def _local_text(self, written: str) -> str:
+        """A FHIR date or time as a card shows it: a date as written, a time with a zone in local time, a time
+        without one as written (its zone is unknown)."""
+        moment = parse_fhir_datetime(written)
+        if moment is None or len(written) <= 10:
+            return written[:10]
+        if not _has_zone(written):
+            return written[:16].replace("T", " ")
+        local = moment.astimezone(self.zone)
+        return local.strftime("%Y-%m-%d %H:%M") + _zone_suffix(local)
 
     def _unknown(self, name: str, feature: Feature, newest: SourceRef, ignored: list[SourceRef]) -> MissingFeature:
         """A presence read from values whose newest result is present but unusable: never the default ("no")."""
@@ -1060,6 +1075,12 @@ def _procedure_end(res: Resource) -> datetime | None:
     return parse_fhir_datetime(end) if isinstance(end, str) else None
 
 
+def _has_zone(written: str) -> bool:
+    """Whether a FHIR dateTime with a time names its zone ('Z', '+01:00', '-05:00' after the clock)."""
+    clock = written.split("T", 1)[1] if "T" in written else ""
+    return clock.endswith("Z") or "+" in clock or "-" in clock
+
+
 def _latest_start(res: Resource) -> datetime | None:
     """The latest moment a procedure's start (performedDateTime, else performedPeriod.start) can mean: the end of
     the year, month or day a partial date names (plus 12 h, the furthest a local day ends after its UTC end), the
@@ -1070,8 +1091,7 @@ def _latest_start(res: Resource) -> datetime | None:
     if start is None or when is None:
         return None
     if "T" in start:  # a time without a zone (read as UTC) could be local time anywhere up to 12 h west of UTC
-        clock = start.split("T", 1)[1]
-        return when if clock.endswith("Z") or "+" in clock or "-" in clock else when + timedelta(hours=12)
+        return when if _has_zone(start) else when + timedelta(hours=12)
     if len(start) == 4:
         end = when.replace(year=when.year + 1) if when.year < 9999 else when
     elif len(start) == 7:

@@ -470,6 +470,20 @@ def test_news2_a_newer_air_reading_overrides_oxygen_therapy_left_in_progress(api
         assert f"Supplemental oxygen: **{'Air' if on_air else 'Oxygen'}**" in card["detail"]
 
 
+@pytest.mark.parametrize(("therapy", "shown"), [
+    (_oxygen_therapy(72), f"(in progress since {(F.NOW - timedelta(hours=72)).strftime('%Y-%m-%d %H:%M')} UTC)"),
+    (_oxygen_therapy(30, date_only=True), f"(in progress since {(F.NOW - timedelta(hours=30)).date().isoformat()})"),
+    (_oxygen_therapy(None), "(in progress)"),
+])
+def test_news2_shows_since_when_oxygen_therapy_runs_not_the_time_of_the_call(api: Any, therapy: dict[str, Any],
+                                                                             shown: str) -> None:
+    """Oxygen therapy in progress counts as current, but the card's time for it is its start: the time of the call
+    (which the score stands at) would read as oxygen charted just now."""
+    card = fire(api, "news2-patient-view", _news2_at(97, copy.deepcopy(therapy), scale2=True))
+    line = next(x for x in card["detail"].splitlines() if x.startswith("- Supplemental oxygen"))
+    assert line.startswith(f"- Supplemental oxygen: **Oxygen** {shown}"), line
+
+
 def test_news2_an_open_therapy_whose_start_has_no_zone_is_not_overridden_by_an_earlier_air_reading(api: Any) -> None:
     """The record writes its times at -05:00; the therapy's start, 30 minutes ago local time, has no zone (read as
     UTC it would be 5.5 h ago, before the air reading of an hour ago). Which came first is not known from the zoneless
