@@ -7,6 +7,7 @@ passed over is kept with the reason, so a card can say why a value was not used.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
@@ -64,6 +65,9 @@ class _Bound(_Skip):
 
 
 _BOUND_NOTE = "value is a bound"  # how a bound's pass-over note starts
+# a result written as text that is a bound and nothing else ('>300 mg/g', '< 3', '≥90'): the same fact as a Quantity
+# with a comparator, so the same rules apply (an add-on above a limit gives no number)
+_TEXT_BOUND = re.compile(r"\s*(<=|>=|<|>|≤|≥)\s*(\d+(?:\.\d+)?)\s*([^\d\s.,].{0,30})?")
 
 
 class _Unreadable(_Skip):
@@ -713,6 +717,10 @@ class _Context:
                 # is named and an older value does not stand in for it; the text is never parsed. Text without a
                 # number ('see comment', 'TNP', 'hemolyzed') says no result was given: it is passed over
                 shown = text.strip() if len(text.strip()) <= 40 else text.strip()[:39] + "…"
+                bound = _TEXT_BOUND.fullmatch(text)
+                if bound:
+                    comparator = {"≤": "<=", "≥": ">="}.get(bound[1], bound[1])
+                    raise _Bound(f"{_BOUND_NOTE} (text '{shown}'), not a measurement", above=comparator in (">", ">="))
                 raise _Unreadable(f"the result is text ('{shown}'), not a quantity")
             if kind in ("valueInteger", "valueRatio", "valueRange"):
                 # a number was reported in a shape that carries no unit (valueInteger 2) or is not one value

@@ -204,12 +204,25 @@ def test_prevent_uses_a_newer_creatinine_over_an_older_egfr(api: Any, service: s
     assert primary_risk(same_day) == pytest.approx(prevent_women_cvd_10y(90), abs=1e-6)
 
 
+def _text_bound(code: str, text: str, days: int) -> dict[str, Any]:
+    """A result whose value is a bound written as text (valueString '>90'), as many laboratory interfaces send it."""
+    res = F.quantity_obs(code, 0, "mg/dL", days=days)
+    del res["valueQuantity"]
+    res["valueString"] = text
+    return res
+
+
 @pytest.mark.parametrize("service", ["prevent-base", "prevent-full"])
-def test_a_reported_egfr_bound_gives_way_to_the_creatinine_of_the_same_day(api: Any, service: str) -> None:
-    """The laboratory reports the creatinine 0.6 mg/dL and, from the same specimen, eGFR '>90': the bound is no
-    number, the creatinine is; CKD-EPI 2021 for a woman of 50 gives 109.3 (Inker 2021), and PREVENT uses it."""
+@pytest.mark.parametrize("written", ["comparator", "text"])
+def test_a_reported_egfr_bound_gives_way_to_the_creatinine_of_the_same_day(api: Any, service: str,
+                                                                          written: str) -> None:
+    """The laboratory reports the creatinine 0.6 mg/dL and, from the same specimen, eGFR '>90' (a Quantity with a
+    comparator, or the text '>90'): the bound is no number, the creatinine is; CKD-EPI 2021 for a woman of 50 gives
+    109.3 (Inker 2021), and PREVENT uses it."""
     bound = F.quantity_obs("98979-8", 90, EGFR_UNIT, days=5)
     bound["valueQuantity"]["comparator"] = ">"
+    if written == "text":
+        bound = _text_bound("98979-8", ">90 mL/min/1.73m2", days=5)
     card = fire(api, service, khan_woman(egfr_days=None) + [bound, F.quantity_obs("2160-0", 0.6, "mg/dL", days=5)])
     current = ckd_epi_2021(0.6, 50, female=True)
     assert current == pytest.approx(109.3, abs=0.05)
@@ -357,6 +370,28 @@ def test_a_newest_uacr_above_a_limit_gives_no_number_rather_than_the_equations_w
     assert primary_risk(card) is None
     assert "(>300 mg/g)" in html.unescape(card["detail"]) and "14.7" not in card["summary"]
     assert "equations without it are for a patient in whom it was not measured" in details_page(api, card)
+
+
+@pytest.mark.parametrize("text", [">300 mg/g", "> 300", "≥300 mg/g Cr"])
+def test_a_newest_uacr_written_as_text_above_a_limit_gives_no_number(api: Any, text: str) -> None:
+    """The text '>300 mg/g' says what a Quantity '>300 mg/g' says: the +UACR model at 300 already gives the Khan 2024
+    sample woman 21.5 % against the base model's 14.68 %, so the equations without UACR would understate her risk."""
+    assert prevent_women_cvd_10y_uacr(90, 300) > prevent_women_cvd_10y(90) + 0.05
+    card = fire(api, "prevent-full", khan_woman() + [_text_bound("9318-7", text, days=20),
+                                                      F.quantity_obs("9318-7", 40, "mg/g", days=300)])
+    assert primary_risk(card) is None, card["summary"]
+    assert "14.7" not in card["summary"] and "Urine albumin/creatinine ratio" in card["detail"]
+    assert f"value is a bound (text '{text}'), not a measurement" in details_page(api, card)
+
+
+def test_a_newest_uacr_written_as_text_below_a_limit_means_the_equations_without_it(api: Any) -> None:
+    """'<3 mg/g' as text: below the limit the add-on keeps its default (the equations without UACR, 14.68 % for the
+    Khan 2024 sample woman), never the older 40 mg/g."""
+    card = fire(api, "prevent-full", khan_woman() + [_text_bound("9318-7", "<3 mg/g", days=20),
+                                                      F.quantity_obs("9318-7", 40, "mg/g", days=300)])
+    assert primary_risk(card) == pytest.approx(prevent_women_cvd_10y(90), abs=1e-6)
+    used = row_of(details_page(api, card, raw=True), "Urine albumin/creatinine ratio used")
+    assert "value is a bound (text '<3 mg/g'), not a measurement" in used
 
 
 def test_a_newest_uacr_reported_as_text_means_the_equations_without_it_not_an_older_value(api: Any) -> None:
