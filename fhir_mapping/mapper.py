@@ -437,15 +437,21 @@ class _Context:
         """A newest result that is no usable number (a bound '<3', '>60'; no unit, an unknown unit, text, not valid
         FHIR R4), passed over as `bound`: the feature is missing, naming it, and its date keeps a value derived from
         older results from standing in (`derived_when: newer`)."""
-        day = _local_day(bound, self.zone)
-        reason = f"Newest result{f' ({day})' if day else ''} not usable: {bound.note}; an older value is not used in " \
-                 "its place"
-        if feature.default is not None:  # an add-on above a limit: the equations without it do not apply either
-            reason += "; the equations without it are for a patient in whom it was not measured"
-        if bound.reference:
-            reason += f"; newest result: {bound.reference}"
+        # an add-on above a limit: the equations without it do not apply either
+        without = "the equations without it are for a patient in whom it was not measured" \
+            if feature.default is not None else None
+        reason = self._newest_not_usable(bound, "an older value is not used in its place", without)
         return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
                               reason=reason, newest_unusable=bound)
+
+    def _newest_not_usable(self, newest: SourceRef, *clauses: str | None) -> str:
+        """'Newest result (2026-12-01) not usable: <why>; <clauses>; newest result: Observation/…' — the one wording
+        of a missing input whose newest result cannot be used (the card shows the first clause)."""
+        day = _local_day(newest, self.zone)
+        parts = [f"Newest result{f' ({day})' if day else ''} not usable: {newest.note}", *filter(None, clauses)]
+        if newest.reference:
+            parts.append(f"newest result: {newest.reference}")
+        return "; ".join(parts)
 
     def _passed_over(self, ignored: list[SourceRef], newest: SourceRef | None) -> str | None:
         """'the newest result, of 2026-11-16, was passed over: value is a bound (<3 mg/g), not a measurement; an older
@@ -875,12 +881,7 @@ class _Context:
                 note=note, sources=ignored, unrecognised=names, passed_over=passed,
             )
         if unreadable is not None:  # the newest result is present but its value cannot be read: name it
-            day = _local_day(unreadable, self.zone)
-            reason = f"Newest result{f' ({day})' if day else ''} not usable: {unreadable.note}"
-            if feature.missing_note:
-                reason += f"; {feature.missing_note}"
-            if unreadable.reference:
-                reason += f"; newest result: {unreadable.reference}"
+            reason = self._newest_not_usable(unreadable, feature.missing_note)
         else:
             window = f" in the last {_window(feature.lookback_days)}" if feature.lookback_days else ""
             reason = f"Nothing usable on record{window}"
