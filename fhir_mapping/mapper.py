@@ -369,6 +369,8 @@ class _Context:
             return self._unknown(name, feature, unreadable, ignored)
         if read and feature.value == "quantity" and feature.aggregate in _NEWEST_FIRST:
             unread_value = ignored[-1]  # read, but not valid FHIR R4
+        if unread_value is not None and feature.default is not None:
+            return self._unread_newest(name, feature, unread_value, ignored)  # an add-on measured but unreadable
         return self._absent(name, feature, ignored, unread_value or bound)
 
     def _newest_usable(self, name: str, feature: Feature, matches: list[tuple[Resource, Source]]) -> FeatureValue | MissingFeature:
@@ -411,7 +413,7 @@ class _Context:
                 if isinstance(why, _Unreadable) and feature.value == "quantity":
                     # the newest result was reported but cannot be read (no unit, an unknown unit, text with a
                     # number): its value is unknown, so an older one is not the current value. The input is missing,
-                    # naming it; an add-on keeps its default (the equations without it, as for a value not measured)
+                    # naming it; an add-on too (it was measured: the equations without it are not for this patient)
                     held = held or (key, ignored[-1])
                 continue
             valid = self._strictly_valid(feature, cands, ignored)
@@ -427,9 +429,8 @@ class _Context:
 
     def _unread_newest(self, name: str, feature: Feature, newest: SourceRef,
                        ignored: list[SourceRef]) -> FeatureValue | MissingFeature:
-        """A quantity's newest result (`newest`) was reported but cannot be read."""
-        if feature.default is not None:
-            return self._absent(name, feature, ignored, newest)
+        """A quantity's newest result (`newest`) was reported but cannot be read: missing, naming it. An add-on too:
+        it was measured, so the equations without it (for a patient in whom it was not) would misstate the risk."""
         return self._newest_stands(name, feature, newest, ignored)
 
     def _newest_stands(self, name: str, feature: Feature, bound: SourceRef,

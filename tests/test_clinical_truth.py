@@ -299,20 +299,26 @@ def test_risk_assessment_carries_every_output_with_outcome_and_horizon(api: Any)
 
 
 # ---- add-on inputs count only when readable (outside the validated range: no number, tests/test_newest_evidence.py)
-@pytest.mark.parametrize("bad_uacr", [
-    {"valueString": "positive"},
-    {"valueQuantity": {"value": 300, "unit": "furlongs"}},
-])
-def test_unusable_uacr_means_the_base_equations(api: Any, bad_uacr: dict[str, Any]) -> None:
+def test_a_uacr_row_that_gives_no_result_means_the_base_equations(api: Any) -> None:
     obs = F.quantity_obs("9318-7", 1, "mg/g")
     obs.pop("valueQuantity")
-    obs.update(bad_uacr)
+    obs["valueString"] = "positive"  # text without a number: no result was given (a dipstick word), so not measured
     without = fire(api, "prevent-full", _prevent_record())
     unusable = fire(api, "prevent-full", _prevent_record() + [obs])
     assert risk(unusable) == risk(without)
-    assert "UACR measured" not in unusable["detail"] or "not recorded" in unusable["detail"]
     usable = fire(api, "prevent-full", _prevent_record() + [F.quantity_obs("9318-7", 300, "mg/g")])
     assert risk(usable) != risk(without)
+
+
+def test_a_uacr_measured_in_a_unit_that_cannot_be_read_gives_no_number(api: Any) -> None:
+    """300 'furlongs': a UACR was measured, so the equations without it (for a patient in whom it was not) are not
+    this patient's; no number, and the card names the UACR."""
+    obs = F.quantity_obs("9318-7", 1, "mg/g")
+    obs["valueQuantity"] = {"value": 300, "unit": "furlongs"}
+    card = fire(api, "prevent-full", _prevent_record() + [obs])
+    assert "not calculated" in card["summary"] and "Urine albumin/creatinine ratio" in card["summary"]
+    with pytest.raises(AssertionError, match="no RiskAssessment"):
+        risk(card)
 
 
 def test_prevent_full_with_uacr_matches_the_published_equations(api: Any) -> None:

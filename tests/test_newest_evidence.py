@@ -394,15 +394,21 @@ def test_a_newest_uacr_written_as_text_below_a_limit_means_the_equations_without
     assert "value is a bound (text '<3 mg/g'), not a measurement" in used
 
 
-def test_a_newest_uacr_reported_as_text_means_the_equations_without_it_not_an_older_value(api: Any) -> None:
-    """The newest UACR (20 days ago) is text; the older 40 mg/g is not its current value, so PREVENT-full uses the
-    equations without UACR (the base model for the Khan 2024 sample woman, 14.68 %), never the +UACR model at 40."""
+@pytest.mark.parametrize("written", [{"valueString": "450 mg/g"}, {"valueString": "35 (see report)"},
+                                     {"valueQuantity": {"value": 450}}, {"valueInteger": 450},
+                                     {"valueQuantity": {"value": 450, "unit": "mg/L"}}])
+def test_a_newest_uacr_that_cannot_be_read_gives_no_number(api: Any, written: dict[str, Any]) -> None:
+    """The newest UACR (20 days ago) was measured but cannot be read. Neither the older 40 mg/g (not its current
+    value) nor the equations without UACR (Khan 2024: for a patient in whom it was not measured; they give the sample
+    woman 14.68 %, where 450 mg/g would give more than 21.5 %) is her risk: no number, and the card names the UACR."""
     text = F.quantity_obs("9318-7", 0, "mg/g", days=20)
     del text["valueQuantity"]
-    text["valueString"] = "35 (see report)"
+    text.update(written)
     card = fire(api, "prevent-full", khan_woman() + [text, F.quantity_obs("9318-7", 40, "mg/g", days=300)])
-    assert abs(prevent_women_cvd_10y_uacr(90, 40) - prevent_women_cvd_10y(90)) > 0.005
-    assert primary_risk(card) == pytest.approx(prevent_women_cvd_10y(90), abs=1e-6)
+    assert prevent_women_cvd_10y_uacr(90, 300) > prevent_women_cvd_10y(90) + 0.05
+    assert primary_risk(card) is None, card["summary"]
+    assert "Urine albumin/creatinine ratio" in card["summary"] + card["detail"]
+    assert "14.7" not in card["summary"]
 
 
 def _pce_man(*cholesterol: dict[str, Any]) -> list[dict[str, Any]]:
