@@ -32,7 +32,8 @@ from fhir_mapping.valuesets import ValueSetLibrary
 UCUM = "http://unitsofmeasure.org"
 US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
 US_CORE_ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
-_FUTURE_SLACK = timedelta(days=1)
+_CLOCK_SKEW = timedelta(minutes=5)  # an EHR's clock a little ahead of ours
+_WIDEST_OFFSET = timedelta(hours=14)  # the furthest a local time runs ahead of UTC (UTC+14)
 
 
 _NEWEST_FIRST = ("latest", "days_since", "exists")
@@ -223,7 +224,7 @@ def deceased(patient: Resource | None, at: datetime) -> str | None:
         when = parse_fhir_datetime(text)
         if when is None:
             return f"the record gives a date of death ('{text}')"
-        if when <= at + _FUTURE_SLACK:
+        if not _in_future(text, at):
             return f"the record gives a date of death ({when.date().isoformat()})"
     return None
 
@@ -648,14 +649,13 @@ class _Context:
         if ref.date and when is None:
             raise _Unusable(f"date '{ref.date}' is not a FHIR date")
         if _in_progress_procedure(res, source):
-            start = parse_fhir_datetime(_start_text(res))
-            if start is not None and start > self.at + _FUTURE_SLACK:
+            if _in_future(_start_text(res), self.at):
                 raise _Skip("in progress from a start in the future")  # it has not begun
             end = _procedure_end(res)
             if end is not None and end <= self.at:
                 raise _Skip(f"in progress, but its end ({end.date().isoformat()}) has passed")  # it has ended
             when = self.at  # a procedure still in progress (oxygen therapy) is current, whenever it started
-        if when and when > self.at + _FUTURE_SLACK:
+        elif when and _in_future(ref.date, self.at):  # (a procedure in progress is current: its date is its start)
             raise _Skip("dated in the future")
         if feature.lookback_days is not None:
             if when is None:
@@ -833,7 +833,8 @@ class _Context:
         first = chosen[0].res or {}
         if first.get("resourceType") == "Procedure" and first.get("status") == "in-progress":
             # it stands at the hook's time (current), which is not when anything was charted: say since when it runs
-            when_text = "in progress" + (f" since {self._local_text(ref.date)}" if ref.date else "")
+            start = _start_text(first)  # not the period's planned end, which the resource's date would be
+            when_text = "in progress" + (f" since {self._local_text(start)}" if start else "")
         return FeatureValue(
             name=name, value=value, unit=unit, label=feature.label,
             display=display, sources=[c.ref for c in chosen], date=when_text,
@@ -1043,7 +1044,7 @@ def _check_medication_period(res: Resource, at: datetime) -> None:
         if end is not None and end < at:
             raise _Skip(f"ended on {end.date().isoformat()}")
         start = parse_fhir_datetime(holder.get("start"))
-        if start is not None and start > at + _FUTURE_SLACK:
+        if start is not None and _in_future(holder.get("start"), at):
             raise _Skip(f"starts on {start.date().isoformat()}")
 
 
@@ -1083,6 +1084,18 @@ def _procedure_end(res: Resource) -> datetime | None:
     period = res.get("performedPeriod")
     end = period.get("end") if isinstance(period, dict) else None
     return parse_fhir_datetime(end) if isinstance(end, str) else None
+
+
+def _in_future(written: Any, at: datetime) -> bool:
+    """Whether a FHIR date or time is after `at` whatever it means: a time with its zone from its moment (a few
+    minutes allowed for the EHR's clock), a time without one or a date from the earliest moment it can mean (its
+    start 14 h ahead of UTC). A start three hours ahead has not begun; today's date written in Tokyo has."""
+    when = parse_fhir_datetime(written)
+    if when is None:
+        return False
+    if "T" in written and _has_zone(written):
+        return when > at + _CLOCK_SKEW
+    return when - _WIDEST_OFFSET > at + _CLOCK_SKEW
 
 
 def _has_zone(written: str) -> bool:

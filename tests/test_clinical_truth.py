@@ -480,6 +480,9 @@ def test_news2_a_newer_air_reading_overrides_oxygen_therapy_left_in_progress(api
     (_oxygen_therapy(72), f"(in progress since {(F.NOW - timedelta(hours=72)).strftime('%Y-%m-%d %H:%M')} UTC)"),
     (_oxygen_therapy(30, date_only=True), f"(in progress since {(F.NOW - timedelta(hours=30)).date().isoformat()})"),
     (_oxygen_therapy(None), "(in progress)"),
+    # a planned end ahead: the start is shown, not the end
+    (_oxygen_therapy(3, ended_hours_ago=-5),
+     f"(in progress since {(F.NOW - timedelta(hours=3)).strftime('%Y-%m-%d %H:%M')} UTC)"),
 ])
 def test_news2_shows_since_when_oxygen_therapy_runs_not_the_time_of_the_call(api: Any, therapy: dict[str, Any],
                                                                              shown: str) -> None:
@@ -488,6 +491,25 @@ def test_news2_shows_since_when_oxygen_therapy_runs_not_the_time_of_the_call(api
     card = fire(api, "news2-patient-view", _news2_at(97, copy.deepcopy(therapy), scale2=True))
     line = next(x for x in card["detail"].splitlines() if x.startswith("- Supplemental oxygen"))
     assert line.startswith(f"- Supplemental oxygen: **Oxygen** {shown}"), line
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    # oxygen therapy "in progress" from a start 3 h (or 12 h) ahead has not begun: on air, NEWS2 0 on Scale 1 (SpO2 96)
+    ([_oxygen_therapy(-3)], "NEWS2 0 (low"),
+    ([_oxygen_therapy(-12)], "NEWS2 0 (low"),
+    # a FiO2 of 40 % dated 5 h ahead is not the patient's state now; the 21 % of an hour ago is: air
+    ([F.vital("3150-0", 40, "%", hours=-5), F.vital("3150-0", 21, "%", hours=1)], "NEWS2 0 (low"),
+    # an SpO2 of 88 % dated 3 h ahead does not outrank the 96 % of 2 h ago (88 % would score 3)
+    ([F.vital("59408-5", 88, "%", hours=-3)], "NEWS2 0 (low"),
+    # a start 2 minutes ahead is the EHR's clock, not the future: oxygen (+2)
+    ([_oxygen_therapy(-2 / 60)], "NEWS2 2 (low"),
+])
+def test_news2_never_takes_a_reading_dated_hours_ahead_as_the_patients_state_now(api: Any, extra: list[dict[str, Any]],
+                                                                                 expected: str) -> None:
+    """RCP Chart 1 scores the patient now. A time written with its zone hours after the call is in the future (a day
+    of slack is for a date alone, which may have begun east of UTC, not for a timed value)."""
+    card = fire(api, "news2-patient-view", _news2_record(*copy.deepcopy(extra)))
+    assert card["summary"].startswith(expected), card["summary"]
 
 
 def test_news2_an_open_therapy_whose_start_has_no_zone_is_not_overridden_by_an_earlier_air_reading(api: Any) -> None:
