@@ -60,8 +60,16 @@ class ValueSet:
         return self.entries.get((system, code))
 
     def systems_codes(self) -> list[str]:
-        """'system|code' tokens (exact sets only), for FHIR search parameters: each code as the file writes it."""
-        return [f"{s}|{entry['code']}" for (s, _), entry in self.entries.items()]
+        """'system|code' tokens (exact sets only), for FHIR search parameters: each code as the file writes it, and
+        an ICD-10 code with a dot also without it (J96.12 and J9612: EHRs store either, and a server matches the
+        token exactly, so a search for one form alone never brings the other)."""
+        tokens = []
+        for (system, _), entry in self.entries.items():
+            code = str(entry["code"])
+            tokens.append(f"{system}|{code}")
+            if system in ICD10_SYSTEMS and "." in code:
+                tokens.append(f"{system}|{code.replace('.', '')}")
+        return tokens
 
 
 def parse_valueset(doc: dict[str, Any], origin: str) -> ValueSet:

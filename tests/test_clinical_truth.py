@@ -420,6 +420,17 @@ def test_news2_the_newest_oxygen_record_decides(api: Any, spo2: float, scale2: b
     assert f"Supplemental oxygen: **{'Air' if on_air else 'Oxygen'}**" in card["detail"]
 
 
+@pytest.mark.parametrize(("code", "system"), [("J96.12", ICD), ("J9612", ICD), ("J9622", ICD),
+                                               ("J9612", "http://hl7.org/fhir/sid/icd-10")])
+def test_news2_scale2_is_read_whether_the_icd10_code_has_its_dot_or_not(api: Any, code: str, system: str) -> None:
+    """Chronic hypercapnic respiratory failure stored as J9612 (no dot): the service's own prefetch must bring it, or
+    the card says 'no hypercapnic respiratory failure recorded' and scores SpO2 90 on air as 3 (Scale 1) instead of
+    0 (Scale 2, 88-92 %: RCP Chart 1)."""
+    record = _news2_at(90) + [F.condition(code, system, display="Respiratory failure with hypercapnia")]
+    card = fire(api, "news2-patient-view", record)
+    assert card["summary"].startswith("NEWS2 0"), card["summary"]
+
+
 def _oxygen_therapy(started_hours_ago: float | None, date_only: bool = False,
                     ended_hours_ago: float | None = None) -> dict[str, Any]:
     """Oxygen therapy charted as a Procedure still in progress (EHRs often leave it open after the oxygen stops);

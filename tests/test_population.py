@@ -192,10 +192,10 @@ def backtest_base(pid: str) -> list[dict[str, Any]]:
 
 
 def later_labs(pid: str) -> list[dict[str, Any]]:
-    """Total cholesterol drawn after the as-of date: 12 hours after it (inside the mapper's one-day tolerance for
-    clock skew, so only the as-of filter keeps it out) and 30 days ago; and diabetes diagnosed 100 days ago."""
+    """Total cholesterol drawn after the as-of date: 3 minutes after it (inside the mapper's 5-minute tolerance for
+    an EHR's clock, so only the as-of filter keeps it out) and 30 days ago; and diabetes diagnosed 100 days ago."""
     soon = F.quantity_obs("2093-3", 290, "mg/dL", pid=pid, display="Cholesterol")
-    soon["effectiveDateTime"] = _at(PAST + timedelta(hours=12))
+    soon["effectiveDateTime"] = _at(PAST + timedelta(minutes=3))
     recent = F.quantity_obs("2093-3", 280, "mg/dL", pid=pid, days=30, display="Cholesterol")
     diabetes = F.condition("44054006", pid=pid, display="Diabetes mellitus type 2")
     diabetes["onsetDateTime"] = F.days_ago(100)
@@ -256,7 +256,7 @@ def test_as_of_back_testing_never_reads_later_data_and_bad_lines_are_reported(sp
     assert not {b["reference"] for b in ra["Patient/bt-a"]["basis"]} & {f"Observation/{r['id']}" for r in
                                                                       later_labs("bt-a")[:2]}
 
-    # the same record mapped at the as-of instant without the as-of filter reads the lab drawn 12 hours later
+    # the same record mapped at the as-of instant without the as-of filter reads the lab drawn 3 minutes later
     runtime = settings_entry(settings).champion
     unfiltered = map_patient(runtime, ResourceIndex((r, None) for r in with_later), at=PAST, patient_id="bt-a",
                              time_zone=None)

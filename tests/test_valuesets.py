@@ -93,6 +93,7 @@ def test_icd10_codes_match_with_or_without_their_dot_and_keep_their_written_form
     exact = lib.get("copd-hypercapnic-respiratory-failure-icd10cm")
     assert exact.lookup(cm, "J9612") is not None and exact.lookup(cm, "J96.12") is not None
     assert f"{cm}|J96.12" in exact.systems_codes()  # a search asks for the code as the file writes it
+    assert f"{cm}|J9612" in exact.systems_codes()  # and without its dot: a server matches the token exactly
     assert exact.lookup(who, "J96.12") is not None  # WHO ICD-10 has no five-character codes
 
 
