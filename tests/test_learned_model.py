@@ -63,3 +63,19 @@ def test_card_is_labelled_not_for_clinical_use_and_challenger_is_shadowed(api: A
 def test_patients_with_diabetes_get_no_number(api: Any) -> None:
     card = fire(api, "t2d-onset-5y", record(diabetes=True))
     assert "%" not in card["summary"] and "diabetes is already on the problem list" in card["detail"]
+
+
+def test_prediabetes_is_read_however_the_problem_list_codes_it(api: Any) -> None:
+    """ADA: prediabetes is impaired fasting glucose, impaired glucose tolerance, or named so. Coded as R73.03 (ICD-10-CM,
+    also under the WHO URL), SNOMED 15777000, IFG 390951007 or R73.01, it is prediabetes; the card had said 'No'."""
+    base = [r for r in record() if r.get("code", {}).get("coding", [{}])[0].get("code") != "714628002"]
+    absent = fire(api, "t2d-onset-5y", base)
+    assert "Prediabetes: No" in absent["detail"]
+    for code, system in [("R73.03", "http://hl7.org/fhir/sid/icd-10-cm"), ("R7303", "http://hl7.org/fhir/sid/icd-10"), ("15777000", F.SNOMED),
+                         ("390951007", F.SNOMED), ("R73.01", "http://hl7.org/fhir/sid/icd-10-cm"), ("714628002", F.SNOMED)]:
+        card = fire(api, "t2d-onset-5y", base + [F.condition(code, system, display="Prediabetes")])
+        assert "Prediabetes: No" not in card["detail"], (code, card["detail"])
+        assert recorded_outputs(api, card)["risk_5y"] > recorded_outputs(api, absent)["risk_5y"], code
+    for code in ("R73.09", "R73.9"):  # other abnormal glucose, hyperglycaemia: not prediabetes
+        card = fire(api, "t2d-onset-5y", base + [F.condition(code, "http://hl7.org/fhir/sid/icd-10-cm", display="Abnormal glucose")])
+        assert recorded_outputs(api, card)["risk_5y"] == recorded_outputs(api, absent)["risk_5y"], code
