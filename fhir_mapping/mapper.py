@@ -68,7 +68,10 @@ class _Bound(_Skip):
 _BOUND_NOTE = "value is a bound"  # how a bound's pass-over note starts
 # a result written as text that is a bound and nothing else ('>300 mg/g', '< 3', '≥90'): the same fact as a Quantity
 # with a comparator, so the same rules apply (an add-on above a limit gives no number)
-_TEXT_BOUND = re.compile(r"\s*(<=|>=|<|>|≤|≥)\s*(\d+(?:\.\d+)?)\s*([^\d\s.,].{0,30})?")
+# a number (1,000 allowed), then at most a unit: words that do not start with a digit, without ';' or ',' (so
+# '<30 mg/g; repeat 450 mg/g' or '>300 and rising 5' are text with numbers, unreadable, not bounds)
+_TEXT_BOUND = re.compile(r"\s*(<=|>=|<|>|≤|≥)\s*(\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+                         r"(?:\s*[^\d\s;,.][^\s;,]*(?:\s+[^\d\s;,.][^\s;,]*){0,3})?\s*")
 
 
 class _Unreadable(_Skip):
@@ -724,6 +727,7 @@ class _Context:
                 # is named and an older value does not stand in for it; the text is never parsed. Text without a
                 # number ('see comment', 'TNP', 'hemolyzed') says no result was given: it is passed over
                 shown = text.strip() if len(text.strip()) <= 40 else text.strip()[:39] + "…"
+                shown = shown.replace(";", ",")  # a reason's clauses are split at '; ' (a card shows the first)
                 bound = _TEXT_BOUND.fullmatch(text)
                 if bound:
                     comparator = {"≤": "<=", "≥": ">="}.get(bound[1], bound[1])

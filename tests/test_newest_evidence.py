@@ -384,6 +384,17 @@ def test_a_newest_uacr_written_as_text_above_a_limit_gives_no_number(api: Any, t
     assert f"value is a bound (text '{text}'), not a measurement" in details_page(api, card)
 
 
+def test_text_that_holds_a_bound_and_a_measurement_is_not_read_as_a_bound(api: Any) -> None:
+    """'<30 mg/g; repeat 450 mg/g' also reports a measurement: it is text with numbers (unreadable), not a bound below
+    the limit, so PREVENT-full gives no number rather than the equations without UACR; the card quotes it whole."""
+    card = fire(api, "prevent-full", khan_woman() + [_text_bound("9318-7", "<30 mg/g; repeat 450 mg/g", days=20)])
+    assert primary_risk(card) is None, card["summary"]
+    assert "the result is text ('<30 mg/g, repeat 450 mg/g'), not a quantity" in html.unescape(card["detail"])
+    thousands = fire(api, "prevent-full", khan_woman() + [_text_bound("9318-7", ">1,000 mg/g", days=20)])
+    assert primary_risk(thousands) is None
+    assert "value is a bound (text '>1,000 mg/g'), not a measurement" in html.unescape(thousands["detail"])
+
+
 def test_a_newest_uacr_written_as_text_below_a_limit_means_the_equations_without_it(api: Any) -> None:
     """'<3 mg/g' as text: below the limit the add-on keeps its default (the equations without UACR, 14.68 % for the
     Khan 2024 sample woman), never the older 40 mg/g."""

@@ -83,9 +83,10 @@ def test_icd10_codes_match_with_or_without_their_dot_and_keep_their_written_form
     assert hypertensive.lookup(who, "I16.1") is not None and hypertensive.lookup(who, "I1A0") is not None
     assert lib.get("diabetes-icd10cm").lookup(who, "E11.9") is not None  # WHO ICD-10, as the reference lists E10-E14
     assert lib.get("diabetes-icd10cm").lookup(who, "E149") is not None
-    # E08/E09 are ICD-10-CM categories only: sent under the WHO URL they can only be the ICD-10-CM code, so diabetes
+    # E08 is an ICD-10-CM category only: sent under the WHO URL it can only be the ICD-10-CM code, so diabetes
     assert lib.get("diabetes-icd10cm").lookup(who, "E08.9") is not None
-    assert lib.get("diabetes-icd10cm").lookup(who, "E0965") is not None
+    assert lib.get("diabetes-icd10cm").lookup(who, "E0965") is None  # ICD-10-AM E09: intermediate hyperglycaemia
+    assert lib.get("diabetes-icd10cm").lookup(cm, "E0965") is not None
     assert lib.get("established-ascvd-icd10cm").lookup(who, "Z98.61") is not None  # coronary angioplasty status
     assert lib.get("established-ascvd-icd10cm").lookup(who, "I70.41") is not None  # atherosclerosis of a vein graft
     assert lib.get("stroke-tia-thromboembolism-icd10cm").lookup(who, "Z8673") is not None  # history of TIA/infarction
@@ -97,9 +98,11 @@ def test_icd10_codes_match_with_or_without_their_dot_and_keep_their_written_form
     assert exact.lookup(who, "J96.12") is not None  # WHO ICD-10 has no five-character codes
 
 
-# WHO ICD-10 categories that ICD-10-CM gives another meaning: none of the shipped sets has one today. A CM entry named
-# here would be left off the WHO URL with its reason.
-WHO_MEANS_OTHERWISE: dict[str, str] = {}
+# ICD-10-CM categories that mean something else when labelled with the WHO URL (in WHO ICD-10 itself, or in a national
+# modification that systems also send under it): left off the WHO URL, with the reason.
+WHO_MEANS_OTHERWISE: dict[str, str] = {
+    "E09": "ICD-10-AM E09 is intermediate hyperglycaemia, not drug-induced diabetes",
+}
 
 
 @pytest.mark.parametrize("path", sorted(FOLDER.glob("*icd10cm.json")) + sorted(
