@@ -75,7 +75,12 @@ def outside_range(value: float, low: float, high: float, unit: str | None, decim
     while math.isfinite(value) and places < 20 and (
             Decimal(number(low, places)) <= Decimal(number(value, places)) <= Decimal(number(high, places))):
         places += 1
-    return quantity(value, unit, places), value_range(low, high, unit, places)
+    shown = places
+    # and never misquoted: an SpO2 of 0.97 (a fraction written without its unit) is '0.97 %', not '1 %'
+    while math.isfinite(value) and value and shown < 20 and \
+            abs(float(Decimal(number(value, shown))) - value) > 0.01 * abs(value):
+        shown += 1
+    return quantity(value, unit, shown), value_range(low, high, unit, places)
 
 
 def clip_words(text: str, limit: int) -> str:
