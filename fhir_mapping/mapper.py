@@ -34,6 +34,7 @@ US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
 US_CORE_ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
 _CLOCK_SKEW = timedelta(minutes=5)  # an EHR's clock a little ahead of ours
 _WIDEST_OFFSET = timedelta(hours=14)  # the furthest a local time runs ahead of UTC (UTC+14)
+_WIDEST_WEST = timedelta(hours=12)  # the furthest a local time runs behind UTC (UTC-12)
 
 
 _NEWEST_FIRST = ("latest", "days_since", "exists")
@@ -388,13 +389,15 @@ class _Context:
         ignored: list[SourceRef] = []
         floor = datetime.min.replace(tzinfo=UTC)
         window_start = self.at - timedelta(days=feature.lookback_days) if feature.lookback_days is not None else None
-        keyed = sorted(((self._sort_key(res, source, window_start, floor), res, source) for res, source in matches),
-                       key=lambda t: t[0], reverse=True)
+        # readings ordered by the hour (vital signs): a date written alone could be any time that day
+        hourly = feature.lookback_days is not None and feature.lookback_days <= 2
+        keyed = sorted(((self._sort_key(res, source, window_start, floor, hourly), res, source)
+                        for res, source in matches), key=lambda t: t[0], reverse=True)
         # a quantity's newest result that cannot be read, held until the records of the same moment are read: a
         # readable one among them (an interface that sends the value and a comment row) gives the value, whatever
         # the order of the bundle
         held: tuple[tuple[datetime, int], SourceRef] | None = None
-        for key, res, source in keyed:
+        for i, (key, res, source) in enumerate(keyed):
             if held is not None and key < held[0]:
                 return self._unread_newest(name, feature, held[1], ignored)
             ref = self._ref(res, source)
@@ -422,6 +425,9 @@ class _Context:
                 continue
             valid = self._strictly_valid(feature, cands, ignored)
             if valid:
+                rival = self._rival(feature, valid[0], keyed[i + 1:]) if hourly else None
+                if rival is not None:
+                    return self._unplaced(name, feature, valid[0].ref, rival, ignored)
                 return self._aggregate(name, feature, valid)
             if _reads_presence(feature, source):
                 return self._unknown(name, feature, ignored[-1], ignored)
@@ -481,8 +487,49 @@ class _Context:
         if isinstance(why, _Unusable):
             self._unusable.append(noted)
 
+    def _rival(self, feature: Feature, chosen: _Candidate,
+               rest: list[tuple[tuple[datetime, int], Resource, Source]]) -> SourceRef | None:
+        """Among readings ordered by the hour, one that may be newer than `chosen` and says otherwise: `chosen` or
+        it is written as a date alone, so which came first is unknown (an SpO2 of 88 % 'on 6 December' against 97 %
+        at 15:00 that day). Only values of the same kind are compared (quantities, or a presence read from them)."""
+        held = chosen.res or {}
+        if held.get("resourceType") == "Procedure" and held.get("status") == "in-progress":
+            return None  # placed by its start (`_sort_key`): unknown order keeps a therapy current
+        earliest = _earliest_moment(chosen.ref.date)
+        if earliest is None:
+            return None
+        for (moment, _), res, source in rest:
+            if moment <= earliest:
+                break  # certainly older (sorted by the latest moment each can mean)
+            if _in_progress_procedure(res, source):
+                continue
+            try:
+                cands = self._read(res, source, feature, self._ref(res, source))
+            except _Skip:
+                continue
+            if any(c.value != chosen.value for c in cands):
+                return cands[0].ref
+        return None
+
+    def _unplaced(self, name: str, feature: Feature, chosen: SourceRef, rival: SourceRef,
+                  ignored: list[SourceRef]) -> MissingFeature:
+        def at(ref: SourceRef) -> str:
+            written = ref.date or ""
+            return f"on {written[:10]} (no time given)" if "T" not in written else f"at {self._local_text(written)}"
+
+        def shown(ref: SourceRef) -> str:
+            return quantity(float(ref.original_value), ref.original_unit, 2) \
+                if isinstance(ref.original_value, (int, float)) and not isinstance(ref.original_value, bool) else \
+                "a value"
+
+        reason = (f"Which reading is the newest is not known: {shown(chosen)} {at(chosen)} or {shown(rival)} "
+                  f"{at(rival)}; a time is needed for the one written as a date alone; readings: "
+                  f"{chosen.reference}, {rival.reference}")
+        return MissingFeature(name=name, label=feature.label, required=feature.required, reason=reason,
+                              ignored=ignored + [chosen, rival])
+
     def _sort_key(self, res: Resource, source: Source, window_start: datetime | None,
-                  floor: datetime) -> tuple[datetime, int]:
+                  floor: datetime, hourly: bool = False) -> tuple[datetime, int]:
         """Where a record stands among the others, newest first: its date; a procedure still in progress by the
         latest moment its start can mean, never before the look-back window, and ahead of a record of the same moment.
 
@@ -498,7 +545,11 @@ class _Context:
             if start is None:
                 return self.at, 1
             return min(self.at, start if window_start is None else max(start, window_start)), 1
-        return parse_fhir_datetime(_resource_date(res)) or floor, 0
+        written = _resource_date(res)
+        if hourly and isinstance(written, str) and "T" not in written:  # a date alone: the latest it can mean
+            latest = _latest_moment(written)
+            return (min(self.at, latest), 0) if latest is not None else (floor, 0)
+        return parse_fhir_datetime(written) or floor, 0
 
     def _strictly_valid(self, feature: Feature, cands: list[_Candidate], ignored: list[SourceRef]) -> list[_Candidate]:
         """Validate with fhir.resources R4B only what the aggregate uses: the pick, or every value it averages.
@@ -834,6 +885,8 @@ class _Context:
             short = feature.lookback_days is not None and feature.lookback_days <= 2
             local = latest.astimezone(self.zone)
             when_text = local.strftime("%Y-%m-%d %H:%M") + _zone_suffix(local) if short else local.date().isoformat()
+            if short and ref.date and "T" not in ref.date:
+                when_text = ref.date  # a date alone: no time is invented for it
         first = chosen[0].res or {}
         if first.get("resourceType") == "Procedure" and first.get("status") == "in-progress":
             # it stands at the hook's time (current), which is not when anything was charted: say since when it runs
@@ -1090,6 +1143,32 @@ def _procedure_end(res: Resource) -> datetime | None:
     return parse_fhir_datetime(end) if isinstance(end, str) else None
 
 
+def _latest_moment(written: str) -> datetime | None:
+    """The latest moment a FHIR date or time can mean: a time with its zone itself; a time without one 12 h after it
+    read as UTC; a date, month or year the end of it, 12 h past its UTC end (the zones west of UTC)."""
+    when = parse_fhir_datetime(written)
+    if when is None:
+        return None
+    if "T" in written:
+        return when if _has_zone(written) else when + timedelta(hours=12)
+    if len(written) == 4:
+        end = when.replace(year=when.year + 1) if when.year < 9999 else when
+    elif len(written) == 7:
+        end = when.replace(year=when.year + 1, month=1) if when.month == 12 else when.replace(month=when.month + 1)
+    else:
+        end = when + timedelta(days=1)
+    return end + _WIDEST_WEST
+
+
+def _earliest_moment(written: str | None) -> datetime | None:
+    """The earliest moment a FHIR date or time can mean: a time with its zone itself; a time without one or a date
+    14 h before it read as UTC (the zones east of UTC)."""
+    when = parse_fhir_datetime(written)
+    if when is None or written is None:
+        return None
+    return when if "T" in written and _has_zone(written) else when - _WIDEST_OFFSET
+
+
 def _in_future(written: Any, at: datetime) -> bool:
     """Whether a FHIR date or time is after `at` whatever it means: a time with its zone from its moment (a few
     minutes allowed for the EHR's clock), a time without one or a date from the earliest moment it can mean (its
@@ -1114,18 +1193,7 @@ def _latest_start(res: Resource) -> datetime | None:
     time itself when one is given with its zone, 12 h after it (read as UTC) when its zone is not written. None when
     neither is a date."""
     start = _start_text(res)
-    when = parse_fhir_datetime(start)
-    if start is None or when is None:
-        return None
-    if "T" in start:  # a time without a zone (read as UTC) could be local time anywhere up to 12 h west of UTC
-        return when if _has_zone(start) else when + timedelta(hours=12)
-    if len(start) == 4:
-        end = when.replace(year=when.year + 1) if when.year < 9999 else when
-    elif len(start) == 7:
-        end = when.replace(year=when.year + 1, month=1) if when.month == 12 else when.replace(month=when.month + 1)
-    else:
-        end = when + timedelta(days=1)
-    return end + timedelta(hours=12)
+    return _latest_moment(start) if start is not None else None
 
 
 def _reads_presence(feature: Feature, source: Source) -> bool:

@@ -431,6 +431,29 @@ def test_news2_scale2_is_read_whether_the_icd10_code_has_its_dot_or_not(api: Any
     assert card["summary"].startswith("NEWS2 0"), card["summary"]
 
 
+def _dated_only(res: dict[str, Any]) -> dict[str, Any]:
+    """`res` with its time dropped: effectiveDateTime written as the date alone (today)."""
+    res["effectiveDateTime"] = F.NOW.date().isoformat()
+    return res
+
+
+def test_news2_a_reading_written_as_a_date_alone_is_not_placed_among_timed_ones(api: Any) -> None:
+    """SpO2 88 % 'today' (no time) and 97 % at a known time today: either may be the newest, and they score 3 and 0
+    (Scale 1, RCP Chart 1): no score, naming both. Alone, the 88 % is used and shown with its date, not '00:00 UTC'."""
+    both = _news2_record(_dated_only(F.vital("59408-5", 88, "%")), F.vital("59408-5", 97, "%", hours=0.25))
+    both = [r for r in both if not (r.get("valueQuantity", {}).get("value") == 96)]  # the record's own 96 % goes
+    card = fire(api, "news2-patient-view", both)
+    assert card["summary"] == "NEWS2 not calculated: missing SpO2", card["summary"]
+    assert "Which reading is the newest is not known: 88 % on " in card["detail"], card["detail"]
+    alone = [r for r in both if not (r.get("valueQuantity", {}).get("value") == 97)]
+    card = fire(api, "news2-patient-view", alone)
+    assert card["summary"].startswith("NEWS2 3"), card["summary"]
+    line = next(x for x in card["detail"].splitlines() if x.startswith("- SpO2"))
+    assert line == f"- SpO2: **88 %** ({F.NOW.date().isoformat()})", line
+    same = _news2_record(_dated_only(F.vital("59408-5", 96, "%")))  # the same value either way: no doubt
+    assert fire(api, "news2-patient-view", same)["summary"].startswith("NEWS2 0")
+
+
 def _oxygen_therapy(started_hours_ago: float | None, date_only: bool = False,
                     ended_hours_ago: float | None = None) -> dict[str, Any]:
     """Oxygen therapy charted as a Procedure still in progress (EHRs often leave it open after the oxygen stops);
