@@ -995,6 +995,15 @@ class _Context:
                 return self._demo_missing(name, feature, "Date of birth is not recorded")
             day = on or self.at.astimezone(self.zone).date()
             age = float(age_in_years(birth, day))
+            written = str(patient.get("birthDate"))
+            if len(written) < 10:  # a year or a month alone: the birth may be any day of it, parse gives the first
+                youngest = float(age_in_years(min(_last_day_of(written, birth), day), day))
+                if youngest != age:
+                    ages = f"{int(youngest)} or {int(age)}"
+                    return self._demo_missing(
+                        name, feature, f"Date of birth is recorded as '{written}' only, so the age "
+                                       f"{'on ' + day.isoformat() if on else 'today'} is {ages}; a full date of birth "
+                                       "is needed")
             shown, how = (f"{int(age)} years", "from date of birth") if on is None else \
                 (f"{int(age)} years on {day.isoformat()}", f"from date of birth, on {day.isoformat()}")
             return FeatureValue(name=name, value=age, unit="a", label=feature.label, display=shown,
@@ -1141,6 +1150,14 @@ def _procedure_end(res: Resource) -> datetime | None:
     period = res.get("performedPeriod")
     end = period.get("end") if isinstance(period, dict) else None
     return parse_fhir_datetime(end) if isinstance(end, str) else None
+
+
+def _last_day_of(written: str, first: date) -> date:
+    """The last day a partial FHIR date (a year, or a year and month) can mean; `first` is its first day."""
+    if len(written) == 4:
+        return first.replace(month=12, day=31)
+    following = first.replace(year=first.year + 1, month=1) if first.month == 12 else first.replace(month=first.month + 1)
+    return following - timedelta(days=1)
 
 
 def _latest_moment(written: str) -> datetime | None:

@@ -9,6 +9,7 @@ that stated a falsehood before (an independent audit, 2026-12-06). Expected scor
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -428,3 +429,25 @@ def test_a_cha2ds2_vasc_card_lists_every_component_that_scores(api: Any) -> None
                   "Vascular disease (prior MI, PAD, aortic plaque): **Yes**"):
         assert any(x.startswith(f"- {label}") for x in lines), (label, lines)
     assert len(lines) == 7
+
+
+def test_a_birth_date_written_as_a_month_is_no_age_when_the_age_depends_on_the_day(api: Any) -> None:
+    """Born 'December 1951', seen on 6 December 2026: 75 if born on the 1st to the 6th, 74 after. Lip 2010 scores 75
+    as 2 points (anticoagulation recommended) and 74 as 1: the card must not state an age the record does not give.
+    Outside the birth month the age is certain and the score stands."""
+    today = F.NOW.date()
+    month_start = today.replace(day=1)
+    next_month = (month_start + timedelta(days=32)).replace(day=1)
+    patient = F.patient("p1", 75, "male")
+    patient["birthDate"] = f"{today.year - 75}-{today.month:02d}"
+    card = fire(api, "cha2ds2-vasc", [patient, F.condition("49436004", display="Atrial fibrillation")])
+    if today < next_month - timedelta(days=1):  # the birth may be later this month: 74 or 75
+        assert card["summary"] == "CHA2DS2-VASc not calculated: missing Age", card["summary"]
+        assert f"recorded as '{patient['birthDate']}' only, so the age today is 74 or 75" in card["detail"]
+    else:  # the last day of the month: 75 whichever day it was
+        assert card["summary"].startswith("CHA2DS2-VASc 2"), card["summary"]
+    earlier = (month_start - timedelta(days=1))  # a birth month already past this year: 75 whatever the day
+    patient["birthDate"] = f"{earlier.year - 75}-{earlier.month:02d}"
+    card = fire(api, "cha2ds2-vasc", [patient, F.condition("49436004", display="Atrial fibrillation")])
+    assert card["summary"].startswith("CHA2DS2-VASc 2"), card["summary"]
+    assert "- Age: **75 years**" in card["detail"]
