@@ -406,7 +406,9 @@ class _Context:
             except _Skip as why:
                 self._pass_over(ignored, ref, why)
                 if str(why).startswith("older than"):
-                    break
+                    if window_start is None or key[0] < window_start:
+                        break  # all after it are older still
+                    continue  # a date alone placed at the latest it can mean: timed readings after it may be newer
                 if isinstance(why, _Unreadable) and _reads_presence(feature, source):
                     return self._unknown(name, feature, ignored[-1], ignored)
                 if isinstance(why, _Bound) and not _reads_presence(feature, source):
@@ -707,9 +709,12 @@ class _Context:
                 raise _Skip("in progress from a start in the future")  # it has not begun
             end = _procedure_end(res)
             if end is not None and end <= self.at:
-                raise _Skip(f"in progress, but its end ({end.date().isoformat()}) has passed")  # it has ended
+                written = res["performedPeriod"]["end"]
+                raise _Skip(f"in progress, but its end ({written[:10]}) has passed")  # it has ended
             when = self.at  # a procedure still in progress (oxygen therapy) is current, whenever it started
-        elif when and _in_future(ref.date, self.at):  # (a procedure in progress is current: its date is its start)
+        elif when and source.resource != "Condition" and _in_future(ref.date, self.at):
+            # (a procedure in progress is current: its date is its start; a Condition's onset written ahead, most
+            # often a zone written wrongly, does not undo the diagnosis its clinical status asserts)
             raise _Skip("dated in the future")
         if feature.lookback_days is not None:
             if when is None:
@@ -1106,9 +1111,10 @@ def _check_medication_period(res: Resource, at: datetime) -> None:
     """A statement or order whose period has ended, or starts in the future, is not current."""
     holder = res.get("effectivePeriod")  # an order's dispense validity ending does not mean the drug was stopped
     if isinstance(holder, dict):
-        end = parse_fhir_datetime(holder.get("end"))
+        written = holder.get("end")
+        end = _latest_moment(written) if isinstance(written, str) else None  # an end date includes its whole day
         if end is not None and end < at:
-            raise _Skip(f"ended on {end.date().isoformat()}")
+            raise _Skip(f"ended on {str(written)[:10]}")
         start = parse_fhir_datetime(holder.get("start"))
         if start is not None and _in_future(holder.get("start"), at):
             raise _Skip(f"starts on {start.date().isoformat()}")
@@ -1147,9 +1153,11 @@ def _start_text(res: Resource) -> str | None:
 
 
 def _procedure_end(res: Resource) -> datetime | None:
+    """The latest moment a procedure's written end can mean: an end of '2026-12-06' includes that whole day (FHIR
+    R4 Period), so therapy ending today has not ended this morning."""
     period = res.get("performedPeriod")
     end = period.get("end") if isinstance(period, dict) else None
-    return parse_fhir_datetime(end) if isinstance(end, str) else None
+    return _latest_moment(end) if isinstance(end, str) else None
 
 
 def _last_day_of(written: str, first: date) -> date:

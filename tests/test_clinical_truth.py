@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterator
-from datetime import timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -452,6 +452,44 @@ def test_news2_a_reading_written_as_a_date_alone_is_not_placed_among_timed_ones(
     assert line == f"- SpO2: **88 %** ({F.NOW.date().isoformat()})", line
     same = _news2_record(_dated_only(F.vital("59408-5", 96, "%")))  # the same value either way: no doubt
     assert fire(api, "news2-patient-view", same)["summary"].startswith("NEWS2 0")
+
+
+def _dated_day(res: dict[str, Any], days_ago: int) -> dict[str, Any]:
+    res["effectiveDateTime"] = (F.NOW - timedelta(days=days_ago)).date().isoformat()
+    return res
+
+
+# a time before the latest moment yesterday's date can mean (its UTC end + 12 h, or now if sooner), within 24 h
+_BEFORE_YESTERDAYS_LATEST = (F.NOW - min(F.NOW, datetime.combine(F.NOW.date(), time(12), tzinfo=timezone.utc))
+                             ).total_seconds() / 3600 + 3
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    # FiO2 28 % written as yesterday's date alone, FiO2 35 % timed this morning: oxygen (+2 on RCP Chart 1), whatever
+    # the date-only reading's hour: placed at the latest it can mean, it must not stop the reading before the timed
+    # ones placed after it (its day began more than 24 h ago, so it is itself outside the look-back window)
+    ([_dated_day(F.vital("3150-0", 28, "%"), 1), F.vital("3150-0", 35, "%", hours=_BEFORE_YESTERDAYS_LATEST)],
+     "NEWS2 2"),
+    ([_dated_day(F.vital("3151-8", 2, "L/min"), 1), F.vital("3150-0", 35, "%", hours=_BEFORE_YESTERDAYS_LATEST)],
+     "NEWS2 2"),
+    # SpO2 97 % written as yesterday, then 88 % timed this morning, and no other SpO2: 3 for SpO2 (RCP Chart 1)
+    ([_dated_day(F.vital("59408-5", 97, "%"), 1), F.vital("59408-5", 88, "%", hours=_BEFORE_YESTERDAYS_LATEST)],
+     "NEWS2 3"),
+])
+def test_news2_a_date_alone_from_yesterday_does_not_hide_todays_timed_readings(api: Any, extra: list[dict[str, Any]],
+                                                                              expected: str) -> None:
+    record = [r for r in _news2_record() if r.get("code", {}).get("coding", [{}])[0].get("code") != "59408-5"]
+    record += [F.vital("59408-5", 96, "%", hours=_BEFORE_YESTERDAYS_LATEST + 1)]  # an older SpO2 for the oxygen rows
+    card = fire(api, "news2-patient-view", record + copy.deepcopy(extra))
+    assert card["summary"].startswith(expected), card["summary"]
+
+
+def test_news2_oxygen_therapy_whose_end_is_written_as_today_has_not_ended(api: Any) -> None:
+    """An end of '<today>' includes the whole day (FHIR R4 Period): the therapy is current, oxygen +2."""
+    therapy = _oxygen_therapy(48)
+    therapy["performedPeriod"]["end"] = F.NOW.date().isoformat()
+    card = fire(api, "news2-patient-view", _news2_record(therapy))
+    assert card["summary"].startswith("NEWS2 2"), card["summary"]
 
 
 def _oxygen_therapy(started_hours_ago: float | None, date_only: bool = False,

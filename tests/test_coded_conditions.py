@@ -451,3 +451,12 @@ def test_a_birth_date_written_as_a_month_is_no_age_when_the_age_depends_on_the_d
     card = fire(api, "cha2ds2-vasc", [patient, F.condition("49436004", display="Atrial fibrillation")])
     assert card["summary"].startswith("CHA2DS2-VASc 2"), card["summary"]
     assert "- Age: **75 years**" in card["detail"]
+
+
+def test_an_active_diagnosis_with_an_onset_written_hours_ahead_still_counts(api: Any) -> None:
+    """Hypertension on the problem list, active, its onset written 3 h after the call (a zone written wrongly): the
+    clinical status asserts it, so H counts (Lip 2010: a woman of 70 with AF and hypertension scores 3), never 'No'."""
+    htn = F.condition("38341003", display="Hypertensive disorder")
+    htn["onsetDateTime"] = (F.NOW + timedelta(hours=3)).isoformat().replace("+00:00", "Z")
+    card = fire(api, "cha2ds2-vasc", [F.patient("p1", 70, "female"), F.condition("49436004", display="AF"), htn])
+    assert card["summary"].startswith("CHA2DS2-VASc 3"), card["summary"]

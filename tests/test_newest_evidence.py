@@ -490,3 +490,26 @@ def test_out_of_range_uacr_gives_no_number_and_says_why(api: Any) -> None:
     assert primary_risk(card) is None
     assert ("Urine albumin/creatinine ratio 90000 mg/g is outside the range the model was validated for "
             "(0.1–25000 mg/g)") in card["detail"]
+
+
+def _lisinopril_statement(end: str | None) -> dict[str, Any]:
+    res: dict[str, Any] = {"resourceType": "MedicationStatement", "id": "ms-lisinopril", "status": "active",
+                           "subject": {"reference": "Patient/p1"},
+                           "medicationCodeableConcept": {"coding": [{"system": F.RXNORM, "code": "314076",
+                                                                     "display": "lisinopril 10 MG Oral Tablet"}]},
+                           "effectivePeriod": {"start": "2020-01-01"}}
+    if end is not None:
+        res["effectivePeriod"]["end"] = end
+    return res
+
+
+def test_a_medication_whose_period_ends_today_is_still_taken(api: Any) -> None:
+    """effectivePeriod.end '<today>' includes the whole day (FHIR R4 Period): the PCE counts the treatment, as with
+    no end at all; an end yesterday does not."""
+    chol = F.quantity_obs("2093-3", 213, "mg/dL")
+    open_ended = primary_risk(fire(api, "ascvd-pce-10y", _pce_man(chol, _lisinopril_statement(None))))
+    today = primary_risk(fire(api, "ascvd-pce-10y", _pce_man(chol, _lisinopril_statement(F.NOW.date().isoformat()))))
+    yesterday = (F.NOW - timedelta(days=1)).date().isoformat()
+    ended = primary_risk(fire(api, "ascvd-pce-10y", _pce_man(chol, _lisinopril_statement(yesterday))))
+    assert open_ended is not None and today == open_ended
+    assert ended is not None and ended < open_ended  # untreated at 120 mmHg: the lower equation term
