@@ -340,21 +340,21 @@ def row_of(page: str, label: str) -> str:
     raise AssertionError(f"no row {label!r}")
 
 
-def test_prevent_full_says_a_newest_uacr_bound_was_recorded_and_the_equations_without_it_are_used(api: Any) -> None:
-    bound = F.quantity_obs("9318-7", 3, "mg/g", days=20)
-    bound["valueQuantity"]["comparator"] = "<"
-    card = fire(api, "prevent-full", khan_woman() + [bound, F.quantity_obs("9318-7", 300, "mg/g", days=300)])
-    # the newest UACR is a bound, so the add-on keeps its default: the equations without UACR, here the base model
-    # (Khan 2024 sample woman, 10-year total CVD 14.68 %), never the +UACR model with the older 300 mg/g
+@pytest.mark.parametrize(("comparator", "value"), [("<", 3), ("<", 300), ("<=", 30)])
+def test_a_newest_uacr_below_a_limit_gives_no_number_rather_than_the_equations_without_it(
+        api: Any, comparator: str, value: float) -> None:
+    """A UACR bound was measured: the equations without UACR are for a patient in whom it was not (Khan 2024), and the
+    +UACR model is monotone in UACR, so '<3 mg/g' gives the sample woman at most 10.7 % against the base model's
+    14.68 %, and '<300' anything up to 21.5 %: no number, never the base model nor the older 300 mg/g."""
+    bound = F.quantity_obs("9318-7", value, "mg/g", days=20)
+    bound["valueQuantity"]["comparator"] = comparator
     assert prevent_women_cvd_10y(90) == pytest.approx(0.1468, abs=0.00005)
-    assert primary_risk(card) == pytest.approx(prevent_women_cvd_10y(90), abs=1e-6)
-    page = details_page(api, card, raw=True)
-    used = row_of(page, "Urine albumin/creatinine ratio used")
-    assert "no urine albumin/creatinine ratio in the last 2 years" not in used  # a result was on record
-    assert "value is a bound (<3 mg/g), not a measurement" in used and "equations without it are used" in used
-    assert f"of {bound['effectiveDateTime'][:10]}" in used
-    uacr = row_of(page, "Urine albumin/creatinine ratio")
-    assert "not recorded" not in uacr and "no usable value" in uacr and "(<3 mg/g)" in uacr
+    assert prevent_women_cvd_10y_uacr(90, 3) < prevent_women_cvd_10y(90) - 0.03
+    card = fire(api, "prevent-full", khan_woman() + [bound, F.quantity_obs("9318-7", 300, "mg/g", days=300)])
+    assert primary_risk(card) is None, card["summary"]
+    assert f"({comparator}{value} mg/g)" in html.unescape(card["detail"])
+    page = details_page(api, card)
+    assert "value is a bound" in page and "equations without it are for a patient in whom it was not measured" in page
 
 
 @pytest.mark.parametrize("older", [[F.quantity_obs("9318-7", 40, "mg/g", days=300)], []])
@@ -395,14 +395,13 @@ def test_text_that_holds_a_bound_and_a_measurement_is_not_read_as_a_bound(api: A
     assert "value is a bound (text '>1,000 mg/g'), not a measurement" in html.unescape(thousands["detail"])
 
 
-def test_a_newest_uacr_written_as_text_below_a_limit_means_the_equations_without_it(api: Any) -> None:
-    """'<3 mg/g' as text: below the limit the add-on keeps its default (the equations without UACR, 14.68 % for the
-    Khan 2024 sample woman), never the older 40 mg/g."""
+def test_a_newest_uacr_written_as_text_below_a_limit_gives_no_number(api: Any) -> None:
+    """'<3 mg/g' as text says what the Quantity '<3 mg/g' says: no number (see the test above), never the older
+    40 mg/g."""
     card = fire(api, "prevent-full", khan_woman() + [_text_bound("9318-7", "<3 mg/g", days=20),
                                                       F.quantity_obs("9318-7", 40, "mg/g", days=300)])
-    assert primary_risk(card) == pytest.approx(prevent_women_cvd_10y(90), abs=1e-6)
-    used = row_of(details_page(api, card, raw=True), "Urine albumin/creatinine ratio used")
-    assert "value is a bound (text '<3 mg/g'), not a measurement" in used
+    assert primary_risk(card) is None, card["summary"]
+    assert "value is a bound (text '<3 mg/g'), not a measurement" in details_page(api, card)
 
 
 @pytest.mark.parametrize("written", [{"valueString": "450 mg/g"}, {"valueString": "35 (see report)"},
