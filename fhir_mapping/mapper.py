@@ -64,6 +64,10 @@ class _Bound(_Skip):
 _BOUND_NOTE = "value is a bound"  # how a bound's pass-over note starts
 # a result written as text that is a bound and nothing else ('>300 mg/g', '< 3', '≥90'): the same fact as a Quantity
 # with a comparator, so the same rules apply (an add-on above a limit gives no number)
+# a qualitative result ('positive', 'trace', '++'): a result was given, in words, so it is no comment to pass over
+_QUALITATIVE = re.compile(r"\s*(?:positive|negative|pos|neg|trace|detected|not detected|undetectable|present|absent|"
+                          r"reactive|non-?reactive|high|low|normal|abnormal|elevated|raised|critical|\+{1,4}|-)\s*[.!]?\s*",
+                          re.IGNORECASE)
 # a number (1,000 allowed), then at most a unit: words that do not start with a digit, without ';' or ',' (so
 # '<30 mg/g; repeat 450 mg/g' or '>300 and rising 5' are text with numbers, unreadable, not bounds)
 _TEXT_BOUND = re.compile(r"\s*(<=|>=|<|>|≤|≥)\s*(\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
@@ -771,10 +775,11 @@ class _Context:
             if kind == "valueInteger" and bare_unit and isinstance(integer, int) and not isinstance(integer, bool):
                 return self._bare(integer, bare_unit, target, analyte), integer, None
             text = holder.get("valueString")
-            if kind == "valueString" and isinstance(text, str) and any(c.isdigit() for c in text):
-                # a result was reported, as text with a number ('2.2 mg/dL', '>300'): present but unreadable, so it
-                # is named and an older value does not stand in for it; the text is never parsed. Text without a
-                # number ('see comment', 'TNP', 'hemolyzed') says no result was given: it is passed over
+            if kind == "valueString" and isinstance(text, str) and (any(c.isdigit() for c in text)
+                                                                    or _QUALITATIVE.fullmatch(text)):
+                # a result was reported, as text with a number ('2.2 mg/dL', '>300') or in words ('positive'):
+                # present but unreadable, so it is named and an older value does not stand in for it; the text is
+                # never parsed. Other text ('see comment', 'TNP', 'hemolyzed') says no result was given: passed over
                 shown = text.strip() if len(text.strip()) <= 40 else text.strip()[:39] + "…"
                 shown = shown.replace(";", ",")  # a reason's clauses are split at '; ' (a card shows the first)
                 if _TEXT_BOUND.fullmatch(text):

@@ -302,7 +302,7 @@ def test_risk_assessment_carries_every_output_with_outcome_and_horizon(api: Any)
 def test_a_uacr_row_that_gives_no_result_means_the_base_equations(api: Any) -> None:
     obs = F.quantity_obs("9318-7", 1, "mg/g")
     obs.pop("valueQuantity")
-    obs["valueString"] = "positive"  # text without a number: no result was given (a dipstick word), so not measured
+    obs["valueString"] = "see comment"  # text that gives no result: not measured, the base equations stand
     without = fire(api, "prevent-full", _prevent_record())
     unusable = fire(api, "prevent-full", _prevent_record() + [obs])
     assert risk(unusable) == risk(without)

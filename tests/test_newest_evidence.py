@@ -405,6 +405,7 @@ def test_a_newest_uacr_written_as_text_below_a_limit_gives_no_number(api: Any) -
 
 
 @pytest.mark.parametrize("written", [{"valueString": "450 mg/g"}, {"valueString": "35 (see report)"},
+                                     {"valueString": "positive"}, {"valueString": "Trace"},  # a result, in words
                                      {"valueQuantity": {"value": 450}}, {"valueInteger": 450},
                                      {"valueQuantity": {"value": 450, "unit": "mg/L"}}])
 def test_a_newest_uacr_that_cannot_be_read_gives_no_number(api: Any, written: dict[str, Any]) -> None:
