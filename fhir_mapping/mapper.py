@@ -502,12 +502,15 @@ class _Context:
                 break  # certainly older (sorted by the latest moment each can mean)
             if _in_progress_procedure(res, source):
                 continue
+            ref = self._ref(res, source)
             try:
-                cands = self._read(res, source, feature, self._ref(res, source))
+                cands = self._read(res, source, feature, ref)
             except _Skip:
                 continue
             if any(c.value != chosen.value for c in cands):
                 return cands[0].ref
+            if ref.date and "T" in ref.date and _has_zone(ref.date):
+                break  # a timed reading agreeing with `chosen`: those after it are older, the newest agrees either way
         return None
 
     def _unplaced(self, name: str, feature: Feature, chosen: SourceRef, rival: SourceRef,

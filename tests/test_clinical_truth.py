@@ -452,6 +452,11 @@ def test_news2_a_reading_written_as_a_date_alone_is_not_placed_among_timed_ones(
     assert line == f"- SpO2: **88 %** ({F.NOW.date().isoformat()})", line
     same = _news2_record(_dated_only(F.vital("59408-5", 96, "%")))  # the same value either way: no doubt
     assert fire(api, "news2-patient-view", same)["summary"].startswith("NEWS2 0")
+    # 97 % today (no time), 97 % an hour ago, 88 % three hours ago: the 88 % is older than the timed 97 %, so the
+    # newest is 97 % whichever hour the first was taken
+    agreeing = [r for r in both if r.get("valueQuantity", {}).get("value") != 88] + [
+        _dated_only(F.vital("59408-5", 97, "%")), F.vital("59408-5", 88, "%", hours=3)]
+    assert fire(api, "news2-patient-view", agreeing)["summary"].startswith("NEWS2 0")
 
 
 def _dated_day(res: dict[str, Any], days_ago: int) -> dict[str, Any]:
