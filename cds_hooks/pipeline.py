@@ -7,13 +7,15 @@ so a patient's record gives the same features, guards and prediction whichever w
 from __future__ import annotations
 
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, Literal
 
+from cards.fhir_resources import format_output
 from cds_hooks.services import CdsService
 from fhir_mapping.index import ResourceIndex
 from fhir_mapping.mapper import map_features
 from fhir_mapping.result import MappingResult
 from fhir_mapping.timeline import with_record
+from inference.manifest import Manifest
 from inference.repository import ModelEntry
 from inference.runtime import ModelRuntime, Prediction
 
@@ -39,11 +41,25 @@ def unresolved_medications(index: ResourceIndex) -> list[str]:
 
 
 def map_patient(runtime: ModelRuntime, index: ResourceIndex, *, at: datetime, patient_id: str,
-                time_zone: tzinfo | None) -> MappingResult:
+                time_zone: tzinfo | None, partial_birth: Literal["missing", "first", "last"] = "missing",
+                ) -> MappingResult:
     """The runtime's features for one patient at time `at` (the hook's now, or a population job's as-of)."""
     mapping = map_features(runtime.spec, index, at=at, valuesets=runtime.valuesets, patient_id=patient_id,
-                           time_zone=time_zone)
+                           time_zone=time_zone, partial_birth=partial_birth)
     return with_record(mapping, index, at, patient_id)  # sequence models read the whole timeline from the record
+
+
+def same_result(manifest: Manifest, one: Prediction, other: Prediction) -> bool:
+    """Whether two predictions say the same on a card: the same refusals and missing inputs, or every output the
+    same as shown (the manifest's decimals). A birth date written as a year alone gives two ages; when both give
+    the same result, the age does not matter to it."""
+    if (one.outputs is None) != (other.outputs is None) or one.refusals != other.refusals:
+        return False
+    if one.outputs is None or other.outputs is None:
+        return one.missing_required == other.missing_required
+    return all(format_output(o.kind, one.outputs[o.name], o.decimals) ==
+               format_output(o.kind, other.outputs[o.name], o.decimals)
+               for o in manifest.outputs if o.name in one.outputs and o.name in other.outputs)
 
 
 def predict(entry: ModelEntry, mapping: MappingResult) -> tuple[Prediction, Prediction | None]:

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -23,7 +23,8 @@ from cds_hooks.auth import ClientIdentity, TrustedClient, fhir_server_allowed
 from cds_hooks.cohort import cohort_of
 from cds_hooks.errors import ApiError, bad_request
 from cds_hooks.hooks import validate_context
-from cds_hooks.pipeline import REFERENCED_MEDICATIONS_KEY, index_of, map_patient, predict, unresolved_medications
+from cds_hooks.pipeline import (REFERENCED_MEDICATIONS_KEY, index_of, map_patient, predict, same_result,
+                                unresolved_medications)
 from cds_hooks.prefetch import PrefetchOutcome, fetch_medications, resolve_prefetch
 from cds_hooks.request import HookRequest
 from cds_hooks.services import CdsService
@@ -113,10 +114,24 @@ class ServiceCaller:
             """Mapping → inference → rendering → durable recording: CPU and one journal sync, no network; on the
             event loop unless `offload` (below)."""
             t1 = time.perf_counter()
-            mapping = map_patient(champion, index, at=at, patient_id=patient_id, time_zone=self.time_zone)
-            unobtainable = _mark_unobtainable(service, outcome, mapping)
-            _mark_truncated(service, outcome, mapping, self.max_pages)
-            mark_record_gaps(mapping, champion.spec, service.plan, outcome.failed, outcome.truncated)  # timelines
+
+            def mapped(partial_birth: Literal["missing", "first", "last"] = "missing") -> tuple[MappingResult, list[str]]:
+                result = map_patient(champion, index, at=at, patient_id=patient_id, time_zone=self.time_zone,
+                                     partial_birth=partial_birth)
+                gone = _mark_unobtainable(service, outcome, result)
+                _mark_truncated(service, outcome, result, self.max_pages)
+                mark_record_gaps(result, champion.spec, service.plan, outcome.failed, outcome.truncated)  # timelines
+                return result, gone
+
+            mapping, unobtainable = mapped()
+            either: tuple[MappingResult, tuple[Prediction, Prediction | None]] | None = None
+            if mapping.age_uncertain is not None:
+                # a birth date written as a year or month alone gives two ages: read the record with each, and use
+                # them only when the result is the same either way (else the age stays missing, naming both)
+                oldest, youngest = mapped("first")[0], mapped("last")[0]
+                first, second = predict(model, oldest), predict(model, youngest)
+                if same_result(champion.manifest, first[0], second[0]):
+                    either = oldest, first
             timings["mapping"] = (time.perf_counter() - t1) * 1000
             required_gone = [name for name in unobtainable if mapping.missing[name].required]
             if required_gone:
@@ -125,7 +140,10 @@ class ServiceCaller:
                 raise ApiError(412, f"required data could not be obtained ({detail})", "prefetch", code="not-found")
 
             t2 = time.perf_counter()
-            prediction, shadow = predict(model, mapping)
+            if either is not None:
+                mapping, (prediction, shadow) = either
+            else:
+                prediction, shadow = predict(model, mapping)
             timings["inference"] = (time.perf_counter() - t2) * 1000
 
             t3 = time.perf_counter()

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from math import isfinite
 from statistics import fmean
-from typing import Any
+from typing import Any, Literal
 
 import fhirpathpy
 
@@ -87,15 +87,20 @@ def map_features(
     patient_id: str | None = None,
     units: UnitRegistry | None = None,
     time_zone: tzinfo | None = None,
+    partial_birth: Literal["missing", "first", "last"] = "missing",
 ) -> MappingResult:
     """Map resources to every feature of the spec at hook time `at` (aware datetime).
 
     `time_zone` is the patient's local zone, for the local date that ages are counted on and the times vitals are
-    shown in; without it the offset written in the record's newest timestamp is used, else UTC.
+    shown in; without it the offset written in the record's newest timestamp is used, else UTC. `partial_birth`: a
+    birth date written as a year or month alone that gives two ages leaves them missing, or reads them from the first
+    or last day it can mean (the service maps both and uses them only when the result is the same either way).
     """
     zone = time_zone or local_zone_of(index, patient_id)
     ctx = _Context(index, at, valuesets, units or default_registry(), ValidationCache(), patient_id, zone)
+    ctx.partial_birth = partial_birth
     result = MappingResult()
+    ctx.result = result
     result.deceased = deceased(index.patient(patient_id), at)
     derived = spec.derivation_order()
     for name, feature in spec.features.items():
@@ -333,6 +338,8 @@ class _Context:
         self._other_medications: list[tuple[Resource, Source, MedicationView, Recognition | None]] = []
         self.elsewhere = index.elsewhere(patient_id)  # id -> why: resources about someone else, never read
         self._unusable: list[SourceRef] = []  # this feature's matches that are present but malformed
+        self.partial_birth: str = "missing"
+        self.result: MappingResult | None = None
 
     # ---- features -------------------------------------------------------------------------------------------
     def map_one(self, name: str, feature: Feature) -> FeatureValue | MissingFeature:
@@ -999,16 +1006,22 @@ class _Context:
             day = on or self.at.astimezone(self.zone).date()
             age = float(age_in_years(birth, day))
             written = str(patient.get("birthDate"))
+            years = f"{int(age)} years"
             if len(written) < 10:  # a year or a month alone: the birth may be any day of it, parse gives the first
                 youngest = float(age_in_years(min(_last_day_of(written, birth), day), day))
                 if youngest != age:
                     ages = f"{int(youngest)} or {int(age)}"
-                    return self._demo_missing(
-                        name, feature, f"Date of birth is recorded as '{written}' only, so the age "
-                                       f"{'on ' + day.isoformat() if on else 'today'} is {ages}; a full date of birth "
-                                       "is needed")
-            shown, how = (f"{int(age)} years", "from date of birth") if on is None else \
-                (f"{int(age)} years on {day.isoformat()}", f"from date of birth, on {day.isoformat()}")
+                    if self.result is not None:
+                        self.result.age_uncertain = (int(youngest), int(age))
+                    if self.partial_birth == "missing":
+                        return self._demo_missing(
+                            name, feature, f"Date of birth is recorded as '{written}' only, so the age "
+                                           f"{'on ' + day.isoformat() if on else 'today'} is {ages}; a full date of birth "
+                                           "is needed")
+                    age = youngest if self.partial_birth == "last" else age
+                    years = f"{ages} years"  # the result is the same either way (the service checks)
+            shown, how = (years, "from date of birth") if on is None else \
+                (f"{years} on {day.isoformat()}", f"from date of birth, on {day.isoformat()}")
             return FeatureValue(name=name, value=age, unit="a", label=feature.label, display=shown,
                                 sources=[_with(ref, patient.get("birthDate"), None, how)])
         answers = feature.answers

@@ -85,6 +85,9 @@ class MappingResult:
     values: dict[str, FeatureValue] = field(default_factory=dict)
     missing: dict[str, MissingFeature] = field(default_factory=dict)
     deceased: str | None = None  # "on 2026-10-01" / "recorded as deceased" when Patient.deceased[x] says so
+    # a birth date written as a year or month alone that gives two ages (youngest, oldest): the ages read from it
+    # are missing, or (when mapped with `partial_birth` 'first'/'last') read from that end of it
+    age_uncertain: tuple[int, int] | None = None
 
     @property
     def missing_required(self) -> list[MissingFeature]:

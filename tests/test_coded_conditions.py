@@ -378,15 +378,17 @@ def test_a_newest_egfr_written_as_a_bound_is_not_replaced_by_an_older_creatinine
     assert "%" not in card["summary"], card["summary"]
 
 
-def test_a_newest_add_on_written_as_a_bound_leaves_the_equations_without_it(api: Any) -> None:
+def test_a_newest_add_on_written_as_a_bound_gives_no_number(api: Any) -> None:
+    """UACR '<3 mg/g' was measured: neither the older 300 mg/g nor the equations without UACR (for a patient in whom it
+    was not measured, Khan 2024) is this patient's; PREVENT-full gives no number, PREVENT-base still does."""
     base = [F.patient("p1", 50, "female"), F.quantity_obs("2093-3", 200, "mg/dL"), F.quantity_obs("2085-9", 45, "mg/dL"),
             F.bp_panel(160), F.smoking(F.NEVER_SMOKER), F.condition("44054006"),
             F.med_request("314076", display="lisinopril 10 MG Oral Tablet"),
             F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}"), F.quantity_obs("39156-5", 35, "kg/m2")]
-    without = risk(fire(api, "prevent-base", base))
+    assert risk(fire(api, "prevent-base", base)) > 0
     full = fire(api, "prevent-full", base + [bound_obs("9318-7", 3, "mg/g", "<", 20),
                                             F.quantity_obs("9318-7", 300, "mg/g", days=300)])
-    assert risk(full) == pytest.approx(without, abs=1e-9)  # not the UACR model with the older 300 mg/g
+    assert full["summary"] == "PREVENT CVD risk (add-ons) not calculated: missing Urine albumin/creatinine ratio"
 
 
 def test_a_saved_egfr_is_dated_at_its_creatinine_not_at_the_hook(api: Any) -> None:
@@ -406,7 +408,8 @@ def test_an_add_on_passed_over_as_a_bound_is_not_called_not_recorded(api: Any) -
             F.med_request("314076", display="lisinopril 10 MG Oral Tablet"),
             F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}"), F.quantity_obs("39156-5", 35, "kg/m2")]
     card = fire(api, "prevent-full", base + [bound_obs("9318-7", 3, "mg/g", "<", 20)])
-    assert "Urine albumin/creatinine ratio: no usable value" in card["detail"]
+    assert "Urine albumin/creatinine ratio: Newest result" in card["detail"]  # named, with why it is not used
+    assert "value is a bound (&lt;3 mg/g), not a measurement" in card["detail"]
     assert "Urine albumin/creatinine ratio: not recorded" not in card["detail"]
     untested = fire(api, "prevent-full", base)
     assert "Urine albumin/creatinine ratio: not recorded" in untested["detail"]
@@ -460,3 +463,27 @@ def test_an_active_diagnosis_with_an_onset_written_hours_ahead_still_counts(api:
     htn["onsetDateTime"] = (F.NOW + timedelta(hours=3)).isoformat().replace("+00:00", "Z")
     card = fire(api, "cha2ds2-vasc", [F.patient("p1", 70, "female"), F.condition("49436004", display="AF"), htn])
     assert card["summary"].startswith("CHA2DS2-VASc 3"), card["summary"]
+
+
+def test_a_birth_year_alone_is_used_when_both_ages_give_the_same_result(api: Any) -> None:
+    """Born '1980', seen in December 2026: 45 or 46, and both score no age points (Lip 2010), so CHA2DS2-VASc is
+    given and the card shows both ages; NEWS2 (age is only its 16-and-over check) scores a patient born in 1960. The
+    PCE's risk changes with a year of age: no number there, naming both ages."""
+    year = F.NOW.date().year
+    patient = F.patient("p1", 46, "male")
+    patient["birthDate"] = str(year - 46)
+    if F.NOW.date() == F.NOW.date().replace(month=12, day=31):
+        pytest.skip("on 31 December a birth year alone gives one age")
+    card = fire(api, "cha2ds2-vasc", [patient, F.condition("49436004", display="Atrial fibrillation")])
+    assert card["summary"].startswith("CHA2DS2-VASc 0"), card["summary"]
+    assert f"- Age: **{45} or {46} years**" in card["detail"], card["detail"]
+    patient["birthDate"] = str(year - 66)
+    record = [patient, F.encounter("e1"), F.vital("9279-1", 18, "/min"), F.vital("59408-5", 96, "%"),
+              F.vital("8867-4", 72, "/min"), F.vital("8310-5", 36.8, "Cel"), F.bp_panel(120, days=0),
+              F.coded_obs("67775-7", "248234008", hours=2)]
+    assert fire(api, "news2-patient-view", record)["summary"].startswith("NEWS2 0")
+    pce = fire(api, "ascvd-pce-10y", [patient, F.quantity_obs("2093-3", 213, "mg/dL"),
+                                      F.quantity_obs("2085-9", 50, "mg/dL"), F.bp_panel(120),
+                                      F.smoking(F.NEVER_SMOKER)])
+    assert "not calculated" in pce["summary"] and "Age" in pce["summary"], pce["summary"]
+    assert "so the age today is 65 or 66" in pce["detail"]
