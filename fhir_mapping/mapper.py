@@ -308,6 +308,11 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
     # each input with the value used ('computed from serum creatinine 2.2 mg/dL, age at the creatinine 55 years …'),
     # so the details page shows what an eGFR or a BMI rests on
     used = ", ".join(f"{spec.features[n].label.lower()} {_shown(result.values[n], spec.features[n])}" for n in needs)
+    if feature.derived_only_if is not None:
+        holds = compiled_expression(feature.derived_only_if).evaluate({n: result.values[n].value for n in needs})
+        if not holds:  # outside the equation's own population: no value, saying why
+            return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
+                                  reason=f"Not computed from {used}: {feature.derived_only_if_note}")
     return FeatureValue(name=name, value=value, unit=feature.unit, label=feature.label,
                         display=display_value(feature, value), sources=sources,
                         note=f"computed from {used}" if needs else "set by this model's configuration",

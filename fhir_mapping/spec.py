@@ -145,6 +145,10 @@ class Feature(_Strict):
     # with `sources`: "missing" uses `derived` only when no source gives a value; "newer" uses it too when it rests on
     # results from a later day than the source value (the newest evidence wins; on the same day the recorded value)
     derived_when: Literal["missing", "newer"] = "missing"
+    # with `derived`: an expression over other features that must hold for the derivation to apply (an equation's own
+    # population: CKD-EPI 2021 is for adults), and what the card says when it does not
+    derived_only_if: str | None = None
+    derived_only_if_note: str | None = None
     # `demographic: age` on the date of the named feature's value (age when a creatinine was drawn), not at the hook
     on_date_of: str | None = None
     value: ValueKind = "quantity"
@@ -189,6 +193,15 @@ class Feature(_Strict):
                 Expression(self.derived)
             except ExpressionError as exc:
                 raise ValueError(str(exc)) from exc
+        if (self.derived_only_if is None) != (self.derived_only_if_note is None):
+            raise ValueError("`derived_only_if` and `derived_only_if_note` go together")
+        if self.derived_only_if is not None:
+            if self.derived is None:
+                raise ValueError("`derived_only_if` needs `derived`")
+            try:
+                Expression(self.derived_only_if)
+            except ExpressionError as exc:
+                raise ValueError(f"derived_only_if: {exc}") from exc
         if self.value == "quantity" and not self.demographic:
             if not self.unit:
                 raise ValueError("a quantity feature needs `unit`")
@@ -242,7 +255,10 @@ class FeatureSpec(_Strict):
 
     def derived_inputs(self, name: str) -> set[str]:
         feature = self.features[name]
-        return compiled_expression(feature.derived).names if feature.derived else set()
+        names = compiled_expression(feature.derived).names if feature.derived else set()
+        if feature.derived_only_if:
+            names = names | compiled_expression(feature.derived_only_if).names
+        return names
 
     def derivation_order(self) -> list[str]:
         """Derived features in an order where each comes after the derived features it uses."""

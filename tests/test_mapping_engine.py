@@ -488,6 +488,19 @@ def test_a_bare_number_is_converted_from_its_unit_and_other_shapes_stay_unreadab
         assert "sbp_kpa" not in again.values
 
 
+def test_derived_only_if_spec_errors(tmp_path: Path) -> None:
+    base = {"label": "K", "unit": "1", "derived": "2 * x"}
+    for extra, message in [({"derived_only_if": "x > 1"}, "go together"),
+                           ({"derived_only_if": "x >", "derived_only_if_note": "n"}, "derived_only_if"),
+                           ({"derived": None, "sources": [{"resource": "Observation", "codes": ["http://loinc.org|1-8"]}],
+                             "derived_only_if": "x > 1", "derived_only_if_note": "n"}, "needs `derived`")]:
+        feature = {k: v for k, v in {**base, **extra}.items() if v is not None}
+        doc = {"spec_version": 1, "features": {"x": {"label": "X", "unit": "1", "sources": [
+            {"resource": "Observation", "codes": ["http://loinc.org|1-8"]}]}, "k": feature}}
+        with pytest.raises(SpecError, match=message):
+            _bare_spec(tmp_path, doc)
+
+
 @pytest.mark.parametrize(("feature", "message"), [
     ({"label": "T", "unit": "Cel", "bare_number_unit": "mm[Hg]",
       "sources": [{"resource": "Observation", "codes": ["http://loinc.org|8310-5"]}]}, "does not measure what"),

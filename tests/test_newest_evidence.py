@@ -513,3 +513,15 @@ def test_a_medication_whose_period_ends_today_is_still_taken(api: Any) -> None:
     ended = primary_risk(fire(api, "ascvd-pce-10y", _pce_man(chol, _lisinopril_statement(yesterday))))
     assert open_ended is not None and today == open_ended
     assert ended is not None and ended < open_ended  # untreated at 120 mmHg: the lower equation term
+
+
+def test_no_egfr_is_computed_from_a_creatinine_drawn_before_18(api: Any) -> None:
+    """CKD-EPI 2021 is for adults (Inker 2021): a patient of 18 whose only creatinine was drawn at 17 has no eGFR from
+    it (the eGFR service refuses the same specimen); KFRE had used 49 from it. At 18 the same record gives one."""
+    record = [turned(18, 100, "male"),  # 17 at the creatinine drawn 200 days ago
+              F.quantity_obs("2160-0", 2.0, "mg/dL", days=200), F.quantity_obs("9318-7", 300, "mg/g")]
+    card = fire(api, "kfre-4var", record)
+    assert card["summary"] == "Kidney failure risk (KFRE) not calculated: missing eGFR", card["summary"]
+    assert "CKD-EPI 2021 is for adults, and this creatinine was drawn before the age of 18" in details_page(api, card)
+    adult = fire(api, "kfre-4var", [turned(18, 300, "male"), *record[1:]])  # 18 at the draw
+    assert primary_risk(adult) is not None, adult["summary"]
