@@ -509,12 +509,15 @@ class _Context:
         earliest = _earliest_moment(chosen.ref.date)
         if earliest is None:
             return None
+        zoneless = _zoneless_time(chosen.ref.date)
         for (moment, _), res, source in rest:
             if moment <= earliest:
                 break  # certainly older (sorted by the latest moment each can mean)
             if _in_progress_procedure(res, source):
                 continue
             ref = self._ref(res, source)
+            if zoneless and _zoneless_time(ref.date):
+                continue  # two times written without a zone in one record share it: the order as written holds
             try:
                 cands = self._read(res, source, feature, ref)
             except _Skip:
@@ -1220,6 +1223,11 @@ def _in_future(written: Any, at: datetime) -> bool:
     if "T" in written and _has_zone(written):
         return when > at + _CLOCK_SKEW
     return when - _WIDEST_OFFSET > at + _CLOCK_SKEW
+
+
+def _zoneless_time(written: str | None) -> bool:
+    """A FHIR dateTime with a time but no zone ('2026-12-06T20:32:00')."""
+    return isinstance(written, str) and "T" in written and not _has_zone(written)
 
 
 def _has_zone(written: str) -> bool:

@@ -457,6 +457,12 @@ def test_news2_a_reading_written_as_a_date_alone_is_not_placed_among_timed_ones(
     agreeing = [r for r in both if r.get("valueQuantity", {}).get("value") != 88] + [
         _dated_only(F.vital("59408-5", 97, "%")), F.vital("59408-5", 88, "%", hours=3)]
     assert fire(api, "news2-patient-view", agreeing)["summary"].startswith("NEWS2 0")
+    # two times written without a zone in one record share it: 97 % at 20:32 is newer than 88 % at 18:32
+    zoneless = [r for r in both if r.get("valueQuantity", {}).get("value") != 88]
+    for res, hours in ((zoneless[-1], 1), (F.vital("59408-5", 88, "%"), 3)):
+        res["effectiveDateTime"] = (F.NOW - timedelta(hours=hours)).replace(tzinfo=None).isoformat(timespec="seconds")
+    zoneless.append(res)
+    assert fire(api, "news2-patient-view", zoneless)["summary"].startswith("NEWS2 0")
 
 
 def _dated_day(res: dict[str, Any], days_ago: int) -> dict[str, Any]:
