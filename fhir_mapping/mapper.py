@@ -66,7 +66,8 @@ _BOUND_NOTE = "value is a bound"  # how a bound's pass-over note starts
 # with a comparator, so the same rules apply (an add-on above a limit gives no number)
 # a qualitative result ('positive', 'trace', '++'): a result was given, in words, so it is no comment to pass over
 _QUALITATIVE = re.compile(r"\s*(?:positive|negative|pos|neg|trace|detected|not detected|undetectable|present|absent|"
-                          r"reactive|non-?reactive|high|low|normal|abnormal|elevated|raised|critical|\+{1,4}|-)\s*[.!]?\s*",
+                          r"reactive|non-?reactive|high|low|normal|abnormal|elevated|raised|critical|\+{1,4}|-|"
+                          r"h|l|hh|ll|a|aa|h\*|l\*)\s*[.!]?\s*",  # and the HL7 abnormal flags H, L, HH, LL, A, AA
                           re.IGNORECASE)
 # a number (1,000 allowed), then at most a unit: words that do not start with a digit, without ';' or ',' (so
 # '<30 mg/g; repeat 450 mg/g' or '>300 and rising 5' are text with numbers, unreadable, not bounds)

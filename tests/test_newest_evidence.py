@@ -525,3 +525,13 @@ def test_no_egfr_is_computed_from_a_creatinine_drawn_before_18(api: Any) -> None
     assert "CKD-EPI 2021 is for adults, and this creatinine was drawn before the age of 18" in details_page(api, card)
     adult = fire(api, "kfre-4var", [turned(18, 300, "male"), *record[1:]])  # 18 at the draw
     assert primary_risk(adult) is not None, adult["summary"]
+
+
+@pytest.mark.parametrize("flag", ["H", "HH", "L", "A", "positive"])
+def test_a_newest_result_given_only_as_a_flag_is_a_result_not_a_comment(api: Any, flag: str) -> None:
+    """A creatinine of 10 days ago reported only as the abnormal flag 'H' says the newest value is high: the eGFR of
+    the 1.0 mg/dL of 100 days ago (CKD-EPI 2021 at 60: 83) is not the patient's eGFR now. No number, naming it."""
+    card = fire(api, "egfr-ckd-epi-2021", [turned(61, 200, "male"), F.quantity_obs("2160-0", 1.0, "mg/dL", days=100),
+                                           _text_result("2160-0", flag, days=10)])
+    assert card["summary"] == "eGFR (CKD-EPI 2021) not calculated: missing Serum creatinine", card["summary"]
+    assert f"the result is text ('{flag}'), not a quantity" in card["detail"]
