@@ -50,16 +50,29 @@ def map_patient(runtime: ModelRuntime, index: ResourceIndex, *, at: datetime, pa
 
 
 def same_result(manifest: Manifest, one: Prediction, other: Prediction) -> bool:
-    """Whether two predictions say the same on a card: the same refusals and missing inputs, or every output the
-    same as shown (the manifest's decimals). A birth date written as a year alone gives two ages; when both give
+    """Whether two predictions say the same on a card: the same refusals, missing inputs, category, withheld
+    outputs, guidance and notes, and every output the same as shown (the manifest's decimals). A birth date written as a year alone gives two ages; when both give
     the same result, the age does not matter to it."""
-    if (one.outputs is None) != (other.outputs is None) or one.refusals != other.refusals:
+    if (one.outputs is None) != (other.outputs is None) or one.refusals != other.refusals or \
+            one.category != other.category or one.withheld != other.withheld or one.guidance != other.guidance or \
+            one.notes != other.notes or one.suppressed != other.suppressed:
+        return False
+    if one.outputs is not None and other.outputs is not None and set(one.outputs) != set(other.outputs):
         return False
     if one.outputs is None or other.outputs is None:
         return one.missing_required == other.missing_required
     return all(format_output(o.kind, one.outputs[o.name], o.decimals) ==
                format_output(o.kind, other.outputs[o.name], o.decimals)
                for o in manifest.outputs if o.name in one.outputs and o.name in other.outputs)
+
+
+def same_inputs(one: MappingResult, other: MappingResult) -> bool:
+    """Whether two mappings of one record show the same inputs: the same missing ones, and every value as shown (a
+    derived eGFR takes the age at the creatinine, so two ages can give two eGFRs a card would show)."""
+    if set(one.missing) != set(other.missing) or set(one.values) != set(other.values):
+        return False
+    return all((fv.display or f"{fv.value:.2f}") == (other.values[name].display or f"{other.values[name].value:.2f}")
+               for name, fv in one.values.items())
 
 
 def predict(entry: ModelEntry, mapping: MappingResult) -> tuple[Prediction, Prediction | None]:

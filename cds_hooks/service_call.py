@@ -23,13 +23,13 @@ from cds_hooks.auth import ClientIdentity, TrustedClient, fhir_server_allowed
 from cds_hooks.cohort import cohort_of
 from cds_hooks.errors import ApiError, bad_request
 from cds_hooks.hooks import validate_context
-from cds_hooks.pipeline import (REFERENCED_MEDICATIONS_KEY, index_of, map_patient, predict, same_result,
-                                unresolved_medications)
+from cds_hooks.pipeline import (REFERENCED_MEDICATIONS_KEY, index_of, map_patient, predict, same_inputs,
+                                same_result, unresolved_medications)
 from cds_hooks.prefetch import PrefetchOutcome, fetch_medications, resolve_prefetch
 from cds_hooks.request import HookRequest
 from cds_hooks.services import CdsService
 from fhir_mapping.result import MappingResult, MissingFeature
-from fhir_mapping.timeline import mark_record_gaps
+from fhir_mapping.timeline import TimelineFeatureSpec, mark_record_gaps
 from inference.repository import ModelEntry
 from inference.runtime import ModelRuntime, Prediction
 from store.records import CardRecord, PredictionRecord
@@ -125,12 +125,16 @@ class ServiceCaller:
 
             mapping, unobtainable = mapped()
             either: tuple[MappingResult, tuple[Prediction, Prediction | None]] | None = None
-            if mapping.age_uncertain is not None:
+            if mapping.age_uncertain is not None and not isinstance(champion.spec, TimelineFeatureSpec):
                 # a birth date written as a year or month alone gives two ages: read the record with each, and use
-                # them only when the result is the same either way (else the age stays missing, naming both)
+                # them only when everything the card shows and the store keeps is the same either way: the inputs,
+                # the champion's result and the challenger's (else the age stays missing, naming both). A timeline
+                # model reads the birth date itself, so it keeps the age missing
                 oldest, youngest = mapped("first")[0], mapped("last")[0]
                 first, second = predict(model, oldest), predict(model, youngest)
-                if same_result(champion.manifest, first[0], second[0]):
+                shadows = model.challenger is None or first[1] is None or second[1] is None or \
+                    same_result(model.challenger.manifest, first[1], second[1])
+                if same_inputs(oldest, youngest) and same_result(champion.manifest, first[0], second[0]) and shadows:
                     either = oldest, first
             timings["mapping"] = (time.perf_counter() - t1) * 1000
             required_gone = [name for name in unobtainable if mapping.missing[name].required]

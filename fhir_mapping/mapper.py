@@ -296,6 +296,13 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
     ignored = measured.ignored if measured else []
     if absent:
         labels = ", ".join(spec.features[n].label.lower() for n in absent)
+        if measured and all(spec.features[n].demographic for n in absent):
+            # the results are there but an age or sex is not (a birth date written as a year alone): say that first,
+            # not "nothing usable on record" (a card shows the first clause)
+            why = "; ".join(f"{spec.features[n].label.lower()}: {result.missing[n].reason}"
+                            for n in absent if n in result.missing)
+            return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
+                                  reason=f"Cannot be computed without {labels} ({why}); {measured.reason}")
         lead = f"{measured.reason}; it" if measured else "It"
         return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
                               reason=f"{lead} cannot be computed without {labels}")

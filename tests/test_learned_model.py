@@ -79,3 +79,13 @@ def test_prediabetes_is_read_however_the_problem_list_codes_it(api: Any) -> None
     for code in ("R73.09", "R73.9"):  # other abnormal glucose, hyperglycaemia: not prediabetes
         card = fire(api, "t2d-onset-5y", base + [F.condition(code, "http://hl7.org/fhir/sid/icd-10-cm", display="Abnormal glucose")])
         assert recorded_outputs(api, card)["risk_5y"] == recorded_outputs(api, absent)["risk_5y"], code
+
+
+def test_a_birth_year_alone_is_not_used_when_the_challenger_would_differ(api: Any) -> None:
+    """Born in a year that makes him 60 or 61: the champion's card reads the same at both ages, but the challenger's
+    shadow risk (recorded for the comparison) does not, so the age is missing rather than one of them recorded."""
+    patient = F.patient("p1", 61, "male")
+    patient["birthDate"] = str(F.NOW.year - 61)
+    card = fire(api, "t2d-onset-5y", [patient, *record()[1:]])
+    assert "missing Age" in card["summary"], card["summary"]
+    assert "60 or 61" in card["detail"]

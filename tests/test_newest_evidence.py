@@ -535,3 +535,18 @@ def test_a_newest_result_given_only_as_a_flag_is_a_result_not_a_comment(api: Any
                                            _text_result("2160-0", flag, days=10)])
     assert card["summary"] == "eGFR (CKD-EPI 2021) not calculated: missing Serum creatinine", card["summary"]
     assert f"the result is text ('{flag}'), not a quantity" in card["detail"]
+
+
+def test_a_birth_year_alone_gives_no_number_when_the_egfr_shown_would_differ(api: Any) -> None:
+    """Born '1960' (65 or 66), creatinine 1.6 mg/dL a month ago: KFRE's risk reads the same at either age, but the eGFR
+    the card shows (CKD-EPI 2021 takes the age at the draw, Inker 2021) does not, so the age is missing, naming both."""
+    patient = F.patient("p1", 66, "male")
+    patient["birthDate"] = str(F.NOW.year - 66)
+    record = [patient, F.quantity_obs("2160-0", 1.6, "mg/dL", days=30), F.quantity_obs("9318-7", 20, "mg/g")]
+    assert round(ckd_epi_2021(1.6, 65, female=False), 1) != round(ckd_epi_2021(1.6, 66, female=False), 1)
+    card = fire(api, "kfre-4var", record)
+    assert primary_risk(card) is None, card["summary"]
+    assert "65 or 66" in card["detail"], card["detail"]
+    # the eGFR line says what is missing (the age at the draw), not that nothing usable is on record
+    assert "- eGFR: Cannot be computed without age at the creatinine" in card["detail"], card["detail"]
+    assert "- eGFR: Nothing usable on record" not in card["detail"]

@@ -7,7 +7,7 @@ import json
 import math
 import shutil
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -347,3 +347,19 @@ def test_a_tabular_folder_cannot_name_a_remote_backend(tmp_path: Path) -> None:
     with pytest.raises(ModelFolderError) as err:
         ModelRepository(root, ("http://127.0.0.1:9",)).load()
     assert "manifest.yaml: backend: a remote backend serves sequence models only" in str(err.value)
+
+
+def test_a_birth_year_alone_gives_the_timeline_model_no_age(serve: Any) -> None:
+    """The timeline reads the birth date itself (every event's age counts from it), so a birth date written as a
+    year alone, which gives two ages, is not scored as if the patient were born on 1 January: no number, naming both."""
+    api = serve()
+    _, resources, pid = fixture()
+    patient = next(r for r in resources if r["resourceType"] == "Patient")
+    born = int(patient["birthDate"][:4])
+    patient["birthDate"] = str(born)
+    today = datetime.now(UTC).date()
+    if (today.month, today.day) == (12, 31):
+        pytest.skip("on 31 December a birth year alone gives one age")
+    [card] = call(api, resources, pid)
+    assert "missing Age" in card["summary"], card["summary"]
+    assert f"{today.year - born - 1} or {today.year - born}" in card["detail"]
