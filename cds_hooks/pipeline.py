@@ -51,19 +51,16 @@ def map_patient(runtime: ModelRuntime, index: ResourceIndex, *, at: datetime, pa
 
 def same_result(manifest: Manifest, one: Prediction, other: Prediction) -> bool:
     """Whether two predictions say the same on a card: the same refusals, missing inputs, category, withheld
-    outputs, guidance and notes, and every output the same as shown (the manifest's decimals). A birth date written as a year alone gives two ages; when both give
-    the same result, the age does not matter to it."""
-    if (one.outputs is None) != (other.outputs is None) or one.refusals != other.refusals or \
-            one.category != other.category or one.withheld != other.withheld or one.guidance != other.guidance or \
-            one.notes != other.notes or one.suppressed != other.suppressed:
-        return False
-    if one.outputs is not None and other.outputs is not None and set(one.outputs) != set(other.outputs):
+    outputs, guidance and notes, and every output the same as shown (the manifest's decimals). A birth date written
+    as a year alone gives two ages; when both give the same result, the age does not matter to it."""
+    if one.refusals != other.refusals or one.category != other.category or one.withheld != other.withheld or \
+            one.guidance != other.guidance or one.notes != other.notes or one.suppressed != other.suppressed:
         return False
     if one.outputs is None or other.outputs is None:
-        return one.missing_required == other.missing_required
-    return all(format_output(o.kind, one.outputs[o.name], o.decimals) ==
-               format_output(o.kind, other.outputs[o.name], o.decimals)
-               for o in manifest.outputs if o.name in one.outputs and o.name in other.outputs)
+        return one.outputs is other.outputs and one.missing_required == other.missing_required
+    return set(one.outputs) == set(other.outputs) and all(
+        format_output(o.kind, one.outputs[o.name], o.decimals) ==
+        format_output(o.kind, other.outputs[o.name], o.decimals) for o in manifest.outputs if o.name in one.outputs)
 
 
 def same_inputs(one: MappingResult, other: MappingResult) -> bool:

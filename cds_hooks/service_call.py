@@ -115,7 +115,8 @@ class ServiceCaller:
             event loop unless `offload` (below)."""
             t1 = time.perf_counter()
 
-            def mapped(partial_birth: Literal["missing", "first", "last"] = "missing") -> tuple[MappingResult, list[str]]:
+            def mapped(partial_birth: Literal["missing", "first", "last"] = "missing"
+                       ) -> tuple[MappingResult, list[str]]:
                 result = map_patient(champion, index, at=at, patient_id=patient_id, time_zone=self.time_zone,
                                      partial_birth=partial_birth)
                 gone = _mark_unobtainable(service, outcome, result)

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from math import isfinite
 from statistics import fmean
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import fhirpathpy
 
@@ -38,6 +38,7 @@ _WIDEST_WEST = timedelta(hours=12)  # the furthest a local time runs behind UTC 
 
 
 _NEWEST_FIRST = ("latest", "days_since", "exists")
+_D = TypeVar("_D", bound=date)
 
 
 @dataclass
@@ -98,10 +99,9 @@ def map_features(
     or last day it can mean (the service maps both and uses them only when the result is the same either way).
     """
     zone = time_zone or local_zone_of(index, patient_id)
-    ctx = _Context(index, at, valuesets, units or default_registry(), ValidationCache(), patient_id, zone)
-    ctx.partial_birth = partial_birth
+    ctx = _Context(index, at, valuesets, units or default_registry(), ValidationCache(), patient_id, zone,
+                   partial_birth)
     result = MappingResult()
-    ctx.result = result
     result.deceased = deceased(index.patient(patient_id), at)
     derived = spec.derivation_order()
     for name, feature in spec.features.items():
@@ -124,6 +124,7 @@ def map_features(
     # features listed before the derived ones they are computed from keep spec order
     result.values = {n: result.values[n] for n in spec.features if n in result.values}
     result.missing = {n: result.missing[n] for n in spec.features if n in result.missing}
+    result.age_uncertain = ctx.age_uncertain
     return result
 
 
@@ -343,6 +344,7 @@ class _Context:
         validation: ValidationCache,
         patient_id: str | None,
         zone: tzinfo = UTC,
+        partial_birth: Literal["missing", "first", "last"] = "missing",
     ) -> None:
         self.index, self.at, self.valuesets, self.units = index, at, valuesets, units
         self.validation, self.patient_id, self.zone = validation, patient_id, zone
@@ -351,8 +353,8 @@ class _Context:
         self._other_medications: list[tuple[Resource, Source, MedicationView, Recognition | None]] = []
         self.elsewhere = index.elsewhere(patient_id)  # id -> why: resources about someone else, never read
         self._unusable: list[SourceRef] = []  # this feature's matches that are present but malformed
-        self.partial_birth: str = "missing"
-        self.result: MappingResult | None = None
+        self.partial_birth = partial_birth
+        self.age_uncertain: tuple[int, int] | None = None  # (youngest, oldest) from a birth date written in part
 
     # ---- features -------------------------------------------------------------------------------------------
     def map_one(self, name: str, feature: Feature) -> FeatureValue | MissingFeature:
@@ -393,8 +395,8 @@ class _Context:
         if read and feature.value == "quantity" and feature.aggregate in _NEWEST_FIRST:
             unread_value = ignored[-1]  # read, but not valid FHIR R4
         if unread_value is not None and feature.default is not None:
-            return self._unread_newest(name, feature, unread_value, ignored)  # an add-on measured but unreadable
-        return self._absent(name, feature, ignored, unread_value or bound)
+            return self._newest_stands(name, feature, unread_value, ignored)  # an add-on measured but unreadable
+        return self._absent(name, feature, ignored, unread_value)
 
     def _newest_usable(self, name: str, feature: Feature, matches: list[tuple[Resource, Source]]) -> FeatureValue | MissingFeature:
         """For latest-value features read candidates newest first and stop at the first usable one.
@@ -417,7 +419,7 @@ class _Context:
         held: tuple[tuple[datetime, int], SourceRef] | None = None
         for i, (key, res, source) in enumerate(keyed):
             if held is not None and key < held[0]:
-                return self._unread_newest(name, feature, held[1], ignored)
+                return self._newest_stands(name, feature, held[1], ignored)
             ref = self._ref(res, source)
             try:
                 cands = self._read(res, source, feature, ref)
@@ -453,20 +455,15 @@ class _Context:
             if feature.value == "quantity":  # read, but not valid FHIR R4: as above, the newest stands
                 held = held or (key, ignored[-1])
         if held is not None:
-            return self._unread_newest(name, feature, held[1], ignored)
+            return self._newest_stands(name, feature, held[1], ignored)
         return self._absent(name, feature, ignored)
-
-    def _unread_newest(self, name: str, feature: Feature, newest: SourceRef,
-                       ignored: list[SourceRef]) -> FeatureValue | MissingFeature:
-        """A quantity's newest result (`newest`) was reported but cannot be read: missing, naming it. An add-on too:
-        it was measured, so the equations without it (for a patient in whom it was not) would misstate the risk."""
-        return self._newest_stands(name, feature, newest, ignored)
 
     def _newest_stands(self, name: str, feature: Feature, bound: SourceRef,
                        ignored: list[SourceRef]) -> MissingFeature:
         """A newest result that is no usable number (a bound '<3', '>60'; no unit, an unknown unit, text, not valid
         FHIR R4), passed over as `bound`: the feature is missing, naming it, and its date keeps a value derived from
-        older results from standing in (`derived_when: newer`)."""
+        older results from standing in (`derived_when: newer`). An add-on too: it was measured, so the equations
+        without it (for a patient in whom it was not) would misstate the risk."""
         # an add-on: the equations without it do not apply either
         without = "the equations without it are for a patient in whom it was not measured" \
             if feature.default is not None else None
@@ -483,19 +480,17 @@ class _Context:
             parts.append(f"newest result: {newest.reference}")
         return "; ".join(parts)
 
-    def _passed_over(self, ignored: list[SourceRef], newest: SourceRef | None) -> str | None:
-        """'the newest result, of 2026-11-16, was passed over: value is a bound (<3 mg/g), not a measurement; an older
-        value is not used in its place' — why a quantity's default applies although results were on record."""
+    def _passed_over(self, ignored: list[SourceRef]) -> str | None:
+        """'the newest result, of 2026-11-16, was passed over: older than the 2 years look-back window' — why a
+        quantity's default applies although results were on record (a newest one that cannot be read, a bound
+        included, leaves the input missing instead: `_newest_stands`)."""
         floor = datetime.min.replace(tzinfo=UTC)
         dated = [r for r in ignored if r.note != "dated in the future"]
-        if newest is None and dated:
-            newest = max(dated, key=lambda r: parse_fhir_datetime(r.date) or floor if r.date else floor)
-        if newest is None:
+        if not dated:
             return None
+        newest = max(dated, key=lambda r: parse_fhir_datetime(r.date) or floor if r.date else floor)
         day = _local_day(newest, self.zone)
         clause = f"the newest result{f', of {day},' if day else ''} was passed over: {newest.note}"
-        if newest.note and newest.note.startswith(_BOUND_NOTE):
-            clause += "; an older value is not used in its place"
         if len(ignored) > 1:
             clause += f"; {len(ignored)} results passed over"
         return clause
@@ -511,8 +506,7 @@ class _Context:
         """Among readings ordered by the hour, one that may be newer than `chosen` and says otherwise: `chosen` or
         it is written as a date alone, so which came first is unknown (an SpO2 of 88 % 'on 6 December' against 97 %
         at 15:00 that day). Only values of the same kind are compared (quantities, or a presence read from them)."""
-        held = chosen.res or {}
-        if held.get("resourceType") == "Procedure" and held.get("status") == "in-progress":
+        if _open_procedure(chosen.res):
             return None  # placed by its start (`_sort_key`): unknown order keeps a therapy current
         earliest = _earliest_moment(chosen.ref.date)
         if earliest is None:
@@ -532,7 +526,7 @@ class _Context:
                 continue
             if any(c.value != chosen.value for c in cands):
                 return cands[0].ref
-            if ref.date and "T" in ref.date and _has_zone(ref.date):
+            if ref.date and _has_zone(ref.date):
                 break  # a timed reading agreeing with `chosen`: those after it are older, the newest agrees either way
         return None
 
@@ -566,7 +560,8 @@ class _Context:
         than the window (`_newest_usable`); one with no start cannot be placed before anything, so it stays current.
         """
         if _in_progress_procedure(res, source):
-            start = _latest_start(res)
+            begun = _start_text(res)  # placed at the latest moment its start can mean
+            start = _latest_moment(begun) if begun is not None else None
             if start is None:
                 return self.at, 1
             return min(self.at, start if window_start is None else max(start, window_start)), 1
@@ -913,10 +908,9 @@ class _Context:
             when_text = local.strftime("%Y-%m-%d %H:%M") + _zone_suffix(local) if short else local.date().isoformat()
             if short and ref.date and "T" not in ref.date:
                 when_text = ref.date  # a date alone: no time is invented for it
-        first = chosen[0].res or {}
-        if first.get("resourceType") == "Procedure" and first.get("status") == "in-progress":
+        if _open_procedure(chosen[0].res):
             # it stands at the hook's time (current), which is not when anything was charted: say since when it runs
-            start = _start_text(first)  # not the period's planned end, which the resource's date would be
+            start = _start_text(chosen[0].res)  # not the period's planned end, which the resource's date would be
             when_text = "in progress" + (f" since {self._local_text(start)}" if start else "")
         return FeatureValue(
             name=name, value=value, unit=unit, label=feature.label,
@@ -957,7 +951,7 @@ class _Context:
         if feature.default is not None:
             note = f"{feature.default_note}; {unrecognised}" if unrecognised and feature.default_note else \
                 feature.default_note
-            passed = self._passed_over(ignored, unreadable) if feature.value == "quantity" else None
+            passed = self._passed_over(ignored) if feature.value == "quantity" else None
             if passed and note:
                 note = f"{note} ({passed})"  # results were on record: say which one, and why it is not used
             return FeatureValue(
@@ -1027,13 +1021,12 @@ class _Context:
                 youngest = float(age_in_years(min(_last_day_of(written, birth), day), day))
                 if youngest != age:
                     ages = f"{int(youngest)} or {int(age)}"
-                    if self.result is not None:
-                        self.result.age_uncertain = (int(youngest), int(age))
+                    self.age_uncertain = (int(youngest), int(age))
                     if self.partial_birth == "missing":
-                        return self._demo_missing(
-                            name, feature, f"Date of birth is recorded as '{written}' only, so the age "
-                                           f"{'on ' + day.isoformat() if on else 'today'} is {ages}; a full date of birth "
-                                           "is needed")
+                        when = f"on {day.isoformat()}" if on else "today"
+                        return self._demo_missing(name, feature, f"Date of birth is recorded as '{written}' only, so "
+                                                                 f"the age {when} is {ages}; a full date of birth is "
+                                                                 "needed")
                     age = youngest if self.partial_birth == "last" else age
                     years = f"{ages} years"  # the result is the same either way (the service checks)
             shown, how = (years, "from date of birth") if on is None else \
@@ -1170,6 +1163,11 @@ def _in_progress_procedure(res: Resource, source: Source) -> bool:
     return source.resource == "Procedure" and res.get("status") == "in-progress"
 
 
+def _open_procedure(res: Resource | None) -> bool:
+    """The same, for a candidate's resource (read from a Procedure source)."""
+    return res is not None and res.get("resourceType") == "Procedure" and res.get("status") == "in-progress"
+
+
 def _start_text(res: Resource) -> str | None:
     """A procedure's start as written: performedDateTime, else performedPeriod.start."""
     period = res.get("performedPeriod")
@@ -1187,12 +1185,19 @@ def _procedure_end(res: Resource) -> datetime | None:
     return _latest_moment(end) if isinstance(end, str) else None
 
 
+def _period_after(first: _D, written: str) -> _D:
+    """The first moment after the year, month or day a FHIR date names (`first` is its start; years stop at 9998)."""
+    if len(written) == 4:
+        return first.replace(year=first.year + 1)
+    if len(written) == 7:
+        return first.replace(year=first.year + 1, month=1) if first.month == 12 else \
+            first.replace(month=first.month + 1)
+    return first + timedelta(days=1)
+
+
 def _last_day_of(written: str, first: date) -> date:
     """The last day a partial FHIR date (a year, or a year and month) can mean; `first` is its first day."""
-    if len(written) == 4:
-        return first.replace(month=12, day=31)
-    following = first.replace(year=first.year + 1, month=1) if first.month == 12 else first.replace(month=first.month + 1)
-    return following - timedelta(days=1)
+    return _period_after(first, written) - timedelta(days=1)
 
 
 def _latest_moment(written: str) -> datetime | None:
@@ -1202,14 +1207,8 @@ def _latest_moment(written: str) -> datetime | None:
     if when is None:
         return None
     if "T" in written:
-        return when if _has_zone(written) else when + timedelta(hours=12)
-    if len(written) == 4:
-        end = when.replace(year=when.year + 1) if when.year < 9999 else when
-    elif len(written) == 7:
-        end = when.replace(year=when.year + 1, month=1) if when.month == 12 else when.replace(month=when.month + 1)
-    else:
-        end = when + timedelta(days=1)
-    return end + _WIDEST_WEST
+        return when if _has_zone(written) else when + _WIDEST_WEST
+    return _period_after(when, written) + _WIDEST_WEST
 
 
 def _earliest_moment(written: str | None) -> datetime | None:
@@ -1218,19 +1217,15 @@ def _earliest_moment(written: str | None) -> datetime | None:
     when = parse_fhir_datetime(written)
     if when is None or written is None:
         return None
-    return when if "T" in written and _has_zone(written) else when - _WIDEST_OFFSET
+    return when if _has_zone(written) else when - _WIDEST_OFFSET
 
 
 def _in_future(written: Any, at: datetime) -> bool:
     """Whether a FHIR date or time is after `at` whatever it means: a time with its zone from its moment (a few
     minutes allowed for the EHR's clock), a time without one or a date from the earliest moment it can mean (its
     start 14 h ahead of UTC). A start three hours ahead has not begun; today's date written in Tokyo has."""
-    when = parse_fhir_datetime(written)
-    if when is None:
-        return False
-    if "T" in written and _has_zone(written):
-        return when > at + _CLOCK_SKEW
-    return when - _WIDEST_OFFSET > at + _CLOCK_SKEW
+    earliest = _earliest_moment(written if isinstance(written, str) else None)
+    return earliest is not None and earliest > at + _CLOCK_SKEW
 
 
 def _zoneless_time(written: str | None) -> bool:
@@ -1242,15 +1237,6 @@ def _has_zone(written: str) -> bool:
     """Whether a FHIR dateTime with a time names its zone ('Z', '+01:00', '-05:00' after the clock)."""
     clock = written.split("T", 1)[1] if "T" in written else ""
     return clock.endswith("Z") or "+" in clock or "-" in clock
-
-
-def _latest_start(res: Resource) -> datetime | None:
-    """The latest moment a procedure's start (performedDateTime, else performedPeriod.start) can mean: the end of
-    the year, month or day a partial date names (plus 12 h, the furthest a local day ends after its UTC end), the
-    time itself when one is given with its zone, 12 h after it (read as UTC) when its zone is not written. None when
-    neither is a date."""
-    start = _start_text(res)
-    return _latest_moment(start) if start is not None else None
 
 
 def _reads_presence(feature: Feature, source: Source) -> bool:
