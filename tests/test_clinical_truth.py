@@ -670,6 +670,20 @@ def test_news2_a_bare_spo2_fraction_is_not_taken_for_a_saturation(api: Any) -> N
                                       "for (50–100 %)"), card["summary"]  # as written, never rounded to '0.9 %'
 
 
+@pytest.mark.parametrize("shape", ["valueQuantity", "valueInteger"])
+def test_news2_a_respiration_rate_of_zero_is_not_scored_as_a_slow_rate(api: Any, shape: str) -> None:
+    """A respiration rate of 0 is no breathing charted (or a placeholder), not a slow rate: RCP Chart 1 would give it
+    3 points as '<= 8' and a score for a patient in whom NEWS2 has no meaning. No score, and the card says why."""
+    rr = F.vital("9279-1", 0, "/min", hours=0.5)
+    if shape == "valueInteger":
+        rr = _bare(rr, shape)
+    card = fire(api, "news2-patient-view", _news2_record(rr))
+    assert card["summary"].startswith("No NEWS2 estimate: Respiration rate 0 /min is outside the range the model was "
+                                      "validated for (1–60 /min)"), card["summary"]
+    slow = fire(api, "news2-patient-view", _news2_record(F.vital("9279-1", 1, "/min", hours=0.5)))
+    assert slow["summary"].startswith("NEWS2 3"), slow["summary"]  # 1 /min is a rate: <= 8 scores 3 (Chart 1)
+
+
 def _fio2(value: float, quantity_extra: dict[str, Any] | None, hours: float = 1) -> dict[str, Any]:
     """FiO2 as an EHR sends it; `quantity_extra` None means a bare number with no unit at all."""
     res = F.vital("3150-0", value, "%", hours=hours)

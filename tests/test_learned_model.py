@@ -67,17 +67,22 @@ def test_patients_with_diabetes_get_no_number(api: Any) -> None:
 
 def test_prediabetes_is_read_however_the_problem_list_codes_it(api: Any) -> None:
     """ADA: prediabetes is impaired fasting glucose, impaired glucose tolerance, or named so. Coded as R73.03 (ICD-10-CM,
-    also under the WHO URL), SNOMED 15777000, IFG 390951007 or R73.01, it is prediabetes; the card had said 'No'."""
+    also under the WHO URL), SNOMED 15777000, IFG 390951007, R73.01 or WHO ICD-10 R73.0 (abnormal glucose tolerance
+    test, whose inclusion terms are IGT and prediabetes), it is prediabetes; the card had said 'No'."""
     base = [r for r in record() if r.get("code", {}).get("coding", [{}])[0].get("code") != "714628002"]
     absent = fire(api, "t2d-onset-5y", base)
     assert "Prediabetes: No" in absent["detail"]
     for code, system in [("R73.03", "http://hl7.org/fhir/sid/icd-10-cm"), ("R7303", "http://hl7.org/fhir/sid/icd-10"), ("15777000", F.SNOMED),
-                         ("390951007", F.SNOMED), ("R73.01", "http://hl7.org/fhir/sid/icd-10-cm"), ("714628002", F.SNOMED)]:
+                         ("390951007", F.SNOMED), ("R73.01", "http://hl7.org/fhir/sid/icd-10-cm"), ("714628002", F.SNOMED),
+                         ("R73.0", "http://hl7.org/fhir/sid/icd-10"), ("R730", "http://hl7.org/fhir/sid/icd-10")]:
         card = fire(api, "t2d-onset-5y", base + [F.condition(code, system, display="Prediabetes")])
         assert "Prediabetes: No" not in card["detail"], (code, card["detail"])
         assert recorded_outputs(api, card)["risk_5y"] > recorded_outputs(api, absent)["risk_5y"], code
-    for code in ("R73.09", "R73.9"):  # other abnormal glucose, hyperglycaemia: not prediabetes
-        card = fire(api, "t2d-onset-5y", base + [F.condition(code, "http://hl7.org/fhir/sid/icd-10-cm", display="Abnormal glucose")])
+    # other abnormal glucose, hyperglycaemia: not prediabetes; nor the ICD-10-CM heading R73.0 (over R73.01-R73.09),
+    # nor R73.09 under the WHO URL (WHO R73.0 is impaired glucose tolerance, and includes prediabetes)
+    for code, system in [("R73.09", "http://hl7.org/fhir/sid/icd-10-cm"), ("R73.9", "http://hl7.org/fhir/sid/icd-10-cm"),
+                         ("R73.0", "http://hl7.org/fhir/sid/icd-10-cm"), ("R73.09", "http://hl7.org/fhir/sid/icd-10")]:
+        card = fire(api, "t2d-onset-5y", base + [F.condition(code, system, display="Abnormal glucose")])
         assert recorded_outputs(api, card)["risk_5y"] == recorded_outputs(api, absent)["risk_5y"], code
 
 
