@@ -1,8 +1,8 @@
 """Answer a service's prefetch templates from a FHIR Bundle held locally (a file, a pasted record).
 
 Developers test with patient records saved as Bundles (collection, transaction or searchset). This evaluates the
-subset of FHIR search that prefetch templates use — instance reads, `patient=`, token `code=` lists and `status=` —
-against the Bundle, so the service receives the prefetch an EHR would send.
+subset of FHIR search that prefetch templates use — instance reads, `patient=`, token `code=` lists (a Device's
+`type=`) and `status=` — against the Bundle, so the service receives the prefetch an EHR would send.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cds_hooks.prefetch import PrefetchTemplateError, render_template
-from fhir_mapping.index import codings, iter_resources
+from fhir_mapping.index import codings, iter_resources, main_code_element
 
 
 class BundleError(ValueError):
@@ -64,7 +64,8 @@ def _evaluate(query: str, resources: list[dict[str, Any]]) -> dict[str, Any] | N
     params = parse_qs(parts.query)
     rtype = path
     patient = (params.get("patient") or params.get("subject") or [None])[0]
-    codes = {tuple(t.split("|", 1)) for v in params.get("code", []) for t in v.split(",") if "|" in t}
+    codes = {tuple(t.split("|", 1)) for v in params.get("code", []) + params.get("type", []) for t in v.split(",")
+             if "|" in t}
     statuses = {s for v in params.get("status", []) for s in v.split(",")}
     matched = []
     for res in resources:
@@ -72,7 +73,7 @@ def _evaluate(query: str, resources: list[dict[str, Any]]) -> dict[str, Any] | N
             continue
         if patient and _subject_id(res) not in (patient, None):
             continue
-        if codes and not any((s, c) in codes for s, c, _ in codings(res.get("code"))):
+        if codes and not any((s, c) in codes for s, c, _ in codings(res.get(main_code_element(rtype)))):
             continue
         if statuses and res.get("status") not in statuses:
             continue

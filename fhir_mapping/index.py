@@ -15,6 +15,14 @@ Resource = dict[str, Any]
 _MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement", "MedicationAdministration", "MedicationDispense")
 
 
+def main_code_element(resource_type: str) -> str:
+    """The element holding a resource's main code: a medication's drug, a Device's `type` (R4 has no Device.code),
+    any other resource's `code`."""
+    if resource_type in _MEDICATION_TYPES:
+        return "medicationCodeableConcept"
+    return "type" if resource_type == "Device" else "code"
+
+
 def as_list(value: Any) -> list[Any]:
     """A JSON array as a list; anything else (absent, malformed) as an empty list."""
     return value if isinstance(value, list) else []
@@ -110,9 +118,8 @@ class ResourceIndex:
             about = subject_reference(res)
             if about is not None:
                 self._about[about].append(res)
-            # the main code: a medication's drug, any other resource's `code` (one generator, not one per layer)
-            for system, code, _ in codings(res.get("medicationCodeableConcept" if rtype in _MEDICATION_TYPES
-                                                   else "code")):
+            # the main code (one generator, not one per layer)
+            for system, code, _ in codings(res.get(main_code_element(rtype))):
                 self.by_code[(rtype, system, code)].append(res)
                 self.codes_by_type[rtype].add((system, code))
 

@@ -20,7 +20,7 @@ import fhirpathpy
 from fhir_mapping.expressions import ExpressionError, compiled_expression
 from fhir_mapping.formatting import quantity, unit_label
 from fhir_mapping.fhirdates import age_in_years, parse_fhir_date, parse_fhir_datetime
-from fhir_mapping.index import Resource, ResourceIndex, as_list, codings
+from fhir_mapping.index import Resource, ResourceIndex, as_list, codings, main_code_element
 from fhir_mapping.medications import MedicationView, Recognition, medication_view, shipped_class_ids
 from fhir_mapping.race_ethnicity import recorded_categories
 from fhir_mapping.result import FeatureValue, MappingResult, MissingFeature, SourceRef
@@ -701,7 +701,8 @@ class _Context:
             return SourceRef(reference=self.index.ref(res), resource_type=source.resource,
                              date=_medication_date(res), code=code, display=rec.drug if rec else view.name,
                              note=f"recognised by {rec.how}" if rec else None)
-        concept = self.index.medication_concept(res) if source.resource.startswith("Medication") else res.get("code")
+        concept = self.index.medication_concept(res) if source.resource.startswith("Medication") \
+            else res.get(main_code_element(source.resource))
         code = display = None
         for system, c, d in codings(concept):
             code, display = f"{system}|{c}", d
@@ -1094,6 +1095,8 @@ def _check_status(res: Resource, source: Source) -> None:
             raise _Skip(f"clinical status is {clinical[0]}")
         return
     status = res.get("status")
+    if rtype == "Device" and status is None:
+        status = "unknown"  # Device.status is optional in R4: a record of an implant without one
     if status == "entered-in-error":
         raise _Skip("entered in error")
     if not status:

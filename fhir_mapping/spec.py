@@ -25,6 +25,7 @@ ResourceType = Literal[
     "MedicationStatement",
     "Procedure",
     "Encounter",
+    "Device",
 ]
 ValueKind = Literal["quantity", "coded", "exists", "boolean"]
 Aggregate = Literal["latest", "earliest", "min", "max", "mean", "count", "exists", "days_since"]
@@ -38,6 +39,9 @@ DEFAULT_STATUSES: dict[str, tuple[str, ...]] = {
     "MedicationStatement": ("active",),
     "Procedure": ("completed", "in-progress"),
     "Encounter": ("in-progress", "arrived", "triaged", "onleave"),
+    # an implant's record: R4's Device.status is optional, and one without it is read as 'unknown' (still in place
+    # as far as the record says); 'inactive' is a device no longer in use (explanted)
+    "Device": ("active", "unknown"),
 }
 
 
@@ -336,6 +340,8 @@ def _template_for(source: Source, valuesets: ValueSetLibrary, lookback_days: int
         return f"{source.resource}?{patient}&status=active&_include={source.resource}:medication"
     if source.resource == "Procedure":
         return f"Procedure?{patient}{code_param}"
+    if source.resource == "Device":  # R4 Device has `type`, not `code`; its search parameter is `type`
+        return f"Device?{patient}{code_param.replace('&code=', '&type=')}"
     # patient-view carries no encounterId (it is optional there and the sandbox never sends it): search instead
     return f"Encounter?{patient}&status=arrived,triaged,in-progress,onleave"
 

@@ -68,6 +68,7 @@ USED_ELEMENTS: dict[str, tuple[str, ...]] = {
     "MedicationStatement": ("status", "medication", "subject", "effective", "dateAsserted", "contained"),
     "Procedure": ("status", "code", "subject", "performed"),
     "Encounter": ("status", "class", "subject", "period"),
+    "Device": ("status", "type", "patient"),
 }
 
 # A time with no zone, or a zone without its colon (+0000), as many EHRs write them; the mapper reads both (a time

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import fhirfactory as F
-from hook_calls import fire, module_app, risk
+from hook_calls import fire, module_app, risk, templates
 from inference.graph_builder import load_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,6 +122,53 @@ def test_cha2ds2_vasc_gives_no_score_in_valvular_atrial_fibrillation(api: Any, f
     assert "a mechanical heart valve or moderate–severe mitral stenosis" in card["detail"]
     assert "warfarin" in card["detail"] and "valve guidance" in card["detail"]
     assert not card.get("suggestions")
+
+
+def _valve_device(code: str, display: str, *, status: str | None = "active", pid: str = "p1") -> dict[str, Any]:
+    """An implant as US Core Implantable Device records it: the kind in Device.type (R4 Device has no `code`), the
+    patient in Device.patient, the status optional."""
+    device: dict[str, Any] = {"resourceType": "Device", "id": f"dev-{code}-{status}-{pid}",
+                              "type": {"coding": [{"system": F.SNOMED, "code": code, "display": display}]},
+                              "patient": {"reference": f"Patient/{pid}"}}
+    if status is not None:
+        device["status"] = status
+    return device
+
+
+@pytest.mark.parametrize("device", [
+    _valve_device("705991002", "Mechanical heart valve prosthesis"),
+    _valve_device("705991002", "Mechanical heart valve prosthesis", status=None),
+    _valve_device("705991002", "Mechanical heart valve prosthesis", status="unknown"),
+    _valve_device("17107009", "Mitral valve prosthesis"),
+    _valve_device("84683006", "Aortic valve prosthesis"),
+])
+def test_cha2ds2_vasc_reads_a_mechanical_valve_recorded_as_a_device(api: Any, device: dict[str, Any]) -> None:
+    """A mechanical valve recorded only as the implant (Device.type, no Z95.2 on the problem list) had been unseen,
+    and the man of 50 was told 'CHA2DS2-VASc 0: anticoagulation is not recommended', where valve guidance says
+    warfarin whatever the score. A valve prosthesis that does not say its kind is counted, as Z95.2 is."""
+    card = fire(api, "cha2ds2-vasc", MAN_50_WITH_AF + [device])
+    assert card["summary"] == f"{NOT_FOR_VALVULAR_AF}, and {VALVE}", card["summary"]
+    assert "not recommended" not in card["detail"] and "warfarin" in card["detail"]
+    assert not card.get("suggestions")
+
+
+@pytest.mark.parametrize(("device", "why"), [
+    (_valve_device("705991002", "Mechanical heart valve prosthesis", status="inactive"), "explanted: no longer in use"),
+    (_valve_device("705991002", "Mechanical heart valve prosthesis", status="entered-in-error"), "entered in error"),
+    (_valve_device("705991002", "Mechanical heart valve prosthesis", pid="p2"), "another patient's implant"),
+    (_valve_device("860577005", "Aortic valve bioprosthesis"), "bioprosthetic: the score applies"),
+    (_valve_device("464887003", "Mitral valve clip"), "a repair device, not a valve"),
+])
+def test_a_device_that_is_not_a_mechanical_valve_in_use_keeps_the_score(api: Any, device: dict[str, Any],
+                                                                        why: str) -> None:
+    card = fire(api, "cha2ds2-vasc", MAN_50_WITH_AF + [device])
+    assert card["summary"].startswith("CHA2DS2-VASc 0 "), (why, card["summary"])
+
+
+def test_the_device_search_asks_for_the_valve_codes_by_type(api: Any) -> None:
+    """R4 searches a Device by `type` (it has no `code`); a `code=` parameter would be refused or ignored."""
+    device = [t for t in templates(api, "cha2ds2-vasc").values() if t.startswith("Device?")]
+    assert len(device) == 1 and "&type=http://snomed.info/sct|705991002" in device[0] and "code=" not in device[0]
 
 
 @pytest.mark.parametrize(("code", "display"), [

@@ -82,6 +82,26 @@ def test_same_card_from_prefetch_or_from_the_fhir_server(fhir_server: FhirTestSe
     assert "10-year ASCVD risk" in fetched.json()["cards"][0]["summary"]
 
 
+def test_a_mechanical_valve_device_is_found_by_the_fhir_servers_own_device_search(fhir_server: FhirTestServer,
+                                                                                    api_for: Any) -> None:
+    """The Device search (`type=`, not `code=`) runs on a real FHIR engine: a man of 50 with AF scores 0 without the
+    valve; with a mechanical valve recorded only as a Device, no score (valvular AF), and the server was asked."""
+    pid = "dev-" + str(time.time_ns())[-8:]
+    record = [F.patient(pid, 50, "male"), F.condition("49436004", pid=pid, display="Atrial fibrillation")]
+    valve = {"resourceType": "Device", "id": f"{pid}-valve", "status": "active", "patient": {"reference": f"Patient/{pid}"},
+             "type": {"coding": [{"system": F.SNOMED, "code": "705991002", "display": "Mechanical heart valve prosthesis"}]}}
+    api = api_for(fhir_server.base_url)
+    for resources, expected in ((record, "CHA2DS2-VASc 0 "), (record + [valve], "No CHA2DS2-VASc estimate: CHA2DS2-VASc "
+                                                                              "is not for valvular AF, and the record shows a mechanical")):
+        fhir_server.load({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources]})
+        fhir_server.reset_requests()
+        resp = api.post("/cds-services/cha2ds2-vasc", json=with_server(fhir_server, pid))
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["cards"][0]["summary"].startswith(expected), resp.json()["cards"][0]["summary"]
+        assert any(r["path"].startswith("/fhir/R4/Device?") and "type=" in r["path"] for r in fhir_server.requests())
+
+
 def test_operation_outcome_key_is_refetched(fhir_server: FhirTestServer, api_for: Any) -> None:
     pid = "oo-" + str(time.time_ns())[-8:]
     load_patient(fhir_server, pid)
