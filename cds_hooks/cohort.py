@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fhir_mapping.fhirdates import age_in_years, parse_fhir_date
+from fhir_mapping.fhirdates import ages_from_birth_date
 from fhir_mapping.primitives import as_dict, as_list, parse_code
 from fhir_mapping.race_ethnicity import recorded_categories
 
@@ -23,16 +23,19 @@ def cohort_of(patient: dict[str, Any] | None, at: datetime) -> dict[str, str]:
     cohort: dict[str, str] = {}
     gender = patient.get("gender")
     cohort["sex"] = gender if gender in ("female", "male", "other") else "unknown"
-    birth = parse_fhir_date(patient.get("birthDate"))
-    if birth is not None:
-        age = age_in_years(birth, at.date())
-        low = max(0, (age // 10) * 10)
-        cohort["age_band"] = f"{low}-{low + 9}" if age < 80 else "80+"
-    else:
-        cohort["age_band"] = "unknown"
+    written = patient.get("birthDate")
+    ages = ages_from_birth_date(written, at.date()) if isinstance(written, str) else None
+    # a birth date written as a year or month alone may give two ages: a band only when both fall in it
+    bands = {_band(age) for age in ages} if ages is not None else {"unknown"}
+    cohort["age_band"] = bands.pop() if len(bands) == 1 else "unknown"
     cohort["race"] = _omb(patient, US_CORE_RACE)
     cohort["ethnicity"] = _omb(patient, US_CORE_ETHNICITY)
     return cohort
+
+
+def _band(age: int) -> str:
+    low = max(0, (age // 10) * 10)
+    return f"{low}-{low + 9}" if age < 80 else "80+"
 
 
 def _omb(patient: dict[str, Any], url: str) -> str:

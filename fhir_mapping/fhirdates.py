@@ -6,9 +6,12 @@ values give None so the caller can report the source as unusable rather than cra
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from typing import TypeVar
 
 from fhir_mapping.primitives import parse_date, parse_datetime
+
+_D = TypeVar("_D", bound=date)
 
 
 def parse_fhir_datetime(value: object) -> datetime | None:
@@ -28,3 +31,28 @@ def age_in_years(birth: date, at: date) -> int:
     if (at.month, at.day) < (birth.month, birth.day):
         years -= 1
     return years
+
+
+def period_after(first: _D, written: str) -> _D:
+    """The first moment after the year, month or day a FHIR date names (`first` is its start; years stop at 9998)."""
+    if len(written) == 4:
+        return first.replace(year=first.year + 1)
+    if len(written) == 7:
+        return first.replace(year=first.year + 1, month=1) if first.month == 12 else \
+            first.replace(month=first.month + 1)
+    return first + timedelta(days=1)
+
+
+def last_day_of(written: str, first: date) -> date:
+    """The last day a partial FHIR date (a year, or a year and month) can mean; `first` is its first day."""
+    return period_after(first, written) - timedelta(days=1)
+
+
+def ages_from_birth_date(written: str, at: date) -> tuple[int, int] | None:
+    """(youngest, oldest) completed years on `at` for a birth date as written: the same number twice for a full date,
+    two when a year or a month alone leaves the day open and the age depends on it; None if it is not a date."""
+    birth = parse_date(written)
+    if birth is None:
+        return None
+    oldest = age_in_years(birth, at)
+    return age_in_years(min(last_day_of(written, birth), at), at), oldest

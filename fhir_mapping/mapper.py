@@ -13,13 +13,13 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from math import isfinite
 from statistics import fmean
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import fhirpathpy
 
 from fhir_mapping.expressions import ExpressionError, compiled_expression
 from fhir_mapping.formatting import quantity, unit_label
-from fhir_mapping.fhirdates import age_in_years, parse_fhir_date, parse_fhir_datetime
+from fhir_mapping.fhirdates import age_in_years, last_day_of, parse_fhir_date, parse_fhir_datetime, period_after
 from fhir_mapping.index import Resource, ResourceIndex, as_list, codings, main_code_element
 from fhir_mapping.medications import MedicationView, Recognition, medication_view, shipped_class_ids
 from fhir_mapping.race_ethnicity import recorded_categories
@@ -38,7 +38,6 @@ _WIDEST_WEST = timedelta(hours=12)  # the furthest a local time runs behind UTC 
 
 
 _NEWEST_FIRST = ("latest", "days_since", "exists")
-_D = TypeVar("_D", bound=date)
 
 
 @dataclass
@@ -1019,7 +1018,7 @@ class _Context:
             written = str(patient.get("birthDate"))
             years = f"{int(age)} years"
             if len(written) < 10:  # a year or a month alone: the birth may be any day of it, parse gives the first
-                youngest = float(age_in_years(min(_last_day_of(written, birth), day), day))
+                youngest = float(age_in_years(min(last_day_of(written, birth), day), day))
                 if youngest != age:
                     ages = f"{int(youngest)} or {int(age)}"
                     self.age_uncertain = (int(youngest), int(age))
@@ -1188,21 +1187,6 @@ def _procedure_end(res: Resource) -> datetime | None:
     return _latest_moment(end) if isinstance(end, str) else None
 
 
-def _period_after(first: _D, written: str) -> _D:
-    """The first moment after the year, month or day a FHIR date names (`first` is its start; years stop at 9998)."""
-    if len(written) == 4:
-        return first.replace(year=first.year + 1)
-    if len(written) == 7:
-        return first.replace(year=first.year + 1, month=1) if first.month == 12 else \
-            first.replace(month=first.month + 1)
-    return first + timedelta(days=1)
-
-
-def _last_day_of(written: str, first: date) -> date:
-    """The last day a partial FHIR date (a year, or a year and month) can mean; `first` is its first day."""
-    return _period_after(first, written) - timedelta(days=1)
-
-
 def _latest_moment(written: str) -> datetime | None:
     """The latest moment a FHIR date or time can mean: a time with its zone itself; a time without one 12 h after it
     read as UTC; a date, month or year the end of it, 12 h past its UTC end (the zones west of UTC)."""
@@ -1211,7 +1195,7 @@ def _latest_moment(written: str) -> datetime | None:
         return None
     if "T" in written:
         return when if _has_zone(written) else when + _WIDEST_WEST
-    return _period_after(when, written) + _WIDEST_WEST
+    return period_after(when, written) + _WIDEST_WEST
 
 
 def _earliest_moment(written: str | None) -> datetime | None:
