@@ -8,8 +8,10 @@ with its own code and ingredients. A drug class (data in drugclasses/<id>.yaml) 
 2. the name of one of the class's ingredients (or a brand name) in a display or text of the drug, since RxNorm names
    are systematic ("amlodipine 5 MG Oral Tablet", "... [Norvasc]") and so are most EHR drug names.
 
-Dose forms that do not act systemically (eye drops, topical) never count. Every match says how it was made, so a card
-can show it, and a drug that matches nothing stays "not recognised" — never silently "not taking".
+Dose forms that do not act systemically (eye drops, topical) never count, whether the drug's name, the Medication's
+`form`, or the order's route or instructions (to the eye or ear) say so: timolol drops for glaucoma are not blood
+pressure treatment. Every match says how it was made, so a card can show it, and a drug that matches nothing stays
+"not recognised" — never silently "not taking".
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class MedicationView:
     ingredient_codings: list[tuple[str, str, str | None]] = field(default_factory=list)
     unresolved_reference: str | None = None
     entered_in_error: bool = False
+    forms: list[str] = field(default_factory=list)  # Medication.form, as written
+    routes: list[str] = field(default_factory=list)  # the dosage's routes and instructions, as written
 
     @property
     def name(self) -> str:
@@ -84,9 +88,44 @@ class MedicationView:
         return "unnamed medication"
 
 
+# Routes that say a drug is not taken to act on the whole body (SNOMED CT route codes, and words in a route's name or
+# a dosage's instructions): to the eye or to the ear.
+LOCAL_ROUTE_CODES = {"54485002": "ophthalmic route", "10547007": "otic route"}
+_LOCAL_ROUTE_WORDS = re.compile(r"(?<![a-z0-9])(ophthalmic|ophth|opth|ocular|intraocular|eye|eyes|otic|ear|ears|"
+                                r"conjunctival)(?![a-z0-9])")
+
+
+def local_route(routes: list[str]) -> str | None:
+    """The route or instruction that puts a drug in the eye or ear, or None."""
+    for text in routes:
+        m = _LOCAL_ROUTE_WORDS.search(text.lower())
+        if m:
+            return text
+    return None
+
+
+def _dosage_routes(resource: Resource) -> list[str]:
+    """What the order or statement says about the route: each dosage's route (its SNOMED CT code as words, its
+    displays and text) and its instructions (`text`, `patientInstruction`)."""
+    found: list[str] = []
+    for dosage in as_list(resource.get("dosageInstruction")) + as_list(resource.get("dosage")):
+        if not isinstance(dosage, dict):
+            continue
+        route = dosage.get("route")
+        for system, code, display in codings(route):
+            if system == "http://snomed.info/sct" and code in LOCAL_ROUTE_CODES:
+                found.append(LOCAL_ROUTE_CODES[code])
+            if display:
+                found.append(display)
+        for holder, key in ((route, "text"), (dosage, "text"), (dosage, "patientInstruction")):
+            if isinstance(holder, dict) and isinstance(holder.get(key), str) and holder[key].strip():
+                found.append(holder[key].strip())
+    return found
+
+
 def medication_view(index: ResourceIndex, resource: Resource) -> MedicationView:
     """Collect codes, names and ingredients of a Medication* resource, following medicationReference."""
-    view = MedicationView()
+    view = MedicationView(routes=_dosage_routes(resource))
     concept = resource.get("medicationCodeableConcept")
     if isinstance(concept, dict):
         _add_concept(view, concept)
@@ -106,6 +145,11 @@ def medication_view(index: ResourceIndex, resource: Resource) -> MedicationView:
         return view
     if medication.get("status") == "entered-in-error":
         view.entered_in_error = True
+    form = medication.get("form")
+    if isinstance(form, dict):
+        view.forms.extend(d for _, _, d in codings(form) if d)
+        if isinstance(form.get("text"), str) and form["text"].strip():
+            view.forms.append(form["text"].strip())
     if isinstance(medication.get("code"), dict):
         _add_concept(view, medication["code"])
     for item in as_list(medication.get("ingredient")):
@@ -181,13 +225,14 @@ class DrugClass:
 
         A pure function of what the view holds, so answers are remembered per class: records name the same few
         hundred products again and again, and each answer costs a dozen regular-expression scans."""
-        key = (tuple(view.codings), tuple(view.texts), tuple(view.ingredient_codings))
+        key = (tuple(view.codings), tuple(view.texts), tuple(view.ingredient_codings), tuple(view.forms),
+               tuple(view.routes))
         return remembered(self._answers, key, lambda: self._recognise(view), RECOGNITION_MEMO_SIZE)
 
     def _recognise(self, view: MedicationView) -> Recognition | None:
         drug = view.name
         texts = [d for _, _, d in view.codings if d] + view.texts + [d for _, _, d in view.ingredient_codings if d]
-        if self.excluded_form(texts):
+        if self.excluded_form(texts + view.forms) or local_route(view.routes):
             return None
         for system, code, display in view.codings + view.ingredient_codings:
             if system == RXNORM and code in self.codes:

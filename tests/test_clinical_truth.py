@@ -161,6 +161,52 @@ def test_ended_statement_and_eye_drops_are_not_blood_pressure_treatment(api: Any
     assert risk(card) == pytest.approx(round(pce_expected(), 6), abs=1e-6)
 
 
+_EYES = {"route": {"coding": [{"system": F.SNOMED, "code": "54485002", "display": "Ophthalmic route"}]}}
+
+
+def _timolol_with_form() -> dict[str, Any]:
+    """Timolol ordered by ingredient (RxNorm 10600) through a contained Medication whose form says eye drops."""
+    res = med(None, medicationReference={"reference": "#m1"})
+    res["contained"] = [{"resourceType": "Medication", "id": "m1", "code": rx("10600", "timolol"),
+                         "form": {"text": "Solution, Ophthalmic"}}]
+    return res
+
+
+@pytest.mark.parametrize(("drops", "how"), [
+    (med(rx("10600", "timolol"), dosageInstruction=[_EYES]), "ingredient code, route coded ophthalmic"),
+    (med(rx("10600", "timolol"), dosageInstruction=[{"route": {"text": "Both Eyes"}}]), "route written as text"),
+    (med(rx("10600", "timolol"), dosageInstruction=[{"text": "Instill 1 drop into both eyes twice daily"}]),
+     "only the instructions say where"),
+    ({**med(rx("10600", "timolol")), "resourceType": "MedicationStatement", "status": "active",
+      "dosage": [_EYES]}, "a statement's dosage route"),
+    (_timolol_with_form(), "the Medication's form"),
+    (med({"text": "Timolol Maleate Ophth Soln 0.5%"}), "pharmacy abbreviation 'Ophth'"),
+    (med({"text": "timolol 0.25% gtts"}), "'gtts' (drops)"),
+    (med({"text": "timolol 0.5% eyedrops"}), "'eyedrops'"),
+    (med({"text": "dorzolamide-timolol 22.3-6.8 mg/mL drops"}), "'drops'"),
+    (med({"text": "betaxolol 0.5% ophth susp"}), "betaxolol, 'ophth'"),
+])
+def test_glaucoma_eye_drops_are_not_blood_pressure_treatment(api: Any, drops: dict[str, Any], how: str) -> None:
+    """Timolol and betaxolol eye drops lower eye pressure (glaucoma), not blood pressure; RxNorm keeps them apart from
+    the tablets, and FHIR says where a drug goes in Dosage.route and Medication.form. Counted as treatment they had
+    raised the PCE risk (Goff 2013: treated SBP) and given CHA2DS2-VASc its H ('Hypertension: Yes — timolol')."""
+    drops = {**drops, "subject": {"reference": "Patient/p1"}}
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [drops])
+    assert risk(card) == pytest.approx(round(pce_expected(), 6), abs=1e-6), how
+    assert "On blood pressure treatment: **Yes" not in card["detail"], how
+    af = fire(api, "cha2ds2-vasc", [F.patient("p1", 60, "male"), F.condition("49436004"), drops])
+    assert af["summary"].startswith("CHA2DS2-VASc 0"), (how, af["summary"])
+
+
+def test_a_clonidine_skin_patch_is_still_blood_pressure_treatment(api: Any) -> None:
+    """The route check is for the eye and ear only: a transdermal clonidine patch acts on the whole body."""
+    patch = med(rx("998671", "168 HR clonidine 0.00417 MG/HR Transdermal System"), dosageInstruction=[
+        {"route": {"coding": [{"system": F.SNOMED, "code": "45890007", "display": "Transdermal route"}]},
+         "text": "Apply 1 patch to the skin weekly"}])
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [patch])
+    assert risk(card) == pytest.approx(round(pce_expected(bp_treated=1), 6), abs=1e-6)
+
+
 def test_ongoing_statement_with_future_end_counts(api: Any) -> None:
     ongoing = {"resourceType": "MedicationStatement", "id": "ms3", "status": "active",
                "subject": {"reference": "Patient/p1"},
