@@ -124,6 +124,30 @@ def test_cha2ds2_vasc_gives_no_score_in_valvular_atrial_fibrillation(api: Any, f
     assert not card.get("suggestions")
 
 
+@pytest.mark.parametrize(("finding", "component"), [
+    (F.condition("84114007", clinical="remission", display="Heart failure"), "Heart failure / LV dysfunction"),
+    (F.condition("I50.22", CM, clinical="inactive", display="Chronic systolic heart failure"),
+     "Heart failure / LV dysfunction"),
+    (F.condition("I50.9", CM, clinical="resolved", display="Heart failure, unspecified"), "Heart failure / LV dysfunction"),
+    (F.condition("I10", CM, clinical="inactive", display="Essential hypertension"), "Hypertension"),
+    (F.condition("38341003", clinical="remission", display="Hypertensive disorder"), "Hypertension"),
+    (F.condition("E11.9", CM, clinical="remission", display="Type 2 diabetes mellitus"), "Diabetes"),
+])
+def test_cha2ds2_vasc_counts_a_history_of_heart_failure_hypertension_or_diabetes(api: Any, finding: dict[str, Any],
+                                                                                 component: str) -> None:
+    """C, H and D are histories (Lip 2010), as S and V are: heart failure in remission (improved ejection fraction) is
+    still heart failure. Marked inactive, in remission or resolved, they had been passed over: 'CHA2DS2-VASc 0:
+    anticoagulation is not recommended' for a man of 60 who scores 1, and the default note said the problem list
+    had no heart failure. A refuted diagnosis still does not count."""
+    card = fire(api, "cha2ds2-vasc", [F.patient("p1", 60, "male"), F.condition("49436004"), finding])
+    assert card["summary"].startswith("CHA2DS2-VASc 1"), (component, card["summary"])
+    assert f"- {component}: **Yes" in card["detail"], card["detail"]
+    refuted = {**finding, "verificationStatus": {"coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "refuted"}]}}
+    assert fire(api, "cha2ds2-vasc", [F.patient("p1", 60, "male"), F.condition("49436004"),
+                                      refuted])["summary"].startswith("CHA2DS2-VASc 0")
+
+
 def _valve_device(code: str, display: str, *, status: str | None = "active", pid: str = "p1") -> dict[str, Any]:
     """An implant as US Core Implantable Device records it: the kind in Device.type (R4 Device has no `code`), the
     patient in Device.patient, the status optional."""
