@@ -38,6 +38,9 @@ _WIDEST_WEST = timedelta(hours=12)  # the furthest a local time runs behind UTC 
 
 
 _NEWEST_FIRST = ("latest", "days_since", "exists")
+# MedicationRequest intents that say the drug is ordered or taken (R4: a `plan` records home medications); a
+# `proposal` or an `option` (one choice within a RequestGroup) is not, nor any value R4 does not define
+_ORDERED_INTENTS = frozenset({"order", "original-order", "reflex-order", "filler-order", "instance-order", "plan"})
 
 
 @dataclass
@@ -1102,8 +1105,11 @@ def _check_status(res: Resource, source: Source) -> None:
         raise _Unusable("has no status")
     if status not in allowed:
         raise _Skip(f"status is {status!r}")
-    if rtype == "MedicationRequest" and res.get("intent") in ("proposal",):
-        raise _Skip("is a proposal, not an order")
+    if rtype == "MedicationRequest" and res.get("intent") not in _ORDERED_INTENTS:
+        intent = res.get("intent")
+        raise _Skip("is a proposal, not an order" if intent == "proposal" else
+                    "is an option (one choice of a RequestGroup), not an order" if intent == "option" else
+                    f"has intent {intent!r}, not an order")
     if res.get("doNotPerform") is True:
         raise _Skip("is an order not to give it (doNotPerform)")
 
@@ -1158,6 +1164,12 @@ def _check_abatement(res: Resource, at: datetime) -> None:
         ended = parse_fhir_datetime(period.get("end") or period.get("start"))
     if ended is not None and ended <= at:
         raise _Skip(f"resolved on {ended.date().isoformat()}")
+    # an abatement given as an age, a range of ages or in words has happened as far as the record says (R4 con-4:
+    # a Condition with an abatement is inactive, in remission or resolved), whether or not a clinicalStatus says so
+    for key, how in (("abatementAge", "at an age"), ("abatementRange", "within an age range"), ("abatementString", "")):
+        value = res.get(key)
+        if value not in (None, "", {}):
+            raise _Skip(f"abated ({how or repr(str(value)[:60])})")
 
 
 def _in_progress_procedure(res: Resource, source: Source) -> bool:

@@ -145,6 +145,8 @@ def test_unrecognised_active_medications_are_named_not_denied(api: Any) -> None:
     {"status": "stopped"},
     {"status": "entered-in-error"},
     {"intent": "proposal"},
+    {"intent": "option"},  # one choice within a RequestGroup (R4), not an order
+    {"intent": "directive"},  # not a MedicationRequest intent in R4
 ])
 def test_orders_that_are_not_treatment_do_not_count(api: Any, change: dict[str, Any]) -> None:
     card = fire(api, "ascvd-pce-10y", MALE_55 + [med(rx("197361", "amlodipine 5 MG Oral Tablet"), **change)])
@@ -205,6 +207,23 @@ def test_a_clonidine_skin_patch_is_still_blood_pressure_treatment(api: Any) -> N
          "text": "Apply 1 patch to the skin weekly"}])
     card = fire(api, "ascvd-pce-10y", MALE_55 + [patch])
     assert risk(card) == pytest.approx(round(pce_expected(bp_treated=1), 6), abs=1e-6)
+
+
+@pytest.mark.parametrize("abatement", [
+    {"abatementAge": {"value": 55, "unit": "a", "system": "http://unitsofmeasure.org", "code": "a"}},
+    {"abatementRange": {"low": {"value": 50, "unit": "a", "system": "http://unitsofmeasure.org", "code": "a"}}},
+    {"abatementString": "resolved after bariatric surgery"},
+])
+def test_a_diagnosis_abated_by_age_or_in_words_is_not_current(api: Any, abatement: dict[str, Any]) -> None:
+    """R4 con-4: a Condition with an abatement has abated (inactive, remission or resolved). Without a clinicalStatus,
+    one ended by abatementDateTime was already read as ended, and one ended by an age or in words as current: the
+    PCE's 'Diabetes: Yes' (Goff 2013: diabetes raises the risk) for a diabetes the record says has gone."""
+    dm = F.condition("44054006", display="Diabetes mellitus type 2")
+    dm.pop("clinicalStatus")
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [{**dm, **abatement}])
+    assert risk(card) == pytest.approx(round(pce_expected(), 6), abs=1e-6)
+    assert risk(fire(api, "ascvd-pce-10y", MALE_55 + [dm])) == pytest.approx(round(pce_expected(diabetes=1), 6),
+                                                                            abs=1e-6)
 
 
 def test_ongoing_statement_with_future_end_counts(api: Any) -> None:
