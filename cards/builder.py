@@ -16,7 +16,7 @@ from typing import Any
 from cards.fhir_resources import format_output, observation, risk_assessment, service_request
 from cards.markdown import environment, trusted
 from fhir_mapping.formatting import clip_words, first_sentence, number, unit_label, unmeasured
-from fhir_mapping.result import FeatureValue, MappingResult
+from fhir_mapping.result import NOT_COUNTED, FeatureValue, MappingResult, not_counted_only
 from fhir_mapping.mapper import display_value
 from fhir_mapping.spec import Feature, FeatureSpec
 from inference.manifest import Manifest
@@ -86,12 +86,13 @@ def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, 
             text += f" (recorded: {src.original_value})"  # e.g. race not recorded, or a race the equations lack
         if fv.unrecognised:
             count = len(fv.unrecognised)
+            what = "not counted" if not_counted_only(fv.unrecognised) else "not recognised"
+            named = [n.replace(NOT_COUNTED, " (") if what == "not counted" else n for n in fv.unrecognised]
             if count <= 2:
                 suffix_of[len(assumed)] = " — " + clip_words(
-                    f"{count} active medication{'s' if count > 1 else ''} not recognised: "
-                    f"{', '.join(fv.unrecognised)}", 120)
+                    f"{count} active medication{'s' if count > 1 else ''} {what}: {', '.join(named)}", 120)
             else:  # the list is on the details page; the card says that there is one to check
-                suffix_of[len(assumed)] = f" — {count} active medications not recognised (see full reasoning)"
+                suffix_of[len(assumed)] = f" — {count} active medications {what} (see full reasoning)"
         assumed.append(text)
     # the same unrecognised medications under two features are named once, after the last of them
     for i, suffix in suffix_of.items():

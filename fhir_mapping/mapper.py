@@ -23,7 +23,7 @@ from fhir_mapping.fhirdates import age_in_years, last_day_of, parse_fhir_date, p
 from fhir_mapping.index import Resource, ResourceIndex, as_list, codings, main_code_element
 from fhir_mapping.medications import MedicationView, Recognition, medication_view, shipped_class_ids
 from fhir_mapping.race_ethnicity import recorded_categories
-from fhir_mapping.result import FeatureValue, MappingResult, MissingFeature, SourceRef
+from fhir_mapping.result import NOT_COUNTED, FeatureValue, MappingResult, MissingFeature, SourceRef, not_counted_only
 from fhir_mapping.spec import Feature, FeatureSpec, Source
 from fhir_mapping.units import UnitError, UnitRegistry, default_registry
 from fhir_mapping.validation import ValidationCache
@@ -670,7 +670,7 @@ class _Context:
                 continue
             name = view.name
             if rec is not None and rec.not_counted_reason:
-                name = f"{name} (not counted: {rec.not_counted_reason})"
+                name = f"{name}{NOT_COUNTED}{rec.not_counted_reason})"
             elif rec is None and self._identified_elsewhere(view, feature):
                 continue  # a drug of another known class (amlodipine on a diabetes line) is identified, not unknown
             elif rec is None and (problem := self.validation.problem(res)):
@@ -685,6 +685,8 @@ class _Context:
         title = " or ".join(self.valuesets.drug_class(c).title for c in classes)
         shown = "; ".join(names[:4]) + (f"; and {len(names) - 4} more" if len(names) > 4 else "")
         many = len(names) > 1
+        if not_counted_only(names):
+            return f"{len(names)} active medication{'s' if many else ''} not counted as {title}: {shown}", names
         return (f"{len(names)} active medication{'s' if many else ''} not recognised as {title}: {shown} — "
                 f"check {'whether any is' if many else 'whether it is'} {title}"), names
 

@@ -10,8 +10,11 @@ with its own code and ingredients. A drug class (data in drugclasses/<id>.yaml) 
 
 Dose forms that do not act systemically (eye drops, topical) never count, whether the drug's name, the Medication's
 `form`, or the order's route or instructions (to the eye or ear) say so: timolol drops for glaucoma are not blood
-pressure treatment. Every match says how it was made, so a card can show it, and a drug that matches nothing stays
-"not recognised" — never silently "not taking".
+pressure treatment. A drug of the class is recognised but not counted when it is a product licensed only for
+something else (`not_counted_products`: guanfacine extended-release for ADHD) or when every reason the order gives
+(`reasonCode`, or the Condition a `reasonReference` names) is one of the class's other uses (`other_uses`:
+spironolactone for acne, metformin for prediabetes). Every match says how it was made, so a card can show it, and a
+drug that matches nothing stays "not recognised" — never silently "not taking".
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ class MedicationView:
     entered_in_error: bool = False
     forms: list[str] = field(default_factory=list)  # Medication.form, as written
     routes: list[str] = field(default_factory=list)  # the dosage's routes and instructions, as written
+    reasons: list[tuple[tuple[str, str, str | None], ...]] = field(default_factory=list)  # each stated reason's codings
 
     @property
     def name(self) -> str:
@@ -123,9 +127,20 @@ def _dosage_routes(resource: Resource) -> list[str]:
     return found
 
 
+def _stated_reasons(index: ResourceIndex, resource: Resource) -> list[tuple[tuple[str, str, str | None], ...]]:
+    """The reasons an order or statement gives, each as its codings: `reasonCode`, and the code of each Condition a
+    `reasonReference` names (when the record holds it). A reason with no coding is not a reason the class can read."""
+    found = [tuple(codings(concept)) for concept in as_list(resource.get("reasonCode"))]
+    for holder in as_list(resource.get("reasonReference")):
+        ref = holder.get("reference") if isinstance(holder, dict) else None
+        target = index.by_ref.get(ref) if isinstance(ref, str) else None
+        found.append(tuple(codings(target.get("code"))) if isinstance(target, dict) else ())
+    return found
+
+
 def medication_view(index: ResourceIndex, resource: Resource) -> MedicationView:
     """Collect codes, names and ingredients of a Medication* resource, following medicationReference."""
-    view = MedicationView(routes=_dosage_routes(resource))
+    view = MedicationView(routes=_dosage_routes(resource), reasons=_stated_reasons(index, resource))
     concept = resource.get("medicationCodeableConcept")
     if isinstance(concept, dict):
         _add_concept(view, concept)
@@ -188,6 +203,10 @@ class DrugClass:
     code_lists: tuple[str, ...]
     code_names: dict[str, str] = field(default_factory=dict)  # RxNorm code -> its RxNorm name, for cards
     spellings: dict[str, str] = field(default_factory=dict)  # folded brand/abbreviation -> as written
+    # products of the class licensed only for something else: (their names as a pattern, why they do not count)
+    not_counted_products: tuple[tuple[re.Pattern[str], str], ...] = ()
+    other_uses: tuple[Any, ...] = ()  # value sets (fhir_mapping.valuesets.ValueSet) of reasons that are not the class's
+    other_use_reason: str = "prescribed for {reason}"
     _names: re.Pattern[str] = field(init=False, repr=False)
     _brands: re.Pattern[str] | None = field(init=False, repr=False)
     _forms: re.Pattern[str] | None = field(init=False, repr=False)
@@ -226,10 +245,36 @@ class DrugClass:
         A pure function of what the view holds, so answers are remembered per class: records name the same few
         hundred products again and again, and each answer costs a dozen regular-expression scans."""
         key = (tuple(view.codings), tuple(view.texts), tuple(view.ingredient_codings), tuple(view.forms),
-               tuple(view.routes))
+               tuple(view.routes), tuple(view.reasons))
         return remembered(self._answers, key, lambda: self._recognise(view), RECOGNITION_MEMO_SIZE)
 
     def _recognise(self, view: MedicationView) -> Recognition | None:
+        rec = self._member(view)
+        if rec is None or not rec.counted:
+            return rec
+        names = [d for _, _, d in view.codings if d] + view.texts + \
+            [self.code_names[c] for s, c, _ in view.codings if s == RXNORM and c in self.code_names]
+        for pattern, why in self.not_counted_products:
+            if any(pattern.search(_fold(text)) for text in names):
+                return Recognition(rec.ingredients, rec.drug, rec.how, False, why)
+        other = self._other_use(view)
+        if other is not None:
+            return Recognition(rec.ingredients, rec.drug, rec.how, False, self.other_use_reason.format(reason=other))
+        return rec
+
+    def _other_use(self, view: MedicationView) -> str | None:
+        """The first stated reason, when every reason the order gives is one of the class's other uses."""
+        if not view.reasons or not self.other_uses:
+            return None
+        shown: list[str] = []
+        for reason in view.reasons:
+            hit = next(((s, c, d) for s, c, d in reason if any(vs.lookup(s, c) for vs in self.other_uses)), None)
+            if hit is None:
+                return None  # a reason the class is for, or one it cannot read: the drug counts
+            shown.append(hit[2] or f"{hit[0].rsplit('/', 1)[-1]} {hit[1]}")
+        return shown[0]
+
+    def _member(self, view: MedicationView) -> Recognition | None:
         drug = view.name
         texts = [d for _, _, d in view.codings if d] + view.texts + [d for _, _, d in view.ingredient_codings if d]
         if self.excluded_form(texts + view.forms) or local_route(view.routes):
@@ -267,8 +312,10 @@ def _word_pattern(words: Any) -> re.Pattern[str]:
     return re.compile(r"(?<![a-z0-9])(" + "|".join(re.escape(w) for w in folded) + r")(?![a-z0-9])")
 
 
-def parse_drug_class(doc: Any, origin: str, code_lists: dict[str, list[dict[str, Any]]]) -> DrugClass:
-    """Build a class from its YAML document and the code lists it names (value-set `codes` arrays)."""
+def parse_drug_class(doc: Any, origin: str, code_lists: dict[str, list[dict[str, Any]]],
+                     valuesets: dict[str, Any] | None = None) -> DrugClass:
+    """Build a class from its YAML document, the code lists it names (value-set `codes` arrays) and the value sets of
+    its other uses (`other_uses.valuesets`)."""
     if not isinstance(doc, dict):
         raise DrugClassError(f"{origin}: not a drug class document")
     try:
@@ -287,12 +334,21 @@ def parse_drug_class(doc: Any, origin: str, code_lists: dict[str, list[dict[str,
         add(doc["ingredients"], True)
         not_counted = doc.get("not_counted") or {}
         add(not_counted.get("ingredients"), False)
+        products = tuple((_word_pattern([str(n) for n in item["names"]]), str(item["reason"]))
+                         for item in doc.get("not_counted_products") or ())
+        other_uses = doc.get("other_uses") or {}
+        wanted = [str(n) for n in other_uses.get("valuesets", ())]
+        missing = [n for n in wanted if n not in (valuesets or {})]
+        if missing:
+            raise DrugClassError(f"{origin}: other_uses value set '{missing[0]}' not found")
         cls = DrugClass(
             id=str(doc["id"]), title=str(doc.get("title", doc["id"])), ingredients=ingredients, brands=brands,
             codes={}, exclude_forms=tuple(str(f) for f in doc.get("exclude_forms", ())),
             not_counted_reason=not_counted.get("reason"), source=str(doc.get("source", "")),
             retrieved=str(doc.get("retrieved", "")), code_lists=tuple(doc.get("code_lists", ())),
-            spellings=spellings,
+            spellings=spellings, not_counted_products=products,
+            other_uses=tuple((valuesets or {})[n] for n in wanted),
+            other_use_reason=str(other_uses.get("reason", "prescribed for {reason}")),
         )
     except (KeyError, TypeError) as exc:
         raise DrugClassError(f"{origin}: missing or malformed field {exc}") from exc
@@ -316,9 +372,11 @@ def parse_drug_class(doc: Any, origin: str, code_lists: dict[str, list[dict[str,
 class DrugClassLibrary:
     """Loads drug classes by id from model folders (first) and the shipped drugclasses/ folder."""
 
-    def __init__(self, extra_dirs: list[Path] | None = None, code_list_loader: Any = None) -> None:
+    def __init__(self, extra_dirs: list[Path] | None = None, code_list_loader: Any = None,
+                 valueset_loader: Any = None) -> None:
         self._dirs = list(extra_dirs or [])
         self._code_lists = code_list_loader
+        self._valuesets = valueset_loader
         self._cache: dict[str, DrugClass] = {}
 
     def get(self, name: str) -> DrugClass:
@@ -343,7 +401,9 @@ class DrugClassLibrary:
             raise DrugClassError(f"{origin}: not YAML: {exc}") from exc
         names = doc.get("code_lists", ()) if isinstance(doc, dict) else ()
         lists = {n: self._code_lists(n) for n in names} if self._code_lists else {}
-        cls = parse_drug_class(doc, origin, lists)
+        uses = (doc.get("other_uses") or {}).get("valuesets", ()) if isinstance(doc, dict) else ()
+        sets = {n: self._valuesets(n) for n in uses} if self._valuesets else {}
+        cls = parse_drug_class(doc, origin, lists, sets)
         self._cache[name] = cls
         return cls
 

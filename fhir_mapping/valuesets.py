@@ -101,7 +101,7 @@ class ValueSetLibrary:
 
         self._dirs = list(extra_dirs or [])
         self._cache: dict[str, ValueSet] = {}
-        self.drug_classes = DrugClassLibrary([d.parent / "drugclasses" for d in self._dirs], self.raw_codes)
+        self.drug_classes = DrugClassLibrary([d.parent / "drugclasses" for d in self._dirs], self.raw_codes, self.get)
 
     def drug_class(self, name: str) -> Any:
         """A drug class (fhir_mapping.medications.DrugClass) by id: model folder's drugclasses/ first."""

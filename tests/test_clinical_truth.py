@@ -226,6 +226,62 @@ def test_a_diagnosis_abated_by_age_or_in_words_is_not_current(api: Any, abatemen
                                                                             abs=1e-6)
 
 
+def _reason(code: str, system: str, display: str) -> list[dict[str, Any]]:
+    return [{"coding": [{"system": system, "code": code, "display": display}]}]
+
+
+@pytest.mark.parametrize(("order", "shown"), [
+    (med(rx("862006", "24 HR guanfacine 1 MG Extended Release Oral Tablet [Intuniv]")), "licensed for ADHD only"),
+    (med(rx("862006")), "licensed for ADHD only"),  # the code alone: its RxNorm name says extended release
+    (med({"text": "clonidine ER 0.1 mg tablet (KAPVAY)"}), "licensed for ADHD only"),
+    (med(rx("197918", "nimodipine 30 MG Oral Capsule")), "licensed for subarachnoid haemorrhage only"),
+    (med({"text": "spironolactone 50 mg tablet"}, reasonCode=_reason("11381005", F.SNOMED, "Acne")),
+     "prescribed for Acne, not for blood pressure"),
+    (med({"text": "doxazosin 4 mg tablet"}, reasonCode=_reason("N40.1", "http://hl7.org/fhir/sid/icd-10-cm",
+                                                               "Benign prostatic hyperplasia with LUTS")),
+     "prescribed for Benign prostatic hyperplasia with LUTS"),
+    (med({"text": "propranolol 40 mg tablet"}, reasonReference=[{"reference": "Condition/migraine"}]),
+     "prescribed for Migraine"),
+])
+def test_a_drug_given_for_something_other_than_blood_pressure_is_not_treatment(api: Any, order: dict[str, Any],
+                                                                               shown: str) -> None:
+    """Guanfacine and clonidine extended-release (Intuniv, Kapvay) are licensed for ADHD only, nimodipine for
+    subarachnoid haemorrhage only; spironolactone for acne, doxazosin for an enlarged prostate or propranolol for
+    migraine are given for what the order says. Counted, each had raised the PCE risk as treated SBP (Goff 2013). The
+    card names the drug and why it is not counted."""
+    migraine = {**F.condition("37796009", display="Migraine"), "id": "migraine"}
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [order, migraine])
+    assert risk(card) == pytest.approx(round(pce_expected(), 6), abs=1e-6), shown
+    line = next(x for x in card["detail"].splitlines() if "On blood pressure treatment" in x)
+    assert "On blood pressure treatment: No — 1 active medication not counted: " in line, line
+    assert shown[:22] in line, line
+
+
+@pytest.mark.parametrize("reasons", [
+    _reason("I10", "http://hl7.org/fhir/sid/icd-10-cm", "Essential hypertension"),
+    _reason("11381005", F.SNOMED, "Acne") + _reason("38341003", F.SNOMED, "Hypertensive disorder"),
+    _reason("0", "http://example.org/local", "see note"),  # a reason the class cannot read: the drug counts
+])
+def test_a_drug_given_for_blood_pressure_among_its_reasons_still_counts(api: Any,
+                                                                         reasons: list[dict[str, Any]]) -> None:
+    order = med({"text": "spironolactone 50 mg tablet"}, reasonCode=reasons)
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [order])
+    assert risk(card) == pytest.approx(round(pce_expected(bp_treated=1), 6), abs=1e-6)
+
+
+def test_metformin_for_prediabetes_is_not_diabetes(api: Any) -> None:
+    """ADA Standards of Care 2025 (section 3) advise metformin in prediabetes; an order for prediabetes had made
+    CHA2DS2-VASc's D 'Yes — metformin' (score 1 for a man of 60 who scores 0). Metformin ordered for diabetes counts."""
+    af = [F.patient("p1", 60, "male"), F.condition("49436004"),
+          F.condition("R73.03", "http://hl7.org/fhir/sid/icd-10-cm", display="Prediabetes")]
+    metformin = med(rx("861007", "metformin hydrochloride 500 MG Oral Tablet"),
+                    reasonCode=_reason("R73.03", "http://hl7.org/fhir/sid/icd-10-cm", "Prediabetes"))
+    card = fire(api, "cha2ds2-vasc", af + [metformin])
+    assert card["summary"].startswith("CHA2DS2-VASc 0"), card["summary"]
+    for_diabetes = {**metformin, "reasonCode": _reason("E11.9", "http://hl7.org/fhir/sid/icd-10-cm", "Type 2 diabetes")}
+    assert fire(api, "cha2ds2-vasc", af + [for_diabetes])["summary"].startswith("CHA2DS2-VASc 1")
+
+
 def test_ongoing_statement_with_future_end_counts(api: Any) -> None:
     ongoing = {"resourceType": "MedicationStatement", "id": "ms3", "status": "active",
                "subject": {"reference": "Patient/p1"},

@@ -70,3 +70,26 @@ def test_the_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         drug_class.recognise(MedicationView(texts=[f"unknown drug {i}"]))
         assert len(drug_class._answers) <= 10
     assert drug_class.recognise(MedicationView(texts=["atorvastatin 40 MG"])) is not None
+
+
+def test_answers_differ_when_only_the_route_form_or_reason_differs() -> None:
+    """The memory's key holds the dosage routes, the Medication's form and the stated reasons: timolol by mouth and
+    timolol to the eye, spironolactone for hypertension and for acne, must not share an answer."""
+    cls = ValueSetLibrary([]).drug_class("antihypertensive")
+    oral = MedicationView(codings=[(RXNORM, "10600", "timolol")], routes=["Oral route"])
+    eye = MedicationView(codings=[(RXNORM, "10600", "timolol")], routes=["ophthalmic route"])
+    drops = MedicationView(codings=[(RXNORM, "10600", "timolol")], forms=["Eye drops"])
+    assert cls.recognise(oral) is not None and cls.recognise(oral).counted
+    assert cls.recognise(eye) is None and cls.recognise(drops) is None
+    spiro = [(RXNORM, "0", "spironolactone 50 mg tablet")]
+    acne = MedicationView(codings=spiro, reasons=[(("http://snomed.info/sct", "11381005", "Acne"),)])
+    htn = MedicationView(codings=spiro, reasons=[(("http://hl7.org/fhir/sid/icd-10-cm", "I10", "Hypertension"),)])
+    assert cls.recognise(htn).counted
+    assert not cls.recognise(acne).counted and cls.recognise(acne).not_counted_reason.startswith("prescribed for Acne")
+
+
+def test_a_class_naming_a_missing_other_uses_set_is_refused() -> None:
+    doc = {"id": "x", "ingredients": [{"name": "amlodipine", "atc": "C08CA01"}],
+           "other_uses": {"valuesets": ["no-such-set"]}}
+    with pytest.raises(meds.DrugClassError, match="other_uses value set 'no-such-set' not found"):
+        meds.parse_drug_class(doc, "x.yaml", {}, {})
