@@ -956,9 +956,9 @@ class _Context:
         if feature.default is not None:
             note = f"{feature.default_note}; {unrecognised}" if unrecognised and feature.default_note else \
                 feature.default_note
-            passed = self._passed_over(ignored) if feature.value == "quantity" else None
+            passed = self._passed_over(ignored) if feature.value == "quantity" else _records_passed_over(ignored)
             if passed and note:
-                note = f"{note} ({passed})"  # results were on record: say which one, and why it is not used
+                note = f"{note} ({passed})"  # records were there: say which, and why they are not used
             return FeatureValue(
                 name=name, value=feature.default, unit=feature.unit if feature.value == "quantity" else None,
                 label=feature.label, display=display_value(feature, feature.default), defaulted=True,
@@ -1107,8 +1107,10 @@ def _check_status(res: Resource, source: Source) -> None:
         raise _Unusable("has no status")
     if status not in allowed:
         raise _Skip(f"status is {status!r}")
-    if rtype == "MedicationRequest" and res.get("intent") not in _ORDERED_INTENTS:
-        intent = res.get("intent")
+    intent = res.get("intent")
+    if rtype == "MedicationRequest" and not isinstance(intent, str):
+        raise _Unusable("has no intent" if intent is None else "has an intent that is not a code")
+    if rtype == "MedicationRequest" and intent not in _ORDERED_INTENTS:
         raise _Skip("is a proposal, not an order" if intent == "proposal" else
                     "is an option (one choice of a RequestGroup), not an order" if intent == "option" else
                     f"has intent {intent!r}, not an order")
@@ -1238,6 +1240,16 @@ def _has_zone(written: str) -> bool:
     """Whether a FHIR dateTime with a time names its zone ('Z', '+01:00', '-05:00' after the clock)."""
     clock = written.split("T", 1)[1] if "T" in written else ""
     return clock.endswith("Z") or "+" in clock or "-" in clock
+
+
+def _records_passed_over(ignored: list[SourceRef]) -> str | None:
+    """'passed over: Diabetes mellitus type 2 — clinical status is resolved': the matching records a Yes/No default
+    did not use, so 'No' is not read as 'nothing on record' when a resolved or refuted entry is there."""
+    named = [f"{ref.display or ref.reference} — {ref.note}" for ref in ignored if ref.note]
+    if not named:
+        return None
+    more = f"; and {len(named) - 2} more" if len(named) > 2 else ""
+    return "passed over: " + "; ".join(named[:2]) + more
 
 
 def _reads_presence(feature: Feature, source: Source) -> bool:

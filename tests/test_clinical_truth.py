@@ -282,6 +282,30 @@ def test_metformin_for_prediabetes_is_not_diabetes(api: Any) -> None:
     assert fire(api, "cha2ds2-vasc", af + [for_diabetes])["summary"].startswith("CHA2DS2-VASc 1")
 
 
+def test_a_yes_no_default_names_the_records_it_passed_over(api: Any) -> None:
+    """'Diabetes: No' with a resolved diabetes on the problem list: the note says which entry was there and why it
+    was not used, so 'No' is not read as 'nothing on record'."""
+    dm = F.condition("44054006", clinical="resolved", display="Diabetes mellitus type 2")
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [dm])
+    assert risk(card) == pytest.approx(round(pce_expected(), 6), abs=1e-6)
+    assert "passed over: Diabetes mellitus type 2 — clinical status is resolved" in details_page(api, card)
+
+
+@pytest.mark.parametrize(("intent", "why"), [(None, "has no intent"), (["order"], "has an intent that is not a code")])
+def test_an_order_without_a_readable_intent_is_unusable_not_absent(api: Any, intent: Any, why: str) -> None:
+    """R4 requires MedicationRequest.intent; an active order without a readable one may be treatment, so the answer
+    is unknown (no number), neither 'treated' nor 'untreated', and the call never fails."""
+    order = med(rx("197361", "amlodipine 5 MG Oral Tablet"))
+    if intent is None:
+        order.pop("intent")
+    else:
+        order["intent"] = intent
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [order])
+    assert "not calculated" in card["summary"] and "blood pressure treatment" in card["summary"], card["summary"]
+    assert "amlodipine 5 MG Oral Tablet" in card["detail"] and "cannot be read" in card["detail"], card["detail"]
+    assert why in details_page(api, card)
+
+
 def test_ongoing_statement_with_future_end_counts(api: Any) -> None:
     ongoing = {"resourceType": "MedicationStatement", "id": "ms3", "status": "active",
                "subject": {"reference": "Patient/p1"},
