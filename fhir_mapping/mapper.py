@@ -40,6 +40,8 @@ _WIDEST_WEST = timedelta(hours=12)  # the furthest a local time runs behind UTC 
 _NEWEST_FIRST = ("latest", "days_since", "exists")
 # MedicationRequest intents that say the drug is ordered or taken (R4: a `plan` records home medications); a
 # `proposal` or an `option` (one choice within a RequestGroup) is not, nor any value R4 does not define
+_NOT_ABATED = re.compile(r"(unknown|ongoing|continuing|current|active|not resolved|unresolved|none|n/?a|"
+                         r"not applicable|-)?")
 _ORDERED_INTENTS = frozenset({"order", "original-order", "reflex-order", "filler-order", "instance-order", "plan"})
 
 
@@ -1168,10 +1170,15 @@ def _check_abatement(res: Resource, at: datetime) -> None:
         ended = parse_fhir_datetime(period.get("end") or period.get("start"))
     if ended is not None and ended <= at:
         raise _Skip(f"resolved on {ended.date().isoformat()}")
-    # an abatement given as an age, a range of ages or in words has happened as far as the record says (R4 con-4:
-    # a Condition with an abatement is inactive, in remission or resolved), whether or not a clinicalStatus says so
+    # without a clinicalStatus, an abatement given as an age, a range of ages or in words has happened as far as the
+    # record says (R4 con-4: a Condition with an abatement is inactive, in remission or resolved); a clinicalStatus,
+    # when written, says what holds now, and words that say nothing ended ('unknown', 'ongoing') are no abatement
+    if res.get("clinicalStatus") is not None:
+        return
     for key, how in (("abatementAge", "at an age"), ("abatementRange", "within an age range"), ("abatementString", "")):
         value = res.get(key)
+        if key == "abatementString" and isinstance(value, str) and _NOT_ABATED.fullmatch(value.strip().lower()):
+            continue
         if value not in (None, "", {}):
             raise _Skip(f"abated ({how or repr(str(value)[:60])})")
 

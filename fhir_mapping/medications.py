@@ -74,7 +74,7 @@ class MedicationView:
     unresolved_reference: str | None = None
     entered_in_error: bool = False
     forms: list[str] = field(default_factory=list)  # Medication.form, as written
-    routes: list[str] = field(default_factory=list)  # the dosage's routes and instructions, as written
+    routes: list[DosageRoute] = field(default_factory=list)  # each dosage's route and instructions, as written
     reasons: list[tuple[tuple[str, str, str | None], ...]] = field(default_factory=list)  # each stated reason's codings
 
     @property
@@ -92,48 +92,76 @@ class MedicationView:
         return "unnamed medication"
 
 
-# Routes that say a drug is not taken to act on the whole body (SNOMED CT route codes, and words in a route's name or
-# a dosage's instructions): to the eye or to the ear.
+# Routes that say a drug is not taken to act on the whole body: to the eye or to the ear (SNOMED CT route codes, or
+# words in the route's name). Instructions ("Instill 1 drop into both eyes") say so only when they both put drops in
+# and name the eye or ear: an oral drug's warning ("call if your eyes or lips swell", "ringing in the ears") does not.
 LOCAL_ROUTE_CODES = {"54485002": "ophthalmic route", "10547007": "otic route"}
 _LOCAL_ROUTE_WORDS = re.compile(r"(?<![a-z0-9])(ophthalmic|ophth|opth|ocular|intraocular|eye|eyes|otic|ear|ears|"
-                                r"conjunctival)(?![a-z0-9])")
+                                r"auricular|conjunctival)(?![a-z0-9])")
+_INSTILLED = re.compile(r"(?<![a-z0-9])(drops?|gtts?|instil|instill|instills|instilled)(?![a-z0-9])")
+_SYSTEMIC_ROUTE = re.compile(r"(?<![a-z0-9])(oral|by mouth|po|sublingual|transdermal|intravenous|iv|subcutaneous|"
+                             r"intramuscular)(?![a-z0-9])")
+SYSTEMIC_ROUTE_CODES = frozenset({"26643006", "37839007", "45890007", "47625008", "34206005", "78421000"})
 
 
-def local_route(routes: list[str]) -> str | None:
-    """The route or instruction that puts a drug in the eye or ear, or None."""
-    for text in routes:
-        m = _LOCAL_ROUTE_WORDS.search(text.lower())
-        if m:
-            return text
+@dataclass(frozen=True)
+class DosageRoute:
+    """What a dosage says about where a drug goes: its route (SNOMED CT codes and names) and its instructions."""
+
+    route_codes: tuple[str, ...] = ()
+    route_names: tuple[str, ...] = ()
+    instructions: tuple[str, ...] = ()
+
+
+def local_route(routes: list[DosageRoute]) -> str | None:
+    """The route or instruction that puts a drug in the eye or ear, or None. A route coded or named as one that acts
+    on the whole body (oral, transdermal …) wins over any instruction."""
+    for dosage in routes:
+        local = next((LOCAL_ROUTE_CODES[c] for c in dosage.route_codes if c in LOCAL_ROUTE_CODES), None)
+        local = local or next((n for n in dosage.route_names if _LOCAL_ROUTE_WORDS.search(n.lower())), None)
+        if local:
+            return local
+        systemic = any(c in SYSTEMIC_ROUTE_CODES for c in dosage.route_codes) or \
+            any(_SYSTEMIC_ROUTE.search(n.lower()) for n in dosage.route_names)
+        if systemic:
+            continue
+        for text in dosage.instructions:
+            folded = text.lower()
+            if _INSTILLED.search(folded) and _LOCAL_ROUTE_WORDS.search(folded):
+                return text
     return None
 
 
-def _dosage_routes(resource: Resource) -> list[str]:
-    """What the order or statement says about the route: each dosage's route (its SNOMED CT code as words, its
-    displays and text) and its instructions (`text`, `patientInstruction`)."""
-    found: list[str] = []
+def _dosage_routes(resource: Resource) -> list[DosageRoute]:
+    """What the order or statement says about the route, dosage by dosage: the route's SNOMED CT codes, its displays
+    and text, and the instructions (`text`, `patientInstruction`)."""
+    found: list[DosageRoute] = []
     for dosage in as_list(resource.get("dosageInstruction")) + as_list(resource.get("dosage")):
         if not isinstance(dosage, dict):
             continue
         route = dosage.get("route")
-        for system, code, display in codings(route):
-            if system == "http://snomed.info/sct" and code in LOCAL_ROUTE_CODES:
-                found.append(LOCAL_ROUTE_CODES[code])
-            if display:
-                found.append(display)
-        for holder, key in ((route, "text"), (dosage, "text"), (dosage, "patientInstruction")):
-            if isinstance(holder, dict) and isinstance(holder.get(key), str) and holder[key].strip():
-                found.append(holder[key].strip())
+        codes = tuple(c for s, c, _ in codings(route) if s == "http://snomed.info/sct")
+        names = [d for _, _, d in codings(route) if d]
+        if isinstance(route, dict) and isinstance(route.get("text"), str) and route["text"].strip():
+            names.append(route["text"].strip())
+        said = tuple(dosage[k].strip() for k in ("text", "patientInstruction")
+                     if isinstance(dosage.get(k), str) and dosage[k].strip())
+        if codes or names or said:
+            found.append(DosageRoute(codes, tuple(names), said))
     return found
 
 
 def _stated_reasons(index: ResourceIndex, resource: Resource) -> list[tuple[tuple[str, str, str | None], ...]]:
     """The reasons an order or statement gives, each as its codings: `reasonCode`, and the code of each Condition a
-    `reasonReference` names (when the record holds it). A reason with no coding is not a reason the class can read."""
+    `reasonReference` names (when the record holds it, and it is not entered in error or refuted). A reason with no
+    coding is not a reason the class can read."""
     found = [tuple(codings(concept)) for concept in as_list(resource.get("reasonCode"))]
     for holder in as_list(resource.get("reasonReference")):
         ref = holder.get("reference") if isinstance(holder, dict) else None
         target = index.by_ref.get(ref) if isinstance(ref, str) else None
+        if isinstance(target, dict) and {c for _, c, _ in codings(target.get("verificationStatus"))} & \
+                {"entered-in-error", "refuted"}:
+            continue  # a diagnosis entered in error or ruled out is no reason (the order then gives none of it)
         found.append(tuple(codings(target.get("code"))) if isinstance(target, dict) else ())
     return found
 

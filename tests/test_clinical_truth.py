@@ -200,6 +200,27 @@ def test_glaucoma_eye_drops_are_not_blood_pressure_treatment(api: Any, drops: di
     assert af["summary"].startswith("CHA2DS2-VASc 0"), (how, af["summary"])
 
 
+def _by_mouth(*said: str) -> list[dict[str, Any]]:
+    """One dosage taken by mouth (SNOMED CT 26643006), with its instructions and a patient instruction."""
+    return [{"route": {"coding": [{"system": F.SNOMED, "code": "26643006", "display": "Oral route"}]},
+             "text": said[0], **({"patientInstruction": said[1]} if len(said) > 1 else {})}]
+
+
+@pytest.mark.parametrize("dosage", [
+    _by_mouth("Take 1 tablet by mouth daily.", "Stop taking and call 911 if your face, lips, tongue or eyes swell."),
+    _by_mouth("Take 1 tablet by mouth every morning.", "Call your doctor if you notice ringing in the ears."),
+    [{"text": "Take 1 tablet daily. Call if your eyes or lips swell."}],  # no route at all, no drops put in
+])
+def test_an_oral_drug_whose_instructions_mention_the_eyes_still_counts(api: Any, dosage: list[dict[str, Any]]) -> None:
+    """An oral drug's warnings name the eyes or ears (angioedema, ototoxicity): it is not an eye product, and the
+    route check had dropped it (CHA2DS2-VASc 1 for a man of 66 who scores 2; the PCE read as untreated)."""
+    lisinopril = med(rx("314076", "lisinopril 10 MG Oral Tablet"), dosageInstruction=dosage)
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [lisinopril])
+    assert risk(card) == pytest.approx(round(pce_expected(bp_treated=1), 6), abs=1e-6)
+    af = fire(api, "cha2ds2-vasc", [F.patient("p1", 66, "male"), F.condition("49436004"), lisinopril])
+    assert af["summary"].startswith("CHA2DS2-VASc 2"), af["summary"]
+
+
 def test_a_clonidine_skin_patch_is_still_blood_pressure_treatment(api: Any) -> None:
     """The route check is for the eye and ear only: a transdermal clonidine patch acts on the whole body."""
     patch = med(rx("998671", "168 HR clonidine 0.00417 MG/HR Transdermal System"), dosageInstruction=[
@@ -269,6 +290,30 @@ def test_a_drug_given_for_blood_pressure_among_its_reasons_still_counts(api: Any
     assert risk(card) == pytest.approx(round(pce_expected(bp_treated=1), 6), abs=1e-6)
 
 
+@pytest.mark.parametrize(("order", "why"), [
+    (med({"text": "clonidine ER 0.17 mg tablet (Nexiclon XR)"}), "Nexiclon XR: clonidine extended-release for hypertension"),
+    (med({"text": "labetalol 200 mg tablet"}, reasonCode=_reason("I60.9", "http://hl7.org/fhir/sid/icd-10-cm",
+                                                               "Nontraumatic subarachnoid hemorrhage")),
+     "labetalol lowers blood pressure in subarachnoid haemorrhage (AHA/ASA 2023)"),
+    (med({"text": "propranolol 10 mg tablet"}, reasonReference=[{"reference": "Condition/refuted-migraine"}]),
+     "the only reason given was ruled out"),
+])
+def test_blood_pressure_treatment_that_only_looks_like_another_use_still_counts(api: Any, order: dict[str, Any],
+                                                                                why: str) -> None:
+    refuted = {**F.condition("G43.909", "http://hl7.org/fhir/sid/icd-10-cm", verification="refuted",
+                             display="Migraine, unspecified"), "id": "refuted-migraine"}
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [order, refuted])
+    assert risk(card) == pytest.approx(round(pce_expected(bp_treated=1), 6), abs=1e-6), why
+
+
+@pytest.mark.parametrize(("code", "display"), [("56097005", "Migraine without aura"), ("609558009", "Essential tremor")])
+def test_propranolol_for_a_migraine_or_tremor_coded_in_snomed_is_not_treatment(api: Any, code: str,
+                                                                               display: str) -> None:
+    order = med({"text": "propranolol 10 mg tablet"}, reasonCode=_reason(code, F.SNOMED, display))
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [order])
+    assert risk(card) == pytest.approx(round(pce_expected(), 6), abs=1e-6)
+
+
 def test_metformin_for_prediabetes_is_not_diabetes(api: Any) -> None:
     """ADA Standards of Care 2025 (section 3) advise metformin in prediabetes; an order for prediabetes had made
     CHA2DS2-VASc's D 'Yes — metformin' (score 1 for a man of 60 who scores 0). Metformin ordered for diabetes counts."""
@@ -280,6 +325,24 @@ def test_metformin_for_prediabetes_is_not_diabetes(api: Any) -> None:
     assert card["summary"].startswith("CHA2DS2-VASc 0"), card["summary"]
     for_diabetes = {**metformin, "reasonCode": _reason("E11.9", "http://hl7.org/fhir/sid/icd-10-cm", "Type 2 diabetes")}
     assert fire(api, "cha2ds2-vasc", af + [for_diabetes])["summary"].startswith("CHA2DS2-VASc 1")
+
+
+@pytest.mark.parametrize("abatement", ["unknown", "ongoing", "resolved after bariatric surgery"])
+def test_an_active_diagnosis_is_not_undone_by_words_in_its_abatement(api: Any, abatement: str) -> None:
+    """clinicalStatus 'active' says what holds now; abatementString beside it ('unknown', or even words that say it
+    resolved: R4 con-4 makes that record invalid, not resolved) does not turn the diabetes into 'No'."""
+    dm = {**F.condition("E11.9", "http://hl7.org/fhir/sid/icd-10-cm", display="Type 2 diabetes"),
+          "abatementString": abatement}
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [dm])
+    assert risk(card) == pytest.approx(round(pce_expected(diabetes=1), 6), abs=1e-6)
+
+
+@pytest.mark.parametrize("said", ["unknown", "ongoing", "N/A"])
+def test_words_that_say_nothing_ended_are_no_abatement(api: Any, said: str) -> None:
+    dm = F.condition("44054006", display="Diabetes mellitus type 2")
+    dm.pop("clinicalStatus")
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [{**dm, "abatementString": said}])
+    assert risk(card) == pytest.approx(round(pce_expected(diabetes=1), 6), abs=1e-6)
 
 
 def test_a_yes_no_default_names_the_records_it_passed_over(api: Any) -> None:

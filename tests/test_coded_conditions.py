@@ -182,6 +182,11 @@ def test_cha2ds2_vasc_reads_a_mechanical_valve_recorded_as_a_device(api: Any, de
     (_valve_device("705991002", "Mechanical heart valve prosthesis", pid="p2"), "another patient's implant"),
     (_valve_device("860577005", "Aortic valve bioprosthesis"), "bioprosthetic: the score applies"),
     (_valve_device("464887003", "Mitral valve clip"), "a repair device, not a valve"),
+    ({**_valve_device("84683006", "Aortic valve prosthesis"), "type": {"text": "Bioprosthetic aortic valve (porcine)",
+                                                                         "coding": [
+        {"system": F.SNOMED, "code": "84683006", "display": "Aortic valve prosthesis"},
+        {"system": F.SNOMED, "code": "860577005", "display": "Aortic valve bioprosthesis"}]}},
+     "coded with its parent and as a bioprosthesis: a bioprosthesis"),
 ])
 def test_a_device_that_is_not_a_mechanical_valve_in_use_keeps_the_score(api: Any, device: dict[str, Any],
                                                                         why: str) -> None:

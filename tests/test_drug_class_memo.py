@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import fhir_mapping.medications as meds
-from fhir_mapping.medications import RXNORM, MedicationView
+from fhir_mapping.medications import RXNORM, DosageRoute, MedicationView
 from fhir_mapping.valuesets import ValueSetLibrary
 
 CLASSES = ("antihypertensive", "statin", "antidiabetic", "anticoagulant")
@@ -76,8 +76,8 @@ def test_answers_differ_when_only_the_route_form_or_reason_differs() -> None:
     """The memory's key holds the dosage routes, the Medication's form and the stated reasons: timolol by mouth and
     timolol to the eye, spironolactone for hypertension and for acne, must not share an answer."""
     cls = ValueSetLibrary([]).drug_class("antihypertensive")
-    oral = MedicationView(codings=[(RXNORM, "10600", "timolol")], routes=["Oral route"])
-    eye = MedicationView(codings=[(RXNORM, "10600", "timolol")], routes=["ophthalmic route"])
+    oral = MedicationView(codings=[(RXNORM, "10600", "timolol")], routes=[DosageRoute(route_names=("Oral route",))])
+    eye = MedicationView(codings=[(RXNORM, "10600", "timolol")], routes=[DosageRoute(route_codes=("54485002",))])
     drops = MedicationView(codings=[(RXNORM, "10600", "timolol")], forms=["Eye drops"])
     assert cls.recognise(oral) is not None and cls.recognise(oral).counted
     assert cls.recognise(eye) is None and cls.recognise(drops) is None
