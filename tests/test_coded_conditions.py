@@ -559,6 +559,23 @@ def test_a_birth_year_alone_gives_an_age_band_only_when_both_ages_fall_in_it(api
     assert stored["cohort"]["age_band"] == band
 
 
+def test_the_details_page_shows_both_ages_a_birth_year_alone_leaves_open(api: Any) -> None:
+    """The card said 'Age: 45 or 46 years'; the details page's inputs and its contribution bars said '46 years' (the
+    number kept for the calculation), a precision the record does not have."""
+    import re
+
+    if F.NOW.date() == F.NOW.date().replace(month=12, day=31):
+        pytest.skip("on 31 December a birth year alone gives one age")
+    patient = F.patient("p1", 46, "male")
+    patient["birthDate"] = str(F.NOW.date().year - 46)
+    card = fire(api, "cha2ds2-vasc", [patient, F.condition("49436004", display="Atrial fibrillation")])
+    url = next(link["url"] for link in card["links"] if link["label"].startswith("Full reasoning, sources"))
+    page = re.sub(r"<[^>]+>", " ", api.client.get(url.removeprefix("http://testserver")).text)
+    page = re.sub(r"\s+", " ", page)
+    assert "45 or 46 years" in page
+    assert not re.search(r"(?<!or )\b46 years", page), page
+
+
 def test_a_birth_year_alone_is_used_when_both_ages_give_the_same_result(api: Any) -> None:
     """Born '1980', seen in December 2026: 45 or 46, and both score no age points (Lip 2010), so CHA2DS2-VASc is
     given and the card shows both ages; NEWS2 (age is only its 16-and-over check) scores a patient born in 1960. The

@@ -72,6 +72,13 @@ def _source_row(fv: dict[str, Any]) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _shown_as_read(feature: Feature | None, fv: dict[str, Any] | None) -> bool:
+    """An age is shown as the mapper wrote it, not from its number: on the day of a result ('60 years on
+    2026-05-20'), or both ages a birth year alone leaves open ('59 or 60 years'; the number kept is one of them)."""
+    return feature is not None and bool((fv or {}).get("display")) and \
+        (feature.on_date_of is not None or feature.demographic == "age")
+
+
 def _row(name: str, label: str, fv: dict[str, Any] | None, spec_in: Input | None, feature: Feature | None,
          missing_reason: str | None) -> dict[str, Any]:
     row: dict[str, Any] = {"name": name, "label": label, "value": None, "date": None, "source": None, "flags": [],
@@ -91,8 +98,8 @@ def _row(name: str, label: str, fv: dict[str, Any] | None, spec_in: Input | None
             return row
     if fv.get("display") and " — " in str(fv["display"]):  # a recognised drug: its name and how it was recognised
         row["value"] = str(fv["display"])
-    elif feature is not None and feature.on_date_of and fv.get("display"):
-        row["value"] = str(fv["display"])  # an age on the day of a result: '60 years on 2026-05-20'
+    elif _shown_as_read(feature, fv):
+        row["value"] = str(fv["display"])  # an age as read: '60 years on 2026-05-20', '59 or 60 years'
     elif spec_in is not None:
         row["value"] = input_value_text(spec_in, feature, value)
     else:
@@ -146,7 +153,8 @@ def _system_name(system: str) -> str:
     return {"http://loinc.org": "LOINC", "http://snomed.info/sct": "SNOMED CT"}.get(system, system)
 
 
-def contribution_rows(runtime: ModelRuntime, values: dict[str, float], features: dict[str, Feature]
+def contribution_rows(runtime: ModelRuntime, values: dict[str, float], features: dict[str, Feature],
+                      stored: dict[str, Any] | None = None
                       ) -> dict[str, Any] | None:
     """Exact Shapley contributions of the explained inputs (same model version, same reference patient as the card),
     as rows for a bar chart; None when the model has no explanation or an input is not known."""
@@ -175,7 +183,9 @@ def contribution_rows(runtime: ModelRuntime, values: dict[str, float], features:
         spec_in = by_name[name]
         feature = features.get(name)
         label = (feature.label if feature else spec_in.label)
-        shown = input_value_text(spec_in, feature, values[name]).split(" — ")[0]
+        fv = (stored or {}).get(name)
+        shown = str(fv["display"]) if _shown_as_read(feature, fv) else \
+            input_value_text(spec_in, feature, values[name]).split(" — ")[0]
         half = 100.0 * abs(delta) / scale  # the chart is 200 units wide, zero in the middle
         negligible = abs(delta) < (0.0005 if target.kind == "probability" else 0.005)
         rows.append({
@@ -280,7 +290,7 @@ def details_view(pred: dict[str, Any], runtime: ModelRuntime | None, manifest: M
                 reason = unmet(o.applies_when, values, None)
                 view["withheld"].append({"label": o.label, "reason": reason or "not given"})
         if runtime is not None:
-            view["contributions"] = contribution_rows(runtime, values, features)
+            view["contributions"] = contribution_rows(runtime, values, features, pred.get("features") or {})
     else:
         view["status"] = "refused" if view["refusals"] else "missing"
         view["indicator"] = "info"
