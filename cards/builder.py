@@ -94,6 +94,15 @@ def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, 
             else:  # the list is on the details page; the card says that there is one to check
                 suffix_of[len(assumed)] = f" — {count} active medications {what} (see full reasoning)"
         assumed.append(text)
+    # a population check answered "No" without one of its searches (an EHR that did not send the Device key): the
+    # card says so, since the exclusion it guards (a mechanical valve) may be on record where nobody looked
+    for rule in manifest.population:
+        fv = mapping.values.get(rule.feature)
+        if fv is not None and fv.defaulted and fv.unchecked:
+            feature = spec.features.get(rule.feature)
+            value = fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value)
+            assumed.append(f"{fv.label or rule.feature}: {value} — not fully checked "
+                           f"({', '.join(fv.unchecked)} could not be obtained)")
     # the same unrecognised medications under two features are named once, after the last of them
     for i, suffix in suffix_of.items():
         if not any(j > i and other == suffix for j, other in suffix_of.items()):

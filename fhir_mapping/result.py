@@ -53,6 +53,8 @@ class FeatureValue:
     date: str | None = None  # date of the source the value came from (latest one for aggregates)
     # a default chosen although results were on record: the newest one passed over and why ('… is a bound (<3 mg/g)')
     passed_over: str | None = None
+    # prefetch keys this default could not look in (the others were read): a "No" that is not fully checked
+    unchecked: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "value": self.value}

@@ -194,6 +194,27 @@ def test_a_device_that_is_not_a_mechanical_valve_in_use_keeps_the_score(api: Any
     assert card["summary"].startswith("CHA2DS2-VASc 0 "), (why, card["summary"])
 
 
+def test_a_valve_search_that_was_not_sent_is_named_on_the_card(api: Any) -> None:
+    """An EHR that fills the Condition keys but not the Device one, with no fhirServer to ask: the valve check is
+    answered from the problem list alone. The score stands (as before Devices were read), but the card says the
+    check was incomplete, not only the details page."""
+    from cds_hooks.bundle_prefetch import prefetch_from_resources
+    from hook_calls import HOOK_INSTANCE
+
+    tmpl = templates(api, "cha2ds2-vasc")
+    context = {"userId": "Practitioner/example", "patientId": "p1"}
+    prefetch = prefetch_from_resources(tmpl, MAN_50_WITH_AF, context)
+    device_key = next(k for k, t in tmpl.items() if t.startswith("Device?"))
+    prefetch.pop(device_key)
+    body = {"hook": "patient-view", "hookInstance": HOOK_INSTANCE, "context": context, "prefetch": prefetch}
+    card = api.post("/cds-services/cha2ds2-vasc", json=body).json()["cards"][0]
+    assert card["summary"].startswith("CHA2DS2-VASc 0"), card["summary"]
+    assert f"Mechanical heart valve (or a prosthetic valve of unstated type): No — not fully checked ({device_key} " \
+           "could not be obtained)" in card["detail"], card["detail"]
+    complete = fire(api, "cha2ds2-vasc", MAN_50_WITH_AF)
+    assert "not fully checked" not in complete["detail"]
+
+
 def test_the_device_search_asks_for_the_valve_codes_by_type(api: Any) -> None:
     """R4 searches a Device by `type` (it has no `code`); a `code=` parameter would be refused or ignored."""
     device = [t for t in templates(api, "cha2ds2-vasc").values() if t.startswith("Device?")]
