@@ -148,6 +148,33 @@ def test_cha2ds2_vasc_counts_a_history_of_heart_failure_hypertension_or_diabetes
                                       refuted])["summary"].startswith("CHA2DS2-VASc 0")
 
 
+@pytest.mark.parametrize(("code", "display", "points"), [
+    ("371041009", "Embolic stroke", 2), ("413758000", "Cardioembolic stroke", 2), ("75543006", "Cerebral embolism", 2),
+    ("446221000", "Heart failure with normal ejection fraction", 1),
+    ("134401001", "Left ventricular systolic dysfunction", 1),
+    ("111552007", "Diabetes mellitus without complication", 1), ("4855003", "Retinopathy due to diabetes mellitus", 1),
+    ("230572002", "Neuropathy due to diabetes mellitus", 1), ("426875007", "Latent autoimmune diabetes in adult", 1),
+    ("11530004", "Brittle diabetes", 1), ("8801005", "Secondary diabetes mellitus", 1),
+])
+def test_cha2ds2_vasc_reads_common_problem_list_codes_the_expansions_missed(api: Any, code: str, display: str,
+                                                                           points: int) -> None:
+    """An embolic stroke (S2: 2 points), heart failure with preserved ejection fraction or LV systolic dysfunction
+    (C), and diabetes coded without complication or by a complication (D) were not in the shipped SNOMED CT sets
+    (VSAC's expansions did not list them, and the hierarchy is not walked): a man of 60 with AF was told 'CHA2DS2-VASc
+    0: anticoagulation is not recommended' (Lip 2010)."""
+    card = fire(api, "cha2ds2-vasc", [F.patient("p1", 60, "male"), F.condition("49436004"),
+                                      F.condition(code, display=display)])
+    assert card["summary"].startswith(f"CHA2DS2-VASc {points}"), (display, card["summary"])
+
+
+@pytest.mark.parametrize(("code", "display"), [("371041009", "Embolic stroke"),
+                                               ("446221000", "Heart failure with normal ejection fraction")])
+def test_prevent_refuses_a_prior_embolic_stroke_or_hfpef(api: Any, code: str, display: str) -> None:
+    """PREVENT is for people without cardiovascular disease (Khan 2024): a prior stroke or heart failure refuses."""
+    card = fire(api, "prevent-base", _khan_profile() + [F.condition(code, display=display)])
+    assert "%" not in card["summary"], (display, card["summary"])
+
+
 def _valve_device(code: str, display: str, *, status: str | None = "active", pid: str = "p1") -> dict[str, Any]:
     """An implant as US Core Implantable Device records it: the kind in Device.type (R4 Device has no `code`), the
     patient in Device.patient, the status optional."""
@@ -316,13 +343,16 @@ def test_a_resolved_dialysis_entry_does_not_refuse_kfre(api: Any) -> None:
     assert "%" in card["summary"], card["summary"]
 
 
+def _khan_profile() -> list[dict[str, Any]]:
+    """Khan 2024's sample profile (woman of 50): SBP 160 treated, TC 200, HDL 45, diabetes, eGFR 90, BMI 35."""
+    return [F.patient("p1", 50, "female"), F.quantity_obs("2093-3", 200, "mg/dL"),
+            F.quantity_obs("2085-9", 45, "mg/dL"), F.bp_panel(160), F.smoking(F.NEVER_SMOKER),
+            F.condition("44054006"), F.med_request("314076", display="lisinopril 10 MG Oral Tablet"),
+            F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}"), F.quantity_obs("39156-5", 35, "kg/m2")]
+
+
 def test_prevent_refuses_congestive_heart_failure_coded_in_snomed(api: Any) -> None:
-    record = [F.patient("p1", 50, "female"), F.quantity_obs("2093-3", 200, "mg/dL"),
-              F.quantity_obs("2085-9", 45, "mg/dL"), F.bp_panel(160), F.smoking(F.NEVER_SMOKER),
-              F.condition("44054006"), F.med_request("314076", display="lisinopril 10 MG Oral Tablet"),
-              F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}"), F.quantity_obs("39156-5", 35, "kg/m2"),
-              F.condition("42343007", display="Congestive heart failure")]
-    card = fire(api, "prevent-base", record)
+    card = fire(api, "prevent-base", _khan_profile() + [F.condition("42343007", display="Congestive heart failure")])
     assert "%" not in card["summary"], card["summary"]
     assert "the record shows heart failure" in card["detail"]
 
