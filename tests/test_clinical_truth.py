@@ -1013,6 +1013,47 @@ def test_plain_ml_per_min_is_not_an_indexed_egfr(api: Any) -> None:
     assert "not calculated" in card["summary"]
 
 
+CPT = "http://www.ama-assn.org/go/cpt"
+PCS = "http://www.cms.gov/Medicare/Coding/ICD10"
+KFRE_MAN_60 = [F.patient("p1", 60, "male"), F.quantity_obs("98979-8", 40, "mL/min/{1.73_m2}"),
+               F.quantity_obs("9318-7", 300, "mg/g")]
+NOT_FOR_KRT = "No Kidney failure risk (KFRE) estimate: KFRE is not for patients on dialysis"
+
+
+def _procedure(code: str, system: str, display: str, days: int) -> dict[str, Any]:
+    return {"resourceType": "Procedure", "id": f"proc-{code}-{days}", "status": "completed",
+            "code": {"coding": [{"system": system, "code": code, "display": display}]},
+            "subject": {"reference": "Patient/p1"}, "performedDateTime": F.days_ago(days)}
+
+
+@pytest.mark.parametrize("record", [
+    _procedure("50360", CPT, "Renal allotransplantation, implantation of graft", 1500),
+    _procedure("0TY10Z0", PCS, "Transplantation of Left Kidney, Allogeneic, Open Approach", 1500),
+    F.condition("737295003", display="Transplanted kidney present"),
+    F.condition("70536003", clinical="resolved", display="Transplant of kidney"),
+    F.condition("175901007", clinical="inactive", display="Live donor renal transplant"),
+    F.condition("T86.11", "http://hl7.org/fhir/sid/icd-10-cm", display="Kidney transplant rejection"),
+    _procedure("90960", CPT, "ESRD related services monthly, 4 or more visits", 10),
+    _procedure("90935", CPT, "Hemodialysis procedure with single evaluation", 2),
+])
+def test_kfre_refuses_a_transplant_or_dialysis_however_it_is_coded(api: Any, record: dict[str, Any]) -> None:
+    """KFRE is not for transplant recipients or patients on dialysis (Tangri 2011, 2016). A transplant billed in CPT
+    or ICD-10-PCS, a 'transplanted kidney present' finding, a transplant entry marked resolved, a rejection, or
+    dialysis billed in CPT had all been read as 'no dialysis or kidney transplant on record' (5-year risk 8.8%)."""
+    card = fire(api, "kfre-4var", KFRE_MAN_60 + [record])
+    assert card["summary"].startswith(NOT_FOR_KRT), card["summary"]
+
+
+def test_kfre_a_course_of_dialysis_years_ago_is_not_being_on_dialysis(api: Any) -> None:
+    """One dialysis for acute kidney injury five years ago: the patient is not on dialysis, and KFRE applies; the
+    same session last month means he is."""
+    old = _procedure("265764009", F.SNOMED, "Renal dialysis", 5 * 365)
+    card = fire(api, "kfre-4var", KFRE_MAN_60 + [old])
+    assert card["summary"].startswith("5-year kidney failure risk"), card["summary"]
+    recent = fire(api, "kfre-4var", KFRE_MAN_60 + [_procedure("265764009", F.SNOMED, "Renal dialysis", 30)])
+    assert recent["summary"].startswith(NOT_FOR_KRT), recent["summary"]
+
+
 def _prevent_record(age: int = 50) -> list[dict[str, Any]]:
     """Khan 2024 sample profile (female): SBP 160 treated, TC 200, HDL 45, diabetes, eGFR 90, BMI 35."""
     return [F.patient("p1", age, "female"), F.quantity_obs("2093-3", 200, "mg/dL"),

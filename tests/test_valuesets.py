@@ -11,7 +11,8 @@ from fhir_mapping.valuesets import ValueSetLibrary, parse_valueset
 
 FOLDER = Path(__file__).resolve().parent.parent / "fhir_mapping" / "valuesets"
 SYSTEMS = {"http://www.nlm.nih.gov/research/umls/rxnorm", "http://snomed.info/sct", "http://hl7.org/fhir/sid/icd-10-cm",
-           "http://hl7.org/fhir/sid/icd-10", "http://loinc.org", "urn:oid:2.16.840.1.113883.6.238"}
+           "http://hl7.org/fhir/sid/icd-10", "http://loinc.org", "urn:oid:2.16.840.1.113883.6.238",
+           "http://www.ama-assn.org/go/cpt", "http://www.cms.gov/Medicare/Coding/ICD10"}
 FILES = sorted(FOLDER.glob("*.json"))
 
 
