@@ -84,6 +84,8 @@ def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, 
         src = fv.sources[0] if fv.sources else None
         if src is not None and src.resource_type == "Patient" and src.original_value:
             text += f" (recorded: {src.original_value})"  # e.g. race not recorded, or a race the equations lack
+        if fv.unchecked:  # a "No" answered without one of its searches (the EHR did not send that key)
+            text += f" — not fully checked ({', '.join(fv.unchecked)} could not be obtained)"
         if fv.unrecognised:
             count = len(fv.unrecognised)
             what = "not counted" if not_counted_only(fv.unrecognised) else "not recognised"

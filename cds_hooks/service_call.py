@@ -277,7 +277,7 @@ def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: M
     features = service.model.champion.spec.features
     keys_of: dict[str, list[str]] = {}
     for key, pk in service.plan.items():
-        for name in pk.features:
+        for name in dict.fromkeys(pk.features):  # a key two sources of one feature share is one key
             keys_of.setdefault(name, []).append(key)
     gone: list[str] = []
     for name, keys in keys_of.items():
@@ -288,7 +288,7 @@ def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: M
         reasons = "; ".join(f"{k}: {outcome.failed[k]}" for k in failed)
         if len(failed) < len(keys) and fv is not None:
             fv.note = f"{fv.note}; could not check {', '.join(failed)} ({reasons})" if fv.note else reasons
-            fv.unchecked = failed
+            fv.unchecked = list(dict.fromkeys(failed))
             continue
         mapping.values.pop(name, None)
         mapping.missing[name] = MissingFeature(

@@ -759,7 +759,7 @@ class _Context:
                 raise _Unreadable(str(why)) from None
             target = _unit_label(source.above_unit)
             read = f"value {_fmt(round(value, 2))} {target}".rstrip()
-            converted = None if unit == source.above_unit else f"converted from {_fmt(original)} {unit}"
+            converted = None if unit == source.above_unit else f"converted from {_as_written(original)} {unit}"
             if converted:
                 read += f" ({converted})"
             if source.usable_range is not None and not source.usable_range[0] <= value <= source.usable_range[1]:
@@ -777,10 +777,10 @@ class _Context:
         if feature.value == "quantity":
             assert feature.unit is not None
             value, original, unit = self._quantity(holder, feature.unit, feature.analyte, feature.bare_number_unit)
-            note = None if unit == feature.unit else f"converted from {_fmt(original)} {unit}"
+            note = None if unit == feature.unit else f"converted from {_as_written(original)} {unit}"
             if unit is None:  # a bare number, read in the one unit its code has
                 assert feature.bare_number_unit is not None
-                note = f"written without a unit; read as {_fmt(original)} {_unit_label(feature.bare_number_unit)}"
+                note = f"written without a unit; read as {_as_written(original)} {_unit_label(feature.bare_number_unit)}"
                 if self.units.lookup(feature.bare_number_unit) != self.units.lookup(feature.unit):
                     note += f", converted to {_fmt(round(value, 2))} {_unit_label(feature.unit)}"
             return [_Candidate(value, when, _with(ref, original, unit, note), res)]
@@ -823,7 +823,7 @@ class _Context:
         if qty.get("comparator"):
             written = qty.get("code") if qty.get("system") == UCUM and isinstance(qty.get("code"), str) else \
                 qty.get("unit") or qty.get("code")
-            shown = f"{_fmt(raw)} {_unit_label(written)}".strip() if isinstance(written, str) else _fmt(raw)
+            shown = f"{_as_written(raw)} {_unit_label(written)}".strip() if isinstance(written, str) else _as_written(raw)
             raise _Bound(f"{_BOUND_NOTE} ({qty['comparator']}{shown}), not a measurement")
         ucum = qty.get("system") == UCUM and isinstance(qty.get("code"), str) and bool(qty.get("code"))
         unit = qty.get("code") if ucum else qty.get("unit") or qty.get("code")
@@ -1299,6 +1299,11 @@ def _with_note(ref: SourceRef, note: str) -> SourceRef:
 
 def _fmt(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+
+
+def _as_written(value: float) -> str:
+    """A number from the record as it was written (0.088 stays 0.088, not '0.09'; 5.0 is '5'), for quoting it."""
+    return f"{value:.10g}" if isinstance(value, float) else str(value)
 
 
 def _window(days: int) -> str:

@@ -97,7 +97,7 @@ class MedicationView:
 # and name the eye or ear: an oral drug's warning ("call if your eyes or lips swell", "ringing in the ears") does not.
 LOCAL_ROUTE_CODES = {"54485002": "ophthalmic route", "10547007": "otic route"}
 _LOCAL_ROUTE_WORDS = re.compile(r"(?<![a-z0-9])(ophthalmic|ophth|opth|ocular|intraocular|eye|eyes|otic|ear|ears|"
-                                r"auricular|conjunctival)(?![a-z0-9])")
+                                r"auricular|conjunctival|ou|os|od)(?![a-z0-9])")  # ou/os/od: both, left, right eye
 _INSTILLED = re.compile(r"(?<![a-z0-9])(drops?|gtts?|instil|instill|instills|instilled)(?![a-z0-9])")
 _SYSTEMIC_ROUTE = re.compile(r"(?<![a-z0-9])(oral|by mouth|po|sublingual|transdermal|intravenous|iv|subcutaneous|"
                              r"intramuscular)(?![a-z0-9])")

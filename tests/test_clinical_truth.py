@@ -187,6 +187,10 @@ def _timolol_with_form() -> dict[str, Any]:
     (med({"text": "timolol 0.5% eyedrops"}), "'eyedrops'"),
     (med({"text": "dorzolamide-timolol 22.3-6.8 mg/mL drops"}), "'drops'"),
     (med({"text": "betaxolol 0.5% ophth susp"}), "betaxolol, 'ophth'"),
+    (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[{"route": {"text": "OU"},
+                                                                       "text": "1 gtt OU BID"}]), "route 'OU'"),
+    (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[{"text": "1 gtt OS qAM"}]),
+     "instructions '1 gtt OS' (left eye)"),
 ])
 def test_glaucoma_eye_drops_are_not_blood_pressure_treatment(api: Any, drops: dict[str, Any], how: str) -> None:
     """Timolol and betaxolol eye drops lower eye pressure (glaucoma), not blood pressure; RxNorm keeps them apart from
@@ -219,6 +223,25 @@ def test_an_oral_drug_whose_instructions_mention_the_eyes_still_counts(api: Any,
     assert risk(card) == pytest.approx(round(pce_expected(bp_treated=1), 6), abs=1e-6)
     af = fire(api, "cha2ds2-vasc", [F.patient("p1", 66, "male"), F.condition("49436004"), lisinopril])
     assert af["summary"].startswith("CHA2DS2-VASc 2"), af["summary"]
+
+
+def test_an_input_answered_without_one_of_its_searches_says_so_on_the_card(api: Any) -> None:
+    """An EHR that sends the MedicationStatement key but not the MedicationRequest one, with no fhirServer: 'On
+    blood pressure treatment: No' is answered without the orders; the card says which search is missing."""
+    from cds_hooks.bundle_prefetch import prefetch_from_resources
+    from hook_calls import HOOK_INSTANCE
+
+    tmpl = templates(api, "ascvd-pce-10y")
+    context = {"userId": "Practitioner/example", "patientId": "p1"}
+    prefetch = prefetch_from_resources(tmpl, MALE_55 + [med(rx("314076", "lisinopril 10 MG Oral Tablet"))], context)
+    orders = [k for k, t in tmpl.items() if t.startswith("MedicationRequest?")]
+    for key in orders:
+        prefetch.pop(key)
+    body = {"hook": "patient-view", "hookInstance": HOOK_INSTANCE, "context": context, "prefetch": prefetch}
+    card = api.post("/cds-services/ascvd-pce-10y", json=body).json()["cards"][0]
+    line = next(x for x in card["detail"].splitlines() if "On blood pressure treatment" in x)
+    assert f"On blood pressure treatment: No — not fully checked ({', '.join(orders)} could not be obtained)" in line, \
+        line
 
 
 def test_a_clonidine_skin_patch_is_still_blood_pressure_treatment(api: Any) -> None:

@@ -318,3 +318,9 @@ def test_an_unreadable_heart_attack_leaves_established_ascvd_unknown(spec: Any) 
     assert "established_ascvd" not in result.values
     assert result.missing["established_ascvd"].reason.startswith(
         f'Myocardial infarction (Condition/{mi["id"]}) cannot be read, so "None on record" is not assumed')
+
+
+def test_a_converted_value_is_quoted_as_written(spec: Any) -> None:
+    """A note quotes the number the record holds: 5.125 mmol/L, not '5.13' (a value the record never said)."""
+    record = without("2093-3", F.pce_record()) + [F.quantity_obs("14647-2", 5.125, "mmol/L")]
+    assert run(spec, record).values["total_cholesterol"].sources[0].note == "converted from 5.125 mmol/L"

@@ -505,12 +505,13 @@ def _lisinopril_statement(end: str | None) -> dict[str, Any]:
 
 def test_a_medication_whose_period_ends_today_is_still_taken(api: Any) -> None:
     """effectivePeriod.end '<today>' includes the whole day (FHIR R4 Period): the PCE counts the treatment, as with
-    no end at all; an end yesterday does not."""
+    no end at all; an end two days ago does not (yesterday, written as a date without a zone, may not have ended yet
+    where the record was written: UTC-12 is still on it until noon UTC today)."""
     chol = F.quantity_obs("2093-3", 213, "mg/dL")
     open_ended = primary_risk(fire(api, "ascvd-pce-10y", _pce_man(chol, _lisinopril_statement(None))))
     today = primary_risk(fire(api, "ascvd-pce-10y", _pce_man(chol, _lisinopril_statement(F.NOW.date().isoformat()))))
-    yesterday = (F.NOW - timedelta(days=1)).date().isoformat()
-    ended = primary_risk(fire(api, "ascvd-pce-10y", _pce_man(chol, _lisinopril_statement(yesterday))))
+    two_days_ago = (F.NOW - timedelta(days=2)).date().isoformat()
+    ended = primary_risk(fire(api, "ascvd-pce-10y", _pce_man(chol, _lisinopril_statement(two_days_ago))))
     assert open_ended is not None and today == open_ended
     assert ended is not None and ended < open_ended  # untreated at 120 mmHg: the lower equation term
 
