@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 import fhirfactory as F
 from inference.model_card import PREDICTIVE_ATTRIBUTES
@@ -63,6 +64,21 @@ def test_card_is_labelled_not_for_clinical_use_and_challenger_is_shadowed(api: A
 def test_patients_with_diabetes_get_no_number(api: Any) -> None:
     card = fire(api, "t2d-onset-5y", record(diabetes=True))
     assert "%" not in card["summary"] and "diabetes is already on the problem list" in card["detail"]
+
+
+@pytest.mark.parametrize(("hba1c", "refused"), [(8.4, True), (6.5, True), (6.4, False), (6.0, False)])
+def test_an_hba1c_in_the_diabetes_range_is_not_a_patient_for_a_diabetes_onset_estimate(api: Any, hba1c: float,
+                                                                                        refused: bool) -> None:
+    """ADA 2025 (section 2): an HbA1c of 6.5 % or more is in the diabetes range. A man with 8.4 % last month and no
+    diabetes on the problem list had been given a 5-year risk of developing it."""
+    card = fire(api, "t2d-onset-5y", record() + [F.quantity_obs("4548-4", hba1c, "%")])
+    if refused:
+        assert card["summary"].startswith("No "), card["summary"]
+        assert "an HbA1c of 6.5 % or more" in card["summary"] + card["detail"], card["summary"]
+        assert not any(a["resource"]["resourceType"] == "RiskAssessment"
+                       for sug in card.get("suggestions", []) for a in sug["actions"])
+    else:
+        assert recorded_outputs(api, card)["risk_5y"] > 0, card["summary"]
 
 
 def test_prediabetes_is_read_however_the_problem_list_codes_it(api: Any) -> None:
