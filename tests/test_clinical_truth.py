@@ -1077,6 +1077,25 @@ def test_kfre_a_course_of_dialysis_years_ago_is_not_being_on_dialysis(api: Any) 
     assert recent["summary"].startswith(NOT_FOR_KRT), recent["summary"]
 
 
+@pytest.mark.parametrize("dialysis", [
+    F.condition("Z99.2", "http://hl7.org/fhir/sid/icd-10-cm", display="Dependence on renal dialysis"),
+    F.condition("105502003", display="Dependence on renal dialysis"),
+    _procedure("90935", CPT, "Hemodialysis procedure with single evaluation", 3),
+])
+def test_no_egfr_is_estimated_for_a_patient_on_dialysis(api: Any, dialysis: dict[str, Any]) -> None:
+    """On dialysis the creatinine is set by the dialysis, and the equations estimate no kidney function (KDIGO 2024);
+    the card had given an eGFR of 5 and 'KDIGO suggests planning kidney replacement therapy' to a patient on it."""
+    record = [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 9.0, "mg/dL", days=2), dialysis]
+    card = fire(api, "egfr-ckd-epi-2021", record)
+    assert card["summary"].startswith("No eGFR (CKD-EPI 2021) estimate: An eGFR does not estimate kidney function "
+                                      "on dialysis"), \
+        card["summary"]
+    assert "planning kidney replacement" not in card["detail"]
+    transplant = fire(api, "egfr-ckd-epi-2021", record[:2] + [F.condition("Z94.0", "http://hl7.org/fhir/sid/icd-10-cm",
+                                                                           display="Kidney transplant status")])
+    assert transplant["summary"].startswith("eGFR"), transplant["summary"]  # a transplanted kidney is estimated
+
+
 def _prevent_record(age: int = 50) -> list[dict[str, Any]]:
     """Khan 2024 sample profile (female): SBP 160 treated, TC 200, HDL 45, diabetes, eGFR 90, BMI 35."""
     return [F.patient("p1", age, "female"), F.quantity_obs("2093-3", 200, "mg/dL"),
