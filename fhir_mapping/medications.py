@@ -234,6 +234,7 @@ class DrugClass:
     # products of the class licensed only for something else: (their names as a pattern, why they do not count)
     not_counted_products: tuple[tuple[re.Pattern[str], str], ...] = ()
     other_uses: tuple[Any, ...] = ()  # value sets (fhir_mapping.valuesets.ValueSet) of reasons that are not the class's
+    indications: tuple[Any, ...] = ()  # value sets of the class's own use: a reason naming one is never another use
     other_use_reason: str = "prescribed for {reason}"
     _names: re.Pattern[str] = field(init=False, repr=False)
     _brands: re.Pattern[str] | None = field(init=False, repr=False)
@@ -297,8 +298,8 @@ class DrugClass:
         shown: list[str] = []
         for reason in view.reasons:
             hit = next(((s, c, d) for s, c, d in reason if any(vs.lookup(s, c) for vs in self.other_uses)), None)
-            if hit is None:
-                return None  # a reason the class is for, or one it cannot read: the drug counts
+            if hit is None or any(vs.lookup(s, c) for s, c, _ in reason for vs in self.indications):
+                return None  # a reason the class is for (in any of its codings), or one it cannot read: it counts
             shown.append(hit[2] or f"{hit[0].rsplit('/', 1)[-1]} {hit[1]}")
         return shown[0]
 
@@ -366,7 +367,8 @@ def parse_drug_class(doc: Any, origin: str, code_lists: dict[str, list[dict[str,
                          for item in doc.get("not_counted_products") or ())
         other_uses = doc.get("other_uses") or {}
         wanted = [str(n) for n in other_uses.get("valuesets", ())]
-        missing = [n for n in wanted if n not in (valuesets or {})]
+        indications = [str(n) for n in other_uses.get("unless", ())]
+        missing = [n for n in wanted + indications if n not in (valuesets or {})]
         if missing:
             raise DrugClassError(f"{origin}: other_uses value set '{missing[0]}' not found")
         cls = DrugClass(
@@ -376,6 +378,7 @@ def parse_drug_class(doc: Any, origin: str, code_lists: dict[str, list[dict[str,
             retrieved=str(doc.get("retrieved", "")), code_lists=tuple(doc.get("code_lists", ())),
             spellings=spellings, not_counted_products=products,
             other_uses=tuple((valuesets or {})[n] for n in wanted),
+            indications=tuple((valuesets or {})[n] for n in indications),
             other_use_reason=str(other_uses.get("reason", "prescribed for {reason}")),
         )
     except (KeyError, TypeError) as exc:
@@ -429,7 +432,8 @@ class DrugClassLibrary:
             raise DrugClassError(f"{origin}: not YAML: {exc}") from exc
         names = doc.get("code_lists", ()) if isinstance(doc, dict) else ()
         lists = {n: self._code_lists(n) for n in names} if self._code_lists else {}
-        uses = (doc.get("other_uses") or {}).get("valuesets", ()) if isinstance(doc, dict) else ()
+        declared = (doc.get("other_uses") or {}) if isinstance(doc, dict) else {}
+        uses = [*declared.get("valuesets", ()), *declared.get("unless", ())]
         sets = {n: self._valuesets(n) for n in uses} if self._valuesets else {}
         cls = parse_drug_class(doc, origin, lists, sets)
         self._cache[name] = cls

@@ -311,6 +311,10 @@ def _spironolactone_for(*reasons: list[dict[str, Any]]) -> dict[str, Any]:
     (_spironolactone_for(_reason("11381005", F.SNOMED, "Acne"), _reason("38341003", F.SNOMED, "Hypertensive disorder")),
      "hypertension among its reasons"),
     (_spironolactone_for(_reason("0", "http://example.org/local", "see note")), "a reason the class cannot read"),
+    (med({"text": "doxazosin 4 mg tablet"}, reasonCode=[{"coding": [
+        {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "N40.0", "display": "Benign prostatic hyperplasia"},
+        {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "I10", "display": "Essential hypertension"}]}]),
+     "one reason naming both prostate enlargement and hypertension"),
     (med({"text": "clonidine ER 0.17 mg tablet (Nexiclon XR)"}), "Nexiclon XR: clonidine extended-release for hypertension"),
     (med({"text": "labetalol 200 mg tablet"}, reasonCode=_reason("I60.9", "http://hl7.org/fhir/sid/icd-10-cm",
                                                                "Nontraumatic subarachnoid hemorrhage")),
