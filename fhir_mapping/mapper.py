@@ -754,7 +754,7 @@ class _Context:
         if source.above is not None:
             assert source.above_unit is not None
             try:
-                value, original, unit = self._quantity(holder, source.above_unit, None)
+                value, original, unit = self._quantity(holder, source.above_unit, feature.analyte)
             except _Skip as why:
                 raise _Unreadable(str(why)) from None
             target = _unit_label(source.above_unit)

@@ -93,14 +93,19 @@ class MedicationView:
 
 
 # Routes that say a drug is not taken to act on the whole body: to the eye or to the ear (SNOMED CT route codes, or
-# words in the route's name). Instructions ("Instill 1 drop into both eyes") say so only when they both put drops in
-# and name the eye or ear: an oral drug's warning ("call if your eyes or lips swell", "ringing in the ears") does not.
+# words in the route's name). Instructions ("Instill 1 drop into both eyes", "1 gtt o.u. bid") say so only when they
+# put drops in (instil, gtt, or a count of drops) and name the eye or ear: an oral drug's warning ("call if your eyes
+# swell", "ringing in the ears") or 'drops' as a verb ("take 1 tablet OD; hold if BP drops") does not.
 LOCAL_ROUTE_CODES = {"54485002": "ophthalmic route", "10547007": "otic route"}
-_LOCAL_ROUTE_WORDS = re.compile(r"(?<![a-z0-9])(ophthalmic|ophth|opth|ocular|intraocular|eye|eyes|otic|ear|ears|"
-                                r"auricular|conjunctival|ou|os|od)(?![a-z0-9])")  # ou/os/od: both, left, right eye
-_INSTILLED = re.compile(r"(?<![a-z0-9])(drops?|gtts?|instil|instill|instills|instilled)(?![a-z0-9])")
-_SYSTEMIC_ROUTE = re.compile(r"(?<![a-z0-9])(oral|by mouth|po|sublingual|transdermal|intravenous|iv|subcutaneous|"
-                             r"intramuscular)(?![a-z0-9])")
+_EYE_OR_EAR = (r"ophthalmic|ophth|opth|ocular|intraocular|eyes?|otic|ears?|auricular|conjunctival|"
+               r"o\.?u\.?|o\.?s\.?|o\.?d\.?|r\.?e\.?|l\.?e\.?")  # OU, OS, OD, RE, LE: both, left, right eye
+_LOCAL_ROUTE_WORDS = re.compile(rf"(?<![a-z0-9])({_EYE_OR_EAR})(?![a-z0-9])")
+_ROUTE_NAME_WORDS = re.compile(r"(?<![a-z0-9])(ophthalmic|ophth|opth|ocular|intraocular|eyes?|otic|ears?|auricular|"
+                               r"conjunctival|ou|os|od)(?![a-z0-9])")
+_INSTILLED = re.compile(r"(?<![a-z0-9])(instil|instill|instills|instilled|gtts?|"
+                        r"(\d+|one|two|three|a)\s+drops?)(?![a-z0-9])")
+_SYSTEMIC_ROUTE = re.compile(r"(?<![a-z0-9])(oral|orally|by mouth|po|p\.o\.|sublingual|transdermal|intravenous|iv|"
+                             r"subcutaneous|intramuscular|swallow|tablet|tablets|capsule|capsules)(?![a-z0-9])")
 SYSTEMIC_ROUTE_CODES = frozenset({"26643006", "37839007", "45890007", "47625008", "34206005", "78421000"})
 
 
@@ -118,7 +123,7 @@ def local_route(routes: list[DosageRoute]) -> str | None:
     on the whole body (oral, transdermal …) wins over any instruction."""
     for dosage in routes:
         local = next((LOCAL_ROUTE_CODES[c] for c in dosage.route_codes if c in LOCAL_ROUTE_CODES), None)
-        local = local or next((n for n in dosage.route_names if _LOCAL_ROUTE_WORDS.search(n.lower())), None)
+        local = local or next((n for n in dosage.route_names if _ROUTE_NAME_WORDS.search(n.lower())), None)
         if local:
             return local
         systemic = any(c in SYSTEMIC_ROUTE_CODES for c in dosage.route_codes) or \
@@ -127,7 +132,7 @@ def local_route(routes: list[DosageRoute]) -> str | None:
             continue
         for text in dosage.instructions:
             folded = text.lower()
-            if _INSTILLED.search(folded) and _LOCAL_ROUTE_WORDS.search(folded):
+            if _INSTILLED.search(folded) and _LOCAL_ROUTE_WORDS.search(folded) and not _SYSTEMIC_ROUTE.search(folded):
                 return text
     return None
 

@@ -191,6 +191,9 @@ def _timolol_with_form() -> dict[str, Any]:
                                                                        "text": "1 gtt OU BID"}]), "route 'OU'"),
     (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[{"text": "1 gtt OS qAM"}]),
      "instructions '1 gtt OS' (left eye)"),
+    (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[{"text": "Instill 1 drop o.u. twice daily"}]),
+     "dotted 'o.u.'"),
+    (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[{"text": "1 gtt RE bid"}]), "'RE' (right eye)"),
 ])
 def test_glaucoma_eye_drops_are_not_blood_pressure_treatment(api: Any, drops: dict[str, Any], how: str) -> None:
     """Timolol and betaxolol eye drops lower eye pressure (glaucoma), not blood pressure; RxNorm keeps them apart from
@@ -214,6 +217,7 @@ def _by_mouth(*said: str) -> list[dict[str, Any]]:
     _by_mouth("Take 1 tablet by mouth daily.", "Stop taking and call 911 if your face, lips, tongue or eyes swell."),
     _by_mouth("Take 1 tablet by mouth every morning.", "Call your doctor if you notice ringing in the ears."),
     [{"text": "Take 1 tablet daily. Call if your eyes or lips swell."}],  # no route at all, no drops put in
+    [{"text": "Take 1 tablet OD. Hold if systolic BP drops below 100"}],  # OD: once daily; 'drops' a verb
 ])
 def test_an_oral_drug_whose_instructions_mention_the_eyes_still_counts(api: Any, dosage: list[dict[str, Any]]) -> None:
     """An oral drug's warnings name the eyes or ears (angioedema, ototoxicity): it is not an eye product, and the
@@ -1071,6 +1075,36 @@ def test_kfre_refuses_a_transplant_or_dialysis_however_it_is_coded(api: Any, rec
     assert card["summary"].startswith(NOT_FOR_KRT), card["summary"]
 
 
+@pytest.mark.parametrize("record", [
+    F.condition("714152005", display="Chronic kidney disease stage 5 on dialysis"),
+    F.condition("443143006", display="Dependence on hemodialysis"),
+    F.condition("N18.6", "http://hl7.org/fhir/sid/icd-10-cm", display="End stage renal disease"),
+    F.condition("46177005", display="End-stage renal disease"),
+    F.condition("719352000", display="Kidney transplant recipient"),
+    F.condition("236583003", display="Failed renal transplant"),
+    _procedure("708931003", F.SNOMED, "Maintenance hemodialysis", 3),
+    _procedure("5A1D70Z", PCS, "Performance of Urinary Filtration, Intermittent, Less than 6 Hours Per Day", 3),
+])
+def test_kfre_refuses_kidney_failure_dialysis_or_a_transplant_coded_as_clinicians_code_them(
+        api: Any, record: dict[str, Any]) -> None:
+    """The twelfth audit: CKD stage 5 on dialysis, dependence on haemodialysis, end-stage renal disease (the outcome
+    KFRE predicts, already there), a transplant recipient or a failed transplant, maintenance haemodialysis in SNOMED
+    CT or ICD-10-PCS: each had been 'no dialysis or kidney transplant on record' and a 5-year risk."""
+    card = fire(api, "kfre-4var", KFRE_MAN_60 + [record])
+    assert card["summary"].startswith("No Kidney failure risk (KFRE) estimate: KFRE"), card["summary"]
+
+
+@pytest.mark.parametrize("record", [
+    F.condition("Z49.01", "http://hl7.org/fhir/sid/icd-10-cm", display="Encounter for fitting of dialysis catheter"),
+    F.condition("433146000", display="Chronic kidney disease stage 5"),
+])
+def test_preparing_for_dialysis_or_stage_5_is_not_being_on_dialysis_for_the_egfr(api: Any,
+                                                                                 record: dict[str, Any]) -> None:
+    card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 6.8, "mg/dL", days=2),
+                                           record])
+    assert card["summary"].startswith("eGFR"), card["summary"]
+
+
 def test_kfre_a_course_of_dialysis_years_ago_is_not_being_on_dialysis(api: Any) -> None:
     """One dialysis for acute kidney injury five years ago: the patient is not on dialysis, and KFRE applies; the
     same session last month means he is."""
@@ -1084,6 +1118,8 @@ def test_kfre_a_course_of_dialysis_years_ago_is_not_being_on_dialysis(api: Any) 
 @pytest.mark.parametrize("dialysis", [
     F.condition("Z99.2", "http://hl7.org/fhir/sid/icd-10-cm", display="Dependence on renal dialysis"),
     F.condition("105502003", display="Dependence on renal dialysis"),
+    F.condition("714152005", display="Chronic kidney disease stage 5 on dialysis"),
+    F.condition("443143006", display="Dependence on hemodialysis"),
     _procedure("90935", CPT, "Hemodialysis procedure with single evaluation", 3),
 ])
 def test_no_egfr_is_estimated_for_a_patient_on_dialysis(api: Any, dialysis: dict[str, Any]) -> None:

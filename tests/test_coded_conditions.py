@@ -132,6 +132,8 @@ def test_cha2ds2_vasc_gives_no_score_in_valvular_atrial_fibrillation(api: Any, f
     (F.condition("I10", CM, clinical="inactive", display="Essential hypertension"), "Hypertension"),
     (F.condition("38341003", clinical="remission", display="Hypertensive disorder"), "Hypertension"),
     (F.condition("E11.9", CM, clinical="remission", display="Type 2 diabetes mellitus"), "Diabetes"),
+    (F.condition("698592004", display="Asymptomatic left ventricular systolic dysfunction"),
+     "Heart failure / LV dysfunction"),
 ])
 def test_cha2ds2_vasc_counts_a_history_of_heart_failure_hypertension_or_diabetes(api: Any, finding: dict[str, Any],
                                                                                  component: str) -> None:
@@ -151,7 +153,7 @@ def test_cha2ds2_vasc_counts_a_history_of_heart_failure_hypertension_or_diabetes
 @pytest.mark.parametrize(("code", "display", "points"), [
     ("371041009", "Embolic stroke", 2), ("413758000", "Cardioembolic stroke", 2), ("75543006", "Cerebral embolism", 2),
     ("446221000", "Heart failure with normal ejection fraction", 1),
-    ("134401001", "Left ventricular systolic dysfunction", 1),
+    ("134401001", "Left ventricular systolic dysfunction", 1),  # C counts LV dysfunction (its own set)
     ("111552007", "Diabetes mellitus without complication", 1), ("4855003", "Retinopathy due to diabetes mellitus", 1),
     ("230572002", "Neuropathy due to diabetes mellitus", 1), ("426875007", "Latent autoimmune diabetes in adult", 1),
     ("11530004", "Brittle diabetes", 1), ("8801005", "Secondary diabetes mellitus", 1),
@@ -165,6 +167,22 @@ def test_cha2ds2_vasc_reads_common_problem_list_codes_the_expansions_missed(api:
     card = fire(api, "cha2ds2-vasc", [F.patient("p1", 60, "male"), F.condition("49436004"),
                                       F.condition(code, display=display)])
     assert card["summary"].startswith(f"CHA2DS2-VASc {points}"), (display, card["summary"])
+
+
+def test_a_resolved_steroid_induced_diabetes_is_not_cha2ds2_vascs_d(api: Any) -> None:
+    """D is diabetes treated or with fasting glucose above 125 mg/dL (ESC 2020); one that resolved when the steroid
+    stopped is not it (diabetes inactive or in remission still is: test above)."""
+    resolved = F.condition("190447002", clinical="resolved", display="Steroid-induced diabetes")
+    card = fire(api, "cha2ds2-vasc", [F.patient("p1", 60, "male"), F.condition("49436004"), resolved])
+    assert card["summary"].startswith("CHA2DS2-VASc 0"), card["summary"]
+
+
+def test_prevent_does_not_call_lv_dysfunction_without_heart_failure_heart_failure(api: Any) -> None:
+    """Asymptomatic LV systolic dysfunction is stage B, 'pre-heart failure' (Universal Definition of HF, 2021): PREVENT
+    had refused with 'the record shows heart failure' and HF guideline advice."""
+    card = fire(api, "prevent-base", _khan_profile() + [F.condition("698592004", display="Asymptomatic LV dysfunction")])
+    assert card["summary"].startswith("PREVENT 10-year CVD risk 14.7%"), card["summary"]  # Khan 2024's example
+    assert "the record shows heart failure" not in card["detail"]
 
 
 @pytest.mark.parametrize(("code", "display"), [("371041009", "Embolic stroke"),

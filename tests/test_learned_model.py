@@ -72,6 +72,9 @@ def test_an_hba1c_in_the_diabetes_range_is_not_a_patient_for_a_diabetes_onset_es
     """ADA 2025 (section 2): an HbA1c of 6.5 % or more is in the diabetes range. A man with 8.4 % last month and no
     diabetes on the problem list had been given a 5-year risk of developing it."""
     card = fire(api, "t2d-onset-5y", record() + [F.quantity_obs("4548-4", hba1c, "%")])
+    ifcc = round((hba1c - 2.152) / 0.09148, 1)  # the same result in IFCC mmol/mol (NGSP-IFCC master equation)
+    assert fire(api, "t2d-onset-5y", record() + [F.quantity_obs("59261-8", ifcc, "mmol/mol")])["summary"].startswith(
+        "No ") is refused
     if refused:
         assert card["summary"].startswith("No "), card["summary"]
         assert "an HbA1c of 6.5 % or more" in card["summary"] + card["detail"], card["summary"]
