@@ -93,19 +93,29 @@ class MedicationView:
 
 
 # Routes that say a drug is not taken to act on the whole body: to the eye or to the ear (SNOMED CT route codes, or
-# words in the route's name). Instructions ("Instill 1 drop into both eyes", "1 gtt o.u. bid") say so only when they
-# put drops in (instil, gtt, or a count of drops) and name the eye or ear: an oral drug's warning ("call if your eyes
-# swell", "ringing in the ears") or 'drops' as a verb ("take 1 tablet OD; hold if BP drops") does not.
+# words in the route's name). Instructions ("Instill 1 drop into both eyes", "1gtt o.u. bid", "Put drops in both
+# eyes") say so only when they put drops in (instil, gtt, a number of drops, drops in or into) and name the eye or ear;
+# an oral drug's warning ("call if your eyes swell", "ringing in the ears"), 'a drop in blood pressure', and the
+# ambiguous OD (once daily, or right eye) do not. A drug whose own name says it is oral (a tablet, a capsule) is
+# never made local by its instructions.
 LOCAL_ROUTE_CODES = {"54485002": "ophthalmic route", "10547007": "otic route"}
-_EYE_OR_EAR = (r"ophthalmic|ophth|opth|ocular|intraocular|eyes?|otic|ears?|auricular|conjunctival|"
-               r"o\.?u\.?|o\.?s\.?|o\.?d\.?|r\.?e\.?|l\.?e\.?")  # OU, OS, OD, RE, LE: both, left, right eye
-_LOCAL_ROUTE_WORDS = re.compile(rf"(?<![a-z0-9])({_EYE_OR_EAR})(?![a-z0-9])")
 _ROUTE_NAME_WORDS = re.compile(r"(?<![a-z0-9])(ophthalmic|ophth|opth|ocular|intraocular|eyes?|otic|ears?|auricular|"
                                r"conjunctival|ou|os|od)(?![a-z0-9])")
-_INSTILLED = re.compile(r"(?<![a-z0-9])(instil|instill|instills|instilled|gtts?|"
-                        r"(\d+|one|two|three|a)\s+drops?)(?![a-z0-9])")
-_SYSTEMIC_ROUTE = re.compile(r"(?<![a-z0-9])(oral|orally|by mouth|po|p\.o\.|sublingual|transdermal|intravenous|iv|"
-                             r"subcutaneous|intramuscular|swallow|tablet|tablets|capsule|capsules)(?![a-z0-9])")
+_INSTRUCTION_EYE_OR_EAR = re.compile(r"(?<![a-z0-9])(ophthalmic|ophth|opth|ocular|intraocular|eyes?|otic|ears?|"
+                                     r"auricular|conjunctival|ou|os|o\.u\.?|o\.s\.?|o\.d\.)(?![a-z0-9])"
+                                     # RE, LE, OD (right, left eye; OD is also 'once daily') only right after drops
+                                     r"|(gtts?|drops?)\s+(re|le|od)(?![a-z0-9])")
+_INSTILLED = re.compile(r"(?<![a-z])(instil|instill|instills|instilled|\d*\s*gtts?(?![a-z])|"
+                        r"(\d+|one|two|three)\s+drops?(?![a-z])|drops?\s+(in|into)\s+(the\s+|each\s+|both\s+|"
+                        r"affected\s+|left\s+|right\s+)*(eyes?|ears?)\b)")
+_SYSTEMIC_ROUTE = re.compile(r"(?<![a-z0-9])(oral|orally|by mouth|po|sublingual|transdermal|intravenous|iv|"
+                             r"subcutaneous|intramuscular)(?![a-z0-9])")
+_ORAL_FORM = re.compile(r"(?<![a-z0-9])(oral|tablets?|tabs?|capsules?|caps?|chewable|lozenges?)(?![a-z0-9])")
+
+
+def oral_by_name(names: list[str]) -> bool:
+    """The drug's own name says it is taken by mouth ('amlodipine 5 MG Oral Tablet', 'metformin 500 mg tab')."""
+    return any(_ORAL_FORM.search(name.lower()) for name in names)
 SYSTEMIC_ROUTE_CODES = frozenset({"26643006", "37839007", "45890007", "47625008", "34206005", "78421000"})
 
 
@@ -118,9 +128,9 @@ class DosageRoute:
     instructions: tuple[str, ...] = ()
 
 
-def local_route(routes: list[DosageRoute]) -> str | None:
+def local_route(routes: list[DosageRoute], oral_name: bool = False) -> str | None:
     """The route or instruction that puts a drug in the eye or ear, or None. A route coded or named as one that acts
-    on the whole body (oral, transdermal …) wins over any instruction."""
+    on the whole body (oral, transdermal …), or a drug named as oral (`oral_name`), wins over any instruction."""
     for dosage in routes:
         local = next((LOCAL_ROUTE_CODES[c] for c in dosage.route_codes if c in LOCAL_ROUTE_CODES), None)
         local = local or next((n for n in dosage.route_names if _ROUTE_NAME_WORDS.search(n.lower())), None)
@@ -128,11 +138,11 @@ def local_route(routes: list[DosageRoute]) -> str | None:
             return local
         systemic = any(c in SYSTEMIC_ROUTE_CODES for c in dosage.route_codes) or \
             any(_SYSTEMIC_ROUTE.search(n.lower()) for n in dosage.route_names)
-        if systemic:
+        if systemic or oral_name:
             continue
         for text in dosage.instructions:
             folded = text.lower()
-            if _INSTILLED.search(folded) and _LOCAL_ROUTE_WORDS.search(folded) and not _SYSTEMIC_ROUTE.search(folded):
+            if _INSTILLED.search(folded) and _INSTRUCTION_EYE_OR_EAR.search(folded):
                 return text
     return None
 
@@ -311,7 +321,8 @@ class DrugClass:
     def _member(self, view: MedicationView) -> Recognition | None:
         drug = view.name
         texts = [d for _, _, d in view.codings if d] + view.texts + [d for _, _, d in view.ingredient_codings if d]
-        if self.excluded_form(texts + view.forms) or local_route(view.routes):
+        names = texts + view.forms + [self.code_names[c] for s, c, _ in view.codings if s == RXNORM and c in self.code_names]
+        if self.excluded_form(texts + view.forms) or local_route(view.routes, oral_by_name(names)):
             return None
         for system, code, display in view.codings + view.ingredient_codings:
             if system == RXNORM and code in self.codes:

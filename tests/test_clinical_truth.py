@@ -194,6 +194,12 @@ def _timolol_with_form() -> dict[str, Any]:
     (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[{"text": "Instill 1 drop o.u. twice daily"}]),
      "dotted 'o.u.'"),
     (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[{"text": "1 gtt RE bid"}]), "'RE' (right eye)"),
+    (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[{"text": "Put drops in both eyes twice daily"}]),
+     "drops in the eyes, no count"),
+    (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[{"text": "1gtt OU BID"}]), "'1gtt', no space"),
+    (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[
+        {"text": "Instill 1 drop OU BID. Tell your doctor if you also take a beta-blocker by mouth"}]),
+     "a warning that names 'by mouth'"),
 ])
 def test_glaucoma_eye_drops_are_not_blood_pressure_treatment(api: Any, drops: dict[str, Any], how: str) -> None:
     """Timolol and betaxolol eye drops lower eye pressure (glaucoma), not blood pressure; RxNorm keeps them apart from
@@ -218,6 +224,8 @@ def _by_mouth(*said: str) -> list[dict[str, Any]]:
     _by_mouth("Take 1 tablet by mouth every morning.", "Call your doctor if you notice ringing in the ears."),
     [{"text": "Take 1 tablet daily. Call if your eyes or lips swell."}],  # no route at all, no drops put in
     [{"text": "Take 1 tablet OD. Hold if systolic BP drops below 100"}],  # OD: once daily; 'drops' a verb
+    [{"text": "5 mg daily, re-check BP in 2 wk; hold for a drop in SBP <100"}],  # 'a drop' in blood pressure
+    [{"text": "1 tab OD. Hold if a drop in systolic BP below 100"}],
 ])
 def test_an_oral_drug_whose_instructions_mention_the_eyes_still_counts(api: Any, dosage: list[dict[str, Any]]) -> None:
     """An oral drug's warnings name the eyes or ears (angioedema, ototoxicity): it is not an eye product, and the
@@ -1103,6 +1111,19 @@ def test_preparing_for_dialysis_or_stage_5_is_not_being_on_dialysis_for_the_egfr
     card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 6.8, "mg/dL", days=2),
                                            record])
     assert card["summary"].startswith("eGFR"), card["summary"]
+
+
+@pytest.mark.parametrize("prep", [
+    F.condition("Z49.01", "http://hl7.org/fhir/sid/icd-10-cm", display="Fitting of extracorporeal dialysis catheter"),
+    F.condition("Z49.0", "http://hl7.org/fhir/sid/icd-10", display="Preparatory care for dialysis"),
+])
+def test_kfre_scores_a_patient_being_prepared_for_dialysis(api: Any, prep: dict[str, Any]) -> None:
+    """Z49.0 is preparatory care (a catheter fitted before dialysis begins): the patients KDIGO 2024 uses KFRE for, to
+    time the preparation. KFRE had refused them as 'on dialysis or with a kidney transplant'."""
+    record = [F.patient("p1", 60, "male"), F.quantity_obs("98979-8", 14, "mL/min/{1.73_m2}"),
+              F.quantity_obs("9318-7", 900, "mg/g"), prep]
+    card = fire(api, "kfre-4var", record)
+    assert card["summary"].startswith("5-year kidney failure risk"), card["summary"]
 
 
 def test_kfre_a_course_of_dialysis_years_ago_is_not_being_on_dialysis(api: Any) -> None:

@@ -169,6 +169,15 @@ def test_cha2ds2_vasc_reads_common_problem_list_codes_the_expansions_missed(api:
     assert card["summary"].startswith(f"CHA2DS2-VASc {points}"), (display, card["summary"])
 
 
+def test_metformin_by_name_is_diabetes_whatever_its_instructions_say(api: Any) -> None:
+    """'500 mg OD with evening meal. Rarely a drop in blood sugar' had made metformin an eye drop (OD, 'a drop'):
+    CHA2DS2-VASc 0 for a man of 60 with AF on it, who scores 1. Its name says it is an oral tablet."""
+    order = F.med_request("861007", display="metformin hydrochloride 500 MG Oral Tablet")
+    order["dosageInstruction"] = [{"text": "500 mg OD with evening meal. Rarely a drop in blood sugar: carry glucose"}]
+    card = fire(api, "cha2ds2-vasc", [F.patient("p1", 60, "male"), F.condition("49436004"), order])
+    assert card["summary"].startswith("CHA2DS2-VASc 1"), card["summary"]
+
+
 def test_a_resolved_steroid_induced_diabetes_is_not_cha2ds2_vascs_d(api: Any) -> None:
     """D is diabetes treated or with fasting glucose above 125 mg/dL (ESC 2020); one that resolved when the steroid
     stopped is not it (diabetes inactive or in remission still is: test above)."""
