@@ -99,24 +99,35 @@ class MedicationView:
 # ambiguous OD (once daily, or right eye) do not. A drug whose own name says it is oral (a tablet, a capsule) is
 # never made local by its instructions.
 LOCAL_ROUTE_CODES = {"54485002": "ophthalmic route", "10547007": "otic route"}
-_ROUTE_NAME_WORDS = re.compile(r"(?<![a-z0-9])(ophthalmic|ophth|opth|ocular|intraocular|eyes?|otic|ears?|auricular|"
-                               r"conjunctival|ou|os|od)(?![a-z0-9])")
-_INSTRUCTION_EYE_OR_EAR = re.compile(r"(?<![a-z0-9])(ophthalmic|ophth|opth|ocular|intraocular|eyes?|otic|ears?|"
-                                     r"auricular|conjunctival|ou|os|o\.u\.?|o\.s\.?|o\.d\.)(?![a-z0-9])"
-                                     # RE, LE, OD (right, left eye; OD is also 'once daily') only right after drops
-                                     r"|(gtts?|drops?)\s+(re|le|od)(?![a-z0-9])")
-_INSTILLED = re.compile(r"(?<![a-z])(instil|instill|instills|instilled|\d*\s*gtts?(?![a-z])|"
-                        r"(\d+|one|two|three)\s+drops?(?![a-z])|drops?\s+(in|into)\s+(the\s+|each\s+|both\s+|"
-                        r"affected\s+|left\s+|right\s+)*(eyes?|ears?)\b)")
-_SYSTEMIC_ROUTE = re.compile(r"(?<![a-z0-9])(oral|orally|by mouth|po|sublingual|transdermal|intravenous|iv|"
-                             r"subcutaneous|intramuscular)(?![a-z0-9])")
+_EYE_OR_EAR = r"ophthalmic|ophth|opth|ocular|intraocular|eyes?|otic|ears?|auricular|conjunctival"
+_ROUTE_NAME_WORDS = re.compile(rf"(?<![a-z0-9])({_EYE_OR_EAR}|ou|os|od)(?![a-z0-9])")
+_COUNT = r"(\d+(-\d+)?|i{1,3}|one|two|three|an?)"
+_DROPS = r"(gtts?|gutt\.?|drops?)"
+# drops put in: instil, or a count of drops ('1 gtt', '1drop', 'gtt i', 'a drop'), or drops put in or into something
+_INSTILLED = re.compile(rf"(?<![a-z])(instil+s?|instil+ed|instil+ing|{_COUNT}\s*{_DROPS}(?![a-z])|"
+                        rf"{_DROPS}\s+{_COUNT}(?![a-z])|{_DROPS}\s+(in|into)\s)")
+# the eye or ear named: in words, OU and OS (both, left eye), dotted O.D.; RE, LE and OD (also 'once daily') only
+# where drops are put in by name (instil, gtt) or right after the drops
+_NAMED_EYE_OR_EAR = re.compile(rf"(?<![a-z0-9])({_EYE_OR_EAR}|ou|os|o\.u\.?|o\.s\.?|o\.d\.)(?![a-z0-9])"
+                               rf"|{_DROPS}\s+(in\s+|into\s+)?(re|le|od)(?![a-z0-9])")
+_STRONGLY_INSTILLED = re.compile(r"(?<![a-z])(instil|gtts?(?![a-z])|gutt\.?)")
+_BARE_EYE = re.compile(r"(?<![a-z0-9])(re|le|od)(?![a-z0-9])")
+_SYSTEMIC_ROUTE = re.compile(r"(?<![a-z0-9])(oral|orally|by mouth|po|p\.o\.?|per os|sublingual|transdermal|"
+                             r"intravenous|iv|subcutaneous|intramuscular)(?![a-z0-9])")
+SYSTEMIC_ROUTE_CODES = frozenset({"26643006", "37839007", "45890007", "47625008", "34206005", "78421000"})
 _ORAL_FORM = re.compile(r"(?<![a-z0-9])(oral|tablets?|tabs?|capsules?|caps?|chewable|lozenges?)(?![a-z0-9])")
+
+
+def _puts_drops_in_eye_or_ear(text: str) -> bool:
+    folded = text.lower()
+    if not _INSTILLED.search(folded):
+        return False
+    return bool(_NAMED_EYE_OR_EAR.search(folded) or (_STRONGLY_INSTILLED.search(folded) and _BARE_EYE.search(folded)))
 
 
 def oral_by_name(names: list[str]) -> bool:
     """The drug's own name says it is taken by mouth ('amlodipine 5 MG Oral Tablet', 'metformin 500 mg tab')."""
     return any(_ORAL_FORM.search(name.lower()) for name in names)
-SYSTEMIC_ROUTE_CODES = frozenset({"26643006", "37839007", "45890007", "47625008", "34206005", "78421000"})
 
 
 @dataclass(frozen=True)
@@ -133,16 +144,16 @@ def local_route(routes: list[DosageRoute], oral_name: bool = False) -> str | Non
     on the whole body (oral, transdermal …), or a drug named as oral (`oral_name`), wins over any instruction."""
     for dosage in routes:
         local = next((LOCAL_ROUTE_CODES[c] for c in dosage.route_codes if c in LOCAL_ROUTE_CODES), None)
-        local = local or next((n for n in dosage.route_names if _ROUTE_NAME_WORDS.search(n.lower())), None)
+        if local:
+            return local  # a coded ophthalmic or otic route
+        if any(c in SYSTEMIC_ROUTE_CODES for c in dosage.route_codes) or oral_name or \
+                any(_SYSTEMIC_ROUTE.search(n.lower()) for n in dosage.route_names):
+            continue  # coded or named systemic ('per os' is by mouth, not 'left eye'), or a drug named as oral
+        local = next((n for n in dosage.route_names if _ROUTE_NAME_WORDS.search(n.lower())), None)
         if local:
             return local
-        systemic = any(c in SYSTEMIC_ROUTE_CODES for c in dosage.route_codes) or \
-            any(_SYSTEMIC_ROUTE.search(n.lower()) for n in dosage.route_names)
-        if systemic or oral_name:
-            continue
         for text in dosage.instructions:
-            folded = text.lower()
-            if _INSTILLED.search(folded) and _INSTRUCTION_EYE_OR_EAR.search(folded):
+            if _puts_drops_in_eye_or_ear(text):
                 return text
     return None
 

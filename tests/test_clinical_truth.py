@@ -200,6 +200,12 @@ def _timolol_with_form() -> dict[str, Any]:
     (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[
         {"text": "Instill 1 drop OU BID. Tell your doctor if you also take a beta-blocker by mouth"}]),
      "a warning that names 'by mouth'"),
+    (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[{"text": "Instill 1 gtt in OD daily"}]),
+     "'in OD' (right eye)"),
+    (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[{"text": "1 gtt qAM OD"}]), "'OD' after the time"),
+    (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[{"text": "1drop OU BID"}]), "'1drop'"),
+    (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[{"text": "Use a drop OU bid"}]), "'a drop OU'"),
+    (med({"text": "betaxolol 0.25% susp (Betoptic S)"}, dosageInstruction=[{"text": "gutt. i OU b.i.d."}]), "Latin 'gutt.'"),
 ])
 def test_glaucoma_eye_drops_are_not_blood_pressure_treatment(api: Any, drops: dict[str, Any], how: str) -> None:
     """Timolol and betaxolol eye drops lower eye pressure (glaucoma), not blood pressure; RxNorm keeps them apart from
@@ -226,6 +232,8 @@ def _by_mouth(*said: str) -> list[dict[str, Any]]:
     [{"text": "Take 1 tablet OD. Hold if systolic BP drops below 100"}],  # OD: once daily; 'drops' a verb
     [{"text": "5 mg daily, re-check BP in 2 wk; hold for a drop in SBP <100"}],  # 'a drop' in blood pressure
     [{"text": "1 tab OD. Hold if a drop in systolic BP below 100"}],
+    [{"route": {"coding": [{"system": F.SNOMED, "code": "26643006", "display": "Oral route"}], "text": "per os"}}],
+    [{"route": {"text": "per os"}}],  # Latin 'by mouth', not 'left eye'
 ])
 def test_an_oral_drug_whose_instructions_mention_the_eyes_still_counts(api: Any, dosage: list[dict[str, Any]]) -> None:
     """An oral drug's warnings name the eyes or ears (angioedema, ototoxicity): it is not an eye product, and the
@@ -1124,6 +1132,25 @@ def test_kfre_scores_a_patient_being_prepared_for_dialysis(api: Any, prep: dict[
               F.quantity_obs("9318-7", 900, "mg/g"), prep]
     card = fire(api, "kfre-4var", record)
     assert card["summary"].startswith("5-year kidney failure risk"), card["summary"]
+
+
+@pytest.mark.parametrize("service", ["kfre-4var", "egfr-ckd-epi-2021"])
+def test_a_dialysis_encounter_diagnosis_closed_the_day_it_was_coded_is_recent_dialysis(api: Any, service: str) -> None:
+    """Haemodialysis adequacy testing (Z49.31) 20 days ago, as an encounter diagnosis closed that day ('resolved'):
+    the patient is on maintenance haemodialysis; KFRE had given 93.6 % and the eGFR 'planning kidney replacement
+    therapy'. One from two years ago is not recent."""
+    def adequacy(days: int) -> dict[str, Any]:
+        entry = F.condition("Z49.31", "http://hl7.org/fhir/sid/icd-10-cm", clinical="resolved",
+                            display="Encounter for adequacy testing for hemodialysis")
+        return {**entry, "onsetDateTime": F.days_ago(days), "abatementDateTime": F.days_ago(days)}
+
+    base = [F.patient("p1", 60, "male"), F.quantity_obs("98979-8", 14, "mL/min/{1.73_m2}"),
+            F.quantity_obs("9318-7", 900, "mg/g"), F.quantity_obs("2160-0", 4.5, "mg/dL", days=2)]
+    recent = fire(api, service, base + [adequacy(20)])
+    assert recent["summary"].startswith("No ") and "dialysis session in the last 90 days" in recent["summary"], \
+        recent["summary"]
+    old = fire(api, service, base + [adequacy(730)])
+    assert not old["summary"].startswith("No "), old["summary"]
 
 
 def test_kfre_a_course_of_dialysis_years_ago_is_not_being_on_dialysis(api: Any) -> None:
