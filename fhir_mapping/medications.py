@@ -93,25 +93,23 @@ class MedicationView:
 
 
 # Routes that say a drug is not taken to act on the whole body: to the eye or to the ear (SNOMED CT route codes, or
-# words in the route's name). Instructions ("Instill 1 drop into both eyes", "1gtt o.u. bid", "Put drops in both
-# eyes") say so only when they put drops in (instil, gtt, a number of drops, drops in or into) and name the eye or ear;
-# an oral drug's warning ("call if your eyes swell", "ringing in the ears"), 'a drop in blood pressure', and the
-# ambiguous OD (once daily, or right eye) do not. A drug whose own name says it is oral (a tablet, a capsule) is
-# never made local by its instructions.
+# words in the route's name). Instructions say so only in their first clause, where a sig says how the drug is given
+# ("Instill 1 drop OU BID", "1 gtt qAM OD", "gutt. i OU", "Put drops in both eyes", "Use in both eyes"): the later
+# clauses are warnings and follow-ups ("hold if SBP drops into the 90s", "report eye pain", "repeat GTT in 3 months")
+# that name drops, eyes, OD or a glucose tolerance test in other senses. A first clause that names a way by mouth
+# ("10 drops by mouth") is never local, nor is a drug named as an oral tablet or capsule, whatever it says.
 LOCAL_ROUTE_CODES = {"54485002": "ophthalmic route", "10547007": "otic route"}
 _EYE_OR_EAR = r"ophthalmic|ophth|opth|ocular|intraocular|eyes?|otic|ears?|auricular|conjunctival"
 _ROUTE_NAME_WORDS = re.compile(rf"(?<![a-z0-9])({_EYE_OR_EAR}|ou|os|od)(?![a-z0-9])")
-_COUNT = r"(\d+(-\d+)?|i{1,3}|one|two|three|an?)"
 _DROPS = r"(gtts?|gutt\.?|drops?)"
-# drops put in: instil, or a count of drops ('1 gtt', '1drop', 'gtt i', 'a drop'), or drops put in or into something
-_INSTILLED = re.compile(rf"(?<![a-z])(instil+s?|instil+ed|instil+ing|{_COUNT}\s*{_DROPS}(?![a-z])|"
-                        rf"{_DROPS}\s+{_COUNT}(?![a-z])|{_DROPS}\s+(in|into)\s)")
-# the eye or ear named: in words, OU and OS (both, left eye), dotted O.D.; RE, LE and OD (also 'once daily') only
-# where drops are put in by name (instil, gtt) or right after the drops
-_NAMED_EYE_OR_EAR = re.compile(rf"(?<![a-z0-9])({_EYE_OR_EAR}|ou|os|o\.u\.?|o\.s\.?|o\.d\.)(?![a-z0-9])"
-                               rf"|{_DROPS}\s+(in\s+|into\s+)?(re|le|od)(?![a-z0-9])")
-_STRONGLY_INSTILLED = re.compile(r"(?<![a-z])(instil|gtts?(?![a-z])|gutt\.?)")
-_BARE_EYE = re.compile(r"(?<![a-z0-9])(re|le|od)(?![a-z0-9])")
+_COUNT = r"(\d+(-\d+)?|i{1,3}|one|two|three)"
+_VERB = r"(instil+\w*|place|put|use|apply)"
+_FIRST_CLAUSE = re.compile(r"[;\n]|\.\s+(?=[A-Z])")  # 'gutt. i OU' and 'o.u.' stay whole
+_GIVES_DROPS = re.compile(rf"^\W*(({_VERB}\s+)?{_COUNT}\s*{_DROPS}(?![a-z])|{_VERB}\s+an?\s+{_DROPS}(?![a-z])|"
+                          rf"{_DROPS}\s+{_COUNT}(?![a-z])|instil)")
+_INTO_EYE_OR_EAR = re.compile(r"(?<![a-z])(in|into|to)\s+(the\s+|each\s+|both\s+|affected\s+|left\s+|right\s+|"
+                              r"l\s+|r\s+)*(eyes?|ears?|ou|os|od|re|le)(?![a-z0-9])|(?<![a-z])bilaterally(?![a-z])")
+_USES_DROPS = re.compile(rf"^\W*({_VERB}|{_DROPS})(?![a-z])")
 _SYSTEMIC_ROUTE = re.compile(r"(?<![a-z0-9])(oral|orally|by mouth|po|p\.o\.?|per os|sublingual|transdermal|"
                              r"intravenous|iv|subcutaneous|intramuscular)(?![a-z0-9])")
 SYSTEMIC_ROUTE_CODES = frozenset({"26643006", "37839007", "45890007", "47625008", "34206005", "78421000"})
@@ -119,10 +117,12 @@ _ORAL_FORM = re.compile(r"(?<![a-z0-9])(oral|tablets?|tabs?|capsules?|caps?|chew
 
 
 def _puts_drops_in_eye_or_ear(text: str) -> bool:
-    folded = text.lower()
-    if not _INSTILLED.search(folded):
+    """The sig's first clause gives drops (a number of them, or instils) or puts something into an eye or ear, and
+    names no way by mouth."""
+    first = _FIRST_CLAUSE.split(text.strip(), maxsplit=1)[0].lower()
+    if _SYSTEMIC_ROUTE.search(first):
         return False
-    return bool(_NAMED_EYE_OR_EAR.search(folded) or (_STRONGLY_INSTILLED.search(folded) and _BARE_EYE.search(folded)))
+    return bool(_GIVES_DROPS.search(first) or (_INTO_EYE_OR_EAR.search(first) and _USES_DROPS.search(first)))
 
 
 def oral_by_name(names: list[str]) -> bool:

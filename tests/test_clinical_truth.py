@@ -206,6 +206,12 @@ def _timolol_with_form() -> dict[str, Any]:
     (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[{"text": "1drop OU BID"}]), "'1drop'"),
     (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[{"text": "Use a drop OU bid"}]), "'a drop OU'"),
     (med({"text": "betaxolol 0.25% susp (Betoptic S)"}, dosageInstruction=[{"text": "gutt. i OU b.i.d."}]), "Latin 'gutt.'"),
+    (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[{"text": "1 drop qAM OD"}]), "'1 drop qAM OD'"),
+    (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[{"text": "1 drop to LE BID"}]), "'to LE'"),
+    (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[{"text": "1 drop bilaterally BID"}]),
+     "'bilaterally'"),
+    (med({"text": "timolol maleate 0.5 % solution"}, dosageInstruction=[{"text": "Use in both eyes twice daily"}]),
+     "'Use in both eyes', no drops named"),
 ])
 def test_glaucoma_eye_drops_are_not_blood_pressure_treatment(api: Any, drops: dict[str, Any], how: str) -> None:
     """Timolol and betaxolol eye drops lower eye pressure (glaucoma), not blood pressure; RxNorm keeps them apart from
@@ -234,11 +240,15 @@ def _by_mouth(*said: str) -> list[dict[str, Any]]:
     [{"text": "1 tab OD. Hold if a drop in systolic BP below 100"}],
     [{"route": {"coding": [{"system": F.SNOMED, "code": "26643006", "display": "Oral route"}], "text": "per os"}}],
     [{"route": {"text": "per os"}}],  # Latin 'by mouth', not 'left eye'
+    [{"text": "Take 10 mg daily. If SBP drops into the 90s hold dose; report swelling of face/eyes"}],
+    [{"text": "1 po daily. Hold if SBP drops into 90s; if eyes swell, go to ER"}],
+    [{"text": "Take 1 daily. Hold if HR drops in the 50s. Report eye pain"}],
 ])
 def test_an_oral_drug_whose_instructions_mention_the_eyes_still_counts(api: Any, dosage: list[dict[str, Any]]) -> None:
-    """An oral drug's warnings name the eyes or ears (angioedema, ototoxicity): it is not an eye product, and the
-    route check had dropped it (CHA2DS2-VASc 1 for a man of 66 who scores 2; the PCE read as untreated)."""
-    lisinopril = med(rx("314076", "lisinopril 10 MG Oral Tablet"), dosageInstruction=dosage)
+    """An oral drug's warnings name the eyes or ears (angioedema, ototoxicity), drops in blood pressure or OD (once
+    daily): it is not an eye product, and the route check had dropped it (CHA2DS2-VASc 1 for a man of 66 who scores
+    2; the PCE read as untreated). Named only as 'lisinopril 10 mg' (no 'tablet' to say it is oral)."""
+    lisinopril = med({"text": "lisinopril 10 mg"}, dosageInstruction=dosage)
     card = fire(api, "ascvd-pce-10y", MALE_55 + [lisinopril])
     assert risk(card) == pytest.approx(round(pce_expected(bp_treated=1), 6), abs=1e-6)
     af = fire(api, "cha2ds2-vasc", [F.patient("p1", 66, "male"), F.condition("49436004"), lisinopril])

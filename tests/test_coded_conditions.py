@@ -169,11 +169,18 @@ def test_cha2ds2_vasc_reads_common_problem_list_codes_the_expansions_missed(api:
     assert card["summary"].startswith(f"CHA2DS2-VASc {points}"), (display, card["summary"])
 
 
-def test_metformin_by_name_is_diabetes_whatever_its_instructions_say(api: Any) -> None:
-    """'500 mg OD with evening meal. Rarely a drop in blood sugar' had made metformin an eye drop (OD, 'a drop'):
-    CHA2DS2-VASc 0 for a man of 60 with AF on it, who scores 1. Its name says it is an oral tablet."""
-    order = F.med_request("861007", display="metformin hydrochloride 500 MG Oral Tablet")
-    order["dosageInstruction"] = [{"text": "500 mg OD with evening meal. Rarely a drop in blood sugar: carry glucose"}]
+@pytest.mark.parametrize(("name", "sig"), [
+    ("metformin hydrochloride 500 MG Oral Tablet", "500 mg OD with evening meal. Rarely a drop in blood sugar"),
+    ("metformin 500 mg", "500 mg OD with meals. Repeat GTT in 6 weeks"),  # GTT: a glucose tolerance test
+    ("metformin 500 mg", "500 mg BID with meals; repeat GTT in 3 months and annual eye exam"),
+])
+def test_metformin_is_diabetes_whatever_its_instructions_say(api: Any, name: str, sig: str) -> None:
+    """'a drop in blood sugar', OD (once daily) or a glucose tolerance test (GTT) beside an eye exam had made
+    metformin an eye drop: CHA2DS2-VASc 0 for a man of 60 with AF on it, who scores 1."""
+    order = F.med_request("861007", display=name)
+    if "Oral" not in name:
+        order["medicationCodeableConcept"] = {"text": name}
+    order["dosageInstruction"] = [{"text": sig}]
     card = fire(api, "cha2ds2-vasc", [F.patient("p1", 60, "male"), F.condition("49436004"), order])
     assert card["summary"].startswith("CHA2DS2-VASc 1"), card["summary"]
 
