@@ -69,6 +69,12 @@ def _model_card_url(manifest: Manifest, ctx: CardContext) -> str:
     return f"{ctx.base_url}/models/{manifest.id}/card"
 
 
+def _unchecked(fv: FeatureValue) -> str:
+    """' — not fully checked (<keys> could not be obtained)' for a "No" answered without one of its searches (the
+    EHR did not send that prefetch key, and there was no FHIR server to ask), else nothing."""
+    return f" — not fully checked ({', '.join(fv.unchecked)} could not be obtained)" if fv.unchecked else ""
+
+
 def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, ctx: CardContext) -> dict[str, Any]:
     """What every card kind shares: the short list of assumptions. Everything else lives on the details page."""
     assumed: list[str] = []
@@ -84,8 +90,7 @@ def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, 
         src = fv.sources[0] if fv.sources else None
         if src is not None and src.resource_type == "Patient" and src.original_value:
             text += f" (recorded: {src.original_value})"  # e.g. race not recorded, or a race the equations lack
-        if fv.unchecked:  # a "No" answered without one of its searches (the EHR did not send that key)
-            text += f" — not fully checked ({', '.join(fv.unchecked)} could not be obtained)"
+        text += _unchecked(fv)
         if fv.unrecognised:
             count = len(fv.unrecognised)
             what = "not counted" if not_counted_only(fv.unrecognised) else "not recognised"
@@ -103,8 +108,7 @@ def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, 
         if fv is not None and fv.defaulted and fv.unchecked:
             feature = spec.features.get(rule.feature)
             value = fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value)
-            assumed.append(f"{fv.label or rule.feature}: {value} — not fully checked "
-                           f"({', '.join(fv.unchecked)} could not be obtained)")
+            assumed.append(f"{fv.label or rule.feature}: {value}{_unchecked(fv)}")
     # the same unrecognised medications under two features are named once, after the last of them
     for i, suffix in suffix_of.items():
         if not any(j > i and other == suffix for j, other in suffix_of.items()):

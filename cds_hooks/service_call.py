@@ -288,7 +288,7 @@ def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: M
         reasons = "; ".join(f"{k}: {outcome.failed[k]}" for k in failed)
         if len(failed) < len(keys) and fv is not None:
             fv.note = f"{fv.note}; could not check {', '.join(failed)} ({reasons})" if fv.note else reasons
-            fv.unchecked = list(dict.fromkeys(failed))
+            fv.unchecked = failed
             continue
         mapping.values.pop(name, None)
         mapping.missing[name] = MissingFeature(

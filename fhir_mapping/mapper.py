@@ -38,10 +38,11 @@ _WIDEST_WEST = timedelta(hours=12)  # the furthest a local time runs behind UTC 
 
 
 _NEWEST_FIRST = ("latest", "days_since", "exists")
-# MedicationRequest intents that say the drug is ordered or taken (R4: a `plan` records home medications); a
-# `proposal` or an `option` (one choice within a RequestGroup) is not, nor any value R4 does not define
+# abatementString words that say nothing has ended
 _NOT_ABATED = re.compile(r"(unknown|ongoing|continuing|current|active|not resolved|unresolved|none|n/?a|"
                          r"not applicable|-)?")
+# MedicationRequest intents that say the drug is ordered or taken (R4: a `plan` records home medications); a
+# `proposal` or an `option` (one choice within a RequestGroup) is not, nor any value R4 does not define
 _ORDERED_INTENTS = frozenset({"order", "original-order", "reflex-order", "filler-order", "instance-order", "plan"})
 
 
@@ -519,7 +520,7 @@ class _Context:
         for (moment, _), res, source in rest:
             if moment <= earliest:
                 break  # certainly older (sorted by the latest moment each can mean)
-            if _in_progress_procedure(res, source):
+            if _open_procedure(res):
                 continue
             ref = self._ref(res, source)
             if zoneless and _zoneless_time(ref.date):
@@ -563,7 +564,7 @@ class _Context:
         earlier than the window's start, the procedure is reached before reading stops at the first record older
         than the window (`_newest_usable`); one with no start cannot be placed before anything, so it stays current.
         """
-        if _in_progress_procedure(res, source):
+        if _open_procedure(res):
             begun = _start_text(res)  # placed at the latest moment its start can mean
             start = _latest_moment(begun) if begun is not None else None
             if start is None:
@@ -729,7 +730,7 @@ class _Context:
         when = parse_fhir_datetime(ref.date) if ref.date else None
         if ref.date and when is None:
             raise _Unusable(f"date '{ref.date}' is not a FHIR date")
-        if _in_progress_procedure(res, source):
+        if _open_procedure(res):
             if _in_future(_start_text(res), self.at):
                 raise _Skip("in progress from a start in the future")  # it has not begun
             end = _procedure_end(res)
@@ -780,7 +781,8 @@ class _Context:
             note = None if unit == feature.unit else f"converted from {_as_written(original)} {unit}"
             if unit is None:  # a bare number, read in the one unit its code has
                 assert feature.bare_number_unit is not None
-                note = f"written without a unit; read as {_as_written(original)} {_unit_label(feature.bare_number_unit)}"
+                note = (f"written without a unit; read as {_as_written(original)} "
+                        f"{_unit_label(feature.bare_number_unit)}")
                 if self.units.lookup(feature.bare_number_unit) != self.units.lookup(feature.unit):
                     note += f", converted to {_fmt(round(value, 2))} {_unit_label(feature.unit)}"
             return [_Candidate(value, when, _with(ref, original, unit, note), res)]
@@ -823,7 +825,8 @@ class _Context:
         if qty.get("comparator"):
             written = qty.get("code") if qty.get("system") == UCUM and isinstance(qty.get("code"), str) else \
                 qty.get("unit") or qty.get("code")
-            shown = f"{_as_written(raw)} {_unit_label(written)}".strip() if isinstance(written, str) else _as_written(raw)
+            shown = f"{_as_written(raw)} {_unit_label(written)}".strip() if isinstance(written, str) else \
+                _as_written(raw)
             raise _Bound(f"{_BOUND_NOTE} ({qty['comparator']}{shown}), not a measurement")
         ucum = qty.get("system") == UCUM and isinstance(qty.get("code"), str) and bool(qty.get("code"))
         unit = qty.get("code") if ucum else qty.get("unit") or qty.get("code")
@@ -1183,13 +1186,8 @@ def _check_abatement(res: Resource, at: datetime) -> None:
             raise _Skip(f"abated ({how or repr(str(value)[:60])})")
 
 
-def _in_progress_procedure(res: Resource, source: Source) -> bool:
-    """A procedure still going on (oxygen therapy): in progress (one whose end has passed is set aside in `_read`)."""
-    return source.resource == "Procedure" and res.get("status") == "in-progress"
-
-
 def _open_procedure(res: Resource | None) -> bool:
-    """The same, for a candidate's resource (read from a Procedure source)."""
+    """A procedure still in progress (oxygen therapy): current, whenever it started, and placed by its start."""
     return res is not None and res.get("resourceType") == "Procedure" and res.get("status") == "in-progress"
 
 

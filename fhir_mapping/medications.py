@@ -307,8 +307,7 @@ class DrugClass:
         rec = self._member(view)
         if rec is None or not rec.counted:
             return rec
-        names = [d for _, _, d in view.codings if d] + view.texts + \
-            [self.code_names[c] for s, c, _ in view.codings if s == RXNORM and c in self.code_names]
+        names = [d for _, _, d in view.codings if d] + view.texts + self._rxnorm_names(view)
         for pattern, why in self.not_counted_products:
             if any(pattern.search(_fold(text)) for text in names):
                 return Recognition(rec.ingredients, rec.drug, rec.how, False, why)
@@ -321,19 +320,24 @@ class DrugClass:
         """The first stated reason, when every reason the order gives is one of the class's other uses."""
         if not view.reasons or not self.other_uses:
             return None
-        shown: list[str] = []
+        first: str | None = None
         for reason in view.reasons:
             hit = next(((s, c, d) for s, c, d in reason if any(vs.lookup(s, c) for vs in self.other_uses)), None)
             if hit is None or any(vs.lookup(s, c) for s, c, _ in reason for vs in self.indications):
                 return None  # a reason the class is for (in any of its codings), or one it cannot read: it counts
-            shown.append(hit[2] or f"{hit[0].rsplit('/', 1)[-1]} {hit[1]}")
-        return shown[0]
+            first = first or hit[2] or f"{hit[0].rsplit('/', 1)[-1]} {hit[1]}"
+        return first
+
+    def _rxnorm_names(self, view: MedicationView) -> list[str]:
+        """The RxNorm names of the drug's RxNorm codes that the class's code lists hold (a code sent without a display
+        still says 'Oral Tablet' or '[Intuniv]')."""
+        return [self.code_names[c] for s, c, _ in view.codings if s == RXNORM and c in self.code_names]
 
     def _member(self, view: MedicationView) -> Recognition | None:
         drug = view.name
         texts = [d for _, _, d in view.codings if d] + view.texts + [d for _, _, d in view.ingredient_codings if d]
-        names = texts + view.forms + [self.code_names[c] for s, c, _ in view.codings if s == RXNORM and c in self.code_names]
-        if self.excluded_form(texts + view.forms) or local_route(view.routes, oral_by_name(names)):
+        written = texts + view.forms
+        if self.excluded_form(written) or local_route(view.routes, oral_by_name(written + self._rxnorm_names(view))):
             return None
         for system, code, display in view.codings + view.ingredient_codings:
             if system == RXNORM and code in self.codes:

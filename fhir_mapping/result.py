@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-
 #: How a medication of the class that is recognised but not counted is named in `FeatureValue.unrecognised`:
 #: "<drug> (not counted: <why>)"
 NOT_COUNTED = " (not counted: "
@@ -19,6 +18,7 @@ NOT_COUNTED = " (not counted: "
 def not_counted_only(names: list[str]) -> bool:
     """Every medication named is recognised as the class but not counted (none is simply unrecognised)."""
     return bool(names) and all(NOT_COUNTED in name for name in names)
+
 
 @dataclass(frozen=True)
 class SourceRef:
