@@ -110,3 +110,19 @@ def first_sentence(text: str | None) -> str | None:
         if rest.startswith(" ") and rest[1:2].isupper() and word not in ("e.g.", "i.e.", "etc.", "vs.", "approx."):
             return text[: i + 1]
     return text
+
+
+_SYSTEM_NAMES = {
+    "http://loinc.org": "LOINC",
+    "http://snomed.info/sct": "SNOMED CT",
+    "http://hl7.org/fhir/sid/icd-10-cm": "ICD-10-CM",
+    "http://hl7.org/fhir/sid/icd-10": "ICD-10",
+    "http://www.nlm.nih.gov/research/umls/rxnorm": "RxNorm",
+    "http://www.ama-assn.org/go/cpt": "CPT",
+    "http://www.cms.gov/Medicare/Coding/ICD10": "ICD-10-PCS",
+}
+
+
+def system_name(system: str) -> str:
+    """A code system as a clinician names it ("SNOMED CT"); a system without a common name as written."""
+    return _SYSTEM_NAMES.get(system, system)

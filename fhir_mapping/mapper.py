@@ -18,13 +18,14 @@ from typing import Any, Literal
 import fhirpathpy
 
 from fhir_mapping.expressions import ExpressionError, compiled_expression
-from fhir_mapping.formatting import quantity, unit_label
+from fhir_mapping.formatting import quantity, system_name, unit_label
 from fhir_mapping.fhirdates import age_in_years, last_day_of, parse_fhir_date, parse_fhir_datetime, period_after
 from fhir_mapping.index import Resource, ResourceIndex, as_list, codings, main_code_element
 from fhir_mapping.medications import MedicationView, Recognition, medication_view, shipped_class_ids
 from fhir_mapping.race_ethnicity import recorded_categories
 from fhir_mapping.result import NOT_COUNTED, FeatureValue, MappingResult, MissingFeature, SourceRef, not_counted_only
-from fhir_mapping.spec import Feature, FeatureSpec, Source
+from fhir_mapping.mentions import MentionRule, concept_texts
+from fhir_mapping.spec import MENTION_TYPES, Feature, FeatureSpec, Source
 from fhir_mapping.units import UnitError, UnitRegistry, default_registry
 from fhir_mapping.validation import ValidationCache
 from fhir_mapping.valuesets import ValueSetLibrary
@@ -958,6 +959,12 @@ class _Context:
             unread = [u for u in self._unusable if u not in ignored]  # current medications that cannot be read
             return MissingFeature(name=name, reason=self._unusable_reason(feature), required=feature.required,
                                   label=feature.label, ignored=ignored + unread)
+        if feature.default is not None and feature.mentions:
+            named = self._mentioned(feature, ignored)
+            if named:  # a record names the condition in words its code does not say: "No" would be a guess
+                return MissingFeature(name=name, reason=self._mentioned_reason(feature, named),
+                                      required=feature.required, label=feature.label,
+                                      ignored=ignored + [ref for ref, _ in named])
         if feature.default is not None:
             note = f"{feature.default_note}; {unrecognised}" if unrecognised and feature.default_note else \
                 feature.default_note
@@ -980,6 +987,58 @@ class _Context:
             reason += f"; {len(ignored)} result{'s' if len(ignored) > 1 else ''} passed over"
         return MissingFeature(name=name, reason=reason, required=feature.required, label=feature.label,
                               ignored=ignored, newest_unusable=unreadable)
+
+    def _mentioned(self, feature: Feature, ignored: list[SourceRef]) -> list[tuple[SourceRef, str]]:
+        """Current records of the feature's resource types that no source matched (or that were passed over), whose
+        text names the feature's condition (`mentions`): each with the text that names it, and the condition."""
+        passed = {ref.reference for ref in ignored if ref.reference}
+        found: list[tuple[SourceRef, str]] = []
+        seen: set[int] = set()
+        for rule in feature.mentions:
+            words = _mention_rule(rule.words, rule.unless)
+            for source in feature.sources:
+                if source.resource not in (rule.resources or MENTION_TYPES) or source.medication_class:
+                    continue
+                if rule.statuses is not None:
+                    source = _with_statuses(source, rule.statuses)
+                for res in self.index.by_type.get(source.resource, ()):
+                    if id(res) in seen:
+                        continue
+                    text = words.first_naming(concept_texts(res.get(main_code_element(source.resource))))
+                    if text is None:
+                        continue
+                    ref = self._ref(res, source)
+                    if ref.reference in passed:
+                        continue  # matched a set and passed over for its status or date: named as such already
+                    try:
+                        self._read(res, source, feature, ref)  # current, by the source's (or the rule's) statuses
+                    except _Skip:
+                        continue
+                    seen.add(id(res))
+                    codes = ", ".join(f"{system_name(s)} {c}" for s, c, _ in codings(
+                        res.get(main_code_element(source.resource)))) or "no code"
+                    found.append((SourceRef(reference=ref.reference, resource_type=source.resource, date=ref.date,
+                                            code=ref.code, display=text,
+                                            note=f"names {rule.title}, but its code ({codes}) is not one this "
+                                                 f"model recognises"), rule.title))
+        return found
+
+    def _mentioned_reason(self, feature: Feature, named: list[tuple[SourceRef, str]]) -> str:
+        """'"Chronic diastolic CHF" names heart failure, but its code is not recognised, so "No" is not assumed;
+        Condition/7: …' (a card and a refusal show the first clause)."""
+        assert feature.default is not None
+        default = display_value(feature, feature.default)
+        assumed = f'"{default}"' if default else "the default"
+        refs = [ref for ref, _ in named]
+        title = " or ".join(dict.fromkeys(t for _, t in named))
+        if len(refs) == 1:
+            head = f'"{refs[0].display}" names {title}, but its code is not recognised'
+        else:
+            listed = ", ".join(f'"{r.display}"' for r in refs[:3]) + (
+                f" and {len(refs) - 3} more" if len(refs) > 3 else "")
+            head = f"{len(refs)} records name {title} ({listed}), but their codes are not recognised"
+        codes = "; ".join(f"{r.reference or r.resource_type}: {r.note}" for r in refs[:3])
+        return f"{head}, so {assumed} is not assumed; {codes}; check whether it is {title}, and code it if it is"
 
     def _unusable_reason(self, feature: Feature) -> str:
         """'Condition/7 cannot be read, so "No" is not assumed; <the problem>' (a card shows the first clause)."""
@@ -1081,6 +1140,16 @@ class _Context:
 @lru_cache(maxsize=256)
 def _compiled(expression: str) -> Any:
     return fhirpathpy.compile(expression)
+
+
+@lru_cache(maxsize=1024)
+def _with_statuses(source: Source, statuses: tuple[str, ...]) -> Source:
+    return source.model_copy(update={"statuses": statuses})
+
+
+@lru_cache(maxsize=256)
+def _mention_rule(words: tuple[str, ...], unless: tuple[str, ...]) -> MentionRule:
+    return MentionRule(words, unless)
 
 
 def _fhirpath_true(expression: str, res: Resource) -> bool:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from fhir_mapping.expressions import Expression, ExpressionError, compiled_expression
 from fhir_mapping.units import default_registry
 from fhir_mapping.medications import DrugClassError
+from fhir_mapping.mentions import MentionRule
 from fhir_mapping.valuesets import ValueSetError, ValueSetLibrary
 
 ResourceType = Literal[
@@ -138,6 +139,34 @@ class Answers(_Strict):
         return value
 
 
+#: resource types whose records a `mentions` rule reads (their main code's text and displays)
+MENTION_TYPES = frozenset({"Condition", "Procedure", "Device"})
+
+
+class Mentions(_Strict):
+    """Words naming the feature's condition in a record no value set matched (fhir_mapping/mentions.py): such a
+    record leaves an `exists` feature unknown, naming it, instead of at its default."""
+
+    title: str  # the condition as a clinician reads it: "heart failure"
+    words: tuple[str, ...] = Field(min_length=1)
+    unless: tuple[str, ...] = ()  # phrases that make a text about something else ("family history", "without")
+    # which of the feature's source types are read (default: all of Condition, Procedure, Device among them), and
+    # which statuses make a record current (default: those of the feature's sources of its type). A transplant is a
+    # fact at any status and in a Procedure; "dialysis" counts only as a current diagnosis
+    resources: tuple[ResourceType, ...] | None = None
+    statuses: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _phrases(self) -> Mentions:
+        try:
+            MentionRule(self.words, self.unless)
+        except ValueError as exc:
+            raise ValueError(f"mentions: {exc}") from exc
+        if self.resources is not None and not set(self.resources) <= MENTION_TYPES:
+            raise ValueError(f"mentions.resources: only {', '.join(sorted(MENTION_TYPES))} are read")
+        return self
+
+
 class Feature(_Strict):
     """One model input."""
 
@@ -172,9 +201,24 @@ class Feature(_Strict):
     order: OrderCode | None = None
     # 1 when the named feature has a usable recorded value (not a default), else `default`: "UACR measured"
     present_of: str | None = None
+    # with `value: exists` and a `default`: words naming the condition in a record whose code matched no source (one
+    # rule, or several with their own resources and statuses)
+    mentions: tuple[Mentions, ...] = ()
+
+    @field_validator("mentions", mode="before")
+    @classmethod
+    def _rules(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _coherent(self) -> Feature:
+        if self.mentions:
+            if self.value != "exists" or self.default is None:
+                raise ValueError("`mentions` applies to an `exists` feature with a `default`")
+            read = {s.resource for s in self.sources if s.resource in MENTION_TYPES and not s.medication_class}
+            for rule in self.mentions:
+                if not read or (rule.resources is not None and not set(rule.resources) <= read):
+                    raise ValueError("`mentions` reads the feature's own Condition, Procedure or Device sources")
         if self.present_of is not None:
             if self.sources or self.derived or self.demographic:
                 raise ValueError("`present_of` takes no `sources`, `derived` or `demographic`")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from cards.fhir_resources import format_output
-from fhir_mapping.formatting import number, quantity, unit_label, unmeasured, value_range
+from fhir_mapping.formatting import number, quantity, system_name, unit_label, unmeasured, value_range
 from fhir_mapping.mapper import display_value
 from fhir_mapping.spec import Feature
 from inference.explain import coalition_matrix, shapley_values
@@ -144,13 +144,9 @@ def missing_rows(manifest: Manifest, features: dict[str, Feature], pred: dict[st
         if feature is not None and feature.missing_note:
             fix.append(feature.missing_note)
         if feature is not None and feature.order is not None:
-            fix.append(f"order: {feature.order.display} ({_system_name(feature.order.system)} {feature.order.code})")
+            fix.append(f"order: {feature.order.display} ({system_name(feature.order.system)} {feature.order.code})")
         rows.append({"label": feature.label if feature else name, "reason": reason, "fix": "; ".join(fix) or None})
     return rows
-
-
-def _system_name(system: str) -> str:
-    return {"http://loinc.org": "LOINC", "http://snomed.info/sct": "SNOMED CT"}.get(system, system)
 
 
 def contribution_rows(runtime: ModelRuntime, values: dict[str, float], features: dict[str, Feature],

@@ -1,0 +1,207 @@
+"""A diagnosis named in words but coded outside the value sets is not read as "No", through HTTP.
+
+Problem lists carry local codes (an EHR's own, or an interface terminology's), SNOMED CT concepts more specific than
+a set's expansion, and entries with text alone. Before `mentions`, each of these was silently absent: a man of 60
+with atrial fibrillation and "Chronic diastolic CHF" on his problem list under a local code was told "CHA2DS2-VASc
+0: anticoagulation is not recommended" (Lip 2010 scores him 1 for C). Now such a record leaves the input unknown and
+names it, and a text that is about something else (a family history, pulmonary hypertension, gestational diabetes,
+"without heart failure") changes nothing. Expected scores are counted by hand from Lip 2010.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import re
+from typing import Any
+
+import pytest
+
+import fhirfactory as F
+from hook_calls import fire, module_app
+
+LOCAL = "urn:oid:1.2.840.114350.1.13.0.1.7.2.696871"  # an EHR's own problem-list codes (an Epic-style OID)
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from module_app(tmp_path_factory.mktemp("condition-mentions"))
+
+
+def local(text: str, code: str = "100234", *, clinical: str = "active", verification: str = "confirmed",
+          pid: str = "p1", coded: bool = True) -> dict[str, Any]:
+    """A problem-list entry under a local code (its display the clinician's words), or with text alone."""
+    cond = F.condition(code, LOCAL, display=text, clinical=clinical, verification=verification, pid=pid)
+    cond["code"] = {"coding": cond["code"]["coding"], "text": text} if coded else {"text": text}
+    return cond
+
+
+MAN_60_WITH_AF = [F.patient("p1", 60, "male"), F.condition("49436004", display="Atrial fibrillation")]
+
+
+@pytest.mark.parametrize(("entry", "label", "named"), [
+    (local("Chronic diastolic CHF"), "Heart failure", "Chronic diastolic CHF"),
+    (local("HFpEF - stable", coded=False), "Heart failure", "HFpEF - stable"),
+    (local("Heart failure with reduced ejection fraction, NYHA II"), "Heart failure", "NYHA II"),
+    (local("HTN", coded=False), "Hypertension", "HTN"),
+    (local("Essential hypertension, well controlled"), "Hypertension", "well controlled"),
+    (local("DM2 on metformin"), "Diabetes", "DM2 on metformin"),
+    (local("Type 2 diabetes mellitus without complications"), "Diabetes", "without complications"),
+    (local("h/o CVA 2019, no residual deficit"), "Prior stroke", "CVA 2019"),
+    (local("TIA", coded=False), "Prior stroke", "TIA"),
+    (local("NSTEMI 2021"), "Vascular disease", "NSTEMI 2021"),
+    (local("Peripheral artery disease with claudication"), "Vascular disease", "claudication"),
+])
+def test_a_diagnosis_coded_outside_the_sets_is_not_read_as_no(api: Any, entry: dict[str, Any], label: str,
+                                                             named: str) -> None:
+    """Each of these scores at least 1 by Lip 2010; "CHA2DS2-VASc 0" would be false. No score is given, and the
+    card names the entry."""
+    card = fire(api, "cha2ds2-vasc", MAN_60_WITH_AF + [entry])
+    assert re.match(r"CHA2DS2-VASc \d", card["summary"]) is None, card["summary"]  # no number at all
+    assert "not calculated" in card["summary"], card["summary"]
+    assert label in card["detail"] and named in card["detail"], card["detail"]
+    assert " names " in card["detail"] and "code is not recognised" in card["detail"]
+
+
+@pytest.mark.parametrize("entry", [
+    local("Family history of heart failure"),
+    local("Pulmonary hypertension, WHO group 3"),
+    local("Ocular hypertension OU"),
+    local("Elevated blood-pressure reading, without diagnosis of hypertension"),
+    local("Gestational diabetes (resolved after delivery)"),
+    local("Diabetes insipidus"),
+    local("Prediabetes"),
+    local("Pre-diabetes"),
+    local("Heat stroke 2015"),
+    local("Screening for diabetes mellitus"),
+    local("At risk for stroke"),
+    local("Rule out CHF"),
+    local("Atherosclerosis of coronary artery"),     # coronary disease without MI is not V (ESC 2020 asks for MI/PAD)
+    local("Chronic diastolic CHF", verification="refuted"),
+    local("Chronic diastolic CHF", verification="entered-in-error"),
+    local("Chronic diastolic CHF", pid="someone-else"),
+    local("Type 2 diabetes mellitus", clinical="resolved"),   # D does not count a resolved diabetes (see features)
+])
+def test_a_text_about_something_else_changes_nothing(api: Any, entry: dict[str, Any]) -> None:
+    """Not the condition, not current by the input's own status rules, or not this patient's: the score stands (0
+    for a man of 60 with atrial fibrillation and nothing else)."""
+    card = fire(api, "cha2ds2-vasc", MAN_60_WITH_AF + [entry])
+    assert card["summary"].startswith("CHA2DS2-VASc 0"), card["summary"]
+
+
+def test_hypertensive_heart_disease_without_heart_failure_is_hypertension_not_heart_failure(api: Any) -> None:
+    card = fire(api, "cha2ds2-vasc", MAN_60_WITH_AF + [local("Hypertensive heart disease without heart failure")])
+    assert "not calculated" in card["summary"], card["summary"]
+    assert "Hypertension:" in card["detail"] and "Heart failure / LV dysfunction:" not in card["detail"]
+
+
+def test_a_recognised_code_still_scores_beside_an_unrecognised_one(api: Any) -> None:
+    """Mentions are read only when no code matched: a coded heart failure scores C whatever other entries say."""
+    card = fire(api, "cha2ds2-vasc", MAN_60_WITH_AF + [
+        F.condition("42343007", display="Congestive heart failure"), local("CHF exacerbation 2024")])
+    assert card["summary"].startswith("CHA2DS2-VASc 1"), card["summary"]
+
+
+def test_the_pce_does_not_read_diabetes_written_in_words_as_no_diabetes(api: Any) -> None:
+    """Goff 2013's equations double-count nothing, but diabetes moves a 55-year-old woman's risk from 2.1 % to about
+    5 %: a card with the lower number would be false. The input is unknown, and the card names the entry."""
+    card = fire(api, "ascvd-pce-10y", F.pce_record() + [local("T2DM, diet controlled")])
+    assert "%" not in card["summary"], card["summary"]
+    assert "T2DM, diet controlled" in card["detail"], card["detail"]
+
+
+def test_prevent_does_not_score_coronary_disease_written_in_words(api: Any) -> None:
+    """PREVENT is for adults without cardiovascular disease (Khan 2024); "CAD s/p stent" under a local code is
+    clinical ASCVD, so no risk is given, and the refusal says it could not be confirmed, naming the entry."""
+    profile = [F.patient("p1", 50, "female"), F.quantity_obs("2093-3", 200, "mg/dL"),
+               F.quantity_obs("2085-9", 45, "mg/dL"), F.bp_panel(160), F.smoking(F.NEVER_SMOKER),
+               F.condition("44054006"), F.med_request("314076", display="lisinopril 10 MG Oral Tablet"),
+               F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}"), F.quantity_obs("39156-5", 35, "kg/m2")]
+    card = fire(api, "prevent-base", profile + [local("Coronary artery disease s/p stent to LAD")])
+    assert "%" not in card["summary"], card["summary"]
+    assert "could not be confirmed" in card["detail"] and "Coronary artery disease s/p stent" in card["detail"]
+
+
+def test_kfre_does_not_score_a_patient_whose_problem_list_says_esrd_in_words(api: Any) -> None:
+    """KFRE estimates the risk of kidney failure; a patient already on haemodialysis has it (Tangri 2016)."""
+    record = [F.patient("p1", 60, "male"), F.quantity_obs("98979-8", 40, "mL/min/{1.73_m2}"),
+              F.quantity_obs("9318-7", 300, "mg/g")]
+    card = fire(api, "kfre-4var", record + [local("ESRD on HD MWF")])
+    assert "%" not in card["summary"], card["summary"]
+    assert "ESRD on HD MWF" in card["detail"], card["detail"]
+    prepared = fire(api, "kfre-4var", record + [local("CKD 4, dialysis access planning (AV fistula)")])
+    assert "%" in prepared["summary"], prepared["summary"]  # preparing for dialysis is not being on it
+
+
+def test_mentions_are_only_for_presence_features_with_a_default(tmp_path: Any) -> None:
+    """A model author's `mentions` on a feature it cannot apply to stops start-up, naming the feature."""
+    from fhir_mapping.spec import SpecError, load_feature_spec
+
+    path = tmp_path / "features.yaml"
+    path.write_text("""spec_version: 1
+features:
+  sbp:
+    label: Systolic blood pressure
+    unit: mm[Hg]
+    sources: [{resource: Observation, codes: ["http://loinc.org|8480-6"]}]
+    mentions: {title: hypertension, words: [hypertension]}
+""")
+    with pytest.raises(SpecError, match="sbp") as exc:
+        load_feature_spec(path)
+    assert "mentions" in str(exc.value)
+
+
+KFRE_MAN_60 = [F.patient("p1", 60, "male"), F.quantity_obs("98979-8", 40, "mL/min/{1.73_m2}"),
+               F.quantity_obs("9318-7", 300, "mg/g")]
+
+
+def local_procedure(text: str, days: int) -> dict[str, Any]:
+    return {"resourceType": "Procedure", "id": f"proc-{abs(hash(text))}", "status": "completed",
+            "subject": {"reference": "Patient/p1"}, "performedDateTime": F.days_ago(days),
+            "code": {"coding": [{"system": LOCAL, "code": "55501", "display": text}], "text": text}}
+
+
+@pytest.mark.parametrize("record", [
+    local("Living donor kidney transplant 2012", clinical="resolved"),   # a transplant is a fact at any status
+    local_procedure("Living donor kidney transplant", 14 * 365),
+    local("CKD 5 on HD via R IJ permcath"),
+    local("Peritoneal dialysis - CCPD nightly"),
+])
+def test_kfre_reads_dialysis_or_a_transplant_written_in_words(api: Any, record: dict[str, Any]) -> None:
+    card = fire(api, "kfre-4var", KFRE_MAN_60 + [record])
+    assert "%" not in card["summary"] and "KFRE" in card["summary"], card["summary"]
+    assert "could not be confirmed" in card["detail"], card["detail"]
+
+
+@pytest.mark.parametrize("record", [
+    local("Kidney donor (left donor nephrectomy 2010)"),
+    local("Renal transplant evaluation - referred"),
+    local("Hemodialysis", clinical="resolved"),                 # dialysis for AKI that ended: not on dialysis now
+    local_procedure("Hemodialysis session (AKI)", 5 * 365),
+    local("Extracorporeal albumin dialysis for liver failure"),
+])
+def test_kfre_scores_through_words_that_are_not_dialysis_or_a_transplant(api: Any, record: dict[str, Any]) -> None:
+    card = fire(api, "kfre-4var", KFRE_MAN_60 + [record])
+    assert "%" in card["summary"], card["summary"]
+
+
+def test_no_egfr_is_estimated_when_the_problem_list_says_dialysis_in_words(api: Any) -> None:
+    creatinine = [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 6.8, "mg/dL", days=2)]
+    card = fire(api, "egfr-ckd-epi-2021", creatinine + [local("ESRD on HD MWF")])
+    assert not card["summary"].startswith("eGFR"), card["summary"]
+    assert "ESRD on HD MWF" in card["detail"], card["detail"]
+    planned = fire(api, "egfr-ckd-epi-2021", creatinine + [local("Dialysis access planning")])
+    assert planned["summary"].startswith("eGFR"), planned["summary"]
+
+
+@pytest.mark.parametrize(("text", "names"), [
+    ("Heart-failure, chronic", True),            # punctuation is a word boundary
+    ("HEART FAILURE", True),                     # case-blind
+    ("Prehypertension", False),                  # whole words only
+    ("Hypertensive heart disease without heart failure", False),
+    ("Family hx: heart failure (father)", True),  # 'hx' is not in the exceptions: the card asks, it does not guess
+])
+def test_words_are_matched_whole_and_blind_to_case_and_punctuation(text: str, names: bool) -> None:
+    from fhir_mapping.mentions import MentionRule
+
+    rule = MentionRule(["heart failure", "hypertension"], ["without heart failure", "family history"])
+    assert rule.names(text) is names
