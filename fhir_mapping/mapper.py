@@ -357,6 +357,7 @@ class _Context:
         self._recognised: dict[int, Recognition] = {}
         self._views: dict[int, MedicationView] = {}
         self._other_medications: list[tuple[Resource, Source, MedicationView, Recognition | None]] = []
+        self._words_of: dict[int, list[str]] = {}  # id(resource) -> its main code in words (`mentions`)
         self.elsewhere = index.elsewhere(patient_id)  # id -> why: resources about someone else, never read
         self._unusable: list[SourceRef] = []  # this feature's matches that are present but malformed
         self.partial_birth = partial_birth
@@ -996,32 +997,44 @@ class _Context:
         seen: set[int] = set()
         for rule in feature.mentions:
             words = _mention_rule(rule.words, rule.unless)
-            for source in feature.sources:
-                if source.resource not in (rule.resources or MENTION_TYPES) or source.medication_class:
-                    continue
-                if rule.statuses is not None:
-                    source = _with_statuses(source, rule.statuses)
-                for res in self.index.by_type.get(source.resource, ()):
+            read = rule.resources or MENTION_TYPES
+            for rtype in dict.fromkeys(s.resource for s in feature.sources if s.resource in read):
+                sources = [s if rule.statuses is None else _with_statuses(s, rule.statuses)
+                           for s in feature.sources if s.resource == rtype and not s.medication_class]
+                for res in self.index.by_type.get(rtype, ()):
                     if id(res) in seen:
                         continue
-                    text = words.first_naming(concept_texts(res.get(main_code_element(source.resource))))
+                    text = words.first_naming(self._texts(res, rtype))
                     if text is None:
                         continue
-                    ref = self._ref(res, source)
+                    ref = self._ref(res, sources[0])
                     if ref.reference in passed:
                         continue  # matched a set and passed over for its status or date: named as such already
-                    try:
-                        self._read(res, source, feature, ref)  # current, by the source's (or the rule's) statuses
-                    except _Skip:
+                    if not any(self._current(res, source, feature, ref) for source in sources):
                         continue
                     seen.add(id(res))
                     codes = ", ".join(f"{system_name(s)} {c}" for s, c, _ in codings(
-                        res.get(main_code_element(source.resource)))) or "no code"
-                    found.append((SourceRef(reference=ref.reference, resource_type=source.resource, date=ref.date,
+                        res.get(main_code_element(rtype)))) or "no code"
+                    found.append((SourceRef(reference=ref.reference, resource_type=rtype, date=ref.date,
                                             code=ref.code, display=text,
                                             note=f"names {rule.title}, but its code ({codes}) is not one this "
                                                  f"model recognises"), rule.title))
         return found
+
+    def _texts(self, res: Resource, rtype: str) -> list[str]:
+        """A record's main code in words (its text, then each coding's display), read once per call."""
+        texts = self._words_of.get(id(res))
+        if texts is None:
+            texts = self._words_of[id(res)] = concept_texts(res.get(main_code_element(rtype)))
+        return texts
+
+    def _current(self, res: Resource, source: Source, feature: Feature, ref: SourceRef) -> bool:
+        """Whether the record would count for `source` by its status, dates and abatement (its code aside)."""
+        try:
+            self._read(res, source, feature, ref)
+        except _Skip:
+            return False
+        return True
 
     def _mentioned_reason(self, feature: Feature, named: list[tuple[SourceRef, str]]) -> str:
         """'"Chronic diastolic CHF" names heart failure, but its code is not recognised, so "No" is not assumed;

@@ -15,8 +15,6 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from fhir_mapping.index import codings
-
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 
 
@@ -26,19 +24,39 @@ def normalised(text: str) -> str:
     return f" {_NON_WORD.sub(' ', text.lower()).strip()} "
 
 
+def _any_of(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One pattern for whole-word search of every phrase in a normalised text (one scan, not one per phrase)."""
+    if not phrases:
+        return None
+    return re.compile(" (?:" + "|".join(re.escape(p.strip()) for p in sorted(set(phrases), key=len, reverse=True))
+                      + ") ")
+
+
 class MentionRule:
     """Phrases that name a condition, and phrases that make a text about something else."""
+
+    _MEMO_LIMIT = 20_000  # texts remembered per rule (a problem list's texts come back on every call)
 
     def __init__(self, words: Iterable[str], unless: Iterable[str] = ()) -> None:
         self.words = tuple(normalised(w) for w in words)
         self.unless = tuple(normalised(w) for w in unless)
         if any(w.strip() == "" for w in self.words + self.unless):
             raise ValueError("a mention phrase needs at least one letter or digit")
+        self._words, self._unless = _any_of(self.words), _any_of(self.unless)
+        self._memo: dict[str, bool] = {}
 
     def names(self, text: str) -> bool:
         """Whether `text` names the condition: one of the words, none of the exceptions."""
+        known = self._memo.get(text)
+        if known is not None:
+            return known
         norm = normalised(text)
-        return any(w in norm for w in self.words) and not any(u in norm for u in self.unless)
+        # phrases are searched with their spaces, so two matches may share one: ' a b c ' holds ' a b ' and ' b c '
+        found = self._words is not None and self._words.search(norm) is not None and not (
+            self._unless is not None and self._unless.search(norm) is not None)
+        if len(self._memo) < self._MEMO_LIMIT:
+            self._memo[text] = found
+        return found
 
     def first_naming(self, texts: Iterable[str]) -> str | None:
         """The first of a record's texts (code.text, each coding's display) that names the condition. Each is read
@@ -51,8 +69,16 @@ class MentionRule:
 
 
 def concept_texts(concept: Any) -> list[str]:
-    """What a CodeableConcept says in words: its text, then each coding's display."""
+    """What a CodeableConcept says in words: its text, then each coding's display (a coding without a system or
+    code still says something)."""
     if not isinstance(concept, dict):
         return []
-    texts = [concept["text"]] if isinstance(concept.get("text"), str) else []
-    return texts + [display for _, _, display in codings(concept) if display]
+    text = concept.get("text")
+    texts = [text] if isinstance(text, str) and text else []
+    coding = concept.get("coding")
+    if isinstance(coding, list):
+        for item in coding:
+            display = item.get("display") if isinstance(item, dict) else None
+            if isinstance(display, str) and display:
+                texts.append(display)
+    return texts
