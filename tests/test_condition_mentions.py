@@ -205,3 +205,105 @@ def test_words_are_matched_whole_and_blind_to_case_and_punctuation(text: str, na
 
     rule = MentionRule(["heart failure", "hypertension"], ["without heart failure", "family history"])
     assert rule.names(text) is names
+
+
+# ---- the seventeenth audit: texts clinicians and coders write every day ----------------------------------------
+
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+
+
+def icd(code: str, display: str) -> dict[str, Any]:
+    """An ICD-10-CM problem with its tabular-list display and no text, as Oracle Health sends it."""
+    return F.condition(code, ICD, display=display)
+
+
+PREVENT_PROFILE = [F.patient("p1", 50, "female"), F.quantity_obs("2093-3", 200, "mg/dL"),
+                   F.quantity_obs("2085-9", 45, "mg/dL"), F.bp_panel(160), F.smoking(F.NEVER_SMOKER),
+                   F.condition("44054006"), F.med_request("314076", display="lisinopril 10 MG Oral Tablet"),
+                   F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}"), F.quantity_obs("39156-5", 35, "kg/m2")]
+KFRE_CKD5 = [F.patient("p1", 60, "male"), F.quantity_obs("98979-8", 14, "mL/min/{1.73_m2}"),
+             F.quantity_obs("9318-7", 300, "mg/g")]
+CREATININE = [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 3.9, "mg/dL", days=2)]
+
+
+@pytest.mark.parametrize("entry", [
+    icd("M48.062", "Spinal stenosis, lumbar region with neurogenic claudication"),   # a spine diagnosis, not PAD
+    icd("M48.061", "Spinal stenosis, lumbar region without neurogenic claudication"),
+    local("Jaw claudication - giant cell arteritis on prednisone"),
+    icd("I87.30", "Chronic venous hypertension (idiopathic) without complications"),  # not systemic hypertension
+    local("Intra-abdominal hypertension"),
+    local("Portopulmonary hypertension"),
+    local("Elevated BP without diagnosis of HTN"),
+    local("Fam hx stroke - father age 58"),
+    local("Atrial fibrillation, high stroke risk"),   # AF (already coded here), and no stroke
+])
+def test_cha2ds2_vasc_scores_through_texts_that_name_something_else(api: Any, entry: dict[str, Any]) -> None:
+    card = fire(api, "cha2ds2-vasc", MAN_60_WITH_AF + [entry])
+    assert card["summary"].startswith("CHA2DS2-VASc 0"), card["summary"]
+
+
+@pytest.mark.parametrize("text", ["Systolic HF", "HF", "sCHF", "Ischemic cardiomyopathy, EF 25%",
+                                  "Reduced EF (LVEF 30%)", "Chronic systolic heart failure, high risk for readmission",
+                                  "hx MI", "Old MI", "s/p MI 2018", "PAD", "DM", "DM - on metformin", "HBP"])
+def test_cha2ds2_vasc_reads_the_shorthand_of_a_component(api: Any, text: str) -> None:
+    card = fire(api, "cha2ds2-vasc", MAN_60_WITH_AF + [local(text)])
+    assert "not calculated" in card["summary"], card["summary"]
+
+
+@pytest.mark.parametrize("text", ["PAF", "Paroxysmal AF on apixaban"])
+def test_atrial_fibrillation_in_shorthand_is_not_no_atrial_fibrillation(api: Any, text: str) -> None:
+    card = fire(api, "cha2ds2-vasc", [F.patient("p1", 70, "female"), local(text)])
+    assert "could not be confirmed" in card["detail"], card["detail"]
+
+
+@pytest.mark.parametrize(("entry", "scored"), [
+    (local("CAD"), False), (local("s/p PCI to LAD 2019"), False), (local("ASCVD"), False), (local("IHD"), False),
+    (local("ASHD"), False), (local("PAD"), False),
+    (icd("M48.062", "Spinal stenosis, lumbar region with neurogenic claudication"), True),
+    (local("Fam hx of diabetes (mother, T2DM)"), True),
+])
+def test_prevent_reads_coronary_shorthand_and_not_a_spine_or_a_relative(api: Any, entry: dict[str, Any],
+                                                                        scored: bool) -> None:
+    card = fire(api, "prevent-base", PREVENT_PROFILE + [entry])
+    assert ("%" in card["summary"]) is scored, card["summary"]
+
+
+@pytest.mark.parametrize(("text", "scored"), [
+    ("T2 DM w/ peripheral neuropathy", False), ("DMT2, uncontrolled", False), ("Insulin dependent DM", False),
+    ("Fam hx of diabetes (mother, T2DM)", True), ("Pre-DM", True),
+])
+def test_the_pce_reads_diabetes_shorthand_and_not_a_relatives_diabetes(api: Any, text: str, scored: bool) -> None:
+    card = fire(api, "ascvd-pce-10y", F.pce_record() + [local(text)])
+    assert ("%" in card["summary"]) is scored, card["summary"]
+
+
+@pytest.mark.parametrize(("records", "scored"), [
+    ([icd("I12.0", "Hypertensive chronic kidney disease with stage 5 chronic kidney disease or end stage renal "
+                   "disease"), icd("N18.5", "Chronic kidney disease, stage 5")], True),   # coding rules require it
+    ([local("CKD stage 4, not yet on dialysis")], True),
+    ([local("CKD 5, non-dialysis")], True),
+    ([local("CKD 5 - patient declines dialysis, conservative kidney management")], True),
+    ([local("AKI requiring HD 2023 - off dialysis since renal recovery")], True),
+    ([local("Awaiting kidney transplant")], True),
+    ([local("Listed for deceased donor kidney transplant")], True),
+    ([local("Living kidney transplant donor to sister, 2015")], True),
+    ([local("Hemodialysis via left brachiocephalic AV fistula, MWF")], False),
+    ([local("HD dependent")], False),
+    ([local("CKD 5D")], False),
+    ([local("s/p renal tx 2016")], False),
+    ([local("DDRT 2019")], False),
+    ([local("Renal allograft")], False),
+])
+def test_kfre_reads_kidney_replacement_shorthand_and_not_its_absence(api: Any, records: list[dict[str, Any]],
+                                                                     scored: bool) -> None:
+    card = fire(api, "kfre-4var", KFRE_CKD5 + records)
+    assert ("%" in card["summary"]) is scored, card["summary"]
+
+
+@pytest.mark.parametrize(("text", "estimated"), [
+    ("CKD stage 4, not yet on dialysis", True), ("Refuses dialysis", True), ("Anemia in non-dialysis-dependent CKD", True),
+    ("HD dependent", False), ("CKD 5D", False),
+])
+def test_the_egfr_reads_dialysis_shorthand_and_not_its_absence(api: Any, text: str, estimated: bool) -> None:
+    card = fire(api, "egfr-ckd-epi-2021", CREATININE + [local(text)])
+    assert card["summary"].startswith("eGFR") is estimated, card["summary"]
