@@ -1016,7 +1016,7 @@ class _Context:
                     codes = ", ".join(f"{system_name(s)} {c}" for s, c, _ in codings(
                         res.get(main_code_element(rtype)))) or "no code"
                     found.append((SourceRef(reference=ref.reference, resource_type=rtype, date=ref.date,
-                                            code=ref.code, display=text,
+                                            code=ref.code, display=words.excerpt(text),
                                             note=f"names {rule.title}, but its code ({codes}) is not one this "
                                                  f"model recognises"), rule.title))
         return found

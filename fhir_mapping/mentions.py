@@ -43,6 +43,9 @@ class MentionRule:
         if any(w.strip() == "" for w in self.words + self.unless):
             raise ValueError("a mention phrase needs at least one letter or digit")
         self._words, self._unless = _any_of(self.words), _any_of(self.unless)
+        # the same phrases in the text as written (any case, any punctuation between words): where to quote from
+        self._as_written = re.compile(r"(?<![0-9a-z])(?:" + "|".join(
+            r"[^0-9a-z]+".join(re.escape(t) for t in w.split()) for w in self.words) + r")(?![0-9a-z])", re.I)
         self._memo: dict[str, bool] = {}
 
     def names(self, text: str) -> bool:
@@ -57,6 +60,18 @@ class MentionRule:
         if len(self._memo) < self._MEMO_LIMIT:
             self._memo[text] = found
         return found
+
+    def excerpt(self, text: str, limit: int = 90) -> str:
+        """The text as a card quotes it: whole when short, else the words around the first phrase that names the
+        condition (a sidebar line is clipped at its end, where the naming word of a long text would be lost)."""
+        if len(text) <= limit:
+            return text
+        found = self._as_written.search(text)
+        if found is None:
+            return text[:limit - 1].rstrip() + "…"
+        room = max(0, limit - (found.end() - found.start())) // 2
+        start, end = max(0, found.start() - room), min(len(text), found.end() + room)
+        return ("…" if start else "") + text[start:end].strip() + ("…" if end < len(text) else "")
 
     def first_naming(self, texts: Iterable[str]) -> str | None:
         """The first of a record's texts (code.text, each coding's display) that names the condition. Each is read

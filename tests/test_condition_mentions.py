@@ -307,3 +307,14 @@ def test_kfre_reads_kidney_replacement_shorthand_and_not_its_absence(api: Any, r
 def test_the_egfr_reads_dialysis_shorthand_and_not_its_absence(api: Any, text: str, estimated: bool) -> None:
     card = fire(api, "egfr-ckd-epi-2021", CREATININE + [local(text)])
     assert card["summary"].startswith("eGFR") is estimated, card["summary"]
+
+
+def test_a_long_text_is_quoted_around_the_words_that_name_the_condition(api: Any) -> None:
+    """A sidebar line is clipped at 140 characters: quoting a long problem-list text from its start would cut off
+    the very words that made the input unknown."""
+    text = ("Followed in cardiology clinic since 2019 after admission for dyspnea and edema, echo with LVEF 30 %, "
+            "now chronic systolic CHF, NYHA class II, on sacubitril-valsartan and carvedilol, euvolemic")
+    card = fire(api, "cha2ds2-vasc", MAN_60_WITH_AF + [local(text)])
+    line = next(line for line in card["detail"].splitlines() if "Heart failure" in line)
+    assert "systolic CHF" in line, line
+    assert line.split(": ", 1)[1].startswith('"…'), line
