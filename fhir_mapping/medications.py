@@ -13,7 +13,7 @@ Dose forms that do not act systemically (eye drops, topical) never count, whethe
 pressure treatment. A drug of the class is recognised but not counted when it is a product licensed only for
 something else (`not_counted_products`: guanfacine extended-release for ADHD) or when every reason the order gives
 (`reasonCode`, or the Condition a `reasonReference` names) is one of the class's other uses (`other_uses`:
-spironolactone for acne, metformin for prediabetes). Every match says how it was made, so a card can show it, and a
+spironolactone for acne, metformin for prediabetes), by its code or, when no code is in the sets, in its words. Every match says how it was made, so a card can show it, and a
 drug that matches nothing stays "not recognised" — never silently "not taking".
 """
 
@@ -30,6 +30,7 @@ import yaml
 
 from fhir_mapping.index import Resource, ResourceIndex, as_list, codings
 from fhir_mapping.memo import remembered
+from fhir_mapping.mentions import MentionRule, concept_texts
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
@@ -64,6 +65,15 @@ class Recognition:
         return f"{self.drug} (recognised by {self.how})"
 
 
+@dataclass(frozen=True)
+class StatedReason:
+    """One reason an order or statement gives: its codings, and its words (the text, the displays, a reference's
+    display), for a reason written without a code the class can read."""
+
+    codings: tuple[tuple[str, str, str | None], ...]
+    texts: tuple[str, ...] = ()
+
+
 @dataclass
 class MedicationView:
     """Everything the record says about which drug a medication resource is."""
@@ -75,7 +85,7 @@ class MedicationView:
     entered_in_error: bool = False
     forms: list[str] = field(default_factory=list)  # Medication.form, as written
     routes: list[DosageRoute] = field(default_factory=list)  # each dosage's route and instructions, as written
-    reasons: list[tuple[tuple[str, str, str | None], ...]] = field(default_factory=list)  # each stated reason's codings
+    reasons: list[StatedReason] = field(default_factory=list)  # each stated reason's codings and words
 
     @property
     def name(self) -> str:
@@ -177,18 +187,22 @@ def _dosage_routes(resource: Resource) -> list[DosageRoute]:
     return found
 
 
-def _stated_reasons(index: ResourceIndex, resource: Resource) -> list[tuple[tuple[str, str, str | None], ...]]:
-    """The reasons an order or statement gives, each as its codings: `reasonCode`, and the code of each Condition a
-    `reasonReference` names (when the record holds it, and it is not entered in error or refuted). A reason with no
-    coding is not a reason the class can read."""
-    found = [tuple(codings(concept)) for concept in as_list(resource.get("reasonCode"))]
+def _stated_reasons(index: ResourceIndex, resource: Resource) -> list[StatedReason]:
+    """The reasons an order or statement gives: each `reasonCode`, and the code of each Condition a `reasonReference`
+    names (when the record holds it, and it is not entered in error or refuted; else the reference's display)."""
+    found = [StatedReason(tuple(codings(concept)), tuple(concept_texts(concept)))
+             for concept in as_list(resource.get("reasonCode"))]
     for holder in as_list(resource.get("reasonReference")):
         ref = holder.get("reference") if isinstance(holder, dict) else None
         target = index.by_ref.get(ref) if isinstance(ref, str) else None
         if isinstance(target, dict) and {c for _, c, _ in codings(target.get("verificationStatus"))} & \
                 {"entered-in-error", "refuted"}:
             continue  # a diagnosis entered in error or ruled out is no reason (the order then gives none of it)
-        found.append(tuple(codings(target.get("code"))) if isinstance(target, dict) else ())
+        if isinstance(target, dict):
+            found.append(StatedReason(tuple(codings(target.get("code"))), tuple(concept_texts(target.get("code")))))
+        else:
+            display = holder.get("display") if isinstance(holder, dict) else None
+            found.append(StatedReason((), (display,) if isinstance(display, str) and display else ()))
     return found
 
 
@@ -261,6 +275,9 @@ class DrugClass:
     not_counted_products: tuple[tuple[re.Pattern[str], str], ...] = ()
     other_uses: tuple[Any, ...] = ()  # value sets (fhir_mapping.valuesets.ValueSet) of reasons that are not the class's
     indications: tuple[Any, ...] = ()  # value sets of the class's own use: a reason naming one is never another use
+    # the same in words, for a reason written without a code either set holds (`other_uses.words`, `.unless_words`)
+    other_use_words: MentionRule | None = None
+    indication_words: MentionRule | None = None
     other_use_reason: str = "prescribed for {reason}"
     _names: re.Pattern[str] = field(init=False, repr=False)
     _brands: re.Pattern[str] | None = field(init=False, repr=False)
@@ -317,15 +334,25 @@ class DrugClass:
         return rec
 
     def _other_use(self, view: MedicationView) -> str | None:
-        """The first stated reason, when every reason the order gives is one of the class's other uses."""
-        if not view.reasons or not self.other_uses:
+        """The first stated reason, when every reason the order gives is one of the class's other uses: by a code of
+        its sets, or in words when no code of the reason is in them. A reason that names the class's own use, in a
+        code or in words, or that names neither, counts the drug."""
+        if not view.reasons or not (self.other_uses or self.other_use_words):
             return None
         first: str | None = None
         for reason in view.reasons:
-            hit = next(((s, c, d) for s, c, d in reason if any(vs.lookup(s, c) for vs in self.other_uses)), None)
-            if hit is None or any(vs.lookup(s, c) for s, c, _ in reason for vs in self.indications):
-                return None  # a reason the class is for (in any of its codings), or one it cannot read: it counts
-            first = first or hit[2] or f"{hit[0].rsplit('/', 1)[-1]} {hit[1]}"
+            if any(vs.lookup(s, c) for s, c, _ in reason.codings for vs in self.indications) or (
+                    self.indication_words is not None and self.indication_words.first_naming(reason.texts)):
+                return None  # a reason the class is for, in any of its codings or words
+            hit = next(((s, c, d) for s, c, d in reason.codings if any(vs.lookup(s, c) for vs in self.other_uses)),
+                       None)
+            if hit is not None:
+                first = first or hit[2] or f"{hit[0].rsplit('/', 1)[-1]} {hit[1]}"
+                continue
+            said = self.other_use_words.first_naming(reason.texts) if self.other_use_words is not None else None
+            if said is None:
+                return None  # a reason it cannot read: the drug counts
+            first = first or self.other_use_words.excerpt(said, 60)  # type: ignore[union-attr]
         return first
 
     def _rxnorm_names(self, view: MedicationView) -> list[str]:
@@ -372,6 +399,13 @@ def _word_pattern(words: Any) -> re.Pattern[str]:
     return re.compile(r"(?<![a-z0-9])(" + "|".join(re.escape(w) for w in folded) + r")(?![a-z0-9])")
 
 
+def _rule(words: Any, unless: Any) -> MentionRule | None:
+    """A word rule of `other_uses` (fhir_mapping/mentions.py), or None when the class lists no words."""
+    if not words:
+        return None
+    return MentionRule([str(w) for w in words], [str(w) for w in unless or ()])
+
+
 def parse_drug_class(doc: Any, origin: str, code_lists: dict[str, list[dict[str, Any]]],
                      valuesets: dict[str, Any] | None = None) -> DrugClass:
     """Build a class from its YAML document, the code lists it names (value-set `codes` arrays) and the value sets of
@@ -411,8 +445,10 @@ def parse_drug_class(doc: Any, origin: str, code_lists: dict[str, list[dict[str,
             other_uses=tuple((valuesets or {})[n] for n in wanted),
             indications=tuple((valuesets or {})[n] for n in indications),
             other_use_reason=str(other_uses.get("reason", "prescribed for {reason}")),
+            other_use_words=_rule(other_uses.get("words"), other_uses.get("words_unless")),
+            indication_words=_rule(other_uses.get("unless_words"), other_uses.get("unless_words_unless")),
         )
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise DrugClassError(f"{origin}: missing or malformed field {exc}") from exc
     for list_name in cls.code_lists:
         if list_name not in code_lists:

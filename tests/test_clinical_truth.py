@@ -381,6 +381,61 @@ def test_metformin_for_prediabetes_is_not_diabetes(api: Any) -> None:
     assert fire(api, "cha2ds2-vasc", af + [for_diabetes])["summary"].startswith("CHA2DS2-VASc 1")
 
 
+def _text_reason(text: str) -> list[dict[str, Any]]:
+    """A reason written in words alone, as order-entry free text sends it (no coding)."""
+    return [{"text": text}]
+
+
+@pytest.mark.parametrize(("order", "shown"), [
+    (med({"text": "spironolactone 50 mg tablet"}, reasonCode=_text_reason("acne")), "prescribed for acne"),
+    (med({"text": "spironolactone 100 mg tablet"}, reasonCode=_text_reason("Hirsutism / female pattern hair loss")),
+     "prescribed for Hirsutism"),
+    (med({"text": "propranolol 20 mg tablet"}, reasonCode=_text_reason("Migraine prophylaxis")),
+     "prescribed for Migraine prophylaxis"),
+    (med({"text": "propranolol 10 mg tablet"}, reasonCode=_text_reason("essential tremor")),
+     "prescribed for essential tremor"),
+    (med({"text": "prazosin 1 mg capsule"}, reasonCode=_text_reason("PTSD-related nightmares")),
+     "prescribed for PTSD-related nightmares"),
+    (med({"text": "doxazosin 2 mg tablet"}, reasonCode=[{"coding": [
+        {"system": "http://example.org/local-indications", "code": "77", "display": "BPH with LUTS"}]}]),
+     "prescribed for BPH with LUTS"),
+    (med({"text": "propranolol 20 mg tablet"}, reasonReference=[{"display": "Migraine without aura"}]),
+     "prescribed for Migraine without aura"),
+])
+def test_a_reason_written_in_words_is_read_like_a_coded_one(api: Any, order: dict[str, Any], shown: str) -> None:
+    """Order entry often gives the indication as free text or a local code ('for acne', 'BPH with LUTS'): the drug
+    is another use's as when the reason is coded (not counted; the card names it and why), not blood pressure
+    treatment raising the PCE risk as treated SBP (Goff 2013)."""
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [order])
+    assert risk(card) == pytest.approx(round(pce_expected(), 6), abs=1e-6), shown
+    line = next(x for x in card["detail"].splitlines() if "On blood pressure treatment" in x)
+    assert "not counted" in line and shown in line, line
+
+
+@pytest.mark.parametrize(("order", "why"), [
+    (med({"text": "spironolactone 25 mg tablet"}, reasonCode=_text_reason("resistant HTN")), "hypertension"),
+    (med({"text": "propranolol 40 mg tablet"}, reasonCode=_text_reason("migraine and high blood pressure")),
+     "one reason naming both"),
+    (med({"text": "doxazosin 4 mg tablet"}, reasonCode=_text_reason("BPH") + _text_reason("BP")), "two reasons"),
+    (med({"text": "propranolol 40 mg tablet"}, reasonCode=_text_reason("per cardiology")), "a reason it cannot read"),
+])
+def test_a_reason_in_words_that_names_blood_pressure_counts(api: Any, order: dict[str, Any], why: str) -> None:
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [order])
+    assert risk(card) == pytest.approx(round(pce_expected(bp_treated=1), 6), abs=1e-6), why
+
+
+@pytest.mark.parametrize(("reason", "counts"), [
+    ("prediabetes", False), ("Pre-diabetes, A1c 6.1%", False), ("PCOS", False), ("weight loss", False),
+    ("T2DM", True), ("prediabetes, now DM2", True), ("diabetes prevention program", False),
+])
+def test_metformin_with_its_reason_in_words(api: Any, reason: str, counts: bool) -> None:
+    """ADA 2025 section 3: metformin in prediabetes, as for PCOS or weight, is not evidence of diabetes; a reason
+    that names diabetes is (CHA2DS2-VASc D: a man of 60 with AF scores 1 with diabetes, 0 without)."""
+    metformin = med(rx("861007", "metformin hydrochloride 500 MG Oral Tablet"), reasonCode=_text_reason(reason))
+    card = fire(api, "cha2ds2-vasc", [F.patient("p1", 60, "male"), F.condition("49436004"), metformin])
+    assert card["summary"].startswith(f"CHA2DS2-VASc {1 if counts else 0}"), (reason, card["summary"])
+
+
 @pytest.mark.parametrize("abatement", ["unknown", "ongoing", "resolved after bariatric surgery"])
 def test_an_active_diagnosis_is_not_undone_by_words_in_its_abatement(api: Any, abatement: str) -> None:
     """clinicalStatus 'active' says what holds now; abatementString beside it ('unknown', or even words that say it

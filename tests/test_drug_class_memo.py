@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import fhir_mapping.medications as meds
-from fhir_mapping.medications import RXNORM, DosageRoute, MedicationView
+from fhir_mapping.medications import RXNORM, DosageRoute, MedicationView, StatedReason
 from fhir_mapping.valuesets import ValueSetLibrary
 
 CLASSES = ("antihypertensive", "statin", "antidiabetic", "anticoagulant")
@@ -82,10 +82,15 @@ def test_answers_differ_when_only_the_route_form_or_reason_differs() -> None:
     assert cls.recognise(oral) is not None and cls.recognise(oral).counted
     assert cls.recognise(eye) is None and cls.recognise(drops) is None
     spiro = [(RXNORM, "0", "spironolactone 50 mg tablet")]
-    acne = MedicationView(codings=spiro, reasons=[(("http://snomed.info/sct", "11381005", "Acne"),)])
-    htn = MedicationView(codings=spiro, reasons=[(("http://hl7.org/fhir/sid/icd-10-cm", "I10", "Hypertension"),)])
+    acne = MedicationView(codings=spiro, reasons=[StatedReason((("http://snomed.info/sct", "11381005", "Acne"),))])
+    htn = MedicationView(codings=spiro, reasons=[
+        StatedReason((("http://hl7.org/fhir/sid/icd-10-cm", "I10", "Hypertension"),))])
     assert cls.recognise(htn).counted
     assert not cls.recognise(acne).counted and cls.recognise(acne).not_counted_reason.startswith("prescribed for Acne")
+    # the same reasons in words alone
+    in_words = MedicationView(codings=spiro, reasons=[StatedReason((), ("for acne",))])
+    htn_words = MedicationView(codings=spiro, reasons=[StatedReason((), ("acne; also HTN",))])
+    assert not cls.recognise(in_words).counted and cls.recognise(htn_words).counted
 
 
 def test_a_class_naming_a_missing_other_uses_set_is_refused() -> None:
