@@ -399,7 +399,7 @@ class _Context:
             unreadable = ignored[-1]  # the value was read but its resource is not valid FHIR R4
         if unreadable is not None:
             return self._unknown(name, feature, unreadable, ignored)
-        if read and feature.value == "quantity" and feature.aggregate in _NEWEST_FIRST:
+        if read and feature.value in ("quantity", "coded") and feature.aggregate in _NEWEST_FIRST:
             unread_value = ignored[-1]  # read, but not valid FHIR R4
         if unread_value is not None and feature.default is not None:
             return self._newest_stands(name, feature, unread_value, ignored)  # an add-on measured but unreadable
@@ -445,10 +445,11 @@ class _Context:
                     # understated, '<300' may be anything up to it, and even '<3' gives PREVENT-full's sample woman
                     # at most 10.7 % with UACR against 14.7 % without)
                     return self._newest_stands(name, feature, ignored[-1], ignored)
-                if isinstance(why, _Unreadable) and feature.value == "quantity":
+                if isinstance(why, _Unreadable) and feature.value in ("quantity", "coded"):
                     # the newest result was reported but cannot be read (no unit, an unknown unit, text with a
-                    # number): its value is unknown, so an older one is not the current value. The input is missing,
-                    # naming it; an add-on too (it was measured: the equations without it are not for this patient)
+                    # number; a coded answer the model cannot interpret, or none): its value is unknown, so an
+                    # older one is not the current value. The input is missing, naming it; an add-on too (it was
+                    # measured: the equations without it are not for this patient)
                     held = held or (key, ignored[-1])
                 continue
             valid = self._strictly_valid(feature, cands, ignored)
@@ -459,7 +460,7 @@ class _Context:
                 return self._aggregate(name, feature, valid)
             if _reads_presence(feature, source):
                 return self._unknown(name, feature, ignored[-1], ignored)
-            if feature.value == "quantity":  # read, but not valid FHIR R4: as above, the newest stands
+            if feature.value in ("quantity", "coded"):  # read, but not valid FHIR R4: as above, the newest stands
                 held = held or (key, ignored[-1])
         if held is not None:
             return self._newest_stands(name, feature, held[1], ignored)
@@ -637,6 +638,10 @@ class _Context:
                     if not any(vs.lookup(s, c) for s, c, _ in codings(self.index.medication_concept(res))):
                         continue
                 found.append(res)  # else taken from the index by a code of the set
+        if source.component and source.above is not None:
+            # a presence read from a component (the oxygen flow of a pulse oximetry reading): a reading without it
+            # says nothing either way, so it is no candidate (not "passed over", and never the newest "no")
+            found = [res for res in found if _has_component(res, source.component)]
         if source.where:
             found = [res for res in found if _fhirpath_true(source.where, res)]
         return found
@@ -871,9 +876,10 @@ class _Context:
                 if entry and entry.get("class") in answers.map:
                     return answers.map[entry["class"]], token
             seen.append(token)
+        # present but unusable: the newest answer stands (an older one is not the current answer), as for a number
         if not seen:
-            raise _Skip("has no coded answer")
-        raise _Skip(f"answer {', '.join(seen)} is not one the model can interpret")
+            raise _Unreadable("has no coded answer")
+        raise _Unreadable(f"answer {', '.join(seen)} is not one the model can interpret")
 
     def _aggregate(self, name: str, feature: Feature, cands: list[_Candidate]) -> FeatureValue | MissingFeature:
         dated = sorted(cands, key=lambda c: (c.when is not None, c.when or self.at))
@@ -1358,6 +1364,14 @@ def _resource_date(res: Resource) -> str | None:
         if isinstance(res.get(key), str):
             return res[key]
     return None
+
+
+def _has_component(res: Resource, tokens: tuple[str, ...]) -> bool:
+    try:
+        _component(res, tokens)
+    except _Skip:
+        return False
+    return True
 
 
 def _component(res: Resource, tokens: tuple[str, ...]) -> Resource:

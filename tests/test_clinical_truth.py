@@ -654,6 +654,86 @@ def _news2_record(*extra: dict[str, Any]) -> list[dict[str, Any]]:
             *extra]
 
 
+def _without(record: list[dict[str, Any]], code: str) -> list[dict[str, Any]]:
+    return [r for r in record if not any(c.get("code") == code for c in r.get("code", {}).get("coding", []))]
+
+
+def _pulse_oximetry(spo2: float, *, flow: float | None = None, fio2: float | None = None) -> dict[str, Any]:
+    """SpO2 as US Core's pulse oximetry profile writes it (59408-5 with 2708-6), the inhaled oxygen flow (3151-8) and
+    concentration (3150-0) as components: how Epic and Oracle Health send the oxygen a patient is on."""
+    reading = F.vital("59408-5", spo2, "%", hours=1)
+    reading["code"]["coding"].append({"system": F.LOINC, "code": "2708-6"})
+    parts = [("3151-8", flow, "L/min"), ("3150-0", fio2, "%")]
+    reading["component"] = [{"code": {"coding": [{"system": F.LOINC, "code": code}]},
+                             "valueQuantity": {"value": value, "unit": unit, "system": F.UCUM, "code": unit}}
+                            for code, value, unit in parts if value is not None]
+    return reading
+
+
+@pytest.mark.parametrize(("reading", "score"), [
+    (_pulse_oximetry(95, flow=4), 3),      # RCP 2017 chart 1: SpO2 94–95 scores 1, oxygen 2
+    (_pulse_oximetry(95, fio2=40), 3),
+    (_pulse_oximetry(95, flow=0), 1),      # a flow of 0: air
+    (_pulse_oximetry(95), 1),              # no oxygen component: nothing says oxygen, and nothing is passed over
+])
+def test_news2_reads_the_oxygen_a_pulse_oximetry_reading_carries(api: Any, reading: dict[str, Any], score: int) -> None:
+    card = fire(api, "news2-patient-view", _without(_news2_record(), "59408-5") + [reading])
+    assert card["summary"].startswith(f"NEWS2 {score}"), card["summary"]
+    assert "passed over" not in card["detail"], card["detail"]
+
+
+def test_news2_oxygen_by_nasal_cannula_is_oxygen(api: Any) -> None:
+    """SNOMED CT 371907003, the commonest way oxygen is given on a ward, had been read as air (NEWS2 0, not 2)."""
+    cannula = {"resourceType": "Procedure", "id": "o2-nc", "status": "in-progress",
+               "subject": {"reference": "Patient/p1"}, "performedPeriod": {"start": F.days_ago(0)},
+               "code": {"coding": [{"system": F.SNOMED, "code": "371907003",
+                                    "display": "Oxygen administration by nasal cannula"}]}}
+    cannula["performedPeriod"]["start"] = _hours_ago(5)
+    card = fire(api, "news2-patient-view", _news2_record(cannula))
+    assert card["summary"].startswith("NEWS2 2"), card["summary"]
+
+
+def _hours_ago(hours: float) -> str:
+    return (F.NOW - timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
+
+
+@pytest.mark.parametrize(("readings", "score"), [
+    ([F.vital("8867-4", 72, "/min", hours=20), F.vital("8889-8", 135, "/min", hours=1)], 3),   # the newest pulse
+    ([F.vital("8889-8", 135, "/min", hours=1)], 3),                                          # the oximeter's alone
+])
+def test_news2_reads_the_pulse_a_pulse_oximeter_counts(api: Any, readings: list[dict[str, Any]], score: int) -> None:
+    """LOINC 8889-8 (heart rate by pulse oximetry) is how monitors send the pulse; RCP scores the pulse however it
+    was counted (≥ 131/min: 3 points)."""
+    card = fire(api, "news2-patient-view", _without(_news2_record(), "8867-4") + readings)
+    assert card["summary"].startswith(f"NEWS2 {score}"), card["summary"]
+
+
+def test_news2_the_newest_consciousness_answer_stands(api: Any) -> None:
+    """Alert ten hours ago, then 'Confusional state' an hour ago: the patient is scored on the newest assessment
+    (new confusion, 3 points), never on the older 'Alert'; an answer the model cannot read leaves it unknown."""
+    confused = F.coded_obs("67775-7", "286933003", hours=1)
+    record = _without(_news2_record(), "67775-7") + [F.coded_obs("67775-7", "248234008", hours=10)]
+    assert fire(api, "news2-patient-view", record + [confused])["summary"].startswith("NEWS2 3")
+    unreadable = F.coded_obs("67775-7", "999999001", hours=1)
+    card = fire(api, "news2-patient-view", record + [unreadable])
+    assert "not calculated" in card["summary"] and "Consciousness" in card["summary"], card["summary"]
+
+
+def test_a_newest_smoking_answer_the_model_cannot_read_is_not_replaced_by_an_older_one(api: Any) -> None:
+    """Goff 2013: a current smoker of 55 has about twice a never smoker's risk. 'Cigarette smoker' (65568007) ten
+    days ago after 'Never smoked' thirteen months ago is a current smoker; a pipe smoker's answer, which the
+    equations' cigarette smoker does not cover, leaves smoking unknown — never the older 'never'."""
+    record = F.pce_record(gender="male", race="white")
+    old = next(r for r in record if r.get("code", {}).get("coding", [{}])[0].get("code") == "72166-2")
+    old["effectiveDateTime"] = F.days_ago(400)
+    cigarettes = F.smoking("65568007", days=10, display="Cigarette smoker (finding)")
+    assert risk(fire(api, "ascvd-pce-10y", record + [cigarettes])) == pytest.approx(
+        round(pce_expected(smoker=1), 6), abs=1e-6)
+    pipe = F.smoking("82302008", days=10, display="Pipe smoker (finding)")
+    card = fire(api, "ascvd-pce-10y", record + [pipe])
+    assert "%" not in card["summary"] and "Smoking" in card["summary"], card["summary"]
+
+
 def test_news2_scores_on_patient_view_without_an_encounter_id(api: Any) -> None:
     tmpl = templates(api, "news2-patient-view")
     assert not any("context.encounterId" in t for t in tmpl.values())
@@ -1322,3 +1402,41 @@ def test_the_details_page_says_how_each_drug_was_recognised_and_which_were_not(a
     page = html.unescape(details_page(api, card))
     assert "3 active medications not recognised as antihypertensive" in page
     assert all(f"Zorblax {n} mg daily" in page for n in (5, 10, 20))
+
+
+def test_prevent_takes_todays_bmi_from_a_newer_weight_and_height(api: Any) -> None:
+    """Khan 2024's sample woman with a BMI of 25 charted 700 days ago and a weight of 100 kg and height of 170 cm
+    measured this week: her BMI is 34.6, which the heart-failure equations use; the old 25 had given 6.1 % for 10-year
+    heart failure where 34.6 gives 7.9 % (the newest evidence wins, as for eGFR)."""
+    ref = load_module(ROOT / "models" / "prevent-base" / "1.0.0" / "reference.py")
+    record = [F.patient("p1", 50, "female"), F.quantity_obs("2093-3", 200, "mg/dL"),
+              F.quantity_obs("2085-9", 45, "mg/dL"), F.bp_panel(160), F.smoking(F.NEVER_SMOKER),
+              F.condition("44054006"), F.med_request("314076", display="lisinopril 10 MG Oral Tablet"),
+              F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}"),
+              F.quantity_obs("39156-5", 25, "kg/m2", days=700), F.quantity_obs("29463-7", 100, "kg", days=5),
+              F.quantity_obs("8302-2", 170, "cm", days=5)]
+    card = fire(api, "prevent-base", record)
+    assessment = next(a["resource"] for s in card["suggestions"] for a in s["actions"]
+                      if a["resource"]["resourceType"] == "RiskAssessment")
+    hf = next(p["probabilityDecimal"] for p in assessment["prediction"] if p["outcome"]["text"] == "10-year heart failure")
+    inputs = {"age": 50, "female": 1, "total_cholesterol": 200, "hdl": 45, "sbp": 160, "bp_treated": 1, "statin": 0,
+              "diabetes": 1, "smoker": 0, "egfr": 90, "bmi": 100 / 1.7 ** 2}
+    assert hf == pytest.approx(ref.compute(inputs)["hf_10y"], abs=1e-4)
+
+
+def test_a_pulse_oximetry_reading_without_oxygen_components_is_not_passed_over_as_oxygen_evidence() -> None:
+    """Most SpO2 readings carry no oxygen component: they say nothing about oxygen, so the default's note must not
+    list each of them as an oxygen record passed over ('panel has no component 3151-8')."""
+    from fhir_mapping.index import ResourceIndex, iter_resources
+    from fhir_mapping.mapper import map_features
+    from fhir_mapping.spec import load_feature_spec
+    from fhir_mapping.valuesets import ValueSetLibrary
+
+    folder = ROOT / "models" / "news2" / "1.0.0"
+    library = ValueSetLibrary([folder / "valuesets"])
+    spec = load_feature_spec(folder / "features.yaml", library)
+    record = _without(_news2_record(), "59408-5") + [_pulse_oximetry(96)]
+    index = ResourceIndex(iter_resources(F.bundle(record)))
+    oxygen = map_features(spec, index, at=F.NOW, valuesets=library, patient_id="p1").values["on_oxygen"]
+    assert oxygen.value == 0 and oxygen.defaulted
+    assert oxygen.passed_over is None and "passed over" not in (oxygen.note or ""), oxygen.note
