@@ -15,7 +15,7 @@ from typing import Any
 
 from cards.fhir_resources import format_output, observation, risk_assessment, service_request
 from cards.markdown import environment, trusted
-from fhir_mapping.formatting import clip_words, first_sentence, number, unit_label, unmeasured
+from fhir_mapping.formatting import clip_words, first_clause, first_sentence, number, unit_label, unmeasured
 from fhir_mapping.result import NOT_COUNTED, FeatureValue, MappingResult, not_counted_only
 from fhir_mapping.mapper import display_value
 from fhir_mapping.spec import Feature, FeatureSpec
@@ -291,7 +291,7 @@ def _short_reason(reason: str) -> str:
     """The first clause of why a feature is missing ('Nothing usable on record in the last 2 years: a lipid panel
     is needed'); the rest (what was passed over and why) is on the details page. Up to two sidebar lines: at 80
     characters 'Newest result (…) not usable: has valueInteger instead of a valueQuantity' lost its last words."""
-    head = reason.split("; ")[0]
+    head = first_clause(reason)  # a record's words quoted in the reason may hold '; '
     return clip_words(head, 140)
 
 

@@ -126,3 +126,15 @@ _SYSTEM_NAMES = {
 def system_name(system: str) -> str:
     """A code system as a clinician names it ("SNOMED CT"); a system without a common name as written."""
     return _SYSTEM_NAMES.get(system, system)
+
+
+def first_clause(text: str, *, at_parenthesis: bool = False) -> str:
+    """The text up to its first '; ' (and, with `at_parenthesis`, its first ' ('), never inside a quoted passage: a
+    record's own words quoted in a reason ('"ESRD on HD; MWF" names dialysis, …') may hold either."""
+    quoted = False
+    for i, ch in enumerate(text):
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and (text.startswith("; ", i) or (at_parenthesis and text.startswith(" (", i))):
+            return text[:i]
+    return text

@@ -23,7 +23,8 @@ from fhir_mapping.fhirdates import age_in_years, last_day_of, parse_fhir_date, p
 from fhir_mapping.index import Resource, ResourceIndex, as_list, codings, main_code_element
 from fhir_mapping.medications import MedicationView, Recognition, medication_view, shipped_class_ids
 from fhir_mapping.race_ethnicity import recorded_categories
-from fhir_mapping.result import NOT_COUNTED, FeatureValue, MappingResult, MissingFeature, SourceRef, not_counted_only
+from fhir_mapping.result import (CHECK_AND_CODE, NOT_COUNTED, FeatureValue, MappingResult, MissingFeature, SourceRef,
+                                 not_counted_only)
 from fhir_mapping.mentions import MentionRule, concept_texts
 from fhir_mapping.spec import MENTION_TYPES, Feature, FeatureSpec, Source
 from fhir_mapping.units import UnitError, UnitRegistry, default_registry
@@ -1057,7 +1058,7 @@ class _Context:
                 f" and {len(refs) - 3} more" if len(refs) > 3 else "")
             head = f"{len(refs)} records name {title} ({listed}), but their codes are not recognised"
         codes = "; ".join(f"{r.reference or r.resource_type}: {r.note}" for r in refs[:3])
-        return f"{head}, so {assumed} is not assumed; {codes}; check whether it is {title}, and code it if it is"
+        return f"{head}, so {assumed} is not assumed; {codes}{CHECK_AND_CODE}{title}, and code it if it is"
 
     def _unusable_reason(self, feature: Feature) -> str:
         """'Condition/7 cannot be read, so "No" is not assumed; <the problem>' (a card shows the first clause)."""

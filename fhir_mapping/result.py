@@ -15,6 +15,11 @@ from typing import Any
 NOT_COUNTED = " (not counted: "
 
 
+#: How a reason made by a record that names an input's condition in words (`mentions`) says what to do: its last clause,
+#: "; check whether it is <condition>, and code it if it is", is the fix the details page shows
+CHECK_AND_CODE = "; check whether it is "
+
+
 def not_counted_only(names: list[str]) -> bool:
     """Every medication named is recognised as the class but not counted (none is simply unrecognised)."""
     return bool(names) and all(NOT_COUNTED in name for name in names)

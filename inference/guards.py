@@ -5,7 +5,7 @@ The reasons are written for the card, naming the input, the patient's value and 
 
 from __future__ import annotations
 
-from fhir_mapping.formatting import number, outside_range
+from fhir_mapping.formatting import first_clause, number, outside_range
 from fhir_mapping.result import MappingResult
 from inference.manifest import Condition, Manifest, PopulationRule
 
@@ -28,7 +28,7 @@ def _why_missing(mapping: MappingResult, name: str) -> str:
     missing = mapping.missing.get(name)
     if missing is None or not missing.reason:
         return ""
-    clause = _lower_first(missing.reason.split("; ")[0].split(" (")[0].removeprefix("Unknown: ").strip())
+    clause = _lower_first(first_clause(missing.reason, at_parenthesis=True).removeprefix("Unknown: ").strip())
     return f": {clause}" if clause else ""
 
 

@@ -318,3 +318,98 @@ def test_a_long_text_is_quoted_around_the_words_that_name_the_condition(api: Any
     line = next(line for line in card["detail"].splitlines() if "Heart failure" in line)
     assert "systolic CHF" in line, line
     assert line.split(": ", 1)[1].startswith('"…'), line
+
+
+# ---- the eighteenth audit: the new abbreviations against oncology, neurology and nephrology lists ----------------
+
+KFRE_CKD4 = [F.patient("p1", 60, "male"), F.quantity_obs("98979-8", 25, "mL/min/{1.73_m2}"),
+             F.quantity_obs("9318-7", 300, "mg/g")]
+
+
+@pytest.mark.parametrize(("text", "estimated"), [
+    ("Metastatic melanoma, on PD-1 inhibitor (pembrolizumab)", True),   # a checkpoint inhibitor, not peritoneal dialysis
+    ("Metastatic NSCLC on PD-L1 therapy", True),
+    ("Parkinson's disease on PD medications", True),
+    ("Primary CNS lymphoma on HD-MTX", True),                           # high-dose methotrexate, not haemodialysis
+    ("ESRD on HD MWF, kidney transplant evaluation in progress", False),
+    ("HD dependent, low albumin", False),
+    ("On HD via R IJ tunneled catheter, placement 3/2024", False),
+])
+def test_the_egfr_tells_dialysis_from_what_shares_its_letters(api: Any, text: str, estimated: bool) -> None:
+    card = fire(api, "egfr-ckd-epi-2021", CREATININE + [local(text)])
+    assert card["summary"].startswith("eGFR") is estimated, card["summary"]
+
+
+@pytest.mark.parametrize(("text", "scored"), [
+    ("Metastatic melanoma, on PD-1 inhibitor (pembrolizumab)", True),
+    ("Failed renal allograft, back on HD - re-transplant evaluation", False),
+    ("CKD 5D, dry weight adjustment", False),
+    ("CKD 5 on RRT", False), ("KTx 2015", False), ("s/p LRKT 2012", False),
+])
+def test_kfre_tells_kidney_replacement_from_what_shares_its_words(api: Any, text: str, scored: bool) -> None:
+    card = fire(api, "kfre-4var", KFRE_CKD4 + [local(text)])
+    assert ("%" in card["summary"]) is scored, card["summary"]
+
+
+@pytest.mark.parametrize("text", [
+    "Chronic HFrEF, at risk for readmission", "HF - increased risk of sudden death, ICD in place",
+    "Type 2 DM on insulin, at risk for hypoglycemia",                    # a risk of something else hides nothing
+    "NICM, EF 30%", "LVSD (EF 35%)", "HFrecEF (LVEF recovered to 55%)", "Reduced LVEF (35%)", "Depressed LVEF",
+    "Decreased ejection fraction", "PVD - bilateral ABI 0.6", "PAOD, s/p fem-pop bypass",
+])
+def test_cha2ds2_vasc_reads_more_shorthand_and_other_risks(api: Any, text: str) -> None:
+    card = fire(api, "cha2ds2-vasc", MAN_60_WITH_AF + [local(text)])
+    assert "not calculated" in card["summary"], card["summary"]
+
+
+@pytest.mark.parametrize("text", ["Paroxysmal AF, increased risk of stroke", "AF - at risk for stroke, on apixaban"])
+def test_atrial_fibrillation_with_a_stroke_risk_is_atrial_fibrillation(api: Any, text: str) -> None:
+    card = fire(api, "cha2ds2-vasc", [F.patient("p1", 70, "female"), local(text)])
+    assert "no current atrial fibrillation is on the problem list" not in card["detail"], card["detail"]
+    assert "could not be confirmed" in card["detail"], card["detail"]
+
+
+@pytest.mark.parametrize(("text", "scored"), [
+    ("SCLC s/p prophylactic cranial irradiation (PCI)", True), ("Small cell lung cancer, s/p chemoradiation and PCI", True),
+    ("Chest pain, no CAD on cath 2021", True), ("No significant CAD on cath", True),
+    ("Atypical chest pain, CAD excluded", True), ("Elevated Lp(a) - CAD risk", True),
+    ("Hyperlipidemia, ASCVD 10-yr risk 12.3%", True),
+    ("Heterozygous FH with premature CAD, s/p PCI 2020", False),         # FH here is familial hypercholesterolaemia
+    ("FH (LDL 260) - CAD s/p CABG", False),
+])
+def test_prevent_tells_coronary_disease_from_its_absence_or_other_pcis(api: Any, text: str, scored: bool) -> None:
+    card = fire(api, "prevent-base", PREVENT_PROFILE + [local(text)])
+    assert ("%" in card["summary"]) is scored, card["summary"]
+
+
+@pytest.mark.parametrize(("text", "scored"), [
+    ("Myotonic dystrophy type 1 (DM1)", True), ("Amyopathic DM on hydroxychloroquine", True),
+    ("DM/PM overlap, on methotrexate", True), ("Borderline DM", True), ("Prediabetes - high risk for DM", True),
+])
+def test_the_pce_does_not_read_other_dms_as_diabetes(api: Any, text: str, scored: bool) -> None:
+    card = fire(api, "ascvd-pce-10y", F.pce_record() + [local(text)])
+    assert ("%" in card["summary"]) is scored, card["summary"]
+
+
+@pytest.mark.parametrize(("service", "base", "text"), [
+    ("prevent-base", PREVENT_PROFILE, "CAD (s/p stent to LAD 2019)"),
+    ("kfre-4var", KFRE_CKD4, "ESRD on HD (MWF)"),
+    ("kfre-4var", KFRE_CKD4, "ESRD on HD; MWF"),
+])
+def test_a_refusal_quotes_the_records_words_whole(api: Any, service: str, base: list[dict[str, Any]],
+                                                  text: str) -> None:
+    """A refusal shows the first clause of why its check is unknown; a record's own '(' or ';' inside the quoted
+    words must not cut it ('"CAD)' had been shown, the explanation lost)."""
+    card = fire(api, service, base + [local(text)])
+    assert f'"{text}" names' in card["detail"], card["detail"]
+
+
+def test_the_details_page_says_to_check_and_code_the_record_not_to_record_a_value(api: Any) -> None:
+    """The condition is on record, in words: what fixes it is coding the entry (or learning it is not the
+    condition), never "record a value"."""
+    card = fire(api, "cha2ds2-vasc", MAN_60_WITH_AF + [local("Chronic diastolic CHF")])
+    url = next(link["url"] for link in card["links"] if link["label"].startswith("Full reasoning, sources"))
+    page = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", api.client.get(url.removeprefix("http://testserver")).text))
+    row = page.split("Heart failure / LV dysfunction", 2)[-1]
+    assert "check whether it is heart failure or LV dysfunction, and code it if it is" in row, row[:600]
+    assert "record a value" not in row.split("Prior stroke")[0], row[:600]

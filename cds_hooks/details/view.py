@@ -18,6 +18,7 @@ import numpy as np
 from cards.fhir_resources import format_output
 from fhir_mapping.formatting import number, quantity, system_name, unit_label, unmeasured, value_range
 from fhir_mapping.mapper import display_value
+from fhir_mapping.result import CHECK_AND_CODE
 from fhir_mapping.spec import Feature
 from inference.explain import coalition_matrix, shapley_values
 from inference.guards import unmet
@@ -145,6 +146,8 @@ def missing_rows(manifest: Manifest, features: dict[str, Feature], pred: dict[st
             fix.append(feature.missing_note)
         if feature is not None and feature.order is not None:
             fix.append(f"order: {feature.order.display} ({system_name(feature.order.system)} {feature.order.code})")
+        if CHECK_AND_CODE in reason:  # a record names the condition in words its code does not say: code it
+            fix = ["check whether it is " + reason.rsplit(CHECK_AND_CODE, 1)[1]]
         rows.append({"label": feature.label if feature else name, "reason": reason, "fix": "; ".join(fix) or None})
     return rows
 
