@@ -332,7 +332,14 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
     return FeatureValue(name=name, value=value, unit=feature.unit, label=feature.label,
                         display=display_value(feature, value), sources=sources,
                         note=f"computed from {used}" if needs else "set by this model's configuration",
-                        date=min(dates) if dates else None)
+                        date=_derived_date(feature, result, dates))
+
+
+def _derived_date(feature: Feature, result: MappingResult, dates: list[str]) -> str | None:
+    """A derived value's date: that of the input the spec names (`derived_dated_by`), else the oldest dated input."""
+    if feature.derived_dated_by is not None and result.values[feature.derived_dated_by].date:
+        return result.values[feature.derived_dated_by].date
+    return min(dates) if dates else None
 
 
 def _shown(value: FeatureValue, feature: Feature) -> str:
@@ -640,8 +647,9 @@ class _Context:
                         continue
                 found.append(res)  # else taken from the index by a code of the set
         if source.component and source.above is not None:
-            # a presence read from a component (the oxygen flow of a pulse oximetry reading): a reading without it
-            # says nothing either way, so it is no candidate (not "passed over", and never the newest "no")
+            # a presence read from a component (the oxygen flow of a pulse oximetry reading): a reading without it,
+            # or with only its dataAbsentReason, says nothing either way, so it is no candidate (not "passed over",
+            # and never the newest "no")
             found = [res for res in found if _has_component(res, source.component)]
         if source.where:
             found = [res for res in found if _fhirpath_true(source.where, res)]
@@ -1368,11 +1376,13 @@ def _resource_date(res: Resource) -> str | None:
 
 
 def _has_component(res: Resource, tokens: tuple[str, ...]) -> bool:
+    """Whether the record carries the component with a value: one with only a dataAbsentReason (FHIR vital signs
+    vs-3) says nothing either way."""
     try:
-        _component(res, tokens)
+        comp = _component(res, tokens)
     except _Skip:
         return False
-    return True
+    return any(key.startswith("value") for key in comp)
 
 
 def _component(res: Resource, tokens: tuple[str, ...]) -> Resource:

@@ -6,7 +6,9 @@ the words that name its condition (`mentions:` in features.yaml): a current reco
 that no set matched, whose text or coding display holds one of the words and none of the words that make it
 something else ("family history of", "without", "pulmonary hypertension"), leaves the answer unknown, naming the
 record, rather than "No". Matching is on whole words, case- and punctuation-blind: "heart-failure" is "heart
-failure", and "hypertension" is not found in "prehypertension".
+failure", and "hypertension" is not found in "prehypertension". An exception that holds a naming word is a term of
+its own ("intracranial hypertension") and is cut out before the rest of the text is read; one that holds none
+("family history") sets the whole text aside.
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ def _any_of(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
                       + ") ")
 
 
+def _whole_words(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
+    """Every phrase as whole words of a normalised text, to cut them out (matches may be adjacent)."""
+    if not phrases:
+        return None
+    alternatives = "|".join(re.escape(p.strip()) for p in sorted(set(phrases), key=len, reverse=True))
+    return re.compile(r"(?<=[ ])(?:" + alternatives + r")(?=[ ])")
+
+
 class MentionRule:
     """Phrases that name a condition, and phrases that make a text about something else."""
 
@@ -42,21 +52,32 @@ class MentionRule:
         self.unless = tuple(normalised(w) for w in unless)
         if any(w.strip() == "" for w in self.words + self.unless):
             raise ValueError("a mention phrase needs at least one letter or digit")
-        self._words, self._unless = _any_of(self.words), _any_of(self.unless)
+        self._words = _any_of(self.words)
+        # Two kinds of exception. One that holds a naming word is another term ("intracranial hypertension",
+        # "gestational diabetes", "without heart failure", "risk for stroke"): it is cut out of the text, and the
+        # rest is still read ("Migraine; HTN; idiopathic intracranial hypertension" names hypertension). One that
+        # holds none says the whole text is about something else ("family history", "ruled out", "screening").
+        terms = tuple(u for u in self.unless if self._words is not None and self._words.search(u))
+        self._terms = _whole_words(terms)
+        self._vetoes = _any_of(tuple(u for u in self.unless if u not in terms))
         # the same phrases in the text as written (any case, any punctuation between words): where to quote from
         self._as_written = re.compile(r"(?<![0-9a-z])(?:" + "|".join(
             r"[^0-9a-z]+".join(re.escape(t) for t in w.split()) for w in self.words) + r")(?![0-9a-z])", re.I)
         self._memo: dict[str, bool] = {}
 
     def names(self, text: str) -> bool:
-        """Whether `text` names the condition: one of the words, none of the exceptions."""
+        """Whether `text` names the condition: one of the words outside the exceptions' terms, and no exception
+        that makes the whole text about something else."""
         known = self._memo.get(text)
         if known is not None:
             return known
         norm = normalised(text)
-        # phrases are searched with their spaces, so two matches may share one: ' a b c ' holds ' a b ' and ' b c '
-        found = self._words is not None and self._words.search(norm) is not None and not (
-            self._unless is not None and self._unless.search(norm) is not None)
+        if self._vetoes is not None and self._vetoes.search(norm):
+            found = False
+        else:
+            if self._terms is not None:
+                norm = self._terms.sub(" ", norm)
+            found = self._words is not None and self._words.search(norm) is not None
         if len(self._memo) < self._MEMO_LIMIT:
             self._memo[text] = found
         return found

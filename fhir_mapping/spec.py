@@ -178,6 +178,9 @@ class Feature(_Strict):
     # with `sources`: "missing" uses `derived` only when no source gives a value; "newer" uses it too when it rests on
     # results from a later day than the source value (the newest evidence wins; on the same day the recorded value)
     derived_when: Literal["missing", "newer"] = "missing"
+    # with `derived`: the input whose date dates the derived value (a BMI by its weight: an adult's height measured
+    # years ago still holds); by default the oldest of its dated inputs
+    derived_dated_by: str | None = None
     # with `derived`: an expression over other features that must hold for the derivation to apply (an equation's own
     # population: CKD-EPI 2021 is for adults), and what the card says when it does not
     derived_only_if: str | None = None
@@ -291,6 +294,9 @@ class FeatureSpec(_Strict):
         for name, feature in self.features.items():
             if feature.present_of is not None and feature.present_of not in self.features:
                 raise ValueError(f"features.{name}.present_of names unknown feature '{feature.present_of}'")
+            if feature.derived_dated_by is not None and feature.derived_dated_by not in self.derived_inputs(name):
+                raise ValueError(f"features.{name}.derived_dated_by must name an input of its `derived` expression "
+                                 f"('{feature.derived_dated_by}' is not one)")
             target = self.features.get(feature.on_date_of) if feature.on_date_of else None
             if feature.on_date_of is not None and (target is None or not target.sources):
                 raise ValueError(f"features.{name}.on_date_of must name a feature read from `sources` "

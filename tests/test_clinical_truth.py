@@ -1440,3 +1440,109 @@ def test_a_pulse_oximetry_reading_without_oxygen_components_is_not_passed_over_a
     oxygen = map_features(spec, index, at=F.NOW, valuesets=library, patient_id="p1").values["on_oxygen"]
     assert oxygen.value == 0 and oxygen.defaulted
     assert oxygen.passed_over is None and "passed over" not in (oxygen.note or ""), oxygen.note
+
+
+# ---- the nineteenth audit: reasons in words, rate control, absent components, an adult's old height ---------------
+
+AF_MAN_60 = [F.patient("p1", 60, "male"), F.condition("49436004", display="Atrial fibrillation")]  # scores 0
+
+
+def _cha2ds2(api: Any, *extra: dict[str, Any]) -> str:
+    return fire(api, "cha2ds2-vasc", AF_MAN_60 + list(extra))["summary"]
+
+
+def _metformin_for(reason: str) -> dict[str, Any]:
+    return med(rx("861007", "metformin hydrochloride 500 MG Oral Tablet"), reasonCode=_text_reason(reason))
+
+
+def _pce_treated(api: Any, drug: str, reason: str) -> bool:
+    card = fire(api, "ascvd-pce-10y", MALE_55 + [med({"text": drug}, reasonCode=_text_reason(reason))])
+    return risk(card) == pytest.approx(round(pce_expected(bp_treated=1), 6), abs=1e-6)
+
+
+@pytest.mark.parametrize(("reason", "score"), [
+    ("PCOS; T2DM; h/o gestational diabetes", 1),              # an exception cuts out its own term, not the text
+    ("Pre-diabetes progressed to T2DM", 1),
+    ("Obesity, type 2 diabetes (hx of gestational DM)", 1),
+    ("Obesity, DMT2", 1), ("PCOS; DMT2", 1),
+    ("Prediabetes - DM2 prevention", 0), ("DM2 prevention", 0), ("Obese, at risk for DM2", 0),
+    ("prediabetes, A1c 6.3, strong FHx DM", 0), ("insulin resistance", 0),
+])
+def test_metformin_reasons_in_words_say_diabetes_or_its_prevention(api: Any, reason: str, score: int) -> None:
+    """Lip 2010 D: a man of 60 with AF scores 1 with diabetes, 0 without; metformin to prevent diabetes (ADA 2025
+    section 3) is not diabetes, metformin for type 2 diabetes is, whatever history the reason adds."""
+    assert _cha2ds2(api, _metformin_for(reason)).startswith(f"CHA2DS2-VASc {score}"), reason
+
+
+def test_insulin_for_hyperkalaemia_is_not_diabetes(api: Any) -> None:
+    order = med({"text": "insulin regular (human) 10 units IV once"}, reasonCode=_text_reason("hyperkalemia"))
+    assert _cha2ds2(api, order).startswith("CHA2DS2-VASc 0")
+
+
+@pytest.mark.parametrize(("drug", "reason", "treated"), [
+    ("propranolol 40 mg tablet", "Migraine; HTN; idiopathic intracranial hypertension", True),
+    ("propranolol 20 mg tablet", "Essential tremor, HT", True),
+    ("propranolol 20 mg tablet", "tremor; elevated BPs", True),
+    ("clonidine 0.1 mg tablet", "hot flashes", False),
+    ("propranolol 10 mg tablet", "performance anxiety", False),
+    ("nadolol 20 mg tablet", "portal hypertension - variceal bleed prophylaxis", False),
+])
+def test_blood_pressure_reasons_in_words_and_other_uses(api: Any, drug: str, reason: str, treated: bool) -> None:
+    assert _pce_treated(api, drug, reason) is treated, reason
+
+
+@pytest.mark.parametrize(("drug", "reason"), [
+    ("metoprolol tartrate 25 mg tablet", _text_reason("AF rate control")),
+    ("diltiazem ER 120 mg capsule", _text_reason("rate control")),
+    ("metoprolol tartrate 25 mg tablet", _reason("I48.91", "http://hl7.org/fhir/sid/icd-10-cm",
+                                                 "Unspecified atrial fibrillation")),
+    ("metoprolol succinate 50 mg tablet", _reason("84114007", F.SNOMED, "Heart failure")),
+])
+def test_a_rate_control_or_heart_failure_drug_is_not_cha2ds2_vascs_hypertension(api: Any, drug: str,
+                                                                                 reason: list[dict[str, Any]]) -> None:
+    """Lip 2010 H is hypertension: a beta blocker or diltiazem given for rate control, in the very patients the
+    score is for, had made a man of 60 with AF score 1 ('consider anticoagulation') instead of 0. Given with a
+    reason that names hypertension too, it counts."""
+    assert _cha2ds2(api, med({"text": drug}, reasonCode=reason)).startswith("CHA2DS2-VASc 0")
+    both = med({"text": "metoprolol tartrate 25 mg tablet"}, reasonCode=_text_reason("AF rate control; HTN"))
+    assert _cha2ds2(api, both).startswith("CHA2DS2-VASc 1")
+
+
+def _absent_component(reading: dict[str, Any], code: str) -> dict[str, Any]:
+    """A component with no value, as FHIR vital signs (vs-3) require it to be written: a dataAbsentReason."""
+    for comp in reading["component"]:
+        if comp["code"]["coding"][0]["code"] == code:
+            comp.pop("valueQuantity")
+            comp["dataAbsentReason"] = {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason", "code": "not-performed"}]}
+    return reading
+
+
+@pytest.mark.parametrize(("extra", "score"), [
+    ([_absent_component(_pulse_oximetry(95, flow=1), "3151-8")], 1),                  # on air: SpO2 95 scores 1
+    ([_absent_component(_absent_component(_pulse_oximetry(95, flow=1, fio2=30), "3151-8"), "3150-0"),
+      F.vital("3150-0", 40, "%", hours=3)], 3),                                          # the older FiO2 40 % stands
+])
+def test_news2_an_oxygen_component_with_no_value_says_nothing(api: Any, extra: list[dict[str, Any]],
+                                                              score: int) -> None:
+    card = fire(api, "news2-patient-view", _without(_news2_record(), "59408-5") + extra)
+    assert card["summary"].startswith(f"NEWS2 {score}"), card["summary"]
+
+
+def test_prevent_dates_a_computed_bmi_by_its_weight(api: Any) -> None:
+    """An adult's height measured four years ago still holds: this week's weight gives today's BMI (27.7), which
+    the heart-failure equations use, not a BMI of 35 charted 700 days ago (Khan 2024: 6.1 % against 8.1 %)."""
+    ref = load_module(ROOT / "models" / "prevent-base" / "1.0.0" / "reference.py")
+    record = [F.patient("p1", 50, "female"), F.quantity_obs("2093-3", 200, "mg/dL"),
+              F.quantity_obs("2085-9", 45, "mg/dL"), F.bp_panel(160), F.smoking(F.NEVER_SMOKER),
+              F.condition("44054006"), F.med_request("314076", display="lisinopril 10 MG Oral Tablet"),
+              F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}"),
+              F.quantity_obs("39156-5", 35, "kg/m2", days=700), F.quantity_obs("29463-7", 80, "kg", days=3),
+              F.quantity_obs("8302-2", 170, "cm", days=1500)]
+    card = fire(api, "prevent-base", record)
+    assessment = next(a["resource"] for s in card["suggestions"] for a in s["actions"]
+                      if a["resource"]["resourceType"] == "RiskAssessment")
+    hf = next(p["probabilityDecimal"] for p in assessment["prediction"] if p["outcome"]["text"] == "10-year heart failure")
+    inputs = {"age": 50, "female": 1, "total_cholesterol": 200, "hdl": 45, "sbp": 160, "bp_treated": 1, "statin": 0,
+              "diabetes": 1, "smoker": 0, "egfr": 90, "bmi": 80 / 1.7 ** 2}
+    assert hf == pytest.approx(ref.compute(inputs)["hf_10y"], abs=1e-4)
