@@ -65,6 +65,29 @@ class Recognition:
         return f"{self.drug} (recognised by {self.how})"
 
 
+_PREFIX_SYSTEMS = frozenset({"http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-10"})
+
+
+@dataclass(frozen=True)
+class LimitedUse:
+    """Another use that holds only for some drugs of a class (`other_uses.limited`): rate control for a beta blocker,
+    diltiazem or verapamil, not for amlodipine; oedema for a diuretic."""
+
+    use: str
+    ingredients: frozenset[str]  # folded ingredient names it holds for
+    codes: tuple[tuple[str, str], ...]  # (system, code): ICD-10 by prefix without the dot, others exactly
+    words: MentionRule | None
+
+    def holds_for(self, ingredients: tuple[str, ...]) -> bool:
+        return bool(self.ingredients.intersection(ingredients))
+
+    def coded(self, system: str, code: str) -> bool:
+        if system in _PREFIX_SYSTEMS:
+            bare = code.replace(".", "")
+            return any(s == system and bare.startswith(c.replace(".", "")) for s, c in self.codes)
+        return (system, code) in self.codes
+
+
 @dataclass(frozen=True)
 class StatedReason:
     """One reason an order or statement gives: its codings, and its words (the text, the displays, a reference's
@@ -278,6 +301,7 @@ class DrugClass:
     # the same in words, for a reason written without a code either set holds (`other_uses.words`, `.unless_words`)
     other_use_words: MentionRule | None = None
     indication_words: MentionRule | None = None
+    limited_uses: tuple[LimitedUse, ...] = ()  # other uses that hold only for some of the class's drugs
     other_use_reason: str = "prescribed for {reason}"
     _names: re.Pattern[str] = field(init=False, repr=False)
     _brands: re.Pattern[str] | None = field(init=False, repr=False)
@@ -328,31 +352,33 @@ class DrugClass:
         for pattern, why in self.not_counted_products:
             if any(pattern.search(_fold(text)) for text in names):
                 return Recognition(rec.ingredients, rec.drug, rec.how, False, why)
-        other = self._other_use(view)
+        other = self._other_use(view, rec.ingredients)
         if other is not None:
             return Recognition(rec.ingredients, rec.drug, rec.how, False, self.other_use_reason.format(reason=other))
         return rec
 
-    def _other_use(self, view: MedicationView) -> str | None:
-        """The first stated reason, when every reason the order gives is one of the class's other uses: by a code of
-        its sets, or in words when no code of the reason is in them. A reason that names the class's own use, in a
-        code or in words, or that names neither, counts the drug."""
-        if not view.reasons or not (self.other_uses or self.other_use_words):
+    def _other_use(self, view: MedicationView, ingredients: tuple[str, ...] = ()) -> str | None:
+        """The first stated reason, when every reason the order gives is one of the class's other uses (or one of
+        its limited uses that holds for this drug): by a code of its sets, or in words when no code of the reason is
+        in them. A reason that names the class's own use, in a code or in words, or that names none, counts it."""
+        limited = [use for use in self.limited_uses if use.holds_for(ingredients)]
+        if not view.reasons or not (self.other_uses or self.other_use_words or limited):
             return None
         first: str | None = None
         for reason in view.reasons:
             if any(vs.lookup(s, c) for s, c, _ in reason.codings for vs in self.indications) or (
                     self.indication_words is not None and self.indication_words.first_naming(reason.texts)):
                 return None  # a reason the class is for, in any of its codings or words
-            hit = next(((s, c, d) for s, c, d in reason.codings if any(vs.lookup(s, c) for vs in self.other_uses)),
-                       None)
+            hit = next(((s, c, d) for s, c, d in reason.codings if any(vs.lookup(s, c) for vs in self.other_uses)
+                        or any(use.coded(s, c) for use in limited)), None)
             if hit is not None:
                 first = first or hit[2] or f"{hit[0].rsplit('/', 1)[-1]} {hit[1]}"
                 continue
-            said = self.other_use_words.first_naming(reason.texts) if self.other_use_words is not None else None
+            rules = [r for r in [self.other_use_words, *(use.words for use in limited)] if r is not None]
+            said = next(((rule, text) for rule in rules if (text := rule.first_naming(reason.texts))), None)
             if said is None:
                 return None  # a reason it cannot read: the drug counts
-            first = first or self.other_use_words.excerpt(said, 60)  # type: ignore[union-attr]
+            first = first or said[0].excerpt(said[1], 60)
         return first
 
     def _rxnorm_names(self, view: MedicationView) -> list[str]:
@@ -406,6 +432,21 @@ def _rule(words: Any, unless: Any) -> MentionRule | None:
     return MentionRule([str(w) for w in words], [str(w) for w in unless or ()])
 
 
+def _limited_use(item: Any, ingredients: dict[str, Ingredient], origin: str) -> LimitedUse:
+    """One `other_uses.limited` entry: the drugs it holds for (its `groups` and `ingredients`), its codes and words."""
+    groups = {str(g) for g in item.get("groups", ())}
+    named = {_fold(str(n)).strip() for n in item.get("ingredients", ())}
+    unknown = sorted(named - set(ingredients)) + sorted(groups - {i.group for i in ingredients.values()})
+    if unknown:
+        raise DrugClassError(f"{origin}: other_uses.limited '{item.get('use')}' names '{unknown[0]}', which is no "
+                             "ingredient or group of the class")
+    held = frozenset(name for name, ing in ingredients.items() if ing.group in groups) | named
+    codes = tuple(tuple(str(c).split("|", 1)) for c in item.get("codes", ()))
+    if any(len(c) != 2 for c in codes):
+        raise DrugClassError(f"{origin}: other_uses.limited '{item.get('use')}': codes are written 'system|code'")
+    return LimitedUse(str(item["use"]), held, codes, _rule(item.get("words"), item.get("words_unless")))  # type: ignore[arg-type]
+
+
 def parse_drug_class(doc: Any, origin: str, code_lists: dict[str, list[dict[str, Any]]],
                      valuesets: dict[str, Any] | None = None) -> DrugClass:
     """Build a class from its YAML document, the code lists it names (value-set `codes` arrays) and the value sets of
@@ -447,6 +488,7 @@ def parse_drug_class(doc: Any, origin: str, code_lists: dict[str, list[dict[str,
             other_use_reason=str(other_uses.get("reason", "prescribed for {reason}")),
             other_use_words=_rule(other_uses.get("words"), other_uses.get("words_unless")),
             indication_words=_rule(other_uses.get("unless_words"), other_uses.get("unless_words_unless")),
+            limited_uses=tuple(_limited_use(item, ingredients, origin) for item in other_uses.get("limited") or ()),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise DrugClassError(f"{origin}: missing or malformed field {exc}") from exc

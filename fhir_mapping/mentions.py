@@ -34,6 +34,11 @@ def _any_of(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
                       + ") ")
 
 
+#: words that make an exception about risk, absence or prevention: it sets the whole text aside, never cut out
+_CONTEXT = frozenset({"risk", "without", "no", "not", "non", "excluded", "prevention", "negative", "denies", "free",
+                      "ruled", "rule", "fh", "fhx", "family", "screening", "screen", "absence"})
+
+
 def _whole_words(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
     """Every phrase as whole words of a normalised text, to cut them out (matches may be adjacent)."""
     if not phrases:
@@ -56,8 +61,11 @@ class MentionRule:
         # Two kinds of exception. One that holds a naming word is another term ("intracranial hypertension",
         # "gestational diabetes", "without heart failure", "risk for stroke"): it is cut out of the text, and the
         # rest is still read ("Migraine; HTN; idiopathic intracranial hypertension" names hypertension). One that
-        # holds none says the whole text is about something else ("family history", "ruled out", "screening").
-        terms = tuple(u for u in self.unless if self._words is not None and self._words.search(u))
+        # holds none says the whole text is about something else ("family history", "ruled out", "screening"); so
+        # does one that holds a word but speaks of risk, absence or prevention ("at risk for stroke and TIA",
+        # "without CAD or stroke": cutting the term would leave the rest of its list behind).
+        terms = tuple(u for u in self.unless if self._words is not None and self._words.search(u)
+                      and not _CONTEXT.intersection(u.split()))
         self._terms = _whole_words(terms)
         self._vetoes = _any_of(tuple(u for u in self.unless if u not in terms))
         # the same phrases in the text as written (any case, any punctuation between words): where to quote from

@@ -1476,16 +1476,43 @@ def test_blood_pressure_reasons_in_words_and_other_uses(api: Any, drug: str, rea
     ("diltiazem ER 120 mg capsule", _text_reason("rate control")),
     ("metoprolol tartrate 25 mg tablet", _reason("I48.91", "http://hl7.org/fhir/sid/icd-10-cm",
                                                  "Unspecified atrial fibrillation")),
-    ("metoprolol succinate 50 mg tablet", _reason("84114007", F.SNOMED, "Heart failure")),
+    ("verapamil ER 180 mg tablet", _reason("I4891", "http://hl7.org/fhir/sid/icd-10-cm", "AF")),
 ])
-def test_a_rate_control_or_heart_failure_drug_is_not_cha2ds2_vascs_hypertension(api: Any, drug: str,
-                                                                                 reason: list[dict[str, Any]]) -> None:
+def test_a_rate_control_drug_is_not_cha2ds2_vascs_hypertension(api: Any, drug: str,
+                                                               reason: list[dict[str, Any]]) -> None:
     """Lip 2010 H is hypertension: a beta blocker or diltiazem given for rate control, in the very patients the
     score is for, had made a man of 60 with AF score 1 ('consider anticoagulation') instead of 0. Given with a
     reason that names hypertension too, it counts."""
     assert _cha2ds2(api, med({"text": drug}, reasonCode=reason)).startswith("CHA2DS2-VASc 0")
     both = med({"text": "metoprolol tartrate 25 mg tablet"}, reasonCode=_text_reason("AF rate control; HTN"))
     assert _cha2ds2(api, both).startswith("CHA2DS2-VASc 1")
+
+
+@pytest.mark.parametrize("order", [
+    med({"text": "amlodipine 5 mg tablet"}, reasonCode=_reason("I48.91", "http://hl7.org/fhir/sid/icd-10-cm",
+                                                              "Unspecified atrial fibrillation")),
+    med({"text": "hydrochlorothiazide 25 mg tablet"}, reasonCode=_text_reason("atrial fibrillation")),
+])
+def test_a_drug_that_does_not_control_the_rate_is_blood_pressure_treatment_whatever_the_linked_diagnosis(
+        api: Any, order: dict[str, Any]) -> None:
+    """EHRs link an order to the visit's diagnosis: amlodipine or a thiazide 'for' AF does not slow the heart, so it
+    is blood pressure treatment (Lip 2010 H: a man of 60 with AF scores 1). Rate control is another use only for
+    beta blockers, diltiazem and verapamil (the class's `other_uses.limited`)."""
+    assert _cha2ds2(api, order).startswith("CHA2DS2-VASc 1")
+
+
+@pytest.mark.parametrize(("drug", "reason", "treated"), [
+    ("furosemide 40 mg tablet", "edema", False), ("spironolactone 100 mg tablet", "ascites", False),
+    ("lisinopril 10 mg tablet", "edema", True),           # an ACE inhibitor is not given for oedema
+    ("nadolol 20 mg tablet", "Portal HTN", False), ("propranolol 20 mg tablet", "portal HTN, varices", False),
+    ("diltiazem 120 mg capsule", "pulm HTN", False),
+])
+def test_the_cardiac_and_fluid_uses_hold_for_the_drugs_that_have_them(api: Any, drug: str, reason: str,
+                                                                      treated: bool) -> None:
+    """Goff 2013's treated SBP is hypertension treatment: a diuretic for oedema or ascites, a non-selective beta
+    blocker for varices, a calcium channel blocker for pulmonary hypertension is not, and 'HTN' in 'portal HTN' is
+    not blood pressure; an ACE inhibitor 'for oedema' is not one of these, so it counts."""
+    assert _pce_treated(api, drug, reason) is treated, (drug, reason)
 
 
 def _absent_component(reading: dict[str, Any], code: str) -> dict[str, Any]:

@@ -413,3 +413,17 @@ def test_the_details_page_says_to_check_and_code_the_record_not_to_record_a_valu
     row = page.split("Heart failure / LV dysfunction", 2)[-1]
     assert "check whether it is heart failure or LV dysfunction, and code it if it is" in row, row[:600]
     assert "record a value" not in row.split("Prior stroke")[0], row[:600]
+
+
+@pytest.mark.parametrize(("service", "base", "text", "scored"), [
+    ("cha2ds2-vasc", MAN_60_WITH_AF, "At risk for stroke and TIA", True),     # a risk phrase sets the text aside
+    ("cha2ds2-vasc", MAN_60_WITH_AF, "At risk for stroke/TIA", True),
+    ("ascvd-pce-10y", F.pce_record(), "Hyperlipidemia without CAD or stroke", True),
+    ("ascvd-pce-10y", F.pce_record(), "Pre-diabetes, at risk for DM2", True),
+    ("ascvd-pce-10y", F.pce_record(), "Pre-diabetes progressed to T2DM", False),  # a disease term is cut, not the text
+])
+def test_an_exception_about_risk_or_absence_sets_the_whole_text_aside(api: Any, service: str,
+                                                                      base: list[dict[str, Any]], text: str,
+                                                                      scored: bool) -> None:
+    card = fire(api, service, base + [local(text)])
+    assert (re.search(r"CHA2DS2-VASc \d|%", card["summary"]) is not None) is scored, card["summary"]
