@@ -441,10 +441,10 @@ def _limited_use(item: Any, ingredients: dict[str, Ingredient], origin: str) -> 
         raise DrugClassError(f"{origin}: other_uses.limited '{item.get('use')}' names '{unknown[0]}', which is no "
                              "ingredient or group of the class")
     held = frozenset(name for name, ing in ingredients.items() if ing.group in groups) | named
-    codes = tuple(tuple(str(c).split("|", 1)) for c in item.get("codes", ()))
-    if any(len(c) != 2 for c in codes):
+    codes = tuple((system, code) for system, _, code in (str(c).partition("|") for c in item.get("codes", ())))
+    if any(not system or not code for system, code in codes):
         raise DrugClassError(f"{origin}: other_uses.limited '{item.get('use')}': codes are written 'system|code'")
-    return LimitedUse(str(item["use"]), held, codes, _rule(item.get("words"), item.get("words_unless")))  # type: ignore[arg-type]
+    return LimitedUse(str(item["use"]), held, codes, _rule(item.get("words"), item.get("words_unless")))
 
 
 def parse_drug_class(doc: Any, origin: str, code_lists: dict[str, list[dict[str, Any]]],

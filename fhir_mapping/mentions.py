@@ -6,9 +6,9 @@ the words that name its condition (`mentions:` in features.yaml): a current reco
 that no set matched, whose text or coding display holds one of the words and none of the words that make it
 something else ("family history of", "without", "pulmonary hypertension"), leaves the answer unknown, naming the
 record, rather than "No". Matching is on whole words, case- and punctuation-blind: "heart-failure" is "heart
-failure", and "hypertension" is not found in "prehypertension". An exception that holds a naming word is a term of
-its own ("intracranial hypertension") and is cut out before the rest of the text is read; one that holds none
-("family history") sets the whole text aside.
+failure", and "hypertension" is not found in "prehypertension". An exception that is a disease term of its own
+("intracranial hypertension") is cut out before the rest of the text is read; any other ("family history", "at risk
+for stroke") sets the whole text aside.
 """
 
 from __future__ import annotations
@@ -59,11 +59,11 @@ class MentionRule:
             raise ValueError("a mention phrase needs at least one letter or digit")
         self._words = _any_of(self.words)
         # Two kinds of exception. One that holds a naming word is another term ("intracranial hypertension",
-        # "gestational diabetes", "without heart failure", "risk for stroke"): it is cut out of the text, and the
-        # rest is still read ("Migraine; HTN; idiopathic intracranial hypertension" names hypertension). One that
-        # holds none says the whole text is about something else ("family history", "ruled out", "screening"); so
-        # does one that holds a word but speaks of risk, absence or prevention ("at risk for stroke and TIA",
-        # "without CAD or stroke": cutting the term would leave the rest of its list behind).
+        # "gestational diabetes"): it is cut out of the text, and the rest is still read ("Migraine; HTN;
+        # idiopathic intracranial hypertension" names hypertension). One that holds none says the whole text is
+        # about something else ("family history", "ruled out", "screening"); so does one that holds a word but
+        # speaks of risk, absence or prevention ("risk for stroke", "without CAD": cutting only the term would leave
+        # the rest of its list behind, "At risk for stroke and TIA").
         terms = tuple(u for u in self.unless if self._words is not None and self._words.search(u)
                       and not _CONTEXT.intersection(u.split()))
         self._terms = _whole_words(terms)

@@ -98,3 +98,15 @@ def test_a_class_naming_a_missing_other_uses_set_is_refused() -> None:
            "other_uses": {"valuesets": ["no-such-set"]}}
     with pytest.raises(meds.DrugClassError, match="other_uses value set 'no-such-set' not found"):
         meds.parse_drug_class(doc, "x.yaml", {}, {})
+
+
+@pytest.mark.parametrize(("limited", "message"), [
+    ({"use": "x", "groups": ["no such group"], "codes": []}, "names 'no such group'"),
+    ({"use": "x", "ingredients": ["no such drug"], "codes": []}, "names 'no such drug'"),
+    ({"use": "x", "groups": ["calcium channel blocker"], "codes": ["I48"]}, "codes are written 'system|code'"),
+])
+def test_a_limited_other_use_that_names_what_the_class_lacks_is_refused(limited: dict[str, Any], message: str) -> None:
+    doc = {"id": "x", "ingredients": [{"name": "amlodipine", "atc": "C08CA01", "group": "calcium channel blocker"}],
+           "other_uses": {"limited": [limited]}}
+    with pytest.raises(meds.DrugClassError, match=message):
+        meds.parse_drug_class(doc, "x.yaml", {}, {})
