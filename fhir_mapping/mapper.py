@@ -111,6 +111,7 @@ def map_features(
     result = MappingResult()
     result.deceased = deceased(index.patient(patient_id), at)
     derived = spec.derivation_order()
+    adult_from = _adulthood(index.patient(patient_id))
     for name, feature in spec.features.items():
         if (feature.derived and not feature.sources) or feature.present_of or feature.on_date_of:
             continue
@@ -120,9 +121,9 @@ def map_features(
             _store(result, name, ctx.age_on_date_of(name, feature, spec, result))
     for name in derived:
         if spec.features[name].derived_when == "newer":
-            _newest_evidence(name, spec, result, zone)
+            _newest_evidence(name, spec, result, zone, adult_from)
         elif name not in result.values:
-            outcome = _derive(name, spec, result, result.missing.get(name))
+            outcome = _derive(name, spec, result, result.missing.get(name), adult_from)
             result.missing.pop(name, None)
             _store(result, name, outcome)
     for name, feature in spec.features.items():
@@ -163,14 +164,15 @@ def _unusable_of(result: MappingResult, name: str) -> SourceRef | None:
     return missing.newest_unusable if missing is not None else None
 
 
-def _newest_evidence(name: str, spec: FeatureSpec, result: MappingResult, zone: tzinfo) -> None:
+def _newest_evidence(name: str, spec: FeatureSpec, result: MappingResult, zone: tzinfo,
+                     adult_from: str | None = None) -> None:
     """`derived_when: newer`: the recorded value and the value derived from other results compete by local day (the
     later wins, the recorded one on the same day). Each side is spoken for by its newest result: when that one cannot
     be used (a bound, no unit, an unknown unit) the side has no usable value, and when that side is the newer one the
     feature is missing, naming the result — an older value, recorded or derived, is not used in its place."""
     feature = spec.features[name]
     recorded, measured = result.values.get(name), result.missing.get(name)
-    outcome = _derive(name, spec, result, measured)
+    outcome = _derive(name, spec, result, measured, adult_from)
     derived = outcome if isinstance(outcome, FeatureValue) else None
     own_bad = _unusable_of(result, name)
     inputs_bad = [(n, ref) for n in sorted(spec.derived_inputs(name)) if (ref := _unusable_of(result, n)) is not None]
@@ -296,7 +298,8 @@ def _presence(name: str, feature: Feature, spec: FeatureSpec, result: MappingRes
                         sources=missing.ignored if missing else target.sources if target is not None else [])
 
 
-def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: MissingFeature | None) -> FeatureValue | MissingFeature:
+def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: MissingFeature | None,
+            adult_from: str | None = None) -> FeatureValue | MissingFeature:
     feature = spec.features[name]
     assert feature.derived is not None
     needs = sorted(spec.derived_inputs(name))
@@ -332,14 +335,33 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
     return FeatureValue(name=name, value=value, unit=feature.unit, label=feature.label,
                         display=display_value(feature, value), sources=sources,
                         note=f"computed from {used}" if needs else "set by this model's configuration",
-                        date=_derived_date(feature, result, dates))
+                        date=_derived_date(name, spec, result, dates, adult_from))
 
 
-def _derived_date(feature: Feature, result: MappingResult, dates: list[str]) -> str | None:
-    """A derived value's date: that of the input the spec names (`derived_dated_by`), else the oldest dated input."""
-    if feature.derived_dated_by is not None and result.values[feature.derived_dated_by].date:
-        return result.values[feature.derived_dated_by].date
+def _derived_date(name: str, spec: FeatureSpec, result: MappingResult, dates: list[str],
+                  adult_from: str | None) -> str | None:
+    """A derived value's date: the oldest of its dated inputs; or that of the input the spec names
+    (`derived_dated_by`: a BMI by its weight, an adult's height measured years ago still holding) when every other
+    dated input was measured in adulthood (from the 18th birthday; a height at 14 is not the adult height)."""
+    dated_by = spec.features[name].derived_dated_by
+    if dated_by is not None and result.values[dated_by].date and adult_from is not None:
+        others = [result.values[n].date for n in spec.derived_inputs(name) if n != dated_by and result.values[n].date]
+        if all(str(d)[:10] >= adult_from for d in others):
+            return result.values[dated_by].date
     return min(dates) if dates else None
+
+
+def _adulthood(patient: Resource | None) -> str | None:
+    """The 18th birthday (the latest it can be, for a birth date written in part) as YYYY-MM-DD; None without one."""
+    written = patient.get("birthDate") if patient is not None else None
+    birth = parse_fhir_date(written)
+    if birth is None or not isinstance(written, str):
+        return None
+    last = last_day_of(written, birth) if len(written) < 10 else birth
+    try:
+        return last.replace(year=last.year + 18).isoformat()
+    except ValueError:  # 29 February
+        return last.replace(year=last.year + 18, day=28).isoformat()
 
 
 def _shown(value: FeatureValue, feature: Feature) -> str:

@@ -1557,3 +1557,22 @@ def test_prevent_takes_todays_bmi_from_a_newer_weight(api: Any, weight: float, h
     inputs = {"age": 50, "female": 1, "total_cholesterol": 200, "hdl": 45, "sbp": 160, "bp_treated": 1, "statin": 0,
               "diabetes": 1, "smoker": 0, "egfr": 90, "bmi": weight / 1.7 ** 2}
     assert hf == pytest.approx(ref.compute(inputs)["hf_10y"], abs=1e-4)
+
+
+def test_prevent_does_not_date_a_bmi_by_its_weight_when_the_height_is_a_childs(api: Any) -> None:
+    """A woman of 50 whose only height (150 cm) was measured at 14: 70 kg this week over that height is no adult BMI,
+    so the BMI of 24 charted 60 days ago stands (Khan 2024's heart-failure equations with BMI 24), not 31.1."""
+    ref = load_module(ROOT / "models" / "prevent-base" / "1.0.0" / "reference.py")
+    record = [F.patient("p1", 50, "female"), F.quantity_obs("2093-3", 200, "mg/dL"),
+              F.quantity_obs("2085-9", 45, "mg/dL"), F.bp_panel(160), F.smoking(F.NEVER_SMOKER),
+              F.condition("44054006"), F.med_request("314076", display="lisinopril 10 MG Oral Tablet"),
+              F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}"),
+              F.quantity_obs("39156-5", 24, "kg/m2", days=60), F.quantity_obs("29463-7", 70, "kg", days=3),
+              F.quantity_obs("8302-2", 150, "cm", days=36 * 365)]
+    card = fire(api, "prevent-base", record)
+    assessment = next(a["resource"] for s in card["suggestions"] for a in s["actions"]
+                      if a["resource"]["resourceType"] == "RiskAssessment")
+    hf = next(p["probabilityDecimal"] for p in assessment["prediction"] if p["outcome"]["text"] == "10-year heart failure")
+    inputs = {"age": 50, "female": 1, "total_cholesterol": 200, "hdl": 45, "sbp": 160, "bp_treated": 1, "statin": 0,
+              "diabetes": 1, "smoker": 0, "egfr": 90, "bmi": 24}
+    assert hf == pytest.approx(ref.compute(inputs)["hf_10y"], abs=1e-4)
