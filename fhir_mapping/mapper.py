@@ -1056,7 +1056,45 @@ class _Context:
                                             code=ref.code, display=words.excerpt(text),
                                             note=f"names {rule.title}, but its code ({codes}) is not one this "
                                                  f"model recognises"), rule.title))
+            if rule.reasons:
+                found += [(ref, rule.title) for ref in self._ordered_for(feature, words, rule.title, seen)]
         return found
+
+    def _ordered_for(self, feature: Feature, words: MentionRule, title: str, seen: set[int]) -> list[SourceRef]:
+        """Current medication orders and statements whose stated reason (`reasonCode`) is the condition: a code of
+        one of the feature's value sets, or its words."""
+        sets = [self.valuesets.get(s.valueset) for s in feature.sources if s.valueset and not s.medication_class]
+        found: list[SourceRef] = []
+        for rtype in ("MedicationRequest", "MedicationStatement"):
+            source = _medication_source(rtype)
+            for res in self.index.by_type.get(rtype, ()):
+                if id(res) in seen or id(res) in self.elsewhere or not isinstance(res.get("reasonCode"), list):
+                    continue
+                said = next((text for concept in as_list(res.get("reasonCode")) if (text := self._reason_names(
+                    concept, sets, words)) is not None), None)
+                if said is None:
+                    continue
+                try:
+                    _check_status(res, source)
+                    _check_medication_period(res, self.at)
+                except _Skip:
+                    continue
+                seen.add(id(res))
+                view = self._views.get(id(res)) or medication_view(self.index, res)
+                found.append(SourceRef(reference=self.index.ref(res), resource_type=rtype,
+                                       date=_medication_date(res), display=f"{view.name}, given for {said}",
+                                       note=f"is given for {title} (its stated reason), which no diagnosis on "
+                                            f"record shows"))
+        return found
+
+    @staticmethod
+    def _reason_names(concept: Any, sets: list[Any], words: MentionRule) -> str | None:
+        """The words of a stated reason that is the condition (a code of the sets, or the rule's words), else None."""
+        texts = concept_texts(concept)
+        if any(vs.lookup(s, c) for s, c, _ in codings(concept) for vs in sets):
+            return texts[0] if texts else next((f"{system_name(s)} {c}" for s, c, _ in codings(concept)), "")
+        text = words.first_naming(texts)
+        return words.excerpt(text, 60) if text is not None else None
 
     def _texts(self, res: Resource, rtype: str) -> list[str]:
         """A record's main code in words (its text, then each coding's display), read once per call."""
@@ -1081,7 +1119,9 @@ class _Context:
         assumed = f'"{default}"' if default else "the default"
         refs = [ref for ref, _ in named]
         title = " or ".join(dict.fromkeys(t for _, t in named))
-        if len(refs) == 1:
+        if len(refs) == 1 and refs[0].resource_type.startswith("Medication"):
+            head = f"{refs[0].display}, but no recognised diagnosis on record shows {title}"
+        elif len(refs) == 1:
             head = f'"{refs[0].display}" names {title}, but its code is not recognised'
         else:
             listed = ", ".join(f'"{r.display}"' for r in refs[:3]) + (
@@ -1190,6 +1230,12 @@ class _Context:
 @lru_cache(maxsize=256)
 def _compiled(expression: str) -> Any:
     return fhirpathpy.compile(expression)
+
+
+@lru_cache(maxsize=2)
+def _medication_source(rtype: str) -> Source:
+    """A current order or statement of any drug, by the statuses and intents medication sources count."""
+    return Source(resource=rtype, where="true")  # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=1024)

@@ -155,6 +155,9 @@ class Mentions(_Strict):
     # fact at any status and in a Procedure; "dialysis" counts only as a current diagnosis
     resources: tuple[ResourceType, ...] | None = None
     statuses: tuple[str, ...] | None = None
+    # also the reasons current medication orders and statements give (reasonCode, by a code of the feature's value
+    # sets or in these words): metoprolol ordered "for heart failure" says what the problem list may not
+    reasons: bool = False
 
     @model_validator(mode="after")
     def _phrases(self) -> Mentions:

@@ -1576,3 +1576,39 @@ def test_prevent_does_not_date_a_bmi_by_its_weight_when_the_height_is_a_childs(a
     inputs = {"age": 50, "female": 1, "total_cholesterol": 200, "hdl": 45, "sbp": 160, "bp_treated": 1, "statin": 0,
               "diabetes": 1, "smoker": 0, "egfr": 90, "bmi": 24}
     assert hf == pytest.approx(ref.compute(inputs)["hf_10y"], abs=1e-4)
+
+
+@pytest.mark.parametrize(("drug", "reason"), [
+    ("metoprolol succinate 50 mg tablet", _reason("84114007", F.SNOMED, "Heart failure")),
+    ("carvedilol 12.5 mg tablet", _reason("I50.22", "http://hl7.org/fhir/sid/icd-10-cm",
+                                          "Chronic systolic (congestive) heart failure")),
+    ("metoprolol tartrate 25 mg tablet", _reason("I25.2", "http://hl7.org/fhir/sid/icd-10-cm",
+                                                 "Old myocardial infarction")),
+    ("sacubitril-valsartan 24-26 mg tablet", _text_reason("HFrEF")),
+])
+def test_an_orders_reason_that_names_heart_failure_or_an_mi_is_not_read_as_no(api: Any, drug: str,
+                                                                              reason: list[dict[str, Any]]) -> None:
+    """Lip 2010's C and V: a beta blocker ordered 'for heart failure' or 'old MI' says what the problem list may not.
+    CHA2DS2-VASc gives no number (the input is unknown, naming the order), never 0; PREVENT (for people without
+    heart failure or ASCVD, Khan 2024) and the PCE (without ASCVD, Goff 2013) refuse."""
+    order = med({"text": drug}, reasonCode=reason)
+    card = fire(api, "cha2ds2-vasc", AF_MAN_60 + [order])
+    assert "not calculated" in card["summary"] and drug.split()[0] in card["detail"], card["summary"]
+    assert "%" not in fire(api, "prevent-base", _KHAN_WOMAN + [order])["summary"]
+    if "I25.2" in str(reason):
+        assert "%" not in fire(api, "ascvd-pce-10y", MALE_55 + [order])["summary"]
+
+
+_KHAN_WOMAN = [F.patient("p1", 50, "female"), F.quantity_obs("2093-3", 200, "mg/dL"),
+               F.quantity_obs("2085-9", 45, "mg/dL"), F.bp_panel(160), F.smoking(F.NEVER_SMOKER),
+               F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}"), F.quantity_obs("39156-5", 35, "kg/m2")]
+
+
+def test_an_order_for_something_else_or_a_stopped_order_changes_nothing(api: Any) -> None:
+    """Reasons that are not the condition, and an order no longer active, leave the scores as they were."""
+    migraine = med({"text": "propranolol 20 mg tablet"}, reasonCode=_text_reason("migraine prophylaxis"))
+    stopped = {**med({"text": "metoprolol succinate 50 mg tablet"},
+                     reasonCode=_reason("84114007", F.SNOMED, "Heart failure")), "status": "stopped"}
+    risk_of = med({"text": "atorvastatin 40 mg tablet"}, reasonCode=_text_reason("at risk for heart attack"))
+    for order in (migraine, stopped, risk_of):
+        assert _cha2ds2(api, order).startswith("CHA2DS2-VASc 0"), order
