@@ -702,12 +702,7 @@ class _Context:
         (status, intent, period) but were not recognised as the class, or not counted with the reason."""
         names: list[str] = []
         for res, source, view, rec in self._other_medications:
-            if id(res) in self.elsewhere:
-                continue
-            try:
-                _check_status(res, source)
-                _check_medication_period(res, self.at)
-            except _Skip:
+            if id(res) in self.elsewhere or not _taken(res, source, self.at):
                 continue
             name = view.name
             if rec is not None and rec.not_counted_reason:
@@ -1072,12 +1067,7 @@ class _Context:
                     continue
                 said = next((text for concept in as_list(res.get("reasonCode")) if (text := self._reason_names(
                     concept, sets, words)) is not None), None)
-                if said is None:
-                    continue
-                try:
-                    _check_status(res, source)
-                    _check_medication_period(res, self.at)
-                except _Skip:
+                if said is None or not _taken(res, source, self.at):
                     continue
                 seen.add(id(res))
                 view = self._views.get(id(res)) or medication_view(self.index, res)
@@ -1307,6 +1297,17 @@ def _medication_date(res: Resource) -> str | None:
     if isinstance(period, dict) and isinstance(period.get("start"), str):
         return period["start"]
     return res.get("dateAsserted") if isinstance(res.get("dateAsserted"), str) else None
+
+
+def _taken(res: Resource, source: Source, at: datetime) -> bool:
+    """Whether a medication order or statement is current: its status and intent count for `source`, and its
+    period has not ended (nor begun in the future)."""
+    try:
+        _check_status(res, source)
+        _check_medication_period(res, at)
+    except _Skip:
+        return False
+    return True
 
 
 def _check_medication_period(res: Resource, at: datetime) -> None:
