@@ -21,7 +21,8 @@ from fhir_mapping.expressions import ExpressionError, compiled_expression
 from fhir_mapping.formatting import quantity, system_name, unit_label
 from fhir_mapping.fhirdates import age_in_years, last_day_of, parse_fhir_date, parse_fhir_datetime, period_after
 from fhir_mapping.index import Resource, ResourceIndex, as_list, codings, main_code_element
-from fhir_mapping.medications import MedicationView, Recognition, medication_view, shipped_class_ids
+from fhir_mapping.medications import (MedicationView, Recognition, StatedReason, medication_view,
+                                      shipped_class_ids)
 from fhir_mapping.race_ethnicity import recorded_categories
 from fhir_mapping.result import (CHECK_AND_CODE, NOT_COUNTED, FeatureValue, MappingResult, MissingFeature, SourceRef,
                                  not_counted_only)
@@ -342,11 +343,16 @@ def _derived_date(name: str, spec: FeatureSpec, result: MappingResult, dates: li
                   adult_from: str | None) -> str | None:
     """A derived value's date: the oldest of its dated inputs; or that of the input the spec names
     (`derived_dated_by`: a BMI by its weight, an adult's height measured years ago still holding) when every other
-    dated input was measured in adulthood (from the 18th birthday; a height at 14 is not the adult height)."""
+    input was measured in adulthood (from the 18th birthday; a height at 14 is not the adult height). None when a
+    measured input has no date (an undated height may be a child's)."""
+    inputs = spec.derived_inputs(name)
+    if any(result.values[n].date is None and any(src.resource_type != "Patient" for src in result.values[n].sources)
+           for n in inputs):
+        return None  # a measurement without a date: when the derived value holds is unknown (it never wins by date)
     dated_by = spec.features[name].derived_dated_by
     if dated_by is not None and result.values[dated_by].date and adult_from is not None:
-        others = [result.values[n].date for n in spec.derived_inputs(name) if n != dated_by and result.values[n].date]
-        if all(str(d)[:10] >= adult_from for d in others):
+        others = [result.values[n].date for n in inputs if n != dated_by]
+        if all(d is not None and str(d)[:10] >= adult_from for d in others):
             return result.values[dated_by].date
     return min(dates) if dates else None
 
@@ -1056,35 +1062,28 @@ class _Context:
         return found
 
     def _ordered_for(self, feature: Feature, words: MentionRule, title: str, seen: set[int]) -> list[SourceRef]:
-        """Current medication orders and statements whose stated reason (`reasonCode`) is the condition: a code of
-        one of the feature's value sets, or its words."""
+        """Current medication orders and statements whose stated reason (`reasonCode`, or the Condition a
+        `reasonReference` names, contained or in the record, or its display) is the condition: a code of one of the
+        feature's value sets, or its words."""
         sets = [self.valuesets.get(s.valueset) for s in feature.sources if s.valueset and not s.medication_class]
         found: list[SourceRef] = []
         for rtype in ("MedicationRequest", "MedicationStatement"):
             source = _medication_source(rtype)
             for res in self.index.by_type.get(rtype, ()):
-                if id(res) in seen or id(res) in self.elsewhere or not isinstance(res.get("reasonCode"), list):
+                if id(res) in seen or id(res) in self.elsewhere or not (res.get("reasonCode")
+                                                                        or res.get("reasonReference")):
                     continue
-                said = next((text for concept in as_list(res.get("reasonCode")) if (text := self._reason_names(
-                    concept, sets, words)) is not None), None)
+                view = self._views.get(id(res)) or medication_view(self.index, res)
+                said = next((text for reason in view.reasons
+                             if (text := _reason_names(reason, sets, words)) is not None), None)
                 if said is None or not _taken(res, source, self.at):
                     continue
                 seen.add(id(res))
-                view = self._views.get(id(res)) or medication_view(self.index, res)
                 found.append(SourceRef(reference=self.index.ref(res), resource_type=rtype,
                                        date=_medication_date(res), display=f"{view.name}, given for {said}",
                                        note=f"is given for {title} (its stated reason), which no diagnosis on "
                                             f"record shows"))
         return found
-
-    @staticmethod
-    def _reason_names(concept: Any, sets: list[Any], words: MentionRule) -> str | None:
-        """The words of a stated reason that is the condition (a code of the sets, or the rule's words), else None."""
-        texts = concept_texts(concept)
-        if any(vs.lookup(s, c) for s, c, _ in codings(concept) for vs in sets):
-            return texts[0] if texts else next((f"{system_name(s)} {c}" for s, c, _ in codings(concept)), "")
-        text = words.first_naming(texts)
-        return words.excerpt(text, 60) if text is not None else None
 
     def _texts(self, res: Resource, rtype: str) -> list[str]:
         """A record's main code in words (its text, then each coding's display), read once per call."""
@@ -1220,6 +1219,14 @@ class _Context:
 @lru_cache(maxsize=256)
 def _compiled(expression: str) -> Any:
     return fhirpathpy.compile(expression)
+
+
+def _reason_names(reason: StatedReason, sets: list[Any], words: MentionRule) -> str | None:
+    """The words of a stated reason that is the condition (a code of the sets, or the rule's words), else None."""
+    if any(vs.lookup(s, c) for s, c, _ in reason.codings for vs in sets):
+        return reason.texts[0] if reason.texts else next((f"{system_name(s)} {c}" for s, c, _ in reason.codings), "")
+    text = words.first_naming(reason.texts)
+    return words.excerpt(text, 60) if text is not None else None
 
 
 @lru_cache(maxsize=2)

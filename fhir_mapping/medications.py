@@ -79,7 +79,9 @@ class LimitedUse:
     words: MentionRule | None
 
     def holds_for(self, ingredients: tuple[str, ...]) -> bool:
-        return bool(self.ingredients.intersection(ingredients))
+        """Every ingredient of the drug has this use: atenolol-chlorthalidone for AF is still blood pressure
+        treatment (the thiazide does not control the rate)."""
+        return bool(ingredients) and self.ingredients.issuperset(ingredients)
 
     def coded(self, system: str, code: str) -> bool:
         if system in _PREFIX_SYSTEMS:
@@ -217,7 +219,8 @@ def _stated_reasons(index: ResourceIndex, resource: Resource) -> list[StatedReas
              for concept in as_list(resource.get("reasonCode"))]
     for holder in as_list(resource.get("reasonReference")):
         ref = holder.get("reference") if isinstance(holder, dict) else None
-        target = index.by_ref.get(ref) if isinstance(ref, str) else None
+        target = _contained(resource, ref) if isinstance(ref, str) and ref.startswith("#") else \
+            index.by_ref.get(ref) if isinstance(ref, str) else None
         if isinstance(target, dict) and {c for _, c, _ in codings(target.get("verificationStatus"))} & \
                 {"entered-in-error", "refuted"}:
             continue  # a diagnosis entered in error or ruled out is no reason (the order then gives none of it)
@@ -227,6 +230,12 @@ def _stated_reasons(index: ResourceIndex, resource: Resource) -> list[StatedReas
             display = holder.get("display") if isinstance(holder, dict) else None
             found.append(StatedReason((), (display,) if isinstance(display, str) and display else ()))
     return found
+
+
+def _contained(resource: Resource, ref: str) -> Resource | None:
+    """The resource a '#id' reference names among `contained`."""
+    return next((c for c in as_list(resource.get("contained")) if isinstance(c, dict) and c.get("id") == ref[1:]),
+                None)
 
 
 def medication_view(index: ResourceIndex, resource: Resource) -> MedicationView:
