@@ -690,9 +690,7 @@ class _Context:
         drug_class = self.valuesets.drug_class(source.medication_class)
         found: list[Resource] = []
         for res in self.index.by_type.get(source.resource, ()):
-            view = self._views.get(id(res))
-            if view is None:
-                view = self._views[id(res)] = medication_view(self.index, res)
+            view = self._view(res)
             rec = None if view.entered_in_error else drug_class.recognise(view)
             if rec is not None and rec.counted:
                 self._recognised[id(res)] = rec
@@ -702,6 +700,13 @@ class _Context:
         if source.where:
             found = [res for res in found if _fhirpath_true(source.where, res)]
         return found
+
+    def _view(self, res: Resource) -> MedicationView:
+        """What a medication resource says about its drug, its route and its reasons, read once per call."""
+        view = self._views.get(id(res))
+        if view is None:
+            view = self._views[id(res)] = medication_view(self.index, res)
+        return view
 
     def _unrecognised(self, feature: Feature) -> tuple[str | None, list[str]]:
         """'2 active medications not recognised as antihypertensive: A; B' for the medications that are current
@@ -741,7 +746,7 @@ class _Context:
 
     def _ref(self, res: Resource, source: Source) -> SourceRef:
         if source.medication_class:
-            view = self._views.get(id(res)) or medication_view(self.index, res)
+            view = self._view(res)
             rec = self._recognised.get(id(res))
             code = next((f"{s}|{c}" for s, c, _ in view.codings), None)
             return SourceRef(reference=self.index.ref(res), resource_type=source.resource,
@@ -1034,7 +1039,7 @@ class _Context:
         found: list[tuple[SourceRef, str]] = []
         seen: set[int] = set()
         for rule in feature.mentions:
-            words = _mention_rule(rule.words, rule.unless)
+            words = rule.rule
             read = rule.resources or MENTION_TYPES
             for rtype in dict.fromkeys(s.resource for s in feature.sources if s.resource in read):
                 sources = [s if rule.statuses is None else _with_statuses(s, rule.statuses)
@@ -1073,7 +1078,7 @@ class _Context:
                 if id(res) in seen or id(res) in self.elsewhere or not (res.get("reasonCode")
                                                                         or res.get("reasonReference")):
                     continue
-                view = self._views.get(id(res)) or medication_view(self.index, res)
+                view = self._view(res)
                 said = next((text for reason in view.reasons
                              if (text := _reason_names(reason, sets, words)) is not None), None)
                 if said is None or not _taken(res, source, self.at):
@@ -1238,11 +1243,6 @@ def _medication_source(rtype: str) -> Source:
 @lru_cache(maxsize=1024)
 def _with_statuses(source: Source, statuses: tuple[str, ...]) -> Source:
     return source.model_copy(update={"statuses": statuses})
-
-
-@lru_cache(maxsize=256)
-def _mention_rule(words: tuple[str, ...], unless: tuple[str, ...]) -> MentionRule:
-    return MentionRule(words, unless)
 
 
 def _fhirpath_true(expression: str, res: Resource) -> bool:

@@ -13,8 +13,9 @@ Dose forms that do not act systemically (eye drops, topical) never count, whethe
 pressure treatment. A drug of the class is recognised but not counted when it is a product licensed only for
 something else (`not_counted_products`: guanfacine extended-release for ADHD) or when every reason the order gives
 (`reasonCode`, or the Condition a `reasonReference` names) is one of the class's other uses (`other_uses`:
-spironolactone for acne, metformin for prediabetes), by its code or, when no code is in the sets, in its words. Every match says how it was made, so a card can show it, and a
-drug that matches nothing stays "not recognised" — never silently "not taking".
+spironolactone for acne, metformin for prediabetes), by its code or, when no code is in the sets, in its words.
+Every match says how it was made, so a card can show it, and a drug that matches nothing stays "not recognised" —
+never silently "not taking".
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import yaml
 from fhir_mapping.index import Resource, ResourceIndex, as_list, codings
 from fhir_mapping.memo import remembered
 from fhir_mapping.mentions import MentionRule, concept_texts
+from fhir_mapping.valuesets import ICD10_SYSTEMS, ValueSet, parse_valueset
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
@@ -65,9 +67,6 @@ class Recognition:
         return f"{self.drug} (recognised by {self.how})"
 
 
-_PREFIX_SYSTEMS = frozenset({"http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-10"})
-
-
 @dataclass(frozen=True)
 class LimitedUse:
     """Another use that holds only for some drugs of a class (`other_uses.limited`): rate control for a beta blocker,
@@ -75,7 +74,7 @@ class LimitedUse:
 
     use: str
     ingredients: frozenset[str]  # folded ingredient names it holds for
-    codes: tuple[tuple[str, str], ...]  # (system, code): ICD-10 by prefix without the dot, others exactly
+    code_sets: tuple[ValueSet, ...]  # its ICD-10 codes as a prefix set, its other codes as an exact one
     words: MentionRule | None
 
     def holds_for(self, ingredients: tuple[str, ...]) -> bool:
@@ -84,10 +83,7 @@ class LimitedUse:
         return bool(ingredients) and self.ingredients.issuperset(ingredients)
 
     def coded(self, system: str, code: str) -> bool:
-        if system in _PREFIX_SYSTEMS:
-            bare = code.replace(".", "")
-            return any(s == system and bare.startswith(c.replace(".", "")) for s, c in self.codes)
-        return (system, code) in self.codes
+        return any(vs.lookup(system, code) for vs in self.code_sets)
 
 
 @dataclass(frozen=True)
@@ -450,10 +446,15 @@ def _limited_use(item: Any, ingredients: dict[str, Ingredient], origin: str) -> 
         raise DrugClassError(f"{origin}: other_uses.limited '{item.get('use')}' names '{unknown[0]}', which is no "
                              "ingredient or group of the class")
     held = frozenset(name for name, ing in ingredients.items() if ing.group in groups) | named
-    codes = tuple((system, code) for system, _, code in (str(c).partition("|") for c in item.get("codes", ())))
-    if any(not system or not code for system, code in codes):
+    codes = [{"system": system, "code": code}
+             for system, _, code in (str(c).partition("|") for c in item.get("codes", ()))]
+    if any(not c["system"] or not c["code"] for c in codes):
         raise DrugClassError(f"{origin}: other_uses.limited '{item.get('use')}': codes are written 'system|code'")
-    return LimitedUse(str(item["use"]), held, codes, _rule(item.get("words"), item.get("words_unless")))
+    # ICD-10 categories match by prefix (I48 holds I48.91), other codes exactly, as value set files do
+    sets = tuple(parse_valueset({"id": f"limited:{item['use']}", "match": match, "codes": chosen}, origin)
+                 for match, chosen in (("prefix", [c for c in codes if c["system"] in ICD10_SYSTEMS]),
+                                       ("exact", [c for c in codes if c["system"] not in ICD10_SYSTEMS])) if chosen)
+    return LimitedUse(str(item["use"]), held, sets, _rule(item.get("words"), item.get("words_unless")))
 
 
 def parse_drug_class(doc: Any, origin: str, code_lists: dict[str, list[dict[str, Any]]],

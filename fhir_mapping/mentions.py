@@ -26,12 +26,14 @@ def normalised(text: str) -> str:
     return f" {_NON_WORD.sub(' ', text.lower()).strip()} "
 
 
+def _alternation(phrases: tuple[str, ...]) -> str:
+    """The phrases as one regular-expression alternation, longest first (each already normalised)."""
+    return "|".join(re.escape(p.strip()) for p in sorted(set(phrases), key=len, reverse=True))
+
+
 def _any_of(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
     """One pattern for whole-word search of every phrase in a normalised text (one scan, not one per phrase)."""
-    if not phrases:
-        return None
-    return re.compile(" (?:" + "|".join(re.escape(p.strip()) for p in sorted(set(phrases), key=len, reverse=True))
-                      + ") ")
+    return re.compile(" (?:" + _alternation(phrases) + ") ") if phrases else None
 
 
 #: words that make an exception about risk, absence or prevention: it sets the whole text aside, never cut out
@@ -41,10 +43,7 @@ _CONTEXT = frozenset({"risk", "without", "no", "not", "non", "excluded", "preven
 
 def _whole_words(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
     """Every phrase as whole words of a normalised text, to cut them out (matches may be adjacent)."""
-    if not phrases:
-        return None
-    alternatives = "|".join(re.escape(p.strip()) for p in sorted(set(phrases), key=len, reverse=True))
-    return re.compile(r"(?<=[ ])(?:" + alternatives + r")(?=[ ])")
+    return re.compile(r"(?<=[ ])(?:" + _alternation(phrases) + r")(?=[ ])") if phrases else None
 
 
 class MentionRule:

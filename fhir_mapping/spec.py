@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import fhirpathpy
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from fhir_mapping.expressions import Expression, ExpressionError, compiled_expression
 from fhir_mapping.units import default_registry
@@ -158,16 +158,22 @@ class Mentions(_Strict):
     # also the reasons current medication orders and statements give (reasonCode, by a code of the feature's value
     # sets or in these words): metoprolol ordered "for heart failure" says what the problem list may not
     reasons: bool = False
+    _rule: MentionRule = PrivateAttr()
 
     @model_validator(mode="after")
     def _phrases(self) -> Mentions:
         try:
-            MentionRule(self.words, self.unless)
+            self._rule = MentionRule(self.words, self.unless)
         except ValueError as exc:
             raise ValueError(f"mentions: {exc}") from exc
         if self.resources is not None and not set(self.resources) <= MENTION_TYPES:
             raise ValueError(f"mentions.resources: only {', '.join(sorted(MENTION_TYPES))} are read")
         return self
+
+    @property
+    def rule(self) -> MentionRule:
+        """The words compiled once, when the spec is loaded."""
+        return self._rule
 
 
 class Feature(_Strict):
