@@ -29,15 +29,21 @@ def index_of(service: CdsService, resources: dict[str, Any]) -> ResourceIndex:
 
 
 def unresolved_medications(index: ResourceIndex) -> list[str]:
-    """medicationReference targets that neither the prefetch nor a contained resource supplies."""
+    """medicationReference targets that neither the prefetch nor a contained resource supplies, of the orders and
+    statements that may be current (a stopped or completed one is never read, so its drug need not be known)."""
     refs: list[str] = []
     for rtype in ("MedicationRequest", "MedicationStatement"):
         for res in index.by_type.get(rtype, ()):
+            if res.get("status") in _NEVER_CURRENT:
+                continue
             ref_obj = res.get("medicationReference")
             ref = ref_obj.get("reference") if isinstance(ref_obj, dict) else None
             if isinstance(ref, str) and ref and not ref.startswith("#") and index.referenced_medication(res) is None:
                 refs.append(ref)
-    return refs
+    return list(dict.fromkeys(refs))
+
+
+_NEVER_CURRENT = frozenset({"stopped", "completed", "cancelled", "entered-in-error", "not-taken", "revoked"})
 
 
 def map_patient(runtime: ModelRuntime, index: ResourceIndex, *, at: datetime, patient_id: str,

@@ -21,6 +21,9 @@ import httpx
 import orjson
 from dateutil.relativedelta import relativedelta
 
+from cds_hooks.search_completeness import search_problem
+from cds_hooks.smart_scopes import granted, template_type
+
 log = logging.getLogger(__name__)
 
 PrefetchState = Literal["present", "absent", "null", "error"]
@@ -146,8 +149,10 @@ class PrefetchOutcome:
 
     Every template key ends up in exactly one of ``resources`` (resource/Bundle JSON, or None for "no data") and
     ``failed`` (key → readable reason). ``fetched`` lists the keys whose data came (at least partly) from the FHIR
-    server; ``truncated`` the keys whose Bundle still had a ``next`` link that was not followed (``max_pages``
-    reached, or a paged Bundle sent by the client with no fhirServer to page from).
+    server; ``truncated`` the keys whose data is real but not the whole answer: a ``next`` link not followed
+    (``max_pages`` reached, or a paged Bundle sent by the client with no fhirServer to page from), a search that
+    said it left results out (an outcome, or a ``total`` above the matches sent), or a token scope that grants only
+    part of the type; ``truncated_why`` says why, for the card.
     """
 
     resources: dict[str, Any | None] = field(default_factory=dict)
@@ -155,6 +160,12 @@ class PrefetchOutcome:
     failed: dict[str, str] = field(default_factory=dict)
     elapsed_ms: float = 0.0
     truncated: list[str] = field(default_factory=list)
+    truncated_why: dict[str, str] = field(default_factory=dict)
+
+    def cut_short(self, key: str, why: str) -> None:
+        if key not in self.truncated:
+            self.truncated.append(key)
+        self.truncated_why.setdefault(key, why)
 
 
 class _FetchError(Exception):
@@ -170,7 +181,10 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 def _next_link(bundle: dict[str, Any]) -> str | None:
     if bundle.get("resourceType") != "Bundle" or bundle.get("type") != "searchset":
         return None
-    for link in bundle.get("link") or []:
+    links = bundle.get("link") or []
+    if not isinstance(links, list):
+        raise _FetchError("Bundle.link is not a list")
+    for link in links:
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             return str(link["url"])
     return None
@@ -190,14 +204,30 @@ class _Fetcher:
         self.max_bytes = max_bytes
         self.base = fhir_server.rstrip("/")
         self.origin = _origin(self.base)
+        self.base_path = urlsplit(self.base).path.rstrip("/")
         self.headers = {"Accept": _FHIR_JSON}
         if access_token:
             self.headers["Authorization"] = f"Bearer {access_token}"
         self.max_pages = max_pages
 
-    async def get_json(self, url: str) -> dict[str, Any]:
+    def _refusal(self, url: str) -> str | None:
+        """Why the bearer token may not go to `url`: only under fhirServer's own base (a `next` link to another
+        path of the same host — another tenant's base, an admin endpoint — is not the server the token is for)."""
+        parts = urlsplit(url)
+        if not parts.scheme or not parts.netloc:
+            return "refused to follow a link that is not an absolute URL under fhirServer"
         if _origin(url) != self.origin:
-            raise _FetchError(f"refused to follow a link to another origin than fhirServer ({_origin(url)[1]})")
+            return f"refused to follow a link to another origin than fhirServer ({_origin(url)[1]})"
+        segments = parts.path.split("/")
+        if any(seg.lower().replace("%2e", ".") in (".", "..") for seg in segments):
+            return "refused to follow a link with '.' or '..' path segments"
+        if parts.path.rstrip("/") != self.base_path and not parts.path.startswith(self.base_path + "/"):
+            return "refused to follow a link outside fhirServer's base path"
+        return None
+
+    async def get_json(self, url: str) -> dict[str, Any]:
+        if (refusal := self._refusal(url)) is not None:
+            raise _FetchError(refusal)
         too_big = f"FHIR server answer is larger than {self.max_bytes} bytes (prefetch.max_response_bytes)"
         try:
             # streamed: reading stops at the cap, so a huge or endless answer cannot fill memory
@@ -267,12 +297,16 @@ async def resolve_prefetch(
     deadline_seconds: float = 0.8,
     max_pages: int = 5,
     max_response_bytes: int = MAX_RESPONSE_BYTES,
+    scope: str | None = None,
 ) -> PrefetchOutcome:
     """Resolve every key of a service's prefetch templates for one request, within one deadline.
 
     Present keys are used as sent (a paged searchset Bundle is completed from ``fhir_server`` when one is given);
-    ``null`` keys stay None; absent and OperationOutcome keys are fetched concurrently from ``fhir_server``. Nothing
-    here raises for a fetch failure: the key lands in ``failed`` with a reason.
+    ``null`` keys stay None; absent and OperationOutcome keys are fetched concurrently from ``fhir_server``, as
+    are present searches that say they failed or left results out (an OperationOutcome entry, a ``total`` above
+    the matches sent) when there is a server to ask again. A type the token's ``scope`` does not grant is not
+    fetched; one it grants in part is fetched and marked truncated. Nothing here raises for a fetch failure: the
+    key lands in ``failed`` with a reason.
     """
     if deadline_seconds <= 0:
         raise ValueError(f"deadline_seconds must be > 0, got {deadline_seconds}")
@@ -283,17 +317,55 @@ async def resolve_prefetch(
     fetcher = _Fetcher(client, fhir_server, access_token, max_pages, max_response_bytes) if fhir_server else None
     jobs: dict[str, Any] = {}
 
+    def fetch_job(key: str, template: str) -> None:
+        assert fetcher is not None
+        try:
+            relative = render_template(template, context)
+        except PrefetchTemplateError as exc:
+            outcome.failed[key] = str(exc)
+            return
+        asked = template_type(relative)
+        grant = granted(scope, asked[0], asked[1], relative.partition("?")[2]) if asked else "unknown"
+        if grant == "none":
+            outcome.failed[key] = (f"the access token's scope (fhirAuthorization.scope) does not grant "
+                                   f"{'searching' if asked and asked[1] == 'search' else 'reading'} "
+                                   f"{asked[0] if asked else 'it'}")
+            return
+        if grant == "some" and asked:
+            partial[key] = (f"the access token's scope grants only some {asked[0]} records "
+                            "(fhirAuthorization.scope)")
+        jobs[key] = fetcher.fetch(relative)
+
+    partial: dict[str, str] = {}
+    fallback: dict[str, tuple[Any, str]] = {}
     for key, template in templates.items():
         state = classify(request_prefetch, key)
         if state == "null":
             outcome.resources[key] = None
         elif state == "present":
             value = (request_prefetch or {})[key]
-            if _next_link(value) is None:
+            problem = search_problem(value)
+            try:
+                next_url = _next_link(value)
+            except _FetchError as exc:
+                outcome.failed[key] = f"prefetch: {exc}"
+                continue
+            if next_url is not None and problem is not None and problem.kind == "partial":
+                problem = None  # a first page: its total counts every page, read again once the pages are merged
+            if problem is not None and fetcher is not None:
+                if problem.kind == "partial":  # what it holds is real: kept if the server cannot be asked
+                    fallback[key] = value, f"prefetch: {problem.reason}"
+                fetch_job(key, template)  # the EHR's own search failed or left results out: ask the server
+            elif problem is not None and problem.kind == "failed":
+                outcome.failed[key] = f"prefetch: {problem.reason}, and no fhirServer given"
+            elif next_url is None:
                 outcome.resources[key] = value
+                if problem is not None:
+                    outcome.cut_short(key, f"prefetch: {problem.reason}")
             elif fetcher is None:
                 outcome.resources[key] = value
-                outcome.truncated.append(key)
+                outcome.cut_short(key, "the EHR sent the first page of a search and no fhirServer to read the rest "
+                                       "from")
             else:
                 jobs[key] = fetcher.page(value)
         elif fetcher is None:
@@ -303,12 +375,7 @@ async def resolve_prefetch(
                 else "prefetch held an error and no fhirServer given"
             )
         else:
-            try:
-                relative = render_template(template, context)
-            except PrefetchTemplateError as exc:
-                outcome.failed[key] = str(exc)
-                continue
-            jobs[key] = fetcher.fetch(relative)
+            fetch_job(key, template)
 
     async def run(key: str, job: Any) -> None:
         try:
@@ -321,10 +388,19 @@ async def resolve_prefetch(
             outcome.failed[key] = f"unusable FHIR server answer ({type(exc).__name__})"
             log.warning("prefetch key %s failed: %s", key, outcome.failed[key])
             return
+        problem = search_problem(resource)
+        if problem is not None and problem.kind == "failed":
+            outcome.failed[key] = f"FHIR server: {problem.reason}"
+            log.warning("prefetch key %s failed: %s", key, outcome.failed[key])
+            return
         outcome.resources[key] = resource
         outcome.fetched.append(key)
         if leftover:
-            outcome.truncated.append(key)
+            outcome.cut_short(key, f"more results than the {max_pages} page{'s' if max_pages > 1 else ''} read")
+        if problem is not None:
+            outcome.cut_short(key, f"FHIR server: {problem.reason}")
+        if key in partial:
+            outcome.cut_short(key, partial[key])
         log.debug("prefetch key %s fetched", key)
 
     if jobs:
@@ -336,6 +412,11 @@ async def resolve_prefetch(
                 if key not in outcome.resources and key not in outcome.failed:
                     outcome.failed[key] = f"no answer from FHIR server within the {deadline_seconds:g} s deadline"
                     log.warning("prefetch key %s failed: deadline of %g s passed", key, deadline_seconds)
+    for key, (value, why) in fallback.items():
+        if key in outcome.failed:  # the server could not complete it: the EHR's partial answer, never as complete
+            outcome.failed.pop(key)
+            outcome.resources[key] = value
+            outcome.cut_short(key, why)
     outcome.elapsed_ms = (time.perf_counter() - started) * 1000
     return outcome
 
@@ -350,8 +431,9 @@ async def fetch_medications(
     access_token: str | None,
     client: httpx.AsyncClient,
     deadline_seconds: float,
-    limit: int = 50,
+    limit: int = 200,
     max_response_bytes: int = MAX_RESPONSE_BYTES,
+    scope: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Read the Medication resources that medicationReference points to but the prefetch did not include.
 
@@ -363,12 +445,19 @@ async def fetch_medications(
     found: list[dict[str, Any]] = []
     failed: dict[str, str] = {r: "not a relative Medication reference" for r in references
                               if not _MEDICATION_REF.match(r)}
+    if granted(scope, "Medication", "read") == "none":
+        failed.update({r: "the access token's scope (fhirAuthorization.scope) does not grant reading Medication"
+                       for r in wanted})
+        wanted = []
 
     async def one(ref: str) -> None:
         try:
             body = await fetcher.get_json(f"{fetcher.base}/{ref}")
         except _FetchError as exc:
             failed[ref] = str(exc)
+            return
+        except (httpx.InvalidURL, ValueError, TypeError) as exc:
+            failed[ref] = f"unusable FHIR server answer ({type(exc).__name__})"
             return
         if body.get("resourceType") != "Medication":
             failed[ref] = f"FHIR server answered a {body.get('resourceType')}, not a Medication"

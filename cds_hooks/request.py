@@ -6,6 +6,7 @@ values that are not FHIR resources are answered 400 with the field named, before
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,10 @@ class HookRequest:
     @property
     def access_token(self) -> str | None:
         return (self.fhir_authorization or {}).get("access_token")
+
+    @property
+    def scope(self) -> str | None:
+        return (self.fhir_authorization or {}).get("scope")
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -74,12 +79,19 @@ def parse_hook_request(body: bytes) -> HookRequest:
     return HookRequest(hook, instance, context, fhir_server, auth, prefetch, extension)
 
 
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
+
+
 def _check_authorization(auth: Any) -> None:
     if not isinstance(auth, dict):
         raise bad_request("fhirAuthorization must be a JSON object", "fhirAuthorization")
     for name in ("access_token", "token_type", "scope", "subject"):
         if not isinstance(auth.get(name), str) or not auth.get(name):
             raise bad_request(f"fhirAuthorization.{name} is required", f"fhirAuthorization.{name}")
+    if not _HEADER_SAFE.fullmatch(auth["access_token"]):
+        # RFC 6750 §2.1: a bearer token is printable ASCII; anything else cannot go into an Authorization header
+        raise bad_request("fhirAuthorization.access_token must be printable ASCII with no spaces (RFC 6750)",
+                          "fhirAuthorization.access_token")
     if auth["token_type"] != "Bearer":
         raise bad_request("fhirAuthorization.token_type must be 'Bearer'", "fhirAuthorization.token_type")
     expires = auth.get("expires_in")
@@ -97,6 +109,9 @@ def _check_prefetch(prefetch: Any) -> None:
         if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
             raise bad_request(f"{field} is not a FHIR resource (no resourceType)", field)
         if value["resourceType"] == "Bundle":
+            links = value.get("link") or []
+            if not isinstance(links, list) or not all(isinstance(x, dict) for x in links):
+                raise bad_request(f"{field}.link must be a list of objects", f"{field}.link")
             entries = value.get("entry", [])
             if not isinstance(entries, list):
                 raise bad_request(f"{field}.entry must be a list", f"{field}.entry")

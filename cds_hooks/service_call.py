@@ -85,7 +85,7 @@ class ServiceCaller:
         outcome = await resolve_prefetch(
             templates, req.prefetch, context=req.context, fhir_server=req.fhir_server, access_token=req.access_token,
             client=self.http_client, deadline_seconds=self.deadline_seconds, max_pages=self.max_pages,
-            max_response_bytes=self.max_response_bytes,
+            max_response_bytes=self.max_response_bytes, scope=req.scope,
         )
         if outcome.failed:
             log.info("service %s: prefetch keys not obtained: %s", service.id, ", ".join(sorted(outcome.failed)))
@@ -100,7 +100,7 @@ class ServiceCaller:
             remaining = self.deadline_seconds - (time.perf_counter() - t0)
             bundle, not_read = await fetch_medications(
                 unresolved, fhir_server=req.fhir_server, access_token=req.access_token, client=self.http_client,
-                deadline_seconds=remaining, max_response_bytes=self.max_response_bytes)
+                deadline_seconds=remaining, max_response_bytes=self.max_response_bytes, scope=req.scope)
             if bundle["entry"]:
                 outcome.resources[REFERENCED_MEDICATIONS_KEY] = bundle
                 index = index_of(service, outcome.resources)
@@ -249,8 +249,9 @@ def _below_threshold(manifest: Any, prediction: Prediction, lowest: str | None) 
 
 
 def _mark_truncated(service: CdsService, outcome: PrefetchOutcome, mapping: MappingResult, max_pages: int) -> None:
-    """A search cut short (more pages than read) cannot show that something is absent: a feature that found nothing
-    and would fall back to its default becomes unknown, with a note, instead of silently 'no'."""
+    """A search cut short (more pages than read, an outcome or a total saying results were left out, a scope that
+    grants part of the type) cannot show that something is absent: a feature that found nothing and would fall back
+    to its default becomes unknown, with a note, instead of silently 'no'."""
     if not outcome.truncated:
         return
     features = service.model.champion.spec.features
@@ -262,9 +263,13 @@ def _mark_truncated(service: CdsService, outcome: PrefetchOutcome, mapping: Mapp
             mapping.values.pop(name)
             mapping.missing[name] = MissingFeature(
                 name=name, label=features[name].label, required=features[name].required, ignored=fv.sources,
-                reason=(f"Unknown: the EHR's search was cut short, so absence cannot be assumed ({key} had more "
-                        f"results than the {max_pages} page{'s' if max_pages > 1 else ''} read)"),
+                reason=(f"Unknown: the EHR's search was cut short, so absence cannot be assumed ({key}: "
+                        f"{outcome.truncated_why.get(key) or _more_pages(max_pages)})"),
             )
+
+
+def _more_pages(max_pages: int) -> str:
+    return f"more results than the {max_pages} page{'s' if max_pages > 1 else ''} read"
 
 
 def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: MappingResult) -> list[str]:

@@ -724,6 +724,14 @@ class _Context:
                 # a current order whose drug cannot be read because the resource is malformed: it may be one
                 self._unusable.append(_with_note(self._ref(res, source), problem))
                 continue
+            elif rec is None and view.unresolved_reference and not (view.codings or view.texts
+                                                                     or view.ingredient_codings):
+                # a current order for a drug the record never names (its Medication was not sent and could not be
+                # read): it may be one, so "No" would be a guess
+                self._unusable.append(_with_note(
+                    self._ref(res, source), f"its drug ({view.unresolved_reference}) could not be retrieved, so "
+                                            "what it is is unknown"))
+                continue
             if name not in names:
                 names.append(name)
         if not names:
