@@ -298,6 +298,7 @@ async def resolve_prefetch(
     max_pages: int = 5,
     max_response_bytes: int = MAX_RESPONSE_BYTES,
     scope: str | None = None,
+    token_patient: str | None = None,
 ) -> PrefetchOutcome:
     """Resolve every key of a service's prefetch templates for one request, within one deadline.
 
@@ -305,8 +306,9 @@ async def resolve_prefetch(
     ``null`` keys stay None; absent and OperationOutcome keys are fetched concurrently from ``fhir_server``, as
     are present searches that say they failed or left results out (an OperationOutcome entry, a ``total`` above
     the matches sent) when there is a server to ask again. A type the token's ``scope`` does not grant is not
-    fetched; one it grants in part is fetched and marked truncated. Nothing here raises for a fetch failure: the
-    key lands in ``failed`` with a reason.
+    fetched; one it grants in part is fetched and marked truncated. A token issued for another patient
+    (``token_patient``, fhirAuthorization.patient, not context.patientId) fetches nothing: what it may see is that
+    patient's record, or nothing. Nothing here raises for a fetch failure: the key lands in ``failed`` with a reason.
     """
     if deadline_seconds <= 0:
         raise ValueError(f"deadline_seconds must be > 0, got {deadline_seconds}")
@@ -323,6 +325,10 @@ async def resolve_prefetch(
             relative = render_template(template, context)
         except PrefetchTemplateError as exc:
             outcome.failed[key] = str(exc)
+            return
+        if token_patient and token_patient != str(context.get("patientId")):
+            outcome.failed[key] = "the access token is for another patient (fhirAuthorization.patient is not " \
+                                  "context.patientId)"
             return
         asked = template_type(relative)
         grant = granted(scope, asked[0], asked[1], relative.partition("?")[2]) if asked else "unknown"

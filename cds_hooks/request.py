@@ -94,6 +94,8 @@ def _check_authorization(auth: Any) -> None:
                           "fhirAuthorization.access_token")
     if auth["token_type"] != "Bearer":
         raise bad_request("fhirAuthorization.token_type must be 'Bearer'", "fhirAuthorization.token_type")
+    if "patient" in auth and (not isinstance(auth["patient"], str) or not auth["patient"]):
+        raise bad_request("fhirAuthorization.patient must be a FHIR id (a string)", "fhirAuthorization.patient")
     expires = auth.get("expires_in")
     if isinstance(expires, bool) or not isinstance(expires, int):
         raise bad_request("fhirAuthorization.expires_in is required (seconds)", "fhirAuthorization.expires_in")

@@ -86,6 +86,7 @@ class ServiceCaller:
             templates, req.prefetch, context=req.context, fhir_server=req.fhir_server, access_token=req.access_token,
             client=self.http_client, deadline_seconds=self.deadline_seconds, max_pages=self.max_pages,
             max_response_bytes=self.max_response_bytes, scope=req.scope,
+            token_patient=(req.fhir_authorization or {}).get("patient"),
         )
         if outcome.failed:
             log.info("service %s: prefetch keys not obtained: %s", service.id, ", ".join(sorted(outcome.failed)))

@@ -317,6 +317,38 @@ def test_an_order_whose_drug_cannot_be_retrieved_leaves_treatment_unknown(api: S
     assert "On blood pressure treatment: **Yes" in text, text
 
 
+def test_a_token_for_another_patient_fetches_nothing() -> None:
+    """CDS Hooks 2.0: fhirAuthorization.patient identifies the patient a patient-scoped token is restricted to. What it
+    may see of another patient is nothing: an empty answer would be read as "No"."""
+    asked: list[str] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        return httpx.Response(200, json=searchset([]))
+
+    async def go(token_patient: str) -> Any:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as client:
+            return await resolve_prefetch({KEY: "Condition?patient={{context.patientId}}"}, None,
+                                          context={"patientId": "p1"}, fhir_server=FHIR, access_token="t",
+                                          client=client, scope="patient/*.read", token_patient=token_patient)
+    out = asyncio.run(go("p2"))
+    assert asked == [] and "for another patient" in out.failed[KEY]
+    out = asyncio.run(go("p1"))
+    assert asked == ["/fhir/Condition"] and not out.failed
+
+
+def test_the_service_fetches_nothing_with_a_token_for_another_patient(api: SignedClient) -> None:
+    prefetch = prefetch_of(api, F.pce_record(gender="male", race="white"))
+    del prefetch[KEY]
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.get(url__startswith=FHIR).mock(return_value=httpx.Response(200, json=searchset([])))
+        resp = api.post(SERVICE, json=F.hook_request(prefetch, fhirServer=FHIR,
+                                                     fhirAuthorization={**AUTH, "patient": "someone-else"}))
+    assert not route.called and resp.status_code == 412 and "for another patient" in resp.text, resp.text
+    resp = api.post(SERVICE, json=F.hook_request(prefetch, fhirServer=FHIR, fhirAuthorization={**AUTH, "patient": 7}))
+    assert resp.status_code == 400 and "fhirAuthorization.patient" in resp.text, resp.text
+
+
 # -- bad input: 400 naming the field, never 500 -----------------------------------------------------------------------
 
 
