@@ -38,9 +38,10 @@ def compute(x: Mapping[str, float]) -> dict[str, float]:
         score += 2
     if x["vascular"]:
         score += 1
+    sex_free = score  # CHA2DS2-VA (2024 ESC): every point but the sex one
     if x["female"]:
         score += 1
-    return {"score": float(score)}
+    return {"score": float(score), "score_va": float(sex_free)}
 
 
 _NONE = {"chf": 0, "hypertension": 0, "diabetes": 0, "stroke_tia": 0, "vascular": 0}
