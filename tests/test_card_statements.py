@@ -50,3 +50,55 @@ def test_cha2ds2_vasc_bands_for_women_are_one_point_above_mens(api: Any, sex: st
         assert "not recommended" in card["detail"], card["detail"]
     if band[0] == "elevated":
         assert "recommended for a score ≥2 in men or ≥3 in women" in card["detail"], card["detail"]
+
+
+def egfr(value: float, days: int = 20) -> dict[str, Any]:
+    return F.quantity_obs("98979-8", value, "mL/min/{1.73_m2}", days=days)
+
+
+def acr(value: float, days: int = 20) -> dict[str, Any]:
+    return F.quantity_obs("9318-7", value, "mg/g", days=days)
+
+
+def creatinine(value: float, days: int) -> dict[str, Any]:
+    return F.quantity_obs("2160-0", value, "mg/dL", days=days)
+
+
+def card_texts(card: dict[str, Any]) -> str:
+    out = [card["summary"], card.get("detail", "")]
+    for s in card.get("suggestions", []):
+        for a in s["actions"]:
+            out.append(a["description"])
+            res = a["resource"]
+            out += [r.get("text", "") for r in res.get("reasonCode", [])]
+    return "\n".join(out)
+
+
+def test_kfre_a_risk_shown_as_5_0_percent_is_not_above_5_percent(api: Any) -> None:
+    """NICE NG203 1.5.5: refer at a 5-year KFRE risk "greater than 5%". A man of 60, eGFR 40, ACR 80 mg/g has a
+    risk shown as 5.0%: not above 5%, so no referral said to be for a risk above 5%."""
+    card = fire(api, "kfre-4var", [F.patient("p1", 60, "male"), egfr(40), acr(80)])
+    assert card["summary"].startswith("5-year kidney failure risk 5.0% ("), card["summary"]
+    assert "(intermediate)" in card["summary"], card["summary"]
+    assert "Refer to nephrology" not in [s["label"] for s in card.get("suggestions", [])]
+    assert "5-year risk 3% to 5%" in card["detail"] and "≥5%" not in card["detail"], card["detail"]
+    higher = fire(api, "kfre-4var", [F.patient("p1", 60, "male"), egfr(40), acr(90)])  # shown 5.1% or more
+    assert "(high)" in higher["summary"] and "Refer to nephrology" in [s["label"] for s in higher["suggestions"]]
+
+
+def test_kfre_a_2_year_risk_above_40_percent_speaks_of_preparing_kidney_replacement(api: Any) -> None:
+    """KDIGO 2024: a 2-year kidney failure risk above 40% guides preparation for kidney replacement therapy
+    (modality education, vascular access, transplant referral)."""
+    card = fire(api, "kfre-4var", [F.patient("p1", 60, "male"), egfr(12), acr(3000)])
+    text = card_texts(card).lower()
+    assert "(very high)" in card["summary"], card["summary"]
+    assert "kidney replacement therapy" in text and "vascular access" in text, text
+
+
+@pytest.mark.parametrize(("value", "stage"), [(2.0, "G3b"), (2.8, "G4"), (5.0, "G5")])
+def test_an_egfr_stage_of_ckd_says_ckd_needs_three_months(api: Any, value: float, stage: str) -> None:
+    """KDIGO 2024: CKD is abnormal kidney function present for more than 3 months. One low value after a normal one
+    40 days earlier may be acute kidney injury: the card may not state CKD actions without saying so."""
+    card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), creatinine(0.9, 40), creatinine(value, 1)])
+    assert f"(KDIGO {stage})" in card["summary"], card["summary"]
+    assert "more than 3 months" in card["detail"] and "acute kidney injury" in card["detail"], card["detail"]
