@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 import orjson
@@ -218,8 +218,11 @@ class _Fetcher:
             return "refused to follow a link that is not an absolute URL under fhirServer"
         if _origin(url) != self.origin:
             return f"refused to follow a link to another origin than fhirServer ({_origin(url)[1]})"
-        segments = parts.path.split("/")
-        if any(seg.lower().replace("%2e", ".") in (".", "..") for seg in segments):
+        decoded = unquote(parts.path)
+        if "\\" in decoded or "%2f" in parts.path.lower() or "%5c" in parts.path.lower():
+            return "refused to follow a link with an encoded slash or a backslash in its path"
+        # '..;/' is '..' to servlet containers (Tomcat, Jetty: path parameters are cut from each segment)
+        if any(seg.split(";", 1)[0] in (".", "..") for seg in decoded.split("/")):
             return "refused to follow a link with '.' or '..' path segments"
         if parts.path.rstrip("/") != self.base_path and not parts.path.startswith(self.base_path + "/"):
             return "refused to follow a link outside fhirServer's base path"
@@ -319,6 +322,20 @@ async def resolve_prefetch(
     fetcher = _Fetcher(client, fhir_server, access_token, max_pages, max_response_bytes) if fhir_server else None
     jobs: dict[str, Any] = {}
 
+    def refusal(relative: str) -> tuple[str | None, str | None]:
+        """Why the token may not run this query at all, and why its answer can only be partial."""
+        if token_patient and token_patient != str(context.get("patientId")):
+            return "the access token is for another patient (fhirAuthorization.patient is not context.patientId)", \
+                None
+        asked = template_type(relative)
+        grant = granted(scope, asked[0], asked[1], relative.partition("?")[2]) if asked else "unknown"
+        if grant == "none" and asked:
+            return (f"the access token's scope (fhirAuthorization.scope) does not grant "
+                    f"{'searching' if asked[1] == 'search' else 'reading'} {asked[0]}"), None
+        if grant == "some" and asked:
+            return None, f"the access token's scope grants only some {asked[0]} records (fhirAuthorization.scope)"
+        return None, None
+
     def fetch_job(key: str, template: str) -> None:
         assert fetcher is not None
         try:
@@ -326,21 +343,26 @@ async def resolve_prefetch(
         except PrefetchTemplateError as exc:
             outcome.failed[key] = str(exc)
             return
-        if token_patient and token_patient != str(context.get("patientId")):
-            outcome.failed[key] = "the access token is for another patient (fhirAuthorization.patient is not " \
-                                  "context.patientId)"
+        refused, only_some = refusal(relative)
+        if refused:
+            outcome.failed[key] = refused
             return
-        asked = template_type(relative)
-        grant = granted(scope, asked[0], asked[1], relative.partition("?")[2]) if asked else "unknown"
-        if grant == "none":
-            outcome.failed[key] = (f"the access token's scope (fhirAuthorization.scope) does not grant "
-                                   f"{'searching' if asked and asked[1] == 'search' else 'reading'} "
-                                   f"{asked[0] if asked else 'it'}")
-            return
-        if grant == "some" and asked:
-            partial[key] = (f"the access token's scope grants only some {asked[0]} records "
-                            "(fhirAuthorization.scope)")
+        if only_some:
+            partial[key] = only_some
         jobs[key] = fetcher.fetch(relative)
+
+    def page_job(key: str, value: dict[str, Any], next_url: str) -> None:
+        """The rest of a search the EHR sent the first page of, under the same checks as a query of our own."""
+        assert fetcher is not None
+        base = fetcher.base + "/"
+        refused, only_some = refusal(next_url[len(base):] if next_url.startswith(base) else "")
+        if refused:
+            outcome.resources[key] = value
+            outcome.cut_short(key, f"the EHR sent the first page of a search, and the rest was not read: {refused}")
+            return
+        if only_some:
+            partial[key] = only_some
+        jobs[key] = fetcher.page(value)
 
     partial: dict[str, str] = {}
     fallback: dict[str, tuple[Any, str]] = {}
@@ -373,7 +395,7 @@ async def resolve_prefetch(
                 outcome.cut_short(key, "the EHR sent the first page of a search and no fhirServer to read the rest "
                                        "from")
             else:
-                jobs[key] = fetcher.page(value)
+                page_job(key, value, next_url)
         elif fetcher is None:
             outcome.failed[key] = (
                 "not in prefetch and no fhirServer given"
@@ -394,6 +416,8 @@ async def resolve_prefetch(
             outcome.failed[key] = f"unusable FHIR server answer ({type(exc).__name__})"
             log.warning("prefetch key %s failed: %s", key, outcome.failed[key])
             return
+        if key in fallback:  # what the EHR's own partial answer found stays, whatever the server answers now
+            resource = _merged(fallback[key][0], resource)
         problem = search_problem(resource)
         if problem is not None and problem.kind == "failed":
             outcome.failed[key] = f"FHIR server: {problem.reason}"
@@ -427,7 +451,23 @@ async def resolve_prefetch(
     return outcome
 
 
-_MEDICATION_REF = re.compile(r"^Medication/([A-Za-z0-9\-.]{1,64})$")
+_MEDICATION_REF = re.compile(r"^Medication/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")
+
+
+def _merged(ehr: dict[str, Any], server: dict[str, Any]) -> dict[str, Any]:
+    """The server's answer with the matches of the EHR's own partial answer that it lacks (by type and id)."""
+    entries = _entries(server) if server.get("resourceType") == "Bundle" else [{"resource": server}]
+    seen = {(e["resource"].get("resourceType"), e["resource"].get("id")) for e in entries
+            if isinstance(e, dict) and isinstance(e.get("resource"), dict)}
+    for entry in ehr.get("entry") or []:
+        res = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(res, dict) and res.get("resourceType") != "OperationOutcome" and \
+                (res.get("resourceType"), res.get("id")) not in seen:
+            entries.append(entry)
+    merged = {k: v for k, v in server.items() if k not in ("entry", "total")} if server.get("resourceType") == \
+        "Bundle" else {"resourceType": "Bundle", "type": "searchset"}
+    merged["entry"] = entries
+    return merged
 
 
 async def fetch_medications(
@@ -443,14 +483,19 @@ async def fetch_medications(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Read the Medication resources that medicationReference points to but the prefetch did not include.
 
-    Only relative `Medication/<id>` references are read, from fhirServer (the same allowlisted origin), concurrently
-    and within the deadline. Returns a collection Bundle of what was read and the reasons for what was not.
+    `Medication/<id>` references (version-specific `/_history/<v>` too), relative or absolute under fhirServer, are
+    read from fhirServer, concurrently and within the deadline, if the token's scope grants reading Medication.
+    Returns a collection Bundle of what was read and the reason for each reference that was not.
     """
     fetcher = _Fetcher(client, fhir_server, access_token, 1, max_response_bytes)
-    wanted = [r for r in dict.fromkeys(references) if _MEDICATION_REF.match(r)][:limit]
+    base = fetcher.base + "/"
+    relative = {r: r[len(base):] if r.startswith(base) else r for r in dict.fromkeys(references)}
+    wanted = [r for r, rel in relative.items() if _MEDICATION_REF.match(rel)]
+    failed: dict[str, str] = {r: "not a Medication reference on fhirServer" for r, rel in relative.items()
+                              if not _MEDICATION_REF.match(rel)}
+    failed.update({r: f"more than {limit} referenced Medications; not read" for r in wanted[limit:]})
+    wanted = wanted[:limit]
     found: list[dict[str, Any]] = []
-    failed: dict[str, str] = {r: "not a relative Medication reference" for r in references
-                              if not _MEDICATION_REF.match(r)}
     if granted(scope, "Medication", "read") == "none":
         failed.update({r: "the access token's scope (fhirAuthorization.scope) does not grant reading Medication"
                        for r in wanted})
@@ -458,7 +503,7 @@ async def fetch_medications(
 
     async def one(ref: str) -> None:
         try:
-            body = await fetcher.get_json(f"{fetcher.base}/{ref}")
+            body = await fetcher.get_json(f"{base}{relative[ref]}")
         except _FetchError as exc:
             failed[ref] = str(exc)
             return
@@ -468,14 +513,18 @@ async def fetch_medications(
         if body.get("resourceType") != "Medication":
             failed[ref] = f"FHIR server answered a {body.get('resourceType')}, not a Medication"
             return
-        found.append({"fullUrl": f"{fetcher.base}/{ref}", "resource": body})
+        plain = relative[ref].split("/_history/", 1)[0]  # a version-specific reference resolves to the resource
+        found.append({"fullUrl": f"{base}{plain}", "resource": body})
 
     if wanted and deadline_seconds > 0:
         try:
             async with asyncio.timeout(deadline_seconds):
                 await asyncio.gather(*(one(r) for r in wanted))
         except TimeoutError:
+            got = {e["fullUrl"] for e in found}
             for ref in wanted:
-                if ref not in failed and not any(e["fullUrl"].endswith("/" + ref) for e in found):
+                if ref not in failed and f"{base}{relative[ref].split('/_history/', 1)[0]}" not in got:
                     failed[ref] = "no answer from FHIR server within the deadline"
+    elif wanted:
+        failed.update({r: "no time left within the prefetch deadline" for r in wanted})
     return {"resourceType": "Bundle", "type": "collection", "entry": found}, failed

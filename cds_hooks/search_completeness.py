@@ -21,8 +21,8 @@ _INCOMPLETE_CODES = frozenset({"suppressed", "incomplete", "too-costly", "thrott
 
 @dataclass(frozen=True)
 class SearchProblem:
-    """`failed`: the search did not run, nothing in it can be read as the patient's record; `partial`: what it
-    holds is real, but absence cannot be assumed from it."""
+    """`failed`: the search did not run (an error outcome and no match), nothing in it can be read as the patient's
+    record; `partial`: what it holds is real, but absence cannot be assumed from it."""
 
     kind: Literal["failed", "partial"]
     reason: str
@@ -37,6 +37,7 @@ def search_problem(value: Any) -> SearchProblem | None:
         entries = []
     matches = 0
     partial: str | None = None
+    failed: str | None = None
     for entry in entries:
         if not isinstance(entry, dict):
             continue
@@ -46,13 +47,17 @@ def search_problem(value: Any) -> SearchProblem | None:
         if isinstance(res, dict) and res.get("resourceType") == "OperationOutcome":
             # an outcome is never the patient's data, whatever its mode says (servers that omit search.mode)
             for severity, code in _issues(res):
-                if severity in ("error", "fatal"):
-                    return SearchProblem("failed", f"the search reported an {severity} ({code})")
-                if code in _INCOMPLETE_CODES and partial is None:
+                if severity in ("error", "fatal") and failed is None:
+                    failed = f"the search reported an {severity} ({code})"
+                elif code in _INCOMPLETE_CODES and partial is None:
                     partial = f"the search reported that results may be missing ({severity}: {code})"
             continue
         if mode in (None, "match"):
             matches += 1
+    if failed is not None:
+        # matches beside an error: the search ran and some of it failed (an _include over a server's limit):
+        # what it found is real, what it did not find is unknown
+        return SearchProblem("partial" if matches else "failed", failed)
     if partial is not None:
         return SearchProblem("partial", partial)
     total = value.get("total")

@@ -107,6 +107,10 @@ class ServiceCaller:
                 index = index_of(service, outcome.resources)
             if not_read:
                 log.info("service %s: %d referenced Medication(s) not read", service.id, len(not_read))
+                index.unread_medications.update(not_read)
+        elif unresolved:
+            index.unread_medications.update(
+                {ref: "not sent with the prefetch, and no fhirServer to read it from" for ref in unresolved})
         timings["prefetch"] = (time.perf_counter() - t0) * 1000
 
         patient_id = str(req.context["patientId"])

@@ -102,6 +102,8 @@ class ResourceIndex:
         self.refs: dict[int, str] = {}
         self._about: dict[str, list[Resource]] = defaultdict(list)  # subject reference -> the resources naming it
         self._elsewhere: dict[str | None, dict[int, str]] = {}
+        # why a referenced Medication the record lacks could not be read (set by whoever tried: the service call)
+        self.unread_medications: dict[str, str] = {}
         seen: set[str] = set()
         for res, full_url in resources:
             rtype = res.get("resourceType")
@@ -208,6 +210,8 @@ class ResourceIndex:
                     return contained
             return None
         parts = ref.rstrip("/").split("/")
+        if len(parts) >= 4 and parts[-2] == "_history":  # a version-specific reference: the resource it names
+            ref, parts = "/".join(parts[:-2]), parts[:-2]
         med = self.by_ref.get(ref) or (self.by_ref.get("/".join(parts[-2:])) if len(parts) >= 2 else None)
         return med if isinstance(med, dict) and med.get("resourceType") in (None, "Medication") else None
 

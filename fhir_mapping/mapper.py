@@ -728,9 +728,10 @@ class _Context:
                                                                      or view.ingredient_codings):
                 # a current order for a drug the record never names (its Medication was not sent and could not be
                 # read): it may be one, so "No" would be a guess
+                why = self.index.unread_medications.get(view.unresolved_reference)
                 self._unusable.append(_with_note(
-                    self._ref(res, source), f"its drug ({view.unresolved_reference}) could not be retrieved, so "
-                                            "what it is is unknown"))
+                    self._ref(res, source), f"its drug ({view.unresolved_reference}) could not be retrieved"
+                                            f"{f' ({why})' if why else ''}, so what it is is unknown"))
                 continue
             if name not in names:
                 names.append(name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -97,7 +98,7 @@ def test_information_that_says_nothing_about_completeness_is_not_a_problem() -> 
 
 
 def resolve(prefetch: dict[str, Any] | None, handler: Callable[[httpx.Request], httpx.Response] | None = None,
-            *, scope: str | None = "patient/*.read",
+            *, scope: str | None = "patient/*.read", token_patient: str | None = None,
             templates: dict[str, str] | None = None) -> Any:
     templates = templates or {KEY: "Condition?patient={{context.patientId}}"}
 
@@ -105,7 +106,7 @@ def resolve(prefetch: dict[str, Any] | None, handler: Callable[[httpx.Request], 
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler or (lambda r: httpx.Response(500)))) as c:
             return await resolve_prefetch(templates, prefetch, context={"patientId": "p1"},
                                           fhir_server=FHIR if handler else None, access_token="t", client=c,
-                                          scope=scope)
+                                          scope=scope, token_patient=token_patient)
     return asyncio.run(go())
 
 
@@ -367,3 +368,99 @@ def test_a_bundle_link_that_is_not_a_list_of_objects_is_a_400(api: SignedClient,
     prefetch[KEY]["link"] = link
     resp = api.post(SERVICE, json=F.hook_request(prefetch))
     assert resp.status_code == 400 and f"prefetch.{KEY}.link" in resp.text, resp.text
+
+
+# -- the twenty-fourth audit, on the fixes above ----------------------------------------------------------------------
+
+MRKEY = "medicationRequest-bp-treated-1"
+AMLO = {"resourceType": "Medication", "id": "m-amlo",
+        "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "197361",
+                             "display": "amlodipine 5 MG Oral Tablet"}], "text": "amlodipine 5 mg oral tablet"}}
+
+
+def order_by_reference(ref: str) -> dict[str, Any]:
+    order = F.med_request("0")
+    order.pop("medicationCodeableConcept")
+    order["medicationReference"] = {"reference": ref}
+    return order
+
+
+def test_asking_again_never_drops_what_the_ehrs_partial_search_found(api: SignedClient) -> None:
+    """The EHR's search holds the diabetes and warns that results were suppressed; the server, asked again, answers
+    nothing (it sees less with the token). The diabetes the EHR sent stands."""
+    prefetch = prefetch_of(api, F.pce_record(gender="male", race="white") + [DIABETES])
+    direct = card_text(api.post(SERVICE, json=F.hook_request(prefetch)))
+    prefetch[KEY]["entry"].append(outcome_entry(SUPPRESSED))
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.get(url__startswith=f"{FHIR}/Condition").mock(
+            return_value=httpx.Response(200, json=searchset([])))
+        text = card_text(api.post(SERVICE, json=F.hook_request(prefetch, fhirServer=FHIR, fhirAuthorization=AUTH)))
+    assert route.called and text.split("\n")[0] == direct.split("\n")[0], text
+
+
+@pytest.mark.parametrize(("token_patient", "scope"), [("p2", "patient/*.read"),
+                                                      (None, "launch patient/Patient.rs patient/Observation.rs")])
+def test_the_rest_of_a_prefetched_search_is_read_under_the_same_checks(token_patient: str | None, scope: str) -> None:
+    """A first page the EHR sent: its next link is not followed with a token for another patient or without the
+    type in its scope; the page stays, cut short."""
+    asked: list[str] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return httpx.Response(200, json=searchset([]))
+    first = searchset([DIABETES], link=[{"relation": "next", "url": f"{FHIR}/Condition?patient=p1&page=2"}])
+    out = resolve({KEY: first}, server, scope=scope, token_patient=token_patient)
+    assert asked == [] and out.truncated == [KEY] and out.resources[KEY] is first
+
+
+def test_a_dot_dot_segment_with_a_path_parameter_is_not_followed() -> None:
+    """'..;' is '..' to servlet containers (Tomcat and Jetty cut ';params' from each segment): /fhir/..;/admin."""
+    for link in (f"{FHIR}/..;/internal-admin/export", f"{FHIR}/.;x/../admin", f"{FHIR}/..%2Fadmin",
+                 f"{FHIR}/..%5cadmin"):
+        asked: list[str] = []
+
+        def server(request: httpx.Request) -> httpx.Response:
+            asked.append(request.url.raw_path.decode())
+            return httpx.Response(200, json=searchset([]))
+        out = resolve({KEY: searchset([], link=[{"relation": "next", "url": link}])}, server)
+        assert asked == [] and "refused" in out.failed[KEY], (link, asked)
+
+
+@pytest.mark.parametrize("ref", [f"{FHIR}/Medication/m-amlo", "Medication/m-amlo/_history/2"])
+def test_absolute_and_version_specific_medication_references_are_read(api: SignedClient, ref: str) -> None:
+    """FHIR R4 Reference.reference may be absolute, or version-specific (`Type/id/_history/vid`)."""
+    prefetch = prefetch_of(api, F.pce_record(gender="male", race="white") + [order_by_reference(ref)])
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.get(url__startswith=f"{FHIR}/Medication/m-amlo").mock(
+            return_value=httpx.Response(200, json=AMLO))
+        text = card_text(api.post(SERVICE, json=F.hook_request(prefetch, fhirServer=FHIR, fhirAuthorization=AUTH)))
+    assert route.called and "On blood pressure treatment: **Yes" in text, text
+
+
+def test_why_a_medication_was_not_read_reaches_the_card(api: SignedClient) -> None:
+    scope = "launch patient/Patient.read patient/Observation.read patient/Condition.read " \
+            "patient/MedicationRequest.read patient/MedicationStatement.read"
+    prefetch = prefetch_of(api, F.pce_record(gender="male", race="white") + [order_by_reference("Medication/m-amlo")])
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.get(url__startswith=f"{FHIR}/Medication/").mock(return_value=httpx.Response(200, json=AMLO))
+        resp = api.post(SERVICE, json=F.hook_request(prefetch, fhirServer=FHIR,
+                                                     fhirAuthorization={**AUTH, "scope": scope}))
+    assert not route.called
+    card = resp.json()["cards"][0]
+    details = api.client.get(card["links"][0]["url"].replace("http://testserver", "")).text
+    assert "does not grant reading Medication" in re.sub(r"<[^>]+>", " ", details), details
+    resp = api.post(SERVICE, json=F.hook_request(prefetch))  # no fhirServer at all
+    details = api.client.get(resp.json()["cards"][0]["links"][0]["url"].replace("http://testserver", "")).text
+    assert "no fhirServer to read it from" in details, details
+
+
+def test_an_error_outcome_beside_matches_keeps_the_matches(api: SignedClient) -> None:
+    """An error that comes with matches (a server's _include limit, LinuxForHealth FHIR: business-rule): the search
+    ran; what it found is read, what it did not is unknown."""
+    amlo = F.med_request("197361", display="amlodipine 5 MG Oral Tablet")
+    prefetch = prefetch_of(api, F.pce_record(gender="male", race="white") + [amlo])
+    prefetch[MRKEY]["entry"].append(outcome_entry({"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "business-rule",
+         "details": {"text": "Number of returned 'include' resources exceeds allowable limit of 1000"}}]}))
+    assert "On blood pressure treatment: **Yes" in card_text(api.post(SERVICE, json=F.hook_request(prefetch)))
+    assert search_problem(prefetch[MRKEY]).kind == "partial"
