@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cards.advice import advice_for, advice_text
 from cards.fhir_resources import format_output, observation, risk_assessment, service_request
 from cards.markdown import environment, trusted
 from fhir_mapping.formatting import clip_words, first_clause, first_sentence, number, unit_label, unmeasured
@@ -228,7 +229,8 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
     view = dict(view)
     view["headline"] = trusted(f"{manifest.card.short_title}: {value_text} ({category.label})")
     view["category_description"] = trusted(category.description)
-    view["action"] = trusted(_action(category.guidance))
+    advice = advice_for(manifest, category.label, mapping)
+    view["action"] = trusted(_action(advice_text(advice, mapping) if advice else category.guidance))
     view["other_outputs"] = _other_outputs(manifest, prediction)
     view["withheld"] = [trusted(w) for w in sorted(set(prediction.withheld.values()))]
     view["notes"] = [trusted(n) for n in prediction.notes]  # worded by the runtime from the model folder
@@ -246,7 +248,7 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
         "isRecommended": False,
         "actions": [{"type": "create", "description": what, "resource": resource}],
     }]
-    for follow in category.follow_ups:
+    for follow in category.follow_ups if advice is None or advice.follow_ups == "keep" else ():
         order = service_request(follow.code, patient_id=ctx.patient_id, encounter_id=ctx.encounter_id,
                                 reason=f"{manifest.card.short_title} {value_text} ({category.label}); "
                                        f"{follow.guideline}", text=follow.text)

@@ -123,6 +123,31 @@ class Category(_Strict):
     follow_ups: tuple[FollowUp, ...] = ()
 
 
+class When(_Strict):
+    """A condition on a feature value for advice (no reason: the advice's text says it)."""
+
+    feature: str
+    equals: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+    def holds(self, value: float) -> bool:
+        return not ((self.equals is not None and value != self.equals) or (self.min is not None and value < self.min)
+                    or (self.max is not None and value > self.max))
+
+
+class Advice(_Strict):
+    """What the card says instead of its category's guidance when the record shows something the guidance does not
+    allow for: a patient already on the treatment the guidance offers (a statin, an anticoagulant), or one the
+    guideline treats whatever the estimate (diabetes at 40-75 and a statin). The first advice whose conditions all
+    hold, on inputs that are known (never a default standing for an unchecked search), applies."""
+
+    when: tuple[When, ...] = Field(min_length=1)
+    categories: tuple[str, ...] = ()  # the category labels it applies to (default: every category)
+    guidance: str  # shown as the card's action line and on the details page; {evidence}: the record it rests on
+    follow_ups: Literal["keep", "drop"] = "keep"  # drop: the category's draft orders do not fit this patient
+
+
 class PopulationRule(Condition):
     """Who the model is for: a rule on a feature value; failing it gives no number and the card says why.
 
@@ -273,6 +298,7 @@ class Manifest(_Strict):
     outputs: tuple[Output, ...]
     categories: tuple[Category, ...]
     population: tuple[PopulationRule, ...] = ()
+    advice: tuple[Advice, ...] = ()  # guidance that depends on the record, in order (cards/builder.py)
     explain: Explain | None = None
     card: CardSpec
     limitations: tuple[str, ...] = ()

@@ -241,6 +241,16 @@ def cross_problems(manifest_path: Path, spec_path: Path, manifest: Manifest, spe
         if rule.feature not in known:
             problems.append(Problem(manifest_path, f"population[{i}].feature",
                                     f"'{rule.feature}' is not a feature of {spec_path.name}", fix))
+    labels = {c.label for c in manifest.categories}
+    for i, advice in enumerate(manifest.advice):
+        for j, cond in enumerate(advice.when):
+            if cond.feature not in known:
+                problems.append(Problem(manifest_path, f"advice[{i}].when[{j}].feature",
+                                        f"'{cond.feature}' is not a feature of {spec_path.name}", fix))
+        for label in advice.categories:
+            if label not in labels:
+                problems.append(Problem(manifest_path, f"advice[{i}].categories", f"'{label}' is not a category",
+                                        f"use one of {', '.join(sorted(labels))}"))
     for i, out in enumerate(manifest.outputs):
         for j, cond in enumerate(out.applies_when):
             if cond.feature not in known:

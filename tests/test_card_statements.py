@@ -102,3 +102,68 @@ def test_an_egfr_stage_of_ckd_says_ckd_needs_three_months(api: Any, value: float
     card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), creatinine(0.9, 40), creatinine(value, 1)])
     assert f"(KDIGO {stage})" in card["summary"], card["summary"]
     assert "more than 3 months" in card["detail"] and "acute kidney injury" in card["detail"], card["detail"]
+
+
+# -- guidance that depends on the record (manifest `advice`, cards/advice.py) ------------------------------------------
+
+APIXABAN = ("1364430", "apixaban 5 MG Oral Tablet")
+ATORVASTATIN = ("617312", "atorvastatin calcium 40 MG Oral Tablet")
+
+
+def consider(card: dict[str, Any]) -> str:
+    return next((line for line in card["detail"].splitlines() if line.startswith("**Consider:**")), "")
+
+
+def details_page(api: Any, card: dict[str, Any]) -> str:
+    url = next(x["url"] for x in card["links"] if "/details/" in x["url"])
+    return api.client.get(url.replace("http://testserver", "")).text
+
+
+def prevent_record(age: int, *extra: dict[str, Any], diabetes: bool = False) -> list[dict[str, Any]]:
+    return [F.patient("p1", age, "female"), F.quantity_obs("2093-3", 200, "mg/dL"),
+            F.quantity_obs("2085-9", 45, "mg/dL"), F.bp_panel(160), F.smoking(F.NEVER_SMOKER),
+            F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}"), F.quantity_obs("39156-5", 35, "kg/m2"),
+            *([F.condition("44054006")] if diabetes else []), *extra]
+
+
+def test_an_anticoagulated_patient_is_not_told_anticoagulation_is_recommended_as_if_untreated(api: Any) -> None:
+    """A man of 76 with AF on apixaban: the score (2) stands, the card acknowledges the anticoagulant it found."""
+    card = fire(api, "cha2ds2-vasc", [F.patient("p1", 76, "male"), F.condition(AF), F.med_request(*APIXABAN[:1],
+                                                                                                display=APIXABAN[1])])
+    assert card["summary"].startswith("CHA2DS2-VASc 2 (elevated"), card["summary"]
+    assert "Already on an anticoagulant (apixaban" in consider(card), consider(card)
+    assert "Oral anticoagulation is recommended for a score" not in card["detail"], card["detail"]
+    assert "Already on an anticoagulant (apixaban" in details_page(api, card)
+    low = fire(api, "cha2ds2-vasc", [F.patient("p1", 50, "male"), F.condition(AF),
+                                     F.med_request(APIXABAN[0], display=APIXABAN[1])])
+    assert "check what it is for" in consider(low) and "not recommended" not in consider(low), consider(low)
+    untreated = fire(api, "cha2ds2-vasc", [F.patient("p1", 76, "male"), F.condition(AF)])
+    assert "Oral anticoagulation is recommended for a score" in consider(untreated), consider(untreated)
+
+
+def test_a_statin_user_is_not_offered_a_statin(api: Any) -> None:
+    """2018 AHA/ACC cholesterol guideline: for a patient on a statin the questions are adherence, LDL-C response
+    and intensity; the PCE (2013 ACC/AHA) estimate is for people not taking one, and a calcium score is for an
+    uncertain statin decision (2019 ACC/AHA primary prevention, IIa)."""
+    statin = F.med_request(ATORVASTATIN[0], display=ATORVASTATIN[1])
+    pce = fire(api, "ascvd-pce-10y", F.pce_record(age=62, gender="male", tc=240, hdl=40, sbp=150) + [statin])
+    assert "(intermediate)" in pce["summary"], pce["summary"]
+    assert "Already on a statin (atorvastatin" in consider(pce) and "statin is an option" not in pce["detail"]
+    assert "Order a coronary artery calcium score" not in [s["label"] for s in pce["suggestions"]]
+    without = fire(api, "ascvd-pce-10y", F.pce_record(age=62, gender="male", tc=240, hdl=40, sbp=150))
+    assert "Order a coronary artery calcium score" in [s["label"] for s in without["suggestions"]]
+    prevent = fire(api, "prevent-full", prevent_record(62, statin))
+    assert "Already on a statin" in consider(prevent) and "e.g. statin" not in consider(prevent), consider(prevent)
+
+
+@pytest.mark.parametrize("service", ["ascvd-pce-10y", "prevent-full"])
+def test_a_diabetic_adult_of_40_to_75_is_told_a_statin_is_recommended(api: Any, service: str) -> None:
+    """2018 AHA/ACC cholesterol guideline (class I): adults 40-75 with diabetes, a moderate-intensity statin
+    whatever the estimated risk; at 76 and over it is an individual decision."""
+    young = F.pce_record(age=45, gender="female", tc=180, hdl=60, sbp=115, diabetes=True) \
+        if service == "ascvd-pce-10y" else prevent_record(45, diabetes=True)
+    card = fire(api, service, young)
+    assert "moderate-intensity statin is recommended whatever the estimated risk" in consider(card), consider(card)
+    old = F.pce_record(age=77, gender="female", tc=180, hdl=60, sbp=115, diabetes=True) \
+        if service == "ascvd-pce-10y" else prevent_record(77, diabetes=True)
+    assert "whatever the estimated risk" not in fire(api, service, old)["detail"]

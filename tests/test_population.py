@@ -290,7 +290,8 @@ def settings_entry(settings: Any) -> Any:
 def test_medications_are_joined_to_the_patients_that_reference_them(spark: Any, settings: Any,
                                                                      tmp_path: Path) -> None:
     """A statin written as medicationReference to a Medication in Medication.ndjson (relative and absolute
-    reference) counts exactly as an inline code does; a reference to a Medication not in the export is reported."""
+    reference) counts exactly as an inline code does; a reference to a Medication not in the export is reported, and
+    leaves the statin input unknown (a drug that may be one is not read as "no statin"): no score for that patient."""
     from population.job import run_job
 
     def record(pid: str, how: str) -> list[dict[str, Any]]:
@@ -314,8 +315,10 @@ def test_medications_are_joined_to_the_patients_that_reference_them(spark: Any, 
     write_export(tmp_path / "export", records + [[formulary]])
     summary = run_job(spark, job_config(settings, tmp_path / "export", tmp_path / "out", ["prevent-base"], AS_OF))
     scores = pd.read_parquet(tmp_path / "out" / "scores.parquet").set_index("patient_id")
-    statin = {pid: dict(f)["statin"] for pid, f in scores["features"].items()}
-    assert statin == {"m-inline": 1.0, "m-relative": 1.0, "m-absolute": 1.0, "m-absent": 0.0, "m-none": 0.0}
+    statin = {pid: dict(f).get("statin") for pid, f in scores["features"].items()}
+    assert statin == {"m-inline": 1.0, "m-relative": 1.0, "m-absolute": 1.0, "m-absent": None, "m-none": 0.0}
+    assert "statin" in list(scores.loc["m-absent", "missing_inputs"])
+    assert pd.isna(scores.loc["m-absent", "primary_value"])
     risk = scores["primary_value"]
     assert risk["m-inline"] == risk["m-relative"] == risk["m-absolute"] != risk["m-none"]
     assert list(scores.loc["m-absent", "unresolved_medications"]) == ["Medication/not-exported"]

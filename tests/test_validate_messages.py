@@ -72,6 +72,22 @@ def unknown_population_feature(repo: Path) -> None:
     edit(repo / MANIFEST, lambda m: m["population"][0].update(feature="agee"))
 
 
+def unknown_advice_feature_and_category(repo: Path) -> None:
+    edit(repo / MANIFEST, lambda m: m["advice"][0].update(when=[{"feature": "statinn", "equals": 1}],
+                                                          categories=["moderate"]))
+
+
+ADVICE = [f"{MANIFEST}: advice[0].when[0].feature: 'statinn' is not a feature of features.yaml — define it there or "
+          "fix the name",
+          f"{MANIFEST}: advice[0].categories: 'moderate' is not a category — use one of borderline, high, "
+          "intermediate, low"]
+
+
+def test_advice_names_features_and_categories_that_exist(repo: Path) -> None:
+    unknown_advice_feature_and_category(repo)
+    assert sorted(problems(validate(repo))) == sorted(ADVICE)
+
+
 PLACEHOLDER = (f"{MANIFEST}: card.summary: names {{risk_pct}} which is not a card value — use one of {{value}}, "
                "{category}")
 UNIT = f"{FEATURES}: features.sbp.unit: mmHg differs from manifest inputs.sbp.unit mm[Hg] — make them the same UCUM unit"

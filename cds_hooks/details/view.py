@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from cards.advice import stored_advice
 from cards.fhir_resources import format_output
 from fhir_mapping.formatting import number, quantity, system_name, unit_label, unmeasured, value_range
 from fhir_mapping.mapper import display_value
@@ -280,7 +281,8 @@ def details_view(pred: dict[str, Any], runtime: ModelRuntime | None, manifest: M
         view["value_text"] = output_text(primary, float(outputs[primary.name]))
         view["category"] = pred.get("category")
         view["category_description"] = category.description if category else None
-        view["guidance"] = category.guidance if category else None
+        view["guidance"] = (stored_advice(manifest, category.label, pred.get("features") or {}) or category.guidance) \
+            if category else None
         view["indicator"] = category.indicator if category else "info"
         view["other_outputs"] = [{"label": o.label, "text": output_text(o, float(outputs[o.name]))}
                                  for o in manifest.outputs if not o.primary and o.name in outputs]

@@ -1,0 +1,78 @@
+"""Which of a model's `advice` entries fits this patient: guidance that depends on the record.
+
+Exists because a category's guidance is written for the typical patient in it, and a card that offers a statin to a
+patient already taking one, or "lifestyle" alone to a diabetic adult the guideline treats whatever the estimate,
+states something false. The model folder says, in its manifest, what to say instead (inference/manifest.py
+`Advice`); this module only decides which entry applies, from values the record shows. The card (cards/builder.py)
+and the details page (cds_hooks/details/view.py, from the stored prediction) ask the same question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fhir_mapping.result import MappingResult
+from inference.manifest import Advice, Manifest
+
+
+def pick(manifest: Manifest, category: str, known: Callable[[str], float | None]) -> Advice | None:
+    """The first advice for this category whose conditions all hold on known values."""
+    for advice in manifest.advice:
+        if advice.categories and category not in advice.categories:
+            continue
+        if all((v := known(c.feature)) is not None and c.holds(v) for c in advice.when):
+            return advice
+    return None
+
+
+def advice_for(manifest: Manifest, category: str, mapping: MappingResult) -> Advice | None:
+    """From a call's mapping: a default answered without one of its searches is not known."""
+    def known(name: str) -> float | None:
+        fv = mapping.values.get(name)
+        if fv is None or (fv.defaulted and fv.unchecked):
+            return None
+        return _number(fv.value)
+    return pick(manifest, category, known)
+
+
+def advice_text(advice: Advice, mapping: MappingResult) -> str:
+    """The advice's words, with {evidence} replaced by the records its conditions rest on ('apixaban 5 MG Oral
+    Tablet')."""
+    shown: list[str] = []
+    for cond in advice.when:
+        fv = mapping.values.get(cond.feature)
+        for ref in fv.sources if fv is not None and not fv.defaulted else ():
+            if ref.display and ref.display not in shown:
+                shown.append(ref.display)
+    return _with_evidence(advice, shown)
+
+
+def stored_advice(manifest: Manifest, category: str, features: Mapping[str, Any]) -> str | None:
+    """The same choice from a stored prediction's features ({"value", "defaulted", "display"}), for the details
+    page; a stored default is taken as read (the record does not keep which searches were missing)."""
+    def known(name: str) -> float | None:
+        fv = features.get(name)
+        return _number(fv.get("value")) if isinstance(fv, Mapping) else None
+    advice = pick(manifest, category, known)
+    if advice is None:
+        return None
+    shown = []
+    for cond in advice.when:
+        fv = features.get(cond.feature)
+        display = fv.get("display") if isinstance(fv, Mapping) and not fv.get("defaulted") else None
+        if isinstance(display, str) and " — " in display:
+            shown.append(display.split(" — ", 1)[1].split(", recognised by", 1)[0])
+    return _with_evidence(advice, shown)
+
+
+def _with_evidence(advice: Advice, shown: list[str]) -> str:
+    return advice.guidance.replace("{evidence}", "; ".join(shown[:2]) or "on record")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
