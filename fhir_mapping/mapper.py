@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from math import isfinite
 from statistics import fmean
@@ -954,6 +955,9 @@ class _Context:
             value = float((self.at - when).days)
         else:
             value = chosen[0].value
+        if feature.chart_decimals is not None and feature.value == "quantity" and isfinite(value):
+            step = Decimal(1).scaleb(-feature.chart_decimals)
+            value = float(Decimal(repr(float(value))).quantize(step, rounding=ROUND_HALF_UP))
         latest = max((c.when for c in chosen if c.when), default=None)
         unit = feature.unit if feature.value == "quantity" else None
         display = display_value(feature, value)

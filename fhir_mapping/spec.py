@@ -202,6 +202,9 @@ class Feature(_Strict):
     # read in this unit; only for codes whose results have one unit (heart rate /min, systolic pressure mm[Hg],
     # SpO2 %), never where the unit decides the number (temperature, creatinine). Without it a bare number is unreadable
     bare_number_unit: str | None = None
+    # a score's chart written at this precision (NEWS2's temperature bands: <=35.0 | 35.1-36.0): the value is rounded
+    # half up to these decimals before the model reads it, so a card shows the number it was scored on (35.05 -> 35.1)
+    chart_decimals: int | None = Field(default=None, ge=0, le=6)
     analyte: str | None = None
     answers: Answers | None = None
     lookback_days: int | None = Field(default=None, gt=0)

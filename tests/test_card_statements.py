@@ -167,3 +167,37 @@ def test_a_diabetic_adult_of_40_to_75_is_told_a_statin_is_recommended(api: Any, 
     old = F.pce_record(age=77, gender="female", tc=180, hdl=60, sbp=115, diabetes=True) \
         if service == "ascvd-pce-10y" else prevent_record(77, diabetes=True)
     assert "whatever the estimated risk" not in fire(api, service, old)["detail"]
+
+
+# -- NEWS2 (RCP 2017) ---------------------------------------------------------------------------------------------------
+
+
+def news2_record(sex: str = "male", age: int = 67, temp: float = 36.8, *extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every vital but the temperature scores 0 on Chart 1: RR 18, SpO2 96 on air, pulse 72, SBP 120, alert."""
+    return [F.patient("p1", age, sex), F.encounter("e1"), F.vital("9279-1", 18, "/min"), F.vital("59408-5", 96, "%"),
+            F.vital("8867-4", 72, "/min"), F.vital("8310-5", temp, "Cel"), F.bp_panel(120, days=0),
+            F.coded_obs("67775-7", "248234008", hours=2), *extra]
+
+
+@pytest.mark.parametrize("pregnancy", [F.condition("77386006", display="Pregnancy"),
+                                       F.condition("O26.891", "http://hl7.org/fhir/sid/icd-10-cm",
+                                                   display="Other specified pregnancy related conditions")])
+def test_news2_gives_no_score_in_pregnancy(api: Any, pregnancy: dict[str, Any]) -> None:
+    """RCP 2017: NEWS2 is not for use in pregnancy; an obstetric early warning score applies."""
+    card = fire(api, "news2-patient-view", news2_record("female", 28, 36.8, pregnancy))
+    assert card["summary"].startswith("No NEWS2"), card["summary"]
+    assert "not for use in pregnancy" in card["detail"] and "obstetric early warning score" in card["detail"]
+    delivered = F.condition("77386006", clinical="resolved", display="Pregnancy")
+    assert fire(api, "news2-patient-view", news2_record("female", 28, 36.8, delivered))["summary"].startswith(
+        "NEWS2 0 ")
+
+
+@pytest.mark.parametrize(("temp", "shown", "score"), [(35.0, "35", 3), (35.04, "35", 3), (35.05, "35.1", 1),
+                                                      (38.05, "38.1", 1), (39.05, "39.1", 2), (36.05, None, 0)])
+def test_news2_scores_the_temperature_it_shows(api: Any, temp: float, shown: str | None, score: int) -> None:
+    """RCP Chart 1 at 0.1 °C: <=35.0 scores 3, 35.1-36.0 1, 36.1-38.0 0, 38.1-39.0 1, >=39.1 2; a reading charted to
+    two decimals is read at the chart's precision, and the card shows the number it scored."""
+    card = fire(api, "news2-patient-view", news2_record("male", 67, temp))
+    if shown is not None:  # a temperature that scores 0 is not among the inputs the card lists
+        assert f"Temperature: **{shown} °C" in card["detail"], card["detail"]
+    assert card["summary"].startswith(f"NEWS2 {score} "), card["summary"]
