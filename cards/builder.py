@@ -227,7 +227,10 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
     value_text = format_output(primary.kind, prediction.outputs[primary.name], primary.decimals)
     category = prediction.category
     view = dict(view)
-    view["headline"] = trusted(f"{manifest.card.short_title}: {value_text} ({category.label})")
+    # a measured value carries its unit wherever it stands alone (the summary's own words name it)
+    with_unit = f"{value_text} {unit_label(primary.unit)}" if primary.kind == "value" and primary.unit and \
+        unit_label(primary.unit) else value_text
+    view["headline"] = trusted(f"{manifest.card.short_title}: {with_unit} ({category.label})")
     view["category_description"] = trusted(category.description)
     advice = advice_for(manifest, category.label, mapping)
     view["action"] = trusted(_action(advice_text(advice, mapping) if advice else category.guidance))
@@ -239,7 +242,7 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
     detail = _render(manifest.card.template, view)
     resource = chart_resource(manifest, prediction, mapping, ctx)
     if manifest.card.observation_code:
-        what = f"Record an Observation: {value_text}"
+        what = f"Record an Observation: {with_unit}"
     else:
         what = f"Record a RiskAssessment: {value_text} ({category.label})"
     suggestions = [{

@@ -201,3 +201,11 @@ def test_news2_scores_the_temperature_it_shows(api: Any, temp: float, shown: str
     if shown is not None:  # a temperature that scores 0 is not among the inputs the card lists
         assert f"Temperature: **{shown} °C" in card["detail"], card["detail"]
     assert card["summary"].startswith(f"NEWS2 {score} "), card["summary"]
+
+
+def test_an_egfr_offered_to_the_chart_carries_its_unit(api: Any) -> None:
+    """A number without its unit in the headline or the save action is not a result a clinician can chart."""
+    card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), creatinine(2.0, 1)])
+    assert "eGFR (CKD-EPI 2021): 38 mL/min/1.73 m² (G3b)" in card["detail"], card["detail"]
+    assert [a["description"] for s in card["suggestions"] for a in s["actions"]][0] == \
+        "Record an Observation: 38 mL/min/1.73 m²"
