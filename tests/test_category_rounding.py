@@ -55,12 +55,17 @@ def kdigo_stage(egfr_reported: int) -> str:
 
 
 def band_holds(number: float, description: str) -> bool:
-    """Whether a number lies in the band a category description states: '45–59', '5% to <7.5%', '<3%', '≥20%'."""
+    """Whether a number lies in the band a category description states: '45–59', '5% to <7.5%', '3% to 5%', '<3%',
+    '≥20%', '>5%'."""
     text = description.replace("%", "")
     if m := re.search(r"(\d+(?:\.\d+)?) to <(\d+(?:\.\d+)?)", text):
         return float(m[1]) <= number < float(m[2])
+    if m := re.search(r"(\d+(?:\.\d+)?) to (\d+(?:\.\d+)?)", text):  # '3% to 5%': both ends in
+        return float(m[1]) <= number <= float(m[2])
     if m := re.search(r"(\d+(?:\.\d+)?)–(\d+(?:\.\d+)?)", text):
         return float(m[1]) <= number <= float(m[2])
+    if m := re.search(r">(\d+(?:\.\d+)?)", text):  # '>5%': above it, as NICE's "greater than 5%"
+        return number > float(m[1])
     if m := re.search(r"<(\d+(?:\.\d+)?)", text):
         return number < float(m[1])
     if m := re.search(r"≥(\d+(?:\.\d+)?)", text):
@@ -69,9 +74,10 @@ def band_holds(number: float, description: str) -> bool:
 
 
 def headline(card: dict[str, Any]) -> tuple[float, str, str]:
-    """The number, category and band on the card's first line: '**eGFR …: 60 (G2)** — … (eGFR 60–89)'."""
+    """The number, category and band on the card's first line: '**eGFR …: 60 mL/min/1.73 m² (G2)** — … (eGFR
+    60–89)', '**10-year ASCVD risk: 7.5% (intermediate)** — …'."""
     first = card["detail"].splitlines()[0]
-    m = re.match(r"\*\*.*: ([\d.]+)%? \(([^)]+)\)\*\* — (.*)$", first)
+    m = re.match(r"\*\*.*: ([\d.]+)(?:%| mL/min/1\.73 m²)? \(([^)]+)\)\*\* — (.*)$", first)
     assert m, first
     return float(m[1]), m[2], m[3]
 
@@ -141,7 +147,8 @@ def test_pce_category_agrees_with_the_percentage_shown(api: Any, age: int, tc: f
 
 @pytest.mark.parametrize(("egfr", "acr", "shown", "category"), [
     (41, 43, 3.0, "intermediate"),   # 2.96%
-    (41, 138, 5.0, "high"),          # 4.96%: at the 5% referral threshold as shown
+    (41, 138, 5.0, "intermediate"),  # 4.96%: shown 5.0%, not above NICE NG203's "greater than 5%"
+    (41, 150, 5.1, "high"),          # above it: referral
     (45, 30, 1.6, "low"),            # Tangri worked example: 1.62%
 ])
 def test_kfre_category_agrees_with_the_percentage_shown(api: Any, egfr: int, acr: int, shown: float,
