@@ -209,3 +209,14 @@ def test_an_egfr_offered_to_the_chart_carries_its_unit(api: Any) -> None:
     assert "eGFR (CKD-EPI 2021): 38 mL/min/1.73 m² (G3b)" in card["detail"], card["detail"]
     assert [a["description"] for s in card["suggestions"] for a in s["actions"]][0] == \
         "Record an Observation: 38 mL/min/1.73 m²"
+
+
+def test_the_egfr_card_does_not_order_a_urine_acr_the_record_holds_from_this_year(api: Any) -> None:
+    """KDIGO 2024: test urine ACR in CKD (at least yearly); one from 10 days ago needs no new order."""
+    patient = [F.patient("p1", 60, "male"), creatinine(2.0, 1)]
+    fresh = fire(api, "egfr-ckd-epi-2021", [*patient, acr(80, days=10)])
+    assert "(KDIGO G3b)" in fresh["summary"], fresh["summary"]
+    assert "Order urine albumin/creatinine ratio" not in [s["label"] for s in fresh["suggestions"]]
+    assert "from the last year is on record" in consider(fresh), consider(fresh)
+    old = fire(api, "egfr-ckd-epi-2021", [*patient, acr(80, days=400)])
+    assert "Order urine albumin/creatinine ratio" in [s["label"] for s in old["suggestions"]]
