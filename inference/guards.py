@@ -52,6 +52,8 @@ def _failures(manifest: Manifest, values: dict[str, float],
     for rule in manifest.population:
         value = _value_of(rule.feature, values, mapping)
         if value is None:
+            if rule.if_recorded:
+                continue
             if mapping is not None and rule.feature not in values:
                 why = _why_missing(mapping, rule.feature)
                 said = rule.unconfirmed or rule.reason

@@ -154,6 +154,9 @@ class PopulationRule(Condition):
     Rules are checked before anything else (before a missing-data card or an order is offered)."""
 
     guidance: str | None = None  # what the guideline says instead, for a patient outside the population
+    # the rule tests a value only when the record has one: an optional feature nothing was recorded for does not
+    # refuse (the PCE's LDL-C >= 190 mg/dL exclusion: most records hold an LDL-C, but its absence proves nothing)
+    if_recorded: bool = False
     # said instead of `reason` when the feature cannot be read (a search cut short, an unreadable record), for a reason
     # that states what the record shows ("…, and the record shows a mechanical heart valve"), which would then be
     # false; the rule's guidance, written for a patient who is outside the population, is not shown either

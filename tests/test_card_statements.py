@@ -220,3 +220,17 @@ def test_the_egfr_card_does_not_order_a_urine_acr_the_record_holds_from_this_yea
     assert "from the last year is on record" in consider(fresh), consider(fresh)
     old = fire(api, "egfr-ckd-epi-2021", [*patient, acr(80, days=400)])
     assert "Order urine albumin/creatinine ratio" in [s["label"] for s in old["suggestions"]]
+
+
+def test_the_pce_gives_no_estimate_for_ldl_of_190_or_more(api: Any) -> None:
+    """2018 AHA/ACC cholesterol guideline (class I): LDL-C >= 190 mg/dL, a high-intensity statin without risk
+    estimation. A recorded LDL-C of 205 refuses; 189 does not; no LDL-C on record refuses nothing."""
+    record = F.pce_record(age=50, gender="female", tc=290, hdl=60, sbp=115)
+    high = fire(api, "ascvd-pce-10y", record + [F.quantity_obs("13457-7", 205, "mg/dL")])
+    assert high["summary"].startswith("No 10-year ASCVD risk"), high["summary"]
+    assert "LDL-C of 190 mg/dL or more" in high["detail"] and "high-intensity statin" in high["detail"]
+    assert "%" in fire(api, "ascvd-pce-10y", record + [F.quantity_obs("13457-7", 189, "mg/dL")])["summary"]
+    none = fire(api, "ascvd-pce-10y", record)
+    assert "%" in none["summary"] and "no LDL cholesterol in the last 2 years" not in details_page(api, none)
+    mmol = fire(api, "ascvd-pce-10y", record + [F.quantity_obs("18262-6", 5.3, "mmol/L")])  # 205 mg/dL
+    assert mmol["summary"].startswith("No 10-year ASCVD risk"), mmol["summary"]

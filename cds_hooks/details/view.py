@@ -136,7 +136,8 @@ def input_rows(manifest: Manifest, features: dict[str, Feature], pred: dict[str,
 
 def missing_rows(manifest: Manifest, features: dict[str, Feature], pred: dict[str, Any]) -> list[dict[str, Any]]:
     """What could not be read, why, and how to fix it (the test to order, the spec's note)."""
-    relevant = {i.name for i in manifest.inputs} | {r.feature for r in manifest.population}
+    # a rule read only when recorded (the PCE's LDL-C) needs nothing: its absence is not something to fix
+    relevant = {i.name for i in manifest.inputs} | {r.feature for r in manifest.population if not r.if_recorded}
     rows = []
     for name, reason in (pred.get("missing") or {}).items():
         if name not in relevant:

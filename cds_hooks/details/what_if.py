@@ -93,6 +93,8 @@ def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[
         raise WhatIfError(f"not known for this patient, so give a value: {names}", f"set.{unknown[0].name}")
     for rule in manifest.population:
         value = values.get(rule.feature)
+        if value is None and rule.if_recorded:
+            continue  # nothing recorded: the rule has nothing to test, as on the card
         if value is None or not rule.holds(value):
             raise WhatIfError(f"no estimate: {rule.reason}", rule.feature)
     for spec_in in manifest.inputs:
