@@ -231,6 +231,8 @@ def test_the_pce_gives_no_estimate_for_ldl_of_190_or_more(api: Any) -> None:
     assert "LDL-C of 190 mg/dL or more" in high["detail"] and "high-intensity statin" in high["detail"]
     assert "%" in fire(api, "ascvd-pce-10y", record + [F.quantity_obs("13457-7", 189, "mg/dL")])["summary"]
     none = fire(api, "ascvd-pce-10y", record)
-    assert "%" in none["summary"] and "no LDL cholesterol in the last 2 years" not in details_page(api, none)
+    page = details_page(api, none)
+    assert "%" in none["summary"] and "no LDL cholesterol in the last 2 years" not in page
+    assert "checked only when recorded" in page
     mmol = fire(api, "ascvd-pce-10y", record + [F.quantity_obs("18262-6", 5.3, "mmol/L")])  # 205 mg/dL
     assert mmol["summary"].startswith("No 10-year ASCVD risk"), mmol["summary"]
