@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import hashlib
 import hmac
 import sqlite3
@@ -143,11 +145,14 @@ class FlakyStore:
 
     def __init__(self, inner: Store) -> None:
         self.inner, self.down = inner, True
+        self.answering = threading.Event()  # cleared: a write hangs until it is set (a database that does not answer)
+        self.answering.set()
 
     def write_prediction(self, rec: PredictionRecord) -> None:
         self.write_predictions([rec])
 
     def write_predictions(self, records: list[PredictionRecord], deferred_sync: bool = False) -> int:
+        self.answering.wait()
         if self.down:
             raise ConnectionError("database unavailable")
         return self.inner.write_predictions(records, deferred_sync=deferred_sync)
@@ -168,10 +173,14 @@ def test_recorder_never_blocks_and_loses_nothing_while_the_database_is_down(tmp_
     recorder = Recorder(flaky, max_queue=4, spool_dir=tmp_path / "spool", retry_seconds=0.05)  # type: ignore[arg-type]
     recorder.start()
     recs = [prediction() for _ in range(25)]
-    started = datetime.now(UTC)
-    for rec in recs:
-        recorder.submit(rec)
-    assert (datetime.now(UTC) - started).total_seconds() < 1.0
+    # the database hangs: the writer is stuck in a write for as long as this test wants, so if submitting waited on
+    # it, submitting could never finish (no wall-clock bound: the join's timeout only keeps a broken build from hanging)
+    flaky.answering.clear()
+    submitter = threading.Thread(target=lambda: [recorder.submit(rec) for rec in recs])
+    submitter.start()
+    submitter.join(60)
+    assert not submitter.is_alive(), "submit waited for a database that does not answer"
+    flaky.answering.set()
     assert not recorder.flush(0.3)  # still down: not everything is written
     assert (tmp_path / "spool").exists()
     flaky.down = False
