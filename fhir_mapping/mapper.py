@@ -393,6 +393,7 @@ class _Context:
         self.validation, self.patient_id, self.zone = validation, patient_id, zone
         self._recognised: dict[int, Recognition] = {}
         self._views: dict[int, MedicationView] = {}
+        self._drug_classes: dict[int, frozenset[str]] = {}  # id(view) -> the shipped classes recognising it
         self._other_medications: list[tuple[Resource, Source, MedicationView, Recognition | None]] = []
         self._words_of: dict[int, list[str]] = {}  # id(resource) -> its main code in words (`mentions`)
         self.elsewhere = index.elsewhere(patient_id)  # id -> why: resources about someone else, never read
@@ -749,10 +750,15 @@ class _Context:
 
     def _identified_elsewhere(self, view: MedicationView, feature: Feature) -> bool:
         own = {s.medication_class for s in feature.sources if s.medication_class}
-        for class_id in shipped_class_ids():
-            if class_id not in own and self.valuesets.drug_class(class_id).recognise(view) is not None:
-                return True
-        return False
+        return bool(self._classes_of(view) - own)
+
+    def _classes_of(self, view: MedicationView) -> frozenset[str]:
+        """The shipped drug classes that recognise a drug, once per call (every medication feature asks)."""
+        found = self._drug_classes.get(id(view))
+        if found is None:
+            found = self._drug_classes[id(view)] = frozenset(
+                c for c in shipped_class_ids() if self.valuesets.drug_class(c).recognise(view) is not None)
+        return found
 
     def _ref(self, res: Resource, source: Source) -> SourceRef:
         if source.medication_class:
@@ -1009,7 +1015,10 @@ class _Context:
 
     def _absent(self, name: str, feature: Feature, ignored: list[SourceRef],
                 unreadable: SourceRef | None = None) -> FeatureValue | MissingFeature:
-        unrecognised, names = self._unrecognised(feature) if self._other_medications else (None, [])
+        # the drugs not recognised as the class are named (and unreadable ones make the answer unknown) for what the
+        # model reads; an optional feature (one advice reads, CHA2DS2-VASc's `anticoagulated`) only says what it found
+        unrecognised, names = self._unrecognised(feature) if self._other_medications and feature.required \
+            else (None, [])
         if feature.default is not None and feature.value != "quantity" and self._unusable:
             # a binary default asserts an answer ("Diabetes: No"); a matching record that cannot be read may say
             # otherwise, so the answer is unknown (a quantity's default selects the equations without that term)
