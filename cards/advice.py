@@ -36,15 +36,15 @@ def advice_for(manifest: Manifest, category: str, mapping: MappingResult) -> Adv
     return pick(manifest, category, known)
 
 
-def advice_text(advice: Advice, mapping: MappingResult) -> str:
+def advice_text(advice: Advice, mapping: MappingResult, escape: Callable[[str], str] = str) -> str:
     """The advice's words, with {evidence} replaced by the records its conditions rest on ('apixaban 5 MG Oral
-    Tablet')."""
+    Tablet'), each passed through `escape` (the card's Markdown escaping: record text is never markup)."""
     shown: list[str] = []
     for cond in advice.when:
         fv = mapping.values.get(cond.feature)
         for ref in fv.sources if fv is not None and not fv.defaulted else ():
-            if ref.display and ref.display not in shown:
-                shown.append(ref.display)
+            if ref.display and escape(ref.display) not in shown:
+                shown.append(escape(ref.display))
     return _with_evidence(advice, shown)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from cards.advice import advice_for, advice_text
 from cards.fhir_resources import format_output, observation, risk_assessment, service_request
-from cards.markdown import environment, trusted
+from cards.markdown import environment, md_escape, trusted
 from fhir_mapping.formatting import clip_words, first_clause, first_sentence, number, unit_label, unmeasured
 from fhir_mapping.result import NOT_COUNTED, FeatureValue, MappingResult, not_counted_only
 from fhir_mapping.mapper import display_value
@@ -233,7 +233,9 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
     view["headline"] = trusted(f"{manifest.card.short_title}: {with_unit} ({category.label})")
     view["category_description"] = trusted(category.description)
     advice = advice_for(manifest, category.label, mapping)
-    view["action"] = trusted(_action(advice_text(advice, mapping) if advice else category.guidance))
+    # advice is written to fit the card whole; the drug names it quotes are escaped, and a full stop inside one
+    # ("Eliquis 5 mg tab. Take …") is not the end of a sentence
+    view["action"] = trusted(advice_text(advice, mapping, md_escape) if advice else _action(category.guidance))
     view["other_outputs"] = _other_outputs(manifest, prediction)
     view["withheld"] = [trusted(w) for w in sorted(set(prediction.withheld.values()))]
     view["notes"] = [trusted(n) for n in prediction.notes]  # worded by the runtime from the model folder

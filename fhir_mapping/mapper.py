@@ -1350,6 +1350,20 @@ def _check_medication_period(res: Resource, at: datetime) -> None:
         start = parse_fhir_datetime(holder.get("start"))
         if start is not None and _in_future(holder.get("start"), at):
             raise _Skip(f"starts on {start.date().isoformat()}")
+    # an order whose every dose is set to start later ("start atorvastatin in 30 days") is not taken yet
+    doses = as_list(res.get("dosageInstruction"))
+    starts = [_dose_start(d) for d in doses]
+    if doses and all(start is not None and _in_future(start, at) for start in starts):
+        raise _Skip(f"its doses start on {min(s for s in starts if s)[:10]}")
+
+
+def _dose_start(dosage: Any) -> str | None:
+    """When a dosage's doses begin (Timing.repeat.boundsPeriod.start), as written."""
+    timing = dosage.get("timing") if isinstance(dosage, dict) else None
+    repeat = timing.get("repeat") if isinstance(timing, dict) else None
+    bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
+    start = bounds.get("start") if isinstance(bounds, dict) else None
+    return start if isinstance(start, str) else None
 
 
 def _zone_suffix(local: datetime) -> str:

@@ -52,8 +52,8 @@ def _failures(manifest: Manifest, values: dict[str, float],
     for rule in manifest.population:
         value = _value_of(rule.feature, values, mapping)
         if value is None:
-            if rule.if_recorded:
-                continue
+            if rule.if_recorded and not _recorded(mapping, rule.feature):
+                continue  # nothing on record to test; a record that could not be read is not "nothing"
             if mapping is not None and rule.feature not in values:
                 why = _why_missing(mapping, rule.feature)
                 said = rule.unconfirmed or rule.reason
@@ -62,6 +62,13 @@ def _failures(manifest: Manifest, values: dict[str, float],
         if not rule.holds(value):
             failed.append((rule, rule.reason + _patient_value(rule, mapping), True))
     return failed
+
+
+def _recorded(mapping: MappingResult | None, name: str) -> bool:
+    """Whether the record holds something for a feature that still has no value: a result it could not read (a
+    bound such as '>400', no unit), which the mapper names among the records it passed over."""
+    missing = mapping.missing.get(name) if mapping is not None else None
+    return missing is not None and missing.newest_unusable is not None
 
 
 def _patient_value(rule: PopulationRule, mapping: MappingResult | None) -> str:

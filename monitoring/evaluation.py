@@ -117,6 +117,13 @@ def flag_rule(manifest: Manifest | None, threshold: float | None) -> str:
             conds = [f"{cat.output} ≥ {cat.at_least:g}"] if cat.at_least is not None else []
             conds += [f"{cat.output} < {cat.below:g}"] if cat.below is not None else []
             parts.append(" and ".join(conds))
+    *earlier, last = manifest.categories
+    others = {c.output for c in earlier}
+    if last.label in flagged and earlier and len(others) == 1 and None not in others and \
+            all(c.below is not None and c.at_least is None for c in earlier):
+        # the rest after bands on another output (CHA2DS2-VASc's elevated: CHA2DS2-VA >= 2), which the primary's
+        # intervals cannot say
+        parts.append(f"{earlier[0].output} ≥ {max(c.below for c in earlier if c.below is not None):g}")
     warned = any(c.indicator != "info" for c in manifest.categories)
     how = ("categories with a warning or critical card" if warned else
            "every category above the lowest (no category of this model raises a warning)")

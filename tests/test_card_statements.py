@@ -48,6 +48,8 @@ def test_cha2ds2_vasc_bands_for_women_are_one_point_above_mens(api: Any, sex: st
     assert category(card) == band, card["summary"]
     if band[0] == "low":
         assert "not recommended" in card["detail"], card["detail"]
+    if band[0] == "low-moderate":  # class 2a in the 2023 guideline: "reasonable", not "may be considered" (2b)
+        assert "Oral anticoagulation is reasonable" in card["detail"], card["detail"]
     if band[0] == "elevated":
         assert "recommended for a score ≥2 in men or ≥3 in women" in card["detail"], card["detail"]
 
@@ -179,17 +181,54 @@ def news2_record(sex: str = "male", age: int = 67, temp: float = 36.8, *extra: d
             F.coded_obs("67775-7", "248234008", hours=2), *extra]
 
 
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+
+
+def recent(condition: dict[str, Any], days: int = 60) -> dict[str, Any]:
+    return {**condition, "onsetDateTime": F.days_ago(days)}
+
+
 @pytest.mark.parametrize("pregnancy", [F.condition("77386006", display="Pregnancy"),
-                                       F.condition("O26.891", "http://hl7.org/fhir/sid/icd-10-cm",
-                                                   display="Other specified pregnancy related conditions")])
+                                       F.condition("O26.891", ICD10CM, display="Other specified pregnancy conditions"),
+                                       F.condition("Z3A.32", ICD10CM, display="32 weeks gestation of pregnancy"),
+                                       F.condition("O24.410", ICD10CM, display="Gestational diabetes in pregnancy"),
+                                       F.condition("65147003", display="Twin pregnancy")])
 def test_news2_gives_no_score_in_pregnancy(api: Any, pregnancy: dict[str, Any]) -> None:
     """RCP 2017: NEWS2 is not for use in pregnancy; an obstetric early warning score applies."""
-    card = fire(api, "news2-patient-view", news2_record("female", 28, 36.8, pregnancy))
+    card = fire(api, "news2-patient-view", news2_record("female", 28, 36.8, recent(pregnancy)))
     assert card["summary"].startswith("No NEWS2"), card["summary"]
     assert "not for use in pregnancy" in card["detail"] and "obstetric early warning score" in card["detail"]
-    delivered = F.condition("77386006", clinical="resolved", display="Pregnancy")
+    delivered = recent(F.condition("77386006", clinical="resolved", display="Pregnancy"))
     assert fire(api, "news2-patient-view", news2_record("female", 28, 36.8, delivered))["summary"].startswith(
         "NEWS2 0 ")
+
+
+@pytest.mark.parametrize("condition", [
+    F.condition("77386006", display="Pregnancy"),  # onset 900 days ago, never closed: no pregnancy lasts that long
+    recent(F.condition("O24.430", ICD10CM, display="Gestational diabetes in the puerperium, diet controlled")),
+    recent(F.condition("O26.63", ICD10CM, display="Liver and biliary tract disorders in the puerperium")),
+])
+def test_news2_is_not_withheld_for_a_pregnancy_that_is_over(api: Any, condition: dict[str, Any]) -> None:
+    card = fire(api, "news2-patient-view", news2_record("female", 28, 36.8, condition))
+    assert card["summary"].startswith("NEWS2 0 "), card["summary"]
+
+
+@pytest.mark.parametrize(("sex", "age"), [("male", 67), ("female", 85)])
+def test_a_problem_list_not_read_in_full_does_not_take_news2_away(api: Any, sex: str, age: int) -> None:
+    """A long problem list whose next page is not read: no pregnancy can be ruled out, but a pregnancy rule that
+    refused then would take the ward's score from everyone; it stands on what the record shows."""
+    from cds_hooks.bundle_prefetch import prefetch_from_resources
+    from hook_calls import HOOK_INSTANCE, templates
+
+    context = {"userId": "Practitioner/example", "patientId": "p1"}
+    prefetch = prefetch_from_resources(templates(api, "news2-patient-view"), news2_record(sex, age), context)
+    key = next(k for k in prefetch if k.startswith("condition-pregnant"))
+    bundle = prefetch[key] or {"resourceType": "Bundle", "type": "searchset", "entry": []}
+    bundle["link"] = [{"relation": "next", "url": "http://127.0.0.1:1/fhir/Condition?page=2"}]
+    prefetch[key] = bundle
+    body = {"hook": "patient-view", "hookInstance": HOOK_INSTANCE, "context": context, "prefetch": prefetch}
+    card = api.post("/cds-services/news2-patient-view", json=body).json()["cards"][0]
+    assert card["summary"].startswith("NEWS2 0 "), card["summary"]
 
 
 @pytest.mark.parametrize(("temp", "shown", "score"), [(35.0, "35", 3), (35.04, "35", 3), (35.05, "35.1", 1),
@@ -220,6 +259,12 @@ def test_the_egfr_card_does_not_order_a_urine_acr_the_record_holds_from_this_yea
     assert "from the last year is on record" in consider(fresh), consider(fresh)
     old = fire(api, "egfr-ckd-epi-2021", [*patient, acr(80, days=400)])
     assert "Order urine albumin/creatinine ratio" in [s["label"] for s in old["suggestions"]]
+    no_result = acr(80, days=10)
+    del no_result["valueQuantity"]
+    no_result["dataAbsentReason"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                                                 "code": "error"}]}
+    failed = fire(api, "egfr-ckd-epi-2021", [*patient, no_result])  # a test with no result measured nothing
+    assert "Order urine albumin/creatinine ratio" in [s["label"] for s in failed["suggestions"]]
 
 
 def test_the_pce_gives_no_estimate_for_ldl_of_190_or_more(api: Any) -> None:
@@ -236,3 +281,53 @@ def test_the_pce_gives_no_estimate_for_ldl_of_190_or_more(api: Any) -> None:
     assert "checked only when recorded" in page
     mmol = fire(api, "ascvd-pce-10y", record + [F.quantity_obs("18262-6", 5.3, "mmol/L")])  # 205 mg/dL
     assert mmol["summary"].startswith("No 10-year ASCVD risk"), mmol["summary"]
+    # an LDL-C on record that cannot be read ('>400', no unit) is not "not on record"
+    bound = F.quantity_obs("13457-7", 400, "mg/dL")
+    bound["valueQuantity"]["comparator"] = ">"
+    bare = F.quantity_obs("13457-7", 212, "mg/dL")
+    del bare["valueQuantity"]["unit"], bare["valueQuantity"]["code"]
+    for unreadable in (bound, bare):
+        card = fire(api, "ascvd-pce-10y", record + [unreadable])
+        assert card["summary"].startswith("No 10-year ASCVD risk"), card["summary"]
+        assert "not on record" not in details_page(api, card)
+
+
+def med_text(text: str) -> dict[str, Any]:
+    order = F.med_request("0")
+    order["medicationCodeableConcept"] = {"text": text}
+    return order
+
+
+def test_advice_quotes_the_record_as_text_whole_and_escaped(api: Any) -> None:
+    """Record text is never markup on a card (cards/markdown.py), and a full stop inside a drug's name is not the end
+    of the advice."""
+    man = [F.patient("p1", 76, "male"), F.condition(AF)]
+    card = fire(api, "cha2ds2-vasc", [*man, med_text("apixaban 5 mg [see protocol](https://evil.example/x) **STOP**")])
+    assert "apixaban 5 mg \\[see protocol\\](https://evil.example/x) \\*\\*STOP\\*\\*" in consider(card), consider(card)
+    card = fire(api, "cha2ds2-vasc", [*man, med_text("Eliquis 5 mg tab. Take one twice daily")])
+    assert "Eliquis 5 mg tab. Take one twice daily" in consider(card) and "bleeding risk" in consider(card)
+
+
+def test_an_order_whose_doses_start_later_is_not_taken_yet(api: Any) -> None:
+    from datetime import timedelta
+
+    order = F.med_request(ATORVASTATIN[0], display=ATORVASTATIN[1])
+    order["dosageInstruction"] = [{"text": "40 mg at night", "timing": {"repeat": {
+        "boundsPeriod": {"start": (F.NOW + timedelta(days=30)).date().isoformat()}, "frequency": 1, "period": 1,
+        "periodUnit": "d"}}}]
+    card = fire(api, "ascvd-pce-10y", F.pce_record(age=62, gender="male", tc=240, hdl=40, sbp=150) + [order])
+    assert "Already on a statin" not in consider(card), consider(card)
+    order["dosageInstruction"][0]["timing"]["repeat"]["boundsPeriod"]["start"] = F.days_ago(30)[:10]
+    card = fire(api, "ascvd-pce-10y", F.pce_record(age=62, gender="male", tc=240, hdl=40, sbp=150) + [order])
+    assert "Already on a statin" in consider(card), consider(card)
+
+
+def test_the_monitoring_report_names_the_band_it_flags() -> None:
+    """CHA2DS2-VASc's elevated band is read on CHA2DS2-VA >= 2, not on the primary score."""
+    from inference.repository import ModelRepository
+    from monitoring.evaluation import flag_rule
+
+    from conftest import ROOT
+
+    manifest = ModelRepository(ROOT / "models").load().entries["cha2ds2-vasc"].champion.manifest
+    assert flag_rule(manifest, None).startswith("score_va ≥ 2 ("), flag_rule(manifest, None)

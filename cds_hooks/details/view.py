@@ -130,7 +130,8 @@ def input_rows(manifest: Manifest, features: dict[str, Feature], pred: dict[str,
         row = _row(rule.feature, feature.label if feature else rule.feature, stored.get(rule.feature), None, feature,
                    missing.get(rule.feature))
         row["rule"] = rule.reason
-        if rule.if_recorded and "missing" in row["flags"]:  # nothing recorded: nothing to test, nothing to fix
+        if rule.if_recorded and "missing" in row["flags"] and \
+                str(missing.get(rule.feature) or "").startswith("Nothing usable on record"):  # nothing to test
             row.update(value="not on record", flags=[], note="checked only when recorded")
         checked.append(row)
     return {"inputs": inputs, "checked": checked}
