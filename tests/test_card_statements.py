@@ -331,3 +331,12 @@ def test_the_monitoring_report_names_the_band_it_flags() -> None:
 
     manifest = ModelRepository(ROOT / "models").load().entries["cha2ds2-vasc"].champion.manifest
     assert flag_rule(manifest, None).startswith("score_va ≥ 2 ("), flag_rule(manifest, None)
+
+
+def test_a_diabetic_at_high_risk_keeps_the_high_intensity_wording(api: Any) -> None:
+    """2018 AHA/ACC: in diabetes with more risk factors a high-intensity statin is reasonable; at >= 20% the band's
+    own high-intensity wording is the stronger statement, not "moderate-intensity is recommended"."""
+    card = fire(api, "ascvd-pce-10y", F.pce_record(age=70, gender="male", tc=260, hdl=35, sbp=170, smoker=True,
+                                                   diabetes=True))
+    assert "(high)" in card["summary"], card["summary"]
+    assert "high-intensity statin" in consider(card) and "whatever the estimated risk" not in consider(card)
