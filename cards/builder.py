@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from cards.advice import advice_for, advice_text
-from cards.fhir_resources import format_output, observation, risk_assessment, service_request
+from cards.fhir_resources import format_output, observation, output_text, risk_assessment, service_request
 from cards.markdown import environment, md_escape, trusted
 from fhir_mapping.formatting import clip_words, first_clause, first_sentence, number, unit_label, unmeasured
 from fhir_mapping.result import NOT_COUNTED, FeatureValue, MappingResult, not_counted_only
@@ -228,8 +228,7 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
     category = prediction.category
     view = dict(view)
     # a measured value carries its unit wherever it stands alone (the summary's own words name it)
-    with_unit = f"{value_text} {unit_label(primary.unit)}" if primary.kind == "value" and primary.unit and \
-        unit_label(primary.unit) else value_text
+    with_unit = output_text(primary, prediction.outputs[primary.name])
     view["headline"] = trusted(f"{manifest.card.short_title}: {with_unit} ({category.label})")
     view["category_description"] = trusted(category.description)
     advice = advice_for(manifest, category.label, mapping)

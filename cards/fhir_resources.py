@@ -16,7 +16,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from cards.shape_check import validate_shape
 from fhir_mapping.fhirdates import parse_fhir_datetime
 from fhir_mapping.result import MappingResult
-from fhir_mapping.formatting import rounded
+from fhir_mapping.formatting import rounded, unit_label
 from inference.manifest import Manifest, Output, display_scale
 from inference.runtime import Prediction
 
@@ -170,6 +170,13 @@ def service_request(code: dict[str, str] | None, *, patient_id: str, encounter_i
         resource["encounter"] = {"reference": f"Encounter/{encounter_id}"}
     validate_shape(ServiceRequest, resource)
     return resource
+
+
+def output_text(out: Output, value: float) -> str:
+    """An output as the card shows it (format_output), with its readable unit for a measured value."""
+    text = format_output(out.kind, value, out.decimals)
+    label = unit_label(out.unit) if out.kind == "value" else ""
+    return f"{text} {label}" if label else text
 
 
 def format_output(kind: str, value: float, decimals: int) -> str:

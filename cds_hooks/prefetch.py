@@ -490,6 +490,8 @@ async def fetch_medications(
     fetcher = _Fetcher(client, fhir_server, access_token, 1, max_response_bytes)
     base = fetcher.base + "/"
     relative = {r: r[len(base):] if r.startswith(base) else r for r in dict.fromkeys(references)}
+    # the resource a reference names, as the index will look it up (a version-specific one resolves to the resource)
+    full_url = {r: base + rel.split("/_history/", 1)[0] for r, rel in relative.items()}
     wanted = [r for r, rel in relative.items() if _MEDICATION_REF.match(rel)]
     failed: dict[str, str] = {r: "not a Medication reference on fhirServer" for r, rel in relative.items()
                               if not _MEDICATION_REF.match(rel)}
@@ -513,8 +515,7 @@ async def fetch_medications(
         if body.get("resourceType") != "Medication":
             failed[ref] = f"FHIR server answered a {body.get('resourceType')}, not a Medication"
             return
-        plain = relative[ref].split("/_history/", 1)[0]  # a version-specific reference resolves to the resource
-        found.append({"fullUrl": f"{base}{plain}", "resource": body})
+        found.append({"fullUrl": full_url[ref], "resource": body})
 
     if wanted and deadline_seconds > 0:
         try:
@@ -523,7 +524,7 @@ async def fetch_medications(
         except TimeoutError:
             got = {e["fullUrl"] for e in found}
             for ref in wanted:
-                if ref not in failed and f"{base}{relative[ref].split('/_history/', 1)[0]}" not in got:
+                if ref not in failed and full_url[ref] not in got:
                     failed[ref] = "no answer from FHIR server within the deadline"
     elif wanted:
         failed.update({r: "no time left within the prefetch deadline" for r in wanted})

@@ -25,8 +25,8 @@ from fhir_mapping.index import Resource, ResourceIndex, as_list, codings, main_c
 from fhir_mapping.medications import (MedicationView, Recognition, StatedReason, medication_view,
                                       shipped_class_ids)
 from fhir_mapping.race_ethnicity import recorded_categories
-from fhir_mapping.result import (CHECK_AND_CODE, NOT_COUNTED, FeatureValue, MappingResult, MissingFeature, SourceRef,
-                                 not_counted_only)
+from fhir_mapping.result import (CHECK_AND_CODE, NOT_COUNTED, NOTHING_ON_RECORD, FeatureValue, MappingResult,
+                                 MissingFeature, SourceRef, not_counted_only)
 from fhir_mapping.mentions import MentionRule, concept_texts
 from fhir_mapping.spec import MENTION_TYPES, Feature, FeatureSpec, Source
 from fhir_mapping.units import UnitError, UnitRegistry, default_registry
@@ -1046,7 +1046,7 @@ class _Context:
             reason = self._newest_not_usable(unreadable, feature.missing_note)
         else:
             window = f" in the last {_window(feature.lookback_days)}" if feature.lookback_days else ""
-            reason = f"Nothing usable on record{window}"
+            reason = f"{NOTHING_ON_RECORD}{window}"
             if feature.missing_note:
                 reason += f": {feature.missing_note}"
         if ignored:

@@ -73,6 +73,11 @@ class FeatureValue:
         return d
 
 
+# how the mapper begins the reason of a feature with nothing readable on record (no result that could not be read):
+# the details page tells from a stored reason that a rule read only when recorded had nothing to test
+NOTHING_ON_RECORD = "Nothing usable on record"
+
+
 @dataclass
 class MissingFeature:
     """A feature the mapper could not fill, with a reason a clinician can read."""

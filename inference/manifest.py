@@ -50,14 +50,13 @@ class Input(_Strict):
     kind: Literal["continuous", "binary", "category", "count"] = "continuous"
 
 
-class Condition(_Strict):
-    """A condition on a feature value (population rules, and when a secondary output applies)."""
+class When(_Strict):
+    """A condition on a feature value (advice: the advice's text says why it applies)."""
 
     feature: str
     equals: float | None = None
     min: float | None = None
     max: float | None = None
-    reason: str
 
     def holds(self, value: float) -> bool:
         return not (
@@ -65,6 +64,12 @@ class Condition(_Strict):
             or (self.min is not None and value < self.min)
             or (self.max is not None and value > self.max)
         )
+
+
+class Condition(When):
+    """A condition with the reason shown when it fails (population rules, and when a secondary output applies)."""
+
+    reason: str
 
 
 class Output(_Strict):
@@ -121,19 +126,6 @@ class Category(_Strict):
     description: str | None = None
     guidance: str | None = None  # what the guideline suggests for this category (options, not directives)
     follow_ups: tuple[FollowUp, ...] = ()
-
-
-class When(_Strict):
-    """A condition on a feature value for advice (no reason: the advice's text says it)."""
-
-    feature: str
-    equals: float | None = None
-    min: float | None = None
-    max: float | None = None
-
-    def holds(self, value: float) -> bool:
-        return not ((self.equals is not None and value != self.equals) or (self.min is not None and value < self.min)
-                    or (self.max is not None and value > self.max))
 
 
 class Advice(_Strict):

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from cards.advice import stored_advice
-from cards.fhir_resources import format_output
+from cards.fhir_resources import format_output, output_text
 from fhir_mapping.formatting import number, quantity, system_name, unit_label, unmeasured, value_range
 from fhir_mapping.mapper import display_value
-from fhir_mapping.result import CHECK_AND_CODE
+from fhir_mapping.result import CHECK_AND_CODE, NOTHING_ON_RECORD
 from fhir_mapping.spec import Feature
 from inference.explain import coalition_matrix, shapley_values
 from inference.guards import unmet
@@ -37,13 +37,6 @@ def feature_values(pred: dict[str, Any]) -> dict[str, float]:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             out[name] = float(value)
     return out
-
-
-def output_text(out: Output, value: float) -> str:
-    """An output as the card shows it (format_output), with its readable unit for a measured value."""
-    text = format_output(out.kind, value, out.decimals)
-    label = unit_label(out.unit) if out.kind == "value" else ""
-    return f"{text} {label}" if label else text
 
 
 def input_value_text(spec_in: Input, feature: Feature | None, value: float) -> str:
@@ -131,7 +124,7 @@ def input_rows(manifest: Manifest, features: dict[str, Feature], pred: dict[str,
                    missing.get(rule.feature))
         row["rule"] = rule.reason
         if rule.if_recorded and "missing" in row["flags"] and \
-                str(missing.get(rule.feature) or "").startswith("Nothing usable on record"):  # nothing to test
+                str(missing.get(rule.feature) or "").startswith(NOTHING_ON_RECORD):  # nothing to test
             row.update(value="not on record", flags=[], note="checked only when recorded")
         checked.append(row)
     return {"inputs": inputs, "checked": checked}

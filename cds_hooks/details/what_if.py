@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from cds_hooks.details.view import feature_values, input_value_text, output_text, scenario_applies
+from cards.fhir_resources import output_text
+from cds_hooks.details.view import feature_values, input_value_text, scenario_applies
 from fhir_mapping.formatting import outside_range
 from inference.guards import unmet
 from inference.manifest import Manifest
