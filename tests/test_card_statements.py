@@ -242,6 +242,19 @@ def test_news2_scores_the_temperature_it_shows(api: Any, temp: float, shown: str
     assert card["summary"].startswith(f"NEWS2 {score} "), card["summary"]
 
 
+@pytest.mark.parametrize(("temp", "score"), [(36.8, 0), (35.5, 1), (39.5, 2)])
+def test_news2_response_at_0_is_routine_monitoring_and_at_1_to_4_a_nurse_assessment(api: Any, temp: float,
+                                                                                    score: int) -> None:
+    """RCP 2017 Chart 3: a score of 0 means routine NEWS monitoring at least 12-hourly; only 1-4 asks a registered
+    nurse to assess the patient (at least 4-6-hourly observations)."""
+    card = fire(api, "news2-patient-view", news2_record("male", 67, temp))
+    assert card["summary"].startswith(f"NEWS2 {score} (low"), card["summary"]
+    if score == 0:
+        assert "every 12 hours" in consider(card) and "nurse" not in consider(card), consider(card)
+    else:
+        assert "registered nurse assesses" in consider(card) and "4–6 hours" in consider(card), consider(card)
+
+
 def test_an_egfr_offered_to_the_chart_carries_its_unit(api: Any) -> None:
     """A number without its unit in the headline or the save action is not a result a clinician can chart."""
     card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), creatinine(2.0, 1)])
