@@ -171,6 +171,20 @@ def test_a_diabetic_adult_of_40_to_75_is_told_a_statin_is_recommended(api: Any, 
     assert "whatever the estimated risk" not in fire(api, service, old)["detail"]
 
 
+@pytest.mark.parametrize("service", ["prevent-base", "prevent-full"])
+@pytest.mark.parametrize(("ldl", "unit", "severe"), [(200, "mg/dL", True), (5.2, "mmol/L", True),
+                                                     (185, "mg/dL", False), (4.8, "mmol/L", False)])
+def test_prevent_with_ldl_of_190_or_more_says_a_high_intensity_statin_whatever_the_risk(
+        api: Any, service: str, ldl: float, unit: str, severe: bool) -> None:
+    """2018 AHA/ACC cholesterol guideline: LDL-C >= 190 mg/dL (4.9 mmol/L) -> high-intensity statin without risk
+    estimation (class I). A woman of 45 with a low PREVENT estimate and LDL-C 200 may not be told "lifestyle"."""
+    card = fire(api, service, prevent_record(45, F.quantity_obs("13457-7", ldl, unit)))
+    line = consider(card)
+    assert ("high-intensity statin whatever the estimated risk" in line) is severe, line
+    if severe:
+        assert not any("calcium" in s["label"].lower() for s in card.get("suggestions", [])), card["suggestions"]
+
+
 # -- NEWS2 (RCP 2017) ---------------------------------------------------------------------------------------------------
 
 
