@@ -217,6 +217,34 @@ def test_news2_gives_no_score_in_pregnancy(api: Any, pregnancy: dict[str, Any]) 
         "NEWS2 0 ")
 
 
+@pytest.mark.parametrize(("statuses", "withheld"), [
+    ([("82810-3", "LA15173-0", "http://loinc.org", 3)], True),            # Pregnant, charted on admission
+    ([("82810-3", "77386006", "http://snomed.info/sct", 3)], True),
+    ([("11449-6", "LA15173-0", "http://loinc.org", 30)], True),           # Pregnancy status - Reported
+    ([("82810-3", "LA15173-0", "http://loinc.org", 200),                  # pregnant then, not pregnant now
+      ("82810-3", "LA26683-5", "http://loinc.org", 1)], False),
+    ([("82810-3", "LA4489-6", "http://loinc.org", 1)], False),            # Unknown
+    ([("82810-3", "LA15173-0", "http://loinc.org", 400)], False),         # longer ago than any pregnancy lasts
+    ([("82810-3", "102874004", "http://snomed.info/sct", 1)], None),      # "Possible pregnancy": not an answer
+])
+def test_news2_reads_the_charted_pregnancy_status(api: Any, statuses: list[tuple[str, str, str, int]],
+                                                   withheld: bool | None) -> None:
+    """RCP 2017: NEWS2 is not for use in pregnancy. Wards chart pregnancy as an Observation (LOINC 82810-3 Pregnancy
+    status, answers LL4129-4: LA15173-0 Pregnant, LA26683-5 Not pregnant, LA4489-6 Unknown) more often than on the
+    problem list; the newest answer counts, and one the list does not hold cannot rule a pregnancy out."""
+    obs = [F.coded_obs(code, answer, days=days, answer_system=system) for code, answer, system, days in statuses]
+    card = fire(api, "news2-patient-view", news2_record("female", 28, 36.8, *obs))
+    if withheld is None:
+        assert card["summary"].startswith("No NEWS2"), card["summary"]
+        assert "latest pregnancy status on record cannot be read" in card["detail"], card["detail"]
+    elif withheld:
+        assert card["summary"].startswith("No NEWS2"), card["summary"]
+        assert "latest pregnancy status on record is pregnant" in card["detail"], card["detail"]
+        assert "obstetric early warning score" in card["detail"]
+    else:
+        assert card["summary"].startswith("NEWS2 0 "), card["summary"]
+
+
 @pytest.mark.parametrize("condition", [
     F.condition("77386006", display="Pregnancy"),  # onset 900 days ago, never closed: no pregnancy lasts that long
     recent(F.condition("O24.430", ICD10CM, display="Gestational diabetes in the puerperium, diet controlled")),
