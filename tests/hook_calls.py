@@ -12,16 +12,17 @@ from cds_hooks.bundle_prefetch import prefetch_from_resources
 HOOK_INSTANCE = "5b0e3f1c-7d4a-4c55-9a8e-2f6b1d0c9e77"
 
 
-def module_app(directory: Path) -> Iterator[Any]:
-    """The app with the shipped models, started and stopped around a module, calling with signed tokens (each call
-    is independent: fresh token, own prefetch); built like conftest's `api`."""
+def module_app(directory: Path, models_root: Path | None = None) -> Iterator[Any]:
+    """The app with the shipped models (or those under `models_root`), started and stopped around a module, calling
+    with signed tokens (each call is independent: fresh token, own prefetch); built like conftest's `api`."""
     from fastapi.testclient import TestClient
 
     from cds_hooks.app import create_app
     from cds_hooks.signing import load_local_key
     from conftest import KEYS, SignedClient, make_settings
 
-    with TestClient(create_app(make_settings(directory))) as client:
+    overrides = {"models": {"root": str(models_root)}} if models_root is not None else {}
+    with TestClient(create_app(make_settings(directory, **overrides))) as client:
         yield SignedClient(client, load_local_key(KEYS / "local"))
 
 

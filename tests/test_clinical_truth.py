@@ -135,7 +135,8 @@ def test_statin_written_any_way_is_a_statin(api: Any, concept: dict[str, Any]) -
 def test_unrecognised_active_medications_are_named_not_denied(api: Any) -> None:
     card = fire(api, "ascvd-pce-10y", MALE_55 + [med({"text": "Zorblax 10 mg daily"}),
                                                   med(rx("99999999", "Quuxapril 5 MG Oral Tablet"))])
-    assert ("On blood pressure treatment: No — 2 active medications not recognised: Zorblax 10 mg daily, "
+    # both drug-read inputs (blood pressure treatment, and diabetes: glucose-lowering treatment) share the note
+    assert ("On blood pressure treatment: No; Diabetes: No — 2 active medications not recognised: Zorblax 10 mg daily, "
             "Quuxapril 5 MG Oral Tablet") in card["detail"]
     assert "no active antihypertensive medication on record" not in card["detail"]
 
@@ -566,7 +567,8 @@ def test_an_unreadable_diagnosis_or_order_gives_no_number_and_says_why(api: Any)
     assert risk(both) == pytest.approx(round(goff_white_man(diabetes=1), 6), abs=1e-6)
     order = med(medicationReference="Medication/123")  # a reference written as text, not a Reference
     untreated = fire(api, "ascvd-pce-10y", MALE_55 + [order])
-    assert untreated["summary"] == "10-year ASCVD risk not calculated: missing On blood pressure treatment"
+    # the order may be an antihypertensive or a glucose-lowering drug: both inputs are unknown
+    assert untreated["summary"] == "10-year ASCVD risk not calculated: missing On blood pressure treatment, Diabetes"
     mi = F.condition("22298006", display="Myocardial infarction") | {"clinicalStatus": "active"}
     refused = fire(api, "ascvd-pce-10y", MALE_55 + [mi])
     assert "%" not in refused["summary"] and "could not be confirmed from the record" in refused["detail"]

@@ -63,7 +63,7 @@ def test_card_is_labelled_not_for_clinical_use_and_challenger_is_shadowed(api: A
 
 def test_patients_with_diabetes_get_no_number(api: Any) -> None:
     card = fire(api, "t2d-onset-5y", record(diabetes=True))
-    assert "%" not in card["summary"] and "diabetes is already on the problem list" in card["detail"]
+    assert "%" not in card["summary"] and "the record shows diabetes (a diagnosis" in card["detail"]
 
 
 @pytest.mark.parametrize(("hba1c", "refused"), [(8.4, True), (6.5, True), (6.4, False), (6.0, False)])

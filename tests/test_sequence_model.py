@@ -211,7 +211,7 @@ def test_guards_deceased_first_then_population_then_too_few_events(serve: Any) -
     _, diabetic, did = fixture("patient-0066-cea543a6.json")
     assert call(api, _shift(diabetic, deceasedDateTime="2024-12-01"), did) == []  # deceased before population
     [card] = call(api, diabetic, did)
-    assert "%" not in card["summary"] and "diabetes is already on the problem list" in card["detail"]
+    assert "%" not in card["summary"] and "the record shows diabetes (a diagnosis" in card["detail"]
     patient = next(r for r in resources if r["resourceType"] == "Patient")
     obs = [r for r in resources if r["resourceType"] == "Observation"
            and r["code"]["coding"][0]["code"] == "4548-4"][:1]

@@ -1,0 +1,147 @@
+"""Diabetes as the models' own definitions read it, from records written the way EHRs send them.
+
+The risk equations' cohorts counted glucose-lowering treatment as diabetes (PCE: Goff 2013; PREVENT: Khan 2024, the
+CKD-PC definition, which also counts an HbA1c of 6.5 % or more), and a diagnosis stands when the problem list marks
+it inactive or in remission. The T2D onset demonstrations are for people who never had diabetes: their training
+excluded any earlier diabetes Condition, whatever its status. Each expectation is checked against a second, plain
+reading of the same patient (a coded, active diabetes Condition), not against the mapper's own output.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import fhirfactory as F
+import pytest
+from hook_calls import fire, module_app, risk
+
+GLARGINE = ("847230", "3 ML insulin glargine 100 UNT/ML Pen Injector")
+METFORMIN = ("861007", "metformin hydrochloride 500 MG Oral Tablet")
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from module_app(tmp_path_factory.mktemp("diabetes-evidence"))
+
+
+@pytest.fixture(scope="module")
+def api_110(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The shipped models with t2d-onset-5y's challenger 1.1.0 as champion (what `models promote` would serve)."""
+    from conftest import ROOT
+
+    d = tmp_path_factory.mktemp("diabetes-evidence-110")
+    shutil.copytree(ROOT / "models", d / "models")
+    (d / "models" / "t2d-onset-5y" / "aliases.yaml").write_text('champion: "1.1.0"\n')
+    yield from module_app(d, models_root=d / "models")
+
+
+def statement(code: str, display: str) -> dict[str, Any]:
+    return {"resourceType": "MedicationStatement", "id": f"ms-{code}", "status": "active",
+            "subject": {"reference": "Patient/p1"}, "effectivePeriod": {"start": F.days_ago(400)},
+            "medicationCodeableConcept": {"coding": [{"system": F.RXNORM, "code": code, "display": display}]}}
+
+
+def woman_50(*extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """TC 200, HDL 45 mg/dL, untreated SBP 160, never smoker, eGFR 90, BMI 35."""
+    return [F.patient("p1", 50, "female"), F.quantity_obs("2093-3", 200, "mg/dL"),
+            F.quantity_obs("2085-9", 45, "mg/dL"), F.bp_panel(160), F.smoking(F.NEVER_SMOKER),
+            F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}", days=30), F.quantity_obs("39156-5", 35, "kg/m2"),
+            *extra]
+
+
+CODED_DIABETES = F.condition("44054006", display="Diabetes mellitus type 2")
+
+
+@pytest.mark.parametrize("service", ["prevent-base", "prevent-full", "ascvd-pce-10y"])
+@pytest.mark.parametrize("evidence", [
+    F.med_request(GLARGINE[0], display=GLARGINE[1]), statement(*GLARGINE), statement(*METFORMIN),
+    F.condition("44054006", clinical="inactive", display="Diabetes mellitus type 2"),
+    F.condition("44054006", clinical="remission", display="Diabetes mellitus type 2"),
+], ids=["insulin-order", "insulin-statement", "metformin-statement", "inactive", "remission"])
+def test_the_risk_equations_count_treated_or_inactive_diabetes(api: Any, service: str,
+                                                                evidence: dict[str, Any]) -> None:
+    """A woman on insulin with no diabetes Condition coded had "Diabetes: No" and the lower estimate."""
+    card = fire(api, service, woman_50(evidence))
+    plain = fire(api, service, woman_50(CODED_DIABETES))
+    assert "Diabetes: No" not in card["detail"], card["detail"]
+    assert risk(card) == pytest.approx(risk(plain), abs=1e-9), (card["summary"], plain["summary"])
+    assert "moderate-intensity statin is recommended whatever the estimated risk" in card["detail"], card["detail"]
+
+
+@pytest.mark.parametrize("service", ["prevent-base", "prevent-full"])
+@pytest.mark.parametrize("code", ["4548-4", "17855-8", "4549-2"])
+def test_prevent_gives_no_number_for_an_hba1c_in_the_diabetes_range_without_diabetes(api: Any, service: str,
+                                                                                      code: str) -> None:
+    """PREVENT's cohorts counted an HbA1c >= 6.5 % as diabetes, so its "no diabetes" arm (and the +HbA1c model's
+    HbA1c-without-diabetes term) was fitted on HbA1c below 6.5 %: 8.2 % with no diagnosis fits neither arm."""
+    hba1c = F.quantity_obs(code, 8.2, "%", days=30)
+    card = fire(api, service, woman_50(hba1c))
+    assert card["summary"].startswith("No "), card["summary"]
+    assert "HbA1c of 6.5 % or more" in card["detail"] and "Confirm or exclude diabetes" in card["detail"]
+    treated = fire(api, service, woman_50(hba1c, CODED_DIABETES))
+    assert not treated["summary"].startswith("No "), treated["summary"]
+    normal = fire(api, service, woman_50(F.quantity_obs(code, 5.9, "%", days=30)))
+    assert not normal["summary"].startswith("No "), normal["summary"]
+
+
+# -- the T2D onset demonstrations ----------------------------------------------------------------------------------
+
+
+def onset_record(*extra: dict[str, Any]) -> list[dict[str, Any]]:
+    return [F.patient("p1", 50, "female"), F.quantity_obs("39156-5", 31, "kg/m2"), F.bp_panel(130),
+            F.quantity_obs("2085-9", 45, "mg/dL"), *extra]
+
+
+def timeline_record(*extra: dict[str, Any]) -> list[dict[str, Any]]:
+    return [F.patient("p1", 50, "female"),
+            *(F.quantity_obs("39156-5", 31, "kg/m2", days=d) for d in (30, 200, 400, 600)),
+            *(F.bp_panel(130, days=d) for d in (30, 300)), *extra]
+
+
+def call(api: Any, api_110: Any, target: str, extra: list[dict[str, Any]]) -> dict[str, Any]:
+    if target == "t2d-onset-5y@1.0.0":
+        return fire(api, "t2d-onset-5y", onset_record(*extra))
+    if target == "t2d-onset-5y@1.1.0":
+        return fire(api_110, "t2d-onset-5y", onset_record(*extra))
+    return fire(api, "t2d-timeline-5y", timeline_record(*extra))
+
+
+TARGETS = ["t2d-onset-5y@1.0.0", "t2d-onset-5y@1.1.0", "t2d-timeline-5y"]
+
+
+def refuses(card: dict[str, Any]) -> bool:
+    return card["summary"].startswith("No ") and not card.get("suggestions")
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_t2d_model_gives_an_estimate_to_a_patient_without_diabetes(api: Any, api_110: Any,
+                                                                        target: str) -> None:
+    """The control for the refusals below: the same records without diabetes evidence get an estimate."""
+    assert not refuses(call(api, api_110, target, [])), target
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("evidence", [
+    F.med_request(GLARGINE[0], display=GLARGINE[1]), statement(*METFORMIN),
+    *(F.condition("44054006", clinical=s, display="Diabetes mellitus type 2")
+      for s in ("remission", "resolved", "inactive")),
+], ids=["insulin", "metformin", "remission", "resolved", "inactive"])
+def test_no_onset_estimate_for_diabetes_treated_or_no_longer_active(api: Any, api_110: Any, target: str,
+                                                                    evidence: dict[str, Any]) -> None:
+    """ADA Standards of Care 2025 section 9: insulin treats diabetes; Riddle et al., Diabetes Care 2021;44:2438:
+    remission is not a cure, the diagnosis stands."""
+    card = call(api, api_110, target, [evidence])
+    assert refuses(card), card["summary"]
+    assert "the record shows diabetes" in card["detail"], card["detail"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("code", ["4548-4", "17855-8", "4549-2"])
+def test_no_onset_estimate_with_an_hba1c_in_the_diabetes_range(api: Any, api_110: Any, target: str,
+                                                               code: str) -> None:
+    """ADA Standards of Care 2025 section 2: HbA1c >= 6.5 % is in the diabetes range, under any of its LOINC method
+    codes (4548-4, 17855-8 by calculation, 4549-2 by electrophoresis)."""
+    card = call(api, api_110, target, [F.quantity_obs(code, 8.2, "%", days=30)])
+    assert refuses(card), card["summary"]
