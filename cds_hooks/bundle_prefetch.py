@@ -75,7 +75,7 @@ def _evaluate(query: str, resources: list[dict[str, Any]]) -> dict[str, Any] | N
             continue
         if codes and not any((s, c) in codes for s, c, _ in codings(res.get(main_code_element(rtype)))):
             continue
-        if statuses and res.get("status") not in statuses:
+        if statuses and not (isinstance(st := res.get("status"), str) and st in statuses):  # a server compares text
             continue
         matched.append(res)
     entries = [{"fullUrl": f"{r['resourceType']}/{r.get('id', '')}", "resource": r, "search": {"mode": "match"}}

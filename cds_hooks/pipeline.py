@@ -34,7 +34,8 @@ def unresolved_medications(index: ResourceIndex) -> list[str]:
     refs: list[str] = []
     for rtype in ("MedicationRequest", "MedicationStatement"):
         for res in index.by_type.get(rtype, ()):
-            if res.get("status") in _NEVER_CURRENT:
+            status = res.get("status")
+            if isinstance(status, str) and status in _NEVER_CURRENT:  # a malformed status (a list) is not hashable
                 continue
             ref_obj = res.get("medicationReference")
             ref = ref_obj.get("reference") if isinstance(ref_obj, dict) else None

@@ -178,6 +178,10 @@ def _newest_evidence(name: str, spec: FeatureSpec, result: MappingResult, zone: 
     derived = outcome if isinstance(outcome, FeatureValue) else None
     own_bad = _unusable_of(result, name)
     inputs_bad = [(n, ref) for n in sorted(spec.derived_inputs(name)) if (ref := _unusable_of(result, n)) is not None]
+    if isinstance(outcome, MissingFeature) and outcome.newest_unusable is not None:
+        owner = _newest_input(name, spec, result)  # inputs read, but the equation has no value for them
+        if owner is not None:
+            inputs_bad.append((owner[0], outcome.newest_unusable))
     input_bad = max(inputs_bad, key=lambda t: _local_day(t[1], zone) or "", default=None)
 
     def side(value: FeatureValue | None, bad: SourceRef | None) -> tuple[str | None, FeatureValue | None,
@@ -319,16 +323,20 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
         lead = f"{measured.reason}; it" if measured else "It"
         return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
                               reason=f"{lead} cannot be computed without {labels}")
-    try:
-        value = compiled_expression(feature.derived).evaluate({n: result.values[n].value for n in needs})
-    except ExpressionError as exc:
-        return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
-                              reason=f"Could not be computed: {exc}")
-    sources = [s for n in needs for s in result.values[n].sources if s.resource_type != "Patient"]
-    dates = [result.values[n].date for n in needs if result.values[n].date]
     # each input with the value used ('computed from serum creatinine 2.2 mg/dL, age at the creatinine 55 years …'),
     # so the details page shows what an eGFR or a BMI rests on
     used = ", ".join(f"{spec.features[n].label.lower()} {_shown(result.values[n], spec.features[n])}" for n in needs)
+    try:
+        value = compiled_expression(feature.derived).evaluate({n: result.values[n].value for n in needs})
+    except ExpressionError:
+        # inputs the equation has no value for (a creatinine of 0 or below): the newest of them is a result that
+        # cannot be used, and an older value must not stand in for it (`derived_when: newer`)
+        newest = _newest_input(name, spec, result)
+        bad = _with_note(newest[1], f"{feature.label} cannot be computed from it") if newest else None
+        return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
+                              reason=f"Cannot be computed from {used}", newest_unusable=bad)
+    sources = [s for n in needs for s in result.values[n].sources if s.resource_type != "Patient"]
+    dates = [result.values[n].date for n in needs if result.values[n].date]
     if feature.derived_only_if is not None:
         holds = compiled_expression(feature.derived_only_if).evaluate({n: result.values[n].value for n in needs})
         if not holds:  # outside the equation's own population: no value, saying why
@@ -338,6 +346,17 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
                         display=display_value(feature, value), sources=sources,
                         note=f"computed from {used}" if needs else "set by this model's configuration",
                         date=_derived_date(name, spec, result, dates, adult_from))
+
+
+def _newest_input(name: str, spec: FeatureSpec, result: MappingResult) -> tuple[str, SourceRef] | None:
+    """The newest result a derivation rests on, with its input's name (not the Patient: age and sex)."""
+    best: tuple[str, SourceRef] | None = None
+    for n in sorted(spec.derived_inputs(name)):
+        fv = result.values.get(n)
+        for ref in fv.sources if fv is not None else ():
+            if ref.resource_type != "Patient" and (best is None or (ref.date or "") > (best[1].date or "")):
+                best = (n, ref)
+    return best
 
 
 def _derived_date(name: str, spec: FeatureSpec, result: MappingResult, dates: list[str],

@@ -276,3 +276,22 @@ def test_configured_byte_cap_reaches_the_service_and_referenced_medications(make
     detail = card["detail"].replace("\\", "")
     assert "not calculated" in card["summary"] and "On blood pressure treatment: No" not in detail, detail
     assert "Medication/big" in detail, detail
+
+
+def test_an_order_whose_status_is_not_a_string_is_not_a_500(make_api: Any) -> None:
+    """A MedicationRequest with `status` written as a list and its drug by reference: the check for orders whose
+    Medication must be fetched had hashed the status (TypeError, 500)."""
+    order = F.med_request("197361", display="amlodipine 5 MG Oral Tablet") | {"status": ["active"]}
+    del order["medicationCodeableConcept"]
+    order["medicationReference"] = {"reference": "Medication/m1"}
+    from cds_hooks.bundle_prefetch import prefetch_from_resources
+    from hook_calls import templates
+
+    api = make_api()
+    context = {"userId": "Practitioner/example", "patientId": "p1"}
+    prefetch = prefetch_from_resources(templates(api, "ascvd-pce-10y"), [F.patient("p1", 55, "male"), order], context)
+    # a server's status filter would not match a list; an EHR that sends it anyway puts it under the orders' key
+    key = next(k for k, t in templates(api, "ascvd-pce-10y").items() if t.startswith("MedicationRequest?"))
+    prefetch[key] = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": order}]}
+    resp = api.post(SERVICE, json=F.hook_request(prefetch))
+    assert resp.status_code == 200, resp.text

@@ -305,6 +305,27 @@ def test_prevent_does_not_use_an_older_egfr_over_a_newer_creatinine_it_cannot_re
     assert f"Newest serum creatinine ({newest['effectiveDateTime'][:10]}) not usable" in card["detail"]
 
 
+@pytest.mark.parametrize("service", ["kfre-4var", "prevent-base", "prevent-full"])
+@pytest.mark.parametrize(("value", "unit", "code"), [(0, "mg/dL", "2160-0"), (-1.2, "mg/dL", "2160-0"),
+                                                      (0, "umol/L", "14682-9")])
+def test_a_newest_creatinine_the_equation_has_no_value_for_is_not_replaced_by_an_older_egfr(
+        api: Any, service: str, value: float, unit: str, code: str) -> None:
+    """CKD-EPI 2021 (Inker 2021) takes a creatinine above 0: one of 0 or below, newer than a reported eGFR, is a result
+    that cannot be used; the reported eGFR of 60 days earlier was scored as if current (KFRE 'high', a referral)."""
+    newest = F.quantity_obs(code, value, unit, days=5)
+    if service == "kfre-4var":
+        record = [F.patient("p1", 60, "male"), F.quantity_obs("98979-8", 40, EGFR_UNIT, days=60), newest,
+                  F.quantity_obs("9318-7", 100, "mg/g", days=5)]
+    else:
+        record = khan_woman(egfr_days=60) + [newest]
+    card = fire(api, service, record)
+    assert primary_risk(card) is None, card["summary"]
+    assert card["summary"].endswith("not calculated: missing eGFR"), card["summary"]
+    assert f"Newest serum creatinine ({newest['effectiveDateTime'][:10]}) not usable: eGFR cannot be computed from it" \
+        in card["detail"], card["detail"]
+    assert not any(s["label"] == "Refer to nephrology" for s in card.get("suggestions", []))
+
+
 def test_a_reported_egfr_of_the_same_day_stands_over_a_creatinine_it_cannot_read(api: Any) -> None:
     record = [F.patient("p1", 55, "female"), F.quantity_obs("98979-8", 45, EGFR_UNIT, days=5),
               unread_creatinine(2.2, 5, None), F.quantity_obs("9318-7", 30, "mg/g", days=5)]
