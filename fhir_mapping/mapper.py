@@ -826,7 +826,8 @@ class _Context:
                 raise _Skip("has no date, so it cannot be placed in the look-back window")
             if when < self.at - timedelta(days=feature.lookback_days):
                 raise _Skip(f"older than the {_window(feature.lookback_days)} look-back window")
-        if source.resource == "Condition" and "resolved" not in source.allowed_statuses():
+        if source.resource == "Condition" and "resolved" not in source.allowed_statuses() and \
+                not _abated_by_status(res, source):
             _check_abatement(res, self.at)  # history-type features (prior stroke, prior MI) keep resolved ones
         holder = res
         if source.component:
@@ -1392,6 +1393,14 @@ def _zone_suffix(local: datetime) -> str:
     minutes = int(offset.total_seconds() // 60)
     sign = "+" if minutes >= 0 else "−"
     return f" (UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d})"
+
+
+def _abated_by_status(res: Resource, source: Source) -> bool:
+    """A Condition whose clinical status is one the source counts and that itself says the condition abated
+    (inactive, remission): its abatement date is the one R4 con-4 asks such a Condition to carry, not an end to it
+    (type 2 diabetes in remission since a date is still diabetes for a source that counts remission)."""
+    clinical = {c for _, c, _ in codings(res.get("clinicalStatus"))}
+    return bool(clinical & {"inactive", "remission"} & set(source.allowed_statuses()))
 
 
 def _check_abatement(res: Resource, at: datetime) -> None:

@@ -4,7 +4,8 @@ The risk equations' cohorts counted glucose-lowering treatment as diabetes (PCE:
 CKD-PC definition, which also counts an HbA1c of 6.5 % or more), and a diagnosis stands when the problem list marks
 it inactive or in remission. The T2D onset demonstrations are for people who never had diabetes: their training
 excluded any earlier diabetes Condition, whatever its status. Each expectation is checked against a second, plain
-reading of the same patient (a coded, active diabetes Condition), not against the mapper's own output.
+reading of the same patient (a coded, active diabetes Condition), not against the mapper's own output. The same
+holds for CHA2DS2-VASc's AF: paroxysmal AF in remission is AF for the stroke-risk decision.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ CODED_DIABETES = F.condition("44054006", display="Diabetes mellitus type 2")
     F.med_request(GLARGINE[0], display=GLARGINE[1]), statement(*GLARGINE), statement(*METFORMIN),
     F.condition("44054006", clinical="inactive", display="Diabetes mellitus type 2"),
     F.condition("44054006", clinical="remission", display="Diabetes mellitus type 2"),
-], ids=["insulin-order", "insulin-statement", "metformin-statement", "inactive", "remission"])
+    F.condition("44054006", clinical="remission", display="Diabetes mellitus type 2")
+    | {"abatementDateTime": F.days_ago(200)},  # R4 con-4: an abated Condition is inactive, remission or resolved
+], ids=["insulin-order", "insulin-statement", "metformin-statement", "inactive", "remission", "remission-since"])
 def test_the_risk_equations_count_treated_or_inactive_diabetes(api: Any, service: str,
                                                                 evidence: dict[str, Any]) -> None:
     """A woman on insulin with no diabetes Condition coded had "Diabetes: No" and the lower estimate."""
@@ -145,3 +148,29 @@ def test_no_onset_estimate_with_an_hba1c_in_the_diabetes_range(api: Any, api_110
     codes (4548-4, 17855-8 by calculation, 4549-2 by electrophoresis)."""
     card = call(api, api_110, target, [F.quantity_obs(code, 8.2, "%", days=30)])
     assert refuses(card), card["summary"]
+
+
+@pytest.mark.parametrize("status", ["remission", "inactive"])
+def test_cha2ds2_vasc_counts_diabetes_in_remission_that_carries_its_abatement_date(api: Any, status: str) -> None:
+    """The model counts diabetes inactive or in remission (Riddle 2021: remission is not cure); EHRs write the date it
+    began in abatementDateTime (R4 con-4), which had read as 'ended': a man of 60 with AF then scored 0, 'not
+    recommended', instead of 1."""
+    diabetes = F.condition("E11.9", "http://hl7.org/fhir/sid/icd-10-cm", clinical=status,
+                           display="Type 2 diabetes mellitus without complications")
+    diabetes["abatementDateTime"] = F.days_ago(200)
+    card = fire(api, "cha2ds2-vasc", [F.patient("p1", 60, "male"), F.condition("49436004"), diabetes])
+    assert card["summary"].startswith("CHA2DS2-VASc 1 "), card["summary"]
+    active = F.condition("E11.9", "http://hl7.org/fhir/sid/icd-10-cm", display="Type 2 diabetes mellitus")
+    active["abatementDateTime"] = F.days_ago(200)  # an active diagnosis with an end date in the past has ended
+    card = fire(api, "cha2ds2-vasc", [F.patient("p1", 60, "male"), F.condition("49436004"), active])
+    assert card["summary"].startswith("CHA2DS2-VASc 0 "), card["summary"]
+
+
+@pytest.mark.parametrize("status", ["remission", "inactive"])
+def test_cha2ds2_vasc_scores_atrial_fibrillation_in_remission(api: Any, status: str) -> None:
+    """2023 ACC/AHA/ACCP/HRS AF guideline: anticoagulation follows stroke risk whatever the AF pattern (paroxysmal)
+    or the rhythm outcome; a woman of 80 with paroxysmal AF between episodes had no score ('no current AF')."""
+    af = F.condition("282825002", clinical=status, display="Paroxysmal atrial fibrillation")
+    af["abatementDateTime"] = F.days_ago(30)
+    card = fire(api, "cha2ds2-vasc", [F.patient("p1", 80, "female"), af])
+    assert card["summary"].startswith("CHA2DS2-VASc 3 "), card["summary"]
