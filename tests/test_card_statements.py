@@ -320,6 +320,13 @@ def test_the_egfr_card_does_not_order_a_urine_acr_the_record_holds_from_this_yea
                                                  "code": "error"}]}
     failed = fire(api, "egfr-ckd-epi-2021", [*patient, no_result])  # a test with no result measured nothing
     assert "Order urine albumin/creatinine ratio" in [s["label"] for s in failed["suggestions"]]
+    for text, measured in (("QNS", False), ("Test not performed", False), ("32 mg/g", True), ("negative", True)):
+        as_text = acr(80, days=10)
+        del as_text["valueQuantity"]
+        as_text["valueString"] = text  # text without a number says no result was given (the mapper's own reading)
+        card = fire(api, "egfr-ckd-epi-2021", [*patient, as_text])
+        assert ("Order urine albumin/creatinine ratio" not in [s["label"] for s in card["suggestions"]]) is measured, \
+            (text, [s["label"] for s in card["suggestions"]])
 
 
 def test_the_pce_gives_no_estimate_for_ldl_of_190_or_more(api: Any) -> None:
