@@ -131,19 +131,40 @@ def _key_inputs(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, p
             continue
         if not prediction.contributions and any(src.resource_type == "Patient" for src in fv.sources):
             continue  # age and sex are in the EHR's banner
-        rows.append(_input_row(fv, spec.features.get(name), at))
+        rows.append(_input_row(fv, spec.features.get(name), at, _computed_from(name, fv, spec, mapping)))
         if len(rows) == count:
             break
     return rows
 
 
-def _input_row(fv: FeatureValue, feature: Feature | None, at: datetime) -> dict[str, Any]:
+def _computed_from(name: str, fv: FeatureValue, spec: FeatureSpec, mapping: MappingResult) -> str | None:
+    """For a derived value (an eGFR by CKD-EPI 2021) whose input was converted: 'computed from serum creatinine
+    150 µmol/L', naming the input its first record gave, as written, where the input's own conversion flag would say
+    the eGFR itself was converted; None otherwise."""
+    if not (fv.note or "").startswith("computed from ") or name not in spec.features:
+        return None
+    if not any((s.note or "").startswith("converted") for s in fv.sources):
+        return None  # nothing to correct, and the card's length budget is tight (the details page says it all)
+    source = next((s for s in fv.sources if s.resource_type != "Patient"), None)
+    for n in sorted(spec.derived_inputs(name)):
+        used = mapping.values.get(n)
+        if source is not None and used is not None and source in used.sources:
+            written = f" {number(source.original_value, 2)} {unit_label(source.original_unit or '')}".rstrip() \
+                if isinstance(source.original_value, (int, float)) and source.original_unit else ""
+            return f"computed from {spec.features[n].label.lower()}{written}"
+    return "computed"
+
+
+def _input_row(fv: FeatureValue, feature: Feature | None, at: datetime,
+               computed_from: str | None = None) -> dict[str, Any]:
     source = fv.sources[0] if fv.sources and not fv.defaulted else None
     flags = []
     stale = _stale(fv, feature.lookback_days if feature else None, at)
     if stale:
         flags.append(stale)
-    if source and source.note and source.note.startswith("converted") and source.original_unit:
+    if computed_from:  # computed by an equation, not a unit conversion of its first input
+        flags.append(computed_from)
+    elif source and source.note and source.note.startswith("converted") and source.original_unit:
         # a unit that reads as nothing (UCUM 1, {ratio}) is a dimensionless fraction: say so, not a bare "0.4"
         flags.append(f"converted from {number(source.original_value, 2)} "
                      f"{unit_label(source.original_unit) or '(a fraction)'}"

@@ -297,6 +297,18 @@ def test_news2_response_at_0_is_routine_monitoring_and_at_1_to_4_a_nurse_assessm
         assert "registered nurse assesses" in consider(card) and "4–6 hours" in consider(card), consider(card)
 
 
+def test_a_computed_egfr_is_shown_as_computed_from_its_creatinine_not_converted(api: Any) -> None:
+    """An eGFR is computed from the creatinine by CKD-EPI 2021 (Inker 2021), not a unit conversion of it: the KFRE card
+    had read 'eGFR: 45.7 mL/min/1.73 m² · converted from 150 µmol/L'."""
+    card = fire(api, "kfre-4var", [F.patient("p1", 60, "male"), egfr(40, days=60),
+                                   F.quantity_obs("14682-9", 150, "umol/L", days=5), acr(100)])
+    row = next(line for line in card["detail"].splitlines() if line.startswith("- eGFR:"))
+    assert "converted" not in row and "computed from serum creatinine 150 µmol/L" in row, row
+    reported = fire(api, "kfre-4var", [F.patient("p1", 60, "male"), egfr(40, days=5), acr(100)])
+    row = next(line for line in reported["detail"].splitlines() if line.startswith("- eGFR:"))
+    assert "computed" not in row, row
+
+
 def test_an_egfr_offered_to_the_chart_carries_its_unit(api: Any) -> None:
     """A number without its unit in the headline or the save action is not a result a clinician can chart."""
     card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), creatinine(2.0, 1)])
