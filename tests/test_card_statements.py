@@ -88,6 +88,21 @@ def test_kfre_a_risk_shown_as_5_0_percent_is_not_above_5_percent(api: Any) -> No
     assert "(high)" in higher["summary"] and "Refer to nephrology" in [s["label"] for s in higher["suggestions"]]
 
 
+@pytest.mark.parametrize(("age", "gfr", "ratio", "says"), [(85, 25, 2, "eGFR below 30"), (80, 55, 350, "ACR of 300"),
+                                                     (70, 45, 30, None)])
+def test_kfre_low_risk_does_not_keep_g4_or_a3_in_primary_care(api: Any, age: int, gfr: float, ratio: float,
+                                                              says: str | None) -> None:
+    """KDIGO 2012 rec. 5.1.1 (kept in KDIGO 2024): refer at eGFR < 30 or a consistent ACR >= 300 mg/g whatever the
+    kidney failure risk; the low band had told a woman of 85 with eGFR 25 to continue care in primary care."""
+    card = fire(api, "kfre-4var", [F.patient("p1", age, "female"), egfr(gfr), acr(ratio)])
+    assert "(low)" in card["summary"], card["summary"]
+    if says is None:
+        assert "Continue CKD care in primary care" in consider(card), consider(card)
+    else:
+        assert says in consider(card) and "referral to specialist kidney care" in consider(card), consider(card)
+        assert "primary care" not in consider(card), consider(card)
+
+
 def test_kfre_a_2_year_risk_above_40_percent_speaks_of_preparing_kidney_replacement(api: Any) -> None:
     """KDIGO 2024: a 2-year kidney failure risk above 40% guides preparation for kidney replacement therapy
     (modality education, vascular access, transplant referral)."""
