@@ -490,6 +490,8 @@ class _Context:
             except _Skip as why:
                 self._pass_over(ignored, ref, why)
                 if str(why).startswith("older than"):
+                    if source.lookback_days is not None:
+                        continue  # this source's own window: another source's results may reach further back
                     if window_start is None or key[0] < window_start:
                         break  # all after it are older still
                     continue  # a date alone placed at the latest it can mean: timed readings after it may be newer
@@ -821,11 +823,12 @@ class _Context:
             # (a procedure in progress is current: its date is its start; a Condition's onset written ahead, most
             # often a zone written wrongly, does not undo the diagnosis its clinical status asserts)
             raise _Skip("dated in the future")
-        if feature.lookback_days is not None:
+        days = source.lookback_days if source.lookback_days is not None else feature.lookback_days
+        if days is not None:
             if when is None:
                 raise _Skip("has no date, so it cannot be placed in the look-back window")
-            if when < self.at - timedelta(days=feature.lookback_days):
-                raise _Skip(f"older than the {_window(feature.lookback_days)} look-back window")
+            if when < self.at - timedelta(days=days):
+                raise _Skip(f"older than the {_window(days)} look-back window")
         if source.resource == "Condition" and "resolved" not in source.allowed_statuses() and \
                 not _abated_by_status(res, source):
             _check_abatement(res, self.at)  # history-type features (prior stroke, prior MI) keep resolved ones

@@ -174,3 +174,21 @@ def test_cha2ds2_vasc_scores_atrial_fibrillation_in_remission(api: Any, status: 
     af["abatementDateTime"] = F.days_ago(30)
     card = fire(api, "cha2ds2-vasc", [F.patient("p1", 80, "female"), af])
     assert card["summary"].startswith("CHA2DS2-VASc 3 "), card["summary"]
+
+
+@pytest.mark.parametrize("target", ["t2d-onset-5y@1.0.0", "t2d-onset-5y@1.1.0"])
+def test_an_hba1c_in_the_prediabetes_range_is_prediabetes(api: Any, api_110: Any, target: str) -> None:
+    """ADA Standards of Care 2025 section 2 (Table 2.5): an HbA1c of 5.7-6.4 % is prediabetes. Beside an HbA1c of
+    6.1 % last month the card said "Prediabetes: No" and estimated as if there were none; the plain reading is the
+    same patient with prediabetes on the problem list."""
+    coded = F.condition("714628002", display="Prediabetes")
+    coded["onsetDateTime"] = F.days_ago(1100)  # coded three years ago: the HbA1c's one-year window is its own
+    plain = call(api, api_110, target, [coded])
+    for extra in ([F.quantity_obs("4548-4", 6.1, "%", days=30)], [F.quantity_obs("59261-8", 43, "mmol/mol", days=30)],
+                  [coded, F.quantity_obs("4548-4", 5.4, "%", days=700)]):
+        card = call(api, api_110, target, extra)
+        assert "Prediabetes: No" not in card["detail"], card["detail"]
+        assert risk(card) == pytest.approx(risk(plain), abs=1e-9), (extra, card["summary"], plain["summary"])
+    for extra in ([F.quantity_obs("4548-4", 5.4, "%", days=30)], [F.quantity_obs("4548-4", 6.1, "%", days=400)]):
+        card = call(api, api_110, target, extra)
+        assert risk(card) == pytest.approx(risk(call(api, api_110, target, [])), abs=1e-9), extra
