@@ -8,7 +8,7 @@ passed over is kept with the reason, so a card can say why a value was not used.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
@@ -68,7 +68,13 @@ class _Unusable(_Skip):
 
 
 class _Bound(_Skip):
-    """A result written as a bound (`<3`, `>60`): a fact about the newest value, but not a measurement."""
+    """A result written as a bound (`<3`, `>60`): a fact about the newest value, but not a measurement. `limit`: the
+    comparator and the bound in the feature's unit, when it converts (a bound wholly outside a model's validated
+    range places the patient outside it: inference/guards.py)."""
+
+    def __init__(self, note: str, limit: tuple[str, float] | None = None) -> None:
+        super().__init__(note)
+        self.limit = limit
 
 
 _BOUND_NOTE = "value is a bound"  # how a bound's pass-over note starts
@@ -564,6 +570,8 @@ class _Context:
 
     def _pass_over(self, ignored: list[SourceRef], ref: SourceRef, why: _Skip) -> None:
         noted = _with_note(ref, str(why))
+        if isinstance(why, _Bound) and why.limit is not None:
+            noted = replace(noted, limit=why.limit)
         ignored.append(noted)
         if isinstance(why, _Unusable):
             self._unusable.append(noted)
@@ -910,7 +918,8 @@ class _Context:
                 qty.get("unit") or qty.get("code")
             shown = f"{_as_written(raw)} {_unit_label(written)}".strip() if isinstance(written, str) else \
                 _as_written(raw)
-            raise _Bound(f"{_BOUND_NOTE} ({qty['comparator']}{shown}), not a measurement")
+            raise _Bound(f"{_BOUND_NOTE} ({qty['comparator']}{shown}), not a measurement",
+                         self._limit(qty, float(raw), target, analyte))
         ucum = qty.get("system") == UCUM and isinstance(qty.get("code"), str) and bool(qty.get("code"))
         unit = qty.get("code") if ucum else qty.get("unit") or qty.get("code")
         if unit is not None and not isinstance(unit, str):
@@ -928,6 +937,19 @@ class _Context:
         if unit and self.units.lookup(unit) == self.units.lookup(target):
             unit = target
         return value, raw, unit
+
+    def _limit(self, qty: dict[str, Any], raw: float, target: str, analyte: str | None) -> tuple[str, float] | None:
+        """A bound's comparator and its number in `target`, or None when its unit does not convert."""
+        comparator = qty.get("comparator")
+        ucum = qty.get("system") == UCUM and isinstance(qty.get("code"), str) and bool(qty.get("code"))
+        unit = qty.get("code") if ucum else qty.get("unit") or qty.get("code")
+        if comparator not in ("<", "<=", ">", ">=") or not isinstance(unit, str):
+            return None
+        try:
+            value = self.units.convert(raw, unit, target, analyte, ucum=ucum)
+        except (UnitError, OverflowError, ValueError):
+            return None
+        return (comparator, value) if isfinite(value) else None
 
     def _bare(self, raw: float, bare_unit: str, target: str, analyte: str | None) -> float:
         try:

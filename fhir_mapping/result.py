@@ -37,6 +37,7 @@ class SourceRef:
     original_value: Any = None  # value as written (number, code, string)
     original_unit: str | None = None
     note: str | None = None  # why it was passed over, or how it was converted
+    limit: tuple[str, float] | None = None  # a result written as a bound: its comparator and number (feature's unit)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None and v != ""}

@@ -6,7 +6,7 @@ The reasons are written for the card, naming the input, the patient's value and 
 from __future__ import annotations
 
 from fhir_mapping.formatting import first_clause, number, outside_range
-from fhir_mapping.result import MappingResult
+from fhir_mapping.result import MappingResult, MissingFeature
 from inference.manifest import Condition, Manifest, PopulationRule
 
 
@@ -106,6 +106,15 @@ def refusal_reasons(manifest: Manifest, values: dict[str, float], mapping: Mappi
     reasons = [reason for _, reason in failing_rules(manifest, values, mapping)]
     for spec in manifest.inputs:
         value = values.get(spec.name)
+        if value is None and spec.range is not None:
+            beyond = _bound_outside(spec.range, mapping.missing.get(spec.name) if mapping is not None else None)
+            if beyond is not None:
+                low, high = spec.range
+                decimals = 1 if max(abs(low), abs(high), abs(beyond[1])) >= 10 else 2
+                shown, validated = outside_range(beyond[1], low, high, spec.unit, decimals)
+                reasons.append(f"{spec.label} {beyond[0]}{shown} is outside the range the model was validated for "
+                               f"({validated})")
+            continue
         if value is None or spec.range is None:
             continue
         low, high = spec.range
@@ -114,3 +123,16 @@ def refusal_reasons(manifest: Manifest, values: dict[str, float], mapping: Mappi
             shown, validated = outside_range(value, low, high, spec.unit, decimals)
             reasons.append(f"{spec.label} {shown} is outside the range the model was validated for ({validated})")
     return reasons
+
+
+def _bound_outside(validated: tuple[float, float], missing: MissingFeature | None) -> tuple[str, float] | None:
+    """The newest result of a missing input, written as a bound that lies wholly outside the validated range (an
+    eGFR '>60' for KFRE, validated to 59.999): the patient is outside the range, not merely without a value."""
+    ref = missing.newest_unusable if missing is not None else None
+    if ref is None or ref.limit is None:
+        return None
+    comparator, number = ref.limit
+    low, high = validated
+    outside = (comparator == ">" and number >= high) or (comparator == ">=" and number > high) or \
+        (comparator == "<" and number <= low) or (comparator == "<=" and number < low)
+    return (comparator, number) if outside else None

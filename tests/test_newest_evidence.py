@@ -326,6 +326,27 @@ def test_a_newest_creatinine_the_equation_has_no_value_for_is_not_replaced_by_an
     assert not any(s["label"] == "Refer to nephrology" for s in card.get("suggestions", []))
 
 
+@pytest.mark.parametrize(("comparator", "value", "outside"), [(">", 60, True), (">=", 90, True), (">", 45, False),
+                                                            ("<", 15, False), ("<", 10, True)])
+def test_a_newest_egfr_bound_outside_the_validated_range_places_the_patient_outside_it(
+        api: Any, comparator: str, value: float, outside: bool) -> None:
+    """KFRE is for CKD G3a-G5 (validated to eGFR 59.999; Tangri 2011). A lab eGFR reported as '>60' was 'missing eGFR'
+    with an order for a creatinine drawn 5 days ago; it says the patient is above the range. A bound inside the
+    range ('>45', '<15') is still no number and no range refusal: the value could lie anywhere within it."""
+    bound = F.quantity_obs("98979-8", value, EGFR_UNIT, days=5)
+    bound["valueQuantity"]["comparator"] = comparator
+    card = fire(api, "kfre-4var", [F.patient("p1", 60, "male"), bound, F.quantity_obs("9318-7", 100, "mg/g", days=5)])
+    assert primary_risk(card) is None
+    if outside:
+        assert card["summary"].startswith(f"No Kidney failure risk (KFRE) estimate: eGFR {comparator}{value} mL/min"), \
+            card["summary"]
+        assert f"eGFR {comparator}{value} mL/min/1.73 m² is outside the range the model was validated for (10–" \
+            in card["detail"], card["detail"]
+        assert not card.get("suggestions"), card["suggestions"]
+    else:
+        assert card["summary"] == "Kidney failure risk (KFRE) not calculated: missing eGFR", card["summary"]
+
+
 def test_a_reported_egfr_of_the_same_day_stands_over_a_creatinine_it_cannot_read(api: Any) -> None:
     record = [F.patient("p1", 55, "female"), F.quantity_obs("98979-8", 45, EGFR_UNIT, days=5),
               unread_creatinine(2.2, 5, None), F.quantity_obs("9318-7", 30, "mg/g", days=5)]
