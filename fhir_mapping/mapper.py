@@ -22,8 +22,8 @@ from fhir_mapping.expressions import ExpressionError, compiled_expression
 from fhir_mapping.formatting import quantity, system_name, unit_label
 from fhir_mapping.fhirdates import age_in_years, last_day_of, parse_fhir_date, parse_fhir_datetime, period_after
 from fhir_mapping.index import Resource, ResourceIndex, as_list, codings, main_code_element
-from fhir_mapping.medications import (MedicationView, Recognition, StatedReason, medication_view,
-                                      shipped_class_ids)
+from fhir_mapping.medications import (ACUTE_COURSE, MedicationView, Recognition, StatedReason, acute_order,
+                                      medication_view, shipped_class_ids)
 from fhir_mapping.race_ethnicity import recorded_categories
 from fhir_mapping.result import (CHECK_AND_CODE, NOT_COUNTED, NOTHING_ON_RECORD, FeatureValue, MappingResult,
                                  MissingFeature, SourceRef, not_counted_only)
@@ -723,6 +723,8 @@ class _Context:
         for res in self.index.by_type.get(source.resource, ()):
             view = self._view(res)
             rec = None if view.entered_in_error else drug_class.recognise(view)
+            if rec is not None and rec.counted and drug_class.chronic_only and acute_order(res):
+                rec = replace(rec, counted=False, not_counted_reason=ACUTE_COURSE)
             if rec is not None and rec.counted:
                 self._recognised[id(res)] = rec
                 found.append(res)

@@ -308,6 +308,9 @@ class DrugClass:
     indication_words: MentionRule | None = None
     limited_uses: tuple[LimitedUse, ...] = ()  # other uses that hold only for some of the class's drugs
     other_use_reason: str = "prescribed for {reason}"
+    # orders for an acute course (courseOfTherapyType acute) or a single dose are not evidence of the class's chronic
+    # use (an IV insulin dose for hyperkalaemia, correctional insulin on a ward is not a diagnosis of diabetes)
+    chronic_only: bool = False
     _names: re.Pattern[str] = field(init=False, repr=False)
     _brands: re.Pattern[str] | None = field(init=False, repr=False)
     _forms: re.Pattern[str] | None = field(init=False, repr=False)
@@ -499,6 +502,7 @@ def parse_drug_class(doc: Any, origin: str, code_lists: dict[str, list[dict[str,
             other_use_words=_rule(other_uses.get("words"), other_uses.get("words_unless")),
             indication_words=_rule(other_uses.get("unless_words"), other_uses.get("unless_words_unless")),
             limited_uses=tuple(_limited_use(item, ingredients, origin) for item in other_uses.get("limited") or ()),
+            chronic_only=bool(doc.get("chronic_only", False)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise DrugClassError(f"{origin}: missing or malformed field {exc}") from exc
@@ -563,3 +567,27 @@ class DrugClassLibrary:
 def shipped_class_ids() -> tuple[str, ...]:
     folder = resources.files("fhir_mapping") / "drugclasses"
     return tuple(sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")))
+
+
+ACUTE_COURSE = "an acute course or a single dose, not ongoing treatment"
+
+
+def acute_order(res: dict[str, Any]) -> bool:
+    """A MedicationRequest for an acute course (courseOfTherapyType `acute`) or whose every dosage is one dose
+    (timing.repeat.count 1): treatment of an episode, not of a chronic condition."""
+    if res.get("resourceType") != "MedicationRequest":
+        return False
+    course = res.get("courseOfTherapyType")
+    codes = [c.get("code") for c in course.get("coding", ()) if isinstance(c, dict)] \
+        if isinstance(course, dict) and isinstance(course.get("coding"), list) else []
+    if "acute" in codes:
+        return True
+    dosages = res.get("dosageInstruction")
+    if not isinstance(dosages, list) or not dosages:
+        return False
+
+    def once(d: Any) -> bool:
+        timing = d.get("timing") if isinstance(d, dict) else None
+        repeat = timing.get("repeat") if isinstance(timing, dict) else None
+        return isinstance(repeat, dict) and repeat.get("count") == 1
+    return all(once(d) for d in dosages)

@@ -192,3 +192,34 @@ def test_an_hba1c_in_the_prediabetes_range_is_prediabetes(api: Any, api_110: Any
     for extra in ([F.quantity_obs("4548-4", 5.4, "%", days=30)], [F.quantity_obs("4548-4", 6.1, "%", days=400)]):
         card = call(api, api_110, target, extra)
         assert risk(card) == pytest.approx(risk(call(api, api_110, target, [])), abs=1e-9), extra
+
+
+def inpatient_insulin(kind: str) -> dict[str, Any]:
+    order = F.med_request("311034", display="insulin, regular, human 100 UNT/ML Injectable Solution")
+    order["category"] = [{"coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/medicationrequest-category", "code": "inpatient"}]}]
+    if kind == "stat-iv":  # hyperkalaemia protocol: 10 units IV once with glucose
+        order["dosageInstruction"] = [{"text": "10 units IV once with 50 mL glucose 50%",
+                                       "timing": {"repeat": {"count": 1}}, "route": {"text": "intravenous"}}]
+    else:  # correctional insulin on the ward, an acute course
+        order["courseOfTherapyType"] = {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/medicationrequest-course-of-therapy", "code": "acute"}]}
+        order["dosageInstruction"] = [{"text": "per correctional scale before meals if glucose > 180 mg/dL",
+                                       "asNeededBoolean": True}]
+    return order
+
+
+@pytest.mark.parametrize("service", ["ascvd-pce-10y", "prevent-base"])
+@pytest.mark.parametrize("kind", ["stat-iv", "acute-course"])
+def test_an_acute_or_single_dose_insulin_order_is_not_diabetes(api: Any, service: str, kind: str) -> None:
+    """ADA Standards of Care 2025 s.16: insulin treats hyperglycaemia in hospital whether or not the patient has
+    diabetes, and IV insulin with glucose treats hyperkalaemia; the cohorts counted ongoing glucose-lowering
+    treatment. The order is named on the card as not counted, and the estimate is the one without it."""
+    base = woman_50()
+    plain = fire(api, service, base)
+    card = fire(api, service, [*base, inpatient_insulin(kind)])
+    assert "Diabetes: **Yes" not in card["detail"], card["detail"]
+    assert "not counted: insulin, regular, human 100 UNT/ML Injectable Solution (an acute course" in card["detail"]
+    assert risk(card) == pytest.approx(risk(plain), abs=1e-9), (card["summary"], plain["summary"])
+    ongoing = fire(api, service, [*base, F.med_request(GLARGINE[0], display=GLARGINE[1])])
+    assert risk(ongoing) != pytest.approx(risk(plain), abs=1e-6)  # the same class, taken for good, still counts
