@@ -355,14 +355,18 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
 
 
 def _newest_input(name: str, spec: FeatureSpec, result: MappingResult) -> tuple[str, SourceRef] | None:
-    """The newest result a derivation rests on, with its input's name (not the Patient: age and sex)."""
-    best: tuple[str, SourceRef] | None = None
+    """The result a derivation that gave no value is blamed on, with its input's name (not the Patient: age and
+    sex): the newest input of zero or less (a height of 0 cm, a creatinine of 0), else the newest input."""
+    best: tuple[bool, str, str, SourceRef] | None = None
     for n in sorted(spec.derived_inputs(name)):
         fv = result.values.get(n)
         for ref in fv.sources if fv is not None else ():
-            if ref.resource_type != "Patient" and (best is None or (ref.date or "") > (best[1].date or "")):
-                best = (n, ref)
-    return best
+            if ref.resource_type == "Patient":
+                continue
+            key = (fv.value <= 0, ref.date or "", n, ref)
+            if best is None or key[:2] > best[:2]:
+                best = key
+    return (best[2], best[3]) if best is not None else None
 
 
 def _derived_date(name: str, spec: FeatureSpec, result: MappingResult, dates: list[str],
@@ -884,6 +888,12 @@ class _Context:
             if not isinstance(flag, bool):
                 raise _Skip("has no valueBoolean")
             return [_Candidate(1.0 if flag else 0.0, when, _with(ref, flag, None, None), res)]
+        absent = holder.get("dataAbsentReason")
+        if "valueCodeableConcept" not in holder and isinstance(absent, dict):
+            # no answer, and the record says why (not applicable to a man, asked but unknown): no result was given,
+            # as for a quantity without a value; it is passed over, not an answer that cannot be read
+            code = next((c for _, c, _ in codings(absent) if c), None) or absent.get("text") or "given"
+            raise _Skip(f"has no answer (dataAbsentReason: {code})")
         value, token = self._coded(holder.get("valueCodeableConcept"), feature)
         return [_Candidate(value, when, _with(ref, token, None, None), res)]
 
