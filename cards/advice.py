@@ -16,10 +16,14 @@ from fhir_mapping.result import MappingResult
 from inference.manifest import Advice, Manifest
 
 
-def pick(manifest: Manifest, category: str, known: Callable[[str], float | None]) -> Advice | None:
-    """The first advice for this category whose conditions all hold on known values."""
+def pick(manifest: Manifest, category: str, known: Callable[[str], float | None],
+         unchecked: Callable[[str], bool] = lambda name: False) -> Advice | None:
+    """The first advice for this category whose conditions all hold on known values (and, for an advice with
+    `unchecked`, one of those features is a default that could not be fully checked)."""
     for advice in manifest.advice:
         if advice.categories and category not in advice.categories:
+            continue
+        if advice.unchecked and not any(unchecked(name) for name in advice.unchecked):
             continue
         if all((v := known(c.feature)) is not None and c.holds(v) for c in advice.when):
             return advice
@@ -33,28 +37,41 @@ def advice_for(manifest: Manifest, category: str, mapping: MappingResult) -> Adv
         if fv is None or (fv.defaulted and fv.unchecked):
             return None
         return _number(fv.value)
-    return pick(manifest, category, known)
+    return pick(manifest, category, known, lambda name: _not_checked(mapping, name))
+
+
+def _not_checked(mapping: MappingResult, name: str) -> bool:
+    fv = mapping.values.get(name)
+    return fv is not None and fv.defaulted and bool(fv.unchecked)
 
 
 def advice_text(advice: Advice, mapping: MappingResult, escape: Callable[[str], str] = str) -> str:
     """The advice's words, with {evidence} replaced by the records its conditions rest on ('apixaban 5 MG Oral
-    Tablet'), each passed through `escape` (the card's Markdown escaping: record text is never markup)."""
+    Tablet'), each passed through `escape` (the card's Markdown escaping: record text is never markup), and
+    {unchecked} by the labels of the features not fully checked."""
     shown: list[str] = []
     for cond in advice.when:
         fv = mapping.values.get(cond.feature)
         for ref in fv.sources if fv is not None and not fv.defaulted else ():
             if ref.display and escape(ref.display) not in shown:
                 shown.append(escape(ref.display))
-    return _with_evidence(advice, shown)
+    names = [_label(mapping.values[n].label, n) for n in advice.unchecked if _not_checked(mapping, n)]
+    return _with_unchecked(_with_evidence(advice, shown), names)
 
 
-def stored_advice(manifest: Manifest, category: str, features: Mapping[str, Any]) -> str | None:
+def stored_advice(manifest: Manifest, category: str, features: Mapping[str, Any],
+                  labels: Mapping[str, str] | None = None) -> str | None:
     """The same choice from a stored prediction's features ({"value", "defaulted", "display"}), for the details
     page; a stored default is taken as read (the record does not keep which searches were missing)."""
     def known(name: str) -> float | None:
         fv = features.get(name)
         return _number(fv.get("value")) if isinstance(fv, Mapping) else None
-    advice = pick(manifest, category, known)
+
+    def not_checked(name: str) -> bool:  # a stored default keeps its note: "…; could not check <keys> (…)"
+        fv = features.get(name)
+        return isinstance(fv, Mapping) and bool(fv.get("defaulted")) and \
+            (bool(fv.get("unchecked")) or "could not check " in str(fv.get("note") or ""))
+    advice = pick(manifest, category, known, not_checked)
     if advice is None:
         return None
     shown = []
@@ -63,7 +80,17 @@ def stored_advice(manifest: Manifest, category: str, features: Mapping[str, Any]
         display = fv.get("display") if isinstance(fv, Mapping) and not fv.get("defaulted") else None
         if isinstance(display, str) and " — " in display:
             shown.append(display.split(" — ", 1)[1].split(", recognised by", 1)[0])
-    return _with_evidence(advice, shown)
+    names = [_label((labels or {}).get(n), n) for n in advice.unchecked if not_checked(n)]
+    return _with_unchecked(_with_evidence(advice, shown), names)
+
+
+def _label(label: Any, name: str) -> str:
+    text = label if isinstance(label, str) and label else name
+    return text[0].lower() + text[1:] if len(text) > 1 and text[1].islower() else text
+
+
+def _with_unchecked(text: str, names: list[str]) -> str:
+    return text.replace("{unchecked}", ", ".join(names) or "some inputs")
 
 
 def _with_evidence(advice: Advice, shown: list[str]) -> str:

@@ -69,6 +69,8 @@ class FeatureValue:
                 d[key] = getattr(self, key)
         if self.defaulted:
             d["defaulted"] = True
+        if self.unchecked:
+            d["unchecked"] = list(self.unchecked)
         if self.sources:
             d["sources"] = [s.to_dict() for s in self.sources]
         return d

@@ -132,12 +132,21 @@ class Advice(_Strict):
     """What the card says instead of its category's guidance when the record shows something the guidance does not
     allow for: a patient already on the treatment the guidance offers (a statin, an anticoagulant), or one the
     guideline treats whatever the estimate (diabetes at 40-75 and a statin). The first advice whose conditions all
-    hold, on inputs that are known (never a default standing for an unchecked search), applies."""
+    hold, on inputs that are known (never a default standing for an unchecked search), applies. `unchecked`: it
+    applies only when one of these features is such a default (a "No" the record could not be fully checked for),
+    where the category's guidance would rest on a "No" nobody could confirm."""
 
-    when: tuple[When, ...] = Field(min_length=1)
+    when: tuple[When, ...] = ()
+    unchecked: tuple[str, ...] = ()  # {unchecked} in the guidance names those that were not fully checked
     categories: tuple[str, ...] = ()  # the category labels it applies to (default: every category)
     guidance: str  # shown as the card's action line and on the details page; {evidence}: the record it rests on
     follow_ups: Literal["keep", "drop"] = "keep"  # drop: the category's draft orders do not fit this patient
+
+    @model_validator(mode="after")
+    def _some_condition(self) -> Advice:
+        if not self.when and not self.unchecked:
+            raise ValueError("an advice needs `when` conditions, `unchecked` features, or both")
+        return self
 
 
 class PopulationRule(Condition):

@@ -247,6 +247,10 @@ def cross_problems(manifest_path: Path, spec_path: Path, manifest: Manifest, spe
             if cond.feature not in known:
                 problems.append(Problem(manifest_path, f"advice[{i}].when[{j}].feature",
                                         f"'{cond.feature}' is not a feature of {spec_path.name}", fix))
+        for j, name in enumerate(advice.unchecked):
+            if name not in known:
+                problems.append(Problem(manifest_path, f"advice[{i}].unchecked[{j}]",
+                                        f"'{name}' is not a feature of {spec_path.name}", fix))
         for label in advice.categories:
             if label not in labels:
                 problems.append(Problem(manifest_path, f"advice[{i}].categories", f"'{label}' is not a category",

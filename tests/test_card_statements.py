@@ -143,6 +143,32 @@ def prevent_record(age: int, *extra: dict[str, Any], diabetes: bool = False) -> 
             *([F.condition("44054006")] if diabetes else []), *extra]
 
 
+def test_a_cha2ds2_vasc_of_0_resting_on_an_unchecked_no_does_not_say_anticoagulation_is_not_recommended(
+        api: Any) -> None:
+    """An EHR that sends the MedicationStatement key but not the MedicationRequest one, with no fhirServer: the
+    hypertension and diabetes items (each a point) could not be checked against the orders, and the card had said
+    'anticoagulation is not recommended' at 0. It says the score is conditional on them; the details page agrees."""
+    from cds_hooks.bundle_prefetch import prefetch_from_resources
+    from hook_calls import HOOK_INSTANCE, templates
+
+    tmpl = templates(api, "cha2ds2-vasc")
+    context = {"userId": "Practitioner/example", "patientId": "p1"}
+    record = [F.patient("p1", 60, "male"), F.condition(AF)]
+    complete = fire(api, "cha2ds2-vasc", record)
+    assert consider(complete).startswith("**Consider:** Anticoagulation is not recommended"), consider(complete)
+    prefetch = prefetch_from_resources(tmpl, record, context)
+    for key in [k for k, t in tmpl.items() if t.startswith("MedicationRequest?")]:
+        prefetch.pop(key)
+    body = {"hook": "patient-view", "hookInstance": HOOK_INSTANCE, "context": context, "prefetch": prefetch}
+    card = api.post("/cds-services/cha2ds2-vasc", json=body).json()["cards"][0]
+    assert card["summary"].startswith("CHA2DS2-VASc 0 (low"), card["summary"]
+    line = consider(card)
+    assert line.startswith("**Consider:** Not fully checked: hypertension, diabetes could not be checked"), line
+    assert "Only if they are absent is anticoagulation not recommended" in line, line
+    page = details_page(api, card)
+    assert "Not fully checked: hypertension, diabetes could not be checked" in page, page
+
+
 def test_an_anticoagulated_patient_is_not_told_anticoagulation_is_recommended_as_if_untreated(api: Any) -> None:
     """A man of 76 with AF on apixaban: the score (2) stands, the card acknowledges the anticoagulant it found."""
     card = fire(api, "cha2ds2-vasc", [F.patient("p1", 76, "male"), F.condition(AF), F.med_request(*APIXABAN[:1],

@@ -74,10 +74,12 @@ def unknown_population_feature(repo: Path) -> None:
 
 def unknown_advice_feature_and_category(repo: Path) -> None:
     edit(repo / MANIFEST, lambda m: m["advice"][0].update(when=[{"feature": "statinn", "equals": 1}],
-                                                          categories=["moderate"]))
+                                                          unchecked=["diabetis"], categories=["moderate"]))
 
 
 ADVICE = [f"{MANIFEST}: advice[0].when[0].feature: 'statinn' is not a feature of features.yaml — define it there or "
+          "fix the name",
+          f"{MANIFEST}: advice[0].unchecked[0]: 'diabetis' is not a feature of features.yaml — define it there or "
           "fix the name",
           f"{MANIFEST}: advice[0].categories: 'moderate' is not a category — use one of borderline, high, "
           "intermediate, low"]

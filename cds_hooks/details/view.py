@@ -278,7 +278,8 @@ def details_view(pred: dict[str, Any], runtime: ModelRuntime | None, manifest: M
         view["value_text"] = output_text(primary, float(outputs[primary.name]))
         view["category"] = pred.get("category")
         view["category_description"] = category.description if category else None
-        view["guidance"] = (stored_advice(manifest, category.label, pred.get("features") or {}) or category.guidance) \
+        view["guidance"] = (stored_advice(manifest, category.label, pred.get("features") or {},
+                                           {n: f.label for n, f in features.items()}) or category.guidance) \
             if category else None
         view["indicator"] = category.indicator if category else "info"
         view["other_outputs"] = [{"label": o.label, "text": output_text(o, float(outputs[o.name]))}
