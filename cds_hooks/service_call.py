@@ -282,7 +282,8 @@ def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: M
 
     When every key a feature reads from failed, the feature becomes missing (required → 412). When some of its keys
     were obtained (e.g. MedicationRequest but not MedicationStatement), a defaulted value stands, with a note naming
-    what could not be checked.
+    what could not be checked — except for a model input whose Condition search failed: a diagnosis is not assumed
+    absent because the orders were read.
     """
     features = service.model.champion.spec.features
     keys_of: dict[str, list[str]] = {}
@@ -296,7 +297,11 @@ def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: M
         if not failed or (fv is not None and not fv.defaulted):
             continue  # everything obtained, or a real value was found anyway
         reasons = "; ".join(f"{k}: {outcome.failed[k]}" for k in failed)
-        if len(failed) < len(keys) and fv is not None:
+        # a model input's diagnosis is never assumed absent without the problem list: "Diabetes: No" because the
+        # orders were read while the Condition search failed would hide a diabetic treated by diet alone
+        diagnosis_unread = features[name].required and any(
+            service.plan[k].template.startswith("Condition?") for k in failed)
+        if len(failed) < len(keys) and fv is not None and not diagnosis_unread:
             fv.note = f"{fv.note}; could not check {', '.join(failed)} ({reasons})" if fv.note else reasons
             fv.unchecked = failed
             continue
