@@ -245,12 +245,17 @@ class ServiceCaller:
 
 
 def _below_threshold(manifest: Any, prediction: Prediction, lowest: str | None) -> bool:
-    """A result whose category ranks below the deployment's threshold for this service (categories are listed from
-    lowest to highest risk in the manifest). Cards without a number are never hidden by a threshold."""
+    """A result whose category ranks below the deployment's threshold for this service (`Manifest.by_severity`: the
+    manifest lists categories in the order they are tested, not by risk). Cards without a number are never hidden
+    by a threshold."""
     if lowest is None or prediction.category is None:
         return False
-    labels = [c.label for c in manifest.categories]
-    return lowest in labels and labels.index(prediction.category.label) < labels.index(lowest)
+    ranked = manifest.by_severity()
+    floor = next((i for i, c in enumerate(ranked) if c.label == lowest), None)
+    rank = next((i for i, c in enumerate(ranked) if c is prediction.category), None)
+    if rank is None:  # an equal copy: the same label at the same bounds
+        rank = next((i for i, c in enumerate(ranked) if c == prediction.category), None)
+    return floor is not None and rank is not None and rank < floor
 
 
 def _mark_truncated(service: CdsService, outcome: PrefetchOutcome, mapping: MappingResult, max_pages: int) -> None:

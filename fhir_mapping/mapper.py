@@ -483,6 +483,9 @@ class _Context:
         ignored: list[SourceRef] = []
         floor = datetime.min.replace(tzinfo=UTC)
         window_start = self.at - timedelta(days=feature.lookback_days) if feature.lookback_days is not None else None
+        # reading stops at the first result older than every source's window (a source may look further back)
+        widest = [s.lookback_days if s.lookback_days is not None else feature.lookback_days for s in feature.sources]
+        stop_before = self.at - timedelta(days=max(widest)) if widest and None not in widest else None
         # readings ordered by the hour (vital signs): a date written alone could be any time that day
         hourly = feature.lookback_days is not None and feature.lookback_days <= 2
         keyed = sorted(((self._sort_key(res, source, window_start, floor, hourly), res, source)
@@ -500,9 +503,7 @@ class _Context:
             except _Skip as why:
                 self._pass_over(ignored, ref, why)
                 if str(why).startswith("older than"):
-                    if source.lookback_days is not None:
-                        continue  # this source's own window: another source's results may reach further back
-                    if window_start is None or key[0] < window_start:
+                    if stop_before is not None and key[0] < stop_before:
                         break  # all after it are older still
                     continue  # a date alone placed at the latest it can mean: timed readings after it may be newer
                 if isinstance(why, _Unreadable) and _reads_presence(feature, source):

@@ -364,7 +364,8 @@ class FeatureSpec(_Strict):
             if feature.demographic:
                 add("patient", "Patient/{{context.patientId}}", name)
             for i, source in enumerate(feature.sources):
-                window = feature.lookback_days if self.prefetch_date_limits else None
+                own = source.lookback_days if source.lookback_days is not None else feature.lookback_days
+                window = own if self.prefetch_date_limits else None
                 add(_prefetch_key(source.resource, name, i, len(feature.sources)),
                     _template_for(source, valuesets, window), name)
         if "patient" not in plan:

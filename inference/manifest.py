@@ -429,6 +429,14 @@ class Manifest(_Strict):
     def primary(self) -> Output:
         return next(o for o in self.outputs if o.primary)
 
+    def by_severity(self) -> list[Category]:
+        """The categories from the lowest risk to the highest. They are listed in the order they are tested: a
+        category with `below` is lower than those after it, one with `at_least` higher (KFRE's 'very high' on the
+        2-year risk comes first; NEWS2 lists its bands from high to low), and the last takes the rest between them."""
+        rising = [c for c in self.categories[:-1] if c.below is not None]
+        falling = [c for c in self.categories[:-1] if c.below is None]
+        return rising + [self.categories[-1]] + falling[::-1]
+
     def category_for(self, outputs: dict[str, float]) -> Category:
         """The first category whose bounds hold for the outputs as shown (rounded to each output's `decimals`), so
         the category always agrees with the number on the card and in the chart (docs/cards.md)."""

@@ -158,8 +158,11 @@ def _no_number(champion: list[dict[str, Any]], manifest: Manifest | None) -> dic
     none = [r for r in champion if r["score"] is None]
     reasons = Counter(reason for r in none for reason in _no_number_reason(r))
     labels = {i.name: i.label for i in manifest.inputs} if manifest else {}
-    missing_all = Counter(name for r in champion for name in (r["missing"] or {}))
-    missing_none = Counter(name for r in none for name in (r["missing"] or {}))
+    # the model's inputs only: a feature read for a rule or advice (a pregnancy status never charted, an LDL-C) is
+    # not missing data, and the inputs an eGFR is computed from are not the model's
+    counted = (lambda name: name in labels) if manifest else (lambda name: True)
+    missing_all = Counter(name for r in champion for name in (r["missing"] or {}) if counted(name))
+    missing_none = Counter(name for r in none for name in (r["missing"] or {}) if counted(name))
     n = len(champion)
     return {
         "count": len(none),

@@ -23,7 +23,7 @@ from fhir_mapping.result import CHECK_AND_CODE, NOTHING_ON_RECORD
 from fhir_mapping.spec import Feature
 from inference.explain import coalition_matrix, shapley_values
 from inference.guards import unmet
-from inference.manifest import Input, Manifest, Output, WhatIf
+from inference.manifest import Category, Input, Manifest, Output, WhatIf
 from inference.runtime import ModelRuntime
 
 FIXED_DEMOGRAPHICS = ("gender", "race", "ethnicity")  # not offered as what-if inputs (they are not modifiable)
@@ -142,7 +142,9 @@ def missing_rows(manifest: Manifest, features: dict[str, Feature], pred: dict[st
         fix = []
         if feature is not None and feature.missing_note:
             fix.append(feature.missing_note)
-        if feature is not None and feature.order is not None:
+        if feature is not None and feature.order is not None and not pred.get("guard_reasons"):
+            # a patient the guards refused (outside the population or a validated range) is offered no order, as on
+            # the card: a new test would not give a number
             fix.append(f"order: {feature.order.display} ({system_name(feature.order.system)} {feature.order.code})")
         if CHECK_AND_CODE in reason:  # a record names the condition in words its code does not say: code it
             fix = ["check whether it is " + reason.rsplit(CHECK_AND_CODE, 1)[1]]
@@ -273,7 +275,7 @@ def details_view(pred: dict[str, Any], runtime: ModelRuntime | None, manifest: M
         **input_rows(manifest, features, pred),
     }
     if outputs and primary.name in outputs:
-        category = next((c for c in manifest.categories if c.label == pred.get("category")), None)
+        category = _stored_category(manifest, outputs, pred.get("category"))
         view["status"] = "result"
         view["value_text"] = output_text(primary, float(outputs[primary.name]))
         view["category"] = pred.get("category")
@@ -300,3 +302,15 @@ def details_view(pred: dict[str, Any], runtime: ModelRuntime | None, manifest: M
             (view["unavailable_scenarios"] if why_not else view["scenarios"]).append(entry)
         view["what_if_fields"] = what_if_inputs(runtime, values)
     return view
+
+
+def _stored_category(manifest: Manifest, outputs: dict[str, Any], label: Any) -> Category | None:
+    """The category the card showed: decided again from the stored outputs (two categories may share a label, as
+    NEWS2's 'low' at 0 and at 1-4, with their own guidance), else the first with the stored label."""
+    try:
+        found = manifest.category_for({k: float(v) for k, v in outputs.items()})
+    except (KeyError, TypeError, ValueError):
+        found = None
+    if found is not None and found.label == label:
+        return found
+    return next((c for c in manifest.categories if c.label == label), None)

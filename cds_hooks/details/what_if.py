@@ -15,7 +15,9 @@ import numpy as np
 
 from cards.fhir_resources import output_text
 from cds_hooks.details.view import feature_values, input_value_text, scenario_applies
+from fhir_mapping.expressions import ExpressionError, compiled_expression
 from fhir_mapping.formatting import outside_range
+from fhir_mapping.result import NOTHING_ON_RECORD
 from inference.guards import unmet
 from inference.manifest import Manifest
 from inference.runtime import ModelRuntime
@@ -79,6 +81,23 @@ def requested_changes(manifest: Manifest, body: Any, values: dict[str, float]) -
     return label, note, changes
 
 
+def _rederived(values: dict[str, float], changed: set[str], runtime: ModelRuntime) -> dict[str, float]:
+    """Features computed only from others (no source of their own: PREVENT's HbA1c-without-diabetes), computed again
+    when an input they rest on changed, so a population rule on them tests the changed patient."""
+    spec = runtime.spec
+    for name in spec.derivation_order():
+        feature = spec.features[name]
+        needs = spec.derived_inputs(name)
+        if feature.derived is None or feature.sources or name in changed or not needs & changed:
+            continue
+        changed.add(name)
+        try:
+            values[name] = compiled_expression(feature.derived).evaluate({n: values[n] for n in needs})
+        except (KeyError, ExpressionError):
+            values.pop(name, None)
+    return values
+
+
 def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[str, Any]:
     """Recompute the prediction's outputs with the changes the body asks for (same model version)."""
     manifest = runtime.manifest
@@ -87,15 +106,24 @@ def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[
                           "what-if", None)
     current = feature_values(pred)
     label, note, changes = requested_changes(manifest, body, current)
-    values = {**current, **changes}
+    values = _rederived({**current, **changes}, set(changes), runtime)
     unknown = [i for i in manifest.inputs if i.name not in values]
     if unknown:
+        outside = next((r for r in pred.get("guard_reasons") or () for i in unknown
+                        if str(r).startswith(f"{i.label} ") and "is outside the range" in str(r)), None)
+        if outside is not None:  # known to lie outside the range (a result written as a bound, '>60'), as the card said
+            raise WhatIfError(f"no estimate: {outside}; give a value to see one", f"set.{unknown[0].name}")
         names = ", ".join(f"{i.label} ({i.name})" for i in unknown)
         raise WhatIfError(f"not known for this patient, so give a value: {names}", f"set.{unknown[0].name}")
+    stored_missing = pred.get("missing") or {}
     for rule in manifest.population:
         value = values.get(rule.feature)
         if value is None and rule.if_recorded:
-            continue  # nothing recorded: the rule has nothing to test, as on the card
+            why = stored_missing.get(rule.feature)
+            if why is None or str(why).startswith(NOTHING_ON_RECORD):
+                continue  # nothing recorded: the rule has nothing to test, as on the card
+            # a record that could not be read still refuses, as on the card (inference/guards.py `_recorded`)
+            raise WhatIfError(f"no estimate: {rule.unconfirmed or rule.reason}", rule.feature)
         if value is None or not rule.holds(value):
             raise WhatIfError(f"no estimate: {rule.reason}", rule.feature)
     for spec_in in manifest.inputs:
