@@ -296,6 +296,11 @@ def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: M
         for name in dict.fromkeys(pk.features):  # a key two sources of one feature share is one key
             keys_of.setdefault(name, []).append(key)
     gone: list[str] = []
+    # a whole problem list read in full (a Condition search without a code filter) holds whatever a failed
+    # code-filtered Condition search would have found
+    whole_list = any(pk.template.startswith("Condition?") and "code=" not in pk.template
+                     and key not in outcome.failed and key not in outcome.truncated
+                     for key, pk in service.plan.items())
     for name, keys in keys_of.items():
         failed = [k for k in keys if k in outcome.failed]
         fv = mapping.values.get(name)
@@ -304,7 +309,7 @@ def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: M
         reasons = "; ".join(f"{k}: {outcome.failed[k]}" for k in failed)
         # a model input's diagnosis is never assumed absent without the problem list: "Diabetes: No" because the
         # orders were read while the Condition search failed would hide a diabetic treated by diet alone
-        diagnosis_unread = features[name].required and any(
+        diagnosis_unread = features[name].required and not whole_list and any(
             service.plan[k].template.startswith("Condition?") for k in failed)
         if len(failed) < len(keys) and fv is not None and not diagnosis_unread:
             fv.note = f"{fv.note}; could not check {', '.join(failed)} ({reasons})" if fv.note else reasons

@@ -67,12 +67,14 @@ def unmeasured(passed_over: bool) -> str:
     return "no usable value" if passed_over else "not recorded"
 
 
-def outside_range(value: float, low: float, high: float, unit: str | None, decimals: int) -> tuple[str, str]:
+def outside_range(value: float, low: float, high: float, unit: str | None, decimals: int,
+                  bound: bool = False) -> tuple[str, str]:
     """A value outside [low, high] and that range as text, with as many decimals as it takes (from `decimals` up) for
     the value to read outside the range as shown: creatinine 0.05 against 0.1–20 reads '0.05 mg/dL', never
-    '0.1 mg/dL'; eGFR 60 against 10–59.999 shows the bound as 59.999, not 60."""
+    '0.1 mg/dL'; eGFR 60 against 10–59.999 shows the bound as 59.999, not 60. `bound`: the value is a result's
+    limit ('<0.1', '>60'), outside by its comparator, which may sit on the range's edge: quoted as written."""
     places = max(decimals, 0)
-    while math.isfinite(value) and places < 20 and (
+    while not bound and math.isfinite(value) and places < 20 and (
             Decimal(number(low, places)) <= Decimal(number(value, places)) <= Decimal(number(high, places))):
         places += 1
     shown = places

@@ -111,7 +111,7 @@ def refusal_reasons(manifest: Manifest, values: dict[str, float], mapping: Mappi
             if beyond is not None:
                 low, high = spec.range
                 decimals = 1 if max(abs(low), abs(high), abs(beyond[1])) >= 10 else 2
-                shown, validated = outside_range(beyond[1], low, high, spec.unit, decimals)
+                shown, validated = outside_range(beyond[1], low, high, spec.unit, decimals, bound=True)
                 reasons.append(f"{spec.label} {beyond[0]}{shown} is outside the range the model was validated for "
                                f"({validated})")
             continue

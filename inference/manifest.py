@@ -301,6 +301,9 @@ class Manifest(_Strict):
     inputs: tuple[Input, ...]
     outputs: tuple[Output, ...]
     categories: tuple[Category, ...]
+    # which way the outputs the categories test are worse: "higher" (a risk, a score) or "lower" (an eGFR, where G5
+    # is the most severe band); `by_severity` and `cards.min_category` rank the categories by it
+    worse: Literal["higher", "lower"] = "higher"
     population: tuple[PopulationRule, ...] = ()
     advice: tuple[Advice, ...] = ()  # guidance that depends on the record, in order (cards/builder.py)
     explain: Explain | None = None
@@ -435,7 +438,8 @@ class Manifest(_Strict):
         2-year risk comes first; NEWS2 lists its bands from high to low), and the last takes the rest between them."""
         rising = [c for c in self.categories[:-1] if c.below is not None]
         falling = [c for c in self.categories[:-1] if c.below is None]
-        return rising + [self.categories[-1]] + falling[::-1]
+        ascending = rising + [self.categories[-1]] + falling[::-1]  # by the value the categories test
+        return ascending if self.worse == "higher" else ascending[::-1]
 
     def category_for(self, outputs: dict[str, float]) -> Category:
         """The first category whose bounds hold for the outputs as shown (rounded to each output's `decimals`), so
