@@ -298,18 +298,19 @@ def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: M
     gone: list[str] = []
     # a whole problem list read in full (a Condition search without a code filter) holds whatever a failed
     # code-filtered Condition search would have found
-    whole_list = any(pk.template.startswith("Condition?") and "code=" not in pk.template
-                     and key not in outcome.failed and key not in outcome.truncated
+    whole_list = any(_whole_problem_list(pk.template) and key not in outcome.failed and key not in outcome.truncated
                      for key, pk in service.plan.items())
     for name, keys in keys_of.items():
-        failed = [k for k in keys if k in outcome.failed]
+        # a failed Condition search beside the whole problem list read in full left nothing unread
+        failed = [k for k in keys if k in outcome.failed
+                  and not (whole_list and service.plan[k].template.startswith("Condition?"))]
         fv = mapping.values.get(name)
         if not failed or (fv is not None and not fv.defaulted):
             continue  # everything obtained, or a real value was found anyway
         reasons = "; ".join(f"{k}: {outcome.failed[k]}" for k in failed)
         # a model input's diagnosis is never assumed absent without the problem list: "Diabetes: No" because the
         # orders were read while the Condition search failed would hide a diabetic treated by diet alone
-        diagnosis_unread = features[name].required and not whole_list and any(
+        diagnosis_unread = features[name].required and any(
             service.plan[k].template.startswith("Condition?") for k in failed)
         if len(failed) < len(keys) and fv is not None and not diagnosis_unread:
             fv.note = f"{fv.note}; could not check {', '.join(failed)} ({reasons})" if fv.note else reasons
@@ -322,6 +323,14 @@ def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: M
         )
         gone.append(name)
     return gone
+
+
+def _whole_problem_list(template: str) -> bool:
+    """A Condition search for the patient with no other filter (no code, category or status): every Condition."""
+    if not template.startswith("Condition?"):
+        return False
+    params = {part.split("=", 1)[0] for part in template.split("?", 1)[1].split("&") if part}
+    return params <= {"patient", "subject", "_count"}
 
 
 def _calls_a_model_server(model: ModelEntry) -> bool:

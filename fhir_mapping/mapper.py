@@ -1434,12 +1434,12 @@ def _zone_suffix(local: datetime) -> str:
 
 
 def _abated_by_status(res: Resource, source: Source) -> bool:
-    """A Condition in remission, a status the source counts: its abatement date is the one R4 con-4 asks such a
-    Condition to carry, the start of the remission, not an end to it (type 2 diabetes in remission since a date is
-    still diabetes; paroxysmal AF between episodes is still AF). 'Inactive' with a past abatement date has ended (R4:
-    no longer any evidence of the condition; a steroid-induced diabetes that abated years ago)."""
+    """A Condition whose status the source counts and keeps after an abatement (`kept_after_abatement`, remission by
+    default): its abatement date is the one R4 con-4 asks such a Condition to carry, the start of the remission, not
+    an end to it (type 2 diabetes in remission since a date is still diabetes). Otherwise 'inactive' with a past
+    abatement date has ended (R4: no longer any evidence of the condition; a steroid-induced diabetes)."""
     clinical = {c for _, c, _ in codings(res.get("clinicalStatus"))}
-    return "remission" in clinical and "remission" in source.allowed_statuses()
+    return bool(clinical & set(source.kept_after_abatement) & set(source.allowed_statuses()))
 
 
 def _check_abatement(res: Resource, at: datetime) -> None:

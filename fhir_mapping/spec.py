@@ -89,6 +89,10 @@ class Source(_Strict):
     # with `above`: values outside this range (in `above_unit`) are unusable, never read as "no" (FiO2 0.4 written
     # as %); for an `exists` feature an unusable newest reading leaves the feature unknown, never at its default
     usable_range: tuple[float, float] | None = None
+    # Condition: the clinical statuses (among `statuses`) whose abatement date does not end the condition. Remission
+    # by default (R4 con-4 has its start written there); AF 'inactive' after an ablation is still AF for the
+    # stroke-risk decision, while a steroid-induced diabetes 'inactive' since a date has ended
+    kept_after_abatement: tuple[str, ...] = ("remission",)
     # a look-back window for this source only (the feature's applies to the others): a prediabetes read from the
     # problem list whenever it was coded, or from an HbA1c of the last year
     lookback_days: int | None = Field(default=None, gt=0)

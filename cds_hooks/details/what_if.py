@@ -83,8 +83,13 @@ def requested_changes(manifest: Manifest, body: Any, values: dict[str, float]) -
 
 def _rederived(values: dict[str, float], changed: set[str], runtime: ModelRuntime) -> dict[str, float]:
     """Features computed only from others (no source of their own: PREVENT's HbA1c-without-diabetes), computed again
-    when an input they rest on changed, so a population rule on them tests the changed patient."""
+    when an input they rest on changed, so a population rule on them tests the changed patient; a `present_of` flag
+    ('UACR measured') is 1 once its input is given a value."""
     spec = runtime.spec
+    for name, feature in spec.features.items():  # 'UACR measured' once a UACR is given
+        if feature.present_of in changed and name not in changed:
+            values[name] = 1.0
+            changed.add(name)
     for name in spec.derivation_order():
         feature = spec.features[name]
         needs = spec.derived_inputs(name)
