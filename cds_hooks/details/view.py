@@ -215,12 +215,23 @@ def _delta_text(out: Output, delta: float) -> str:
 def scenario_applies(scenario: WhatIf, values: dict[str, float]) -> str | None:
     """Why the scenario is not offered for these values (None when it is): a condition that does not hold, or a
     scenario that would change nothing."""
+    unknown = [c.feature for c in scenario.applies_when if c.feature not in values]
+    if unknown:  # a condition on a value the record does not give: not "not a smoker", but not known
+        return f"{', '.join(unknown)} is not known for this patient"
     reason = unmet(scenario.applies_when, values, None)
     if reason is not None:
         return reason
     if all(values.get(name) == value for name, value in scenario.set.items()):
         return "it would change nothing"
     return None
+
+
+def placeholders(runtime: ModelRuntime, pred: dict[str, Any]) -> set[str]:
+    """Stored defaults that stand for no value (an add-on's placeholder, e.g. HbA1c 5.3 % when none is recorded,
+    which a 'measured' flag switches off): never shown as the patient's value."""
+    stored = pred.get("features") or {}
+    followed = {f.present_of for f in runtime.spec.features.values() if f.present_of is not None}
+    return {n for n in followed if isinstance(stored.get(n), dict) and stored[n].get("defaulted")}
 
 
 def what_if_inputs(runtime: ModelRuntime, values: dict[str, float]) -> list[dict[str, Any]]:
@@ -300,7 +311,8 @@ def details_view(pred: dict[str, Any], runtime: ModelRuntime | None, manifest: M
             why_not = scenario_applies(scenario, values)
             entry = {"label": scenario.label, "note": scenario.note, "reason": why_not}
             (view["unavailable_scenarios"] if why_not else view["scenarios"]).append(entry)
-        view["what_if_fields"] = what_if_inputs(runtime, values)
+        view["what_if_fields"] = what_if_inputs(runtime, {n: v for n, v in values.items()
+                                                          if n not in placeholders(runtime, pred)})
     return view
 
 

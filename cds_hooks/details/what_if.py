@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from cards.fhir_resources import output_text
-from cds_hooks.details.view import feature_values, input_value_text, scenario_applies
+from cds_hooks.details.view import feature_values, input_value_text, placeholders, scenario_applies
 from fhir_mapping.expressions import ExpressionError, compiled_expression
 from fhir_mapping.formatting import outside_range
 from fhir_mapping.result import NOTHING_ON_RECORD
@@ -44,10 +44,12 @@ def _number(value: Any, name: str) -> float:
     return value
 
 
-def requested_changes(manifest: Manifest, body: Any, values: dict[str, float]) -> tuple[str | None, str | None,
-                                                                                         dict[str, float]]:
+def requested_changes(manifest: Manifest, body: Any, values: dict[str, float],
+                      flags: dict[str, str] | None = None) -> tuple[str | None, str | None, dict[str, float]]:
     """(scenario label, scenario note, {input: new value}) from a request body: {"scenario": label} or
-    {"set": {input: value}}; raises WhatIfError for anything else."""
+    {"set": {input: value}}; raises WhatIfError for anything else. `flags`: inputs that follow another
+    (`present_of`: 'UACR measured' follows the UACR), which cannot be set."""
+    flags = flags or {}
     if not isinstance(body, dict) or not body.keys() & {"scenario", "set"} or body.keys() - {"scenario", "set"}:
         raise WhatIfError('the body must be {"scenario": "<label>"} or {"set": {"<input>": <value>}}', None)
     label, note, changes = None, None, {}
@@ -74,6 +76,10 @@ def requested_changes(manifest: Manifest, body: Any, values: dict[str, float]) -
                 known = ", ".join(inputs)
                 raise WhatIfError(f"set: {str(name)[:60]!r} is not an input of {manifest.id} (inputs: {known})",
                                   f"set.{str(name)[:60]}")
+            follows = flags.get(name)
+            if follows is not None:  # 'UACR measured' is what the record (or a value given here) says, not a choice
+                raise WhatIfError(f"{spec_in.label} ({name}) follows {follows}: give {follows} a value instead",
+                                  f"set.{name}")
             number = _number(value, name)
             if spec_in.kind == "binary" and number not in (0.0, 1.0):
                 raise WhatIfError(f"{spec_in.label} ({name}) is yes/no: 1 or 0, not {value!r}", f"set.{name}")
@@ -110,27 +116,33 @@ def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[
         raise WhatIfError(f"{manifest.id} reads the patient's whole timeline, not a row of inputs: it offers no "
                           "what-if", None)
     current = feature_values(pred)
-    label, note, changes = requested_changes(manifest, body, current)
+    flags = {n: f.present_of for n, f in runtime.spec.features.items() if f.present_of is not None}
+    unrecorded = placeholders(runtime, pred)
+    label, note, changes = requested_changes(manifest, body, current, flags)
     values = _rederived({**current, **changes}, set(changes), runtime)
+    # the guards in the card's order (inference/runtime.py `stopped_by_guards`): the population before unknown inputs
+    stored_refusals = [str(r) for r in pred.get("guard_reasons") or ()]
+    for rule in manifest.population:
+        value = values.get(rule.feature)
+        said = rule.unconfirmed or rule.reason
+        if value is None and rule.if_recorded:
+            # refused on the card only for a record that could not be read (inference/guards.py `_recorded`); a
+            # search that failed or nothing on record has nothing to test
+            if any(r.startswith(said) for r in stored_refusals):
+                raise WhatIfError(f"no estimate: {said}", rule.feature)
+            continue
+        if value is None:
+            raise WhatIfError(f"no estimate: {said}", rule.feature)  # could not be confirmed, not "the record shows"
+        if not rule.holds(value):
+            raise WhatIfError(f"no estimate: {rule.reason}", rule.feature)
     unknown = [i for i in manifest.inputs if i.name not in values]
     if unknown:
-        outside = next((r for r in pred.get("guard_reasons") or () for i in unknown
-                        if str(r).startswith(f"{i.label} ") and "is outside the range" in str(r)), None)
+        outside = next((r for r in stored_refusals for i in unknown
+                        if r.startswith(f"{i.label} ") and "is outside the range" in r), None)
         if outside is not None:  # known to lie outside the range (a result written as a bound, '>60'), as the card said
             raise WhatIfError(f"no estimate: {outside}; give a value to see one", f"set.{unknown[0].name}")
         names = ", ".join(f"{i.label} ({i.name})" for i in unknown)
         raise WhatIfError(f"not known for this patient, so give a value: {names}", f"set.{unknown[0].name}")
-    stored_missing = pred.get("missing") or {}
-    for rule in manifest.population:
-        value = values.get(rule.feature)
-        if value is None and rule.if_recorded:
-            why = stored_missing.get(rule.feature)
-            if why is None or str(why).startswith(NOTHING_ON_RECORD):
-                continue  # nothing recorded: the rule has nothing to test, as on the card
-            # a record that could not be read still refuses, as on the card (inference/guards.py `_recorded`)
-            raise WhatIfError(f"no estimate: {rule.unconfirmed or rule.reason}", rule.feature)
-        if value is None or not rule.holds(value):
-            raise WhatIfError(f"no estimate: {rule.reason}", rule.feature)
     for spec_in in manifest.inputs:
         value = values[spec_in.name]
         if spec_in.range is not None and not spec_in.range[0] <= value <= spec_in.range[1]:
@@ -164,8 +176,9 @@ def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[
         "model": {"id": manifest.id, "version": manifest.version},
         "changed": [
             {"name": name, "label": features[name].label if name in features else by_name[name].label,
-             "from": current.get(name), "to": value,
-             "from_text": (input_value_text(by_name[name], features.get(name), current[name])
+             "from": None if name in unrecorded else current.get(name), "to": value,
+             "from_text": ("not recorded" if name in unrecorded else
+                           input_value_text(by_name[name], features.get(name), current[name])
                            if name in current else "not known"),
              "to_text": input_value_text(by_name[name], features.get(name), value)}
             for name, value in changes.items()
