@@ -331,7 +331,14 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
                               reason=f"{lead} cannot be computed without {labels}")
     # each input with the value used ('computed from serum creatinine 2.2 mg/dL, age at the creatinine 55 years …'),
     # so the details page shows what an eGFR or a BMI rests on
-    used = ", ".join(f"{spec.features[n].label.lower()} {_shown(result.values[n], spec.features[n])}" for n in needs)
+    # an add-on's placeholder (HbA1c 5.3 % when none is usable, switched off by its 'measured' flag) is no value
+    followed = {f.present_of for f in spec.features.values() if f.present_of is not None}
+
+    def shown(n: str) -> str:
+        if n in followed and result.values[n].defaulted:
+            return "not used (no usable value)"
+        return _shown(result.values[n], spec.features[n])
+    used = ", ".join(f"{spec.features[n].label.lower()} {shown(n)}" for n in needs)
     try:
         value = compiled_expression(feature.derived).evaluate({n: result.values[n].value for n in needs})
     except ExpressionError:

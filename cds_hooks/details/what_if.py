@@ -16,7 +16,7 @@ import numpy as np
 from cards.fhir_resources import output_text
 from cds_hooks.details.view import feature_values, input_value_text, placeholders, scenario_applies
 from fhir_mapping.expressions import ExpressionError, compiled_expression
-from fhir_mapping.formatting import outside_range
+from fhir_mapping.formatting import outside_range, unmeasured
 from fhir_mapping.result import NOTHING_ON_RECORD
 from inference.guards import unmet
 from inference.manifest import Manifest
@@ -118,6 +118,7 @@ def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[
     current = feature_values(pred)
     flags = {n: f.present_of for n, f in runtime.spec.features.items() if f.present_of is not None}
     unrecorded = placeholders(runtime, pred)
+    stored_features = pred.get("features") or {}
     label, note, changes = requested_changes(manifest, body, current, flags)
     values = _rederived({**current, **changes}, set(changes), runtime)
     # the guards in the card's order (inference/runtime.py `stopped_by_guards`): the population before unknown inputs
@@ -135,6 +136,13 @@ def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[
             raise WhatIfError(f"no estimate: {said}", rule.feature)  # could not be confirmed, not "the record shows"
         if not rule.holds(value):
             raise WhatIfError(f"no estimate: {rule.reason}", rule.feature)
+    for spec_in in manifest.inputs:  # the ranges of the known inputs, as the card checks them before missing ones
+        value = values.get(spec_in.name)
+        if value is not None and spec_in.range is not None and not spec_in.range[0] <= value <= spec_in.range[1]:
+            low, high = spec_in.range
+            shown, validated = outside_range(value, low, high, spec_in.unit, 2 if abs(value) < 10 else 1)
+            raise WhatIfError(f"{spec_in.label} ({spec_in.name}) {shown} is outside the range the model was validated "
+                              f"for ({validated})", f"set.{spec_in.name}")
     unknown = [i for i in manifest.inputs if i.name not in values]
     if unknown:
         outside = next((r for r in stored_refusals for i in unknown
@@ -143,13 +151,6 @@ def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[
             raise WhatIfError(f"no estimate: {outside}; give a value to see one", f"set.{unknown[0].name}")
         names = ", ".join(f"{i.label} ({i.name})" for i in unknown)
         raise WhatIfError(f"not known for this patient, so give a value: {names}", f"set.{unknown[0].name}")
-    for spec_in in manifest.inputs:
-        value = values[spec_in.name]
-        if spec_in.range is not None and not spec_in.range[0] <= value <= spec_in.range[1]:
-            low, high = spec_in.range
-            shown, validated = outside_range(value, low, high, spec_in.unit, 2 if abs(value) < 10 else 1)
-            raise WhatIfError(f"{spec_in.label} ({spec_in.name}) {shown} is outside the range the model was validated "
-                              f"for ({validated})", f"set.{spec_in.name}")
     row = np.array([[values[i.name] for i in manifest.inputs]], dtype=np.float64)
     got = runtime.run_matrix(row)
     outputs = {name: float(arr[0]) for name, arr in got.items()}
@@ -177,7 +178,8 @@ def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[
         "changed": [
             {"name": name, "label": features[name].label if name in features else by_name[name].label,
              "from": None if name in unrecorded else current.get(name), "to": value,
-             "from_text": ("not recorded" if name in unrecorded else
+             "from_text": (unmeasured(bool((stored_features.get(name) or {}).get("sources")))
+                           if name in unrecorded else
                            input_value_text(by_name[name], features.get(name), current[name])
                            if name in current else "not known"),
              "to_text": input_value_text(by_name[name], features.get(name), value)}
