@@ -16,11 +16,7 @@ from cds_hooks.bundle_prefetch import prefetch_from_resources
 from hook_calls import HOOK_INSTANCE, fire, module_app, templates
 from test_details_view import details_path
 from test_guideline_thresholds import news2_record, prevent_record
-
-CTX = {"userId": "Practitioner/example", "patientId": "p1"}
-FAILED = {"resourceType": "Bundle", "type": "searchset", "entry": [
-    {"resource": {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "too-costly"}]},
-     "search": {"mode": "outcome"}}]}
+from test_whole_list_and_what_if import CTX, FAILED
 
 
 @pytest.fixture(scope="module")
