@@ -592,7 +592,8 @@ class _Context:
                rest: list[tuple[tuple[datetime, int], Resource, Source]]) -> SourceRef | None:
         """Among readings ordered by the hour, one that may be newer than `chosen` and says otherwise: `chosen` or
         it is written as a date alone, so which came first is unknown (an SpO2 of 88 % 'on 6 December' against 97 %
-        at 15:00 that day). Only values of the same kind are compared (quantities, or a presence read from them)."""
+        at 15:00 that day), or both were charted for the same moment (the bundle's order is no order). Only values
+        of the same kind are compared (quantities, or a presence read from them)."""
         if _open_procedure(chosen.res):
             return None  # placed by its start (`_sort_key`): unknown order keeps a therapy current
         earliest = _earliest_moment(chosen.ref.date)
@@ -600,8 +601,9 @@ class _Context:
             return None
         zoneless = _zoneless_time(chosen.ref.date)
         for (moment, _), res, source in rest:
-            if moment <= earliest:
-                break  # certainly older (sorted by the latest moment each can mean)
+            if moment < earliest:
+                break  # certainly older (sorted by the latest moment each can mean); one of the same moment that
+                # says otherwise (two respiration rates charted for one minute) leaves the newest unknown too
             if _open_procedure(res):
                 continue
             ref = self._ref(res, source)

@@ -350,6 +350,20 @@ def test_a_computed_egfr_is_shown_as_computed_from_its_creatinine_not_converted(
     assert "computed" not in row, row
 
 
+def test_news2_two_readings_of_one_moment_that_disagree_do_not_depend_on_the_bundle_order(api: Any) -> None:
+    """Two respiration rates charted for the same minute (a flowsheet row corrected by a second entry): RR 30 scores
+    3, RR 14 scores 0 (RCP Chart 1), and a searchset's order within one time is unspecified. The card had taken the
+    first in the bundle (NEWS2 3 one way, 0 the other); which is current is not known, and it says so."""
+    a, b = F.vital("9279-1", 30, "/min", hours=1), F.vital("9279-1", 14, "/min", hours=1)
+    rest = news2_record("male", 67, 36.8)[:2] + news2_record("male", 67, 36.8)[3:]  # without its RR 18
+    cards = [fire(api, "news2-patient-view", [*rest, *pair]) for pair in ((a, b), (b, a))]
+    assert cards[0]["summary"] == cards[1]["summary"], [c["summary"] for c in cards]
+    assert "not calculated" in cards[0]["summary"], cards[0]["summary"]
+    assert "Which reading is the newest is not known" in cards[0]["detail"], cards[0]["detail"]
+    same = fire(api, "news2-patient-view", [*rest, a, F.vital("9279-1", 30, "/min", hours=1)])
+    assert same["summary"].startswith("NEWS2 3 "), same["summary"]  # two entries that agree are one reading
+
+
 def test_an_egfr_offered_to_the_chart_carries_its_unit(api: Any) -> None:
     """A number without its unit in the headline or the save action is not a result a clinician can chart."""
     card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), creatinine(2.0, 1)])
