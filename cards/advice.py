@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from fhir_mapping.formatting import lower_first
 from fhir_mapping.result import MappingResult
 from inference.manifest import Advice, Manifest
 
@@ -85,8 +86,7 @@ def stored_advice(manifest: Manifest, category: str, features: Mapping[str, Any]
 
 
 def _label(label: Any, name: str) -> str:
-    text = label if isinstance(label, str) and label else name
-    return text[0].lower() + text[1:] if len(text) > 1 and text[1].islower() else text
+    return lower_first(label if isinstance(label, str) and label else name)
 
 
 def _with_unchecked(text: str, names: list[str]) -> str:

@@ -252,9 +252,7 @@ def _below_threshold(manifest: Any, prediction: Prediction, lowest: str | None) 
         return False
     ranked = manifest.by_severity()
     floor = next((i for i, c in enumerate(ranked) if c.label == lowest), None)
-    rank = next((i for i, c in enumerate(ranked) if c is prediction.category), None)
-    if rank is None:  # an equal copy: the same label at the same bounds
-        rank = next((i for i, c in enumerate(ranked) if c == prediction.category), None)
+    rank = next((i for i, c in enumerate(ranked) if c == prediction.category), None)  # label and bounds
     return floor is not None and rank is not None and rank < floor
 
 

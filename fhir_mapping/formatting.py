@@ -61,6 +61,11 @@ def rounded(value: float, decimals: int) -> Decimal:
     return Decimal(f"{value:.{max(decimals, 0)}f}")
 
 
+def lower_first(text: str) -> str:
+    """'Date of birth …' -> 'date of birth …' within a sentence; acronyms ('SpO2', 'ACVPU') stay as written."""
+    return text[0].lower() + text[1:] if len(text) > 1 and text[1].islower() else text
+
+
 def unmeasured(passed_over: bool) -> str:
     """How a quantity input left at its default reads (card and details page): "not recorded" only when nothing was
     on record; results that were passed over (a bound such as '<3 mg/g', too old) were recorded, just not usable."""

@@ -331,11 +331,11 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
                               reason=f"{lead} cannot be computed without {labels}")
     # each input with the value used ('computed from serum creatinine 2.2 mg/dL, age at the creatinine 55 years …'),
     # so the details page shows what an eGFR or a BMI rests on
-    # an add-on's placeholder (HbA1c 5.3 % when none is usable, switched off by its 'measured' flag) is no value
-    followed = {f.present_of for f in spec.features.values() if f.present_of is not None}
+    # an add-on's stand-in default (HbA1c 5.3 % when none is usable, switched off by its 'measured' flag) is no value
+    stand_ins = set(spec.presence_flags().values()) if any(result.values[n].defaulted for n in needs) else set()
 
     def shown(n: str) -> str:
-        if n in followed and result.values[n].defaulted:
+        if n in stand_ins and result.values[n].defaulted:
             return "not used (no usable value)"
         return _shown(result.values[n], spec.features[n])
     used = ", ".join(f"{spec.features[n].label.lower()} {shown(n)}" for n in needs)
@@ -935,15 +935,15 @@ class _Context:
         raw = qty.get("value")
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
             raise _Unreadable("valueQuantity has no numeric value")
+        ucum = qty.get("system") == UCUM and isinstance(qty.get("code"), str) and bool(qty.get("code"))
+        unit = qty.get("code") if ucum else qty.get("unit") or qty.get("code")
         if qty.get("comparator"):
             written = qty.get("code") if qty.get("system") == UCUM and isinstance(qty.get("code"), str) else \
                 qty.get("unit") or qty.get("code")
             shown = f"{_as_written(raw)} {_unit_label(written)}".strip() if isinstance(written, str) else \
                 _as_written(raw)
             raise _Bound(f"{_BOUND_NOTE} ({qty['comparator']}{shown}), not a measurement",
-                         self._limit(qty, float(raw), target, analyte))
-        ucum = qty.get("system") == UCUM and isinstance(qty.get("code"), str) and bool(qty.get("code"))
-        unit = qty.get("code") if ucum else qty.get("unit") or qty.get("code")
+                         self._limit(qty["comparator"], float(raw), unit, ucum, target, analyte))
         if unit is not None and not isinstance(unit, str):
             raise _Unreadable("valueQuantity unit is not text")
         if unit is None and bare_unit and qty.get("unit") is None and qty.get("code") is None:
@@ -960,11 +960,9 @@ class _Context:
             unit = target
         return value, raw, unit
 
-    def _limit(self, qty: dict[str, Any], raw: float, target: str, analyte: str | None) -> tuple[str, float] | None:
+    def _limit(self, comparator: Any, raw: float, unit: Any, ucum: bool, target: str,
+               analyte: str | None) -> tuple[str, float] | None:
         """A bound's comparator and its number in `target`, or None when its unit does not convert."""
-        comparator = qty.get("comparator")
-        ucum = qty.get("system") == UCUM and isinstance(qty.get("code"), str) and bool(qty.get("code"))
-        unit = qty.get("code") if ucum else qty.get("unit") or qty.get("code")
         if comparator not in ("<", "<=", ">", ">=") or not isinstance(unit, str):
             return None
         try:

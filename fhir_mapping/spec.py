@@ -326,6 +326,11 @@ class FeatureSpec(_Strict):
         """The resource types the features read (the index need not look at any other)."""
         return frozenset(src.resource for f in self.features.values() for src in f.sources)
 
+    def presence_flags(self) -> dict[str, str]:
+        """The 'measured' flags (`present_of`) and the input each follows ({'has_uacr': 'uacr'}): that input's default
+        is a stand-in for no value, never the patient's."""
+        return {n: f.present_of for n, f in self.features.items() if f.present_of is not None}
+
     def derived_inputs(self, name: str) -> set[str]:
         feature = self.features[name]
         names = compiled_expression(feature.derived).names if feature.derived else set()

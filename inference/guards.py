@@ -5,7 +5,7 @@ The reasons are written for the card, naming the input, the patient's value and 
 
 from __future__ import annotations
 
-from fhir_mapping.formatting import first_clause, number, outside_range
+from fhir_mapping.formatting import first_clause, lower_first, number, outside_range
 from fhir_mapping.result import MappingResult, MissingFeature
 from inference.manifest import Condition, Manifest, PopulationRule
 
@@ -28,7 +28,7 @@ def _why_missing(mapping: MappingResult, name: str) -> str:
     missing = mapping.missing.get(name)
     if missing is None or not missing.reason:
         return ""
-    clause = _lower_first(first_clause(missing.reason, at_parenthesis=True).removeprefix("Unknown: ").strip())
+    clause = lower_first(first_clause(missing.reason, at_parenthesis=True).removeprefix("Unknown: ").strip())
     return f": {clause}" if clause else ""
 
 
@@ -79,12 +79,7 @@ def _patient_value(rule: PopulationRule, mapping: MappingResult | None) -> str:
     fv = mapping.values.get(rule.feature)
     if fv is None or not fv.display:
         return ""
-    return f" ({_lower_first(fv.label or rule.feature)}: {fv.display})"
-
-
-def _lower_first(text: str) -> str:
-    """'Date of birth …' -> 'date of birth …' within a sentence; acronyms ('SpO2', 'ACVPU') stay as written."""
-    return text[0].lower() + text[1:] if len(text) > 1 and text[1].islower() else text
+    return f" ({lower_first(fv.label or rule.feature)}: {fv.display})"
 
 
 def unmet(conditions: tuple[Condition, ...], values: dict[str, float], mapping: MappingResult | None) -> str | None:

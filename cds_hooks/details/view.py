@@ -226,12 +226,12 @@ def scenario_applies(scenario: WhatIf, values: dict[str, float]) -> str | None:
     return None
 
 
-def placeholders(runtime: ModelRuntime, pred: dict[str, Any]) -> set[str]:
-    """Stored defaults that stand for no value (an add-on's placeholder, e.g. HbA1c 5.3 % when none is recorded,
-    which a 'measured' flag switches off): never shown as the patient's value."""
+def stand_in_defaults(runtime: ModelRuntime, pred: dict[str, Any]) -> set[str]:
+    """Stored defaults that stand for no value (an add-on's stand-in, e.g. HbA1c 5.3 % when none is recorded, which
+    a 'measured' flag switches off): never shown as the patient's value."""
     stored = pred.get("features") or {}
-    followed = {f.present_of for f in runtime.spec.features.values() if f.present_of is not None}
-    return {n for n in followed if isinstance(stored.get(n), dict) and stored[n].get("defaulted")}
+    return {n for n in runtime.spec.presence_flags().values()
+            if isinstance(stored.get(n), dict) and stored[n].get("defaulted")}
 
 
 def what_if_inputs(runtime: ModelRuntime, values: dict[str, float]) -> list[dict[str, Any]]:
@@ -311,8 +311,8 @@ def details_view(pred: dict[str, Any], runtime: ModelRuntime | None, manifest: M
             why_not = scenario_applies(scenario, values)
             entry = {"label": scenario.label, "note": scenario.note, "reason": why_not}
             (view["unavailable_scenarios"] if why_not else view["scenarios"]).append(entry)
-        view["what_if_fields"] = what_if_inputs(runtime, {n: v for n, v in values.items()
-                                                          if n not in placeholders(runtime, pred)})
+        stand_ins = stand_in_defaults(runtime, pred)
+        view["what_if_fields"] = what_if_inputs(runtime, {n: v for n, v in values.items() if n not in stand_ins})
     return view
 
 

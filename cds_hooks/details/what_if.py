@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from cards.fhir_resources import output_text
-from cds_hooks.details.view import feature_values, input_value_text, placeholders, scenario_applies
+from cds_hooks.details.view import feature_values, input_value_text, scenario_applies, stand_in_defaults
 from fhir_mapping.expressions import ExpressionError, compiled_expression
 from fhir_mapping.formatting import outside_range, unmeasured
 from fhir_mapping.result import NOTHING_ON_RECORD
@@ -116,8 +116,8 @@ def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[
         raise WhatIfError(f"{manifest.id} reads the patient's whole timeline, not a row of inputs: it offers no "
                           "what-if", None)
     current = feature_values(pred)
-    flags = {n: f.present_of for n, f in runtime.spec.features.items() if f.present_of is not None}
-    unrecorded = placeholders(runtime, pred)
+    flags = runtime.spec.presence_flags()
+    unrecorded = stand_in_defaults(runtime, pred)
     stored_features = pred.get("features") or {}
     label, note, changes = requested_changes(manifest, body, current, flags)
     values = _rederived({**current, **changes}, set(changes), runtime)
