@@ -50,14 +50,52 @@ def advice_text(advice: Advice, mapping: MappingResult, escape: Callable[[str], 
     """The advice's words, with {evidence} replaced by the records its conditions rest on ('apixaban 5 MG Oral
     Tablet'), each passed through `escape` (the card's Markdown escaping: record text is never markup), and
     {unchecked} by the labels of the features not fully checked."""
+    shown = _evidence(advice.when, mapping, escape)
+    names = [_label(mapping.values[n].label, n) for n in advice.unchecked if _not_checked(mapping, n)]
+    return _with_unchecked(_with_evidence(advice.guidance, shown), names)
+
+
+def card_notes(manifest: Manifest, mapping: MappingResult, escape: Callable[[str], str] = str) -> list[str]:
+    """The manifest's `card.notes` whose conditions all hold on values the record shows, {evidence} filled (NEWS2:
+    'SpO2 scored on Scale 2 …: Chronic respiratory failure with hypercapnia on record')."""
+    def known(name: str) -> float | None:
+        fv = mapping.values.get(name)
+        return None if fv is None or fv.defaulted else _number(fv.value)
+    return [_with_evidence(note.text, _evidence(note.when, mapping, escape))
+            for note in manifest.card.notes if all((v := known(c.feature)) is not None and c.holds(v)
+                                                   for c in note.when)]
+
+
+def stored_notes(manifest: Manifest, features: Mapping[str, Any]) -> list[str]:
+    """The same notes from a stored prediction's features, for the details page."""
+    notes = []
+    for note in manifest.card.notes:
+        stored = [features.get(c.feature) for c in note.when]
+        if all(isinstance(fv, Mapping) and not fv.get("defaulted") and (v := _number(fv.get("value"))) is not None
+               and c.holds(v) for c, fv in zip(note.when, stored, strict=True)):
+            notes.append(_with_evidence(note.text, _stored_evidence(stored)))
+    return notes
+
+
+def _evidence(conditions: Any, mapping: MappingResult, escape: Callable[[str], str]) -> list[str]:
+    """The displays of the records the conditions' features rest on, each once."""
     shown: list[str] = []
-    for cond in advice.when:
+    for cond in conditions:
         fv = mapping.values.get(cond.feature)
         for ref in fv.sources if fv is not None and not fv.defaulted else ():
             if ref.display and escape(ref.display) not in shown:
                 shown.append(escape(ref.display))
-    names = [_label(mapping.values[n].label, n) for n in advice.unchecked if _not_checked(mapping, n)]
-    return _with_unchecked(_with_evidence(advice, shown), names)
+    return shown
+
+
+def _stored_evidence(stored: list[Any]) -> list[str]:
+    """A stored value's display names its record after ' — ' ('Yes — apixaban 5 MG Oral Tablet')."""
+    shown = []
+    for fv in stored:
+        display = fv.get("display") if isinstance(fv, Mapping) and not fv.get("defaulted") else None
+        if isinstance(display, str) and " — " in display:
+            shown.append(display.split(" — ", 1)[1].split(", recognised by", 1)[0])
+    return shown
 
 
 def stored_advice(manifest: Manifest, category: str, features: Mapping[str, Any],
@@ -75,14 +113,9 @@ def stored_advice(manifest: Manifest, category: str, features: Mapping[str, Any]
     advice = pick(manifest, category, known, not_checked)
     if advice is None:
         return None
-    shown = []
-    for cond in advice.when:
-        fv = features.get(cond.feature)
-        display = fv.get("display") if isinstance(fv, Mapping) and not fv.get("defaulted") else None
-        if isinstance(display, str) and " — " in display:
-            shown.append(display.split(" — ", 1)[1].split(", recognised by", 1)[0])
+    shown = _stored_evidence([features.get(cond.feature) for cond in advice.when])
     names = [_label((labels or {}).get(n), n) for n in advice.unchecked if not_checked(n)]
-    return _with_unchecked(_with_evidence(advice, shown), names)
+    return _with_unchecked(_with_evidence(advice.guidance, shown), names)
 
 
 def _label(label: Any, name: str) -> str:
@@ -93,8 +126,8 @@ def _with_unchecked(text: str, names: list[str]) -> str:
     return text.replace("{unchecked}", ", ".join(names) or "some inputs")
 
 
-def _with_evidence(advice: Advice, shown: list[str]) -> str:
-    return advice.guidance.replace("{evidence}", "; ".join(shown[:2]) or "on record")
+def _with_evidence(text: str, shown: list[str]) -> str:
+    return text.replace("{evidence}", "; ".join(shown[:2]) or "on record")
 
 
 def _number(value: Any) -> float | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cards.advice import advice_for, advice_text
+from cards.advice import advice_for, advice_text, card_notes
 from cards.fhir_resources import format_output, observation, output_text, risk_assessment, service_request
 from cards.markdown import environment, md_escape, trusted
 from fhir_mapping.formatting import clip_words, first_clause, first_sentence, number, unit_label, unmeasured
@@ -259,6 +259,7 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
     view["other_outputs"] = _other_outputs(manifest, prediction)
     view["withheld"] = [trusted(w) for w in sorted(set(prediction.withheld.values()))]
     view["notes"] = [trusted(n) for n in prediction.notes]  # worded by the runtime from the model folder
+    view["notes"] += [trusted(n) for n in card_notes(manifest, mapping, md_escape)]  # record text escaped
     view["inputs"] = _key_inputs(manifest, spec, mapping, prediction, ctx.at, manifest.card.inputs_shown) \
         if spec else []
     detail = _render(manifest.card.template, view)

@@ -192,6 +192,15 @@ class Link(_Strict):
     url: str
 
 
+class CardNote(_Strict):
+    """A statement the card adds when the record shows something its number rests on and a reader must be able to
+    check: NEWS2 scored SpO2 on Scale 2 because hypercapnic respiratory failure is coded (the RCP asks that the scale
+    used be recorded, and a SpO2 of 90 % scoring 0 reads as an error without it)."""
+
+    when: tuple[When, ...] = Field(min_length=1)  # all hold on values the record shows (never on a default)
+    text: str = Field(max_length=240)  # {evidence}: the records the conditions rest on
+
+
 class CardSpec(_Strict):
     template: str = "risk.md.j2"
     # a measured-value model (e.g. eGFR) offers to save an Observation with this code instead of a RiskAssessment
@@ -204,6 +213,7 @@ class CardSpec(_Strict):
     # how many recorded inputs the card lists (largest contributions first); a points score whose components a
     # clinician checks one by one (CHA2DS2-VASc) lists them all
     inputs_shown: int = Field(default=3, ge=1, le=12)
+    notes: tuple[CardNote, ...] = ()  # statements shown when their conditions hold (cards/advice.py card_notes)
 
 
 class WhatIf(_Strict):

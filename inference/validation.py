@@ -255,6 +255,16 @@ def cross_problems(manifest_path: Path, spec_path: Path, manifest: Manifest, spe
             if label not in labels:
                 problems.append(Problem(manifest_path, f"advice[{i}].categories", f"'{label}' is not a category",
                                         f"use one of {', '.join(sorted(labels))}"))
+    for i, note in enumerate(manifest.card.notes):
+        for j, cond in enumerate(note.when):
+            if cond.feature not in known:
+                problems.append(Problem(manifest_path, f"card.notes[{i}].when[{j}].feature",
+                                        f"'{cond.feature}' is not a feature of {spec_path.name}", fix))
+        for name in dict.fromkeys(_PLACEHOLDER.findall(note.text)):
+            if name != "evidence":
+                problems.append(Problem(manifest_path, f"card.notes[{i}].text",
+                                        f"writes {{{name}}}, but a note fills only {{evidence}}",
+                                        "write the text out, or use {evidence} for the records it rests on"))
     for i, out in enumerate(manifest.outputs):
         for j, cond in enumerate(out.applies_when):
             if cond.feature not in known:

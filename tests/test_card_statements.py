@@ -469,3 +469,30 @@ def test_a_diabetic_at_high_risk_keeps_the_high_intensity_wording(api: Any) -> N
                                                    diabetes=True))
     assert "(high)" in card["summary"], card["summary"]
     assert "high-intensity statin" in consider(card) and "whatever the estimated risk" not in consider(card)
+
+
+def _with_spo2(record: list[dict[str, Any]], spo2: float) -> list[dict[str, Any]]:
+    for res in record:
+        if res.get("code", {}).get("coding", [{}])[0].get("code") == "59408-5":
+            res["valueQuantity"]["value"] = spo2
+    return record
+
+
+def test_news2_says_when_spo2_was_scored_on_scale_2_and_for_which_diagnosis(api: Any) -> None:
+    """RCP 2017 (NEWS2, Chart 1 and section on Scale 2): Scale 2 (target 88-92 %) is for hypercapnic respiratory
+    failure, a clinician decides on it, and its use is recorded. SpO2 90 % on air scores 0 on Scale 2 and 3 on Scale
+    1: a card showing 'SpO2: 90 %' beside 'NEWS2 0' without naming the scale reads as an error, and a clinician cannot
+    check the choice. The card and the details page name the scale and the coded diagnosis it rests on."""
+    from test_details_view import details_path
+
+    copd = F.condition("J96.12", ICD10CM, display="Chronic respiratory failure with hypercapnia")
+    card = fire(api, "news2-patient-view", _with_spo2(news2_record("male", 67, 36.8, copd), 90))
+    assert card["summary"].startswith("NEWS2 0 "), card["summary"]  # Scale 2: 88-92 % scores 0
+    assert "SpO2 scored on Scale 2 (target 88–92 %)" in card["detail"], card["detail"]
+    assert "Chronic respiratory failure with hypercapnia" in card["detail"], card["detail"]
+    page = api.client.get(details_path(card)).text
+    assert 'id="notes"' in page and "SpO2 scored on Scale 2" in page, page
+    scale1 = fire(api, "news2-patient-view", _with_spo2(news2_record("male", 67, 36.8), 90))
+    assert scale1["summary"].startswith("NEWS2 3 "), scale1["summary"]  # Scale 1: 90-91 % scores 3
+    assert "scored on Scale 2" not in scale1["detail"] and "Scale 1" in scale1["detail"], scale1["detail"]
+    assert 'id="notes"' not in api.client.get(details_path(scale1)).text

@@ -226,3 +226,31 @@ def test_an_acute_or_single_dose_insulin_order_is_not_diabetes(api: Any, service
     assert risk(card) == pytest.approx(risk(plain), abs=1e-9), (card["summary"], plain["summary"])
     ongoing = fire(api, service, [*base, F.med_request(GLARGINE[0], display=GLARGINE[1])])
     assert risk(ongoing) != pytest.approx(risk(plain), abs=1e-6)  # the same class, taken for good, still counts
+
+
+@pytest.mark.parametrize("service", ["prevent-base", "prevent-full", "ascvd-pce-10y"])
+def test_a_diabetes_no_that_could_not_be_checked_against_the_orders_does_not_carry_the_bands_guidance(
+        api: Any, service: str) -> None:
+    """A woman of 50 on insulin with no coded diagnosis, from an EHR that did not send the MedicationRequest keys:
+    'Diabetes: No' is answered from the problem list alone. The band's guidance (lifestyle, or a risk discussion)
+    would be false for her, as the 2018 AHA/ACC cholesterol guideline recommends a moderate-intensity statin to any
+    diabetic adult of 40-75 (class I): the card says the estimate assumes no diabetes and what applies if she has
+    it. With the orders read, the same woman is diabetic (the plain reading: a coded, active diagnosis)."""
+    from cds_hooks.bundle_prefetch import prefetch_from_resources
+    from hook_calls import HOOK_INSTANCE, templates
+
+    tmpl = templates(api, service)
+    context = {"userId": "Practitioner/example", "patientId": "p1"}
+    record = woman_50(F.med_request(GLARGINE[0], display=GLARGINE[1]))
+    prefetch = prefetch_from_resources(tmpl, record, context)
+    for key in [k for k, t in tmpl.items() if t.startswith("MedicationRequest?")]:
+        prefetch.pop(key)
+    body = {"hook": "patient-view", "hookInstance": HOOK_INSTANCE, "context": context, "prefetch": prefetch}
+    card = api.post(f"/cds-services/{service}", json=body).json()["cards"][0]
+    consider = next(x for x in card["detail"].splitlines() if x.startswith("**Consider:**"))
+    assert "Not fully checked: diabetes" in consider and "assumes no diabetes" in consider, consider
+    assert "moderate-intensity statin is recommended" in consider, consider
+    read = fire(api, service, record)
+    coded = fire(api, service, woman_50(CODED_DIABETES))
+    assert risk(read) == risk(coded), (read["summary"], coded["summary"])
+    assert "Not fully checked" not in read["detail"], read["detail"]

@@ -90,6 +90,17 @@ def test_advice_names_features_and_categories_that_exist(repo: Path) -> None:
     assert sorted(problems(validate(repo))) == sorted(ADVICE)
 
 
+def test_card_notes_name_features_that_exist_and_fill_only_evidence(repo: Path) -> None:
+    """A note resting on a misspelt feature would never show, and one writing {value} would show the braces."""
+    edit(repo / MANIFEST, lambda m: m["card"].update(notes=[{"when": [{"feature": "statinn", "equals": 1}],
+                                                             "text": "On a statin ({evidence}), risk {value}."}]))
+    assert sorted(problems(validate(repo))) == sorted([
+        f"{MANIFEST}: card.notes[0].when[0].feature: 'statinn' is not a feature of features.yaml — define it there "
+        "or fix the name",
+        f"{MANIFEST}: card.notes[0].text: writes {{value}}, but a note fills only {{evidence}} — write the text out, "
+        "or use {evidence} for the records it rests on"])
+
+
 PLACEHOLDER = (f"{MANIFEST}: card.summary: names {{risk_pct}} which is not a card value — use one of {{value}}, "
                "{category}")
 UNIT = f"{FEATURES}: features.sbp.unit: mmHg differs from manifest inputs.sbp.unit mm[Hg] — make them the same UCUM unit"

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cards.advice import stored_advice
+from cards.advice import stored_advice, stored_notes
 from cards.fhir_resources import format_output, output_text
 from fhir_mapping.formatting import number, quantity, system_name, unit_label, unmeasured, value_range
 from fhir_mapping.mapper import display_value
@@ -278,6 +278,7 @@ def details_view(pred: dict[str, Any], runtime: ModelRuntime | None, manifest: M
         "missing": missing_rows(manifest, features, pred),
         "other_outputs": [],
         "withheld": [],
+        "notes": [],
         "contributions": None,
         "scenarios": [],
         "unavailable_scenarios": [],
@@ -295,6 +296,7 @@ def details_view(pred: dict[str, Any], runtime: ModelRuntime | None, manifest: M
                                            {n: f.label for n, f in features.items()}) or category.guidance) \
             if category else None
         view["indicator"] = category.indicator if category else "info"
+        view["notes"] = stored_notes(manifest, pred.get("features") or {})
         view["other_outputs"] = [{"label": o.label, "text": output_text(o, float(outputs[o.name]))}
                                  for o in manifest.outputs if not o.primary and o.name in outputs]
         for o in manifest.outputs:
