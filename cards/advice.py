@@ -106,10 +106,13 @@ def stored_advice(manifest: Manifest, category: str, features: Mapping[str, Any]
         fv = features.get(name)
         return _number(fv.get("value")) if isinstance(fv, Mapping) else None
 
-    def not_checked(name: str) -> bool:  # a stored default keeps its note: "…; could not check <keys> (…)"
+    def not_checked(name: str) -> bool:
         fv = features.get(name)
-        return isinstance(fv, Mapping) and bool(fv.get("defaulted")) and \
-            (bool(fv.get("unchecked")) or "could not check " in str(fv.get("note") or ""))
+        if not isinstance(fv, Mapping) or not fv.get("defaulted"):
+            return False
+        if fv.get("unchecked") is not None:  # the keys it could not look in (kept since migration 0007)
+            return bool(fv["unchecked"])
+        return "could not check " in str(fv.get("note") or "")  # older rows: its note "…; could not check <keys>"
     advice = pick(manifest, category, known, not_checked)
     if advice is None:
         return None

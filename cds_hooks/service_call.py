@@ -226,6 +226,7 @@ class ServiceCaller:
                                 for s in fv.sources],
                     "display": fv.display,  # e.g. "Yes — amlodipine 5 MG Oral Tablet, recognised by RxNorm code …"
                     "note": fv.note,  # e.g. the default's note naming active medications that were not recognised
+                    "unchecked": list(fv.unchecked),  # the keys a default could not look in ("not fully checked")
                 }
                 for name, fv in mapping.values.items()
             },
@@ -233,6 +234,7 @@ class ServiceCaller:
             outputs=prediction.outputs,
             category=prediction.category.label if prediction.category else None,
             guard_reasons=list(prediction.refusals),
+            refused_by=list(prediction.refused_by),
             cards=[
                 CardRecord(c["uuid"], c["summary"], c["indicator"], [s["uuid"] for s in c.get("suggestions", [])])
                 for c in cards

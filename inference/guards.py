@@ -91,14 +91,17 @@ def unmet(conditions: tuple[Condition, ...], values: dict[str, float], mapping: 
     return None
 
 
-def refusal_reasons(manifest: Manifest, values: dict[str, float], mapping: MappingResult | None = None) -> list[str]:
-    """Why the model must not give a number for these inputs (empty when it may).
+def attributed_refusals(manifest: Manifest, values: dict[str, float],
+                        mapping: MappingResult | None = None) -> list[tuple[str, str]]:
+    """(reason, what refused) for each guard that stops the number: "population:<feature>" for a population rule,
+    "range:<input>" for a validated range. What refused is stored with the prediction, so the details page and
+    what-if tell which guard spoke without reading its words (which a model folder may reword).
 
     Population rules may test any feature of the spec (e.g. "atrial fibrillation recorded"), not only graph inputs;
     a population feature that could not be read refuses too, since membership cannot be confirmed. Ranges are
     checked for the inputs that are known, so an out-of-range age refuses even when other inputs are missing.
     """
-    reasons = [reason for _, reason in failing_rules(manifest, values, mapping)]
+    reasons = [(reason, f"population:{rule.feature}") for rule, reason in failing_rules(manifest, values, mapping)]
     for spec in manifest.inputs:
         value = values.get(spec.name)
         if value is None and spec.range is not None:
@@ -107,8 +110,8 @@ def refusal_reasons(manifest: Manifest, values: dict[str, float], mapping: Mappi
                 low, high = spec.range
                 decimals = 1 if max(abs(low), abs(high), abs(beyond[1])) >= 10 else 2
                 shown, validated = outside_range(beyond[1], low, high, spec.unit, decimals, bound=True)
-                reasons.append(f"{spec.label} {beyond[0]}{shown} is outside the range the model was validated for "
-                               f"({validated})")
+                reasons.append((f"{spec.label} {beyond[0]}{shown} is outside the range the model was validated "
+                                f"for ({validated})", f"range:{spec.name}"))
             continue
         if value is None or spec.range is None:
             continue
@@ -116,7 +119,8 @@ def refusal_reasons(manifest: Manifest, values: dict[str, float], mapping: Mappi
         if not low <= value <= high:
             decimals = 1 if max(abs(low), abs(high), abs(value)) >= 10 else 2
             shown, validated = outside_range(value, low, high, spec.unit, decimals)
-            reasons.append(f"{spec.label} {shown} is outside the range the model was validated for ({validated})")
+            reasons.append((f"{spec.label} {shown} is outside the range the model was validated for ({validated})",
+                            f"range:{spec.name}"))
     return reasons
 
 

@@ -18,7 +18,7 @@ from fhir_mapping.result import MappingResult
 from fhir_mapping.spec import FeatureSpec
 from fhir_mapping.valuesets import ValueSetLibrary
 from inference.explain import coalition_matrix, shapley_values
-from inference.guards import refusal_guidance, refusal_reasons, unmet
+from inference.guards import attributed_refusals, refusal_guidance, unmet
 from inference.manifest import Category, Manifest
 
 INPUT_NAME = "features"
@@ -47,6 +47,9 @@ class Prediction:
     guidance: list[str] = field(default_factory=list)  # what the guideline says instead, for a refused population
     withheld: dict[str, str] = field(default_factory=dict)  # secondary outputs not given, with the reason
     notes: list[str] = field(default_factory=list)  # lines the result card adds (e.g. a truncated timeline)
+    # what each refusal came from ("population:<feature>", "range:<input>"; "" for death, non-finite values and the
+    # sequence runtime's own checks), in the order of `refusals`
+    refused_by: list[str] = field(default_factory=list)
 
 
 def stopped_by_guards(manifest: Manifest, mapping: MappingResult, values: dict[str, float], pred: Prediction,
@@ -61,7 +64,8 @@ def stopped_by_guards(manifest: Manifest, mapping: MappingResult, values: dict[s
     if non_finite:
         pred.refusals = [f"{label(n)} is not a finite number" for n in non_finite]
         return True
-    pred.refusals = refusal_reasons(manifest, values, mapping)
+    attributed = attributed_refusals(manifest, values, mapping)
+    pred.refusals, pred.refused_by = [r for r, _ in attributed], [by for _, by in attributed]
     if pred.refusals:
         pred.guidance = refusal_guidance(manifest, values, mapping)
         return True

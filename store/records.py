@@ -33,11 +33,15 @@ class PredictionRecord:
     patient_id: str  # raw FHIR id: the store keeps only HMAC(patient_id) — never this value
     encounter_id: str | None
     created_at: datetime  # timezone-aware UTC
-    features: dict[str, Any]  # name -> {"value", "unit", "defaulted", "sources": [{"reference", "date", "note"?}]}
+    # name -> {"value", "unit", "defaulted", "sources": [{"reference", "date", "note"?}], "display", "note",
+    # "unchecked": the prefetch keys a default could not look in}
+    features: dict[str, Any]
     missing: dict[str, str]  # name -> reason
     outputs: dict[str, float] | None  # None when guards refused to give a number
     category: str | None
     guard_reasons: list[str] = field(default_factory=list)
+    # what each guard reason came from ("population:<feature>", "range:<input>", "" otherwise), in the same order
+    refused_by: list[str] = field(default_factory=list)
     cards: list[CardRecord] = field(default_factory=list)  # empty for challengers (never shown)
     tenant: str | None = None
     client_id: str | None = None  # JWT iss

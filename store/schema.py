@@ -36,6 +36,8 @@ class Prediction(Base):
     score: Mapped[float | None] = mapped_column(Float)
     category: Mapped[str | None] = mapped_column(String(40))
     guard_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # what each guard reason came from ("population:<feature>", "range:<input>"); None before migration 0007
+    refused_by: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     missing: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     cohort: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     tenant: Mapped[str | None] = mapped_column(String(120))
@@ -54,6 +56,8 @@ class FeatureValueRow(Base):
     source_refs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     display: Mapped[str | None] = mapped_column(Text, nullable=True)  # the value in words, as on the card
     note: Mapped[str | None] = mapped_column(Text, nullable=True)  # how it was read or assumed (drug recognition)
+    # the prefetch keys a default could not look in (a "No" not fully checked); None before migration 0007
+    unchecked: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
 class CardRow(Base):

@@ -229,13 +229,14 @@ class Store:
             "alias": rec.alias, "patient_key": rec.patient_key or self.patient_key(rec.patient_id),
             "encounter_key": rec.encounter_key or self._encounter_key(rec.encounter_id), "created_at": created,
             "outputs": rec.outputs, "score": primary, "category": rec.category,
-            "guard_reasons": list(rec.guard_reasons), "missing": dict(rec.missing), "cohort": dict(rec.cohort),
-            "tenant": rec.tenant, "client_id": rec.client_id,
+            "guard_reasons": list(rec.guard_reasons), "refused_by": list(rec.refused_by),
+            "missing": dict(rec.missing), "cohort": dict(rec.cohort), "tenant": rec.tenant, "client_id": rec.client_id,
         }
         features = [
             {"prediction_id": rec.prediction_id, "name": name, "value": fv.get("value"), "unit": fv.get("unit"),
              "defaulted": bool(fv.get("defaulted")), "source_refs": [_safe_ref(s) for s in fv.get("sources", [])],
-             "display": _text(fv.get("display")), "note": _text(fv.get("note"))}
+             "display": _text(fv.get("display")), "note": _text(fv.get("note")),
+             "unchecked": [str(k) for k in fv.get("unchecked") or ()]}
             for name, fv in rec.features.items()
         ]
         cards = [{"card_uuid": card.uuid, "prediction_id": rec.prediction_id, "summary": card.summary[:200],
@@ -313,7 +314,8 @@ class Store:
             out = _prediction_dict(p)
             out["features"] = {
                 fv.name: {"value": fv.value, "unit": fv.unit, "defaulted": bool(fv.defaulted),
-                          "sources": list(fv.source_refs or []), "display": fv.display, "note": fv.note}
+                          "sources": list(fv.source_refs or []), "display": fv.display, "note": fv.note,
+                          "unchecked": fv.unchecked}  # None: recorded before migration 0007
                 for fv in session.execute(select(FeatureValueRow).where(FeatureValueRow.prediction_id == prediction_id)
                                           .order_by(FeatureValueRow.id)).scalars()
             }
@@ -430,7 +432,7 @@ def _prediction_dict(p: Prediction) -> dict[str, Any]:
             "service_id": p.service_id, "model_id": p.model_id, "model_version": p.model_version, "alias": p.alias,
             "patient_key": p.patient_key, "encounter_key": p.encounter_key, "created_at": _utc(p.created_at),
             "outputs": p.outputs, "score": p.score, "category": p.category, "guard_reasons": p.guard_reasons,
-            "missing": p.missing, "cohort": p.cohort, "tenant": p.tenant, "client_id": p.client_id}
+            "refused_by": p.refused_by, "missing": p.missing, "cohort": p.cohort, "tenant": p.tenant, "client_id": p.client_id}
 
 
 def _feedback_row(item: FeedbackRecord, now: datetime) -> dict[str, Any]:

@@ -123,13 +123,15 @@ def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[
     values = _rederived({**current, **changes}, set(changes), runtime)
     # the guards in the card's order (inference/runtime.py `stopped_by_guards`): the population before unknown inputs
     stored_refusals = [str(r) for r in pred.get("guard_reasons") or ()]
+    refused_by = pred.get("refused_by")  # None: recorded before migration 0007, told by the reasons' words
     for rule in manifest.population:
         value = values.get(rule.feature)
         said = rule.unconfirmed or rule.reason
         if value is None and rule.if_recorded:
             # refused on the card only for a record that could not be read (inference/guards.py `_recorded`); a
             # search that failed or nothing on record has nothing to test
-            if any(r.startswith(said) for r in stored_refusals):
+            if (f"population:{rule.feature}" in refused_by if refused_by is not None
+                    else any(r.startswith(said) for r in stored_refusals)):
                 raise WhatIfError(f"no estimate: {said}", rule.feature)
             continue
         if value is None:
@@ -145,8 +147,12 @@ def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[
                               f"for ({validated})", f"set.{spec_in.name}")
     unknown = [i for i in manifest.inputs if i.name not in values]
     if unknown:
-        outside = next((r for r in stored_refusals for i in unknown
-                        if r.startswith(f"{i.label} ") and "is outside the range" in r), None)
+        if refused_by is not None:
+            ranges = {f"range:{i.name}" for i in unknown}
+            outside = next((r for r, by in zip(stored_refusals, refused_by) if by in ranges), None)
+        else:
+            outside = next((r for r in stored_refusals for i in unknown
+                            if r.startswith(f"{i.label} ") and "is outside the range" in r), None)
         if outside is not None:  # known to lie outside the range (a result written as a bound, '>60'), as the card said
             raise WhatIfError(f"no estimate: {outside}; give a value to see one", f"set.{unknown[0].name}")
         names = ", ".join(f"{i.label} ({i.name})" for i in unknown)

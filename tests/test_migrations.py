@@ -1,0 +1,54 @@
+"""The Alembic migrations build exactly the schema the store's models describe, and a store recorded before the
+newest migration keeps its rows readable after it. A column added to store/schema.py without a migration would fail
+every insert on a deployment that upgraded; one added to a migration only would never be read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, text
+
+from store.schema import Base
+from store.store import Store
+
+SECRET = b"0123456789abcdef0123456789abcdef"
+
+
+def test_the_migrations_build_the_schema_of_the_models(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}", SECRET)
+    store.migrate()
+    with store.engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diffs == [], diffs
+
+
+def test_a_prediction_recorded_before_0007_reads_without_guard_attribution(tmp_path: Path) -> None:
+    """Rows written at 0006 have no `refused_by` and no `unchecked`: they read as None (unknown), which the details
+    page tells apart from an empty list (nothing refused, every search read)."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("store") / "migrations"))
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0006_store_sync")
+        conn.execute(text(
+            "INSERT INTO predictions (prediction_id, hook_instance, hook, service_id, model_id, model_version, alias, "
+            "patient_key, encounter_key, created_at, outputs, score, category, guard_reasons, missing, cohort) VALUES "
+            "('p-1', 'h', 'patient-view', 's', 'm', '1.0.0', 'champion', 'k', NULL, :at, NULL, NULL, NULL, "
+            "'[\"old words\"]', '{}', '{}')"), {"at": datetime(2026, 12, 1, tzinfo=UTC)})
+        conn.execute(text("INSERT INTO feature_values (prediction_id, name, value, unit, defaulted, source_refs) "
+                          "VALUES ('p-1', 'diabetes', 0, NULL, 1, '[]')"))
+    engine.dispose()
+    store = Store(url, SECRET)
+    store.migrate()
+    pred = store.prediction("p-1")
+    assert pred is not None
+    assert pred["guard_reasons"] == ["old words"] and pred["refused_by"] is None
+    assert pred["features"]["diabetes"]["unchecked"] is None
