@@ -46,21 +46,23 @@ def _not_checked(mapping: MappingResult, name: str) -> bool:
     return fv is not None and fv.defaulted and bool(fv.unchecked)
 
 
-def advice_text(advice: Advice, mapping: MappingResult, escape: Callable[[str], str] = str) -> str:
+def advice_text(advice: Advice, mapping: MappingResult, escape: Callable[[str], str] = str,
+                guidance: str | None = None) -> str:
     """The advice's words, with {evidence} replaced by the records its conditions rest on ('apixaban 5 MG Oral
     Tablet'), each passed through `escape` (the card's Markdown escaping: record text is never markup), and
-    {unchecked} by the labels of the features not fully checked."""
+    {unchecked} by the labels of the features not fully checked, {guidance} by the category's own guidance (an
+    advice that makes it conditional)."""
     shown = _evidence(advice.when, mapping, escape)
     names = [_label(mapping.values[n].label, n) for n in advice.unchecked if _not_checked(mapping, n)]
-    return _with_unchecked(_with_evidence(advice.guidance, shown), names)
+    return _with_guidance(_with_unchecked(_with_evidence(advice.guidance, shown), names), guidance)
 
 
 def card_notes(manifest: Manifest, mapping: MappingResult, escape: Callable[[str], str] = str) -> list[str]:
     """The manifest's `card.notes` whose conditions all hold on values the record shows, {evidence} filled (NEWS2:
     'SpO2 scored on Scale 2 …: Chronic respiratory failure with hypercapnia on record')."""
-    def known(name: str) -> float | None:
+    def known(name: str) -> float | None:  # as for advice: a default answered without one of its searches is unknown
         fv = mapping.values.get(name)
-        return None if fv is None or fv.defaulted else _number(fv.value)
+        return None if fv is None or (fv.defaulted and fv.unchecked) else _number(fv.value)
     return [_with_evidence(note.text, _evidence(note.when, mapping, escape))
             for note in manifest.card.notes if all((v := known(c.feature)) is not None and c.holds(v)
                                                    for c in note.when)]
@@ -71,8 +73,9 @@ def stored_notes(manifest: Manifest, features: Mapping[str, Any]) -> list[str]:
     notes = []
     for note in manifest.card.notes:
         stored = [features.get(c.feature) for c in note.when]
-        if all(isinstance(fv, Mapping) and not fv.get("defaulted") and (v := _number(fv.get("value"))) is not None
-               and c.holds(v) for c, fv in zip(note.when, stored, strict=True)):
+        if all(isinstance(fv, Mapping) and not (fv.get("defaulted") and _stored_unchecked(fv))
+               and (v := _number(fv.get("value"))) is not None and c.holds(v)
+               for c, fv in zip(note.when, stored, strict=True)):
             notes.append(_with_evidence(note.text, _stored_evidence(stored)))
     return notes
 
@@ -88,18 +91,31 @@ def _evidence(conditions: Any, mapping: MappingResult, escape: Callable[[str], s
     return shown
 
 
+def _stored_unchecked(fv: Mapping[str, Any]) -> bool:
+    """Whether a stored default could not look in all its searches: the keys it missed (kept since migration 0007),
+    else, for older rows, its note ('…; could not check <keys> (…)')."""
+    if fv.get("unchecked") is not None:
+        return bool(fv["unchecked"])
+    return "could not check " in str(fv.get("note") or "")
+
+
 def _stored_evidence(stored: list[Any]) -> list[str]:
-    """A stored value's display names its record after ' — ' ('Yes — apixaban 5 MG Oral Tablet')."""
-    shown = []
+    """The records stored values rest on: each source's display (kept since the store keeps them), else the part of
+    the value's display after ' — ' ('Yes — apixaban 5 MG Oral Tablet')."""
+    shown: list[str] = []
     for fv in stored:
-        display = fv.get("display") if isinstance(fv, Mapping) and not fv.get("defaulted") else None
-        if isinstance(display, str) and " — " in display:
-            shown.append(display.split(" — ", 1)[1].split(", recognised by", 1)[0])
+        if not isinstance(fv, Mapping) or fv.get("defaulted"):
+            continue
+        said = [s["display"] for s in fv.get("sources") or () if isinstance(s, Mapping) and s.get("display")]
+        display = fv.get("display")
+        if not said and isinstance(display, str) and " — " in display:
+            said = [display.split(" — ", 1)[1].split(", recognised by", 1)[0]]
+        shown.extend(str(s) for s in said if s not in shown)
     return shown
 
 
 def stored_advice(manifest: Manifest, category: str, features: Mapping[str, Any],
-                  labels: Mapping[str, str] | None = None) -> str | None:
+                  labels: Mapping[str, str] | None = None, guidance: str | None = None) -> str | None:
     """The same choice from a stored prediction's features ({"value", "defaulted", "display"}), for the details
     page; a stored default is taken as read (the record does not keep which searches were missing)."""
     def known(name: str) -> float | None:
@@ -108,21 +124,21 @@ def stored_advice(manifest: Manifest, category: str, features: Mapping[str, Any]
 
     def not_checked(name: str) -> bool:
         fv = features.get(name)
-        if not isinstance(fv, Mapping) or not fv.get("defaulted"):
-            return False
-        if fv.get("unchecked") is not None:  # the keys it could not look in (kept since migration 0007)
-            return bool(fv["unchecked"])
-        return "could not check " in str(fv.get("note") or "")  # older rows: its note "…; could not check <keys>"
+        return isinstance(fv, Mapping) and bool(fv.get("defaulted")) and _stored_unchecked(fv)
     advice = pick(manifest, category, known, not_checked)
     if advice is None:
         return None
     shown = _stored_evidence([features.get(cond.feature) for cond in advice.when])
     names = [_label((labels or {}).get(n), n) for n in advice.unchecked if not_checked(n)]
-    return _with_unchecked(_with_evidence(advice.guidance, shown), names)
+    return _with_guidance(_with_unchecked(_with_evidence(advice.guidance, shown), names), guidance)
 
 
 def _label(label: Any, name: str) -> str:
     return lower_first(label if isinstance(label, str) and label else name)
+
+
+def _with_guidance(text: str, guidance: str | None) -> str:
+    return text.replace("{guidance}", " ".join((guidance or "").split()))
 
 
 def _with_unchecked(text: str, names: list[str]) -> str:

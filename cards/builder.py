@@ -255,7 +255,7 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
     advice = advice_for(manifest, category.label, mapping)
     # advice is written to fit the card whole; the drug names it quotes are escaped, and a full stop inside one
     # ("Eliquis 5 mg tab. Take …") is not the end of a sentence
-    view["action"] = trusted(advice_text(advice, mapping, md_escape) if advice else _action(category.guidance))
+    view["action"] = trusted(advice_text(advice, mapping, md_escape, category.guidance) if advice else _action(category.guidance))
     view["other_outputs"] = _other_outputs(manifest, prediction)
     view["withheld"] = [trusted(w) for w in sorted(set(prediction.withheld.values()))]
     view["notes"] = [trusted(n) for n in prediction.notes]  # worded by the runtime from the model folder

@@ -222,7 +222,8 @@ class ServiceCaller:
                     "unit": fv.unit,
                     "defaulted": fv.defaulted,
                     # how each value was read ('converted from 1.2 mmol/L') goes with it to the details page
-                    "sources": [{"reference": s.reference, "date": s.date, **({"note": s.note} if s.note else {})}
+                    "sources": [{"reference": s.reference, "date": s.date, **({"note": s.note} if s.note else {}),
+                                 **({"display": s.display} if s.display and s.resource_type != "Patient" else {})}
                                 for s in fv.sources],
                     "display": fv.display,  # e.g. "Yes — amlodipine 5 MG Oral Tablet, recognised by RxNorm code …"
                     "note": fv.note,  # e.g. the default's note naming active medications that were not recognised

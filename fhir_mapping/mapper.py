@@ -815,15 +815,28 @@ class _Context:
                              note=f"recognised by {rec.how}" if rec else None)
         concept = self.index.medication_concept(res) if source.resource.startswith("Medication") \
             else res.get(main_code_element(source.resource))
-        code = display = None
-        for system, c, d in codings(concept):
-            code, display = f"{system}|{c}", d
-            break
-        if display is None and isinstance(concept, dict) and isinstance(concept.get("text"), str):
+        code, display, listed = self._matched_coding(concept, source)
+        if not display and isinstance(concept, dict) and isinstance(concept.get("text"), str) and concept["text"]:
             display = concept["text"]
+        # a coding without words: the value set's words for its code, else the code itself, name the record
+        display = display or listed or (code.rsplit("|", 1)[1] if code is not None else None)
         when = _resource_date(res)
         return SourceRef(reference=self.index.ref(res), resource_type=source.resource, date=when, code=code,
                          display=display)
+
+    def _matched_coding(self, concept: Any, source: Source) -> tuple[str | None, str | None, str | None]:
+        """('system|code', its display, the value set's display for it) of the coding the source matched; the first
+        coding when none matches (a source filtered otherwise, e.g. by a FHIRPath `where`)."""
+        vs = self.valuesets.get(source.valueset) if source.valueset else None
+        first: tuple[str | None, str | None, str | None] = (None, None, None)
+        for system, c, d in codings(concept):
+            entry = vs.lookup(system, c) if vs is not None else None
+            if entry is not None or f"{system}|{c}" in source.codes:
+                listed = entry.get("display") if entry is not None else None
+                return f"{system}|{c}", d, listed if isinstance(listed, str) else None
+            if first[0] is None:
+                first = (f"{system}|{c}", d, None)
+        return first
 
     def _read(self, res: Resource, source: Source, feature: Feature, ref: SourceRef) -> list[_Candidate]:
         elsewhere = self.elsewhere.get(id(res))

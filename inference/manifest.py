@@ -197,7 +197,7 @@ class CardNote(_Strict):
     check: NEWS2 scored SpO2 on Scale 2 because hypercapnic respiratory failure is coded (the RCP asks that the scale
     used be recorded, and a SpO2 of 90 % scoring 0 reads as an error without it)."""
 
-    when: tuple[When, ...] = Field(min_length=1)  # all hold on values the record shows (never on a default)
+    when: tuple[When, ...] = Field(min_length=1)  # all hold (a default not fully checked never matches)
     text: str = Field(max_length=240)  # {evidence}: the records the conditions rest on
 
 

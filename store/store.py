@@ -416,14 +416,16 @@ def _text(value: Any, limit: int = 2000) -> str | None:
 
 def _safe_ref(source: dict[str, Any]) -> dict[str, Any]:
     """A source reference fit to keep: references to the patient or encounter lose their id; how the value was read
-    ('converted from 1.2 mmol/L', 'written without a unit; read as 130 /min') is kept for the details page."""
+    ('converted from 1.2 mmol/L', 'written without a unit; read as 130 /min') and what the record is (its code's
+    display) are kept for the details page."""
     ref = str(source.get("reference") or "")
     if ref.split("/", 1)[0] in ("Patient", "Encounter", "RelatedPerson") or ref.startswith("urn:"):
         ref = ref.split("/", 1)[0] if "/" in ref else "urn"
     kept = {"reference": ref, "date": source.get("date")}
-    note = _text(source.get("note"))
-    if note:
-        kept["note"] = note
+    for key in ("note", "display"):  # the display: the record's words for what it is ('Chronic respiratory …')
+        said = _text(source.get(key))
+        if said:
+            kept[key] = said
     return kept
 
 

@@ -496,3 +496,39 @@ def test_news2_says_when_spo2_was_scored_on_scale_2_and_for_which_diagnosis(api:
     assert scale1["summary"].startswith("NEWS2 3 "), scale1["summary"]  # Scale 1: 90-91 % scores 3
     assert "scored on Scale 2" not in scale1["detail"] and "Scale 1" in scale1["detail"], scale1["detail"]
     assert 'id="notes"' not in api.client.get(details_path(scale1)).text
+
+
+def test_news2_names_a_hypercapnic_failure_no_longer_current_and_does_not_score_on_scale_2_from_it(api: Any) -> None:
+    """RCP 2017: Scale 2 is for hypercapnic respiratory failure confirmed on a prior or the current admission, once
+    a clinician prescribes it. An acute episode closed as resolved at discharge (J96.02, abated 400 days ago) is not
+    taken as that prescription, as Scale 2 lowers the SpO2 score (SpO2 90 % on air: 3 on Scale 1, 0 on Scale 2;
+    Chart 1); the card names the episode so that a clinician can decide, and the details page does not say that no
+    hypercapnic failure is recorded."""
+    from test_details_view import details_path
+
+    cond = F.condition("J96.02", ICD10CM, clinical="resolved", display="Acute respiratory failure with hypercapnia")
+    cond["abatementDateTime"] = F.days_ago(400)
+    card = fire(api, "news2-patient-view", _with_spo2(news2_record("male", 67, 36.8, cond), 90))
+    assert card["summary"].startswith("NEWS2 3 "), card["summary"]
+    note = next(line for line in card["detail"].splitlines() if "Scale 1" in line and "no longer current" in line)
+    assert "(Acute respiratory failure with hypercapnia)" in note and "prescribes Scale 2" in note, note
+    page = api.client.get(details_path(card)).text
+    assert "no longer current (Acute respiratory failure with hypercapnia)" in page, page
+    assert "no hypercapnic respiratory failure recorded" not in page
+
+
+def test_news2_scale_2_note_names_the_record_on_the_details_page_and_without_a_display(api: Any) -> None:
+    """The note names the record the scale rests on, on the details page as on the card (the stored value is
+    'Scale 2', which names no record), and for a Condition coded without a display (J96.12 alone, as interface
+    engines send it) by the value set's words for the code, not '(on record)'."""
+    from test_details_view import details_path
+
+    copd = F.condition("J96.12", ICD10CM, display="Chronic respiratory failure with hypercapnia")
+    card = fire(api, "news2-patient-view", _with_spo2(news2_record("male", 67, 36.8, copd), 90))
+    page = api.client.get(details_path(card)).text
+    assert "on record (Chronic respiratory failure with hypercapnia)" in page, page
+    bare = F.condition("J96.12", ICD10CM)
+    del bare["code"]["coding"][0]["display"]
+    card = fire(api, "news2-patient-view", _with_spo2(news2_record("male", 67, 36.8, bare), 90))
+    note = next(line for line in card["detail"].splitlines() if "Scale 2" in line)
+    assert "on record (Chronic respiratory failure with hypercapnia)" in note, note

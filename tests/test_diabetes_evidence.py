@@ -248,9 +248,50 @@ def test_a_diabetes_no_that_could_not_be_checked_against_the_orders_does_not_car
     body = {"hook": "patient-view", "hookInstance": HOOK_INSTANCE, "context": context, "prefetch": prefetch}
     card = api.post(f"/cds-services/{service}", json=body).json()["cards"][0]
     consider = next(x for x in card["detail"].splitlines() if x.startswith("**Consider:**"))
-    assert "Not fully checked: diabetes" in consider and "assumes no diabetes" in consider, consider
+    # blood pressure treatment is read from the same orders: the estimate takes it as untreated (Goff 2013 and Khan
+    # 2024 weigh treated and untreated pressure differently)
+    assert "Not fully checked: diabetes, on blood pressure treatment" in consider, consider
+    assert "(the estimate takes each as No)" in consider, consider
     assert "moderate-intensity statin is recommended" in consider, consider
     read = fire(api, service, record)
     coded = fire(api, service, woman_50(CODED_DIABETES))
     assert risk(read) == risk(coded), (read["summary"], coded["summary"])
     assert "Not fully checked" not in read["detail"], read["detail"]
+
+
+@pytest.mark.parametrize("service", ["prevent-base", "prevent-full", "ascvd-pce-10y"])
+def test_an_unchecked_no_keeps_the_bands_own_guidance_as_the_case_the_estimate_assumes(api: Any,
+                                                                                      service: str) -> None:
+    """A man of 60 (TC 240, HDL 40, untreated SBP 150) is at intermediate risk by either equation; without the order
+    keys his "No"s are not fully checked. The 2018 AHA/ACC guideline's recommendation for him if he has no diabetes
+    (a risk discussion, then a moderate-intensity statin if it favours therapy, for the PCE's 7.5-20 %) must stay on
+    the card beside what applies with diabetes: the advice had replaced the band's guidance with the diabetic
+    branch alone, on the card and on the details page."""
+    from test_details_view import details_path
+
+    record = F.pce_record(age=60, gender="male", tc=240, hdl=40, sbp=150)
+    if service != "ascvd-pce-10y":
+        record += [F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}", days=30), F.quantity_obs("39156-5", 28, "kg/m2")]
+    full = fire(api, service, record)
+    assert "(intermediate)" in full["summary"], full["summary"]
+    band = next(x for x in full["detail"].splitlines() if x.startswith("**Consider:**")).removeprefix("**Consider:** ")
+    card = without_orders(api, service, record)
+    assert "(intermediate)" in card["summary"], card["summary"]
+    consider = next(x for x in card["detail"].splitlines() if x.startswith("**Consider:**"))
+    assert f"If so: {band.split(';')[0]}" in consider, (band, consider)
+    page = api.client.get(details_path(card)).text
+    assert "If so: " in page and "the estimate takes each as No" in page, page
+
+
+def without_orders(api: Any, service: str, record: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one card of a call from an EHR that sends no MedicationRequest prefetch keys (and no fhirServer)."""
+    from cds_hooks.bundle_prefetch import prefetch_from_resources
+    from hook_calls import HOOK_INSTANCE, templates
+
+    tmpl = templates(api, service)
+    context = {"userId": "Practitioner/example", "patientId": "p1"}
+    prefetch = prefetch_from_resources(tmpl, record, context)
+    for key in [k for k, t in tmpl.items() if t.startswith("MedicationRequest?")]:
+        prefetch.pop(key)
+    body = {"hook": "patient-view", "hookInstance": HOOK_INSTANCE, "context": context, "prefetch": prefetch}
+    return api.post(f"/cds-services/{service}", json=body).json()["cards"][0]

@@ -293,7 +293,8 @@ def details_view(pred: dict[str, Any], runtime: ModelRuntime | None, manifest: M
         view["category"] = pred.get("category")
         view["category_description"] = category.description if category else None
         view["guidance"] = (stored_advice(manifest, category.label, pred.get("features") or {},
-                                           {n: f.label for n, f in features.items()}) or category.guidance) \
+                                           {n: f.label for n, f in features.items()}, category.guidance)
+                            or category.guidance) \
             if category else None
         view["indicator"] = category.indicator if category else "info"
         view["notes"] = stored_notes(manifest, pred.get("features") or {})
