@@ -372,7 +372,7 @@ def _missing_card(manifest: Manifest, spec: FeatureSpec, prediction: Prediction,
     for name in prediction.missing_required:
         feature = spec.features.get(name)
         order = feature.order if feature else None
-        if order is None or order.code in seen:
+        if order is None or order.code in seen or _resulted_as_a_bound(mapping, name):
             continue
         seen.add(order.code)
         sr = service_request(order.model_dump(), patient_id=ctx.patient_id, encounter_id=ctx.encounter_id,
@@ -385,6 +385,14 @@ def _missing_card(manifest: Manifest, spec: FeatureSpec, prediction: Prediction,
         })
     summary = f"{manifest.card.short_title} not calculated: missing {', '.join(labels)}"
     return _card(summary, "info", detail, manifest, ctx, suggestions)
+
+
+def _resulted_as_a_bound(mapping: MappingResult, name: str) -> bool:
+    """The newest result inside the look-back is a bound ('<3 mg/g', below the lab's detection limit): the test was
+    done and a repeat would be written the same way, so the card offers no order for it (it says why there is no
+    number)."""
+    missing = mapping.missing.get(name)
+    return missing is not None and missing.newest_unusable is not None and missing.newest_unusable.limit is not None
 
 
 def _follows_missing(spec: FeatureSpec, name: str, mapping: MappingResult) -> bool:

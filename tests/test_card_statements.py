@@ -88,7 +88,7 @@ def test_kfre_a_risk_shown_as_5_0_percent_is_not_above_5_percent(api: Any) -> No
     assert "(high)" in higher["summary"] and "Refer to nephrology" in [s["label"] for s in higher["suggestions"]]
 
 
-@pytest.mark.parametrize(("age", "gfr", "ratio", "says"), [(85, 25, 2, "eGFR below 30"), (80, 55, 350, "A3 range"),
+@pytest.mark.parametrize(("age", "gfr", "ratio", "says"), [(85, 25, 2, "eGFR below 30"), (80, 55, 350, "KDIGO's A3"),
                                                      (70, 45, 30, None)])
 def test_kfre_low_risk_does_not_keep_g4_or_a3_in_primary_care(api: Any, age: int, gfr: float, ratio: float,
                                                               says: str | None) -> None:
@@ -532,3 +532,39 @@ def test_news2_scale_2_note_names_the_record_on_the_details_page_and_without_a_d
     card = fire(api, "news2-patient-view", _with_spo2(news2_record("male", 67, 36.8, bare), 90))
     note = next(line for line in card["detail"].splitlines() if "Scale 2" in line)
     assert "on record (Chronic respiratory failure with hypercapnia)" in note, note
+
+
+@pytest.mark.parametrize("unit", ["mL/min/1.73 m²", "mL/min/1.73m²", "mL/min/1.73 m^2", "mL/min per 1.73 m2"])
+def test_an_egfr_written_in_the_units_labs_print_is_read(api: Any, unit: str) -> None:
+    """KDIGO and labs write eGFR in mL/min/1.73 m² (this service's own cards print it so); sent as Quantity.unit
+    text without a UCUM code it was 'not usable' and KFRE gave no number. By hand (Tangri 2016, North America): a
+    man of 60, eGFR 40, ACR 100 mg/g: lp = -0.2201*(60/10 - 7.036) + 0.2467*(1 - 0.5642) - 0.5567*(40/5 - 7.222)
+    + 0.4510*(ln 100 - 5.137) = 0.2280 + 0.1075 - 0.4331 - 0.2398 = -0.3374; 5-year risk 1 - 0.9240^exp(-0.3374)
+    = 5.5 %."""
+    reported = F.quantity_obs("98979-8", 40, unit, days=20, ucum=False)
+    card = fire(api, "kfre-4var", [F.patient("p1", 60, "male"), reported, acr(100)])
+    assert card["summary"].startswith("5-year kidney failure risk 5.5%"), card["summary"]
+
+
+def test_kfre_states_the_acr_threshold_it_applies_in_the_unit_it_shows(api: Any) -> None:
+    """KDIGO 2012 Table 7: A3 is an ACR above 30 mg/mmol, 'approximately' 300 mg/g. The referral advice applies
+    from 30 mg/mmol (265 mg/g); a US result of 280 mg/g had been called A3 beside the words '300 mg/g in US units'.
+    The card states the threshold it applies, in both units."""
+    card = fire(api, "kfre-4var", [F.patient("p1", 60, "male"), egfr(50), acr(280)])
+    line = consider(card)
+    assert "280 mg/g" in card["detail"] and "30 mg/mmol (265 mg/g) or more" in line, line
+    assert "300 mg/g in US units" not in line, line
+
+
+def test_kfre_offers_no_order_for_an_acr_just_resulted_below_the_detection_limit(api: Any) -> None:
+    """An ACR written '<3 mg/g' 20 days ago is a result below the lab's detection limit, not a missing test: KFRE has
+    no number for it (the card says why), and a repeat would be written the same way, so the card offers no order
+    for another ACR. With no ACR at all the order stands."""
+    bound = acr(3)
+    bound["valueQuantity"]["comparator"] = "<"
+    card = fire(api, "kfre-4var", [F.patient("p1", 70, "female"), egfr(25), bound])
+    assert "not calculated" in card["summary"], card["summary"]
+    assert "value is a bound (&lt;3 mg/g)" in card["detail"], card["detail"]
+    assert not any("Albumin" in s["label"] for s in card.get("suggestions", [])), card.get("suggestions")
+    none = fire(api, "kfre-4var", [F.patient("p1", 70, "female"), egfr(25)])
+    assert any("Albumin" in s["label"] for s in none.get("suggestions", [])), none.get("suggestions")
