@@ -87,6 +87,9 @@ def _draft_orders(bundle: Any, selections: Any) -> None:
             refs.add(f"{res['resourceType']}/{res['id']}")
     if isinstance(selections, list):
         for i, sel in enumerate(selections):
+            if not isinstance(sel, str):
+                raise bad_request(f"context.selections[{i}] must be a reference like 'MedicationRequest/123'",
+                                  f"context.selections[{i}]")
             if sel not in refs:
                 raise bad_request(f"context.selections[{i}] ({sel}) is not in context.draftOrders",
                                   f"context.selections[{i}]")

@@ -49,10 +49,11 @@ _NEVER_CURRENT = frozenset({"stopped", "completed", "cancelled", "entered-in-err
 
 def map_patient(runtime: ModelRuntime, index: ResourceIndex, *, at: datetime, patient_id: str,
                 time_zone: tzinfo | None, partial_birth: Literal["missing", "first", "last"] = "missing",
-                ) -> MappingResult:
-    """The runtime's features for one patient at time `at` (the hook's now, or a population job's as-of)."""
+                encounter_id: str | None = None) -> MappingResult:
+    """The runtime's features for one patient at time `at` (the hook's now, or a population job's as-of), in the
+    encounter the hook names, if any."""
     mapping = map_features(runtime.spec, index, at=at, valuesets=runtime.valuesets, patient_id=patient_id,
-                           time_zone=time_zone, partial_birth=partial_birth)
+                           time_zone=time_zone, partial_birth=partial_birth, encounter_id=encounter_id)
     return with_record(mapping, index, at, patient_id)  # sequence models read the whole timeline from the record
 
 

@@ -123,7 +123,7 @@ class ServiceCaller:
             def mapped(partial_birth: Literal["missing", "first", "last"] = "missing"
                        ) -> tuple[MappingResult, list[str]]:
                 result = map_patient(champion, index, at=at, patient_id=patient_id, time_zone=self.time_zone,
-                                     partial_birth=partial_birth)
+                                     partial_birth=partial_birth, encounter_id=req.context.get("encounterId"))
                 gone = _mark_unobtainable(service, outcome, result)
                 _mark_truncated(service, outcome, result, self.max_pages)
                 mark_record_gaps(result, champion.spec, service.plan, outcome.failed, outcome.truncated)  # timelines

@@ -105,6 +105,7 @@ def map_features(
     units: UnitRegistry | None = None,
     time_zone: tzinfo | None = None,
     partial_birth: Literal["missing", "first", "last"] = "missing",
+    encounter_id: str | None = None,
 ) -> MappingResult:
     """Map resources to every feature of the spec at hook time `at` (aware datetime).
 
@@ -112,10 +113,12 @@ def map_features(
     shown in; without it the offset written in the record's newest timestamp is used, else UTC. `partial_birth`: a
     birth date written as a year or month alone that gives two ages leaves them missing, or reads them from the first
     or last day it can mean (the service maps both and uses them only when the result is the same either way).
+    `encounter_id`: the encounter the hook names, for sources with `context_encounter`.
     """
     zone = time_zone or local_zone_of(index, patient_id)
     ctx = _Context(index, at, valuesets, units or default_registry(), ValidationCache(), patient_id, zone,
                    partial_birth)
+    ctx.encounter_id = encounter_id
     result = MappingResult()
     result.deceased = deceased(index.patient(patient_id), at)
     derived = spec.derivation_order()
@@ -436,6 +439,7 @@ class _Context:
         self._unusable: list[SourceRef] = []  # this feature's matches that are present but malformed
         self.partial_birth = partial_birth
         self.age_uncertain: tuple[int, int] | None = None  # (youngest, oldest) from a birth date written in part
+        self.encounter_id: str | None = None  # the encounter the hook names (context.encounterId)
 
     # ---- features -------------------------------------------------------------------------------------------
     def map_one(self, name: str, feature: Feature) -> FeatureValue | MissingFeature:
@@ -724,6 +728,10 @@ class _Context:
             # or with only its dataAbsentReason, says nothing either way, so it is no candidate (not "passed over",
             # and never the newest "no")
             found = [res for res in found if _has_component(res, source.component)]
+        if source.context_encounter and self.encounter_id:
+            # the encounter being started alone is judged; one the record does not hold was not among the
+            # encounters in progress the search asked for
+            found = [res for res in found if res.get("id") == self.encounter_id]
         if source.where:
             found = [res for res in found if _fhirpath_true(source.where, res)]
         return found

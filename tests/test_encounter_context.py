@@ -1,0 +1,123 @@
+"""NEWS2 on encounter-start judges the encounter being started (thirty-sixth audit).
+
+CDS Hooks encounter-start: context.encounterId is "the FHIR Encounter.id of the Encounter being started" for
+context.patientId. The service had judged "in hospital" from any open hospital encounter in the record and then filed
+the suggested RiskAssessment against the named one: another patient's encounter, an outpatient visit or a finished
+one. The RCP's NEWS2 (2017) is for adults in hospital: an observation stay or a non-acute inpatient stay is in
+hospital, a patient on leave is not on the ward. A context's `selections` that are not references are a 400.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import fhirfactory as F
+from cds_hooks.bundle_prefetch import prefetch_from_resources
+from cds_hooks.errors import ApiError
+from cds_hooks.hooks import validate_context
+from hook_calls import module_app, templates
+
+SERVICE = "news2-encounter-start"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from module_app(tmp_path_factory.mktemp("encounter-context"))
+
+
+def vitals() -> list[dict[str, Any]]:
+    """Every vital scores 0 on RCP Chart 1: RR 18, SpO2 98 on air, pulse 72, 36.8 C, SBP 120, alert."""
+    return [F.vital("9279-1", 18, "/min", hours=2), F.vital("59408-5", 98, "%", hours=2),
+            F.vital("8867-4", 72, "/min", hours=2), F.vital("8310-5", 36.8, "Cel", hours=2),
+            F.bp_panel(120, days=0), F.coded_obs("67775-7", "248234008", hours=2)]
+
+
+def start(api: Any, resources: list[dict[str, Any]], encounter_id: str,
+          prefetch: dict[str, Any] | None = None) -> dict[str, Any]:
+    context = {"userId": "Practitioner/example", "patientId": "p1", "encounterId": encounter_id}
+    if prefetch is None:
+        prefetch = prefetch_from_resources(templates(api, SERVICE), resources, context)
+    body = {"hook": "encounter-start", "hookInstance": "0e7d3c52-3a53-4c1e-9f0e-3c0f6a8e5d21",
+            "context": context, "prefetch": prefetch}
+    resp = api.post(f"/cds-services/{SERVICE}", json=body)
+    assert resp.status_code == 200, resp.text
+    cards = resp.json()["cards"]
+    assert len(cards) == 1, cards
+    return cards[0]
+
+
+def encounters_filed(card: dict[str, Any]) -> list[str]:
+    return [a["resource"].get("encounter", {}).get("reference") for s in card.get("suggestions", [])
+            for a in s["actions"] if a["resource"]["resourceType"] == "RiskAssessment"]
+
+
+def test_the_encounter_being_started_is_the_one_judged(api: Any) -> None:
+    """Encounter e1 (inpatient, in progress) is being started: NEWS2 0, filed against e1."""
+    card = start(api, [F.patient("p1", 67, "male"), F.encounter("e1"), *vitals()], "e1")
+    assert card["summary"].startswith("NEWS2 0 "), card["summary"]
+    assert encounters_filed(card) == ["Encounter/e1"]
+
+
+def test_another_patients_encounter_is_never_where_the_assessment_is_filed(api: Any) -> None:
+    """The prefetch shows the named encounter e9 is Patient/p2's, while p1 has an open inpatient encounter e0: no
+    score for e9 (it is not this patient's), so no RiskAssessment naming it."""
+    res = [F.patient("p1", 67, "male"), F.encounter("e0"), *vitals()]
+    context = {"userId": "Practitioner/example", "patientId": "p1", "encounterId": "e9"}
+    prefetch = prefetch_from_resources(templates(api, SERVICE), res, context)
+    key = next(k for k in prefetch if k.startswith("encounter-"))
+    prefetch[key]["entry"].append({"resource": F.encounter("e9", pid="p2")})
+    card = start(api, res, "e9", prefetch)
+    assert "No NEWS2 estimate" in card["summary"], card["summary"]
+    assert "Encounter/e9" not in encounters_filed(card)
+
+
+@pytest.mark.parametrize("named", [F.encounter("e2", klass="AMB"), F.encounter("e2", status="finished")],
+                         ids=["outpatient-visit", "finished"])
+def test_an_open_inpatient_stay_elsewhere_does_not_qualify_the_encounter_being_started(
+        api: Any, named: dict[str, Any]) -> None:
+    card = start(api, [F.patient("p1", 67, "male"), F.encounter("e0"), named, *vitals()], "e2")
+    assert "No NEWS2 estimate: NEWS2 is for patients in hospital" in card["summary"], card["summary"]
+    assert not encounters_filed(card)
+
+
+def test_a_patient_on_leave_is_not_scored(api: Any) -> None:
+    """FHIR R4 Encounter.status onleave: "the Encounter has begun, but the patient is temporarily on leave"."""
+    card = start(api, [F.patient("p1", 67, "male"), F.encounter("e1", status="onleave"), *vitals()], "e1")
+    assert "No NEWS2 estimate" in card["summary"], card["summary"]
+
+
+@pytest.mark.parametrize("klass", ["OBSENC", "NONAC", "ACUTE", "EMER"])
+def test_hospital_encounter_classes_are_in_hospital(api: Any, klass: str) -> None:
+    """HL7 v3 ActCode: OBSENC (observation encounter, a hospital bed) and NONAC (inpatient non-acute, a kind of IMP)
+    are hospital stays; the refusal 'no in-progress inpatient or emergency encounter was found' was false for them."""
+    card = start(api, [F.patient("p1", 67, "male"), F.encounter("e1", klass=klass), *vitals()], "e1")
+    assert card["summary"].startswith("NEWS2 0 "), card["summary"]
+
+
+def test_an_encounter_search_not_read_is_not_reported_as_no_encounter(api: Any) -> None:
+    """Without the Encounter prefetch key (and no fhirServer) nothing was looked at: the summary says so instead of
+    'no … encounter was found'."""
+    res = [F.patient("p1", 67, "male"), F.encounter("e1"), *vitals()]
+    context = {"userId": "Practitioner/example", "patientId": "p1", "encounterId": "e1"}
+    prefetch = prefetch_from_resources(templates(api, SERVICE), res, context)
+    for key in [k for k in prefetch if k.startswith("encounter-")]:
+        prefetch.pop(key)
+    card = start(api, res, "e1", prefetch)
+    assert "encounter was found" not in card["summary"], card["summary"]
+    assert "could not be checked" in card["summary"], card["summary"]
+
+
+@pytest.mark.parametrize("selections", [[["MedicationRequest/mr1"]], [{"reference": "MedicationRequest/mr1"}], [7]])
+def test_selections_that_are_not_references_are_a_400_naming_the_item(selections: list[Any]) -> None:
+    """order-sign carries no selections in CDS Hooks 1.0, but the draft orders are checked against any sent: an item
+    that is not a string had raised TypeError (a 500)."""
+    drafts = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"resource": {"resourceType": "MedicationRequest", "id": "mr1", "status": "draft",
+                                      "intent": "order", "subject": {"reference": "Patient/p1"}}}]}
+    context = {"userId": "Practitioner/example", "patientId": "p1", "draftOrders": drafts, "selections": selections}
+    with pytest.raises(ApiError) as raised:
+        validate_context("order-sign", context)
+    assert raised.value.status == 400 and "context.selections[0]" in str(raised.value.field), raised.value
