@@ -17,6 +17,7 @@ from cards.advice import advice_for, advice_text, card_notes
 from cards.fhir_resources import format_output, observation, output_text, risk_assessment, service_request
 from cards.markdown import environment, md_escape, trusted
 from fhir_mapping.formatting import clip_words, first_clause, first_sentence, number, unit_label, unmeasured
+from fhir_mapping.fhirdates import parse_fhir_datetime
 from fhir_mapping.result import NOT_COUNTED, FeatureValue, MappingResult, not_counted_only
 from fhir_mapping.mapper import display_value
 from fhir_mapping.spec import Feature, FeatureSpec
@@ -178,9 +179,17 @@ def _input_row(fv: FeatureValue, feature: Feature | None, at: datetime,
 
 
 def _stale(fv: FeatureValue, lookback_days: int | None, at: datetime) -> str | None:
-    """Flag a value older than half its look-back window (at least a day): still used, but worth re-measuring."""
+    """Flag a value older than half its look-back window (at least a day; for a window of a day or two, half of it
+    in hours, as NEWS2's vital signs of the last 24 hours: the RCP's least frequent observations are 12-hourly):
+    still used, but worth re-measuring."""
     if not fv.date or not lookback_days:
         return None
+    written = fv.sources[0].date if fv.sources and not fv.defaulted else None
+    moment = parse_fhir_datetime(written) if lookback_days <= 2 and written and "T" in written else None
+    if moment is not None and moment.tzinfo is not None:  # shown with its local time: counted in hours
+        hours = int((at - moment).total_seconds() // 3600)
+        if hours < 48:
+            return f"stale: {hours} hours old" if hours >= lookback_days * 12 else None
     try:
         when = datetime.fromisoformat(fv.date).replace(tzinfo=at.tzinfo) if len(fv.date) == 10 else \
             datetime.fromisoformat(fv.date.replace("Z", "+00:00"))

@@ -568,3 +568,16 @@ def test_kfre_offers_no_order_for_an_acr_just_resulted_below_the_detection_limit
     assert not any("Albumin" in s["label"] for s in card.get("suggestions", [])), card.get("suggestions")
     none = fire(api, "kfre-4var", [F.patient("p1", 70, "female"), egfr(25)])
     assert any("Albumin" in s["label"] for s in none.get("suggestions", [])), none.get("suggestions")
+
+
+@pytest.mark.parametrize(("hours", "flag"), [(20, "stale: 20 hours old"), (13, "stale: 13 hours old"), (11, None)])
+def test_news2_flags_a_vital_sign_older_than_12_hours(api: Any, hours: int, flag: str | None) -> None:
+    """NEWS2 reads each vital sign of the last 24 hours, and the RCP's least frequent observations are 12-hourly
+    (Chart 3, score 0): a respiration rate of 26 charted 20 hours ago scores 3 beside readings of this hour, and the
+    card flagged nothing (its 'stale' flag started at a day, the whole window)."""
+    record = news2_record("male", 67, 36.8)
+    record[2] = F.vital("9279-1", 26, "/min", hours=hours)
+    card = fire(api, "news2-patient-view", record)
+    assert card["summary"].startswith("NEWS2 3 "), card["summary"]
+    row = next(line for line in card["detail"].splitlines() if line.startswith("- Respiration rate:"))
+    assert (flag in row) if flag else ("stale" not in row), row
