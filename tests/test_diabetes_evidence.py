@@ -236,17 +236,8 @@ def test_a_diabetes_no_that_could_not_be_checked_against_the_orders_does_not_car
     would be false for her, as the 2018 AHA/ACC cholesterol guideline recommends a moderate-intensity statin to any
     diabetic adult of 40-75 (class I): the card says the estimate assumes no diabetes and what applies if she has
     it. With the orders read, the same woman is diabetic (the plain reading: a coded, active diagnosis)."""
-    from cds_hooks.bundle_prefetch import prefetch_from_resources
-    from hook_calls import HOOK_INSTANCE, templates
-
-    tmpl = templates(api, service)
-    context = {"userId": "Practitioner/example", "patientId": "p1"}
     record = woman_50(F.med_request(GLARGINE[0], display=GLARGINE[1]))
-    prefetch = prefetch_from_resources(tmpl, record, context)
-    for key in [k for k, t in tmpl.items() if t.startswith("MedicationRequest?")]:
-        prefetch.pop(key)
-    body = {"hook": "patient-view", "hookInstance": HOOK_INSTANCE, "context": context, "prefetch": prefetch}
-    card = api.post(f"/cds-services/{service}", json=body).json()["cards"][0]
+    card = without_orders(api, service, record)
     consider = next(x for x in card["detail"].splitlines() if x.startswith("**Consider:**"))
     # blood pressure treatment is read from the same orders: the estimate takes it as untreated (Goff 2013 and Khan
     # 2024 weigh treated and untreated pressure differently)
