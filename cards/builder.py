@@ -16,7 +16,8 @@ from typing import Any
 from cards.advice import advice_for, advice_text, card_notes
 from cards.fhir_resources import format_output, observation, output_text, risk_assessment, service_request
 from cards.markdown import environment, md_escape, trusted
-from fhir_mapping.formatting import clip_words, first_clause, first_sentence, number, unit_label, unmeasured
+from fhir_mapping.formatting import (clip_words, first_clause, first_sentence, number, quantity, unit_label,
+                                     unmeasured)
 from fhir_mapping.fhirdates import parse_fhir_datetime
 from fhir_mapping.result import NOT_COUNTED, FeatureValue, MappingResult, not_counted_only
 from fhir_mapping.mapper import display_value
@@ -132,10 +133,27 @@ def _key_inputs(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, p
             continue
         if not prediction.contributions and any(src.resource_type == "Patient" for src in fv.sources):
             continue  # age and sex are in the EHR's banner
-        rows.append(_input_row(fv, spec.features.get(name), at, _computed_from(name, fv, spec, mapping)))
+        row = _input_row(fv, spec.features.get(name), at, _computed_from(name, fv, spec, mapping))
+        rows.append(_inside_as_shown(row, fv, next((i for i in manifest.inputs if i.name == name), None)))
         if len(rows) == count:
             break
     return rows
+
+
+def _inside_as_shown(row: dict[str, Any], fv: FeatureValue, spec_in: Any) -> dict[str, Any]:
+    """A value inside the validated range is not shown rounded onto or past its edge: KFRE scores an eGFR of 59.99
+    (validated below 60) and had shown it as '60'; it is shown with the decimals that keep it inside."""
+    rng = getattr(spec_in, "range", None)
+    shown = re.match(r"[−-]?\d+(?:\.\d+)?", str(row["value"]))
+    if rng is None or shown is None or fv.defaulted or not rng[0] <= fv.value <= rng[1]:
+        return row
+    if rng[0] <= float(shown.group(0).replace("−", "-")) <= rng[1]:
+        return row
+    for decimals in (1, 2, 3):
+        text = quantity(fv.value, fv.unit, decimals)
+        if rng[0] <= float(text.split()[0]) <= rng[1]:
+            return {**row, "value": text}
+    return row
 
 
 def _computed_from(name: str, fv: FeatureValue, spec: FeatureSpec, mapping: MappingResult) -> str | None:

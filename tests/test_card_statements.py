@@ -581,3 +581,15 @@ def test_news2_flags_a_vital_sign_older_than_12_hours(api: Any, hours: int, flag
     assert card["summary"].startswith("NEWS2 3 "), card["summary"]
     row = next(line for line in card["detail"].splitlines() if line.startswith("- Respiration rate:"))
     assert (flag in row) if flag else ("stale" not in row), row
+
+
+def test_kfre_does_not_show_an_egfr_it_scored_as_the_edge_it_excludes(api: Any) -> None:
+    """KFRE is validated for CKD G3-G5, eGFR below 60 (Tangri 2011); a computed eGFR of 59.99 is inside and scored,
+    and had been shown as 'eGFR: 60' (the value the card refuses elsewhere as outside the range)."""
+    card = fire(api, "kfre-4var", [F.patient("p1", 60, "male"), egfr(59.99), acr(100)])
+    assert "%" in card["summary"], card["summary"]
+    row = next(line for line in card["detail"].splitlines() if line.startswith("- eGFR:"))
+    assert "**59.99 mL/min/1.73 m²**" in row, row
+    plain = fire(api, "kfre-4var", [F.patient("p1", 60, "male"), egfr(45.4), acr(100)])
+    row = next(line for line in plain["detail"].splitlines() if line.startswith("- eGFR:"))
+    assert "**45 mL/min/1.73 m²**" in row or "**45.4 mL/min/1.73 m²**" in row, row
