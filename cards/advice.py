@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fhir_mapping.formatting import lower_first
+from fhir_mapping.formatting import first_sentence, lower_first
 from fhir_mapping.result import MappingResult
 from inference.manifest import Advice, Manifest
 
@@ -138,7 +138,9 @@ def _label(label: Any, name: str) -> str:
 
 
 def _with_guidance(text: str, guidance: str | None) -> str:
-    return text.replace("{guidance}", " ".join((guidance or "").split()))
+    """{guidance}: the category's guidance as the card's action line gives it (its first sentence when long)."""
+    said = " ".join((guidance or "").split())
+    return text.replace("{guidance}", said if len(said) <= 140 else first_sentence(said))
 
 
 def _with_unchecked(text: str, names: list[str]) -> str:

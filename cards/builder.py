@@ -19,7 +19,7 @@ from cards.markdown import environment, md_escape, trusted
 from fhir_mapping.formatting import (clip_words, first_clause, first_sentence, number, quantity, unit_label,
                                      unmeasured)
 from fhir_mapping.fhirdates import parse_fhir_datetime
-from fhir_mapping.result import NOT_COUNTED, FeatureValue, MappingResult, not_counted_only
+from fhir_mapping.result import NOT_COUNTED, FeatureValue, MappingResult, not_counted_only, repeat_not_due
 from fhir_mapping.mapper import display_value
 from fhir_mapping.spec import Feature, FeatureSpec
 from inference.manifest import Manifest
@@ -80,8 +80,20 @@ def _unchecked(fv: FeatureValue) -> str:
 
 def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, ctx: CardContext) -> dict[str, Any]:
     """What every card kind shares: the short list of assumptions. Everything else lives on the details page."""
-    assumed: list[str] = []
-    suffix_of: dict[int, str] = {}
+    # each entry: [labels, value, why]; "No"s not fully checked for the same missing searches share one entry ("On
+    # blood pressure treatment, Diabetes: No — not fully checked (<keys> could not be obtained)")
+    entries: list[list[Any]] = []
+    suffixes: list[tuple[int, str]] = []  # (entry, unrecognised medications named after it)
+
+    def add(label: str, value: str, fv: FeatureValue) -> int:
+        why = _unchecked(fv)
+        for i, (labels, shown, said) in enumerate(entries):
+            if why and said == why and shown == value:
+                labels.append(label)
+                return i
+        entries.append([[label], value, why])
+        return len(entries) - 1
+
     for name in [i.name for i in manifest.inputs]:
         fv = mapping.values.get(name)
         feature = spec.features.get(name)
@@ -89,32 +101,31 @@ def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, 
             continue  # population checks and "measured?" flags are spelled out on the details page
         value = unmeasured(bool(fv.sources)) if fv.unit is not None else (
             fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value))
-        text = f"{fv.label or name}: {value}"
         src = fv.sources[0] if fv.sources else None
         if src is not None and src.resource_type == "Patient" and src.original_value:
-            text += f" (recorded: {src.original_value})"  # e.g. race not recorded, or a race the equations lack
-        text += _unchecked(fv)
+            value += f" (recorded: {src.original_value})"  # e.g. race not recorded, or a race the equations lack
+        at = add(fv.label or name, value, fv)
         if fv.unrecognised:
             count = len(fv.unrecognised)
             what = "not counted" if not_counted_only(fv.unrecognised) else "not recognised"
             named = [n.replace(NOT_COUNTED, " (") if what == "not counted" else n for n in fv.unrecognised]
             if count <= 2:
-                suffix_of[len(assumed)] = " — " + clip_words(
-                    f"{count} active medication{'s' if count > 1 else ''} {what}: {', '.join(named)}", 120)
+                suffixes.append((at, " — " + clip_words(
+                    f"{count} active medication{'s' if count > 1 else ''} {what}: {', '.join(named)}", 120)))
             else:  # the list is on the details page; the card says that there is one to check
-                suffix_of[len(assumed)] = f" — {count} active medications {what} (see full reasoning)"
-        assumed.append(text)
+                suffixes.append((at, f" — {count} active medications {what} (see full reasoning)"))
     # a population check answered "No" without one of its searches (an EHR that did not send the Device key): the
     # card says so, since the exclusion it guards (a mechanical valve) may be on record where nobody looked
     for rule in manifest.population:
         fv = mapping.values.get(rule.feature)
         if fv is not None and fv.defaulted and fv.unchecked:
             feature = spec.features.get(rule.feature)
-            value = fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value)
-            assumed.append(f"{fv.label or rule.feature}: {value}{_unchecked(fv)}")
+            add(fv.label or rule.feature,
+                fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value), fv)
+    assumed = [f"{', '.join(labels)}: {value}{why}" for labels, value, why in entries]
     # the same unrecognised medications under two features are named once, after the last of them
-    for i, suffix in suffix_of.items():
-        if not any(j > i and other == suffix for j, other in suffix_of.items()):
+    for i, suffix in dict.fromkeys(suffixes):
+        if not any(j > i and other == suffix for j, other in suffixes):
             assumed[i] += suffix
     return {"inputs": [], "other_outputs": [], "withheld": [], "missing": [], "assumed": assumed, "action": None,
             "notes": []}
@@ -399,7 +410,7 @@ def _missing_card(manifest: Manifest, spec: FeatureSpec, prediction: Prediction,
     for name in prediction.missing_required:
         feature = spec.features.get(name)
         order = feature.order if feature else None
-        if order is None or order.code in seen or _resulted_as_a_bound(mapping, name):
+        if order is None or order.code in seen or _resulted_as_a_bound(mapping, name, feature, ctx.at):
             continue
         seen.add(order.code)
         sr = service_request(order.model_dump(), patient_id=ctx.patient_id, encounter_id=ctx.encounter_id,
@@ -414,12 +425,17 @@ def _missing_card(manifest: Manifest, spec: FeatureSpec, prediction: Prediction,
     return _card(summary, "info", detail, manifest, ctx, suggestions)
 
 
-def _resulted_as_a_bound(mapping: MappingResult, name: str) -> bool:
-    """The newest result inside the look-back is a bound ('<3 mg/g', below the lab's detection limit): the test was
-    done and a repeat would be written the same way, so the card offers no order for it (it says why there is no
-    number)."""
+def _resulted_as_a_bound(mapping: MappingResult, name: str, feature: Feature | None, at: datetime) -> bool:
+    """The newest result is a bound ('<3 mg/g', below the lab's detection limit) of the first half of the look-back:
+    the test was done and a repeat would be written the same way, so the card offers no order for it (it says why
+    there is no number); an older one is due again."""
     missing = mapping.missing.get(name)
-    return missing is not None and missing.newest_unusable is not None and missing.newest_unusable.limit is not None
+    ref = missing.newest_unusable if missing is not None else None
+    if ref is None or ref.limit is None:
+        return False
+    moment = parse_fhir_datetime(ref.date) if ref.date else None
+    return repeat_not_due(moment.date() if moment is not None else None,
+                          feature.lookback_days if feature is not None else None, at)
 
 
 def _follows_missing(spec: FeatureSpec, name: str, mapping: MappingResult) -> bool:

@@ -25,6 +25,10 @@ class HookDefinition:
     prefetch_tokens: tuple[str, ...] = ("userId", "patientId", "encounterId")
 
 
+# hooks whose context.encounterId names the encounter they act on (being started or discharged); on the others it
+# is the chart's context only
+ENCOUNTER_HOOKS = frozenset({"encounter-start", "encounter-discharge"})
+
 HOOKS: dict[str, HookDefinition] = {
     "patient-view": HookDefinition("patient-view", ("userId", "patientId"), ("encounterId",)),
     "order-select": HookDefinition("order-select", ("userId", "patientId", "selections", "draftOrders"),

@@ -22,7 +22,7 @@ from cds_hooks.details.links import details_token
 from cds_hooks.auth import ClientIdentity, TrustedClient, fhir_server_allowed
 from cds_hooks.cohort import cohort_of
 from cds_hooks.errors import ApiError, bad_request
-from cds_hooks.hooks import validate_context
+from cds_hooks.hooks import ENCOUNTER_HOOKS, validate_context
 from cds_hooks.pipeline import (REFERENCED_MEDICATIONS_KEY, index_of, map_patient, predict, same_inputs,
                                 same_result, unresolved_medications)
 from cds_hooks.prefetch import PrefetchOutcome, fetch_medications, resolve_prefetch
@@ -114,16 +114,21 @@ class ServiceCaller:
         timings["prefetch"] = (time.perf_counter() - t0) * 1000
 
         patient_id = str(req.context["patientId"])
+        _same_patients_encounter(index, patient_id, req.context.get("encounterId"))
 
         def compute() -> tuple[MappingResult, Prediction, list[dict[str, Any]]]:
             """Mapping → inference → rendering → durable recording: CPU and one journal sync, no network; on the
             event loop unless `offload` (below)."""
             t1 = time.perf_counter()
 
+            # the encounter the hook acts on (being started or discharged); patient-view's encounterId is only the
+            # chart's context, which may be an earlier visit of a patient now in hospital
+            acted_on = req.context.get("encounterId") if req.hook in ENCOUNTER_HOOKS else None
+
             def mapped(partial_birth: Literal["missing", "first", "last"] = "missing"
                        ) -> tuple[MappingResult, list[str]]:
                 result = map_patient(champion, index, at=at, patient_id=patient_id, time_zone=self.time_zone,
-                                     partial_birth=partial_birth, encounter_id=req.context.get("encounterId"))
+                                     partial_birth=partial_birth, encounter_id=acted_on)
                 gone = _mark_unobtainable(service, outcome, result)
                 _mark_truncated(service, outcome, result, self.max_pages)
                 mark_record_gaps(result, champion.spec, service.plan, outcome.failed, outcome.truncated)  # timelines
@@ -235,7 +240,9 @@ class ServiceCaller:
             outputs=prediction.outputs,
             category=prediction.category.label if prediction.category else None,
             guard_reasons=list(prediction.refusals),
-            refused_by=list(prediction.refused_by),
+            # one entry per reason: a refusal no guard attributes (death, a non-finite value) is ""
+            refused_by=list(prediction.refused_by) if len(prediction.refused_by) == len(prediction.refusals)
+            else [""] * len(prediction.refusals),
             cards=[
                 CardRecord(c["uuid"], c["summary"], c["indicator"], [s["uuid"] for s in c.get("suggestions", [])])
                 for c in cards
@@ -281,6 +288,19 @@ def _mark_truncated(service: CdsService, outcome: PrefetchOutcome, mapping: Mapp
 
 def _more_pages(max_pages: int) -> str:
     return f"more results than the {max_pages} page{'s' if max_pages > 1 else ''} read"
+
+
+def _same_patients_encounter(index: Any, patient_id: str, encounter_id: Any) -> None:
+    """A context.encounterId whose Encounter the record shows to be another patient's contradicts the request: a card
+    for this patient must not be filed against it (a 400 naming the field, before any work)."""
+    if not isinstance(encounter_id, str):
+        return
+    elsewhere = index.elsewhere(patient_id)
+    for res in index.by_type.get("Encounter", ()):
+        if res.get("id") == encounter_id and id(res) in elsewhere:
+            raise bad_request(f"context.encounterId names Encounter/{encounter_id}, which {elsewhere[id(res)]} "
+                              "according to the prefetch: a card for context.patientId cannot be filed against it",
+                              "context.encounterId")
 
 
 def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: MappingResult) -> list[str]:

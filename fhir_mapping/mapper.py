@@ -25,7 +25,7 @@ from fhir_mapping.index import Resource, ResourceIndex, as_list, codings, main_c
 from fhir_mapping.medications import (ACUTE_COURSE, MedicationView, Recognition, StatedReason, acute_order,
                                       medication_view, shipped_class_ids)
 from fhir_mapping.race_ethnicity import recorded_categories
-from fhir_mapping.result import (CHECK_AND_CODE, NOT_COUNTED, NOTHING_ON_RECORD, FeatureValue, MappingResult,
+from fhir_mapping.result import (BOUND_NOTE, CHECK_AND_CODE, NOT_COUNTED, NOTHING_ON_RECORD, FeatureValue, MappingResult,
                                  MissingFeature, SourceRef, not_counted_only)
 from fhir_mapping.mentions import MentionRule, concept_texts
 from fhir_mapping.spec import MENTION_TYPES, Feature, FeatureSpec, Source
@@ -77,7 +77,7 @@ class _Bound(_Skip):
         self.limit = limit
 
 
-_BOUND_NOTE = "value is a bound"  # how a bound's pass-over note starts
+_BOUND_NOTE = BOUND_NOTE  # how a bound's pass-over note starts
 # a result written as text that is a bound and nothing else ('>300 mg/g', '< 3', '≥90'): the same fact as a Quantity
 # with a comparator, so the same rules apply (an add-on above a limit gives no number)
 # a qualitative result ('positive', 'trace', '++'): a result was given, in words, so it is no comment to pass over
@@ -445,6 +445,12 @@ class _Context:
     def map_one(self, name: str, feature: Feature) -> FeatureValue | MissingFeature:
         if feature.demographic:
             return self._demographic(name, feature)
+        if feature.sources and all(s.context_encounter for s in feature.sources) and not self._named_encounter():
+            # a feature about the encounter the hook names: none named, or the record does not hold it
+            said = f"Encounter/{self.encounter_id} is not in the record" if self.encounter_id else \
+                "the hook names no encounter"
+            return MissingFeature(name=name, label=feature.label, required=feature.required,
+                                  reason=f"{NOTHING_ON_RECORD}: {said}")
         candidates: list[_Candidate] = []
         ignored: list[SourceRef] = []
         self._other_medications, self._unusable = [], []
@@ -735,6 +741,12 @@ class _Context:
         if source.where:
             found = [res for res in found if _fhirpath_true(source.where, res)]
         return found
+
+    def _named_encounter(self) -> bool:
+        """Whether the hook names an encounter (`encounter_id`) and the record holds it, about this patient."""
+        return self.encounter_id is not None and any(
+            res.get("id") == self.encounter_id and id(res) not in self.elsewhere
+            for res in self.index.by_type.get("Encounter", ()))
 
     def _medications_of_class(self, source: Source) -> list[Resource]:
         """Medication resources whose drug is recognised as a counted member of the source's class; the others

@@ -6,7 +6,9 @@ that could not be filled says why, in words a clinician can read. Nothing here d
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 
@@ -74,6 +76,27 @@ class FeatureValue:
         if self.sources:
             d["sources"] = [s.to_dict() for s in self.sources]
         return d
+
+
+# how the mapper notes a result written as a bound ('<3 mg/g'), and begins the reason of an input whose newest result
+# is one: 'Newest result (2026-11-17) not usable: value is a bound (<3 mg/g), not a measurement'
+BOUND_NOTE = "value is a bound"
+_BOUND_REASON = re.compile(rf"^Newest result \((\d{{4}}-\d{{2}}-\d{{2}})\) not usable: {BOUND_NOTE}\b")
+
+
+def repeat_not_due(resulted: date | None, lookback_days: int | None, at: datetime) -> bool:
+    """Whether a test resulted as a bound (below the lab's detection limit) on `resulted` needs no repeat yet: within
+    the first half of its look-back window, a repeat would be written the same way; later it is due again (the
+    card's 'stale' point). Offered orders follow this on the card and on the details page alike."""
+    if resulted is None:
+        return False
+    return lookback_days is None or (at.date() - resulted).days < lookback_days / 2
+
+
+def bound_result_day(reason: str) -> date | None:
+    """The day of the newest result a stored missing reason names as a bound, else None."""
+    found = _BOUND_REASON.match(reason or "")
+    return date.fromisoformat(found.group(1)) if found else None
 
 
 # how the mapper begins the reason of a feature with nothing readable on record (no result that could not be read):

@@ -96,8 +96,8 @@ class Source(_Strict):
     # a look-back window for this source only (the feature's applies to the others): a prediabetes read from the
     # problem list whenever it was coded, or from an HbA1c of the last year
     lookback_days: int | None = Field(default=None, gt=0)
-    # Encounter: when the hook names an encounter (encounter-start's context.encounterId), only that one counts:
-    # NEWS2 judges the encounter being started, not another one left open in the record
+    # Encounter: the source reads only the encounter the hook acts on (encounter-start's context.encounterId); a
+    # feature whose sources all say so has no value when no encounter is named or the record does not hold it
     context_encounter: bool = False
 
     @field_validator("where")

@@ -47,8 +47,8 @@ class Prediction:
     guidance: list[str] = field(default_factory=list)  # what the guideline says instead, for a refused population
     withheld: dict[str, str] = field(default_factory=dict)  # secondary outputs not given, with the reason
     notes: list[str] = field(default_factory=list)  # lines the result card adds (e.g. a truncated timeline)
-    # what each refusal came from ("population:<feature>", "range:<input>"; "" for death, non-finite values and the
-    # sequence runtime's own checks), in the order of `refusals`
+    # what each refusal came from ("population:<feature>", "range:<input>"; "" for death and non-finite values), in
+    # the order of `refusals` (the sequence runtime's own checks leave it empty; the record pads it with "")
     refused_by: list[str] = field(default_factory=list)
 
 
@@ -58,11 +58,12 @@ def stopped_by_guards(manifest: Manifest, mapping: MappingResult, values: dict[s
     population rules and validated ranges (with the guideline's guidance), then missing inputs. Fills `pred` and
     returns True when one of them stops the prediction. One function, so tabular and sequence models cannot differ."""
     if mapping.deceased:
-        pred.refusals, pred.suppressed = [f"No risk estimate: {mapping.deceased}"], True
+        pred.refusals, pred.refused_by, pred.suppressed = [f"No risk estimate: {mapping.deceased}"], [""], True
         return True
     non_finite = [n for n, v in values.items() if not math.isfinite(v)]
     if non_finite:
         pred.refusals = [f"{label(n)} is not a finite number" for n in non_finite]
+        pred.refused_by = [""] * len(pred.refusals)
         return True
     attributed = attributed_refusals(manifest, values, mapping)
     pred.refusals, pred.refused_by = [r for r, _ in attributed], [by for _, by in attributed]
@@ -82,7 +83,7 @@ def settle_outputs(manifest: Manifest, mapping: MappingResult, values: dict[str,
     assert pred.outputs is not None
     bad = [n for n, v in pred.outputs.items() if not math.isfinite(v)]
     if bad:
-        pred.outputs, pred.refusals = None, [f"the model produced no finite {', '.join(bad)}"]
+        pred.outputs, pred.refusals, pred.refused_by = None, [f"the model produced no finite {', '.join(bad)}"], [""]
         return False
     for spec_out in manifest.outputs:
         reason = unmet(spec_out.applies_when, values, mapping) if spec_out.applies_when else None

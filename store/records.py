@@ -40,8 +40,9 @@ class PredictionRecord:
     outputs: dict[str, float] | None  # None when guards refused to give a number
     category: str | None
     guard_reasons: list[str] = field(default_factory=list)
-    # what each guard reason came from ("population:<feature>", "range:<input>", "" otherwise), in the same order
-    refused_by: list[str] = field(default_factory=list)
+    # what each guard reason came from ("population:<feature>", "range:<input>", "" otherwise), in the same order;
+    # None in a journal or spool line written before migration 0007 (unknown, not "nothing refused")
+    refused_by: list[str] | None = None
     cards: list[CardRecord] = field(default_factory=list)  # empty for challengers (never shown)
     tenant: str | None = None
     client_id: str | None = None  # JWT iss

@@ -229,14 +229,16 @@ class Store:
             "alias": rec.alias, "patient_key": rec.patient_key or self.patient_key(rec.patient_id),
             "encounter_key": rec.encounter_key or self._encounter_key(rec.encounter_id), "created_at": created,
             "outputs": rec.outputs, "score": primary, "category": rec.category,
-            "guard_reasons": list(rec.guard_reasons), "refused_by": list(rec.refused_by),
+            "guard_reasons": list(rec.guard_reasons),
+            "refused_by": None if rec.refused_by is None else list(rec.refused_by),
             "missing": dict(rec.missing), "cohort": dict(rec.cohort), "tenant": rec.tenant, "client_id": rec.client_id,
         }
         features = [
             {"prediction_id": rec.prediction_id, "name": name, "value": fv.get("value"), "unit": fv.get("unit"),
              "defaulted": bool(fv.get("defaulted")), "source_refs": [_safe_ref(s) for s in fv.get("sources", [])],
              "display": _text(fv.get("display")), "note": _text(fv.get("note")),
-             "unchecked": [str(k) for k in fv.get("unchecked") or ()]}
+             # None: a line journalled before migration 0007 does not say (unknown, not "every search read")
+             "unchecked": None if fv.get("unchecked") is None else [str(k) for k in fv["unchecked"]]}
             for name, fv in rec.features.items()
         ]
         cards = [{"card_uuid": card.uuid, "prediction_id": rec.prediction_id, "summary": card.summary[:200],

@@ -102,3 +102,50 @@ def test_a_summary_is_never_cut_inside_a_word_or_unit() -> None:
     clipped = clip_summary(long)
     assert len(clipped) < 140 and clipped.endswith("…")
     assert long.startswith(clipped[:-1]) and long[len(clipped) - 1] == " "  # the cut falls on a space
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from hook_calls import module_app
+
+    yield from module_app(tmp_path_factory.mktemp("card-budget-texts"))
+
+
+@pytest.mark.parametrize(("service", "age"), [("ascvd-pce-10y", 45), ("ascvd-pce-10y", 60), ("prevent-base", 45)])
+def test_a_card_whose_nos_were_not_fully_checked_fits_the_budget(api: Any, service: str, age: int) -> None:
+    """The advice for "No"s not fully checked quotes the band's guidance (its first sentence when long), and the
+    assumptions line names the "No"s missing the same searches once ("On blood pressure treatment, Diabetes: No —
+    not fully checked (…)"). A man of 60 at intermediate risk had 879 visible characters on the PCE card. (PREVENT
+    at 60, with its other outputs and the 30-year note, still runs past the budget in this case: not fixed.)"""
+    import fhirfactory as F
+    from test_diabetes_evidence import without_orders
+
+    record = F.pce_record(age=age, gender="male", tc=240, hdl=40, sbp=150)
+    if service != "ascvd-pce-10y":
+        record += [F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}", days=30), F.quantity_obs("39156-5", 28, "kg/m2")]
+    card = without_orders(api, service, record)
+    assert "Not fully checked: diabetes, on blood pressure treatment" in card["detail"], card["detail"]
+    shown = visible_text(card["detail"])
+    assert len(shown) <= MAX_VISIBLE, (len(shown), shown)
+
+
+@pytest.mark.parametrize("which", ["scale2", "history"])
+def test_a_news2_card_with_its_scale_note_fits_the_budget(api: Any, which: str) -> None:
+    """A ward patient with NEWS2 10 (RCP Chart 1: RR 24 2, SpO2 90 on Scale 1 3, pulse 112 2, 38.6 C 1, SBP 100 2)
+    and the note on the scale used: the 'no longer current' note took a high-band card to 728 characters."""
+    import fhirfactory as F
+    from hook_calls import fire
+
+    icd = "http://hl7.org/fhir/sid/icd-10-cm"
+    if which == "scale2":
+        cond = F.condition("J96.12", icd, display="Chronic respiratory failure with hypercapnia")
+    else:
+        cond = F.condition("J96.02", icd, clinical="resolved", display="Acute respiratory failure with hypercapnia")
+        cond["abatementDateTime"] = F.days_ago(400)
+    card = fire(api, "news2-patient-view", [
+        F.patient("p1", 67, "male"), F.encounter("e1"), F.vital("9279-1", 24, "/min"), F.vital("59408-5", 90, "%"),
+        F.vital("8867-4", 112, "/min"), F.vital("8310-5", 38.6, "Cel"), F.bp_panel(100, days=0),
+        F.coded_obs("67775-7", "248234008", hours=2), cond])
+    assert "Scale" in card["detail"] and len(card["summary"]) < 140, card
+    shown = visible_text(card["detail"])
+    assert len(shown) <= MAX_VISIBLE, (len(shown), shown)

@@ -511,7 +511,7 @@ def test_news2_names_a_hypercapnic_failure_no_longer_current_and_does_not_score_
     card = fire(api, "news2-patient-view", _with_spo2(news2_record("male", 67, 36.8, cond), 90))
     assert card["summary"].startswith("NEWS2 3 "), card["summary"]
     note = next(line for line in card["detail"].splitlines() if "Scale 1" in line and "no longer current" in line)
-    assert "(Acute respiratory failure with hypercapnia)" in note and "prescribes Scale 2" in note, note
+    assert "(Acute respiratory failure with hypercapnia)" in note and "prescribe Scale 2" in note, note
     page = api.client.get(details_path(card)).text
     assert "no longer current (Acute respiratory failure with hypercapnia)" in page, page
     assert "no hypercapnic respiratory failure recorded" not in page
@@ -593,3 +593,19 @@ def test_kfre_does_not_show_an_egfr_it_scored_as_the_edge_it_excludes(api: Any) 
     plain = fire(api, "kfre-4var", [F.patient("p1", 60, "male"), egfr(45.4), acr(100)])
     row = next(line for line in plain["detail"].splitlines() if line.startswith("- eGFR:"))
     assert "**45 mL/min/1.73 m²**" in row or "**45.4 mL/min/1.73 m²**" in row, row
+
+
+@pytest.mark.parametrize(("days", "offered"), [(20, False), (300, True)])
+def test_the_acr_order_after_a_result_below_detection_follows_its_age_on_card_and_page(api: Any, days: int,
+                                                                                   offered: bool) -> None:
+    """An ACR resulted '<3 mg/g' 20 days ago needs no repeat yet; one of 300 days ago does (KDIGO 2012 Figure 11:
+    G4 is monitored about three times a year, and the ACR look-back is a year): the card offers the order only then,
+    and the details page says the same."""
+    from test_details_view import details_path
+
+    bound = acr(3, days=days)
+    bound["valueQuantity"]["comparator"] = "<"
+    card = fire(api, "kfre-4var", [F.patient("p1", 70, "female"), egfr(25), bound])
+    assert any("Albumin" in s["label"] for s in card.get("suggestions", [])) is offered, card.get("suggestions")
+    page = api.client.get(details_path(card)).text
+    assert ("order: Albumin/Creatinine" in page) is offered, page

@@ -61,26 +61,56 @@ def test_the_encounter_being_started_is_the_one_judged(api: Any) -> None:
     assert encounters_filed(card) == ["Encounter/e1"]
 
 
-def test_another_patients_encounter_is_never_where_the_assessment_is_filed(api: Any) -> None:
-    """The prefetch shows the named encounter e9 is Patient/p2's, while p1 has an open inpatient encounter e0: no
-    score for e9 (it is not this patient's), so no RiskAssessment naming it."""
+@pytest.mark.parametrize("hook", ["encounter-start", "patient-view"])
+def test_an_encounter_id_naming_another_patients_encounter_is_a_400(api: Any, hook: str) -> None:
+    """The prefetch shows the named encounter e9 is Patient/p2's, while p1 has an open inpatient encounter e0: the
+    request contradicts itself, and a RiskAssessment for p1 must never be filed against p2's encounter (FHIR R4
+    RiskAssessment.encounter). The answer is a 400 naming context.encounterId, on any hook that carries one."""
     res = [F.patient("p1", 67, "male"), F.encounter("e0"), *vitals()]
     context = {"userId": "Practitioner/example", "patientId": "p1", "encounterId": "e9"}
-    prefetch = prefetch_from_resources(templates(api, SERVICE), res, context)
+    service = SERVICE if hook == "encounter-start" else "news2-patient-view"
+    prefetch = prefetch_from_resources(templates(api, service), res, context)
     key = next(k for k in prefetch if k.startswith("encounter-"))
     prefetch[key]["entry"].append({"resource": F.encounter("e9", pid="p2")})
-    card = start(api, res, "e9", prefetch)
-    assert "No NEWS2 estimate" in card["summary"], card["summary"]
-    assert "Encounter/e9" not in encounters_filed(card)
+    body = {"hook": hook, "hookInstance": "0e7d3c52-3a53-4c1e-9f0e-3c0f6a8e5d21", "context": context,
+            "prefetch": prefetch}
+    resp = api.post(f"/cds-services/{service}", json=body)
+    assert resp.status_code == 400, resp.text
+    issue = resp.json()["issue"][0]
+    assert issue["expression"] == ["context.encounterId"] and "another patient" in issue["diagnostics"], issue
 
 
 @pytest.mark.parametrize("named", [F.encounter("e2", klass="AMB"), F.encounter("e2", status="finished")],
                          ids=["outpatient-visit", "finished"])
 def test_an_open_inpatient_stay_elsewhere_does_not_qualify_the_encounter_being_started(
         api: Any, named: dict[str, Any]) -> None:
-    card = start(api, [F.patient("p1", 67, "male"), F.encounter("e0"), named, *vitals()], "e2")
-    assert "No NEWS2 estimate: NEWS2 is for patients in hospital" in card["summary"], card["summary"]
+    """The encounter being started (e2) is an outpatient visit, or finished, while an inpatient encounter e0 was left
+    open in the record: NEWS2 judges e2, and says so (not that no hospital encounter was found: e0 is one)."""
+    res = [F.patient("p1", 67, "male"), F.encounter("e0"), *vitals()]
+    context = {"userId": "Practitioner/example", "patientId": "p1", "encounterId": "e2"}
+    prefetch = prefetch_from_resources(templates(api, SERVICE), res, context)
+    key = next(k for k in prefetch if k.startswith("encounter-"))
+    prefetch[key]["entry"].append({"resource": named})  # an EHR may send the named encounter whatever its status
+    card = start(api, res, "e2", prefetch)
+    assert card["summary"].startswith("No NEWS2 estimate: NEWS2 is for patients in hospital, and the encounter being "
+                                      "started is not an in-progress"), card["summary"]
+    assert "no in-progress inpatient or emergency encounter was found" not in card["detail"], card["detail"]
     assert not encounters_filed(card)
+
+
+def test_patient_view_naming_an_earlier_visit_of_a_patient_now_in_hospital_still_scores(api: Any) -> None:
+    """CDS Hooks patient-view: encounterId is optional and names the chart's context only; a patient admitted through
+    the emergency department whose chart is opened from the finished ED visit is in hospital (RCP NEWS2: adults in
+    hospital) and is scored on the in-progress inpatient encounter."""
+    res = [F.patient("p1", 67, "male"), F.encounter("e0"), *vitals()]
+    context = {"userId": "Practitioner/example", "patientId": "p1", "encounterId": "ed1"}
+    prefetch = prefetch_from_resources(templates(api, "news2-patient-view"), res, context)
+    key = next(k for k in prefetch if k.startswith("encounter-"))
+    prefetch[key]["entry"].append({"resource": F.encounter("ed1", klass="EMER", status="finished")})
+    body = {"hook": "patient-view", "hookInstance": "0e7d3c52-3a53-4c1e-9f0e-3c0f6a8e5d21", "context": context,
+            "prefetch": prefetch}
+    card = api.post("/cds-services/news2-patient-view", json=body).json()["cards"][0]
+    assert card["summary"].startswith("NEWS2 0 "), card["summary"]
 
 
 def test_a_patient_on_leave_is_not_scored(api: Any) -> None:

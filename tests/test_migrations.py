@@ -52,3 +52,32 @@ def test_a_prediction_recorded_before_0007_reads_without_guard_attribution(tmp_p
     assert pred is not None
     assert pred["guard_reasons"] == ["old words"] and pred["refused_by"] is None
     assert pred["features"]["diabetes"]["unchecked"] is None
+
+
+def test_a_journal_line_written_before_0007_is_stored_as_unknown_not_as_nothing_refused(tmp_path: Path) -> None:
+    """A prediction journalled by a process of before migration 0007 and replayed after the upgrade has no
+    `refused_by` and no `unchecked`: they must stay unknown (NULL), as for rows already in the store, or what-if
+    would read "no guard refused" and give a number the card refused (an LDL-C written '>400')."""
+    import json
+
+    from store.recorder import record_from_json, record_to_json
+    from store.records import CardRecord, PredictionRecord
+
+    rec = PredictionRecord(
+        prediction_id="p-2", hook_instance="h", hook="patient-view", service_id="ascvd-pce-10y",
+        model_id="ascvd-pce-10y", model_version="1.0.0", alias="champion", patient_id="p1", encounter_id=None,
+        created_at=datetime(2026, 12, 1, tzinfo=UTC),
+        features={"diabetes": {"value": 0.0, "unit": None, "defaulted": True, "sources": [], "display": "No",
+                               "note": "no diabetes on record"}},
+        missing={}, outputs=None, category=None, guard_reasons=["old words"],
+        cards=[CardRecord("c-1", "No 10-year ASCVD risk", "info", [])])
+    line = json.loads(record_to_json(rec))
+    line.pop("refused_by")  # as the older process wrote it
+    replayed = record_from_json(json.dumps(line))
+    assert replayed.refused_by is None
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}", SECRET)
+    store.migrate()
+    store.write_predictions([replayed])
+    pred = store.prediction("p-2")
+    assert pred is not None and pred["refused_by"] is None, pred
+    assert pred["features"]["diabetes"]["unchecked"] is None, pred["features"]

@@ -11,6 +11,7 @@ card.
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from cards.advice import stored_advice, stored_notes
 from cards.fhir_resources import format_output, output_text
 from fhir_mapping.formatting import number, quantity, system_name, unit_label, unmeasured, value_range
 from fhir_mapping.mapper import display_value
-from fhir_mapping.result import CHECK_AND_CODE, NOTHING_ON_RECORD
+from fhir_mapping.result import CHECK_AND_CODE, NOTHING_ON_RECORD, bound_result_day, repeat_not_due
 from fhir_mapping.spec import Feature
 from inference.explain import coalition_matrix, shapley_values
 from inference.guards import unmet
@@ -142,9 +143,12 @@ def missing_rows(manifest: Manifest, features: dict[str, Feature], pred: dict[st
         fix = []
         if feature is not None and feature.missing_note:
             fix.append(feature.missing_note)
-        if feature is not None and feature.order is not None and not pred.get("guard_reasons"):
-            # a patient the guards refused (outside the population or a validated range) is offered no order, as on
-            # the card: a new test would not give a number
+        # a patient the guards refused (outside the population or a validated range) is offered no order, as on the
+        # card: a new test would not give a number; nor is a test just resulted as a bound ('<3 mg/g')
+        created = pred.get("created_at")
+        just_resulted = isinstance(created, datetime) and repeat_not_due(
+            bound_result_day(reason), feature.lookback_days if feature is not None else None, created)
+        if feature is not None and feature.order is not None and not pred.get("guard_reasons") and not just_resulted:
             fix.append(f"order: {feature.order.display} ({system_name(feature.order.system)} {feature.order.code})")
         if CHECK_AND_CODE in reason:  # a record names the condition in words its code does not say: code it
             fix = ["check whether it is " + reason.rsplit(CHECK_AND_CODE, 1)[1]]
