@@ -16,10 +16,11 @@ from typing import Any
 from cards.advice import advice_for, advice_text, card_notes
 from cards.fhir_resources import format_output, observation, output_text, risk_assessment, service_request
 from cards.markdown import environment, md_escape, trusted
-from fhir_mapping.formatting import (clip_words, first_clause, first_sentence, number, quantity, unit_label,
+from fhir_mapping.formatting import (clip_words, first_clause, first_sentence, kept_inside, number, unit_label,
                                      unmeasured)
 from fhir_mapping.fhirdates import parse_fhir_datetime
-from fhir_mapping.result import NOT_COUNTED, FeatureValue, MappingResult, not_counted_only, repeat_not_due
+from fhir_mapping.result import (BOUND_NOTE, NOT_COUNTED, FeatureValue, MappingResult, not_counted_only,
+                                 repeat_not_due)
 from fhir_mapping.mapper import display_value
 from fhir_mapping.spec import Feature, FeatureSpec
 from inference.manifest import Manifest
@@ -155,16 +156,9 @@ def _inside_as_shown(row: dict[str, Any], fv: FeatureValue, spec_in: Any) -> dic
     """A value inside the validated range is not shown rounded onto or past its edge: KFRE scores an eGFR of 59.99
     (validated below 60) and had shown it as '60'; it is shown with the decimals that keep it inside."""
     rng = getattr(spec_in, "range", None)
-    shown = re.match(r"[−-]?\d+(?:\.\d+)?", str(row["value"]))
-    if rng is None or shown is None or fv.defaulted or not rng[0] <= fv.value <= rng[1]:
+    if rng is None or fv.defaulted:
         return row
-    if rng[0] <= float(shown.group(0).replace("−", "-")) <= rng[1]:
-        return row
-    for decimals in (1, 2, 3):
-        text = quantity(fv.value, fv.unit, decimals)
-        if rng[0] <= float(text.split()[0]) <= rng[1]:
-            return {**row, "value": text}
-    return row
+    return {**row, "value": kept_inside(str(row["value"]), fv.value, fv.unit, rng[0], rng[1])}
 
 
 def _computed_from(name: str, fv: FeatureValue, spec: FeatureSpec, mapping: MappingResult) -> str | None:
@@ -426,12 +420,12 @@ def _missing_card(manifest: Manifest, spec: FeatureSpec, prediction: Prediction,
 
 
 def _resulted_as_a_bound(mapping: MappingResult, name: str, feature: Feature | None, at: datetime) -> bool:
-    """The newest result is a bound ('<3 mg/g', below the lab's detection limit) of the first half of the look-back:
-    the test was done and a repeat would be written the same way, so the card offers no order for it (it says why
-    there is no number); an older one is due again."""
+    """The newest result is a bound ('<3 mg/g' as a Quantity or as text, below the lab's detection limit) of the
+    first half of the look-back: the test was done and a repeat would be written the same way, so the card offers no
+    order for it (it says why there is no number); an older one is due again."""
     missing = mapping.missing.get(name)
     ref = missing.newest_unusable if missing is not None else None
-    if ref is None or ref.limit is None:
+    if ref is None or not (ref.note or "").startswith(BOUND_NOTE):
         return False
     moment = parse_fhir_datetime(ref.date) if ref.date else None
     return repeat_not_due(moment.date() if moment is not None else None,

@@ -28,6 +28,7 @@ from cds_hooks.pipeline import (REFERENCED_MEDICATIONS_KEY, index_of, map_patien
 from cds_hooks.prefetch import PrefetchOutcome, fetch_medications, resolve_prefetch
 from cds_hooks.request import HookRequest
 from cds_hooks.services import CdsService
+from fhir_mapping.index import ANOTHER_PATIENT
 from fhir_mapping.result import MappingResult, MissingFeature
 from fhir_mapping.timeline import TimelineFeatureSpec, mark_record_gaps
 from inference.repository import ModelEntry
@@ -297,7 +298,9 @@ def _same_patients_encounter(index: Any, patient_id: str, encounter_id: Any) -> 
         return
     elsewhere = index.elsewhere(patient_id)
     for res in index.by_type.get("Encounter", ()):
-        if res.get("id") == encounter_id and id(res) in elsewhere:
+        # a Group's encounter (R4 Encounter.subject may be a Group) names no other patient: only another Patient is
+        # a contradiction
+        if res.get("id") == encounter_id and elsewhere.get(id(res), "").startswith(ANOTHER_PATIENT):
             raise bad_request(f"context.encounterId names Encounter/{encounter_id}, which {elsewhere[id(res)]} "
                               "according to the prefetch: a card for context.patientId cannot be filed against it",
                               "context.encounterId")

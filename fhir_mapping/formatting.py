@@ -7,6 +7,7 @@ One module so that a clinician never meets raw UCUM ("mL/min/{1.73_m2}", "mm[Hg]
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal
 
 # UCUM codes as a clinician writes them
@@ -46,6 +47,28 @@ def quantity(value: float, unit: str | None, decimals: int = 1) -> str:
     label = unit_label(unit)
     shown = number(value, decimals)
     return f"{shown} {label}" if label else shown
+
+
+def quantity_inside(value: float, unit: str | None, decimals: int, low: float, high: float) -> str:
+    """`quantity(value, unit, decimals)`, with up to three more decimals when fewer would show a value inside
+    [low, high] on or past its edge: KFRE scores an eGFR of 59.99 (validated to 59.999), never shown as '60'."""
+    text = quantity(value, unit, decimals)
+    if not low <= value <= high:
+        return text
+    for more in range(decimals, decimals + 4):
+        text = quantity(value, unit, more)
+        if low <= float(number(value, more)) <= high:
+            return text
+    return text
+
+
+def kept_inside(text: str, value: float, unit: str | None, low: float, high: float) -> str:
+    """`text` (a value as shown), unless it shows a value inside [low, high] on or past its edge ('60' for 59.99):
+    then the value with the decimals that keep it inside."""
+    shown = re.match(r"[−-]?\d+(?:\.\d+)?", text)
+    if shown is None or not low <= value <= high or low <= float(shown.group(0).replace("−", "-")) <= high:
+        return text
+    return quantity_inside(value, unit, 1, low, high)
 
 
 def value_range(low: float, high: float, unit: str | None, decimals: int = 1) -> str:

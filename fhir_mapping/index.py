@@ -89,6 +89,9 @@ def codings(concept: Any) -> Iterator[tuple[str, str, str | None]]:
                 yield system, code, display if isinstance(display, str) else None
 
 
+ANOTHER_PATIENT = "belongs to another patient"  # how a resource whose subject is another Patient is set aside
+
+
 class ResourceIndex:
     """Resources of one patient, indexed by type and by (system, code) of their main code."""
 
@@ -187,7 +190,7 @@ class ResourceIndex:
             return f"is about {rtype}/{rid}, not the patient"
         if not rid:  # a Patient entry without an id cannot be told apart from the patient
             return None
-        return None if rid == pid else f"belongs to another patient ({ref})"
+        return None if rid == pid else f"{ANOTHER_PATIENT} ({ref})"
 
     def medication_concept(self, resource: Resource) -> Any:
         """The medication CodeableConcept of a Medication* resource, resolving contained/Medication references."""

@@ -734,10 +734,8 @@ class _Context:
             # or with only its dataAbsentReason, says nothing either way, so it is no candidate (not "passed over",
             # and never the newest "no")
             found = [res for res in found if _has_component(res, source.component)]
-        if source.context_encounter and self.encounter_id:
-            # the encounter being started alone is judged; one the record does not hold was not among the
-            # encounters in progress the search asked for
-            found = [res for res in found if res.get("id") == self.encounter_id]
+        if source.context_encounter:  # the encounter the hook acts on alone, and none when the hook names none
+            found = [res for res in found if self.encounter_id and res.get("id") == self.encounter_id]
         if source.where:
             found = [res for res in found if _fhirpath_true(source.where, res)]
         return found

@@ -420,8 +420,9 @@ def _template_for(source: Source, valuesets: ValueSetLibrary, lookback_days: int
         return f"Procedure?{patient}{code_param}"
     if source.resource == "Device":  # R4 Device has `type`, not `code`; its search parameter is `type`
         return f"Device?{patient}{code_param.replace('&code=', '&type=')}"
-    # patient-view carries no encounterId (it is optional there and the sandbox never sends it): search instead
-    return f"Encounter?{patient}&status=arrived,triaged,in-progress,onleave"
+    # patient-view carries no encounterId (it is optional there and the sandbox never sends it): search instead;
+    # planned too, as the encounter encounter-start is fired for may still be (CDS Hooks encounter-start)
+    return f"Encounter?{patient}&status=planned,arrived,triaged,in-progress,onleave"
 
 
 def validation_summary(exc: ValidationError) -> str:

@@ -609,3 +609,29 @@ def test_the_acr_order_after_a_result_below_detection_follows_its_age_on_card_an
     assert any("Albumin" in s["label"] for s in card.get("suggestions", [])) is offered, card.get("suggestions")
     page = api.client.get(details_path(card)).text
     assert ("order: Albumin/Creatinine" in page) is offered, page
+
+
+@pytest.mark.parametrize("text", ["<3 mg/g", "<0.3 mg/mmol"])
+def test_an_acr_written_as_a_text_bound_is_not_ordered_again_on_card_or_page(api: Any, text: str) -> None:
+    """A lab that writes its below-detection ACR as text reports the same fact as a Quantity with comparator '<':
+    20 days into the year's look-back no repeat is due, on the card and on the details page alike (the card had
+    offered the order for a text bound while the page withheld it)."""
+    from test_details_view import details_path
+
+    bound = acr(3, days=20)
+    bound.pop("valueQuantity")
+    bound["valueString"] = text
+    card = fire(api, "kfre-4var", [F.patient("p1", 70, "female"), egfr(25), bound])
+    assert not any("Albumin" in s["label"] for s in card.get("suggestions", [])), card.get("suggestions")
+    assert "order: Albumin/Creatinine" not in api.client.get(details_path(card)).text
+
+
+def test_the_details_page_shows_a_scored_egfr_inside_its_range_as_the_card_does(api: Any) -> None:
+    """KFRE scores an eGFR of 59.99 (validated to 59.999, below 60; Tangri 2011): the card shows 59.99, and the
+    details page had shown '60' with the range '10–60', both values the model refuses."""
+    from test_details_view import details_path
+
+    card = fire(api, "kfre-4var", [F.patient("p1", 60, "male"), egfr(59.99), acr(100)])
+    page = api.client.get(details_path(card)).text
+    assert "59.99 mL/min/1.73 m²" in page, page
+    assert "10–59.999 mL/min/1.73 m²" in page and "10–60 mL/min/1.73 m²" not in page, page

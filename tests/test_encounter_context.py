@@ -92,8 +92,8 @@ def test_an_open_inpatient_stay_elsewhere_does_not_qualify_the_encounter_being_s
     key = next(k for k in prefetch if k.startswith("encounter-"))
     prefetch[key]["entry"].append({"resource": named})  # an EHR may send the named encounter whatever its status
     card = start(api, res, "e2", prefetch)
-    assert card["summary"].startswith("No NEWS2 estimate: NEWS2 is for patients in hospital, and the encounter being "
-                                      "started is not an in-progress"), card["summary"]
+    assert card["summary"] == ("No NEWS2 estimate: NEWS2 is for patients in hospital, and the encounter being "
+                               "started is not a hospital encounter in progress"), card["summary"]  # < 140, whole
     assert "no in-progress inpatient or emergency encounter was found" not in card["detail"], card["detail"]
     assert not encounters_filed(card)
 
@@ -151,3 +151,37 @@ def test_selections_that_are_not_references_are_a_400_naming_the_item(selections
     with pytest.raises(ApiError) as raised:
         validate_context("order-sign", context)
     assert raised.value.status == 400 and "context.selections[0]" in str(raised.value.field), raised.value
+
+
+@pytest.mark.parametrize(("hook", "service"), [("encounter-start", SERVICE), ("patient-view", "news2-patient-view")])
+def test_an_encounter_of_a_group_is_not_another_patients(api: Any, hook: str, service: str) -> None:
+    """FHIR R4 Encounter.subject is Reference(Patient | Group): a group session names no other patient, so the call
+    is answered (the 400 is for another Patient only)."""
+    res = [F.patient("p1", 67, "male"), F.encounter("e0"), *vitals()]
+    context = {"userId": "Practitioner/example", "patientId": "p1", "encounterId": "g1"}
+    prefetch = prefetch_from_resources(templates(api, service), res, context)
+    group = F.encounter("g1")
+    group["subject"] = {"reference": "Group/ward-3-group"}
+    key = next(k for k in prefetch if k.startswith("encounter-"))
+    prefetch[key]["entry"].append({"resource": group})
+    body = {"hook": hook, "hookInstance": "0e7d3c52-3a53-4c1e-9f0e-3c0f6a8e5d21", "context": context,
+            "prefetch": prefetch}
+    assert api.post(f"/cds-services/{service}", json=body).status_code == 200
+
+
+def test_an_admission_still_planned_when_encounter_start_fires_is_the_hospital_stay(api: Any) -> None:
+    """CDS Hooks encounter-start: "In an inpatient setting, this would be the time of admission … The Encounter
+    should either be in one of the following states: planned | arrived | triaged | in-progress." An inpatient
+    admission still 'planned' is the stay being started: NEWS2 0 (every vital scores 0 on RCP Chart 1). On
+    patient-view a planned encounter is not a stay in progress."""
+    planned = F.encounter("e1", status="planned")
+    card = start(api, [F.patient("p1", 67, "male"), planned, *vitals()], "e1")
+    assert card["summary"].startswith("NEWS2 0 "), card["summary"]
+    assert encounters_filed(card) == ["Encounter/e1"]
+    context = {"userId": "Practitioner/example", "patientId": "p1"}
+    prefetch = prefetch_from_resources(templates(api, "news2-patient-view"),
+                                       [F.patient("p1", 67, "male"), planned, *vitals()], context)
+    body = {"hook": "patient-view", "hookInstance": "0e7d3c52-3a53-4c1e-9f0e-3c0f6a8e5d21", "context": context,
+            "prefetch": prefetch}
+    view = api.post("/cds-services/news2-patient-view", json=body).json()["cards"][0]
+    assert view["summary"].startswith("No NEWS2 estimate: NEWS2 is for patients in hospital"), view["summary"]

@@ -18,7 +18,8 @@ import numpy as np
 
 from cards.advice import stored_advice, stored_notes
 from cards.fhir_resources import format_output, output_text
-from fhir_mapping.formatting import number, quantity, system_name, unit_label, unmeasured, value_range
+from fhir_mapping.formatting import (kept_inside, number, quantity, quantity_inside, system_name, unit_label,
+                                     unmeasured, value_range)
 from fhir_mapping.mapper import display_value
 from fhir_mapping.result import CHECK_AND_CODE, NOTHING_ON_RECORD, bound_result_day, repeat_not_due
 from fhir_mapping.spec import Feature
@@ -44,17 +45,21 @@ def input_value_text(spec_in: Input, feature: Feature | None, value: float) -> s
     """'150 mmHg', '55 years', 'Current smoker', 'Yes (active antihypertensive)'."""
     if feature is not None:
         shown = display_value(feature, value)
-        if shown:
-            return shown
+        if shown:  # never a value inside the range shown on its edge ('60' for a scored 59.99)
+            return kept_inside(shown, value, spec_in.unit, *spec_in.range) if spec_in.range and \
+                spec_in.kind != "binary" else shown
     if spec_in.kind == "binary":
         return "Yes" if value == 1 else "No"
-    return quantity(value, spec_in.unit, 2 if abs(value) < 10 else 1)
+    decimals = 2 if abs(value) < 10 else 1
+    if spec_in.range is None:
+        return quantity(value, spec_in.unit, decimals)
+    return quantity_inside(value, spec_in.unit, decimals, spec_in.range[0], spec_in.range[1])
 
 
 def range_text(spec_in: Input) -> str | None:
     if spec_in.range is None:
         return None
-    return value_range(spec_in.range[0], spec_in.range[1], spec_in.unit)
+    return value_range(spec_in.range[0], spec_in.range[1], spec_in.unit, 3)  # 59.999, not '60
 
 
 def _source_row(fv: dict[str, Any]) -> tuple[str | None, str | None]:
