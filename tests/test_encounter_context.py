@@ -185,3 +185,19 @@ def test_an_admission_still_planned_when_encounter_start_fires_is_the_hospital_s
             "prefetch": prefetch}
     view = api.post("/cds-services/news2-patient-view", json=body).json()["cards"][0]
     assert view["summary"].startswith("No NEWS2 estimate: NEWS2 is for patients in hospital"), view["summary"]
+
+
+@pytest.mark.parametrize(("system", "scored"), [
+    ("http://terminology.hl7.org/CodeSystem/v3-ActCode", True), ("urn:oid:2.16.840.1.113883.5.4", True),
+    (None, True), ("http://clinic.example.org/visit-types", False)])
+def test_an_encounter_class_is_read_under_the_actcode_system_only(api: Any, system: str | None,
+                                                                   scored: bool) -> None:
+    """FHIR R4 Encounter.class is a Coding bound to v3 ActEncounterCode: 'EMER' means an emergency encounter under
+    ActCode (by its URI or OID, or with no system written), not under a clinic's own visit-type system."""
+    named = F.encounter("e1", klass="EMER")
+    if system is None:
+        del named["class"]["system"]
+    else:
+        named["class"]["system"] = system
+    card = start(api, [F.patient("p1", 67, "male"), named, *vitals()], "e1")
+    assert card["summary"].startswith("NEWS2 0 " if scored else "No NEWS2 estimate"), card["summary"]
