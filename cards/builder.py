@@ -74,9 +74,15 @@ def _model_card_url(manifest: Manifest, ctx: CardContext) -> str:
 
 
 def _unchecked(fv: FeatureValue) -> str:
-    """' — not fully checked (<keys> could not be obtained)' for a "No" answered without one of its searches (the
-    EHR did not send that prefetch key, and there was no FHIR server to ask), else nothing."""
-    return f" — not fully checked ({', '.join(fv.unchecked)} could not be obtained)" if fv.unchecked else ""
+    """' — not fully checked (the MedicationRequest search could not be obtained)' for a "No" answered without one of
+    its searches (the EHR did not send that prefetch key, and there was no FHIR server to ask), else nothing. The
+    card names what was searched for (a key is named after the first feature that reads it, so 'Diabetes … (
+    medicationRequest-hypertension-3 …)' misreads); the details page names the keys."""
+    if not fv.unchecked:
+        return ""
+    kinds = list(dict.fromkeys(k.split("-", 1)[0][:1].upper() + k.split("-", 1)[0][1:] for k in fv.unchecked))
+    searches = "search" if len(kinds) == 1 else "searches"
+    return f" — not fully checked (the {' and '.join(kinds)} {searches} could not be obtained)"
 
 
 def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, ctx: CardContext) -> dict[str, Any]:

@@ -541,7 +541,8 @@ class _Context:
                 continue
             valid = self._strictly_valid(feature, cands, ignored)
             if valid:
-                rival = self._rival(feature, valid[0], keyed[i + 1:]) if hourly else None
+                rival = self._rival(feature, valid[0], keyed[i + 1:]) if hourly else \
+                    self._same_moment_rival(feature, valid[0], key[0], keyed[i + 1:])
                 if rival is not None:
                     return self._unplaced(name, feature, valid[0].ref, rival, ignored)
                 return self._aggregate(name, feature, valid)
@@ -629,6 +630,26 @@ class _Context:
                 break  # a timed reading agreeing with `chosen`: those after it are older, the newest agrees either way
         return None
 
+    def _same_moment_rival(self, feature: Feature, chosen: _Candidate, moment: datetime,
+                           rest: list[tuple[tuple[datetime, int], Resource, Source]]) -> SourceRef | None:
+        """For results ordered by the day (labs): another result charted for the very same time that says otherwise
+        (two creatinines of one timestamp, 1.4 and 2.0 mg/dL): a searchset's order within one time is no order."""
+        if not (chosen.ref.date and "T" in chosen.ref.date and _has_zone(chosen.ref.date)):
+            return None
+        for (when, _), res, source in rest:
+            if when != moment:
+                break  # sorted newest first: the rest are older
+            ref = self._ref(res, source)
+            if not (ref.date and "T" in ref.date and _has_zone(ref.date)):
+                continue
+            try:
+                cands = self._read(res, source, feature, ref)
+            except _Skip:
+                continue
+            if any(c.value != chosen.value for c in cands):
+                return cands[0].ref
+        return None
+
     def _unplaced(self, name: str, feature: Feature, chosen: SourceRef, rival: SourceRef,
                   ignored: list[SourceRef]) -> MissingFeature:
         def at(ref: SourceRef) -> str:
@@ -640,9 +661,11 @@ class _Context:
                 if isinstance(ref.original_value, (int, float)) and not isinstance(ref.original_value, bool) else \
                 "a value"
 
+        dated_alone = "T" not in (chosen.date or "") or "T" not in (rival.date or "")
+        why = "a time is needed for the one written as a date alone" if dated_alone else \
+            "both are charted for the same moment"
         reason = (f"Which reading is the newest is not known: {shown(chosen)} {at(chosen)} or {shown(rival)} "
-                  f"{at(rival)}; a time is needed for the one written as a date alone; readings: "
-                  f"{chosen.reference}, {rival.reference}")
+                  f"{at(rival)}; {why}; readings: {chosen.reference}, {rival.reference}")
         return MissingFeature(name=name, label=feature.label, required=feature.required, reason=reason,
                               ignored=ignored + [chosen, rival])
 

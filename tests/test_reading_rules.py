@@ -144,3 +144,57 @@ def test_cha2ds2_vasc_keeps_its_score_when_a_code_filtered_search_failed_but_the
     assert resp.status_code == 200, resp.text
     card = resp.json()["cards"][0]
     assert card["summary"].startswith("CHA2DS2-VASc 2 "), card["summary"]
+
+
+def test_a_low_cha2ds2_vasc_with_the_valve_and_the_orders_unchecked_does_not_rule_out_anticoagulation(
+        api: Any) -> None:
+    """A man of 55 with AF, from an EHR that sent neither the Device key nor the order keys: CHA2DS2-VASc 0 as
+    scored, but hypertension and diabetes were not checked against the orders and each would make it 1, where oral
+    anticoagulation is reasonable (2023 ACC/AHA/ACCP/HRS AF guideline, class 2a). The valve advice, which comes
+    first, had said "without them, anticoagulation is not recommended at this score" with no condition."""
+    from cds_hooks.bundle_prefetch import prefetch_from_resources
+    from hook_calls import HOOK_INSTANCE, templates
+
+    tmpl = templates(api, "cha2ds2-vasc")
+    context = {"userId": "Practitioner/example", "patientId": "p1"}
+    prefetch = prefetch_from_resources(tmpl, [F.patient("p1", 55, "male"), F.condition("49436004")], context)
+    for key in [k for k, t in tmpl.items() if t.startswith(("Device?", "MedicationRequest?", "MedicationStatement?"))]:
+        prefetch.pop(key)
+    body = {"hook": "patient-view", "hookInstance": HOOK_INSTANCE, "context": context, "prefetch": prefetch}
+    card = api.post("/cds-services/cha2ds2-vasc", json=body).json()["cards"][0]
+    assert card["summary"].startswith("CHA2DS2-VASc 0"), card["summary"]
+    consider = next(x for x in card["detail"].splitlines() if x.startswith("**Consider:**"))
+    assert "not recommended at this score, if the score's other “No”s hold" in consider, consider
+    assert "Hypertension, Diabetes: No — not fully checked (the MedicationRequest and MedicationStatement searches " \
+        "could not be obtained)" in card["detail"], card["detail"]
+
+
+@pytest.mark.parametrize(("code", "system", "display"), [
+    ("E11.51", "http://hl7.org/fhir/sid/icd-10-cm", "Type 2 diabetes mellitus with diabetic peripheral angiopathy "
+                                                    "without gangrene"),
+    ("E11.52", "http://hl7.org/fhir/sid/icd-10-cm", None),
+    ("E10.51", "http://hl7.org/fhir/sid/icd-10-cm", None)])
+def test_diabetic_peripheral_angiopathy_is_vascular_disease_and_diabetes(api: Any, code: str, system: str,
+                                                                         display: str | None) -> None:
+    """Lip 2010 / 2023 ACC/AHA/ACCP/HRS: V is prior MI, peripheral artery disease or aortic plaque; diabetic
+    peripheral angiopathy is PAD (the SNOMED CT list already counted it). A man of 55 with AF: diabetes 1 + vascular
+    1 = CHA2DS2-VASc 2, by hand."""
+    cond = F.condition(code, system, display=display) if display else F.condition(code, system)
+    card = fire(api, "cha2ds2-vasc", [F.patient("p1", 55, "male"), F.condition("49436004"), cond])
+    assert card["summary"].startswith("CHA2DS2-VASc 2 "), card["summary"]
+
+
+def test_who_sequelae_of_stroke_unspecified_is_a_prior_stroke(api: Any) -> None:
+    """WHO ICD-10 I69.4 (sequelae of stroke, not specified as haemorrhage or infarction) is a prior stroke, as I64 is:
+    2 points (Lip 2010), so a man of 55 with AF scores 2."""
+    card = fire(api, "cha2ds2-vasc", [F.patient("p1", 55, "male"), F.condition("49436004"),
+                                      F.condition("I69.4", "http://hl7.org/fhir/sid/icd-10")])
+    assert card["summary"].startswith("CHA2DS2-VASc 2 "), card["summary"]
+
+
+def test_diabetic_peripheral_angiopathy_is_clinical_ascvd_for_the_pce(api: Any) -> None:
+    """2018 AHA/ACC: clinical ASCVD includes peripheral artery disease of atherosclerotic origin; the PCE are for
+    primary prevention, so a patient with ICD-10-CM E11.51 gets no primary-prevention estimate."""
+    card = fire(api, "ascvd-pce-10y", F.pce_record() + [F.condition("E11.51", "http://hl7.org/fhir/sid/icd-10-cm")])
+    assert card["summary"].startswith("No 10-year ASCVD risk estimate: The Pooled Cohort Equations are for primary "
+                                      "prevention"), card["summary"]
