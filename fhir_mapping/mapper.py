@@ -620,13 +620,10 @@ class _Context:
             ref = self._ref(res, source)
             if zoneless and _zoneless_time(ref.date):
                 continue  # two times written without a zone in one record share it: the order as written holds
-            try:
-                cands = self._read(res, source, feature, ref)
-            except _Skip:
-                continue
-            if any(c.value != chosen.value for c in cands):
-                return cands[0].ref
-            if ref.date and _has_zone(ref.date):
+            read, other = self._says_otherwise(feature, chosen, res, source, ref)
+            if other is not None:
+                return other
+            if read and ref.date and _has_zone(ref.date):
                 break  # a timed reading agreeing with `chosen`: those after it are older, the newest agrees either way
         return None
 
@@ -642,13 +639,19 @@ class _Context:
             ref = self._ref(res, source)
             if not (ref.date and "T" in ref.date and _has_zone(ref.date)):
                 continue
-            try:
-                cands = self._read(res, source, feature, ref)
-            except _Skip:
-                continue
-            if any(c.value != chosen.value for c in cands):
-                return cands[0].ref
+            _, other = self._says_otherwise(feature, chosen, res, source, ref)
+            if other is not None:
+                return other
         return None
+
+    def _says_otherwise(self, feature: Feature, chosen: _Candidate, res: Resource, source: Source,
+                        ref: SourceRef) -> tuple[bool, SourceRef | None]:
+        """(whether `res` could be read, the record itself when it gives a value other than `chosen`'s)."""
+        try:
+            cands = self._read(res, source, feature, ref)
+        except _Skip:
+            return False, None
+        return True, (cands[0].ref if any(c.value != chosen.value for c in cands) else None)
 
     def _unplaced(self, name: str, feature: Feature, chosen: SourceRef, rival: SourceRef,
                   ignored: list[SourceRef]) -> MissingFeature:
