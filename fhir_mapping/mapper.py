@@ -541,8 +541,7 @@ class _Context:
                 continue
             valid = self._strictly_valid(feature, cands, ignored)
             if valid:
-                rival = self._rival(feature, valid[0], keyed[i + 1:]) if hourly else \
-                    self._same_moment_rival(feature, valid[0], key[0], keyed[i + 1:])
+                rival = self._rival(feature, valid[0], keyed[i + 1:]) if hourly else None
                 if rival is not None:
                     return self._unplaced(name, feature, valid[0].ref, rival, ignored)
                 return self._aggregate(name, feature, valid)
@@ -625,23 +624,6 @@ class _Context:
                 return other
             if read and ref.date and _has_zone(ref.date):
                 break  # a timed reading agreeing with `chosen`: those after it are older, the newest agrees either way
-        return None
-
-    def _same_moment_rival(self, feature: Feature, chosen: _Candidate, moment: datetime,
-                           rest: list[tuple[tuple[datetime, int], Resource, Source]]) -> SourceRef | None:
-        """For results ordered by the day (labs): another result charted for the very same time that says otherwise
-        (two creatinines of one timestamp, 1.4 and 2.0 mg/dL): a searchset's order within one time is no order."""
-        if not (chosen.ref.date and "T" in chosen.ref.date and _has_zone(chosen.ref.date)):
-            return None
-        for (when, _), res, source in rest:
-            if when != moment:
-                break  # sorted newest first: the rest are older
-            ref = self._ref(res, source)
-            if not (ref.date and "T" in ref.date and _has_zone(ref.date)):
-                continue
-            _, other = self._says_otherwise(feature, chosen, res, source, ref)
-            if other is not None:
-                return other
         return None
 
     def _says_otherwise(self, feature: Feature, chosen: _Candidate, res: Resource, source: Source,

@@ -360,6 +360,8 @@ def test_news2_two_readings_of_one_moment_that_disagree_do_not_depend_on_the_bun
     assert cards[0]["summary"] == cards[1]["summary"], [c["summary"] for c in cards]
     assert "not calculated" in cards[0]["summary"], cards[0]["summary"]
     assert "Which reading is the newest is not known" in cards[0]["detail"], cards[0]["detail"]
+    page = api.client.get(__import__("test_details_view").details_path(cards[0])).text
+    assert "both are charted for the same moment" in page, page  # not "a time is needed for … a date alone"
     same = fire(api, "news2-patient-view", [*rest, a, F.vital("9279-1", 30, "/min", hours=1)])
     assert same["summary"].startswith("NEWS2 3 "), same["summary"]  # two entries that agree are one reading
 
