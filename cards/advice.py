@@ -33,12 +33,15 @@ def pick(manifest: Manifest, category: str, known: Callable[[str], float | None]
 
 def advice_for(manifest: Manifest, category: str, mapping: MappingResult) -> Advice | None:
     """From a call's mapping: a default answered without one of its searches is not known."""
-    def known(name: str) -> float | None:
-        fv = mapping.values.get(name)
-        if fv is None or (fv.defaulted and fv.unchecked):
-            return None
-        return _number(fv.value)
-    return pick(manifest, category, known, lambda name: _not_checked(mapping, name))
+    return pick(manifest, category, lambda name: _known(mapping, name), lambda name: _not_checked(mapping, name))
+
+
+def _known(mapping: MappingResult, name: str) -> float | None:
+    """A feature's value as advice and notes test it: none for a default answered without one of its searches."""
+    fv = mapping.values.get(name)
+    if fv is None or (fv.defaulted and fv.unchecked):
+        return None
+    return _number(fv.value)
 
 
 def _not_checked(mapping: MappingResult, name: str) -> bool:
@@ -60,11 +63,8 @@ def advice_text(advice: Advice, mapping: MappingResult, escape: Callable[[str], 
 def card_notes(manifest: Manifest, mapping: MappingResult, escape: Callable[[str], str] = str) -> list[str]:
     """The manifest's `card.notes` whose conditions all hold on values the record shows, {evidence} filled (NEWS2:
     'SpO2 scored on Scale 2 …: Chronic respiratory failure with hypercapnia on record')."""
-    def known(name: str) -> float | None:  # as for advice: a default answered without one of its searches is unknown
-        fv = mapping.values.get(name)
-        return None if fv is None or (fv.defaulted and fv.unchecked) else _number(fv.value)
     return [_with_evidence(note.text, _evidence(note.when, mapping, escape))
-            for note in manifest.card.notes if all((v := known(c.feature)) is not None and c.holds(v)
+            for note in manifest.card.notes if all((v := _known(mapping, c.feature)) is not None and c.holds(v)
                                                    for c in note.when)]
 
 

@@ -23,7 +23,7 @@ from fhir_mapping.result import (BOUND_NOTE, NOT_COUNTED, FeatureValue, MappingR
                                  repeat_not_due)
 from fhir_mapping.mapper import display_value
 from fhir_mapping.spec import Feature, FeatureSpec
-from inference.manifest import Manifest
+from inference.manifest import Input, Manifest
 from inference.runtime import Prediction
 
 SUMMARY_LIMIT = 139  # the spec: summary < 140 characters
@@ -80,7 +80,8 @@ def _unchecked(fv: FeatureValue) -> str:
     medicationRequest-hypertension-3 …)' misreads); the details page names the keys."""
     if not fv.unchecked:
         return ""
-    kinds = list(dict.fromkeys(k.split("-", 1)[0][:1].upper() + k.split("-", 1)[0][1:] for k in fv.unchecked))
+    types = (key.split("-", 1)[0] for key in fv.unchecked)  # 'medicationRequest-…' -> MedicationRequest
+    kinds = list(dict.fromkeys(t[:1].upper() + t[1:] for t in types))
     searches = "search" if len(kinds) == 1 else "searches"
     return f" — not fully checked (the {' and '.join(kinds)} {searches} could not be obtained)"
 
@@ -142,8 +143,9 @@ def _key_inputs(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, p
                 at: datetime, count: int = 3) -> list[dict[str, Any]]:
     """The inputs that matter most for this patient: the largest contributions first, else the model's order;
     recorded values only (assumptions have their own line), without FHIR ids (those are on the details page)."""
+    inputs = {i.name: i for i in manifest.inputs}
     names = [c.feature for c in prediction.contributions]
-    names += [i.name for i in manifest.inputs if i.name not in names]
+    names += [name for name in inputs if name not in names]
     rows = []
     for name in names:
         fv = mapping.values.get(name)
@@ -152,16 +154,16 @@ def _key_inputs(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, p
         if not prediction.contributions and any(src.resource_type == "Patient" for src in fv.sources):
             continue  # age and sex are in the EHR's banner
         row = _input_row(fv, spec.features.get(name), at, _computed_from(name, fv, spec, mapping))
-        rows.append(_inside_as_shown(row, fv, next((i for i in manifest.inputs if i.name == name), None)))
+        rows.append(_inside_as_shown(row, fv, inputs.get(name)))
         if len(rows) == count:
             break
     return rows
 
 
-def _inside_as_shown(row: dict[str, Any], fv: FeatureValue, spec_in: Any) -> dict[str, Any]:
+def _inside_as_shown(row: dict[str, Any], fv: FeatureValue, spec_in: Input | None) -> dict[str, Any]:
     """A value inside the validated range is not shown rounded onto or past its edge: KFRE scores an eGFR of 59.99
     (validated below 60) and had shown it as '60'; it is shown with the decimals that keep it inside."""
-    rng = getattr(spec_in, "range", None)
+    rng = spec_in.range if spec_in is not None else None
     if rng is None or fv.defaulted:
         return row
     return {**row, "value": kept_inside(str(row["value"]), fv.value, fv.unit, rng[0], rng[1])}
@@ -293,7 +295,8 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
     advice = advice_for(manifest, category.label, mapping)
     # advice is written to fit the card whole; the drug names it quotes are escaped, and a full stop inside one
     # ("Eliquis 5 mg tab. Take …") is not the end of a sentence
-    view["action"] = trusted(advice_text(advice, mapping, md_escape, category.guidance) if advice else _action(category.guidance))
+    view["action"] = trusted(advice_text(advice, mapping, md_escape, category.guidance) if advice
+                             else _action(category.guidance))
     view["other_outputs"] = _other_outputs(manifest, prediction)
     view["withheld"] = [trusted(w) for w in sorted(set(prediction.withheld.values()))]
     view["notes"] = [trusted(n) for n in prediction.notes]  # worded by the runtime from the model folder

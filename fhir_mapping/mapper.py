@@ -25,8 +25,8 @@ from fhir_mapping.index import Resource, ResourceIndex, as_list, codings, main_c
 from fhir_mapping.medications import (ACUTE_COURSE, MedicationView, Recognition, StatedReason, acute_order,
                                       medication_view, shipped_class_ids)
 from fhir_mapping.race_ethnicity import recorded_categories
-from fhir_mapping.result import (BOUND_NOTE, CHECK_AND_CODE, NOT_COUNTED, NOTHING_ON_RECORD, FeatureValue, MappingResult,
-                                 MissingFeature, SourceRef, not_counted_only)
+from fhir_mapping.result import (BOUND_NOTE, CHECK_AND_CODE, NOT_COUNTED, NOTHING_ON_RECORD, FeatureValue,
+                                 MappingResult, MissingFeature, SourceRef, not_counted_only)
 from fhir_mapping.mentions import MentionRule, concept_texts
 from fhir_mapping.spec import MENTION_TYPES, Feature, FeatureSpec, Source
 from fhir_mapping.units import UnitError, UnitRegistry, default_registry
@@ -77,7 +77,6 @@ class _Bound(_Skip):
         self.limit = limit
 
 
-_BOUND_NOTE = BOUND_NOTE  # how a bound's pass-over note starts
 # a result written as text that is a bound and nothing else ('>300 mg/g', '< 3', '≥90'): the same fact as a Quantity
 # with a comparator, so the same rules apply (an add-on above a limit gives no number)
 # a qualitative result ('positive', 'trace', '++'): a result was given, in words, so it is no comment to pass over
@@ -965,7 +964,7 @@ class _Context:
                 shown = text.strip() if len(text.strip()) <= 40 else text.strip()[:39] + "…"
                 shown = shown.replace(";", ",")  # a reason's clauses are split at '; ' (a card shows the first)
                 if _TEXT_BOUND.fullmatch(text):
-                    raise _Bound(f"{_BOUND_NOTE} (text '{shown}'), not a measurement")
+                    raise _Bound(f"{BOUND_NOTE} (text '{shown}'), not a measurement")
                 raise _Unreadable(f"the result is text ('{shown}'), not a quantity")
             if kind in ("valueInteger", "valueRatio", "valueRange"):
                 # a number was reported in a shape that carries no unit (valueInteger 2) or is not one value
@@ -981,7 +980,7 @@ class _Context:
                 qty.get("unit") or qty.get("code")
             shown = f"{_as_written(raw)} {_unit_label(written)}".strip() if isinstance(written, str) else \
                 _as_written(raw)
-            raise _Bound(f"{_BOUND_NOTE} ({qty['comparator']}{shown}), not a measurement",
+            raise _Bound(f"{BOUND_NOTE} ({qty['comparator']}{shown}), not a measurement",
                          self._limit(qty["comparator"], float(raw), unit, ucum, target, analyte))
         if unit is not None and not isinstance(unit, str):
             raise _Unreadable("valueQuantity unit is not text")

@@ -436,7 +436,8 @@ def _prediction_dict(p: Prediction) -> dict[str, Any]:
             "service_id": p.service_id, "model_id": p.model_id, "model_version": p.model_version, "alias": p.alias,
             "patient_key": p.patient_key, "encounter_key": p.encounter_key, "created_at": _utc(p.created_at),
             "outputs": p.outputs, "score": p.score, "category": p.category, "guard_reasons": p.guard_reasons,
-            "refused_by": p.refused_by, "missing": p.missing, "cohort": p.cohort, "tenant": p.tenant, "client_id": p.client_id}
+            "refused_by": p.refused_by, "missing": p.missing, "cohort": p.cohort, "tenant": p.tenant,
+            "client_id": p.client_id}
 
 
 def _feedback_row(item: FeedbackRecord, now: datetime) -> dict[str, Any]:
