@@ -31,10 +31,14 @@ def templates(api: Any, service: str) -> dict[str, str]:
 
 
 def fire_all(api: Any, service: str, resources: list[dict[str, Any]], *, leave_out: tuple[str, ...] = (),
-             **extra: Any) -> list[dict[str, Any]]:
-    """The cards of a patient-view call for patient p1; `leave_out`: resource ids the EHR did not include."""
+             unsent: tuple[str, ...] = (), **extra: Any) -> list[dict[str, Any]]:
+    """The cards of a patient-view call for patient p1; `leave_out`: resource ids the EHR did not include;
+    `unsent`: the starts of the prefetch templates whose keys the EHR did not send ("MedicationRequest?")."""
     context = {"userId": "Practitioner/example", "patientId": "p1"}
-    prefetch = prefetch_from_resources(templates(api, service), resources, context)
+    tmpl = templates(api, service)
+    prefetch = prefetch_from_resources(tmpl, resources, context)
+    for key in [k for k, t in tmpl.items() if unsent and t.startswith(unsent)]:
+        prefetch.pop(key, None)
     for bundle in prefetch.values():
         if isinstance(bundle, dict) and bundle.get("entry"):
             bundle["entry"] = [e for e in bundle["entry"] if e["resource"].get("id") not in leave_out]

@@ -276,13 +276,4 @@ def test_an_unchecked_no_keeps_the_bands_own_guidance_as_the_case_the_estimate_a
 
 def without_orders(api: Any, service: str, record: list[dict[str, Any]]) -> dict[str, Any]:
     """The one card of a call from an EHR that sends no MedicationRequest prefetch keys (and no fhirServer)."""
-    from cds_hooks.bundle_prefetch import prefetch_from_resources
-    from hook_calls import HOOK_INSTANCE, templates
-
-    tmpl = templates(api, service)
-    context = {"userId": "Practitioner/example", "patientId": "p1"}
-    prefetch = prefetch_from_resources(tmpl, record, context)
-    for key in [k for k, t in tmpl.items() if t.startswith("MedicationRequest?")]:
-        prefetch.pop(key)
-    body = {"hook": "patient-view", "hookInstance": HOOK_INSTANCE, "context": context, "prefetch": prefetch}
-    return api.post(f"/cds-services/{service}", json=body).json()["cards"][0]
+    return fire(api, service, record, unsent=("MedicationRequest?",))

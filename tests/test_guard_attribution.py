@@ -16,11 +16,10 @@ import pytest
 
 import fhirfactory as F
 from cards.advice import stored_advice
-from cds_hooks.bundle_prefetch import prefetch_from_resources
 from cds_hooks.details.what_if import WhatIfError, run_what_if
-from hook_calls import HOOK_INSTANCE, fire, module_app, templates
+from hook_calls import fire, module_app, templates
 from test_details_view import details_path, prediction_of
-from test_diabetes_evidence import GLARGINE, woman_50
+from test_diabetes_evidence import GLARGINE, without_orders, woman_50
 
 EGFR_UNIT = "mL/min/{1.73_m2}"
 
@@ -74,14 +73,8 @@ def test_a_default_not_fully_checked_keeps_its_unread_searches(api: Any) -> None
     and the PCE card says its band's guidance assumes no diabetes (2018 AHA/ACC: a diabetic adult of 40-75 is
     recommended a statin). The details page gives the same advice from the stored searches, not from the note's
     words."""
-    tmpl = templates(api, "ascvd-pce-10y")
-    context = {"userId": "Practitioner/example", "patientId": "p1"}
-    prefetch = prefetch_from_resources(tmpl, woman_50(F.med_request(GLARGINE[0], display=GLARGINE[1])), context)
-    orders = sorted(k for k, t in tmpl.items() if t.startswith("MedicationRequest?"))
-    for key in orders:
-        prefetch.pop(key)
-    body = {"hook": "patient-view", "hookInstance": HOOK_INSTANCE, "context": context, "prefetch": prefetch}
-    card = api.post("/cds-services/ascvd-pce-10y", json=body).json()["cards"][0]
+    orders = sorted(k for k, t in templates(api, "ascvd-pce-10y").items() if t.startswith("MedicationRequest?"))
+    card = without_orders(api, "ascvd-pce-10y", woman_50(F.med_request(GLARGINE[0], display=GLARGINE[1])))
     assert "Not fully checked: diabetes" in card["detail"], card["detail"]
     pred = prediction_of(api, details_path(card))
     diabetes = pred["features"]["diabetes"]

@@ -152,16 +152,8 @@ def test_a_low_cha2ds2_vasc_with_the_valve_and_the_orders_unchecked_does_not_rul
     scored, but hypertension and diabetes were not checked against the orders and each would make it 1, where oral
     anticoagulation is reasonable (2023 ACC/AHA/ACCP/HRS AF guideline, class 2a). The valve advice, which comes
     first, had said "without them, anticoagulation is not recommended at this score" with no condition."""
-    from cds_hooks.bundle_prefetch import prefetch_from_resources
-    from hook_calls import HOOK_INSTANCE, templates
-
-    tmpl = templates(api, "cha2ds2-vasc")
-    context = {"userId": "Practitioner/example", "patientId": "p1"}
-    prefetch = prefetch_from_resources(tmpl, [F.patient("p1", 55, "male"), F.condition("49436004")], context)
-    for key in [k for k, t in tmpl.items() if t.startswith(("Device?", "MedicationRequest?", "MedicationStatement?"))]:
-        prefetch.pop(key)
-    body = {"hook": "patient-view", "hookInstance": HOOK_INSTANCE, "context": context, "prefetch": prefetch}
-    card = api.post("/cds-services/cha2ds2-vasc", json=body).json()["cards"][0]
+    card = fire(api, "cha2ds2-vasc", [F.patient("p1", 55, "male"), F.condition("49436004")],
+                unsent=("Device?", "MedicationRequest?", "MedicationStatement?"))
     assert card["summary"].startswith("CHA2DS2-VASc 0"), card["summary"]
     consider = next(x for x in card["detail"].splitlines() if x.startswith("**Consider:**"))
     assert "not recommended at this score, if the score's other “No”s hold" in consider, consider
