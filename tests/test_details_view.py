@@ -94,6 +94,16 @@ def details_path(card: dict[str, Any]) -> str:
     return url.removeprefix("http://testserver")
 
 
+def what_if(api: Any, card: dict[str, Any], body: dict[str, Any]) -> Any:
+    """The answer of the card's details page to a what-if body."""
+    return api.client.post(f"{details_path(card)}/what-if", json=body)
+
+
+def diagnostics(resp: Any) -> str:
+    """The first issue's words of an OperationOutcome answer."""
+    return resp.json()["issue"][0]["diagnostics"]
+
+
 def prediction_of(api: Any, path: str) -> dict[str, Any]:
     token = path.rsplit("/", 1)[1]
     prediction_id = verify_details_token(token, SECRET, datetime.now(UTC))

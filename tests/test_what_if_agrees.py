@@ -14,7 +14,7 @@ import pytest
 import fhirfactory as F
 from cds_hooks.bundle_prefetch import prefetch_from_resources
 from hook_calls import HOOK_INSTANCE, fire, module_app, templates
-from test_details_view import details_path
+from test_details_view import diagnostics, what_if
 from test_guideline_thresholds import news2_record, prevent_record
 from test_whole_list_and_what_if import CTX, FAILED
 
@@ -36,14 +36,6 @@ def call(api: Any, service: str, record: list[dict[str, Any]], fail: tuple[str, 
     cards = resp.json()["cards"]
     assert len(cards) == 1, cards
     return cards[0]
-
-
-def what_if(api: Any, card: dict[str, Any], body: dict[str, Any]) -> Any:
-    return api.client.post(f"{details_path(card)}/what-if", json=body)
-
-
-def diagnostics(resp: Any) -> str:
-    return resp.json()["issue"][0]["diagnostics"]
 
 
 def without_smoking(record: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -13,21 +13,13 @@ import pytest
 
 import fhirfactory as F
 from hook_calls import fire, module_app
-from test_details_view import details_path
+from test_details_view import details_path, diagnostics, what_if
 from test_guideline_thresholds import prevent_record
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     yield from module_app(tmp_path_factory.mktemp("what-if-guard-order"))
-
-
-def what_if(api: Any, card: dict[str, Any], body: dict[str, Any]) -> Any:
-    return api.client.post(f"{details_path(card)}/what-if", json=body)
-
-
-def diagnostics(resp: Any) -> str:
-    return resp.json()["issue"][0]["diagnostics"]
 
 
 def without_tc(record: list[dict[str, Any]]) -> list[dict[str, Any]]:
