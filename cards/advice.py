@@ -117,14 +117,14 @@ def _stored_evidence(stored: list[Any]) -> list[str]:
 def stored_advice(manifest: Manifest, category: str, features: Mapping[str, Any],
                   labels: Mapping[str, str] | None = None, guidance: str | None = None) -> str | None:
     """The same choice from a stored prediction's features ({"value", "defaulted", "display"}), for the details
-    page; a stored default is taken as read (the record does not keep which searches were missing)."""
-    def known(name: str) -> float | None:
-        fv = features.get(name)
-        return _number(fv.get("value")) if isinstance(fv, Mapping) else None
-
+    page; a stored default whose searches were not all read is unknown, as on the card (`_known`)."""
     def not_checked(name: str) -> bool:
         fv = features.get(name)
         return isinstance(fv, Mapping) and bool(fv.get("defaulted")) and _stored_unchecked(fv)
+
+    def known(name: str) -> float | None:
+        fv = features.get(name)
+        return _number(fv.get("value")) if isinstance(fv, Mapping) and not not_checked(name) else None
     advice = pick(manifest, category, known, not_checked)
     if advice is None:
         return None

@@ -85,3 +85,29 @@ def test_a_default_not_fully_checked_keeps_its_unread_searches(api: Any) -> None
     assert advice is not None and advice.startswith("Not fully checked: diabetes"), advice
     read = fire(api, "ascvd-pce-10y", woman_50(F.med_request(GLARGINE[0], display=GLARGINE[1])))
     assert prediction_of(api, details_path(read))["features"]["diabetes"]["unchecked"] == []
+
+
+def test_the_details_page_reads_a_default_not_fully_checked_as_unknown_as_the_card_does(api: Any) -> None:
+    """An advice that rests on a "No" ("when diabetes equals 0") must not apply when that "No" is a default whose
+    searches were not read: nobody confirmed it. The card (`advice_for`) reads such a default as unknown; the
+    details page, from the stored prediction, must choose the same advice, or the page tells the clinician something
+    the card did not (here: advice for a patient known not to be diabetic, for a woman on insulin)."""
+    from cards.advice import advice_for
+    from fhir_mapping.result import FeatureValue, MappingResult
+    from inference.manifest import Advice, When
+
+    card = without_orders(api, "ascvd-pce-10y", woman_50(F.med_request(GLARGINE[0], display=GLARGINE[1])))
+    pred = prediction_of(api, details_path(card))
+    assert pred["features"]["diabetes"]["defaulted"] and pred["features"]["diabetes"]["unchecked"]
+    manifest = runtime_of(api, pred).manifest
+    no_diabetes = Advice(when=(When(feature="diabetes", equals=0),), guidance="No diabetes on record: the band holds.")
+    manifest = manifest.model_copy(update={"advice": (no_diabetes, *manifest.advice)})
+    stored = stored_advice(manifest, pred["category"], pred["features"])
+    mapping = MappingResult(values={
+        name: FeatureValue(name=name, value=fv["value"], defaulted=bool(fv.get("defaulted")),
+                           unchecked=list(fv.get("unchecked") or ()), label=fv.get("label"))
+        for name, fv in pred["features"].items()})
+    on_card = advice_for(manifest, pred["category"], mapping)
+    assert on_card is not None and on_card.guidance != no_diabetes.guidance, on_card
+    assert stored is not None and not stored.startswith("No diabetes on record"), stored
+    assert stored.startswith("Not fully checked: diabetes"), stored
