@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
-from math import isfinite
+from math import isclose, isfinite
 from statistics import fmean
 from typing import Any, Literal
 
@@ -504,14 +504,17 @@ class _Context:
         stop_before = self.at - timedelta(days=max(widest)) if widest and None not in widest else None
         # readings ordered by the hour (vital signs): a date written alone could be any time that day
         hourly = feature.lookback_days is not None and feature.lookback_days <= 2
-        keyed = sorted(((self._sort_key(res, source, window_start, floor, hourly), res, source)
+        # results ordered by the day (labs) of one moment: those under the source's `prefer_codes` first (a serum
+        # creatinine before a whole-blood one drawn with it)
+        keyed = sorted((((*self._sort_key(res, source, window_start, floor, hourly),
+                          0 if hourly else self._preferred(res, source)), res, source)
                         for res, source in matches), key=lambda t: t[0], reverse=True)
         # a quantity's newest result that cannot be read, held until the records of the same moment are read: a
         # readable one among them (an interface that sends the value and a comment row) gives the value, whatever
         # the order of the bundle
-        held: tuple[tuple[datetime, int], SourceRef] | None = None
+        held: tuple[tuple[datetime, int, int], SourceRef] | None = None
         for i, (key, res, source) in enumerate(keyed):
-            if held is not None and key < held[0]:
+            if held is not None and key[:2] < held[0][:2]:
                 return self._newest_stands(name, feature, held[1], ignored)
             ref = self._ref(res, source)
             try:
@@ -540,9 +543,10 @@ class _Context:
                 continue
             valid = self._strictly_valid(feature, cands, ignored)
             if valid:
-                rival = self._rival(feature, valid[0], keyed[i + 1:]) if hourly else None
+                rival = self._rival(feature, valid[0], keyed[i + 1:]) if hourly else \
+                    self._same_moment_rival(feature, valid[0], key, keyed[i + 1:])
                 if rival is not None:
-                    return self._unplaced(name, feature, valid[0].ref, rival, ignored)
+                    return self._unplaced(name, feature, valid[0].ref, rival, ignored, twins=not hourly)
                 return self._aggregate(name, feature, valid)
             if _reads_presence(feature, source):
                 return self._unknown(name, feature, ignored[-1], ignored)
@@ -598,7 +602,7 @@ class _Context:
             self._unusable.append(noted)
 
     def _rival(self, feature: Feature, chosen: _Candidate,
-               rest: list[tuple[tuple[datetime, int], Resource, Source]]) -> SourceRef | None:
+               rest: list[tuple[tuple[datetime, int, int], Resource, Source]]) -> SourceRef | None:
         """Among readings ordered by the hour, one that may be newer than `chosen` and says otherwise: `chosen` or
         it is written as a date alone, so which came first is unknown (an SpO2 of 88 % 'on 6 December' against 97 %
         at 15:00 that day), or both were charted for the same moment (the bundle's order is no order). Only values
@@ -609,7 +613,7 @@ class _Context:
         if earliest is None:
             return None
         zoneless = _zoneless_time(chosen.ref.date)
-        for (moment, _), res, source in rest:
+        for (moment, *_), res, source in rest:
             if moment < earliest:
                 break  # certainly older (sorted by the latest moment each can mean); one of the same moment that
                 # says otherwise (two respiration rates charted for one minute) leaves the newest unknown too
@@ -625,6 +629,29 @@ class _Context:
                 break  # a timed reading agreeing with `chosen`: those after it are older, the newest agrees either way
         return None
 
+    def _preferred(self, res: Resource, source: Source) -> int:
+        """1 for a result under one of the source's `prefer_codes`, else 0 (and 0 for all when it names none)."""
+        if not source.prefer_codes:
+            return 0
+        return int(any(f"{system}|{code}" in source.prefer_codes for system, code, _ in codings(res.get("code"))))
+
+    def _same_moment_rival(self, feature: Feature, chosen: _Candidate, key: tuple[datetime, int, int],
+                           rest: list[tuple[tuple[datetime, int, int], Resource, Source]]) -> SourceRef | None:
+        """For results ordered by the day (labs): another result charted for the very same moment, as preferred by
+        the source's `prefer_codes`, whose value differs by more than rounding (two serum creatinines of one timestamp,
+        1.4 and 2.0 mg/dL): a searchset's order within one moment is no order, so neither is known to stand."""
+        for other_key, res, source in rest:
+            if other_key != key:
+                break  # sorted newest first, then by preference: the rest are older or ranked lower
+            ref = self._ref(res, source)
+            try:
+                cands = self._read(res, source, feature, ref)
+            except _Skip:
+                continue
+            if any(not isclose(c.value, chosen.value, rel_tol=0.01) for c in cands):
+                return cands[0].ref
+        return None
+
     def _says_otherwise(self, feature: Feature, chosen: _Candidate, res: Resource, source: Source,
                         ref: SourceRef) -> tuple[bool, SourceRef | None]:
         """(whether `res` could be read, the record itself when it gives a value other than `chosen`'s)."""
@@ -635,7 +662,8 @@ class _Context:
         return True, (cands[0].ref if any(c.value != chosen.value for c in cands) else None)
 
     def _unplaced(self, name: str, feature: Feature, chosen: SourceRef, rival: SourceRef,
-                  ignored: list[SourceRef]) -> MissingFeature:
+                  ignored: list[SourceRef], twins: bool = False) -> MissingFeature:
+        """Two readings either of which may stand; `twins`: two results charted for one moment (labs)."""
         def at(ref: SourceRef) -> str:
             written = ref.date or ""
             return f"on {written[:10]} (no time given)" if "T" not in written else f"at {self._local_text(written)}"
@@ -645,6 +673,11 @@ class _Context:
                 if isinstance(ref.original_value, (int, float)) and not isinstance(ref.original_value, bool) else \
                 "a value"
 
+        if twins:
+            reason = (f"Two results charted for the same moment disagree: {shown(chosen)} and {shown(rival)} "
+                      f"{at(chosen)}; which one stands is not known; results: {chosen.reference}, {rival.reference}")
+            return MissingFeature(name=name, label=feature.label, required=feature.required, reason=reason,
+                                  ignored=ignored + [chosen, rival])
         dated_alone = "T" not in (chosen.date or "") or "T" not in (rival.date or "")
         why = "a time is needed for the one written as a date alone" if dated_alone else \
             "both are charted for the same moment"

@@ -99,6 +99,10 @@ class Source(_Strict):
     # Encounter: the source reads only the encounter the hook acts on (encounter-start's context.encounterId); a
     # feature whose sources all say so has no value when no encounter is named or the record does not hold it
     context_encounter: bool = False
+    # of results charted for the same moment (labs), one under these codes (among `codes`) stands before one under
+    # the others: a serum creatinine before a whole-blood one drawn with it. Results of one moment and the same
+    # preference that disagree leave the input missing
+    prefer_codes: tuple[str, ...] = ()
 
     @field_validator("where")
     @classmethod
@@ -110,7 +114,7 @@ class Source(_Strict):
                 raise ValueError(f"FHIRPath '{value}' does not parse: {exc}") from exc
         return value
 
-    @field_validator("codes", "component")
+    @field_validator("codes", "component", "prefer_codes")
     @classmethod
     def _tokens(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(_check_token(t) for t in value)
@@ -125,6 +129,9 @@ class Source(_Strict):
             raise ValueError("`medication_class` only applies to MedicationRequest and MedicationStatement sources")
         if (self.above is None) != (self.above_unit is None):
             raise ValueError("`above` and `above_unit` go together")
+        if set(self.prefer_codes) - set(self.codes):
+            raise ValueError(f"`prefer_codes` must be among the source's `codes`: "
+                             f"{', '.join(sorted(set(self.prefer_codes) - set(self.codes)))} is not")
         if self.usable_range is not None and self.above is None:
             raise ValueError("a source's `usable_range` needs `above` and `above_unit` (its unit)")
         if self.above_unit is not None and default_registry().lookup(self.above_unit) is None:

@@ -594,3 +594,83 @@ def test_a_birth_year_alone_gives_no_number_when_the_egfr_shown_would_differ(api
     assert "- eGFR: Cannot be computed without age at the creatinine" in card["detail"], card["detail"]
     assert "- eGFR: Nothing usable on record" not in card["detail"]
 
+
+
+def _creatinine(code: str, value: float, unit: str, at: str | None = None) -> dict[str, Any]:
+    obs = F.quantity_obs(code, value, unit, days=2)
+    if at is not None:
+        obs["effectiveDateTime"] = at
+    return obs
+
+
+def test_two_serum_creatinines_of_one_moment_that_disagree_give_no_egfr_whatever_the_bundle_order(api: Any) -> None:
+    """Inker 2021 by hand, a man of 60: serum creatinine 1.4 mg/dL gives 57.5 (KDIGO G3a), 2.0 mg/dL gives 37.5
+    (G3b). Both charted as serum creatinine for the same effectiveDateTime: a searchset's order within one moment is
+    no order, and the card had taken whichever came first. It names both and gives no number either way."""
+    a = _creatinine("2160-0", 1.4, "mg/dL")
+    b = _creatinine("2160-0", 2.0, "mg/dL", a["effectiveDateTime"])
+    cards = [fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), copy.deepcopy(x), copy.deepcopy(y)])
+             for x, y in ((a, b), (b, a))]
+    for card in cards:
+        assert "not calculated" in card["summary"], card["summary"]
+        assert "1.4 mg/dL" in card["detail"] and "2 mg/dL" in card["detail"], card["detail"]
+        assert "Two results charted for the same moment disagree" in card["detail"], card["detail"]
+
+
+def test_one_serum_creatinine_written_in_two_units_is_one_result(api: Any) -> None:
+    """The same serum creatinine sent in mg/dL and in µmol/L (1.4 mg/dL = 123.8 µmol/L, the second rounded to
+    124): the two agree within rounding, so the eGFR stands (Inker 2021: 57.54 for a man of 60; the card shows the
+    age today)."""
+    a = _creatinine("2160-0", 1.4, "mg/dL")
+    b = _creatinine("14682-9", 124, "umol/L", a["effectiveDateTime"])
+    for x, y in ((a, b), (b, a)):
+        card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), copy.deepcopy(x), copy.deepcopy(y)])
+        assert "not calculated" not in card["summary"], card["summary"]
+        assert "G3a" in card["summary"], card["summary"]
+
+
+@pytest.mark.parametrize(("serum", "blood"), [
+    (("2160-0", 1.4, "mg/dL"), ("38483-4", 2.0, "mg/dL")), (("2160-0", 1.4, "mg/dL"), ("59826-8", 176.8, "umol/L")),
+    (("14682-9", 123.8, "umol/L"), ("38483-4", 2.0, "mg/dL"))])
+def test_a_serum_creatinine_stands_before_a_whole_blood_one_of_the_same_moment(
+        api: Any, serum: tuple[str, float, str], blood: tuple[str, float, str]) -> None:
+    """CKD-EPI 2021 is a serum (or plasma) creatinine equation (Inker 2021); a whole-blood creatinine (LOINC
+    38483-4 mass, 59826-8 molar: a point-of-care or blood-gas analyser) drawn at the same moment is not the one the
+    equation describes. Serum 1.4 mg/dL gives 57.5 (G3a) for a man of 60; whole blood 2.0 mg/dL would give 37.5
+    (G3b). Whichever the bundle lists first, the serum result stands."""
+    first = _creatinine(*serum)
+    whole = _creatinine(blood[0], blood[1], blood[2], first["effectiveDateTime"])
+    for x, y in ((whole, first), (first, whole)):
+        card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), copy.deepcopy(x), copy.deepcopy(y)])
+        assert "G3a" in card["summary"], card["summary"]
+        assert "G3b" not in card["summary"], card["detail"]
+
+
+def test_a_whole_blood_creatinine_in_micromoles_is_read_when_alone(api: Any) -> None:
+    """A whole-blood creatinine in µmol/L (LOINC 59826-8) is a creatinine the service reads when no serum result is
+    there: 123.8 µmol/L = 1.4 mg/dL gives G3a for a man of 60 (Inker 2021: 57.54)."""
+    card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), _creatinine("59826-8", 123.8, "umol/L")])
+    assert "G3a" in card["summary"], card["summary"]
+
+
+def test_two_serum_creatinines_in_two_units_that_disagree_give_no_egfr(api: Any) -> None:
+    """A serum creatinine of 1.4 mg/dL (LOINC 2160-0) and one of 177 µmol/L (14682-9, 2.0 mg/dL) charted for the
+    same moment: both are serum results, neither is preferred, and they give G3a or G3b (Inker 2021, man of 60:
+    57.5 or 37.5), so there is no number, whichever the bundle lists first."""
+    a = _creatinine("2160-0", 1.4, "mg/dL")
+    b = _creatinine("14682-9", 177, "umol/L", a["effectiveDateTime"])
+    for x, y in ((a, b), (b, a)):
+        card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), copy.deepcopy(x), copy.deepcopy(y)])
+        assert "not calculated" in card["summary"], card["summary"]
+        assert "Two results charted for the same moment disagree" in card["detail"], card["detail"]
+
+
+def test_a_preferred_code_outside_the_sources_codes_is_refused_naming_it() -> None:
+    """`prefer_codes` orders results the source reads; a code the source does not read could never be preferred,
+    so the spec is refused, naming the code."""
+    from pydantic import ValidationError
+
+    from fhir_mapping.spec import Source
+
+    with pytest.raises(ValidationError, match=r"prefer_codes.*http://loinc.org\|14682-9 is not"):
+        Source(resource="Observation", codes=("http://loinc.org|2160-0",), prefer_codes=("http://loinc.org|14682-9",))

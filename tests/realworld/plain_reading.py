@@ -279,8 +279,10 @@ def _obs_time(r: dict[str, Any]) -> datetime | None:
     return parse_instant(when) if isinstance(when, str) else None
 
 
-def _usable_obs(rs: list[dict[str, Any]], codes: set[str], days: int | None) -> list[tuple[datetime, dict[str, Any]]]:
-    """Observations with one of `codes` (LOINC), usable status, within `days`, newest first."""
+def _usable_obs(rs: list[dict[str, Any]], codes: set[str],
+                days: int | None) -> list[tuple[datetime, dict[str, Any]]]:
+    """Observations with one of `codes` (LOINC), usable status, within `days`, newest first; of one moment, a serum
+    creatinine before a whole-blood one."""
     out = []
     for r in rs:
         if r["resourceType"] != "Observation" or r.get("status") not in USABLE_OBSERVATION:
@@ -291,8 +293,26 @@ def _usable_obs(rs: list[dict[str, Any]], codes: set[str], days: int | None) -> 
         if t is None or t > now() or (days is not None and t < now() - timedelta(days=days)):
             continue
         out.append((t, r))
-    return sorted(out, key=lambda x: x[0], reverse=True)
+    return sorted(out, key=lambda x: (-x[0].timestamp(), _whole_blood(x[1])))
 
+
+def _whole_blood(r: dict[str, Any]) -> bool:
+    return any(s == LOINC and c in WHOLE_BLOOD for s, c, _ in codings(r.get("code")))
+
+
+def _disagrees(found: list[tuple[datetime, dict[str, Any]]], kind: str) -> bool:
+    """The newest result has a twin of the same moment (both serum, or both whole blood) whose number differs by
+    more than 1 %: which of them stands is not known."""
+    if len(found) < 2 or found[0][0] != found[1][0] or _whole_blood(found[0][1]) != _whole_blood(found[1][1]):
+        return False
+    a, b = (_convert(x[1].get("valueQuantity"), kind) for x in found[:2])
+    return a is not None and b is not None and abs(a - b) > 0.01 * max(abs(a), abs(b))
+
+
+# creatinine in serum or plasma (mass, molar), then in whole blood (mass, molar): CKD-EPI is a serum creatinine
+# equation, so of one moment the serum result stands
+CREATININE = {"2160-0", "14682-9", "38483-4", "59826-8"}
+WHOLE_BLOOD = {"38483-4", "59826-8"}
 
 _UNIT_FACTORS = {  # quantity kind -> {unit (folded): factor to the model unit}
     "cholesterol": {"mg/dl": 1.0, "mmol/l": 38.67},
@@ -318,7 +338,10 @@ def _convert(q: dict[str, Any] | None, kind: str) -> float | None:
 
 
 def latest_value(rs: list[dict[str, Any]], codes: set[str], kind: str, days: int | None) -> float | None:
-    for _, r in _usable_obs(rs, codes, days):
+    found = _usable_obs(rs, codes, days)
+    if _disagrees(found, kind):
+        return None
+    for _, r in found:
         return _convert(r.get("valueQuantity"), kind)
     return None
 
@@ -371,7 +394,10 @@ def _newest_kidney(rs: list[dict[str, Any]], codes: set[str], kind: str) -> tupl
     number cannot be used (a bound, no unit, a unit that does not convert) — unless a readable one of the same day
     follows it (a bound always speaks)."""
     bad: datetime | None = None
-    for t, r in _usable_obs(rs, codes, 365):
+    found = _usable_obs(rs, codes, 365)
+    if _disagrees(found, kind):
+        return found[0][0], None
+    for t, r in found:
         q = r.get("valueQuantity")
         if not isinstance(q, dict) or not isinstance(q.get("value"), (int, float)):
             continue
@@ -390,7 +416,7 @@ def egfr(rs: list[dict[str, Any]], p: dict[str, Any], female: int) -> float | No
     (with the age on the day it was drawn); on the same day the reported eGFR. When the newest of them cannot be
     read, there is no eGFR (an older one is not used in its place)."""
     reported = _newest_kidney(rs, {"98979-8"}, "egfr")
-    cr = _newest_kidney(rs, {"2160-0", "38483-4", "14682-9"}, "creatinine")
+    cr = _newest_kidney(rs, CREATININE, "creatinine")
     if cr is not None and (reported is None or cr[0].date() > reported[0].date()):
         return None if cr[1] is None else ckd_epi_2021(cr[1], age_years(p, cr[0].date()), female)
     return None if reported is None else reported[1]
@@ -529,8 +555,9 @@ def _cha2ds2vasc(rs: list[dict[str, Any]], p: dict[str, Any], age: int, female: 
 def _egfr(rs: list[dict[str, Any]], p: dict[str, Any], age: int, female: int) -> Expected:
     if age < 18:
         return Expected("refused", "not an adult")
-    newest = _usable_obs(rs, {"2160-0", "38483-4", "14682-9"}, 365)
-    cr = _convert(newest[0][1].get("valueQuantity"), "creatinine") if newest else None
+    newest = _usable_obs(rs, CREATININE, 365)
+    cr = _convert(newest[0][1].get("valueQuantity"), "creatinine") if newest and \
+        not _disagrees(newest, "creatinine") else None
     if cr is None:
         return Expected("missing", "missing creatinine")
     # the eGFR of a specimen takes the age on the day it was drawn (Inker 2021)

@@ -114,7 +114,7 @@ _SI = {  # mass code -> (molar code, display, unit, value function)
     "2085-9": ("14646-4", "Cholesterol in HDL [Moles/volume] in Serum or Plasma", "mmol/L",
                lambda v: round(v / 38.67, 2)),
     "2160-0": ("14682-9", "Creatinine [Moles/volume] in Serum or Plasma", "umol/L", lambda v: round(v * 88.4, 1)),
-    "38483-4": ("14682-9", "Creatinine [Moles/volume] in Blood", "umol/L", lambda v: round(v * 88.4, 1)),
+    "38483-4": ("59826-8", "Creatinine [Moles/volume] in Blood", "umol/L", lambda v: round(v * 88.4, 1)),
 }
 
 
