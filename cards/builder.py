@@ -19,7 +19,7 @@ from cards.markdown import environment, md_escape, trusted
 from fhir_mapping.formatting import (clip_words, first_clause, first_sentence, kept_inside, number, unit_label,
                                      unmeasured)
 from fhir_mapping.fhirdates import parse_fhir_datetime
-from fhir_mapping.result import (BOUND_NOTE, NOT_COUNTED, FeatureValue, MappingResult, not_counted_only,
+from fhir_mapping.result import (BOUND_NOTE, FOR_WANT_OF, NOT_COUNTED, FeatureValue, MappingResult, not_counted_only,
                                  repeat_not_due)
 from fhir_mapping.mapper import display_value
 from fhir_mapping.spec import Feature, FeatureSpec
@@ -413,7 +413,8 @@ def _missing_card(manifest: Manifest, spec: FeatureSpec, prediction: Prediction,
     for name in prediction.missing_required:
         feature = spec.features.get(name)
         order = feature.order if feature else None
-        if order is None or order.code in seen or _resulted_as_a_bound(mapping, name, feature, ctx.at):
+        if order is None or order.code in seen or _resulted_as_a_bound(mapping, name, feature, ctx.at) \
+                or _for_want_of_another(mapping, name):
             continue
         seen.add(order.code)
         sr = service_request(order.model_dump(), patient_id=ctx.patient_id, encounter_id=ctx.encounter_id,
@@ -439,6 +440,12 @@ def _resulted_as_a_bound(mapping: MappingResult, name: str, feature: Feature | N
     moment = parse_fhir_datetime(ref.date) if ref.date else None
     return repeat_not_due(moment.date() if moment is not None else None,
                           feature.lookback_days if feature is not None else None, at)
+
+
+def _for_want_of_another(mapping: MappingResult, name: str) -> bool:
+    """Its results are on record and an age or sex is not (an eGFR for gender 'other'): a new test gives nothing."""
+    missing = mapping.missing.get(name)
+    return missing is not None and missing.reason.startswith(FOR_WANT_OF)
 
 
 def _follows_missing(spec: FeatureSpec, name: str, mapping: MappingResult) -> bool:

@@ -6,6 +6,7 @@ resource an EHR would reject (once per shape: `cards.shape_check`).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -97,10 +98,17 @@ def _prediction(manifest: Manifest, output: Output, prediction: Prediction) -> d
     return pred
 
 
-def _basis(mapping: MappingResult) -> list[dict[str, str]]:
+_DERIVED_FROM_TYPES = frozenset({"DocumentReference", "ImagingStudy", "Media", "QuestionnaireResponse", "Observation",
+                                  "MolecularSequence"})
+
+
+def _basis(mapping: MappingResult, names: Collection[str] | None = None) -> list[dict[str, str]]:
+    """The records the values rest on (of the features `names` only, when given)."""
     refs: list[dict[str, str]] = []
     seen: set[str] = set()
-    for fv in mapping.values.values():
+    for name, fv in mapping.values.items():
+        if names is not None and name not in names:
+            continue
         for src in fv.sources if not fv.defaulted else ():
             if src.reference and src.reference not in seen and "/" in src.reference:
                 seen.add(src.reference)
@@ -108,10 +116,11 @@ def _basis(mapping: MappingResult) -> list[dict[str, str]]:
     return refs
 
 
-def _measured_at(mapping: MappingResult) -> datetime | None:
-    """When the results a computed value rests on were taken: the oldest dated source of its inputs (a creatinine's
-    draw for an eGFR), so that the saved value ages with its specimen, not with the hook that computed it."""
-    dates = [d for v in mapping.values.values() for src in v.sources if src.resource_type != "Patient"
+def _measured_at(mapping: MappingResult, names: Collection[str]) -> datetime | None:
+    """When the results a computed value rests on were taken: the oldest dated source of its inputs `names` (a
+    creatinine's draw for an eGFR; not a urine ACR that only chooses the advice), so that the saved value ages with
+    its specimen, not with the hook that computed it."""
+    dates = [d for n, v in mapping.values.items() if n in names for src in v.sources if src.resource_type != "Patient"
              for d in (parse_fhir_datetime(src.date) if src.date else None,) if d is not None]
     return min(dates) if dates else None
 
@@ -129,6 +138,7 @@ def observation(
     """An Observation recording a computed value (e.g. eGFR), derived from the resources it was computed from."""
     assert prediction.outputs is not None and manifest.card.observation_code is not None
     primary = manifest.primary
+    inputs = {i.name for i in manifest.inputs}  # what the value is computed from, not what chose the advice
     code = dict(manifest.card.observation_code)
     resource: dict[str, Any] = {
         "resourceType": "Observation",
@@ -137,7 +147,7 @@ def observation(
                                   "code": "laboratory"}]}],
         "code": {"coding": [code], "text": code.get("display", primary.label)},
         "subject": {"reference": f"Patient/{patient_id}"},
-        "effectiveDateTime": _date_time(_measured_at(mapping) or at),
+        "effectiveDateTime": _date_time(_measured_at(mapping, inputs) or at),
         "valueQuantity": {"value": primary.shown_value(prediction.outputs[primary.name]),  # the number on the card
                           "unit": primary.unit or "", "system": UCUM, "code": primary.unit or "1"},
         "method": {"text": f"{manifest.title} (cds-onnx model {manifest.id} {manifest.version})"},
@@ -145,7 +155,8 @@ def observation(
     }
     if encounter_id:
         resource["encounter"] = {"reference": f"Encounter/{encounter_id}"}
-    derived = _basis(mapping)
+    # R4 Observation.derivedFrom refers to Observations and documents only: the Patient (age, sex) is the subject
+    derived = [r for r in _basis(mapping, inputs) if r["reference"].split("/", 1)[0] in _DERIVED_FROM_TYPES]
     if derived:
         resource["derivedFrom"] = derived
     validate_shape(Observation, resource)

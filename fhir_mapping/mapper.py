@@ -25,7 +25,7 @@ from fhir_mapping.index import Resource, ResourceIndex, as_list, codings, main_c
 from fhir_mapping.medications import (ACUTE_COURSE, MedicationView, Recognition, StatedReason, acute_order,
                                       medication_view, shipped_class_ids)
 from fhir_mapping.race_ethnicity import recorded_categories
-from fhir_mapping.result import (BOUND_NOTE, CHECK_AND_CODE, NOT_COUNTED, NOTHING_ON_RECORD, FeatureValue,
+from fhir_mapping.result import (BOUND_NOTE, CHECK_AND_CODE, FOR_WANT_OF, NOT_COUNTED, NOTHING_ON_RECORD, FeatureValue,
                                  MappingResult, MissingFeature, SourceRef, not_counted_only)
 from fhir_mapping.mentions import MentionRule, concept_texts
 from fhir_mapping.spec import MENTION_TYPES, Feature, FeatureSpec, Source
@@ -326,8 +326,9 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
             # not "nothing usable on record" (a card shows the first clause)
             why = "; ".join(f"{spec.features[n].label.lower()}: {result.missing[n].reason}"
                             for n in absent if n in result.missing)
+            # (the measured source's own "nothing usable on record" would deny the results the value needs)
             return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
-                                  reason=f"Cannot be computed without {labels} ({why}); {measured.reason}")
+                                  reason=f"{FOR_WANT_OF}{labels} ({why})")
         lead = f"{measured.reason}; it" if measured else "It"
         return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
                               reason=f"{lead} cannot be computed without {labels}")

@@ -80,6 +80,9 @@ class FeatureValue:
 
 # how the mapper notes a result written as a bound ('<3 mg/g'), and begins the reason of an input whose newest result
 # is one: 'Newest result (2026-11-17) not usable: value is a bound (<3 mg/g), not a measurement'
+# a derived value whose results are on record but whose age or sex is not (an eGFR for gender 'other'): a new test
+# would not give it, so no order is offered for it (card and details page read the stored reason)
+FOR_WANT_OF = "Cannot be computed without "
 BOUND_NOTE = "value is a bound"
 _BOUND_REASON = re.compile(rf"^Newest result \((\d{{4}}-\d{{2}}-\d{{2}})\) not usable: {BOUND_NOTE}\b")
 

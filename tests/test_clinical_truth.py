@@ -1617,3 +1617,78 @@ def test_an_order_for_something_else_or_a_stopped_order_changes_nothing(api: Any
     risk_of = med({"text": "atorvastatin 40 mg tablet"}, reasonCode=_text_reason("at risk for heart attack"))
     for order in (migraine, stopped, risk_of):
         assert _cha2ds2(api, order).startswith("CHA2DS2-VASc 0"), order
+
+
+def test_a_low_cha2ds2_vasc_on_an_anticoagulant_with_nos_not_fully_checked_says_so(api: Any) -> None:
+    """A man of 50 with AF on apixaban scores 0, but the EHR did not send the MedicationStatement search, so
+    "Hypertension: No" and "Diabetes: No" are not fully checked. Each would add a point, and at 1 oral
+    anticoagulation is reasonable (2023 ACC/AHA/ACCP/HRS AF guideline, class 2a): the card must not say flatly that
+    AF alone does not call for the anticoagulant; it names what was not checked."""
+    record = [F.patient("p1", 50, "male"), F.condition("49436004", display="Atrial fibrillation"),
+              F.med_request("1364445", display="apixaban 5 MG Oral Tablet")]
+    card = fire(api, "cha2ds2-vasc", record, unsent=("MedicationStatement?",))
+    assert card["summary"].startswith("CHA2DS2-VASc 0"), card["summary"]
+    consider = card["detail"].split("**Consider:**", 1)[1]
+    assert "AF alone does not call for one" not in consider, consider
+    assert "On an anticoagulant (apixaban 5 MG Oral Tablet). Not fully checked: hypertension" in consider, consider
+    read = fire(api, "cha2ds2-vasc", record)  # every search read: the score stands, and so does the advice
+    assert "AF alone does not call for one" in read["detail"], read["detail"]
+
+
+def _orders(card: dict[str, Any]) -> list[str]:
+    return [c["code"] for s in card.get("suggestions", []) for a in s["actions"]
+            if a["resource"]["resourceType"] == "ServiceRequest" for c in a["resource"]["code"]["coding"]]
+
+
+@pytest.mark.parametrize("gender", ["other", "unknown"])
+def test_no_creatinine_is_ordered_when_the_egfr_lacks_only_the_sex(api: Any, gender: str) -> None:
+    """CKD-EPI 2021 needs sex (Inker 2021). With a creatinine drawn last month and the gender 'other' or 'unknown',
+    the KFRE card says the eGFR cannot be computed without sex: a new creatinine would not give it, so none is
+    ordered, and the details page does not say that nothing usable is on record (the creatinine is)."""
+    from test_details_view import details_path
+
+    record = [F.patient("p1", 60, gender), F.quantity_obs("2160-0", 2.0, "mg/dL", days=30),
+              F.quantity_obs("9318-7", 50, "mg/g", days=30)]
+    card = fire(api, "kfre-4var", record)
+    assert "not calculated" in card["summary"] and "Sex" in card["summary"], card["summary"]
+    assert "Cannot be computed without sex" in card["detail"], card["detail"]
+    assert "2160-0" not in _orders(card), card["suggestions"]
+    page = api.client.get(details_path(card)).text
+    assert "Cannot be computed without sex" in page
+    assert "Nothing usable on record" not in page
+    assert "no test to order: the results are on record, and its sex is not known" in page
+    assert "order: Creatinine" not in page
+    no_creatinine = fire(api, "kfre-4var", [F.patient("p1", 60, gender), F.quantity_obs("9318-7", 50, "mg/g")])
+    assert "2160-0" in _orders(no_creatinine), no_creatinine  # nothing drawn: the test is what is missing
+
+
+def test_kfre_reads_an_egfr_of_29_8_as_reported_as_the_egfr_card_does(api: Any) -> None:
+    """A woman of 85 whose creatinine gives a CKD-EPI 2021 eGFR of 29.8 (Inker 2021), reported as 30: the eGFR card
+    calls it G3b (KDIGO 2024: G3b 30–44, categories on the reported whole number). The KFRE card for the same
+    creatinine must not call it below 30 (G4–G5) and recommend referral on that ground; at 29.4 (reported 29) both
+    agree it is G4."""
+    def creatinine_for(egfr: float, age: int) -> float:  # Inker 2021, woman, above kappa 0.7, solved for Scr
+        return 0.7 * (egfr / (142 * 0.9938 ** age * 1.012)) ** (-1 / 1.2)
+
+    for egfr, g4 in ((29.8, False), (29.4, True)):
+        record = [F.patient("p1", 85, "female"), F.quantity_obs("2160-0", round(creatinine_for(egfr, 85), 3), "mg/dL"),
+                  F.quantity_obs("9318-7", 3, "mg/g")]
+        egfr_card = fire(api, "egfr-ckd-epi-2021", record)
+        kfre_card = fire(api, "kfre-4var", record)
+        assert ("G4" in egfr_card["summary"]) is g4, egfr_card["summary"]
+        assert ("eGFR below 30 (G4–G5)" in kfre_card["detail"]) is g4, (egfr_card["summary"], kfre_card["detail"])
+
+
+def test_a_saved_egfr_is_dated_and_derived_from_its_creatinine_only(api: Any) -> None:
+    """The eGFR the card offers to save is computed from the creatinine, age and sex (Inker 2021); a urine ACR from
+    300 days ago only chooses the advice. Dated by the ACR and derived from it, the saved eGFR would put a value of
+    ten months ago in the chart, which with today's reads as an eGFR below 60 for more than 3 months (KDIGO's
+    chronicity criterion). FHIR R4: effectiveDateTime is when the value was true (the specimen); derivedFrom lists
+    the Observations (or documents) the value was derived from, never the Patient (R4 allows no Patient there)."""
+    creatinine = F.quantity_obs("2160-0", 1.6, "mg/dL", days=10)
+    acr = F.quantity_obs("9318-7", 20, "mg/g", days=300)
+    card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), creatinine, acr])
+    saved = next(a["resource"] for s in card["suggestions"] for a in s["actions"]
+                 if a["resource"]["resourceType"] == "Observation")
+    assert saved["effectiveDateTime"][:10] == creatinine["effectiveDateTime"][:10], saved["effectiveDateTime"]
+    assert [d["reference"] for d in saved["derivedFrom"]] == [f"Observation/{creatinine['id']}"], saved["derivedFrom"]
