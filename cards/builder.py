@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from markupsafe import Markup
+
 from cards.advice import advice_for, advice_text, card_notes
 from cards.fhir_resources import format_output, observation, output_text, risk_assessment, service_request
 from cards.markdown import environment, md_escape, trusted
+from fhir_mapping.draft_orders import DraftOrder
 from fhir_mapping.formatting import (clip_words, first_clause, first_sentence, kept_inside, number, unit_label,
                                      unmeasured)
 from fhir_mapping.fhirdates import parse_fhir_datetime
@@ -49,6 +52,7 @@ class CardContext:
     smart_app_url: str | None = None
     details_url: str | None = None  # this prediction's details page (opaque, short-lived link)
     smart_launch_url: str | None = None  # the details page as a SMART app (appContext = the details token)
+    drafts: tuple[DraftOrder, ...] = ()  # order-select/order-sign: the orders being placed (context.draftOrders)
 
 
 def build_cards(manifest: Manifest, spec: FeatureSpec, prediction: Prediction, mapping: MappingResult,
@@ -136,7 +140,7 @@ def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, 
         if not any(j > i and other == suffix for j, other in suffixes):
             assumed[i] += suffix
     return {"inputs": [], "other_outputs": [], "withheld": [], "missing": [], "assumed": assumed, "action": None,
-            "notes": []}
+            "notes": [], "in_this_order": _in_this_order(manifest, spec, ctx)}
 
 
 def _key_inputs(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, prediction: Prediction,
@@ -261,6 +265,7 @@ def _links(manifest: Manifest, ctx: CardContext) -> list[dict[str, Any]]:
 
 def _card(summary: str, indicator: str, detail: str, manifest: Manifest, ctx: CardContext,
           suggestions: list[dict[str, Any]]) -> dict[str, Any]:
+    suggestions = [s for s in suggestions if not _already_drafted(s, ctx)]
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
         "summary": clip_summary(summary),
@@ -274,6 +279,26 @@ def _card(summary: str, indicator: str, detail: str, manifest: Manifest, ctx: Ca
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "any" if len(suggestions) > 1 else "at-most-one"
     return card
+
+
+def _already_drafted(suggestion: dict[str, Any], ctx: CardContext) -> bool:
+    """A suggested order whose code is already among the orders being placed (a urine ACR in the order set)."""
+    drafted = {code for d in ctx.drafts if d.resource_type == "ServiceRequest" for code in d.codes}
+    orders = [a["resource"] for a in suggestion["actions"] if a["resource"].get("resourceType") == "ServiceRequest"]
+    return bool(orders) and all(any(f"{c.get('system')}|{c.get('code')}" in drafted
+                                    for c in r.get("code", {}).get("coding", ())) for r in orders)
+
+
+def _in_this_order(manifest: Manifest, spec: FeatureSpec, ctx: CardContext) -> list[Markup]:
+    """The orders being placed that bear on this model: a drug of one of its drug classes ('apixaban 5 MG Oral
+    Tablet (anticoagulant)'), a test it reads or orders; names as the order gives them, escaped."""
+    tests = {f"{f.order.system}|{f.order.code}" for f in spec.features.values() if f.order is not None}
+    tests |= {c for f in spec.features.values() for s in f.sources if s.resource == "Observation" for c in s.codes}
+    tests |= {f"{u.code.get('system')}|{u.code.get('code')}" for c in manifest.categories for u in c.follow_ups
+              if u.code}
+    named = [f"{md_escape(d.name)} ({md_escape(d.recognised_as)})" if d.recognised_as else md_escape(d.name)
+             for d in ctx.drafts if d.recognised_as or (d.resource_type == "ServiceRequest" and d.codes & tests)]
+    return [trusted(n) for n in dict.fromkeys(named)]
 
 
 def _render(template: str, view: dict[str, Any]) -> str:

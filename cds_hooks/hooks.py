@@ -28,6 +28,8 @@ class HookDefinition:
 # hooks whose context.encounterId names the encounter they act on (being started or discharged); on the others it
 # is the chart's context only
 ENCOUNTER_HOOKS = frozenset({"encounter-start", "encounter-discharge"})
+# hooks whose context carries the orders being placed (context.draftOrders), which a card takes into account
+ORDER_HOOKS = frozenset({"order-select", "order-sign"})
 
 HOOKS: dict[str, HookDefinition] = {
     "patient-view": HookDefinition("patient-view", ("userId", "patientId"), ("encounterId",)),

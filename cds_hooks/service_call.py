@@ -22,14 +22,16 @@ from cds_hooks.details.links import details_token
 from cds_hooks.auth import ClientIdentity, TrustedClient, fhir_server_allowed
 from cds_hooks.cohort import cohort_of
 from cds_hooks.errors import ApiError, bad_request
-from cds_hooks.hooks import ENCOUNTER_HOOKS, validate_context
+from cds_hooks.hooks import ENCOUNTER_HOOKS, ORDER_HOOKS, validate_context
 from cds_hooks.pipeline import (REFERENCED_MEDICATIONS_KEY, index_of, map_patient, predict, same_inputs,
                                 same_result, unresolved_medications)
 from cds_hooks.prefetch import PrefetchOutcome, fetch_medications, resolve_prefetch
 from cds_hooks.request import HookRequest
 from cds_hooks.services import CdsService
+from fhir_mapping.draft_orders import draft_resources, read_drafts
 from fhir_mapping.index import ANOTHER_PATIENT
 from fhir_mapping.result import MappingResult, MissingFeature
+from fhir_mapping.spec import FeatureSpec
 from fhir_mapping.timeline import TimelineFeatureSpec, mark_record_gaps
 from inference.repository import ModelEntry
 from inference.runtime import ModelRuntime, Prediction
@@ -169,8 +171,11 @@ class ServiceCaller:
             if self.details_secret is not None:
                 token = details_token(prediction_id, self.details_secret, at, self.details_ttl_seconds)
                 details_url = f"{base_url}/details/{token}"
+            # order-select/order-sign: the orders being placed, named on the card and not suggested again
+            drafts = tuple(read_drafts(champion.spec, draft_resources(req.context), champion.valuesets)) \
+                if req.hook in ORDER_HOOKS and isinstance(champion.spec, FeatureSpec) else ()
             ctx = CardContext(service.id, patient_id, encounter_id, at, base_url, self.smart_app_url, details_url,
-                              f"{base_url}/smart/launch" if self.smart_launch and details_url else None)
+                              f"{base_url}/smart/launch" if self.smart_launch and details_url else None, drafts)
             cards = build_cards(champion.manifest, champion.spec, prediction, mapping, ctx)
             if _below_threshold(champion.manifest, prediction, self.min_category.get(service.id)):
                 cards = []  # recorded below, not shown: the deployment shows this service only from a category up

@@ -1,0 +1,155 @@
+"""order-select and order-sign: the orders being placed (`context.draftOrders`) are named on the card when they bear
+on the model, and the card never suggests again an order already among them.
+
+CDS Hooks 1.0: on order-select and order-sign, `draftOrders` is the Bundle of orders the clinician is placing (in
+draft status); the hooks exist so that a service's advice takes them into account. Draft orders are not the record:
+a drug being ordered is not one the patient takes, so no feature's value changes (a statin being signed does not
+make a patient "on a statin", whose risk was estimated untreated)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fhirfactory as F
+from cds_hooks.bundle_prefetch import prefetch_from_resources
+from hook_calls import HOOK_INSTANCE, module_app, templates
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+APIXABAN = {"system": F.RXNORM, "code": "1364445", "display": "apixaban 5 MG Oral Tablet"}
+ACR = {"system": "http://loinc.org", "code": "9318-7", "display": "Albumin/Creatinine [Mass Ratio] in Urine"}
+CREATININE = {"system": "http://loinc.org", "code": "2160-0",
+              "display": "Creatinine [Mass/volume] in Serum or Plasma"}
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The shipped eGFR and CHA2DS2-VASc folders, served on the order hooks too (a model folder says which hooks)."""
+    root = tmp_path_factory.mktemp("order-hook-models")
+    for model in ("egfr-ckd-epi-2021", "cha2ds2-vasc"):
+        shutil.copytree(MODELS / model, root / model)
+        manifest = root / model / "1.0.0" / "manifest.yaml"
+        text = manifest.read_text()
+        assert "hooks: [patient-view]" in text
+        manifest.write_text(text.replace("hooks: [patient-view]", "hooks: [patient-view, order-select, order-sign]"))
+    yield from module_app(tmp_path_factory.mktemp("order-hook-app"), models_root=root)
+
+
+def call(api: Any, service: str, hook: str, record: list[dict[str, Any]],
+         drafts: list[dict[str, Any]]) -> dict[str, Any]:
+    context: dict[str, Any] = {"userId": "Practitioner/example", "patientId": "p1"}
+    if hook != "patient-view":
+        context["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
+                                  "entry": [{"resource": d} for d in drafts]}
+    if hook == "order-select":
+        context["selections"] = [f"{d['resourceType']}/{d['id']}" for d in drafts[:1]]
+    prefetch = prefetch_from_resources(templates(api, service), record, context)
+    resp = api.post(f"/cds-services/{service}", json={"hook": hook, "hookInstance": HOOK_INSTANCE,
+                                                       "context": context, "prefetch": prefetch})
+    assert resp.status_code == 200, resp.text
+    cards = resp.json()["cards"]
+    assert len(cards) == 1, cards
+    return cards[0]
+
+
+def service_request(coding: dict[str, str], rid: str = "draft-sr", status: str = "draft") -> dict[str, Any]:
+    return {"resourceType": "ServiceRequest", "id": rid, "status": status, "intent": "order",
+            "code": {"coding": [coding]}, "subject": {"reference": "Patient/p1"}}
+
+
+def medication_request(coding: dict[str, str] | None = None, rid: str = "draft-mr", **fields: Any) -> dict[str, Any]:
+    res: dict[str, Any] = {"resourceType": "MedicationRequest", "id": rid, "status": "draft", "intent": "order",
+                           "subject": {"reference": "Patient/p1"}, **fields}
+    if coding is not None:
+        res["medicationCodeableConcept"] = {"coding": [coding]}
+    return res
+
+
+def ordered(card: dict[str, Any]) -> list[str]:
+    return [c["code"] for s in card.get("suggestions", []) for a in s["actions"]
+            if a["resource"]["resourceType"] == "ServiceRequest" for c in a["resource"]["code"].get("coding", [])]
+
+
+def services(api: Any) -> dict[str, str]:
+    return {s["id"]: s["hook"] for s in api.get("/cds-services").json()["services"]}
+
+
+def service_for(api: Any, model: str, hook: str) -> str:
+    return next(sid for sid, h in services(api).items() if h == hook and sid.startswith(model))
+
+
+@pytest.mark.parametrize("hook", ["order-sign", "order-select"])
+def test_a_urine_acr_being_ordered_is_named_and_not_suggested_again(api: Any, hook: str) -> None:
+    """eGFR G3a (Inker 2021: serum creatinine 1.6 mg/dL, man of 60 → 49) with no urine ACR on record: on
+    patient-view the card suggests one (KDIGO 2024: albuminuria staging). With a urine ACR among the draft orders the
+    card names it and offers no second one (KDIGO asks for one ACR, not two)."""
+    record = [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 1.6, "mg/dL")]
+    plain = call(api, service_for(api, "egfr", "patient-view"), "patient-view", record, [])
+    assert "G3a" in plain["summary"] and "9318-7" in ordered(plain), plain
+    card = call(api, service_for(api, "egfr", hook), hook, record, [service_request(ACR)])
+    assert "G3a" in card["summary"], card["summary"]
+    assert "9318-7" not in ordered(card), card.get("suggestions")
+    assert "_In this order:_ Albumin/Creatinine \\[Mass Ratio\\] in Urine" in card["detail"], card["detail"]
+
+
+def test_a_creatinine_being_ordered_is_not_suggested_by_the_missing_data_card(api: Any) -> None:
+    """No creatinine on record: the eGFR cannot be computed, and on patient-view the card suggests ordering one. With
+    a serum creatinine among the draft orders, the card names it and suggests nothing more."""
+    record = [F.patient("p1", 60, "male")]
+    sid = service_for(api, "egfr", "order-sign")
+    plain = call(api, sid, "order-sign", record, [])
+    assert "not calculated" in plain["summary"] and "2160-0" in ordered(plain), plain
+    card = call(api, sid, "order-sign", record, [service_request(CREATININE)])
+    assert "not calculated" in card["summary"], card["summary"]
+    assert "2160-0" not in ordered(card), card.get("suggestions")
+    assert "_In this order:_ Creatinine \\[Mass/volume\\] in Serum or Plasma" in card["detail"], card["detail"]
+
+
+def test_an_anticoagulant_being_signed_at_a_low_score_is_named_beside_the_low_band_guidance(api: Any) -> None:
+    """A man of 50 with AF and nothing else scores CHA2DS2-VASc 0 (2023 ACC/AHA/ACCP/HRS: anticoagulation not
+    recommended). Signing apixaban for him is what an order-sign card exists for: the card names the drug being
+    ordered as an anticoagulant, beside the low band's guidance. The draft does not make him "on an anticoagulant"
+    (the score and the advice for patients already on one are unchanged)."""
+    record = [F.patient("p1", 50, "male"), F.condition("49436004", display="Atrial fibrillation")]
+    card = call(api, service_for(api, "cha2ds2", "order-sign"), "order-sign", record,
+                [medication_request(APIXABAN)])
+    assert card["summary"].startswith("CHA2DS2-VASc 0"), card["summary"]
+    assert "_In this order:_ apixaban 5 MG Oral Tablet (anticoagulant)" in card["detail"], card["detail"]
+    assert "Anticoagulation is not recommended" in card["detail"], card["detail"]
+    assert "On an anticoagulant (" not in card["detail"], card["detail"]
+
+
+def test_a_drug_by_contained_medication_reference_is_recognised(api: Any) -> None:
+    """A draft MedicationRequest naming its drug by medicationReference to a contained Medication (as Epic sends
+    orders) is read like any other: rivaroxaban 20 MG Oral Tablet (RxNorm 1232086) is an anticoagulant."""
+    contained = {"resourceType": "Medication", "id": "m1", "code": {"coding": [
+        {"system": F.RXNORM, "code": "1232086", "display": "rivaroxaban 20 MG Oral Tablet"}]}}
+    draft = medication_request(None, contained=[contained], medicationReference={"reference": "#m1"})
+    record = [F.patient("p1", 78, "female"), F.condition("49436004", display="Atrial fibrillation")]
+    card = call(api, service_for(api, "cha2ds2", "order-sign"), "order-sign", record, [draft])
+    assert "_In this order:_ rivaroxaban 20 MG Oral Tablet (anticoagulant)" in card["detail"], card["detail"]
+
+
+def test_orders_that_do_not_bear_on_the_model_or_are_not_orders_are_not_named(api: Any) -> None:
+    """An antibiotic, a chest X-ray and an anticoagulant draft entered in error say nothing about the stroke score:
+    none is named (the card's length is for what bears on it)."""
+    record = [F.patient("p1", 78, "female"), F.condition("49436004", display="Atrial fibrillation")]
+    drafts = [medication_request({"system": F.RXNORM, "code": "308191", "display": "amoxicillin 500 MG Oral Capsule"},
+                                 rid="amox"),
+              service_request({"system": "http://loinc.org", "code": "36643-5", "display": "XR Chest 2V"}, rid="cxr"),
+              {**medication_request(APIXABAN, rid="apx"), "status": "entered-in-error"}]
+    card = call(api, service_for(api, "cha2ds2", "order-sign"), "order-sign", record, drafts)
+    assert "In this order" not in card["detail"], card["detail"]
+
+
+def test_a_drafted_name_is_escaped_as_record_text(api: Any) -> None:
+    """A draft's name is record text: Markdown in it is shown, never rendered (a name cannot bold itself or link)."""
+    coding = {**APIXABAN, "display": "apixaban **5 MG** [tab](http://example.org)"}
+    record = [F.patient("p1", 50, "male"), F.condition("49436004", display="Atrial fibrillation")]
+    card = call(api, service_for(api, "cha2ds2", "order-sign"), "order-sign", record, [medication_request(coding)])
+    shown = "\n_In this order:_ apixaban \\*\\*5 MG\\*\\* \\[tab\\](http://example.org) (anticoagulant)"
+    assert shown in card["detail"], card["detail"]
