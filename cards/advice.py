@@ -63,9 +63,14 @@ def advice_text(advice: Advice, mapping: MappingResult, escape: Callable[[str], 
 def card_notes(manifest: Manifest, mapping: MappingResult, escape: Callable[[str], str] = str) -> list[str]:
     """The manifest's `card.notes` whose conditions all hold on values the record shows, {evidence} filled (NEWS2:
     'SpO2 scored on Scale 2 …: Chronic respiratory failure with hypercapnia on record')."""
-    return [_with_evidence(note.text, _evidence(note.when, mapping, escape))
-            for note in manifest.card.notes if all((v := _known(mapping, c.feature)) is not None and c.holds(v)
-                                                   for c in note.when)]
+    notes = []
+    for note in manifest.card.notes:
+        if all((v := _known(mapping, c.feature)) is not None and c.holds(v) for c in note.when):
+            fv = mapping.values[note.when[0].feature]
+            shown = fv.display or _plain(fv.value)
+            text = _with_value(note.text, escape(shown), _day(fv.date) or _day(fv.sources[0].date if fv.sources else None))
+            notes.append(_with_evidence(text, _evidence(note.when, mapping, escape)))
+    return notes
 
 
 def stored_notes(manifest: Manifest, features: Mapping[str, Any]) -> list[str]:
@@ -76,7 +81,11 @@ def stored_notes(manifest: Manifest, features: Mapping[str, Any]) -> list[str]:
         if all(isinstance(fv, Mapping) and not (fv.get("defaulted") and _stored_unchecked(fv))
                and (v := _number(fv.get("value"))) is not None and c.holds(v)
                for c, fv in zip(note.when, stored, strict=True)):
-            notes.append(_with_evidence(note.text, _stored_evidence(stored)))
+            first = stored[0]
+            sources = [s for s in first.get("sources") or () if isinstance(s, Mapping)]
+            shown = first.get("display") if isinstance(first.get("display"), str) else _plain(first.get("value"))
+            text = _with_value(note.text, str(shown), _day(sources[0].get("date") if sources else None))
+            notes.append(_with_evidence(text, _stored_evidence(stored)))
     return notes
 
 
@@ -149,6 +158,19 @@ def _with_unchecked(text: str, names: list[str]) -> str:
 
 def _with_evidence(text: str, shown: list[str]) -> str:
     return text.replace("{evidence}", "; ".join(shown[:2]) or "on record")
+
+
+def _with_value(text: str, value: str, date: str | None) -> str:
+    return text.replace("{value}", value).replace("{date}", date or "date not recorded")
+
+
+def _day(written: Any) -> str | None:
+    return written[:10] if isinstance(written, str) and written else None
+
+
+def _plain(value: Any) -> str:
+    number = _number(value)
+    return "" if number is None else f"{number:g}"
 
 
 def _number(value: Any) -> float | None:

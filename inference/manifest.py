@@ -198,7 +198,9 @@ class CardNote(_Strict):
     used be recorded, and a SpO2 of 90 % scoring 0 reads as an error without it)."""
 
     when: tuple[When, ...] = Field(min_length=1)  # all hold (a default not fully checked never matches)
-    text: str = Field(max_length=240)  # {evidence}: the records the conditions rest on
+    # {evidence}: the records the conditions rest on; {value} and {date}: the first condition's value as the card
+    # shows it ('45 mg/g') and the day it was measured
+    text: str = Field(max_length=240)
 
 
 class CardSpec(_Strict):

@@ -261,10 +261,11 @@ def cross_problems(manifest_path: Path, spec_path: Path, manifest: Manifest, spe
                 problems.append(Problem(manifest_path, f"card.notes[{i}].when[{j}].feature",
                                         f"'{cond.feature}' is not a feature of {spec_path.name}", fix))
         for name in dict.fromkeys(_PLACEHOLDER.findall(note.text)):
-            if name != "evidence":
+            if name not in ("evidence", "value", "date"):
                 problems.append(Problem(manifest_path, f"card.notes[{i}].text",
-                                        f"writes {{{name}}}, but a note fills only {{evidence}}",
-                                        "write the text out, or use {evidence} for the records it rests on"))
+                                        f"writes {{{name}}}, but a note fills only {{evidence}}, {{value}} and {{date}}",
+                                        "write the text out, or use {evidence} for the records it rests on, {value} "
+                                        "and {date} for its first condition's value as the card shows it"))
     for i, out in enumerate(manifest.outputs):
         for j, cond in enumerate(out.applies_when):
             if cond.feature not in known:

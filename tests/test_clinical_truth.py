@@ -1692,3 +1692,37 @@ def test_a_saved_egfr_is_dated_and_derived_from_its_creatinine_only(api: Any) ->
                  if a["resource"]["resourceType"] == "Observation")
     assert saved["effectiveDateTime"][:10] == creatinine["effectiveDateTime"][:10], saved["effectiveDateTime"]
     assert [d["reference"] for d in saved["derivedFrom"]] == [f"Observation/{creatinine['id']}"], saved["derivedFrom"]
+
+
+@pytest.mark.parametrize(("acr", "unit", "category"), [
+    (12, "mg/g", "A1"), (45, "mg/g", "A2"), (3.5, "mg/mmol", "A2"), (300.4, "mg/g", "A3"), (35, "mg/mmol", "A3")])
+def test_the_egfr_card_states_the_albuminuria_category_of_the_newest_acr(
+        api: Any, acr: float, unit: str, category: str) -> None:
+    """KDIGO 2024 stages CKD by G and A: A1 below 30 mg/g (3 mg/mmol), A2 30–300 mg/g (3–30 mg/mmol), A3 above.
+    An eGFR of 86 (G2) with albuminuria of 30 mg/g or more for over 3 months is CKD; the G2 guidance says markers
+    of kidney damage decide, so the card says which A category the newest ACR of the last year is, and the details
+    page says the same."""
+    from test_details_view import details_path
+
+    record = [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 1.0, "mg/dL"),
+              F.quantity_obs("9318-7", acr, unit, days=40)]
+    card = fire(api, "egfr-ckd-epi-2021", record)
+    assert "(KDIGO G2)" in card["summary"], card["summary"]
+    assert f"_Albuminuria {category} (urine ACR " in card["detail"], card["detail"]
+    assert (category != "A1") == ("CKD if it persists over 3 months, whatever the eGFR" in card["detail"])
+    day = F.days_ago(40)[:10]
+    assert f", {day}: " in card["detail"], card["detail"]
+    page = api.client.get(details_path(card)).text
+    assert f"Albuminuria {category} (urine ACR " in page and f", {day}: " in page
+
+
+def test_no_albuminuria_category_without_a_readable_acr_of_the_last_year(api: Any) -> None:
+    """An ACR older than a year, or none, gives no A category: KDIGO asks for a current one, and the card guesses
+    none. One written as a bound below detection ('<3 mg/g', A1 in fact) is not quoted either: the card quotes only
+    values it read as numbers (the eGFR card's advice still counts it as an ACR on record)."""
+    bound = F.quantity_obs("9318-7", 3, "mg/g", days=40)
+    bound["valueQuantity"]["comparator"] = "<"
+    for acr in (bound, F.quantity_obs("9318-7", 45, "mg/g", days=400), None):
+        record = [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 1.0, "mg/dL")] + ([acr] if acr else [])
+        card = fire(api, "egfr-ckd-epi-2021", record)
+        assert "Albuminuria A" not in card["detail"], card["detail"]

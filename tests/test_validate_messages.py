@@ -90,15 +90,18 @@ def test_advice_names_features_and_categories_that_exist(repo: Path) -> None:
     assert sorted(problems(validate(repo))) == sorted(ADVICE)
 
 
-def test_card_notes_name_features_that_exist_and_fill_only_evidence(repo: Path) -> None:
-    """A note resting on a misspelt feature would never show, and one writing {value} would show the braces."""
-    edit(repo / MANIFEST, lambda m: m["card"].update(notes=[{"when": [{"feature": "statinn", "equals": 1}],
-                                                             "text": "On a statin ({evidence}), risk {value}."}]))
+def test_card_notes_name_features_that_exist_and_fill_only_their_placeholders(repo: Path) -> None:
+    """A note resting on a misspelt feature would never show, and one writing {category} would show the braces
+    ({evidence}, {value} and {date} are filled)."""
+    edit(repo / MANIFEST, lambda m: m["card"].update(notes=[{
+        "when": [{"feature": "statinn", "equals": 1}],
+        "text": "On a statin ({evidence}, {value} on {date}), risk {category}."}]))
     assert sorted(problems(validate(repo))) == sorted([
         f"{MANIFEST}: card.notes[0].when[0].feature: 'statinn' is not a feature of features.yaml — define it there "
         "or fix the name",
-        f"{MANIFEST}: card.notes[0].text: writes {{value}}, but a note fills only {{evidence}} — write the text out, "
-        "or use {evidence} for the records it rests on"])
+        f"{MANIFEST}: card.notes[0].text: writes {{category}}, but a note fills only {{evidence}}, {{value}} and "
+        "{date} — write the text out, or use {evidence} for the records it rests on, {value} and {date} for its first "
+        "condition's value as the card shows it"])
 
 
 PLACEHOLDER = (f"{MANIFEST}: card.summary: names {{risk_pct}} which is not a card value — use one of {{value}}, "
