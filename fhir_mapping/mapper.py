@@ -90,6 +90,18 @@ _TEXT_BOUND = re.compile(r"\s*(<=|>=|<|>|≤|≥)\s*(\d{1,3}(?:,\d{3})+|\d+)(?:\
                          r"(?:\s*[^\d\s;,.][^\s;,]*(?:\s+[^\d\s;,.][^\s;,]*){0,3})?\s*")
 
 
+def _bound_side(limit: tuple[str, float] | None, threshold: float) -> bool | None:
+    """Whether every value a bound allows is above `threshold` (True), none is (False), or it straddles (None)."""
+    if limit is None:
+        return None
+    comparator, edge = limit
+    if comparator in ("<", "<=") and edge <= threshold:
+        return False
+    if (comparator == ">" and edge >= threshold) or (comparator == ">=" and edge > threshold):
+        return True
+    return None
+
+
 class _Unreadable(_Skip):
     """A result whose value cannot be read (no unit, unknown unit, bound, implausible): present, but unusable."""
 
@@ -933,13 +945,24 @@ class _Context:
             holder = _component(res, source.component)
         if source.above is not None:
             assert source.above_unit is not None
+            target = _unit_label(source.above_unit)
+            bound: _Bound | None = None
             try:
-                value, original, unit = self._quantity(holder, source.above_unit, feature.analyte)
+                value, original, unit = self._quantity(holder, source.above_unit, source.analyte or feature.analyte)
+            except _Bound as why:
+                # a bound wholly on one side of the threshold decides it ('<4.0 %' is not above 6.49 %); one that
+                # straddles it ('<7 %') says nothing about it
+                side = _bound_side(why.limit, source.above)
+                if side is None or source.usable_range is not None:  # (a bound is no value to range-check)
+                    raise _Unreadable(str(why)) from None
+                bound, value, original, unit = why, (source.above + 1 if side else source.above), None, \
+                    source.above_unit
             except _Skip as why:
                 raise _Unreadable(str(why)) from None
-            target = _unit_label(source.above_unit)
-            read = f"value {_fmt(round(value, 2))} {target}".rstrip()
-            converted = None if unit == source.above_unit else f"converted from {_as_written(original)} {unit}"
+            read = f"value {_fmt(round(value, 2))} {target}".rstrip() if bound is None or bound.limit is None else \
+                f"value {bound.limit[0]}{_fmt(round(bound.limit[1], 2))} {target} (a bound)".rstrip()
+            converted = None if unit == source.above_unit or bound is not None else \
+                f"converted from {_as_written(original)} {unit}"
             if converted:
                 read += f" ({converted})"
             if source.usable_range is not None and not source.usable_range[0] <= value <= source.usable_range[1]:
@@ -951,7 +974,8 @@ class _Context:
                     return [_Candidate(0.0, when, _with(ref, original, unit, f"{why}: read as no"), res)]
                 raise _Skip(why)
             if feature.value == "exists":
-                return [_Candidate(1.0, when, _with(ref, original, unit, converted), res)]
+                note = converted if bound is None else f"{read}, wholly above {_fmt(source.above)} {target}"
+                return [_Candidate(1.0, when, _with(ref, original, unit, note), res)]
         if feature.value == "exists":
             return [_Candidate(1.0, when, ref, res)]
         if feature.value == "quantity":

@@ -86,6 +86,9 @@ class Source(_Strict):
     # the newest reading decides, so an older oxygen flow never overrides a newer reading of room air.
     above: float | None = None
     above_unit: str | None = None
+    # the analyte whose molar mass converts this source's values (a fasting glucose in mmol/L beside HbA1c sources
+    # of one feature): the feature's `analyte` otherwise
+    analyte: str | None = None
     # with `above`: values outside this range (in `above_unit`) are unusable, never read as "no" (FiO2 0.4 written
     # as %); for an `exists` feature an unusable newest reading leaves the feature unknown, never at its default
     usable_range: tuple[float, float] | None = None

@@ -1,0 +1,127 @@
+"""Who the type-2-diabetes onset models are for: people without diabetes, read from glucose as well as HbA1c.
+
+ADA Standards of Care 2025, section 2: diabetes is a fasting plasma glucose of 126 mg/dL (7.0 mmol/L) or more, or an
+HbA1c of 6.5 % or more, confirmed by a second abnormal result; prediabetes is a fasting glucose of 100–125 mg/dL
+(5.6–6.9 mmol/L) or an HbA1c of 5.7–6.4 %. An onset estimate for a patient the record shows in the diabetes range,
+or "Prediabetes: No" beside an impaired fasting glucose, states something false about who the patient is."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import fhirfactory as F
+from cds_hooks.bundle_prefetch import prefetch_from_resources
+from hook_calls import fire, module_app, templates
+
+SERVICES = ["t2d-onset-5y", "t2d-timeline-5y"]
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from module_app(tmp_path_factory.mktemp("t2d-glucose"))
+
+
+def record(*extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """A man of 58 with every input of the onset model, no diabetes coded or treated and no HbA1c; enough coded
+    events for the timeline model."""
+    return [F.patient("p1", 58, "male"), F.quantity_obs("39156-5", 33.5, "kg/m2"), F.bp_panel(142),
+            F.quantity_obs("2085-9", 38, "mg/dL"), F.quantity_obs("29463-7", 90, "kg", days=100),
+            F.quantity_obs("8462-4", 85, "mm[Hg]", days=60), F.quantity_obs("2339-0", 95, "mg/dL", days=200), *extra]
+
+
+def fasting(value: float, unit: str, days: int = 40) -> dict[str, Any]:
+    return F.quantity_obs("1558-6" if unit == "mg/dL" else "14771-0", value, unit, days=days)
+
+
+def hba1c(value: float, days: int, comparator: str | None = None) -> dict[str, Any]:
+    obs = F.quantity_obs("4548-4", value, "%", days=days)
+    if comparator:
+        obs["valueQuantity"]["comparator"] = comparator
+    return obs
+
+
+def estimated(card: dict[str, Any]) -> bool:
+    return "5-year T2D risk" in card["summary"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize(("value", "unit"), [(142, "mg/dL"), (126, "mg/dL"), (7.0, "mmol/L"), (7.9, "mmol/L")])
+def test_a_fasting_glucose_in_the_diabetes_range_gives_no_onset_estimate(
+        api: Any, service: str, value: float, unit: str) -> None:
+    """126 mg/dL or 7.0 mmol/L (× 18.016 = 126.1) and above: in the diabetes range, no estimate, saying why."""
+    card = fire(api, service, record(fasting(value, unit)))
+    assert not estimated(card), card["summary"]
+    assert "a fasting glucose of 126 mg/dL (7.0 mmol/L) or more" in card["summary"] + card["detail"], card
+
+
+@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize(("value", "unit"), [(125, "mg/dL"), (6.9, "mmol/L")])
+def test_a_fasting_glucose_below_the_diabetes_range_keeps_the_estimate(
+        api: Any, service: str, value: float, unit: str) -> None:
+    """125 mg/dL, or 6.9 mmol/L (124.3 mg/dL): impaired fasting glucose, not diabetes; the estimate is given."""
+    card = fire(api, service, record(fasting(value, unit)))
+    assert estimated(card), card["summary"]
+
+
+@pytest.mark.parametrize(("value", "unit", "prediabetes"), [
+    (112, "mg/dL", True), (6.2, "mmol/L", True), (100, "mg/dL", True), (99, "mg/dL", False), (5.5, "mmol/L", False)])
+def test_an_impaired_fasting_glucose_is_prediabetes(api: Any, value: float, unit: str, prediabetes: bool) -> None:
+    """100–125 mg/dL (5.6–6.9 mmol/L) is impaired fasting glucose, prediabetes: never "Prediabetes: No" beside it;
+    99 mg/dL or 5.5 mmol/L (99.1 mg/dL) is not."""
+    card = fire(api, "t2d-onset-5y", record(fasting(value, unit)))
+    assert estimated(card), card["summary"]
+    assert ("Prediabetes: No" not in card["detail"]) is prediabetes, card["detail"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_diabetes_confirmed_by_two_hba1c_results_over_a_year_ago_gives_no_onset_estimate(
+        api: Any, service: str) -> None:
+    """HbA1c 7.4 % and 7.1 % on separate samples 18 and 15 months ago confirm diabetes; a later 6.2 % is control
+    or remission, not a patient without diabetes. One such result over a year ago, unconfirmed, does not refuse."""
+    confirmed = fire(api, service, record(hba1c(7.4, 550), hba1c(7.1, 460), hba1c(6.2, 30)))
+    assert not estimated(confirmed), confirmed["summary"]
+    assert "two HbA1c results of 6.5 % or more are on record" in confirmed["summary"] + confirmed["detail"]
+    once = fire(api, service, record(hba1c(7.4, 550), hba1c(6.2, 30)))
+    assert estimated(once), once["summary"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_an_hba1c_bound_decides_the_diabetes_range_only_when_wholly_on_one_side(api: Any, service: str) -> None:
+    """FHIR R4 Quantity.comparator '<' means the value is below the number: an HbA1c reported '<4.0 %' (below the
+    assay's range) is below 6.5 %, so the diabetes range is ruled out and the estimate given; '>14 %' is in it; '<7
+    %' could be either, so the range cannot be ruled out and no estimate is given."""
+    below = fire(api, service, record(hba1c(4.0, 20, "<")))
+    assert estimated(below), below["summary"] + below["detail"]
+    above = fire(api, service, record(hba1c(14, 20, ">")))
+    assert not estimated(above) and "an HbA1c of 6.5 % or more (the diabetes range) is on record" in \
+        above["summary"] + above["detail"], above
+    straddles = fire(api, service, record(hba1c(7, 20, "<")))
+    assert not estimated(straddles) and "an HbA1c in the diabetes range cannot be ruled out" in \
+        straddles["summary"] + straddles["detail"], straddles
+
+
+def test_the_challenger_stores_cannot_be_ruled_out_where_the_record_could_not_be_read(api: Any) -> None:
+    """A Condition search returned as a first page with a `next` link and no FHIR server to read the rest: the
+    champion says diabetes cannot be ruled out, and the challenger's shadow prediction (t2d-onset-5y 1.1.0, whose
+    stored reasons the details page, monitoring and the promotion evidence read) must say the same, never that the
+    record shows diabetes."""
+    context = {"userId": "Practitioner/example", "patientId": "p1"}
+    prefetch = prefetch_from_resources(templates(api, "t2d-onset-5y"), record(), context)
+    for key, bundle in prefetch.items():
+        if key.startswith("condition-"):
+            bundle["link"] = [{"relation": "next", "url": "http://127.0.0.1:1/fhir/Condition?page=2"}]
+    body = {"hook": "patient-view", "hookInstance": "0f9d3b52-8a41-4f3c-9b7e-41c2d5e6a801", "context": context,
+            "prefetch": prefetch}
+    resp = api.post("/cds-services/t2d-onset-5y", json=body)
+    assert resp.status_code == 200, resp.text
+    assert "cannot be ruled out" in resp.json()["cards"][0]["summary"]
+    state = api.app.state.cds
+    assert state.recorder.flush(10.0)
+    rows = [p for p in state.store.predictions() if p["hook_instance"] == body["hookInstance"]]
+    assert {p["alias"] for p in rows} == {"champion", "challenger"}, rows
+    for p in rows:
+        assert any("diabetes cannot be ruled out" in r for r in p["guard_reasons"]), p["guard_reasons"]
+        assert not any("the record shows diabetes" in r for r in p["guard_reasons"]), p["guard_reasons"]
