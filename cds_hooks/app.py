@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_hooks.auth import AuthError, ClientAuthenticator, ClientIdentity
 from cds_hooks.errors import ApiError, operation_outcome
-from cds_hooks.feedback import parse_feedback
+from cds_hooks.feedback import parse_feedback, store_feedback
 from cds_hooks.champion_sync import ChampionSync
 from cds_hooks.metrics import Metrics, observe_call
 from cds_hooks.request import parse_hook_request
@@ -244,7 +244,9 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> FastAPI:
         items = parse_feedback(await read_body(request), service_id,
                                None if identity.iss == "anonymous" else identity.iss)
         try:
-            await asyncio.to_thread(state(request).store.write_feedback, items)
+            await asyncio.to_thread(store_feedback, state(request).store, items)
+        except ApiError:
+            raise  # feedback on another service's card: 400, naming it
         except Exception as exc:
             log.error("feedback for %s could not be stored: %s", service_id, type(exc).__name__)
             raise ApiError(503, "feedback could not be stored; please retry", None, code="transient") from exc

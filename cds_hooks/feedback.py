@@ -14,6 +14,7 @@ from cds_hooks.errors import bad_request
 from cds_hooks.request import parse_json_object
 from fhir_mapping.primitives import MAX_YEAR, MIN_YEAR, parse_instant
 from store.records import FeedbackRecord
+from store.store import Store
 
 OUTCOMES = ("accepted", "overridden")
 
@@ -24,6 +25,23 @@ def parse_feedback(body: bytes, service_id: str, client_id: str | None) -> list[
     if not isinstance(items, list) or not items:
         raise bad_request("feedback must be a non-empty list of feedback items", "feedback")
     return [_item(item, f"feedback[{i}]", service_id, client_id) for i, item in enumerate(items)]
+
+
+def store_feedback(store: Store, items: list[FeedbackRecord]) -> int:
+    """Check that each card is this service's (as far as the store knows it), then write the items."""
+    check_issuers(items, store.services_of_cards([item.card_uuid for item in items]))
+    return store.write_feedback(items)
+
+
+def check_issuers(items: list[FeedbackRecord], issued_by: dict[str, str]) -> None:
+    """400 for feedback on a card another service issued (`issued_by`: card uuid -> its service, as stored): filed
+    under this service it would count in this service's monitoring while joined to the other's prediction."""
+    for i, item in enumerate(items):
+        issuer = issued_by.get(item.card_uuid)
+        if issuer is not None and issuer != item.service_id:
+            raise bad_request(f"feedback[{i}].card {item.card_uuid} was issued by service '{issuer}', not "
+                              f"'{item.service_id}': post its feedback to /cds-services/{issuer}/feedback",
+                              f"feedback[{i}].card")
 
 
 def _item(item: Any, where: str, service_id: str, client_id: str | None) -> FeedbackRecord:

@@ -247,6 +247,15 @@ class Store:
                        for card in rec.cards for sug in card.suggestion_uuids]
         return prediction, features, cards, suggestions
 
+    def services_of_cards(self, card_uuids: list[str]) -> dict[str, str]:
+        """The service that issued each of these cards the store holds (a card not yet written is not named)."""
+        if not card_uuids:
+            return {}
+        query = select(CardRow.card_uuid, Prediction.service_id).join(
+            Prediction, Prediction.prediction_id == CardRow.prediction_id).where(CardRow.card_uuid.in_(card_uuids))
+        with self._sessions() as session:
+            return {card: service for card, service in session.execute(query).all()}
+
     def write_feedback(self, items: list[FeedbackRecord]) -> int:
         """Commit feedback items; duplicates are ignored. Returns how many rows were new."""
         now = datetime.now(UTC)

@@ -84,3 +84,21 @@ def test_shutdown_flushes_recorded_predictions(settings_factory: Any, local_key:
     store = Store(settings.store_url(), settings.store.hmac_secret.encode())
     assert store.predictions_for_card(card["uuid"])
     store.dispose()
+
+
+def test_feedback_on_another_services_card_is_refused_naming_the_issuer(api: Any) -> None:
+    """CDS Hooks posts feedback to the endpoint of the service that issued the card. Feedback for a PCE card posted
+    to PREVENT's endpoint would be filed under PREVENT (its monitoring counts it) while joined to the PCE's
+    prediction: it is refused with a 400 naming the card and its service, and nothing is stored; the same item
+    posted to the PCE's endpoint is stored."""
+    shown = show_card(api)
+    flush(api)  # the card is in the store, so the service that issued it is known
+    item = {"card": shown["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-24T12:07:00Z"}
+    resp = api.post("/cds-services/prevent-full/feedback", json={"feedback": [item]})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["issue"][0]["expression"] == ["feedback[0].card"]
+    assert "was issued by service 'ascvd-pce-10y', not 'prevent-full'" in resp.text, resp.text
+    assert not [r for r in flush(api).feedback_joined() if r["card_uuid"] == shown["uuid"]]
+    assert api.post(FEEDBACK, json={"feedback": [item]}).status_code == 200
+    rows = [r for r in flush(api).feedback_joined() if r["card_uuid"] == shown["uuid"]]
+    assert [r["service_id"] for r in rows] == ["ascvd-pce-10y"], rows
