@@ -172,7 +172,7 @@ class ServiceCaller:
                 token = details_token(prediction_id, self.details_secret, at, self.details_ttl_seconds)
                 details_url = f"{base_url}/details/{token}"
             # order-select/order-sign: the orders being placed, named on the card and not suggested again
-            drafts = tuple(read_drafts(champion.spec, draft_resources(req.context), champion.valuesets)) \
+            drafts = tuple(read_drafts(champion.spec, draft_resources(req.context), champion.valuesets, patient_id)) \
                 if req.hook in ORDER_HOOKS and isinstance(champion.spec, FeatureSpec) else ()
             ctx = CardContext(service.id, patient_id, encounter_id, at, base_url, self.smart_app_url, details_url,
                               f"{base_url}/smart/launch" if self.smart_launch and details_url else None, drafts)

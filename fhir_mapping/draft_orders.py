@@ -36,16 +36,18 @@ def draft_resources(context: dict[str, Any]) -> list[Resource]:
     return [e["resource"] for e in entries or () if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
 
 
-def read_drafts(spec: FeatureSpec, drafts: list[Resource], valuesets: ValueSetLibrary) -> list[DraftOrder]:
+def read_drafts(spec: FeatureSpec, drafts: list[Resource], valuesets: ValueSetLibrary,
+                patient_id: str | None = None) -> list[DraftOrder]:
     """Each draft ServiceRequest and MedicationRequest (other kinds are not read), a medication with the first of the
-    spec's drug classes that recognises it, if any; entered-in-error, revoked or completed ones are not orders."""
+    spec's drug classes that recognises it, if any; entered-in-error, revoked or completed ones are not orders, nor
+    is one whose subject is another patient than `patient_id`."""
     index = ResourceIndex((r, None) for r in drafts)  # resolves a draft's contained or bundled Medication
     classes = list(dict.fromkeys(s.medication_class for feature in spec.features.values() for s in feature.sources
                                  if s.medication_class and s.resource == "MedicationRequest"))
     out: list[DraftOrder] = []
     for res in drafts:
         rtype = res.get("resourceType")
-        if res.get("status") in ("entered-in-error", "revoked", "completed"):
+        if res.get("status") in ("entered-in-error", "revoked", "completed") or _another_patients(res, patient_id):
             continue
         if rtype == "ServiceRequest":
             concept = res.get("code")
@@ -65,3 +67,11 @@ def read_drafts(spec: FeatureSpec, drafts: list[Resource], valuesets: ValueSetLi
                     break
             out.append(DraftOrder(rtype, view.name, frozenset(f"{s}|{c}" for s, c, _ in view.codings), label))
     return out
+
+
+def _another_patients(res: Resource, patient_id: str | None) -> bool:
+    subject = res.get("subject")
+    ref = subject.get("reference") if isinstance(subject, dict) else None
+    if patient_id is None or not isinstance(ref, str) or not ref.startswith("Patient/"):
+        return False
+    return ref.split("/", 1)[1].split("/_history", 1)[0] != patient_id

@@ -146,6 +146,16 @@ def test_orders_that_do_not_bear_on_the_model_or_are_not_orders_are_not_named(ap
     assert "In this order" not in card["detail"], card["detail"]
 
 
+def test_a_draft_about_another_patient_is_not_this_patients_order(api: Any) -> None:
+    """A draft whose subject is another Patient is not an order for this one: not named, and the card still offers
+    the urine ACR that patient's order would have stood for."""
+    record = [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 1.6, "mg/dL")]
+    other = {**service_request(ACR), "subject": {"reference": "Patient/p2"}}
+    card = call(api, service_for(api, "egfr", "order-sign"), "order-sign", record, [other])
+    assert "In this order" not in card["detail"], card["detail"]
+    assert "9318-7" in ordered(card), card.get("suggestions")
+
+
 def test_a_drafted_name_is_escaped_as_record_text(api: Any) -> None:
     """A draft's name is record text: Markdown in it is shown, never rendered (a name cannot bold itself or link)."""
     coding = {**APIXABAN, "display": "apixaban **5 MG** [tab](http://example.org)"}
