@@ -65,7 +65,7 @@ def validate_context(hook: str, context: Any) -> dict[str, Any]:
             raise bad_request("context.selections must be a list of references like 'MedicationRequest/123'",
                               "context.selections")
     if "draftOrders" in definition.required:
-        _draft_orders(context["draftOrders"], context.get("selections"))
+        _draft_orders(context["draftOrders"], context.get("selections"), context["patientId"])
     return context
 
 
@@ -76,7 +76,7 @@ def _plain_id(context: dict[str, Any], name: str) -> None:
                           f"context.{name}")
 
 
-def _draft_orders(bundle: Any, selections: Any) -> None:
+def _draft_orders(bundle: Any, selections: Any, patient_id: str) -> None:
     field = "context.draftOrders"
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise bad_request("context.draftOrders must be a FHIR Bundle", field)
@@ -91,6 +91,13 @@ def _draft_orders(bundle: Any, selections: Any) -> None:
                               f"{field}.entry[{i}].resource")
         if isinstance(res.get("id"), str):
             refs.add(f"{res['resourceType']}/{res['id']}")
+        subject = res.get("subject")
+        about = subject.get("reference") if isinstance(subject, dict) else None
+        if isinstance(about, str) and about.startswith("Patient/") and \
+                about.split("/")[1] != patient_id:
+            # the orders being placed are for the patient in context: one for another contradicts the request
+            raise bad_request(f"context.draftOrders.entry[{i}].resource.subject names {about}, not "
+                              f"context.patientId ({patient_id})", f"{field}.entry[{i}].resource.subject")
     if isinstance(selections, list):
         for i, sel in enumerate(selections):
             if not isinstance(sel, str):

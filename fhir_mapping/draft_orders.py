@@ -40,7 +40,7 @@ def read_drafts(spec: FeatureSpec, drafts: list[Resource], valuesets: ValueSetLi
                 patient_id: str | None = None) -> list[DraftOrder]:
     """Each draft ServiceRequest and MedicationRequest (other kinds are not read), a medication with the first of the
     spec's drug classes that recognises it, if any; entered-in-error, revoked or completed ones are not orders, nor
-    is one whose subject is another patient than `patient_id`."""
+    is one whose subject is another patient than `patient_id` (a service call refuses those first, cds_hooks.hooks)."""
     index = ResourceIndex((r, None) for r in drafts)  # resolves a draft's contained or bundled Medication
     classes = list(dict.fromkeys(s.medication_class for feature in spec.features.values() for s in feature.sources
                                  if s.medication_class and s.resource == "MedicationRequest"))

@@ -146,14 +146,21 @@ def test_orders_that_do_not_bear_on_the_model_or_are_not_orders_are_not_named(ap
     assert "In this order" not in card["detail"], card["detail"]
 
 
-def test_a_draft_about_another_patient_is_not_this_patients_order(api: Any) -> None:
-    """A draft whose subject is another Patient is not an order for this one: not named, and the card still offers
-    the urine ACR that patient's order would have stood for."""
+def test_a_draft_about_another_patient_is_refused_naming_it(api: Any) -> None:
+    """CDS Hooks: draftOrders are the orders being placed for context.patientId. One whose subject is another
+    Patient contradicts the request: a 400 naming the entry, never a card that counts it or ignores it silently."""
     record = [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 1.6, "mg/dL")]
-    other = {**service_request(ACR), "subject": {"reference": "Patient/p2"}}
-    card = call(api, service_for(api, "egfr", "order-sign"), "order-sign", record, [other])
-    assert "In this order" not in card["detail"], card["detail"]
-    assert "9318-7" in ordered(card), card.get("suggestions")
+    sid = service_for(api, "egfr", "order-sign")
+    context = {"userId": "Practitioner/example", "patientId": "p1", "draftOrders": {
+        "resourceType": "Bundle", "type": "collection",
+        "entry": [{"resource": service_request(CREATININE, rid="mine")},
+                  {"resource": {**service_request(ACR), "subject": {"reference": "Patient/p2"}}}]}}
+    prefetch = prefetch_from_resources(templates(api, sid), record, context)
+    resp = api.post(f"/cds-services/{sid}", json={"hook": "order-sign", "hookInstance": HOOK_INSTANCE,
+                                                  "context": context, "prefetch": prefetch})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["issue"][0]["expression"] == ["context.draftOrders.entry[1].resource.subject"], resp.text
+    assert "names Patient/p2, not context.patientId (p1)" in resp.text, resp.text
 
 
 def test_a_drafted_name_is_escaped_as_record_text(api: Any) -> None:
