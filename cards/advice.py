@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fhir_mapping.formatting import first_sentence, lower_first
+from fhir_mapping.formatting import first_sentence, lower_first, unit_label
 from fhir_mapping.result import MappingResult
+from fhir_mapping.units import default_registry
 from inference.manifest import Advice, Manifest
 
 
@@ -65,11 +66,17 @@ def card_notes(manifest: Manifest, mapping: MappingResult, escape: Callable[[str
     'SpO2 scored on Scale 2 …: Chronic respiratory failure with hypercapnia on record')."""
     notes = []
     for note in manifest.card.notes:
-        if all((v := _known(mapping, c.feature)) is not None and c.holds(v) for c in note.when):
-            fv = mapping.values[note.when[0].feature]
-            shown = fv.display or _plain(fv.value)
-            text = _with_value(note.text, escape(shown), _day(fv.date) or _day(fv.sources[0].date if fv.sources else None))
-            notes.append(_with_evidence(text, _evidence(note.when, mapping, escape)))
+        fv = mapping.values.get(note.when[0].feature)
+        src = fv.sources[0] if fv is not None and fv.sources and not fv.defaulted else None
+        written = _written(src.original_value, src.original_unit) if src is not None else None
+        first = _as_written(note, written, _known(mapping, note.when[0].feature))
+        if first is None or not note.when[0].holds(first) or not all(
+                (v := _known(mapping, c.feature)) is not None and c.holds(v) for c in note.when[1:]):
+            continue
+        assert fv is not None
+        shown = _written_text(written) if written is not None else fv.display or _plain(fv.value)
+        text = _with_value(note.text, escape(shown), _day(fv.date) or _day(src.date if src is not None else None))
+        notes.append(_with_evidence(text, _evidence(note.when, mapping, escape)))
     return notes
 
 
@@ -78,15 +85,46 @@ def stored_notes(manifest: Manifest, features: Mapping[str, Any]) -> list[str]:
     notes = []
     for note in manifest.card.notes:
         stored = [features.get(c.feature) for c in note.when]
-        if all(isinstance(fv, Mapping) and not (fv.get("defaulted") and _stored_unchecked(fv))
-               and (v := _number(fv.get("value"))) is not None and c.holds(v)
-               for c, fv in zip(note.when, stored, strict=True)):
-            first = stored[0]
-            sources = [s for s in first.get("sources") or () if isinstance(s, Mapping)]
-            shown = first.get("display") if isinstance(first.get("display"), str) else _plain(first.get("value"))
-            text = _with_value(note.text, str(shown), _day(sources[0].get("date") if sources else None))
-            notes.append(_with_evidence(text, _stored_evidence(stored)))
+        usable = [fv if isinstance(fv, Mapping) and not (fv.get("defaulted") and _stored_unchecked(fv)) else None
+                  for fv in stored]
+        first = usable[0]
+        sources = [s for s in (first.get("sources") or ()) if isinstance(s, Mapping)] if first is not None else []
+        kept = sources[0].get("written") if sources and not first.get("defaulted") else None  # type: ignore[union-attr]
+        written = _written(*kept) if isinstance(kept, list) and len(kept) == 2 else None
+        value = _as_written(note, written, _number(first.get("value")) if first is not None else None)
+        if value is None or not note.when[0].holds(value) or not all(
+                fv is not None and (v := _number(fv.get("value"))) is not None and c.holds(v)
+                for c, fv in zip(note.when[1:], usable[1:], strict=True)):
+            continue
+        assert first is not None
+        shown = _written_text(written) if written is not None else \
+            first.get("display") if isinstance(first.get("display"), str) else _plain(first.get("value"))
+        text = _with_value(note.text, str(shown), _day(sources[0].get("date") if sources else None))
+        notes.append(_with_evidence(text, _stored_evidence(stored)))
     return notes
+
+
+def _written(value: Any, unit: Any) -> tuple[float, str] | None:
+    """A reading's number and unit as the record wrote them, when it wrote both."""
+    number = _number(value)
+    return (number, unit) if number is not None and not isinstance(value, bool) and isinstance(unit, str) and unit \
+        else None
+
+
+def _as_written(note: Any, written: tuple[float, str] | None, value: float | None) -> float | None:
+    """The number a note's first condition reads: as written, in the note's `written_in` unit (None when the record
+    wrote another); the value in the feature's unit otherwise."""
+    if note.written_in is None:
+        return value
+    if written is None or value is None:
+        return None
+    registry = default_registry()
+    mine, wanted = registry.lookup(written[1]), registry.lookup(note.written_in)
+    return written[0] if mine is not None and wanted is not None and mine.code == wanted.code else None
+
+
+def _written_text(written: tuple[float, str]) -> str:
+    return f"{_plain(written[0])} {unit_label(written[1])}".strip()
 
 
 def _evidence(conditions: Any, mapping: MappingResult, escape: Callable[[str], str]) -> list[str]:

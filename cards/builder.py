@@ -283,7 +283,7 @@ def _card(summary: str, indicator: str, detail: str, manifest: Manifest, ctx: Ca
 
 def _already_drafted(suggestion: dict[str, Any], ctx: CardContext) -> bool:
     """A suggested order whose code is already among the orders being placed (a urine ACR in the order set)."""
-    drafted = {code for d in ctx.drafts if d.resource_type == "ServiceRequest" for code in d.codes}
+    drafted = {code for d in ctx.drafts if d.resource_type == "ServiceRequest" for code in d.codes | d.reads_as}
     orders = [a["resource"] for a in suggestion["actions"] if a["resource"].get("resourceType") == "ServiceRequest"]
     return bool(orders) and all(any(f"{c.get('system')}|{c.get('code')}" in drafted
                                     for c in r.get("code", {}).get("coding", ())) for r in orders)

@@ -28,7 +28,7 @@ from cds_hooks.pipeline import (REFERENCED_MEDICATIONS_KEY, index_of, map_patien
 from cds_hooks.prefetch import PrefetchOutcome, fetch_medications, resolve_prefetch
 from cds_hooks.request import HookRequest
 from cds_hooks.services import CdsService
-from fhir_mapping.draft_orders import draft_resources, read_drafts
+from fhir_mapping.draft_orders import draft_entries, read_drafts, unresolved_draft_medications
 from fhir_mapping.index import ANOTHER_PATIENT
 from fhir_mapping.result import MappingResult, MissingFeature
 from fhir_mapping.spec import FeatureSpec
@@ -100,6 +100,8 @@ class ServiceCaller:
         champion = model.champion
         index = index_of(service, outcome.resources)
         unresolved = unresolved_medications(index)
+        if req.hook in ORDER_HOOKS:  # a drug being ordered by reference to a Medication on the server
+            unresolved = list(dict.fromkeys(unresolved + unresolved_draft_medications(req.context, index)))
         if unresolved and req.fhir_server is not None:
             remaining = self.deadline_seconds - (time.perf_counter() - t0)
             bundle, not_read = await fetch_medications(
@@ -172,8 +174,9 @@ class ServiceCaller:
                 token = details_token(prediction_id, self.details_secret, at, self.details_ttl_seconds)
                 details_url = f"{base_url}/details/{token}"
             # order-select/order-sign: the orders being placed, named on the card and not suggested again
-            drafts = tuple(read_drafts(champion.spec, draft_resources(req.context), champion.valuesets, patient_id)) \
-                if req.hook in ORDER_HOOKS and isinstance(champion.spec, FeatureSpec) else ()
+            drafts = tuple(read_drafts(champion.spec, draft_entries(req.context), champion.valuesets, patient_id,
+                                       index)) if req.hook in ORDER_HOOKS and isinstance(champion.spec, FeatureSpec) \
+                else ()
             ctx = CardContext(service.id, patient_id, encounter_id, at, base_url, self.smart_app_url, details_url,
                               f"{base_url}/smart/launch" if self.smart_launch and details_url else None, drafts)
             cards = build_cards(champion.manifest, champion.spec, prediction, mapping, ctx)
@@ -234,7 +237,11 @@ class ServiceCaller:
                     "defaulted": fv.defaulted,
                     # how each value was read ('converted from 1.2 mmol/L') goes with it to the details page
                     "sources": [{"reference": s.reference, "date": s.date, **({"note": s.note} if s.note else {}),
-                                 **({"display": s.display} if s.display and s.resource_type != "Patient" else {})}
+                                 **({"display": s.display} if s.display and s.resource_type != "Patient" else {}),
+                                 # the number and unit as written (card notes categorise some by the unit written)
+                                 **({"written": [s.original_value, s.original_unit]}
+                                    if isinstance(s.original_value, (int, float))
+                                    and not isinstance(s.original_value, bool) and s.original_unit else {})}
                                 for s in fv.sources],
                     "display": fv.display,  # e.g. "Yes — amlodipine 5 MG Oral Tablet, recognised by RxNorm code …"
                     "note": fv.note,  # e.g. the default's note naming active medications that were not recognised

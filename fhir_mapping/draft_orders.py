@@ -27,25 +27,49 @@ class DraftOrder:
     name: str  # as the order names it ('apixaban 5 MG Oral Tablet', 'Albumin/Creatinine [Mass Ratio] in Urine')
     codes: frozenset[str]  # 'system|code' of the order's own codings (a ServiceRequest's code, a drug's codes)
     recognised_as: str | None = None  # the title of the spec's drug class that recognises it ('anticoagulant')
+    # a ServiceRequest's test under every code the spec reads as the same test (a urine ACR drafted as 14959-1 is
+    # the 9318-7 a card would suggest): the codes of each Observation source holding one of its codes
+    reads_as: frozenset[str] = frozenset()
 
 
-def draft_resources(context: dict[str, Any]) -> list[Resource]:
-    """The resources of `context.draftOrders` (validated by cds_hooks.hooks before anything reads them)."""
+def draft_entries(context: dict[str, Any]) -> list[tuple[Resource, str | None]]:
+    """The resources of `context.draftOrders` with their fullUrls (validated by cds_hooks.hooks first)."""
     bundle = context.get("draftOrders")
     entries = bundle.get("entry") if isinstance(bundle, dict) else None
-    return [e["resource"] for e in entries or () if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+    return [(e["resource"], e["fullUrl"] if isinstance(e.get("fullUrl"), str) else None)
+            for e in entries or () if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
 
 
-def read_drafts(spec: FeatureSpec, drafts: list[Resource], valuesets: ValueSetLibrary,
-                patient_id: str | None = None) -> list[DraftOrder]:
+
+def unresolved_draft_medications(context: dict[str, Any], record: ResourceIndex) -> list[str]:
+    """The medicationReference targets of draft orders that neither the draftOrders Bundle nor the record holds
+    (to be read from the FHIR server with the record's own)."""
+    entries = draft_entries(context)
+    drafts = ResourceIndex(entries)
+    refs = []
+    for res, _ in entries:
+        ref_obj = res.get("medicationReference") if res.get("resourceType") == "MedicationRequest" else None
+        ref = ref_obj.get("reference") if isinstance(ref_obj, dict) else None
+        if isinstance(ref, str) and ref and not ref.startswith("#") and drafts.referenced_medication(res) is None \
+                and record.referenced_medication(res) is None:
+            refs.append(ref)
+    return list(dict.fromkeys(refs))
+
+
+def read_drafts(spec: FeatureSpec, drafts: list[Resource] | list[tuple[Resource, str | None]],
+                valuesets: ValueSetLibrary, patient_id: str | None = None,
+                record: ResourceIndex | None = None) -> list[DraftOrder]:
     """Each draft ServiceRequest and MedicationRequest (other kinds are not read), a medication with the first of the
     spec's drug classes that recognises it, if any; entered-in-error, revoked or completed ones are not orders, nor
     is one whose subject is another patient than `patient_id` (a service call refuses those first, cds_hooks.hooks)."""
-    index = ResourceIndex((r, None) for r in drafts)  # resolves a draft's contained or bundled Medication
+    entries = [d if isinstance(d, tuple) else (d, None) for d in drafts]
+    index = ResourceIndex(entries)  # resolves a draft's contained Medication, or one of the Bundle by its fullUrl
     classes = list(dict.fromkeys(s.medication_class for feature in spec.features.values() for s in feature.sources
                                  if s.medication_class and s.resource == "MedicationRequest"))
+    tests = [(frozenset(s.codes), frozenset(s.prefer_codes)) for f in spec.features.values() for s in f.sources
+             if s.resource == "Observation" and s.codes]
     out: list[DraftOrder] = []
-    for res in drafts:
+    for res, _ in entries:
         rtype = res.get("resourceType")
         if res.get("status") in ("entered-in-error", "revoked", "completed") or _another_patients(res, patient_id):
             continue
@@ -55,9 +79,12 @@ def read_drafts(spec: FeatureSpec, drafts: list[Resource], valuesets: ValueSetLi
             text = concept.get("text") if isinstance(concept, dict) else None
             name = next((d for _, _, d in found if d), None) or (text if isinstance(text, str) and text else None)
             if found or name:
-                out.append(DraftOrder(rtype, name or f"{found[0][1]}", frozenset(f"{s}|{c}" for s, c, _ in found)))
+                own = frozenset(f"{s}|{c}" for s, c, _ in found)
+                out.append(DraftOrder(rtype, name or f"{found[0][1]}", own, reads_as=_same_test(own, tests)))
         elif rtype == "MedicationRequest":
             view = medication_view(index, res)
+            if view.unresolved_reference and record is not None:  # a Medication of the record, or fetched with it
+                view = medication_view(record, res)
             label = None
             for klass in classes:
                 drug_class = valuesets.drug_class(klass)
@@ -75,3 +102,13 @@ def _another_patients(res: Resource, patient_id: str | None) -> bool:
     if patient_id is None or not isinstance(ref, str) or not ref.startswith("Patient/"):
         return False
     return ref.split("/", 1)[1].split("/_history", 1)[0] != patient_id
+
+
+def _same_test(own: frozenset[str], tests: list[tuple[frozenset[str], frozenset[str]]]) -> frozenset[str]:
+    """Every code the spec reads as the test a draft orders: the codes of a source holding one of its codes (only
+    the less preferred ones when it holds only those: a whole-blood creatinine is not the serum one)."""
+    same: set[str] = set()
+    for codes, preferred in tests:
+        if own & codes:
+            same |= codes if not preferred or own & preferred else codes - preferred
+    return frozenset(same)

@@ -86,8 +86,39 @@ _QUALITATIVE = re.compile(r"\s*(?:positive|negative|pos|neg|trace|detected|not d
                           re.IGNORECASE)
 # a number (1,000 allowed), then at most a unit: words that do not start with a digit, without ';' or ',' (so
 # '<30 mg/g; repeat 450 mg/g' or '>300 and rising 5' are text with numbers, unreadable, not bounds)
+_TEXT_LIMIT = re.compile(r"\s*(<=|>=|<|>|≤|≥)\s*(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)\s*(\S.*?)?\s*")
 _TEXT_BOUND = re.compile(r"\s*(<=|>=|<|>|≤|≥)\s*(\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
                          r"(?:\s*[^\d\s;,.][^\s;,]*(?:\s+[^\d\s;,.][^\s;,]*){0,3})?\s*")
+
+
+_REPLACING = frozenset({"corrected", "amended"})
+
+
+def _supersedes(res: Resource) -> tuple[int, float]:
+    """Of results of one moment, which replaces which: a corrected or amended one, then the later report."""
+    issued = res.get("issued")
+    when = parse_fhir_datetime(issued) if isinstance(issued, str) else None
+    status = res.get("status")  # a malformed status (a list) is not hashable, and replaces nothing
+    return int(isinstance(status, str) and status in _REPLACING), when.timestamp() if when is not None else 0.0
+
+
+def _agree(one: _Candidate, other: _Candidate) -> bool:
+    """Two readings of one result: within 1 %, or within half a step of the last digit each was written with."""
+    if isclose(one.value, other.value, rel_tol=0.01):
+        return True
+    return abs(one.value - other.value) <= _half_step(one) + _half_step(other) + 1e-12
+
+
+def _half_step(c: _Candidate) -> float:
+    """Half the last written digit of a reading, in the unit it was converted to (42 µmol/L: ± 0.5 µmol/L)."""
+    written = c.ref.original_value
+    if isinstance(written, bool) or not isinstance(written, (int, float)) or written == 0:
+        return 0.0
+    text = repr(written)
+    if "e" in text or "E" in text:
+        return 0.0
+    decimals = len(text.split(".", 1)[1]) if "." in text and not isinstance(written, int) else 0
+    return 0.5 * 10 ** -decimals * abs(c.value / written)
 
 
 def _bound_side(limit: tuple[str, float] | None, threshold: float) -> bool | None:
@@ -470,6 +501,7 @@ class _Context:
         if feature.aggregate in _NEWEST_FIRST and len(matches) > 1:
             return self._newest_usable(name, feature, matches)
         unreadable: SourceRef | None = None
+        unread_count = 0  # results of a presence that could not be read (a count's unknowns)
         bound: SourceRef | None = None
         unread_value: SourceRef | None = None  # a value present but unreadable (no unit …): the newest result
         for res, source in matches:
@@ -480,12 +512,18 @@ class _Context:
                 self._pass_over(ignored, ref, why)
                 if isinstance(why, _Unreadable) and _reads_presence(feature, source):
                     unreadable = ignored[-1]
+                    unread_count += 1
                 elif isinstance(why, _Unreadable) and feature.aggregate in _NEWEST_FIRST:
                     unread_value = ignored[-1]  # at most one match reaches here for these aggregates
                 if isinstance(why, _Bound) and not _reads_presence(feature, source):
                     bound = ignored[-1]
         read = bool(candidates)
         candidates = self._strictly_valid(feature, candidates, ignored)
+        if feature.aggregate == "count" and unreadable is not None:
+            # the unread results may each count: the count is known only as a range
+            known = len({c.when for c in candidates if c.when is not None}) + sum(c.when is None for c in candidates)
+            missing = self._unknown(name, feature, unreadable, ignored)
+            return replace(missing, count_range=(known, known + unread_count))
         if candidates:
             return self._aggregate(name, feature, candidates)
         if bound is not None:  # a bound ('>60'): older results must not replace it, nor an add-on's default (see
@@ -520,12 +558,13 @@ class _Context:
         # results ordered by the day (labs) of one moment: those under the source's `prefer_codes` first (a serum
         # creatinine before a whole-blood one drawn with it)
         keyed = sorted((((*self._sort_key(res, source, window_start, floor, hourly),
-                          0 if hourly else self._preferred(res, source)), res, source)
+                          0 if hourly else self._preferred(res, source), (0, 0.0) if hourly else _supersedes(res)),
+                         res, source)
                         for res, source in matches), key=lambda t: t[0], reverse=True)
         # a quantity's newest result that cannot be read, held until the records of the same moment are read: a
         # readable one among them (an interface that sends the value and a comment row) gives the value, whatever
         # the order of the bundle
-        held: tuple[tuple[datetime, int, int], SourceRef] | None = None
+        held: tuple[tuple[Any, ...], SourceRef] | None = None
         for i, (key, res, source) in enumerate(keyed):
             if held is not None and key[:2] < held[0][:2]:
                 return self._newest_stands(name, feature, held[1], ignored)
@@ -556,10 +595,12 @@ class _Context:
                 continue
             valid = self._strictly_valid(feature, cands, ignored)
             if valid:
-                rival = self._rival(feature, valid[0], keyed[i + 1:]) if hourly else \
-                    self._same_moment_rival(feature, valid[0], key, keyed[i + 1:])
+                if hourly:
+                    rival, twins = self._rival(feature, valid[0], keyed[i + 1:]), False
+                else:
+                    rival, twins = self._same_day_rival(feature, valid[0], key, keyed[i + 1:])
                 if rival is not None:
-                    return self._unplaced(name, feature, valid[0].ref, rival, ignored, twins=not hourly)
+                    return self._unplaced(name, feature, valid[0].ref, rival, ignored, twins=twins)
                 return self._aggregate(name, feature, valid)
             if _reads_presence(feature, source):
                 return self._unknown(name, feature, ignored[-1], ignored)
@@ -648,22 +689,32 @@ class _Context:
             return 0
         return int(any(f"{system}|{code}" in source.prefer_codes for system, code, _ in codings(res.get("code"))))
 
-    def _same_moment_rival(self, feature: Feature, chosen: _Candidate, key: tuple[datetime, int, int],
-                           rest: list[tuple[tuple[datetime, int, int], Resource, Source]]) -> SourceRef | None:
-        """For results ordered by the day (labs): another result charted for the very same moment, as preferred by
-        the source's `prefer_codes`, whose value differs by more than rounding (two serum creatinines of one timestamp,
-        1.4 and 2.0 mg/dL): a searchset's order within one moment is no order, so neither is known to stand."""
+    def _same_day_rival(self, feature: Feature, chosen: _Candidate, key: tuple[Any, ...],
+                        rest: list[tuple[tuple[Any, ...], Resource, Source]]) -> tuple[SourceRef | None, bool]:
+        """For results ordered by the day (labs), one that may stand instead of `chosen` and says otherwise, and
+        whether it was charted for the very same moment: a result of that moment as preferred by the source's
+        `prefer_codes` (two serum creatinines of one timestamp, 1.4 and 2.0 mg/dL: a searchset's order within one
+        moment is no order), unless the record says which replaces which (a `corrected` or `amended` result, else
+        the later `issued`); or one written as a date alone on `chosen`'s day, which may be the later of the two.
+        Values that agree within 1 % or within the rounding of the numbers as written are one result."""
+        day = chosen.ref.date[:10] if chosen.ref.date and "T" in chosen.ref.date else None
         for other_key, res, source in rest:
-            if other_key != key:
-                break  # sorted newest first, then by preference: the rest are older or ranked lower
+            same_moment = other_key[:3] == key[:3]
+            if not same_moment and (day is None or other_key[0] < key[0] - timedelta(days=2)):
+                break  # sorted newest first: the rest are older (a date alone is placed at its day's start)
             ref = self._ref(res, source)
+            if same_moment and other_key[3] < key[3]:
+                continue  # replaced by `chosen`: a final result it corrects, or an earlier report of the moment
+            if not same_moment and (other_key[2] != key[2] or not ref.date or "T" in ref.date
+                                    or ref.date[:10] != day):
+                continue
             try:
                 cands = self._read(res, source, feature, ref)
             except _Skip:
                 continue
-            if any(not isclose(c.value, chosen.value, rel_tol=0.01) for c in cands):
-                return cands[0].ref
-        return None
+            if any(not _agree(c, chosen) for c in cands):
+                return cands[0].ref, same_moment
+        return None, False
 
     def _says_otherwise(self, feature: Feature, chosen: _Candidate, res: Resource, source: Source,
                         ref: SourceRef) -> tuple[bool, SourceRef | None]:
@@ -1022,7 +1073,8 @@ class _Context:
                 shown = text.strip() if len(text.strip()) <= 40 else text.strip()[:39] + "…"
                 shown = shown.replace(";", ",")  # a reason's clauses are split at '; ' (a card shows the first)
                 if _TEXT_BOUND.fullmatch(text):
-                    raise _Bound(f"{BOUND_NOTE} (text '{shown}'), not a measurement")
+                    raise _Bound(f"{BOUND_NOTE} (text '{shown}'), not a measurement",
+                                 self._text_limit(text, target, analyte))
                 raise _Unreadable(f"the result is text ('{shown}'), not a quantity")
             if kind in ("valueInteger", "valueRatio", "valueRange"):
                 # a number was reported in a shape that carries no unit (valueInteger 2) or is not one value
@@ -1055,6 +1107,19 @@ class _Context:
         if unit and self.units.lookup(unit) == self.units.lookup(target):
             unit = target
         return value, raw, unit
+
+    def _text_limit(self, text: str, target: str, analyte: str | None) -> tuple[str, float] | None:
+        """A bound written as text ('<4.0 %', '≥ 300 mg/g') as its comparator and number in `target`, when its
+        unit is written and converts; None otherwise (a bare '<4.0' says nothing about its unit)."""
+        found = _TEXT_LIMIT.fullmatch(text)
+        if found is None or not found.group(3):
+            return None
+        comparator = {"≤": "<=", "≥": ">="}.get(found.group(1), found.group(1))
+        try:
+            raw = float(found.group(2).replace(",", ""))
+        except ValueError:
+            return None
+        return self._limit(comparator, raw, found.group(3), False, target, analyte)
 
     def _limit(self, comparator: Any, raw: float, unit: Any, ucum: bool, target: str,
                analyte: str | None) -> tuple[str, float] | None:
@@ -1110,8 +1175,8 @@ class _Context:
             chosen = cands
         if agg == "mean":
             value = fmean(c.value for c in chosen)
-        elif agg == "count":
-            value = float(len(chosen))
+        elif agg == "count":  # results of one moment are one specimen (an HbA1c sent in % and in mmol/mol)
+            value = float(len({c.when for c in chosen if c.when is not None}) + sum(c.when is None for c in chosen))
         elif agg == "exists":
             value = 1.0
         elif agg == "days_since":

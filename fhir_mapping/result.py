@@ -119,6 +119,9 @@ class MissingFeature:
     # the newest result, passed over because it cannot be used (a bound such as '>60', no unit, an unknown unit): a
     # value derived from older results must not stand in for it (`derived_when: newer`)
     newest_unusable: SourceRef | None = None
+    # a count some of whose results could not be read: the fewest and the most it can be (a population rule that
+    # holds, or fails, at both ends is decided all the same: one unreadable HbA1c cannot make two in the range)
+    count_range: tuple[int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "reason": self.reason, "required": self.required}

@@ -51,6 +51,12 @@ def _failures(manifest: Manifest, values: dict[str, float],
     failed: list[tuple[PopulationRule, str, bool]] = []
     for rule in manifest.population:
         value = _value_of(rule.feature, values, mapping)
+        span = _count_range(mapping, rule.feature) if value is None else None
+        if span is not None and rule.holds(span[0]) and rule.holds(span[1]):
+            continue  # a count whose unread results cannot change the answer (known + unread stay inside)
+        if span is not None and not rule.holds(span[0]) and not rule.holds(span[1]):
+            failed.append((rule, rule.reason, True))
+            continue
         if value is None:
             if rule.if_recorded and not _recorded(mapping, rule.feature):
                 continue  # nothing on record to test; a record that could not be read is not "nothing"
@@ -62,6 +68,11 @@ def _failures(manifest: Manifest, values: dict[str, float],
         if not rule.holds(value):
             failed.append((rule, rule.reason + _patient_value(rule, mapping), True))
     return failed
+
+
+def _count_range(mapping: MappingResult | None, name: str) -> tuple[int, int] | None:
+    missing = mapping.missing.get(name) if mapping is not None else None
+    return missing.count_range if missing is not None else None
 
 
 def _recorded(mapping: MappingResult | None, name: str) -> bool:

@@ -198,9 +198,13 @@ class CardNote(_Strict):
     used be recorded, and a SpO2 of 90 % scoring 0 reads as an error without it)."""
 
     when: tuple[When, ...] = Field(min_length=1)  # all hold (a default not fully checked never matches)
-    # {evidence}: the records the conditions rest on; {value} and {date}: the first condition's value as the card
-    # shows it ('45 mg/g') and the day it was measured
+    # {evidence}: the records the conditions rest on; {value} and {date}: the first condition's value as the record
+    # wrote it ('3 mg/mmol', '29.96 mg/g') and the day it was measured
     text: str = Field(max_length=240)
+    # a unit (UCUM): the note holds only for a first condition's value the record wrote in this unit, and that
+    # condition reads the number as written: KDIGO's albuminuria limits in mg/mmol (3, 30) are rounded equivalents
+    # of those in mg/g (30, 300), not conversions, so each unit is categorised by its own
+    written_in: str | None = None
 
 
 class CardSpec(_Strict):

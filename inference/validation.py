@@ -22,6 +22,7 @@ import numpy as np
 from fhir_mapping.medications import DrugClassError
 from fhir_mapping.result import FeatureValue, MappingResult, MissingFeature
 from fhir_mapping.spec import FeatureSpec
+from fhir_mapping.units import default_registry
 from fhir_mapping.valuesets import ValueSetError, ValueSetLibrary
 from inference.manifest import Manifest
 from inference.model_card import required_attributes
@@ -256,6 +257,9 @@ def cross_problems(manifest_path: Path, spec_path: Path, manifest: Manifest, spe
                 problems.append(Problem(manifest_path, f"advice[{i}].categories", f"'{label}' is not a category",
                                         f"use one of {', '.join(sorted(labels))}"))
     for i, note in enumerate(manifest.card.notes):
+        if note.written_in is not None and default_registry().lookup(note.written_in) is None:
+            problems.append(Problem(manifest_path, f"card.notes[{i}].written_in",
+                                    f"unit '{note.written_in}' is not in the unit registry", "write a UCUM unit"))
         for j, cond in enumerate(note.when):
             if cond.feature not in known:
                 problems.append(Problem(manifest_path, f"card.notes[{i}].when[{j}].feature",
@@ -263,7 +267,8 @@ def cross_problems(manifest_path: Path, spec_path: Path, manifest: Manifest, spe
         for name in dict.fromkeys(_PLACEHOLDER.findall(note.text)):
             if name not in ("evidence", "value", "date"):
                 problems.append(Problem(manifest_path, f"card.notes[{i}].text",
-                                        f"writes {{{name}}}, but a note fills only {{evidence}}, {{value}} and {{date}}",
+                                        f"writes {{{name}}}, but a note fills only {{evidence}}, {{value}} and "
+                                        "{date}",
                                         "write the text out, or use {evidence} for the records it rests on, {value} "
                                         "and {date} for its first condition's value as the card shows it"))
     for i, out in enumerate(manifest.outputs):

@@ -16,6 +16,7 @@ import hmac
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from importlib import resources
+from math import isfinite
 from typing import Any
 
 from alembic import command
@@ -437,6 +438,10 @@ def _safe_ref(source: dict[str, Any]) -> dict[str, Any]:
         said = _text(source.get(key))
         if said:
             kept[key] = said
+    written = source.get("written")  # the number and unit as written (a card note may read the number by its unit)
+    if isinstance(written, list) and len(written) == 2 and isinstance(written[0], (int, float)) \
+            and not isinstance(written[0], bool) and isfinite(written[0]) and _text(written[1]):
+        kept["written"] = [written[0], _text(written[1])]
     return kept
 
 

@@ -1695,20 +1695,24 @@ def test_a_saved_egfr_is_dated_and_derived_from_its_creatinine_only(api: Any) ->
 
 
 @pytest.mark.parametrize(("acr", "unit", "category"), [
-    (12, "mg/g", "A1"), (45, "mg/g", "A2"), (3.5, "mg/mmol", "A2"), (300.4, "mg/g", "A3"), (35, "mg/mmol", "A3")])
+    (12, "mg/g", "A1"), (29.96, "mg/g", "A1"), (30, "mg/g", "A2"), (45, "mg/g", "A2"), (299, "mg/g", "A2"),
+    (300, "mg/g", "A3"), (300.4, "mg/g", "A3"), (2.9, "mg/mmol", "A1"), (3.0, "mg/mmol", "A2"),
+    (3.5, "mg/mmol", "A2"), (29.9, "mg/mmol", "A2"), (30, "mg/mmol", "A3"), (35, "mg/mmol", "A3")])
 def test_the_egfr_card_states_the_albuminuria_category_of_the_newest_acr(
         api: Any, acr: float, unit: str, category: str) -> None:
-    """KDIGO 2024 stages CKD by G and A: A1 below 30 mg/g (3 mg/mmol), A2 30–300 mg/g (3–30 mg/mmol), A3 above.
-    An eGFR of 86 (G2) with albuminuria of 30 mg/g or more for over 3 months is CKD; the G2 guidance says markers
-    of kidney damage decide, so the card says which A category the newest ACR of the last year is, and the details
-    page says the same."""
+    """KDIGO 2024 stages CKD by G and A: A1 below 30 mg/g (3 mg/mmol), A2 to below 300 mg/g (30 mg/mmol), A3 from
+    there. The two units' limits are rounded equivalents, not conversions (3 mg/mmol is 26.5 mg/g, yet A2), so the
+    category is read in the unit the laboratory wrote, and the ACR is quoted as written (29.96 mg/g is A1, never
+    shown as "30 mg/g"). An eGFR of 86 (G2) with albuminuria of A2 or more for over 3 months is CKD; the card says
+    which A category the newest ACR of the last year is, and the details page says the same."""
     from test_details_view import details_path
 
     record = [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 1.0, "mg/dL"),
               F.quantity_obs("9318-7", acr, unit, days=40)]
     card = fire(api, "egfr-ckd-epi-2021", record)
     assert "(KDIGO G2)" in card["summary"], card["summary"]
-    assert f"_Albuminuria {category} (urine ACR " in card["detail"], card["detail"]
+    written = f"{acr:g} mg/{'mmol' if unit == 'mg/mmol' else 'g'}"
+    assert f"_Albuminuria {category} (urine ACR {written}, " in card["detail"], card["detail"]
     assert (category != "A1") == ("CKD if it persists over 3 months, whatever the eGFR" in card["detail"])
     day = F.days_ago(40)[:10]
     assert f", {day}: " in card["detail"], card["detail"]

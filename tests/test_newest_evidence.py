@@ -674,3 +674,45 @@ def test_a_preferred_code_outside_the_sources_codes_is_refused_naming_it() -> No
 
     with pytest.raises(ValidationError, match=r"prefer_codes.*http://loinc.org\|14682-9 is not"):
         Source(resource="Observation", codes=("http://loinc.org|2160-0",), prefer_codes=("http://loinc.org|14682-9",))
+
+
+def test_one_creatinine_in_two_units_agrees_within_the_rounding_of_each(api: Any) -> None:
+    """0.47 mg/dL and 42 µmol/L of one draw: 0.47 × 88.4 = 41.5, which a laboratory reports as 42; read back,
+    0.475 mg/dL, 1.1 % away. The two agree within half a step of the last digit each was written with (± 0.005 mg/dL
+    and ± 0.5 µmol/L), so they are one result and the eGFR is given (Inker 2021, woman of 70 at 0.47 mg/dL: above
+    90, G1)."""
+    mg = _creatinine("2160-0", 0.47, "mg/dL")
+    umol = _creatinine("14682-9", 42, "umol/L", mg["effectiveDateTime"])
+    for x, y in ((mg, umol), (umol, mg)):
+        card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 70, "female"), copy.deepcopy(x), copy.deepcopy(y)])
+        assert "not calculated" not in card["summary"], card["summary"] + card["detail"]
+
+
+def test_a_corrected_creatinine_stands_over_the_final_one_it_corrects(api: Any) -> None:
+    """FHIR R4 ObservationStatus 'corrected': after being final, the result was modified to correct an error. A
+    final 2.0 mg/dL and its correction, 1.4 mg/dL, of one draw: the correction stands (Inker 2021, man of 60: 57.5,
+    G3a), whatever the bundle order; of two final reports of one moment, the later `issued` stands."""
+    final = _creatinine("2160-0", 2.0, "mg/dL")
+    final["issued"] = F.days_ago(2)
+    corrected = {**copy.deepcopy(final), "id": "obs-corrected", "status": "corrected",
+                 "valueQuantity": {**final["valueQuantity"], "value": 1.4}, "issued": F.days_ago(1)}
+    for x, y in ((final, corrected), (corrected, final)):
+        card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), copy.deepcopy(x), copy.deepcopy(y)])
+        assert "G3a" in card["summary"], card["summary"] + card["detail"]
+    reissued = {**copy.deepcopy(corrected), "status": "final"}
+    for x, y in ((final, reissued), (reissued, final)):
+        card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), copy.deepcopy(x), copy.deepcopy(y)])
+        assert "G3a" in card["summary"], card["summary"] + card["detail"]
+
+
+def test_a_creatinine_written_as_a_date_alone_may_be_the_later_one_of_its_day(api: Any) -> None:
+    """Two creatinines of one day: 2.0 mg/dL written as a date alone and 1.0 mg/dL at a time that day (Inker 2021,
+    man of 60: 38, G3b, or 86, G2). The date alone may be the evening repeat, so neither is known to be the newest:
+    no number, naming both, rather than the timed one by default."""
+    timed = _creatinine("2160-0", 1.0, "mg/dL")
+    dated = {**_creatinine("2160-0", 2.0, "mg/dL"), "id": "obs-dated",
+             "effectiveDateTime": timed["effectiveDateTime"][:10]}
+    card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), dated, timed])
+    assert "not calculated" in card["summary"], card["summary"]
+    assert "Which reading is the newest is not known" in card["detail"], card["detail"]
+    assert "1 mg/dL" in card["detail"] and "2 mg/dL" in card["detail"], card["detail"]

@@ -40,16 +40,18 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def call(api: Any, service: str, hook: str, record: list[dict[str, Any]],
-         drafts: list[dict[str, Any]]) -> dict[str, Any]:
+         drafts: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """A call with these drafts (a resource, or a Bundle entry {fullUrl, resource}); `extra`: more request fields."""
     context: dict[str, Any] = {"userId": "Practitioner/example", "patientId": "p1"}
+    entries = [d if "resource" in d else {"resource": d} for d in drafts]
     if hook != "patient-view":
-        context["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
-                                  "entry": [{"resource": d} for d in drafts]}
+        context["draftOrders"] = {"resourceType": "Bundle", "type": "collection", "entry": entries}
     if hook == "order-select":
-        context["selections"] = [f"{d['resourceType']}/{d['id']}" for d in drafts[:1]]
+        first = entries[0]["resource"]
+        context["selections"] = [f"{first['resourceType']}/{first['id']}"]
     prefetch = prefetch_from_resources(templates(api, service), record, context)
     resp = api.post(f"/cds-services/{service}", json={"hook": hook, "hookInstance": HOOK_INSTANCE,
-                                                       "context": context, "prefetch": prefetch})
+                                                       "context": context, "prefetch": prefetch, **extra})
     assert resp.status_code == 200, resp.text
     cards = resp.json()["cards"]
     assert len(cards) == 1, cards
@@ -170,3 +172,53 @@ def test_a_drafted_name_is_escaped_as_record_text(api: Any) -> None:
     card = call(api, service_for(api, "cha2ds2", "order-sign"), "order-sign", record, [medication_request(coding)])
     shown = "\n_In this order:_ apixaban \\*\\*5 MG\\*\\* \\[tab\\](http://example.org) (anticoagulant)"
     assert shown in card["detail"], card["detail"]
+
+
+def test_a_test_drafted_under_another_code_the_model_reads_is_not_suggested_again(api: Any) -> None:
+    """A urine ACR drafted as LOINC 14959-1 (Microalbumin/Creatinine [Mass Ratio] in Urine), a code the eGFR spec
+    reads as a urine ACR, is the 9318-7 the card would suggest: not suggested again. A whole-blood creatinine being
+    ordered (38483-4) is not the serum creatinine CKD-EPI needs (the spec prefers serum): that order stays."""
+    micro = {"system": "http://loinc.org", "code": "14959-1",
+             "display": "Microalbumin/Creatinine [Mass Ratio] in Urine"}
+    card = call(api, service_for(api, "egfr", "order-sign"), "order-sign",
+                [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 1.6, "mg/dL")], [service_request(micro)])
+    assert "_In this order:_ Microalbumin/Creatinine" in card["detail"], card["detail"]
+    assert "9318-7" not in ordered(card), card.get("suggestions")
+    whole = {"system": "http://loinc.org", "code": "38483-4", "display": "Creatinine [Mass/volume] in Blood"}
+    missing = call(api, service_for(api, "egfr", "order-sign"), "order-sign", [F.patient("p1", 60, "male")],
+                   [service_request(whole)])
+    assert "2160-0" in ordered(missing), missing.get("suggestions")
+
+
+def test_a_drug_referenced_in_the_draft_bundle_by_full_url_is_recognised(api: Any) -> None:
+    """FHIR R4 Bundle: a reference resolves against the entries' fullUrl. A draft naming its drug by a urn:uuid
+    Medication of the same draftOrders Bundle (a Bundle of new resources is written so) is read as that drug."""
+    med_url = "urn:uuid:7f3c1a52-2b8e-4c7e-9d0f-1a2b3c4d5e6f"
+    draft = medication_request(None, medicationReference={"reference": med_url})
+    record = [F.patient("p1", 50, "male"), F.condition("49436004", display="Atrial fibrillation")]
+    card = call(api, service_for(api, "cha2ds2", "order-sign"), "order-sign", record,
+                [{"fullUrl": "urn:uuid:0b5e1d2c-3f4a-4b6c-8d9e-0f1a2b3c4d5e", "resource": draft},
+                 {"fullUrl": med_url, "resource": {"resourceType": "Medication", "code": {"coding": [APIXABAN]}}}])
+    assert "_In this order:_ apixaban 5 MG Oral Tablet (anticoagulant)" in card["detail"], card["detail"]
+
+
+def test_a_drug_referenced_on_the_fhir_server_is_read_from_it(api: Any) -> None:
+    """A draft naming its drug by 'Medication/apx', a Medication the EHR holds on its FHIR server (not in the
+    draftOrders Bundle nor the prefetch): read from the server with the call's token, as for the record's own
+    orders, and named."""
+    import httpx
+    import respx
+
+    fhir = "http://127.0.0.1:1/fhir"
+    medication = {"resourceType": "Medication", "id": "apx", "code": {"coding": [APIXABAN]}}
+    draft = medication_request(None, medicationReference={"reference": "Medication/apx"})
+    record = [F.patient("p1", 50, "male"), F.condition("49436004", display="Atrial fibrillation")]
+    auth = {"access_token": "tok-123", "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.read",
+            "subject": "cds-onnx"}
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.get(f"{fhir}/Medication/apx").mock(return_value=httpx.Response(200, json=medication))
+        mock.get(url__startswith=fhir).mock(return_value=httpx.Response(404))
+        card = call(api, service_for(api, "cha2ds2", "order-sign"), "order-sign", record, [draft],
+                    fhirServer=fhir, fhirAuthorization=auth)
+    assert route.called and route.calls[0].request.headers["Authorization"] == "Bearer tok-123"
+    assert "_In this order:_ apixaban 5 MG Oral Tablet (anticoagulant)" in card["detail"], card["detail"]

@@ -125,3 +125,43 @@ def test_the_challenger_stores_cannot_be_ruled_out_where_the_record_could_not_be
     for p in rows:
         assert any("diabetes cannot be ruled out" in r for r in p["guard_reasons"]), p["guard_reasons"]
         assert not any("the record shows diabetes" in r for r in p["guard_reasons"]), p["guard_reasons"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_one_hba1c_written_in_two_units_is_one_result(api: Any, service: str) -> None:
+    """One HbA1c of 6.6 % sent in NGSP % (4548-4) and IFCC mmol/mol (59261-8, 49) for one specimen three years ago,
+    then a normal one: one abnormal result, not the two ADA asks to confirm diabetes. The estimate is given."""
+    pct = hba1c(6.6, 1100)
+    ifcc = {**F.quantity_obs("59261-8", 49, "mmol/mol", days=1100), "effectiveDateTime": pct["effectiveDateTime"]}
+    card = fire(api, service, record(pct, ifcc, hba1c(5.4, 100)))
+    assert estimated(card), card["summary"] + card["detail"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_an_hba1c_bound_written_as_text_decides_as_a_quantity_does(api: Any, service: str) -> None:
+    """'<4.0 %' sent as valueString is the bound a Quantity with comparator '<' states: below the diabetes range,
+    so the estimate is given; '<4.0' with no unit says nothing about its scale, so the range cannot be ruled out."""
+    text = F.quantity_obs("4548-4", 4.0, "%", days=40)
+    del text["valueQuantity"]
+    card = fire(api, service, record({**text, "valueString": "<4.0 %"}))
+    assert estimated(card), card["summary"] + card["detail"]
+    bare = fire(api, service, record({**text, "valueString": "<4.0"}))
+    assert not estimated(bare) and "cannot be ruled out" in bare["summary"] + bare["detail"], bare
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_an_unreadable_old_hba1c_decides_the_confirmed_count_only_when_it_could_change_it(
+        api: Any, service: str) -> None:
+    """Two results of 6.5 % or more confirm diabetes. An HbA1c of four years ago written without a unit cannot be
+    read: beside a normal one it cannot make two (0 known + 1 unread), so the estimate is given; beside one result
+    of 7.1 % it could (1 + 1), so diabetes cannot be ruled out; beside two it is confirmed whatever it says."""
+    unread = hba1c(6.0, 1500)
+    unread["valueQuantity"] = {"value": 6.0}
+    once = fire(api, service, record(unread, hba1c(5.2, 30)))
+    assert estimated(once), once["summary"] + once["detail"]
+    could = fire(api, service, record(unread, hba1c(7.1, 800), hba1c(5.2, 30)))
+    assert not estimated(could) and "HbA1c results in the diabetes range cannot be ruled out" in \
+        could["summary"] + could["detail"], could
+    twice = fire(api, service, record(unread, hba1c(7.1, 800), hba1c(7.3, 700), hba1c(5.2, 30)))
+    assert not estimated(twice) and "two HbA1c results of 6.5 % or more are on record" in \
+        twice["summary"] + twice["detail"], twice
