@@ -91,6 +91,9 @@ def stored_notes(manifest: Manifest, features: Mapping[str, Any]) -> list[str]:
         sources = [s for s in (first.get("sources") or ()) if isinstance(s, Mapping)] if first is not None else []
         kept = sources[0].get("written") if sources and not first.get("defaulted") else None  # type: ignore[union-attr]
         written = _written(*kept) if isinstance(kept, list) and len(kept) == 2 else None
+        if written is None and first is not None and not first.get("defaulted"):
+            # a row stored before sources kept the number as written: the value in the feature's unit
+            written = _written(first.get("value"), first.get("unit"))
         value = _as_written(note, written, _number(first.get("value")) if first is not None else None)
         if value is None or not note.when[0].holds(value) or not all(
                 fv is not None and (v := _number(fv.get("value"))) is not None and c.holds(v)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds_hooks.errors import bad_request
+from fhir_mapping.index import referenced_patient
 
 _ID = r"[A-Za-z0-9\-.]{1,64}"
 _TYPE_ID = re.compile(rf"^[A-Z][A-Za-z]+/{_ID}$")
@@ -93,8 +94,7 @@ def _draft_orders(bundle: Any, selections: Any, patient_id: str) -> None:
             refs.add(f"{res['resourceType']}/{res['id']}")
         subject = res.get("subject")
         about = subject.get("reference") if isinstance(subject, dict) else None
-        if isinstance(about, str) and about.startswith("Patient/") and \
-                about.split("/")[1] != patient_id:
+        if isinstance(about, str) and referenced_patient(about) not in (None, patient_id):
             # the orders being placed are for the patient in context: one for another contradicts the request
             raise bad_request(f"context.draftOrders.entry[{i}].resource.subject names {about}, not "
                               f"context.patientId ({patient_id})", f"{field}.entry[{i}].resource.subject")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_mapping.index import Resource, ResourceIndex, codings
+from fhir_mapping.index import Resource, ResourceIndex, codings, referenced_patient
 from fhir_mapping.medications import medication_view
 from fhir_mapping.spec import FeatureSpec
 from fhir_mapping.valuesets import ValueSetLibrary
@@ -99,9 +99,8 @@ def read_drafts(spec: FeatureSpec, drafts: list[Resource] | list[tuple[Resource,
 def _another_patients(res: Resource, patient_id: str | None) -> bool:
     subject = res.get("subject")
     ref = subject.get("reference") if isinstance(subject, dict) else None
-    if patient_id is None or not isinstance(ref, str) or not ref.startswith("Patient/"):
-        return False
-    return ref.split("/", 1)[1].split("/_history", 1)[0] != patient_id
+    named = referenced_patient(ref) if isinstance(ref, str) else None
+    return patient_id is not None and named is not None and named != patient_id
 
 
 def _same_test(own: frozenset[str], tests: list[tuple[frozenset[str], frozenset[str]]]) -> frozenset[str]:

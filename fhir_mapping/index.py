@@ -53,6 +53,15 @@ def iter_resources(value: Any) -> Iterator[tuple[Resource, str | None]]:
         yield value, None
 
 
+def referenced_patient(ref: str) -> str | None:
+    """The id of the Patient a literal reference names: 'Patient/x', an absolute URL ending in Patient/x, either
+    versioned ('…/_history/2'); None for anything else (a urn:uuid, '#contained', another type)."""
+    parts = ref.split("?", 1)[0].rstrip("/").split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    return parts[-1] if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] else None
+
+
 def subject_reference(resource: Resource) -> str | None:
     """The reference naming whom a resource is about: R4's `subject` (Observation, Condition, Encounter, Procedure,
     MedicationRequest, MedicationStatement …) or `patient` (AllergyIntolerance, Immunization, Device …)."""

@@ -91,6 +91,26 @@ _TEXT_BOUND = re.compile(r"\s*(<=|>=|<|>|≤|≥)\s*(\d{1,3}(?:,\d{3})+|\d+)(?:\
                          r"(?:\s*[^\d\s;,.][^\s;,]*(?:\s+[^\d\s;,.][^\s;,]*){0,3})?\s*")
 
 
+def _count_span(cands: list[_Candidate], unread: list[SourceRef]) -> tuple[int, int]:
+    """The fewest and the most distinct specimens among counted results: results of one moment are one; one written
+    as a date alone may be the specimen of a timed one of its day (or not); an unread result may be one more, unless
+    it was charted for a moment already counted (the same specimen sent twice)."""
+    timed = {c.when for c in cands if c.when is not None and c.ref.date and "T" in c.ref.date}
+    timed_days = {c.ref.date[:10] for c in cands if c.when is not None and c.ref.date and "T" in c.ref.date}
+    dated_days = {c.ref.date[:10] for c in cands if c.ref.date and "T" not in c.ref.date}
+    undated = sum(not c.ref.date for c in cands)
+    low = len(timed) + len(dated_days - timed_days) + undated
+    high = low + len(dated_days & timed_days)
+    seen = {*timed, *dated_days}
+    extra: set[Any] = set()
+    for ref in unread:
+        when = parse_fhir_datetime(ref.date) if ref.date and "T" in ref.date else None
+        key: Any = when if when is not None else (ref.date[:10] if ref.date else id(ref))
+        if key not in seen:
+            extra.add(key)
+    return low, high + len(extra)
+
+
 _REPLACING = frozenset({"corrected", "amended"})
 
 
@@ -110,15 +130,12 @@ def _agree(one: _Candidate, other: _Candidate) -> bool:
 
 
 def _half_step(c: _Candidate) -> float:
-    """Half the last written digit of a reading, in the unit it was converted to (42 µmol/L: ± 0.5 µmol/L)."""
+    """Half a unit of a reading written as a whole number, in the unit it was converted to (42 µmol/L: ± 0.5
+    µmol/L). A decimal's precision is not known once parsed ('1.40' and '1.4' are one float), so it has none."""
     written = c.ref.original_value
-    if isinstance(written, bool) or not isinstance(written, (int, float)) or written == 0:
+    if isinstance(written, bool) or not isinstance(written, int) or written == 0:
         return 0.0
-    text = repr(written)
-    if "e" in text or "E" in text:
-        return 0.0
-    decimals = len(text.split(".", 1)[1]) if "." in text and not isinstance(written, int) else 0
-    return 0.5 * 10 ** -decimals * abs(c.value / written)
+    return 0.5 * abs(c.value / written)
 
 
 def _bound_side(limit: tuple[str, float] | None, threshold: float) -> bool | None:
@@ -501,7 +518,7 @@ class _Context:
         if feature.aggregate in _NEWEST_FIRST and len(matches) > 1:
             return self._newest_usable(name, feature, matches)
         unreadable: SourceRef | None = None
-        unread_count = 0  # results of a presence that could not be read (a count's unknowns)
+        unread: list[SourceRef] = []  # results of a presence that could not be read (a count's unknowns)
         bound: SourceRef | None = None
         unread_value: SourceRef | None = None  # a value present but unreadable (no unit …): the newest result
         for res, source in matches:
@@ -512,18 +529,21 @@ class _Context:
                 self._pass_over(ignored, ref, why)
                 if isinstance(why, _Unreadable) and _reads_presence(feature, source):
                     unreadable = ignored[-1]
-                    unread_count += 1
+                    unread.append(unreadable)
                 elif isinstance(why, _Unreadable) and feature.aggregate in _NEWEST_FIRST:
                     unread_value = ignored[-1]  # at most one match reaches here for these aggregates
                 if isinstance(why, _Bound) and not _reads_presence(feature, source):
                     bound = ignored[-1]
         read = bool(candidates)
         candidates = self._strictly_valid(feature, candidates, ignored)
-        if feature.aggregate == "count" and unreadable is not None:
-            # the unread results may each count: the count is known only as a range
-            known = len({c.when for c in candidates if c.when is not None}) + sum(c.when is None for c in candidates)
-            missing = self._unknown(name, feature, unreadable, ignored)
-            return replace(missing, count_range=(known, known + unread_count))
+        if feature.aggregate == "count":
+            low, high = _count_span(candidates, unread)
+            if high > low and unreadable is not None:  # unread results may each be another specimen
+                return replace(self._unknown(name, feature, unreadable, ignored), count_range=(low, high))
+            if high > low:  # a result written as a date alone may be the specimen of a timed one of its day
+                return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
+                                      reason=f"{low} or {high} results: one written as a date alone may be the "
+                                             "specimen of a timed one of its day", count_range=(low, high))
         if candidates:
             return self._aggregate(name, feature, candidates)
         if bound is not None:  # a bound ('>60'): older results must not replace it, nor an add-on's default (see
@@ -772,6 +792,13 @@ class _Context:
         if hourly and isinstance(written, str) and "T" not in written:  # a date alone: the latest it can mean
             latest = _latest_moment(written)
             return (min(self.at, latest), 0) if latest is not None else (floor, 0)
+        if isinstance(written, str) and len(written) == 10 and "T" not in written:
+            # a lab result dated by the day alone stands at the start of that day where the record is (placed at
+            # midnight UTC, a day in Sydney would sort after that morning's timed result, one in Hawaii before
+            # the evening's): a timed result of the day is then never older than it (`_same_day_rival`)
+            day = parse_fhir_date(written)
+            if day is not None:
+                return datetime.combine(day, datetime.min.time(), tzinfo=self.zone), 0
         return parse_fhir_datetime(written) or floor, 0
 
     def _strictly_valid(self, feature: Feature, cands: list[_Candidate], ignored: list[SourceRef]) -> list[_Candidate]:
@@ -1176,7 +1203,7 @@ class _Context:
         if agg == "mean":
             value = fmean(c.value for c in chosen)
         elif agg == "count":  # results of one moment are one specimen (an HbA1c sent in % and in mmol/mol)
-            value = float(len({c.when for c in chosen if c.when is not None}) + sum(c.when is None for c in chosen))
+            value = float(_count_span(chosen, [])[0])
         elif agg == "exists":
             value = 1.0
         elif agg == "days_since":

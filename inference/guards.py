@@ -52,9 +52,10 @@ def _failures(manifest: Manifest, values: dict[str, float],
     for rule in manifest.population:
         value = _value_of(rule.feature, values, mapping)
         span = _count_range(mapping, rule.feature) if value is None else None
-        if span is not None and rule.holds(span[0]) and rule.holds(span[1]):
-            continue  # a count whose unread results cannot change the answer (known + unread stay inside)
-        if span is not None and not rule.holds(span[0]) and not rule.holds(span[1]):
+        holding = {rule.holds(n) for n in range(span[0], span[1] + 1)} if span is not None else set()
+        if holding == {True}:
+            continue  # a count whose unread results cannot change the answer (every count it can be passes)
+        if holding == {False}:  # every count it can be fails: the record shows it, whatever the unread say
             failed.append((rule, rule.reason, True))
             continue
         if value is None:

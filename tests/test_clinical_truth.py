@@ -1730,3 +1730,17 @@ def test_no_albuminuria_category_without_a_readable_acr_of_the_last_year(api: An
         record = [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 1.0, "mg/dL")] + ([acr] if acr else [])
         card = fire(api, "egfr-ckd-epi-2021", record)
         assert "Albuminuria A" not in card["detail"], card["detail"]
+
+
+def test_a_details_page_of_a_prediction_stored_before_written_numbers_keeps_its_albuminuria_note() -> None:
+    """A prediction stored before sources kept the number as written (a row, or a journal line replayed after an
+    upgrade) still gets its albuminuria note on the details page, read in the feature's unit as its card was."""
+    from pathlib import Path
+
+    from cards.advice import stored_notes
+    from inference.manifest import load_manifest
+
+    manifest = load_manifest(Path(__file__).resolve().parent.parent / "models" / "egfr-ckd-epi-2021" / "1.0.0")
+    stored = {"acr": {"value": 45.0, "unit": "mg/g", "defaulted": False, "display": "45 mg/g", "note": None,
+                      "unchecked": [], "sources": [{"reference": "Observation/acr1", "date": "2026-10-28"}]}}
+    assert any(n.startswith("Albuminuria A2 (urine ACR 45 mg/g, 2026-10-28") for n in stored_notes(manifest, stored))

@@ -716,3 +716,33 @@ def test_a_creatinine_written_as_a_date_alone_may_be_the_later_one_of_its_day(ap
     assert "not calculated" in card["summary"], card["summary"]
     assert "Which reading is the newest is not known" in card["detail"], card["detail"]
     assert "1 mg/dL" in card["detail"] and "2 mg/dL" in card["detail"], card["detail"]
+
+
+def test_two_creatinines_written_with_decimals_agree_only_within_one_percent(api: Any) -> None:
+    """1.40 and 1.35 mg/dL of one moment (Inker 2021, man of 60: 57.5, G3a, or 60.1, G2) are 3.6 % apart. A
+    decimal's written precision is lost once parsed ('1.40' is the float 1.4), so only the 1 % rule and whole
+    numbers' rounding make two readings one: these two disagree, and there is no number whatever the order."""
+    a = _creatinine("2160-0", 1.40, "mg/dL")
+    b = _creatinine("2160-0", 1.35, "mg/dL", a["effectiveDateTime"])
+    for x, y in ((a, b), (b, a)):
+        card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), copy.deepcopy(x), copy.deepcopy(y)])
+        assert "not calculated" in card["summary"], card["summary"]
+
+
+def test_a_lab_result_dated_by_the_day_stands_at_the_start_of_that_day_where_the_record_is(api: Any) -> None:
+    """A date alone is a day where the record is (its zone read from the record's times). In Sydney (+11:00), 2.0
+    mg/dL dated by the day and 1.0 mg/dL at 09:00 that day: either may be the later (Inker 2021, man of 60: 38 or
+    86), so no number. At -12:00, 1.0 mg/dL at 20:00 on one day and 2.0 mg/dL dated the next: the next day is later
+    there, so it stands (G3b), whatever the bundle order."""
+    day = F.days_ago(3)[:10]
+    nxt = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+    east = [{**_creatinine("2160-0", 1.0, "mg/dL"), "effectiveDateTime": f"{day}T09:00:00+11:00"},
+            {**_creatinine("2160-0", 2.0, "mg/dL"), "id": "obs-day", "effectiveDateTime": day}]
+    west = [{**_creatinine("2160-0", 1.0, "mg/dL"), "effectiveDateTime": f"{day}T20:00:00-12:00"},
+            {**_creatinine("2160-0", 2.0, "mg/dL"), "id": "obs-next", "effectiveDateTime": nxt}]
+    for x, y in (east, east[::-1]):
+        card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), copy.deepcopy(x), copy.deepcopy(y)])
+        assert "Which reading is the newest is not known" in card["detail"], card["detail"]
+    for x, y in (west, west[::-1]):
+        card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), copy.deepcopy(x), copy.deepcopy(y)])
+        assert "G3b" in card["summary"], card["summary"] + card["detail"]

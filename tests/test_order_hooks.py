@@ -222,3 +222,20 @@ def test_a_drug_referenced_on_the_fhir_server_is_read_from_it(api: Any) -> None:
                     fhirServer=fhir, fhirAuthorization=auth)
     assert route.called and route.calls[0].request.headers["Authorization"] == "Bearer tok-123"
     assert "_In this order:_ apixaban 5 MG Oral Tablet (anticoagulant)" in card["detail"], card["detail"]
+
+
+@pytest.mark.parametrize("subject", ["http://127.0.0.1:1/fhir/Patient/p2",
+                                     "https://other-ehr.example/fhir/Patient/p2/_history/3"])
+def test_a_draft_for_another_patient_written_as_an_absolute_url_is_refused(api: Any, subject: str) -> None:
+    """FHIR R4: a reference may be an absolute URL, and one ending in Patient/p2 (versioned or not) names p2: the
+    same 400 as 'Patient/p2'; 'Patient/p1/_history/2' is this patient."""
+    record = [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 1.6, "mg/dL")]
+    sid = service_for(api, "egfr", "order-sign")
+    for who, status in ((subject, 400), ("Patient/p1/_history/2", 200)):
+        context = {"userId": "Practitioner/example", "patientId": "p1", "draftOrders": {
+            "resourceType": "Bundle", "type": "collection",
+            "entry": [{"resource": {**service_request(ACR), "subject": {"reference": who}}}]}}
+        prefetch = prefetch_from_resources(templates(api, sid), record, context)
+        resp = api.post(f"/cds-services/{sid}", json={"hook": "order-sign", "hookInstance": HOOK_INSTANCE,
+                                                      "context": context, "prefetch": prefetch})
+        assert resp.status_code == status, resp.text

@@ -165,3 +165,65 @@ def test_an_unreadable_old_hba1c_decides_the_confirmed_count_only_when_it_could_
     twice = fire(api, service, record(unread, hba1c(7.1, 800), hba1c(7.3, 700), hba1c(5.2, 30)))
     assert not estimated(twice) and "two HbA1c results of 6.5 % or more are on record" in \
         twice["summary"] + twice["detail"], twice
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_an_unreadable_or_day_dated_copy_of_one_specimen_is_not_a_second_result(api: Any, service: str) -> None:
+    """One HbA1c of 7.0 % two years ago and its IFCC row of the same moment that cannot be read (no unit): a row of
+    a moment already counted is not another sample (ADA 2025 asks for two), so the estimate is given. The same
+    specimen's IFCC row dated by the day alone may be it or another sample of that day: diabetes is then neither
+    confirmed nor ruled out, and the card never states it as confirmed."""
+    pct = hba1c(7.0, 730)
+    unread = {**F.quantity_obs("59261-8", 53, "mmol/mol", days=730), "effectiveDateTime": pct["effectiveDateTime"],
+              "valueQuantity": {"value": 53}}
+    card = fire(api, service, record(pct, unread))
+    assert estimated(card), card["summary"] + card["detail"]
+    dated = {**F.quantity_obs("59261-8", 53, "mmol/mol", days=730), "effectiveDateTime": pct["effectiveDateTime"][:10]}
+    card = fire(api, service, record(pct, dated))
+    said = card["summary"] + card["detail"]
+    assert not estimated(card) and "HbA1c results in the diabetes range cannot be ruled out" in said, said
+    assert "two HbA1c results of 6.5 % or more are on record" not in said, said
+
+
+def test_what_if_decides_a_counted_rule_as_the_card_did(api: Any) -> None:
+    """The details page's what-if tests the population as the card's guard did: with an unreadable old HbA1c
+    beside a normal one the card gave the estimate, and what-if gives one too; with two results of 6.5 % or more
+    beside it the card said diabetes is confirmed, and what-if says the same, not 'cannot be ruled out'."""
+    from test_details_view import what_if
+
+    unread = hba1c(6.0, 1500)
+    unread["valueQuantity"] = {"value": 6.0}
+    card = fire(api, "t2d-onset-5y", record(unread, hba1c(5.2, 30)))
+    assert estimated(card), card["summary"]
+    resp = what_if(api, card, {"set": {"bmi": 28}})
+    assert resp.status_code == 200, resp.text
+    card = fire(api, "t2d-onset-5y", record(unread, hba1c(7.1, 800), hba1c(7.3, 700)))
+    assert "two HbA1c results of 6.5 % or more are on record" in card["summary"] + card["detail"], card
+    resp = what_if(api, card, {"set": {"bmi": 28}})
+    assert resp.status_code == 422 and "two HbA1c results of 6.5 % or more are on record" in resp.text, resp.text
+
+
+def test_a_count_range_that_straddles_a_bounded_rule_is_unconfirmed() -> None:
+    """A rule bounded on both sides ('exactly one', min 1 max 1) and a count of 0–2 (two results unread): the count
+    may be 1, so the rule is neither met nor failed by the record: unconfirmed, with no guidance for a patient known
+    to be outside. A range wholly inside passes; one wholly outside fails with the rule's own reason."""
+    from pathlib import Path
+
+    from fhir_mapping.result import MappingResult, MissingFeature
+    from inference.guards import failing_rules, refusal_guidance
+    from inference.manifest import PopulationRule, load_manifest
+
+    folder = Path(__file__).resolve().parent.parent / "models" / "t2d-onset-5y" / "1.0.0"
+    rule = PopulationRule(feature="hba1c_diabetes_confirmed", min=1, max=1, reason="the record shows otherwise",
+                          unconfirmed="the count cannot be confirmed", guidance="Repeat the HbA1c.")
+    manifest = load_manifest(folder).model_copy(update={"population": (rule,)})
+
+    def reasons(span: tuple[int, int]) -> list[str]:
+        missing = MissingFeature("hba1c_diabetes_confirmed", "unread", required=False, count_range=span)
+        return [r for _, r in failing_rules(manifest, {}, MappingResult(missing={missing.name: missing}))]
+
+    assert len(reasons((0, 2))) == 1 and "cannot be confirmed" in reasons((0, 2))[0], reasons((0, 2))
+    missing = MissingFeature("hba1c_diabetes_confirmed", "unread", required=False, count_range=(0, 2))
+    assert refusal_guidance(manifest, {}, MappingResult(missing={missing.name: missing})) == []
+    assert reasons((1, 1)) == []
+    assert reasons((2, 3)) == ["the record shows otherwise"], reasons((2, 3))

@@ -134,6 +134,13 @@ def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[
                     else any(r.startswith(said) for r in stored_refusals)):
                 raise WhatIfError(f"no estimate: {said}", rule.feature)
             continue
+        if value is None and refused_by is not None:
+            # unknown, as on the card: the card's guard decided it (a count whose unread results could not change the
+            # answer passes; one they could is unconfirmed; one confirmed either way fails), and what-if keeps that
+            stored = next((r for r, by in zip(stored_refusals, refused_by) if by == f"population:{rule.feature}"), None)
+            if stored is None:
+                continue
+            raise WhatIfError(f"no estimate: {rule.reason if stored.startswith(rule.reason) else said}", rule.feature)
         if value is None:
             raise WhatIfError(f"no estimate: {said}", rule.feature)  # could not be confirmed, not "the record shows"
         if not rule.holds(value):
