@@ -91,12 +91,23 @@ _TEXT_BOUND = re.compile(r"\s*(<=|>=|<|>|≤|≥)\s*(\d{1,3}(?:,\d{3})+|\d+)(?:\
                          r"(?:\s*[^\d\s;,.][^\s;,]*(?:\s+[^\d\s;,.][^\s;,]*){0,3})?\s*")
 
 
-def _count_span(cands: list[_Candidate], unread: list[SourceRef]) -> tuple[int, int]:
+def _day_in(written: str | None, zone: tzinfo) -> str | None:
+    """The day a result was taken where the record is: a date alone as written, a time in the record's zone."""
+    if not written:
+        return None
+    if "T" not in written:
+        return written[:10]
+    when = parse_fhir_datetime(written)
+    return when.astimezone(zone).date().isoformat() if when is not None else None
+
+
+def _count_span(cands: list[_Candidate], unread: list[SourceRef], zone: tzinfo = UTC) -> tuple[int, int]:
     """The fewest and the most distinct specimens among counted results: results of one moment are one; one written
     as a date alone may be the specimen of a timed one of its day (or not); an unread result may be one more, unless
     it was charted for a moment already counted (the same specimen sent twice)."""
     timed = {c.when for c in cands if c.when is not None and c.ref.date and "T" in c.ref.date}
-    timed_days = {c.ref.date[:10] for c in cands if c.when is not None and c.ref.date and "T" in c.ref.date}
+    timed_days = {c.when.astimezone(zone).date().isoformat() for c in cands
+                  if c.when is not None and c.ref.date and "T" in c.ref.date}
     dated_days = {c.ref.date[:10] for c in cands if c.ref.date and "T" not in c.ref.date}
     undated = sum(not c.ref.date for c in cands)
     low = len(timed) + len(dated_days - timed_days) + undated
@@ -126,16 +137,17 @@ def _agree(one: _Candidate, other: _Candidate) -> bool:
     """Two readings of one result: within 1 %, or within half a step of the last digit each was written with."""
     if isclose(one.value, other.value, rel_tol=0.01):
         return True
-    return abs(one.value - other.value) <= _half_step(one) + _half_step(other) + 1e-12
+    return abs(one.value - other.value) < _half_step(one) + _half_step(other)
 
 
 def _half_step(c: _Candidate) -> float:
     """Half a unit of a reading written as a whole number, in the unit it was converted to (42 µmol/L: ± 0.5
-    µmol/L). A decimal's precision is not known once parsed ('1.40' and '1.4' are one float), so it has none."""
+    µmol/L), at most 2.5 % of it ('1' mg/dL is no ± 50 %). A decimal's precision is not known once parsed ('1.40'
+    and '1.4' are one float), so it has none."""
     written = c.ref.original_value
     if isinstance(written, bool) or not isinstance(written, int) or written == 0:
         return 0.0
-    return 0.5 * abs(c.value / written)
+    return min(0.5 * abs(c.value / written), 0.025 * abs(c.value))
 
 
 def _bound_side(limit: tuple[str, float] | None, threshold: float) -> bool | None:
@@ -537,7 +549,7 @@ class _Context:
         read = bool(candidates)
         candidates = self._strictly_valid(feature, candidates, ignored)
         if feature.aggregate == "count":
-            low, high = _count_span(candidates, unread)
+            low, high = _count_span(candidates, unread, self.zone)
             if high > low and unreadable is not None:  # unread results may each be another specimen
                 return replace(self._unknown(name, feature, unreadable, ignored), count_range=(low, high))
             if high > low:  # a result written as a date alone may be the specimen of a timed one of its day
@@ -715,19 +727,24 @@ class _Context:
         whether it was charted for the very same moment: a result of that moment as preferred by the source's
         `prefer_codes` (two serum creatinines of one timestamp, 1.4 and 2.0 mg/dL: a searchset's order within one
         moment is no order), unless the record says which replaces which (a `corrected` or `amended` result, else
-        the later `issued`); or one written as a date alone on `chosen`'s day, which may be the later of the two.
-        Values that agree within 1 % or within the rounding of the numbers as written are one result."""
-        day = chosen.ref.date[:10] if chosen.ref.date and "T" in chosen.ref.date else None
+        the later `issued`); or, beside a result written as a date alone, one of the same day where the record is
+        (a date alone may be any time of it), or a date alone of a later day. Readings that agree (`_agree`) are one
+        result."""
+        mine = _day_in(chosen.ref.date, self.zone)
+        dated = bool(chosen.ref.date) and "T" not in str(chosen.ref.date)
         for other_key, res, source in rest:
             same_moment = other_key[:3] == key[:3]
-            if not same_moment and (day is None or other_key[0] < key[0] - timedelta(days=2)):
-                break  # sorted newest first: the rest are older (a date alone is placed at its day's start)
+            if not same_moment and (mine is None or other_key[0] < key[0] - timedelta(days=2)):
+                break  # sorted newest first: the rest are older (a date alone sorts at its day's start in UTC)
             ref = self._ref(res, source)
             if same_moment and other_key[3] < key[3]:
                 continue  # replaced by `chosen`: a final result it corrects, or an earlier report of the moment
-            if not same_moment and (other_key[2] != key[2] or not ref.date or "T" in ref.date
-                                    or ref.date[:10] != day):
-                continue
+            if not same_moment:
+                theirs = _day_in(ref.date, self.zone)
+                other_dated = bool(ref.date) and "T" not in str(ref.date)
+                if other_key[2] != key[2] or theirs is None or dated == other_dated or \
+                        not (theirs == mine or (other_dated and theirs > mine)):
+                    continue
             try:
                 cands = self._read(res, source, feature, ref)
             except _Skip:
@@ -792,13 +809,6 @@ class _Context:
         if hourly and isinstance(written, str) and "T" not in written:  # a date alone: the latest it can mean
             latest = _latest_moment(written)
             return (min(self.at, latest), 0) if latest is not None else (floor, 0)
-        if isinstance(written, str) and len(written) == 10 and "T" not in written:
-            # a lab result dated by the day alone stands at the start of that day where the record is (placed at
-            # midnight UTC, a day in Sydney would sort after that morning's timed result, one in Hawaii before
-            # the evening's): a timed result of the day is then never older than it (`_same_day_rival`)
-            day = parse_fhir_date(written)
-            if day is not None:
-                return datetime.combine(day, datetime.min.time(), tzinfo=self.zone), 0
         return parse_fhir_datetime(written) or floor, 0
 
     def _strictly_valid(self, feature: Feature, cands: list[_Candidate], ignored: list[SourceRef]) -> list[_Candidate]:
@@ -1203,7 +1213,7 @@ class _Context:
         if agg == "mean":
             value = fmean(c.value for c in chosen)
         elif agg == "count":  # results of one moment are one specimen (an HbA1c sent in % and in mmol/mol)
-            value = float(_count_span(chosen, [])[0])
+            value = float(_count_span(chosen, [], self.zone)[0])
         elif agg == "exists":
             value = 1.0
         elif agg == "days_since":
@@ -1233,8 +1243,9 @@ class _Context:
             short = feature.lookback_days is not None and feature.lookback_days <= 2
             local = latest.astimezone(self.zone)
             when_text = local.strftime("%Y-%m-%d %H:%M") + _zone_suffix(local) if short else local.date().isoformat()
-            if short and ref.date and "T" not in ref.date:
-                when_text = ref.date  # a date alone: no time is invented for it
+            newest = next((c.ref.date for c in chosen if c.when == latest), None)
+            if newest and "T" not in newest:
+                when_text = newest[:10]  # a date alone is that day where the record is: no time, no other day
         if _open_procedure(chosen[0].res):
             # it stands at the hook's time (current), which is not when anything was charted: say since when it runs
             start = _start_text(chosen[0].res)  # not the period's planned end, which the resource's date would be

@@ -80,7 +80,7 @@ def _recorded(mapping: MappingResult | None, name: str) -> bool:
     """Whether the record holds something for a feature that still has no value: a result it could not read (a
     bound such as '>400', no unit), which the mapper names among the records it passed over."""
     missing = mapping.missing.get(name) if mapping is not None else None
-    return missing is not None and missing.newest_unusable is not None
+    return missing is not None and (missing.newest_unusable is not None or missing.count_range is not None)
 
 
 def _patient_value(rule: PopulationRule, mapping: MappingResult | None) -> str:

@@ -227,3 +227,23 @@ def test_a_count_range_that_straddles_a_bounded_rule_is_unconfirmed() -> None:
     assert refusal_guidance(manifest, {}, MappingResult(missing={missing.name: missing})) == []
     assert reasons((1, 1)) == []
     assert reasons((2, 3)) == ["the record shows otherwise"], reasons((2, 3))
+
+
+def test_a_count_range_is_something_recorded_for_an_if_recorded_rule() -> None:
+    """A rule read only when recorded (`if_recorded`: refuse only on something on record) on a count known as 1 or 2
+    (an unread result beside one in the range): results are on record and may make two, so the rule is
+    unconfirmed, as it is without `if_recorded`; never passed as if nothing were recorded."""
+    from pathlib import Path
+
+    from fhir_mapping.result import MappingResult, MissingFeature
+    from inference.guards import failing_rules
+    from inference.manifest import PopulationRule, load_manifest
+
+    rule = PopulationRule(feature="hba1c_diabetes_confirmed", max=1, if_recorded=True,
+                          reason="two HbA1c results of 6.5 % or more are on record",
+                          unconfirmed="HbA1c results in the diabetes range cannot be ruled out")
+    folder = Path(__file__).resolve().parent.parent / "models" / "t2d-onset-5y" / "1.0.0"
+    manifest = load_manifest(folder).model_copy(update={"population": (rule,)})
+    missing = MissingFeature("hba1c_diabetes_confirmed", "1 or 2 results", required=False, count_range=(1, 2))
+    reasons = [r for _, r in failing_rules(manifest, {}, MappingResult(missing={missing.name: missing}))]
+    assert len(reasons) == 1 and "cannot be ruled out" in reasons[0], reasons
