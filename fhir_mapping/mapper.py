@@ -402,8 +402,12 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
             return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
                                   reason=f"{FOR_WANT_OF}{labels} ({why})")
         lead = f"{measured.reason}; it" if measured else "It"
+        # a result on record that could not be read (an HbA1c without a unit) keeps the value unknown, not absent
+        # (a rule read only when recorded is then unconfirmed, never passed)
+        unread = next((m.newest_unusable for n in absent if (m := result.missing.get(n)) is not None
+                       and m.newest_unusable is not None), None)
         return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
-                              reason=f"{lead} cannot be computed without {labels}")
+                              reason=f"{lead} cannot be computed without {labels}", newest_unusable=unread)
     # each input with the value used ('computed from serum creatinine 2.2 mg/dL, age at the creatinine 55 years …'),
     # so the details page shows what an eGFR or a BMI rests on
     # an add-on's stand-in default (HbA1c 5.3 % when none is usable, switched off by its 'measured' flag) is no value
@@ -1275,7 +1279,7 @@ class _Context:
         if what:
             reason += f"; newest result: {what}"
         return MissingFeature(name=name, reason=reason, required=feature.required, label=feature.label,
-                              ignored=ignored)
+                              ignored=ignored, newest_unusable=newest)
 
     def _absent(self, name: str, feature: Feature, ignored: list[SourceRef],
                 unreadable: SourceRef | None = None) -> FeatureValue | MissingFeature:

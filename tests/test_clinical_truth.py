@@ -1744,3 +1744,26 @@ def test_a_details_page_of_a_prediction_stored_before_written_numbers_keeps_its_
     stored = {"acr": {"value": 45.0, "unit": "mg/g", "defaulted": False, "display": "45 mg/g", "note": None,
                       "unchecked": [], "sources": [{"reference": "Observation/acr1", "date": "2026-10-28"}]}}
     assert any(n.startswith("Albuminuria A2 (urine ACR 45 mg/g, 2026-10-28") for n in stored_notes(manifest, stored))
+
+
+def test_an_hba1c_that_cannot_be_read_does_not_let_prevent_assume_none_was_recorded(api: Any) -> None:
+    """PREVENT counts an HbA1c of 6.5 % or more without a diagnosis as outside what its equations describe (a rule
+    read only when something is recorded). An HbA1c of 7.2 % refuses the estimate; the same value written without a
+    unit cannot be read and may be 7.2 %: it is on record, so the rule cannot be confirmed and there is no estimate,
+    never one given as if no HbA1c were on record."""
+    woman = [F.patient("p1", 50, "female"), F.quantity_obs("2093-3", 200, "mg/dL"),
+             F.quantity_obs("2085-9", 45, "mg/dL"), F.bp_panel(160), F.smoking(F.NEVER_SMOKER),
+             F.med_request("314076", display="lisinopril 10 MG Oral Tablet"),
+             F.quantity_obs("39156-5", 35, "kg/m2"), F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}")]
+
+    def estimated(card: dict[str, Any]) -> bool:
+        return any(a["resource"]["resourceType"] == "RiskAssessment"
+                   for s in card.get("suggestions", []) for a in s["actions"])
+
+    assert estimated(fire(api, "prevent-base", woman)), "the estimate without any HbA1c"
+    read = fire(api, "prevent-base", woman + [F.quantity_obs("4548-4", 7.2, "%", days=60)])
+    assert not estimated(read), read["summary"]
+    unread = F.quantity_obs("4548-4", 7.2, "%", days=60)
+    unread["valueQuantity"] = {"value": 7.2}
+    card = fire(api, "prevent-base", woman + [unread])
+    assert not estimated(card), card["summary"] + card["detail"]
