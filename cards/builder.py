@@ -283,6 +283,8 @@ def _card(summary: str, indicator: str, detail: str, manifest: Manifest, ctx: Ca
 
 def _already_drafted(suggestion: dict[str, Any], ctx: CardContext) -> bool:
     """A suggested order whose code is already among the orders being placed (a urine ACR in the order set)."""
+    if not ctx.drafts:
+        return False
     drafted = {code for d in ctx.drafts if d.resource_type == "ServiceRequest" for code in d.codes | d.reads_as}
     orders = [a["resource"] for a in suggestion["actions"] if a["resource"].get("resourceType") == "ServiceRequest"]
     return bool(orders) and all(any(f"{c.get('system')}|{c.get('code')}" in drafted
@@ -291,7 +293,10 @@ def _already_drafted(suggestion: dict[str, Any], ctx: CardContext) -> bool:
 
 def _in_this_order(manifest: Manifest, spec: FeatureSpec, ctx: CardContext) -> list[Markup]:
     """The orders being placed that bear on this model: a drug of one of its drug classes ('apixaban 5 MG Oral
-    Tablet (anticoagulant)'), a test it reads or orders; names as the order gives them, escaped."""
+    Tablet (anticoagulant)'), a test it reads or orders; names as the order gives them, escaped (none on hooks that
+    place no orders, without reading the spec)."""
+    if not ctx.drafts:
+        return []
     tests = {f"{f.order.system}|{f.order.code}" for f in spec.features.values() if f.order is not None}
     tests |= {c for f in spec.features.values() for s in f.sources if s.resource == "Observation" for c in s.codes}
     tests |= {f"{u.code.get('system')}|{u.code.get('code')}" for c in manifest.categories for u in c.follow_ups

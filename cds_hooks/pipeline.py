@@ -37,9 +37,8 @@ def unresolved_medications(index: ResourceIndex) -> list[str]:
             status = res.get("status")
             if isinstance(status, str) and status in _NEVER_CURRENT:  # a malformed status (a list) is not hashable
                 continue
-            ref_obj = res.get("medicationReference")
-            ref = ref_obj.get("reference") if isinstance(ref_obj, dict) else None
-            if isinstance(ref, str) and ref and not ref.startswith("#") and index.referenced_medication(res) is None:
+            ref = index.unresolved_medication_reference(res)
+            if ref is not None:
                 refs.append(ref)
     return list(dict.fromkeys(refs))
 

@@ -40,7 +40,6 @@ def draft_entries(context: dict[str, Any]) -> list[tuple[Resource, str | None]]:
             for e in entries or () if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
 
 
-
 def unresolved_draft_medications(context: dict[str, Any], record: ResourceIndex) -> list[str]:
     """The medicationReference targets of draft orders that neither the draftOrders Bundle nor the record holds
     (to be read from the FHIR server with the record's own)."""
@@ -48,10 +47,8 @@ def unresolved_draft_medications(context: dict[str, Any], record: ResourceIndex)
     drafts = ResourceIndex(entries)
     refs = []
     for res, _ in entries:
-        ref_obj = res.get("medicationReference") if res.get("resourceType") == "MedicationRequest" else None
-        ref = ref_obj.get("reference") if isinstance(ref_obj, dict) else None
-        if isinstance(ref, str) and ref and not ref.startswith("#") and drafts.referenced_medication(res) is None \
-                and record.referenced_medication(res) is None:
+        ref = drafts.unresolved_medication_reference(res) if res.get("resourceType") == "MedicationRequest" else None
+        if ref is not None and record.referenced_medication(res) is None:
             refs.append(ref)
     return list(dict.fromkeys(refs))
 

@@ -209,6 +209,15 @@ class ResourceIndex:
         med = self.referenced_medication(resource)
         return med.get("code") if med is not None else None
 
+    def unresolved_medication_reference(self, resource: Resource) -> str | None:
+        """The medicationReference target of a Medication* resource that neither a contained resource nor this
+        index supplies (to be read from the FHIR server); None when it is resolved or there is none."""
+        ref_obj = resource.get("medicationReference")
+        ref = ref_obj.get("reference") if isinstance(ref_obj, dict) else None
+        if isinstance(ref, str) and ref and not ref.startswith("#") and self.referenced_medication(resource) is None:
+            return ref
+        return None
+
     def referenced_medication(self, resource: Resource) -> Resource | None:
         """The Medication a Medication* resource's medicationReference names: contained ('#id'), or in the index by
         its reference, relative or absolute ('https://ehr/fhir/Medication/1'); None when it is not there."""
