@@ -234,9 +234,8 @@ def _later_day(derived: str | None, recorded: str | None) -> bool:
 
 
 def _local_day(ref: SourceRef | None, zone: tzinfo) -> str | None:
-    """The local ISO date of a passed-over result (values carry theirs already)."""
-    when = parse_fhir_datetime(ref.date) if ref is not None and ref.date else None
-    return when.astimezone(zone).date().isoformat() if when is not None else None
+    """The local ISO date of a passed-over result (values carry theirs already): a date alone as written."""
+    return _day_in(ref.date, zone) if ref is not None else None
 
 
 def _unusable_of(result: MappingResult, name: str) -> SourceRef | None:

@@ -163,3 +163,34 @@ def test_two_whole_number_creatinines_of_one_moment_never_depend_on_the_bundle_o
         result = run("egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), copy.deepcopy(x), copy.deepcopy(y)], AT)
         got.append(result.values["creatinine"].value if "creatinine" in result.values else None)
     assert got[0] == got[1], f"creatinine by bundle order: {got}"
+
+
+def _unitless(code: str, value: float, when: str, id_: str) -> dict[str, Any]:
+    o = obs(code, value, "mg/dL", when, id_)
+    o["valueQuantity"] = {"value": value}
+    return o
+
+
+def test_an_unusable_day_dated_creatinine_west_of_utc_is_of_its_own_day_against_a_reported_egfr() -> None:
+    """Record in New York (-05:00). KFRE `egfr` (derived_when: newer): a reported eGFR of 80 at 09:00-05:00 on
+    2026-12-05, and a serum creatinine written without a unit dated '2026-12-06'. The creatinine is of the later
+    local day, so the eGFR it would give is newer than the reported one and cannot be computed: the feature is
+    missing, naming the creatinine (feature-spec.md: 'when that side is the newer one the feature is missing').
+    Read at midnight UTC, '2026-12-06' is 19:00 on 5 December in New York, the same day as the reported eGFR, and
+    the reported 80 would stand in for a newer result."""
+    record = [MAN, obs("98979-8", 80, "mL/min/{1.73_m2}", "2026-12-05T09:00:00-05:00", "egfr-timed"),
+              _unitless("2160-0", 2.0, "2026-12-06", "cr-day-nounit")]
+    result = run("kfre-4var", record, AT)
+    assert "egfr" not in result.values, result.values["egfr"]
+    assert "2026-12-06" in result.missing["egfr"].reason, result.missing["egfr"].reason
+
+
+def test_the_reason_names_a_day_dated_unusable_result_by_the_day_written() -> None:
+    """Record in New York (-05:00, from a timed cholesterol). The only creatinine is written without a unit and
+    dated '2026-12-06': the eGFR card's reason says 'Newest result (2026-12-06) not usable', the day as written,
+    not 5 December (its midnight UTC in New York)."""
+    record = [MAN, obs("2093-3", 200, "mg/dL", "2026-11-01T09:00:00-05:00", "chol"),
+              _unitless("2160-0", 1.0, "2026-12-06", "cr-only")]
+    result = run("egfr-ckd-epi-2021", record, AT)
+    reason = result.missing["creatinine"].reason
+    assert "(2026-12-06)" in reason and "2026-12-05" not in reason, reason
