@@ -15,7 +15,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from cards.advice import advice_for, advice_text, card_notes
+from cards.advice import advice_for, advice_text, card_notes, searches_lacking
 from cards.fhir_resources import format_output, observation, output_text, risk_assessment, service_request
 from cards.markdown import environment, md_escape, trusted
 from fhir_mapping.draft_orders import DraftOrder
@@ -79,28 +79,32 @@ def _model_card_url(manifest: Manifest, ctx: CardContext) -> str:
 
 def _unchecked(fv: FeatureValue) -> str:
     """' — not fully checked (the MedicationRequest search could not be obtained)' for a "No" answered without one of
-    its searches (the EHR did not send that prefetch key, and there was no FHIR server to ask), else nothing. The
-    card names what was searched for (a key is named after the first feature that reads it, so 'Diabetes … (
-    medicationRequest-hypertension-3 …)' misreads); the details page names the keys."""
-    if not fv.unchecked:
-        return ""
-    types = (key.split("-", 1)[0] for key in fv.unchecked)  # 'medicationRequest-…' -> MedicationRequest
-    kinds = list(dict.fromkeys(t[:1].upper() + t[1:] for t in types))
-    searches = "search" if len(kinds) == 1 else "searches"
-    return f" — not fully checked (the {' and '.join(kinds)} {searches} could not be obtained)"
+    its searches, else nothing."""
+    return f" — not fully checked ({searches_lacking(fv)})" if fv.unchecked else ""
 
 
 def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, ctx: CardContext) -> dict[str, Any]:
     """What every card kind shares: the short list of assumptions. Everything else lives on the details page."""
+    return {"inputs": [], "other_outputs": [], "withheld": [], "missing": [],
+            "assumed": _assumed(manifest, spec, mapping), "action": None, "notes": [],
+            "in_this_order": _in_this_order(manifest, spec, ctx)}
+
+
+def _assumed(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult,
+             said: frozenset[str] = frozenset()) -> list[str]:
+    """The card's "Assumed:" line: the defaults the estimate rests on. `said`: "No"s not fully checked that the
+    advice on the card already names ("Not fully checked: diabetes, … (taken as No)"), left out here so the card
+    says it once; the details page keeps the searches that could not be obtained."""
     # each entry: [labels, value, why]; "No"s not fully checked for the same missing searches share one entry ("On
-    # blood pressure treatment, Diabetes: No — not fully checked (<keys> could not be obtained)")
+    # blood pressure treatment, Diabetes: No — not fully checked (<keys> could not be obtained)"), and so do
+    # measurements assumed the same way ("Urine albumin/creatinine ratio, HbA1c: not recorded")
     entries: list[list[Any]] = []
     suffixes: list[tuple[int, str]] = []  # (entry, unrecognised medications named after it)
 
     def add(label: str, value: str, fv: FeatureValue) -> int:
         why = _unchecked(fv)
         for i, (labels, shown, said) in enumerate(entries):
-            if why and said == why and shown == value:
+            if said == why and shown == value and (why or fv.unit is not None):  # "HbA1c, …: not recorded"
                 labels.append(label)
                 return i
         entries.append([[label], value, why])
@@ -111,6 +115,8 @@ def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, 
         feature = spec.features.get(name)
         if fv is None or not fv.defaulted or (feature is not None and feature.present_of):
             continue  # population checks and "measured?" flags are spelled out on the details page
+        if name in said and fv.unchecked and not fv.unrecognised:
+            continue
         value = unmeasured(bool(fv.sources)) if fv.unit is not None else (
             fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value))
         src = fv.sources[0] if fv.sources else None
@@ -130,7 +136,7 @@ def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, 
     # card says so, since the exclusion it guards (a mechanical valve) may be on record where nobody looked
     for rule in manifest.population:
         fv = mapping.values.get(rule.feature)
-        if fv is not None and fv.defaulted and fv.unchecked:
+        if fv is not None and fv.defaulted and fv.unchecked and rule.feature not in said:
             feature = spec.features.get(rule.feature)
             add(fv.label or rule.feature,
                 fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value), fv)
@@ -139,8 +145,7 @@ def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, 
     for i, suffix in dict.fromkeys(suffixes):
         if not any(j > i and other == suffix for j, other in suffixes):
             assumed[i] += suffix
-    return {"inputs": [], "other_outputs": [], "withheld": [], "missing": [], "assumed": assumed, "action": None,
-            "notes": [], "in_this_order": _in_this_order(manifest, spec, ctx)}
+    return assumed
 
 
 def _key_inputs(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, prediction: Prediction,
@@ -327,6 +332,8 @@ def _result_card(manifest: Manifest, prediction: Prediction, mapping: MappingRes
     # ("Eliquis 5 mg tab. Take …") is not the end of a sentence
     view["action"] = trusted(advice_text(advice, mapping, md_escape, category.guidance) if advice
                              else _action(category.guidance))
+    if advice is not None and advice.unchecked and spec is not None:
+        view["assumed"] = _assumed(manifest, spec, mapping, frozenset(advice.unchecked))
     view["other_outputs"] = _other_outputs(manifest, prediction)
     view["withheld"] = [trusted(w) for w in sorted(set(prediction.withheld.values()))]
     view["notes"] = [trusted(n) for n in prediction.notes]  # worded by the runtime from the model folder

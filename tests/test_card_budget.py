@@ -111,12 +111,13 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     yield from module_app(tmp_path_factory.mktemp("card-budget-texts"))
 
 
-@pytest.mark.parametrize(("service", "age"), [("ascvd-pce-10y", 45), ("ascvd-pce-10y", 60), ("prevent-base", 45)])
+@pytest.mark.parametrize(("service", "age"), [("ascvd-pce-10y", 45), ("ascvd-pce-10y", 60), ("prevent-base", 45),
+                                            ("prevent-base", 60), ("prevent-full", 60)])
 def test_a_card_whose_nos_were_not_fully_checked_fits_the_budget(api: Any, service: str, age: int) -> None:
-    """The advice for "No"s not fully checked quotes the band's guidance (its first sentence when long), and the
-    assumptions line names the "No"s missing the same searches once ("On blood pressure treatment, Diabetes: No —
-    not fully checked (…)"). A man of 60 at intermediate risk had 879 visible characters on the PCE card. (PREVENT
-    at 60, with its other outputs and the 30-year note, still runs past the budget in this case: not fixed.)"""
+    """The advice for "No"s not fully checked quotes the band's guidance (its first sentence when long) and names
+    those "No"s once, with the searches they lacked; the "Assumed:" line leaves them to it. A man of 60 at
+    intermediate risk had 879 visible characters on the PCE card, and 822 (base) and 899 (full) on PREVENT's, with
+    its other outputs and the note that 30-year risks are for ages 30–59."""
     import fhirfactory as F
     from test_diabetes_evidence import without_orders
 
@@ -124,7 +125,8 @@ def test_a_card_whose_nos_were_not_fully_checked_fits_the_budget(api: Any, servi
     if service != "ascvd-pce-10y":
         record += [F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}", days=30), F.quantity_obs("39156-5", 28, "kg/m2")]
     card = without_orders(api, service, record)
-    assert "Not fully checked: diabetes, on blood pressure treatment" in card["detail"], card["detail"]
+    assert "Not fully checked (taken as No): diabetes, on blood pressure treatment" in card["detail"], card["detail"]
+    assert "the MedicationRequest search could not be obtained" in card["detail"], card["detail"]
     shown = visible_text(card["detail"])
     assert len(shown) <= MAX_VISIBLE, (len(shown), shown)
 

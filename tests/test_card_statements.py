@@ -163,10 +163,11 @@ def test_a_cha2ds2_vasc_of_0_resting_on_an_unchecked_no_does_not_say_anticoagula
     card = api.post("/cds-services/cha2ds2-vasc", json=body).json()["cards"][0]
     assert card["summary"].startswith("CHA2DS2-VASc 0 (low"), card["summary"]
     line = consider(card)
-    assert line.startswith("**Consider:** Not fully checked: hypertension, diabetes could not be checked"), line
+    assert line.startswith("**Consider:** Not fully checked: hypertension, diabetes (the MedicationRequest search "
+                           "could not be obtained); each would add a point"), line
     assert "Only if they are absent is anticoagulation not recommended" in line, line
     page = details_page(api, card)
-    assert "Not fully checked: hypertension, diabetes could not be checked" in page, page
+    assert "Not fully checked: hypertension, diabetes; each would add a point" in page, page
 
 
 def test_an_anticoagulated_patient_is_not_told_anticoagulation_is_recommended_as_if_untreated(api: Any) -> None:

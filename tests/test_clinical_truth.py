@@ -270,12 +270,14 @@ def test_an_input_answered_without_one_of_its_searches_says_so_on_the_card(api: 
         prefetch.pop(key)
     body = {"hook": "patient-view", "hookInstance": HOOK_INSTANCE, "context": context, "prefetch": prefetch}
     card = api.post("/cds-services/ascvd-pce-10y", json=body).json()["cards"][0]
-    line = next(x for x in card["detail"].splitlines() if "On blood pressure treatment" in x)
-    # the "No"s answered without the same searches share one entry, which names what was searched for (a key is
-    # named after the first feature reading it: 'Diabetes … medicationRequest-bp-treated-1' misread)
+    line = next(x for x in card["detail"].splitlines() if x.startswith("**Consider:**"))
+    # the "No"s answered without the same searches are named together, with what was searched for (a key is named
+    # after the first feature reading it: 'Diabetes … medicationRequest-bp-treated-1' misread); the advice that
+    # names them says it once, so the "Assumed:" line does not repeat them
     assert len(orders) == 1
-    assert "On blood pressure treatment, Diabetes: No — not fully checked (the MedicationRequest search could not " \
-        "be obtained)" in line, line
+    assert "Not fully checked (taken as No): diabetes, on blood pressure treatment (the MedicationRequest search " \
+        "could not be obtained)" in line, line
+    assert "On blood pressure treatment" not in card["detail"], card["detail"]
 
 
 def test_a_clonidine_skin_patch_is_still_blood_pressure_treatment(api: Any) -> None:
@@ -602,7 +604,7 @@ def test_prevent_30_year_outputs_only_for_ages_30_to_59(api: Any) -> None:
     young_outcomes = [p["outcome"]["text"] for p in risk_assessment(young)["prediction"]]
     assert not any("30-year" in t for t in old_outcomes)
     assert "30-year total CVD" not in old["detail"]
-    assert "30-year risks are given for ages 30–59 only" in old["detail"]
+    assert "30-year risks: for ages 30–59 only" in old["detail"]
     assert sum("30-year" in t for t in young_outcomes) == 3
 
 

@@ -75,14 +75,14 @@ def test_a_default_not_fully_checked_keeps_its_unread_searches(api: Any) -> None
     words."""
     orders = sorted(k for k, t in templates(api, "ascvd-pce-10y").items() if t.startswith("MedicationRequest?"))
     card = without_orders(api, "ascvd-pce-10y", woman_50(F.med_request(GLARGINE[0], display=GLARGINE[1])))
-    assert "Not fully checked: diabetes" in card["detail"], card["detail"]
+    assert "Not fully checked (taken as No): diabetes" in card["detail"], card["detail"]
     pred = prediction_of(api, details_path(card))
     diabetes = pred["features"]["diabetes"]
     assert sorted(diabetes["unchecked"]) == orders, diabetes
     diabetes["note"] = "no diabetes on record"  # a note worded for people, without "could not check"
     manifest = runtime_of(api, pred).manifest
     advice = stored_advice(manifest, pred["category"], pred["features"])
-    assert advice is not None and advice.startswith("Not fully checked: diabetes"), advice
+    assert advice is not None and advice.startswith("Not fully checked (taken as No): diabetes"), advice
     read = fire(api, "ascvd-pce-10y", woman_50(F.med_request(GLARGINE[0], display=GLARGINE[1])))
     assert prediction_of(api, details_path(read))["features"]["diabetes"]["unchecked"] == []
 
@@ -110,4 +110,4 @@ def test_the_details_page_reads_a_default_not_fully_checked_as_unknown_as_the_ca
     on_card = advice_for(manifest, pred["category"], mapping)
     assert on_card is not None and on_card.guidance != no_diabetes.guidance, on_card
     assert stored is not None and not stored.startswith("No diabetes on record"), stored
-    assert stored.startswith("Not fully checked: diabetes"), stored
+    assert stored.startswith("Not fully checked (taken as No): diabetes"), stored

@@ -96,7 +96,8 @@ def test_cha2ds2_vasc_does_not_rule_out_anticoagulation_when_the_valve_record_wa
     cards = resp.json().get("cards", [])
     text = "\n".join(c["summary"] + "\n" + c.get("detail", "") for c in cards)
     assert "Anticoagulation is not recommended" not in text, text
-    assert "could not be ruled out in the whole record" in text and "warfarin is recommended" in text, text
+    assert "Not fully checked, so not ruled out: mechanical heart valve" in text, text
+    assert "the Device search could not be obtained" in text and "warfarin is recommended" in text, text
 
 
 # -- 3. _abated_by_status (9a33b2c, fhir_mapping/mapper._read) --------------------------------------------------------
