@@ -86,8 +86,10 @@ def test_prevent_full_uses_the_uacr_add_on(api: Any) -> None:
     base = fire(api, "prevent-full", prevent_record("male"))
     with_acr = fire(api, "prevent-full", prevent_record("male") + [F.quantity_obs("9318-7", 300, "mg/g")])
     assert recorded_outputs(api, with_acr)["cvd_10y"] > recorded_outputs(api, base)["cvd_10y"]
-    assert "Urine albumin/creatinine ratio: not recorded" not in with_acr["detail"]
-    assert "Urine albumin/creatinine ratio: not recorded" in base["detail"]  # the base equations, said so
+    assumed = next(x for x in with_acr["detail"].splitlines() if x.startswith("_Assumed:_"))
+    assert "Urine albumin/creatinine ratio" not in assumed and "HbA1c: not recorded" in assumed, assumed
+    # the base equations, said so (measurements assumed alike share one entry)
+    assert "Urine albumin/creatinine ratio, HbA1c: not recorded" in base["detail"], base["detail"]
 
 
 @pytest.mark.parametrize(("creatinine", "unit"), [(1.4, "mg/dL"), (123.76, "umol/L")])

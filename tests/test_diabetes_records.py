@@ -1,0 +1,125 @@
+"""How the PCE and PREVENT cards read diabetes from records as health systems write them, and what the PCE card
+advises past the ages its guideline speaks for.
+
+A diagnosis in remission is written in SNOMED CT as often as in ICD-10-CM; long-term use of insulin or of oral
+glucose-lowering drugs is put on problem lists as ICD-10-CM Z79.x; a diabetes-range HbA1c may sit on record with no
+diagnosis yet. Each is compared with a plainly written record of the same patient (the coded diagnosis), never with
+the mapper's own reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import fhirfactory as F
+from hook_calls import fire, module_app, risk
+
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from module_app(tmp_path_factory.mktemp("diabetes-records"))
+
+
+def _texts(card: dict[str, Any]) -> str:
+    parts = [card["summary"], card.get("detail", "")]
+    for s in card.get("suggestions", []):
+        parts += [s.get("label", "")] + [a.get("description", "") for a in s.get("actions", [])]
+    return "\n".join(parts)
+
+
+def _record(model: str, **kw: Any) -> list[dict[str, Any]]:
+    record = F.pce_record(gender="male", **kw)
+    if model != "ascvd-pce-10y":
+        record += [F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}"), F.quantity_obs("39156-5", 25, "kg/m2")]
+    return record
+
+
+@pytest.mark.parametrize("model", ["ascvd-pce-10y", "prevent-base"])
+@pytest.mark.parametrize("code", ["703138006", "703136005"])
+def test_a_diabetes_in_remission_coded_in_snomed_is_diabetes(api: Any, model: str, code: str) -> None:
+    """Goff 2013's Table A man (55, TC 213, HDL 50, SBP 120 untreated, never smoker), with an active Condition
+    703138006 'Type II diabetes mellitus in remission' (or 703136005 'Diabetes mellitus in remission'), code only.
+    Both models count a diagnosis in remission (the diagnosis stands), and the same record coded E11.A in ICD-10-CM
+    is diabetes: the SNOMED CT coding gives the same risk, not the non-diabetic one."""
+    snomed = F.condition(code)
+    snomed["code"]["coding"][0].pop("display", None)
+    record = _record(model)
+    coded = fire(api, model, record + [F.condition("E11.A", system=ICD)])
+    remission = fire(api, model, record + [snomed])
+    assert "Diabetes: No" not in remission["detail"], remission["detail"]
+    assert risk(remission) == pytest.approx(risk(coded), abs=1e-9)
+    assert risk(remission) > risk(fire(api, model, record))
+
+
+@pytest.mark.parametrize("model", ["ascvd-pce-10y", "prevent-base"])
+def test_long_term_insulin_on_the_problem_list_is_glucose_lowering_treatment(api: Any, model: str) -> None:
+    """ICD-10-CM Z79.4 'Long term (current) use of insulin', code only, on the problem list of a man with no
+    diabetes Condition or order: insulin is glucose-lowering treatment, which both models count as diabetes (as an
+    insulin order already is), so the risk is the diabetic one (that of the same man with E11.9)."""
+    z794 = F.condition("Z79.4", system=ICD)
+    z794["code"]["coding"][0].pop("display", None)
+    record = _record(model, age=50, tc=200, hdl=45, sbp=160, treated=True)
+    coded = fire(api, model, record + [F.condition("E11.9", system=ICD, display="Type 2 diabetes mellitus")])
+    assert risk(fire(api, model, record + [z794])) == pytest.approx(risk(coded), abs=1e-9)
+
+
+@pytest.mark.parametrize("code,display", [("Z79.84", "Long term (current) use of oral hypoglycemic drugs"),
+                                          ("Z79.85", "Long-term (current) use of injectable non-insulin antidiabetic drugs")])
+@pytest.mark.parametrize("model", ["ascvd-pce-10y", "prevent-base"])
+def test_long_term_oral_glucose_lowering_drugs_leave_diabetes_unknown(api: Any, model: str, code: str,
+                                                                      display: str) -> None:
+    """Z79.84 / Z79.85 on the problem list: the record says the man takes glucose-lowering drugs, which may be
+    metformin for prediabetes or a GLP-1 agonist for weight (neither is diabetes), or treatment of diabetes (which is).
+    "Diabetes: No" is not assumed: the card gives no number and names the record."""
+    record = _record(model, age=50, tc=200, hdl=45, sbp=160, treated=True)
+    card = fire(api, model, record + [F.condition(code, system=ICD, display=display)])
+    assert "Diabetes: No" not in card["detail"], card["detail"]
+    with pytest.raises(AssertionError, match="no RiskAssessment"):
+        risk(card)
+    assert display in card["detail"] or "glucose-lowering treatment" in card["detail"], card["detail"]
+
+
+def test_an_allergy_to_insulin_is_not_glucose_lowering_treatment(api: Any) -> None:
+    """'Allergy to insulin' names insulin but says nothing of its use: the PCE estimate stands, diabetes No."""
+    record = _record("ascvd-pce-10y")
+    card = fire(api, "ascvd-pce-10y", record + [F.condition("294461003", display="Allergy to insulin")])
+    assert risk(card) == pytest.approx(risk(fire(api, "ascvd-pce-10y", record)), abs=1e-9)
+
+
+def test_the_pce_does_not_assume_no_diabetes_beside_a_diabetic_range_hba1c(api: Any) -> None:
+    """A man of 50 (TC 200, HDL 45, SBP 160 treated, never smoker), no diabetes diagnosis or drug, with an HbA1c of
+    6.6 % last month: an HbA1c of 6.5 % or more is the ADA's diagnostic criterion (Standards of Care 2025, section
+    2), and the Pooled Cohort Equations' diabetes term is a diagnosis or treatment (Goff 2013). The card gives no
+    estimate built on "Diabetes: No" and asks for diabetes to be confirmed or excluded; with the diagnosis recorded
+    the estimate follows; with an HbA1c of 6.4 % it is the non-diabetic one."""
+    record = _record("ascvd-pce-10y", age=50, tc=200, hdl=45, sbp=160, treated=True)
+    card = fire(api, "ascvd-pce-10y", record + [F.quantity_obs("4548-4", 6.6, "%")])
+    assert "Diabetes: No" not in card["detail"], card["detail"]
+    with pytest.raises(AssertionError, match="no RiskAssessment"):
+        risk(card)
+    assert "HbA1c of 6.5 % or more" in _texts(card) and "Confirm or exclude diabetes" in card["detail"], card
+    diagnosed = fire(api, "ascvd-pce-10y", record + [F.quantity_obs("4548-4", 6.6, "%"),
+                                                     F.condition("E11.9", system=ICD, display="Type 2 diabetes")])
+    coded = fire(api, "ascvd-pce-10y", record + [F.condition("E11.9", system=ICD, display="Type 2 diabetes")])
+    assert risk(diagnosed) == pytest.approx(risk(coded), abs=1e-9)
+    below = fire(api, "ascvd-pce-10y", record + [F.quantity_obs("4548-4", 6.4, "%")])
+    assert risk(below) == pytest.approx(risk(fire(api, "ascvd-pce-10y", record)), abs=1e-9)
+
+
+@pytest.mark.parametrize("age", [76, 78])
+def test_the_pce_card_over_75_does_not_quote_the_statin_wording_of_ages_40_to_75(api: Any, age: int) -> None:
+    """A white man of 76 or 78, current smoker, SBP 150 treated, TC 213, HDL 50: PCE risk ≥ 20 % (high; the age is
+    in the equations' range). The 2018 AHA/ACC cholesterol guideline's risk-based recommendations (a high-intensity
+    statin at ≥ 20 %) are for ages 40–75; over 75 it says only that starting a moderate-intensity statin may be
+    reasonable (IIb) with LDL-C 70–189 mg/dL (Grundy 2019, 4.4.4.1). At 75 the band's wording stands."""
+    card = fire(api, "ascvd-pce-10y", F.pce_record(age=age, gender="male", smoker=True, sbp=150, treated=True))
+    assert risk(card) >= 0.20
+    assert "high-intensity statin" not in _texts(card), card["detail"]
+    assert "Over 75" in card["detail"] and "may be reasonable (class IIb)" in card["detail"], card["detail"]
+    at_75 = fire(api, "ascvd-pce-10y", F.pce_record(age=75, gender="male", smoker=True, sbp=150, treated=True))
+    assert "a high-intensity statin to lower LDL-C" in at_75["detail"], at_75["detail"]
