@@ -247,3 +247,22 @@ def test_a_count_range_is_something_recorded_for_an_if_recorded_rule() -> None:
     missing = MissingFeature("hba1c_diabetes_confirmed", "1 or 2 results", required=False, count_range=(1, 2))
     reasons = [r for _, r in failing_rules(manifest, {}, MappingResult(missing={missing.name: missing}))]
     assert len(reasons) == 1 and "cannot be ruled out" in reasons[0], reasons
+
+
+def test_the_details_page_does_not_call_a_count_the_estimate_passed_missing_data(api: Any) -> None:
+    """With an unreadable HbA1c of four years ago beside a normal one, the card gives the onset estimate: the count
+    of HbA1c results of 6.5 % or more is 0 or 1, fewer than the two that confirm diabetes either way. The details
+    page says the check passes whatever the unread result says; it does not list the count under "Missing data and
+    how to fix it" (nor ask for a value to be recorded), which would tell the clinician the estimate lacks it."""
+    import re
+
+    from test_card_statements import details_page
+
+    unread = hba1c(6.0, 1500)
+    unread["valueQuantity"] = {"value": 6.0}
+    card = fire(api, "t2d-onset-5y", record(unread, hba1c(5.2, 30)))
+    assert estimated(card), card["summary"]
+    text = " ".join(re.sub(r"<[^>]+>", " ", details_page(api, card)).split())
+    assert "Missing data and how to fix it" not in text, text
+    label = "HbA1c results of 6.5 % or more on record"
+    assert f"{label} passes whatever the unread results say" in text, text

@@ -132,18 +132,28 @@ def input_rows(manifest: Manifest, features: dict[str, Feature], pred: dict[str,
         if rule.if_recorded and "missing" in row["flags"] and \
                 str(missing.get(rule.feature) or "").startswith(NOTHING_ON_RECORD):  # nothing to test
             row.update(value="not on record", flags=[], note="checked only when recorded")
+        elif "missing" in row["flags"] and _estimated(pred):
+            row.update(value="passes whatever the unread results say", flags=["assumed"],
+                       note=f"{missing.get(rule.feature)}; the check holds for every count they can make")
         checked.append(row)
     return {"inputs": inputs, "checked": checked}
+
+
+def _estimated(pred: dict[str, Any]) -> bool:
+    """Whether the prediction gave a number: every population check then held, including one whose feature has no
+    value (a count some results of which could not be read, decided because every count they can make passes)."""
+    return bool(pred.get("outputs"))
 
 
 def missing_rows(manifest: Manifest, features: dict[str, Feature], pred: dict[str, Any]) -> list[dict[str, Any]]:
     """What could not be read, why, and how to fix it (the test to order, the spec's note)."""
     # a rule read only when recorded (the PCE's LDL-C) needs nothing: its absence is not something to fix
     relevant = {i.name for i in manifest.inputs} | {r.feature for r in manifest.population if not r.if_recorded}
+    inputs = {i.name for i in manifest.inputs}
     rows = []
     for name, reason in (pred.get("missing") or {}).items():
-        if name not in relevant:
-            continue
+        if name not in relevant or (name not in inputs and _estimated(pred)):
+            continue  # a check the estimate passed (a count whose unread results cannot change it) is not missing
         feature = features.get(name)
         fix = []
         if feature is not None and feature.missing_note:
