@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from fhir_mapping.formatting import first_sentence, lower_first, unit_label
-from fhir_mapping.result import FeatureValue, MappingResult
+from fhir_mapping.result import MappingResult, searches_lacking
 from fhir_mapping.units import default_registry
 from inference.manifest import Advice, Manifest
 
@@ -70,17 +70,6 @@ def advice_text(advice: Advice, mapping: MappingResult, escape: Callable[[str], 
 def _with_aside(text: str, aside: str) -> str:
     """'x (aside)', or 'x (or y; aside)' when x already ends in brackets."""
     return f"{text[:-1]}; {aside})" if text.endswith(")") else f"{text} ({aside})"
-
-
-def searches_lacking(fv: FeatureValue) -> str:
-    """'the MedicationRequest search could not be obtained': what a "No" was answered without (the EHR did not send
-    that prefetch key, and there was no FHIR server to ask). The card names what was searched for (a key is named
-    after the first feature that reads it, so 'Diabetes … (medicationRequest-hypertension-3 …)' misreads); the
-    details page names the keys."""
-    types = (key.split("-", 1)[0] for key in fv.unchecked)  # 'medicationRequest-…' -> MedicationRequest
-    kinds = list(dict.fromkeys(t[:1].upper() + t[1:] for t in types))
-    searches = "search" if len(kinds) == 1 else "searches"
-    return f"the {' and '.join(kinds)} {searches} could not be obtained"
 
 
 def card_notes(manifest: Manifest, mapping: MappingResult, escape: Callable[[str], str] = str) -> list[str]:

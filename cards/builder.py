@@ -15,7 +15,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from cards.advice import advice_for, advice_text, card_notes, searches_lacking
+from cards.advice import advice_for, advice_text, card_notes
 from cards.fhir_resources import format_output, observation, output_text, risk_assessment, service_request
 from cards.markdown import environment, md_escape, trusted
 from fhir_mapping.draft_orders import DraftOrder
@@ -23,7 +23,7 @@ from fhir_mapping.formatting import (clip_words, first_clause, first_sentence, k
                                      unmeasured)
 from fhir_mapping.fhirdates import parse_fhir_datetime
 from fhir_mapping.result import (BOUND_NOTE, FOR_WANT_OF, NOT_COUNTED, FeatureValue, MappingResult, not_counted_only,
-                                 repeat_not_due)
+                                 repeat_not_due, searches_lacking)
 from fhir_mapping.mapper import display_value
 from fhir_mapping.spec import Feature, FeatureSpec
 from inference.manifest import Input, Manifest

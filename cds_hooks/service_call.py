@@ -358,7 +358,34 @@ def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: M
             reason=f"Could not be retrieved from the EHR ({reasons})",
         )
         gone.append(name)
+    if isinstance(service.model.champion.spec, FeatureSpec):
+        _carry_into_derived(service.model.champion.spec, mapping, gone)
     return gone
+
+
+def _carry_into_derived(spec: FeatureSpec, mapping: MappingResult, gone: list[str]) -> None:
+    """A value derived from a "No" that could not be fully checked is not fully checked either (the PCE's "HbA1c in
+    the diabetes range without diabetes on record", from a "Diabetes: No" answered without the orders: a population
+    check then refuses as unconfirmed, naming the searches); one derived from an input that could not be retrieved
+    has no value."""
+    for name in spec.derivation_order():
+        fv = mapping.values.get(name)
+        if fv is None or spec.features[name].sources:
+            continue  # a feature read from the record as well may stand on its own results
+        inputs = sorted(spec.derived_inputs(name))
+        lost = [i for i in inputs if i in gone]
+        if lost:
+            del mapping.values[name]
+            feature = spec.features[name]
+            mapping.missing[name] = MissingFeature(
+                name=name, label=feature.label, required=feature.required,
+                reason=f"Unknown: {spec.features[lost[0]].label} could not be retrieved from the EHR")
+            gone.append(name)
+            continue
+        keys = [k for i in inputs if (v := mapping.values.get(i)) is not None and (v.defaulted or v.unchecked)
+                for k in v.unchecked]
+        if keys:
+            fv.unchecked = list(dict.fromkeys([*fv.unchecked, *keys]))
 
 
 def _whole_problem_list(template: str) -> bool:

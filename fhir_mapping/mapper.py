@@ -675,7 +675,9 @@ class _Context:
         dated = [r for r in ignored if r.note != "dated in the future"]
         if not dated:
             return None
-        newest = max(dated, key=lambda r: parse_fhir_datetime(r.date) or floor if r.date else floor)
+        # by the day where the record is first: a date alone is that day as written, not its midnight UTC
+        newest = max(dated, key=lambda r: (_day_in(r.date, self.zone) or "",
+                                           parse_fhir_datetime(r.date) or floor if r.date else floor))
         day = _local_day(newest, self.zone)
         clause = f"the newest result{f', of {day},' if day else ''} was passed over: {newest.note}"
         if len(ignored) > 1:

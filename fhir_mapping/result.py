@@ -152,3 +152,14 @@ class MappingResult:
             "values": {k: v.to_dict() for k, v in self.values.items()},
             "missing": {k: m.to_dict() for k, m in self.missing.items()},
         }
+
+
+def searches_lacking(fv: FeatureValue) -> str:
+    """'the MedicationRequest search could not be obtained': what a "No" was answered without (the EHR did not send
+    that prefetch key, and there was no FHIR server to ask). The card names what was searched for (a key is named
+    after the first feature that reads it, so 'Diabetes … (medicationRequest-hypertension-3 …)' misreads); the
+    details page names the keys."""
+    types = (key.split("-", 1)[0] for key in fv.unchecked)  # 'medicationRequest-…' -> MedicationRequest
+    kinds = list(dict.fromkeys(t[:1].upper() + t[1:] for t in types))
+    searches = "search" if len(kinds) == 1 else "searches"
+    return f"the {' and '.join(kinds)} {searches} could not be obtained"

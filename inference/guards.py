@@ -6,7 +6,7 @@ The reasons are written for the card, naming the input, the patient's value and 
 from __future__ import annotations
 
 from fhir_mapping.formatting import first_clause, lower_first, number, outside_range
-from fhir_mapping.result import MappingResult, MissingFeature
+from fhir_mapping.result import MappingResult, MissingFeature, searches_lacking
 from inference.manifest import Condition, Manifest, PopulationRule
 
 
@@ -40,9 +40,12 @@ def failing_rules(manifest: Manifest, values: dict[str, float],
 
 def refusal_guidance(manifest: Manifest, values: dict[str, float], mapping: MappingResult | None = None) -> list[str]:
     """What the guideline says instead, for each failed rule that has guidance; not for a rule whose feature could
-    not be read and that says so in its own words (`unconfirmed`): its guidance is for a patient known to be outside."""
-    return [rule.guidance for rule, _, confirmed in _failures(manifest, values, mapping)
-            if rule.guidance and (confirmed or rule.unconfirmed is None)]
+    not be read and that says so in its own words (`unconfirmed`): its guidance is for a patient known to be outside;
+    nor for a `guidance_alone` rule beside another refusal, whose guidance governs."""
+    failed = _failures(manifest, values, mapping)
+    alone = len(failed) == 1
+    return [rule.guidance for rule, _, confirmed in failed
+            if rule.guidance and (confirmed or rule.unconfirmed is None) and (alone or not rule.guidance_alone)]
 
 
 def _failures(manifest: Manifest, values: dict[str, float],
@@ -67,6 +70,10 @@ def _failures(manifest: Manifest, values: dict[str, float],
                 failed.append((rule, f"{said} (could not be confirmed from the record{why})", False))
             continue
         if not rule.holds(value):
+            fv = mapping.values.get(rule.feature) if mapping is not None else None
+            if fv is not None and fv.unchecked:  # derived from a "No" answered without one of its searches
+                failed.append((rule, f"{rule.unconfirmed or rule.reason} ({searches_lacking(fv)})", False))
+                continue
             failed.append((rule, rule.reason + _patient_value(rule, mapping), True))
     return failed
 

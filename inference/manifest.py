@@ -162,6 +162,10 @@ class PopulationRule(Condition):
     # that states what the record shows ("…, and the record shows a mechanical heart valve"), which would then be
     # false; the rule's guidance, written for a patient who is outside the population, is not shown either
     unconfirmed: str | None = None
+    # the guidance is given only when no other population rule refuses: it speaks of what follows once the patient
+    # is inside the population (the PCE's "with diabetes at 40–75, a moderate-intensity statin"), which another
+    # refusal's guidance (established ASCVD: a high-intensity statin) overrides
+    guidance_alone: bool = False
 
 
 class Explain(_Strict):

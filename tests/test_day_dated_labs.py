@@ -194,3 +194,17 @@ def test_the_reason_names_a_day_dated_unusable_result_by_the_day_written() -> No
     result = run("egfr-ckd-epi-2021", record, AT)
     reason = result.missing["creatinine"].reason
     assert "(2026-12-06)" in reason and "2026-12-05" not in reason, reason
+
+
+def test_the_newest_passed_over_result_is_chosen_by_its_day_where_the_record_is() -> None:
+    """Record in New York (-05:00). Two preliminary HbA1c results (passed over): 6.0 % at 20:00 on 5 December and
+    6.1 % dated '2026-12-06'. Any moment of 6 December in New York is later than 20:00 on the 5th, so the newest
+    passed over is that of the 6th (read at midnight UTC it would be 19:00 on the 5th, an hour earlier)."""
+    at = datetime(2026, 12, 7, 20, 0, tzinfo=timezone.utc)
+    timed = obs("4548-4", 6.0, "%", "2026-12-05T20:00:00-05:00", "a1c-timed")
+    day = obs("4548-4", 6.1, "%", "2026-12-06", "a1c-day")
+    timed["status"] = day["status"] = "preliminary"
+    chol = obs("2093-3", 200, "mg/dL", "2026-11-01T09:00:00-05:00", "chol-ny")
+    result = run("prevent-full", [F.patient("p1", 60, "male"), timed, day, chol], at)
+    note = result.values["hba1c"].note or ""
+    assert "of 2026-12-06" in note, note

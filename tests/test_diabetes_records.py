@@ -16,6 +16,7 @@ import pytest
 
 import fhirfactory as F
 from hook_calls import fire, module_app, risk
+from test_diabetes_evidence import GLARGINE, onset_record, timeline_record
 
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
 
@@ -123,3 +124,109 @@ def test_the_pce_card_over_75_does_not_quote_the_statin_wording_of_ages_40_to_75
     assert "Over 75" in card["detail"] and "may be reasonable (class IIb)" in card["detail"], card["detail"]
     at_75 = fire(api, "ascvd-pce-10y", F.pce_record(age=75, gender="male", smoker=True, sbp=150, treated=True))
     assert "a high-intensity statin to lower LDL-C" in at_75["detail"], at_75["detail"]
+
+
+def _man_50() -> list[dict[str, Any]]:
+    return F.pce_record(gender="male", age=50, tc=200, hdl=45, sbp=160, treated=True)
+
+
+def _refused(card: dict[str, Any]) -> bool:
+    return card["summary"].startswith("No ") and not card.get("suggestions")
+
+
+@pytest.mark.parametrize("service,status", [("t2d-onset-5y", "resolved"), ("t2d-timeline-5y", "resolved"),
+                                            ("ascvd-pce-10y", "inactive"), ("ascvd-pce-10y", "resolved")])
+def test_insulin_use_on_the_problem_list_counts_only_while_current(api: Any, service: str, status: str) -> None:
+    """Z79.4 is a status code for current insulin treatment (ICD-10-CM category Z79, 'long term (current) drug
+    therapy'), not a diagnosis: inactive or resolved, it says the treatment has ended (insulin in a pregnancy or an
+    intensive-care stay), as a stopped insulin order does, and neither is diabetes. The T2D models give their
+    estimate and the PCE its non-diabetic one, as with the stopped order."""
+    z794 = F.condition("Z79.4", system=ICD, clinical=status, display="Long term (current) use of insulin")
+    stopped = F.med_request(GLARGINE[0], display=GLARGINE[1], status="stopped")
+    if service == "ascvd-pce-10y":
+        assert risk(fire(api, service, _man_50() + [z794])) == pytest.approx(
+            risk(fire(api, service, _man_50() + [stopped])), abs=1e-9)
+        assert risk(fire(api, service, _man_50() + [stopped])) == pytest.approx(
+            risk(fire(api, service, _man_50())), abs=1e-9)
+    else:
+        build = onset_record if service == "t2d-onset-5y" else timeline_record
+        assert not _refused(fire(api, service, build(stopped)))
+        card = fire(api, service, build(z794))
+        assert not _refused(card), card["summary"] + card["detail"]
+
+
+@pytest.mark.parametrize("service,text,status", [
+    ("t2d-onset-5y", "Gestational diabetes mellitus, insulin requiring", "resolved"),
+    ("t2d-timeline-5y", "Gestational diabetes mellitus on insulin", "resolved"),
+    ("ascvd-pce-10y", "Gestational diabetes mellitus on insulin", "inactive")])
+def test_gestational_diabetes_treated_with_insulin_is_not_glucose_lowering_treatment_now(
+        api: Any, service: str, text: str, status: str) -> None:
+    """A past gestational diabetes (SNOMED CT 11687002) whose text names the insulin it needed: gestational
+    diabetes is not diabetes mellitus (ADA Standards of Care 2025, sections 2 and 15: these women are screened for
+    diabetes afterwards, the population the T2D models are for), and its insulin treated the pregnancy. Worded so,
+    it is read as the plain 'Gestational diabetes mellitus' is: the T2D models estimate, the PCE says 'Diabetes:
+    No'."""
+    gdm = F.condition("11687002", clinical=status, display=text)
+    if service == "ascvd-pce-10y":
+        card = fire(api, service, F.pce_record(gender="female", age=50) + [gdm])
+        assert "Diabetes: No" in card["detail"], card["summary"] + card["detail"]
+    else:
+        build = onset_record if service == "t2d-onset-5y" else timeline_record
+        card = fire(api, service, build(gdm))
+        assert not _refused(card), card["summary"] + card["detail"]
+
+
+@pytest.mark.parametrize("service", ["cha2ds2-vasc", "ascvd-pce-10y"])
+@pytest.mark.parametrize("coded", [True, False])
+def test_an_insulin_pump_on_the_problem_list_is_insulin_treatment(api: Any, service: str, coded: bool) -> None:
+    """Z96.41 'Presence of insulin pump': a pump delivers insulin (ADA Standards of Care 2025, section 7), so the
+    record shows insulin treatment as plainly as Z79.4. Coded, it counts as diabetes (CHA2DS2-VASc 1 for a man of 60
+    with AF alone, where oral anticoagulation is reasonable, not 'not recommended'); written under a local code, its
+    words leave diabetes unknown rather than 'No'."""
+    pump = F.condition("Z96.41", system=ICD, display="Presence of insulin pump (external) (internal)") if coded else \
+        F.condition("L-7781", system="http://example.org/local-problems", display="Insulin pump in place")
+    if service == "cha2ds2-vasc":
+        record = [F.patient(age=60, gender="male"), F.condition("49436004", display="Atrial fibrillation"), pump]
+    else:
+        record = _man_50() + [pump]
+    card = fire(api, service, record)
+    assert "Diabetes: No" not in card["detail"], card["detail"]
+    if coded and service == "cha2ds2-vasc":
+        assert card["summary"].startswith("CHA2DS2-VASc 1 "), card["summary"]
+
+
+def test_an_hba1c_refusal_resting_on_unread_orders_says_they_were_not_read(api: Any) -> None:
+    """A man of 50 with an HbA1c of 6.6 % and an insulin glargine order, from an EHR that did not send the
+    MedicationRequest keys (and no FHIR server to ask): "without a diabetes diagnosis or glucose-lowering medicine"
+    was never checked, and he is on insulin. The refusal says whether diabetes is treated could not be fully
+    checked, names the search that could not be obtained, and gives no guidance written for an untreated patient.
+    With the keys sent, he is diabetic and gets the estimate."""
+    record = _man_50() + [F.quantity_obs("4548-4", 6.6, "%"), F.med_request(GLARGINE[0], display=GLARGINE[1])]
+    card = fire(api, "ascvd-pce-10y", record, unsent=("MedicationRequest?",))
+    said = card["summary"] + "\n" + card.get("detail", "")
+    assert _refused(card), said
+    assert "without a diabetes diagnosis or glucose-lowering medicine" not in said, said
+    assert "could not be fully checked" in said and "the MedicationRequest search could not be obtained" in said, said
+    assert "Confirm or exclude diabetes" not in said, said
+    sent = fire(api, "ascvd-pce-10y", record)
+    coded = fire(api, "ascvd-pce-10y", _man_50() + [F.condition("E11.9", system=ICD, display="Type 2 diabetes")])
+    assert risk(sent) == pytest.approx(risk(coded), abs=1e-9)
+
+
+@pytest.mark.parametrize(("service", "other"), [("ascvd-pce-10y", "ascvd"), ("ascvd-pce-10y", "ldl190"),
+                                              ("prevent-base", "ascvd")])
+def test_established_ascvd_governs_an_undiagnosed_diabetic_hba1c(api: Any, service: str, other: str) -> None:
+    """An HbA1c of 6.6 % without a diagnosis beside a myocardial infarction (or, on the PCE, an LDL-C of 200 mg/dL):
+    recording diabetes would bring no estimate, and the 2018 AHA/ACC cholesterol guideline recommends a
+    high-intensity statin for clinical ASCVD and for LDL-C ≥ 190 mg/dL. The card leads with that refusal and its
+    guidance; the HbA1c's own ("confirm or exclude diabetes … a moderate-intensity statin") is not given beside it.
+    Alone, the HbA1c refusal gives it."""
+    extra = F.condition("22298006", display="Myocardial infarction") if other == "ascvd" else \
+        F.quantity_obs("13457-7", 200, "mg/dL")
+    record = _record(service, age=50, tc=200, hdl=45, sbp=160, treated=True) + [F.quantity_obs("4548-4", 6.6, "%")]
+    card = fire(api, service, record + [extra])
+    assert _refused(card), card["summary"]
+    assert "HbA1c" not in card["summary"], card["summary"]
+    assert "Confirm or exclude diabetes" not in card["detail"] and "high-intensity" in card["detail"], card["detail"]
+    alone = fire(api, service, record)
+    assert _refused(alone) and "Confirm or exclude diabetes" in alone["detail"], alone["detail"]
