@@ -39,7 +39,7 @@ from cds_hooks.preview import register_preview
 from cds_hooks.jwks_shared import open_jwks_store
 from cds_hooks.replay import open_replay_store
 from cds_hooks.web import register_pages
-from cds_hooks.details.routes import register_details
+from cds_hooks.details.routes import WAIT_FOR_RECORDER_SECONDS, register_details
 from cds_hooks.details.smart import register_smart
 from cds_hooks.security_headers import HardeningMiddleware
 from cds_hooks.openapi_doc import install_openapi
@@ -244,7 +244,9 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> FastAPI:
         items = parse_feedback(await read_body(request), service_id,
                                None if identity.iss == "anonymous" else identity.iss)
         try:
-            await asyncio.to_thread(store_feedback, state(request).store, items)
+            cds = state(request)
+            await asyncio.to_thread(store_feedback, cds.store, items,
+                                    lambda: cds.recorder.flush(WAIT_FOR_RECORDER_SECONDS))
         except ApiError:
             raise  # feedback on another service's card: 400, naming it
         except Exception as exc:

@@ -7,6 +7,7 @@ is accepted too.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -27,9 +28,16 @@ def parse_feedback(body: bytes, service_id: str, client_id: str | None) -> list[
     return [_item(item, f"feedback[{i}]", service_id, client_id) for i, item in enumerate(items)]
 
 
-def store_feedback(store: Store, items: list[FeedbackRecord]) -> int:
-    """Check that each card is this service's (as far as the store knows it), then write the items."""
-    check_issuers(items, store.services_of_cards([item.card_uuid for item in items]))
+def store_feedback(store: Store, items: list[FeedbackRecord], settle: Callable[[], object] | None = None) -> int:
+    """Check that each card is this service's (as far as the store knows it), then write the items. A card the
+    store does not know yet may still be on its way from this process's journal (feedback can follow its card within
+    milliseconds): `settle` lets the recorder write what it holds, and the store is asked again."""
+    cards = [item.card_uuid for item in items]
+    issued_by = store.services_of_cards(cards)
+    if settle is not None and len(issued_by) < len(set(cards)):
+        settle()
+        issued_by = store.services_of_cards(cards)
+    check_issuers(items, issued_by)
     return store.write_feedback(items)
 
 

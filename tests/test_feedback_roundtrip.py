@@ -102,3 +102,42 @@ def test_feedback_on_another_services_card_is_refused_naming_the_issuer(api: Any
     assert api.post(FEEDBACK, json={"feedback": [item]}).status_code == 200
     rows = [r for r in flush(api).feedback_joined() if r["card_uuid"] == shown["uuid"]]
     assert [r["service_id"] for r in rows] == ["ascvd-pce-10y"], rows
+
+
+def test_feedback_on_another_services_card_still_in_the_journal_is_refused(api: Any) -> None:
+    """Feedback can follow its card within milliseconds, while the prediction is durable in the journal but not yet
+    in the database. Posted to another service's endpoint then, it is refused as it is once the card is stored:
+    the service lets its recorder write what it holds and asks the store again. Here the recorder's database write
+    is held until that moment (and released by it), so the card is certainly not in the store when the feedback
+    arrives."""
+    import threading
+
+    state = api.app.state.cds
+    flush(api)
+    release = threading.Event()
+    write = state.store.write_predictions
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        release.wait(10.0)
+        return write(*args, **kwargs)
+
+    settle = state.recorder.flush
+
+    def flush_releases(timeout: float = 10.0) -> bool:
+        release.set()
+        return settle(timeout)
+
+    state.store.write_predictions = held
+    state.recorder.flush = flush_releases
+    try:
+        shown = show_card(api)
+        assert shown["uuid"] not in state.store.services_of_cards([shown["uuid"]])  # still on its way
+        item = {"card": shown["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-24T12:07:00Z"}
+        resp = api.post("/cds-services/prevent-full/feedback", json={"feedback": [item]})
+    finally:
+        release.set()
+        del state.store.write_predictions
+        del state.recorder.flush
+    assert resp.status_code == 400, resp.text
+    assert "was issued by service 'ascvd-pce-10y', not 'prevent-full'" in resp.text, resp.text
+    assert not [r for r in flush(api).feedback_joined() if r["card_uuid"] == shown["uuid"]]
