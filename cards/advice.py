@@ -62,7 +62,7 @@ def advice_text(advice: Advice, mapping: MappingResult, escape: Callable[[str], 
     groups: dict[str, list[str]] = {}
     for n in advice.unchecked:
         if _not_checked(mapping, n):
-            groups.setdefault(searches_lacking(mapping.values[n]), []).append(_label(mapping.values[n].label, n))
+            groups.setdefault(searches_lacking(mapping.values[n].unchecked), []).append(_label(mapping.values[n].label, n))
     names = [_with_aside(", ".join(labels), why) for why, labels in groups.items()]
     return _with_guidance(_with_unchecked(_with_evidence(advice.guidance, shown), names), guidance)
 

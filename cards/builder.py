@@ -80,7 +80,7 @@ def _model_card_url(manifest: Manifest, ctx: CardContext) -> str:
 def _unchecked(fv: FeatureValue) -> str:
     """' — not fully checked (the MedicationRequest search could not be obtained)' for a "No" answered without one of
     its searches, else nothing."""
-    return f" — not fully checked ({searches_lacking(fv)})" if fv.unchecked else ""
+    return f" — not fully checked ({searches_lacking(fv.unchecked)})" if fv.unchecked else ""
 
 
 def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, ctx: CardContext) -> dict[str, Any]:

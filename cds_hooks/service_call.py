@@ -135,7 +135,9 @@ class ServiceCaller:
                 result = map_patient(champion, index, at=at, patient_id=patient_id, time_zone=self.time_zone,
                                      partial_birth=partial_birth, encounter_id=acted_on)
                 gone = _mark_unobtainable(service, outcome, result)
-                _mark_truncated(service, outcome, result, self.max_pages)
+                cut = _mark_truncated(service, outcome, result, self.max_pages)
+                if isinstance(champion.spec, FeatureSpec) and not isinstance(champion.spec, TimelineFeatureSpec):
+                    _carry_into_derived(champion.spec, result, [*gone, *cut])
                 mark_record_gaps(result, champion.spec, service.plan, outcome.failed, outcome.truncated)  # timelines
                 return result, gone
 
@@ -279,12 +281,14 @@ def _below_threshold(manifest: Any, prediction: Prediction, lowest: str | None) 
     return floor is not None and rank is not None and rank < floor
 
 
-def _mark_truncated(service: CdsService, outcome: PrefetchOutcome, mapping: MappingResult, max_pages: int) -> None:
+def _mark_truncated(service: CdsService, outcome: PrefetchOutcome, mapping: MappingResult,
+                    max_pages: int) -> list[str]:
     """A search cut short (more pages than read, an outcome or a total saying results were left out, a scope that
     grants part of the type) cannot show that something is absent: a feature that found nothing and would fall back
-    to its default becomes unknown, with a note, instead of silently 'no'."""
+    to its default becomes unknown, with a note, instead of silently 'no'. Returns the features made unknown."""
+    cut: list[str] = []
     if not outcome.truncated:
-        return
+        return cut
     features = service.model.champion.spec.features
     for key in outcome.truncated:
         for name in service.plan[key].features if key in service.plan else ():
@@ -297,6 +301,8 @@ def _mark_truncated(service: CdsService, outcome: PrefetchOutcome, mapping: Mapp
                 reason=(f"Unknown: the EHR's search was cut short, so absence cannot be assumed ({key}: "
                         f"{outcome.truncated_why.get(key) or _more_pages(max_pages)})"),
             )
+            cut.append(name)
+    return cut
 
 
 def _more_pages(max_pages: int) -> str:
@@ -358,16 +364,15 @@ def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: M
             reason=f"Could not be retrieved from the EHR ({reasons})",
         )
         gone.append(name)
-    if isinstance(service.model.champion.spec, FeatureSpec):
-        _carry_into_derived(service.model.champion.spec, mapping, gone)
     return gone
 
 
-def _carry_into_derived(spec: FeatureSpec, mapping: MappingResult, gone: list[str]) -> None:
+def _carry_into_derived(spec: FeatureSpec, mapping: MappingResult, unknown: list[str]) -> None:
     """A value derived from a "No" that could not be fully checked is not fully checked either (the PCE's "HbA1c in
     the diabetes range without diabetes on record", from a "Diabetes: No" answered without the orders: a population
-    check then refuses as unconfirmed, naming the searches); one derived from an input that could not be retrieved
-    has no value."""
+    check then refuses as unconfirmed, naming the searches); one derived from an input made unknown after mapping
+    (`unknown`: its search could not be obtained, or was cut short) has no value."""
+    gone = list(unknown)
     for name in spec.derivation_order():
         fv = mapping.values.get(name)
         if fv is None or spec.features[name].sources:
@@ -379,7 +384,8 @@ def _carry_into_derived(spec: FeatureSpec, mapping: MappingResult, gone: list[st
             feature = spec.features[name]
             mapping.missing[name] = MissingFeature(
                 name=name, label=feature.label, required=feature.required,
-                reason=f"Unknown: {spec.features[lost[0]].label} could not be retrieved from the EHR")
+                reason=f"Unknown: computed from {spec.features[lost[0]].label}, which is unknown "
+                       f"({mapping.missing[lost[0]].reason})")
             gone.append(name)
             continue
         keys = [k for i in inputs if (v := mapping.values.get(i)) is not None and (v.defaulted or v.unchecked)

@@ -7,6 +7,7 @@ that could not be filled says why, in words a clinician can read. Nothing here d
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -154,12 +155,12 @@ class MappingResult:
         }
 
 
-def searches_lacking(fv: FeatureValue) -> str:
-    """'the MedicationRequest search could not be obtained': what a "No" was answered without (the EHR did not send
-    that prefetch key, and there was no FHIR server to ask). The card names what was searched for (a key is named
-    after the first feature that reads it, so 'Diabetes … (medicationRequest-hypertension-3 …)' misreads); the
-    details page names the keys."""
-    types = (key.split("-", 1)[0] for key in fv.unchecked)  # 'medicationRequest-…' -> MedicationRequest
+def searches_lacking(keys: Iterable[str]) -> str:
+    """'the MedicationRequest search could not be obtained': what a "No" (its `unchecked` prefetch keys) was answered
+    without (the EHR did not send that prefetch key, and there was no FHIR server to ask). The card names what was
+    searched for (a key is named after the first feature that reads it, so 'Diabetes … (medicationRequest-
+    hypertension-3 …)' misreads); the details page names the keys."""
+    types = (key.split("-", 1)[0] for key in keys)  # 'medicationRequest-…' -> MedicationRequest
     kinds = list(dict.fromkeys(t[:1].upper() + t[1:] for t in types))
     searches = "search" if len(kinds) == 1 else "searches"
     return f"the {' and '.join(kinds)} {searches} could not be obtained"

@@ -41,11 +41,10 @@ def failing_rules(manifest: Manifest, values: dict[str, float],
 def refusal_guidance(manifest: Manifest, values: dict[str, float], mapping: MappingResult | None = None) -> list[str]:
     """What the guideline says instead, for each failed rule that has guidance; not for a rule whose feature could
     not be read and that says so in its own words (`unconfirmed`): its guidance is for a patient known to be outside;
-    nor for a `guidance_alone` rule beside another refusal, whose guidance governs."""
-    failed = _failures(manifest, values, mapping)
-    alone = len(failed) == 1
-    return [rule.guidance for rule, _, confirmed in failed
-            if rule.guidance and (confirmed or rule.unconfirmed is None) and (alone or not rule.guidance_alone)]
+    nor for a `guidance_alone` rule beside another refusal whose guidance is given: that one governs."""
+    shown = [rule for rule, _, confirmed in _failures(manifest, values, mapping)
+             if rule.guidance and (confirmed or rule.unconfirmed is None)]
+    return [rule.guidance for rule in shown if rule.guidance and (len(shown) == 1 or not rule.guidance_alone)]
 
 
 def _failures(manifest: Manifest, values: dict[str, float],
@@ -72,7 +71,7 @@ def _failures(manifest: Manifest, values: dict[str, float],
         if not rule.holds(value):
             fv = mapping.values.get(rule.feature) if mapping is not None else None
             if fv is not None and fv.unchecked:  # derived from a "No" answered without one of its searches
-                failed.append((rule, f"{rule.unconfirmed or rule.reason} ({searches_lacking(fv)})", False))
+                failed.append((rule, f"{rule.unconfirmed or rule.reason} ({searches_lacking(fv.unchecked)})", False))
                 continue
             failed.append((rule, rule.reason + _patient_value(rule, mapping), True))
     return failed

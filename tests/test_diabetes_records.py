@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import fhirfactory as F
-from hook_calls import fire, module_app, risk
+from hook_calls import HOOK_INSTANCE, fire, module_app, risk, templates
 from test_diabetes_evidence import GLARGINE, onset_record, timeline_record
 
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -230,3 +230,115 @@ def test_established_ascvd_governs_an_undiagnosed_diabetic_hba1c(api: Any, servi
     assert "Confirm or exclude diabetes" not in card["detail"] and "high-intensity" in card["detail"], card["detail"]
     alone = fire(api, service, record)
     assert _refused(alone) and "Confirm or exclude diabetes" in alone["detail"], alone["detail"]
+
+
+def _fire_with(api: Any, service: str, resources: list[dict[str, Any]], *, unsent_keys: tuple[str, ...] = (),
+               truncate: tuple[str, ...] = (), leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The one card of a patient-view call whose prefetch leaves out `unsent_keys`, and whose searches starting
+    with `truncate` say (Bundle.total) that more matched than were sent, `leave_out` among those not sent."""
+    from cds_hooks.bundle_prefetch import prefetch_from_resources
+
+    context = {"userId": "Practitioner/example", "patientId": "p1"}
+    tmpl = templates(api, service)
+    prefetch = prefetch_from_resources(tmpl, resources, context)
+    for key in unsent_keys:
+        prefetch.pop(key)
+    for key, template in tmpl.items():
+        bundle = prefetch.get(key)
+        if not isinstance(bundle, dict):
+            continue
+        bundle["entry"] = [e for e in bundle.get("entry") or [] if e["resource"].get("id") not in leave_out]
+        if truncate and template.startswith(truncate):
+            bundle["total"] = len(bundle["entry"]) + 3
+    body = {"hook": "patient-view", "hookInstance": HOOK_INSTANCE, "context": context, "prefetch": prefetch}
+    resp = api.post(f"/cds-services/{service}", json=body)
+    assert resp.status_code == 200, resp.text
+    [card] = resp.json()["cards"]
+    return card
+
+
+def _said(card: dict[str, Any]) -> str:
+    return card["summary"] + "\n" + card.get("detail", "")
+
+
+UNTREATED = "without a diabetes diagnosis or glucose-lowering medicine"
+
+
+@pytest.mark.parametrize("service", ["ascvd-pce-10y", "prevent-base"])
+def test_a_search_cut_short_leaves_the_hba1c_refusal_unconfirmed(api: Any, service: str) -> None:
+    """A diabetic man of 50 with an HbA1c of 6.6 %: on insulin (PCE) or with E11.9 on the problem list (PREVENT),
+    in a search the EHR cut short (Bundle.total counts more matches than were sent, his among those left out). The
+    record was not read in full, so "without a diabetes diagnosis or glucose-lowering medicine" is not what it
+    shows: the card does not say it."""
+    hba1c = F.quantity_obs("4548-4", 6.6, "%")
+    if service == "ascvd-pce-10y":
+        insulin = {**F.med_request(GLARGINE[0], display=GLARGINE[1]), "id": "mr-insulin"}
+        card = _fire_with(api, service, _record(service, age=50, tc=200, hdl=45, sbp=160, treated=True)
+                          + [hba1c, insulin], leave_out=("mr-insulin",), truncate=("MedicationRequest?",))
+    else:
+        t2dm = {**F.condition("E11.9", system=ICD, display="Type 2 diabetes mellitus"), "id": "cond-t2dm"}
+        card = _fire_with(api, service, _record(service, age=50, tc=200, hdl=45, sbp=160, treated=True)
+                          + [hba1c, t2dm], leave_out=("cond-t2dm",), truncate=("Condition?",))
+    assert UNTREATED not in _said(card), _said(card)
+
+
+def test_what_if_keeps_an_hba1c_refusal_unconfirmed_as_the_card_did(api: Any) -> None:
+    """The card of a man on insulin whose orders were not sent refuses with "whether diabetes is diagnosed or
+    treated could not be fully checked (the MedicationRequest search could not be obtained)". The details page's
+    what-if, changing the blood pressure only, refuses in the same words, never "without … glucose-lowering
+    medicine"; setting diabetes to 0 makes the confirmed wording true, and diabetes to 1 gives an estimate."""
+    from test_details_view import what_if
+
+    record = _man_50() + [F.quantity_obs("4548-4", 6.6, "%"), F.med_request(GLARGINE[0], display=GLARGINE[1])]
+    orders = tuple(k for k, t in templates(api, "ascvd-pce-10y").items() if t.startswith("MedicationRequest?"))
+    card = _fire_with(api, "ascvd-pce-10y", record, unsent_keys=orders)
+    assert "could not be fully checked" in _said(card) and UNTREATED not in _said(card), _said(card)
+    for body in ({"scenario": "Blood pressure treated to 130 mmHg"}, {"set": {"sbp": 130}}):
+        resp = what_if(api, card, body)
+        assert resp.status_code == 422, resp.text
+        assert UNTREATED not in resp.text and "could not be fully checked" in resp.text, (body, resp.text)
+        assert "the MedicationRequest search could not be obtained" in resp.text, resp.text
+    no = what_if(api, card, {"set": {"diabetes": 0}})
+    assert no.status_code == 422 and UNTREATED in no.text, no.text
+    assert what_if(api, card, {"set": {"diabetes": 1}}).status_code == 200
+
+
+@pytest.mark.parametrize("case", ["pce-ldl", "pce-hba1c", "news2-pregnancy"])
+def test_the_details_page_never_says_a_check_it_could_not_make_passes(api: Any, case: str) -> None:
+    """A check read only when recorded (`if_recorded`) whose search was not sent is not made, and the estimate is
+    given: the PCE's LDL-C ≥ 190 mg/dL with an LDL-C of 200 on record, its undiagnosed diabetic HbA1c with 6.6 % on
+    record, NEWS2's pregnancy with a pregnancy on the problem list. The details page does not say such a check
+    passes (that is said only of a count whose unread results could not change it)."""
+    import re
+
+    from test_card_statements import details_page, news2_record
+
+    if case == "pce-ldl":
+        card = _fire_with(api, "ascvd-pce-10y", _man_50() + [F.quantity_obs("13457-7", 200, "mg/dL")],
+                          unsent_keys=("observation-ldl",))
+        label = "LDL cholesterol"
+    elif case == "pce-hba1c":
+        card = _fire_with(api, "ascvd-pce-10y", _man_50() + [F.quantity_obs("4548-4", 6.6, "%")],
+                          unsent_keys=("observation-hba1c-diabetes-range",))
+        label = "HbA1c in the diabetes range without diabetes on record"
+    else:
+        card = _fire_with(api, "news2-patient-view",
+                          news2_record("female", 30, 36.8, F.condition("77386006", display="Pregnancy")),
+                          unsent_keys=("condition-pregnant-1", "condition-pregnant-2"))
+        label = "Current pregnancy"
+    assert card.get("suggestions"), card["summary"]  # the estimate was given
+    page = " ".join(re.sub(r"<[^>]+>", " ", details_page(api, card)).split())
+    assert label in page, page
+    assert f"{label} passes whatever the unread results say" not in page, page
+
+
+def test_a_refusal_whose_guidance_is_withheld_does_not_silence_another(api: Any) -> None:
+    """An undiagnosed diabetic HbA1c (6.6 %) and a Procedure search cut short: established ASCVD cannot be ruled
+    out, a refusal whose guidance is withheld (it is written for a patient known to have ASCVD). The HbA1c's own
+    guidance, "confirm or exclude diabetes" (ADA Standards of Care, section 2), applies whatever the ASCVD status,
+    and is given as when it refuses alone."""
+    record = _man_50() + [F.quantity_obs("4548-4", 6.6, "%")]
+    assert "Confirm or exclude diabetes" in _said(_fire_with(api, "ascvd-pce-10y", record))
+    card = _fire_with(api, "ascvd-pce-10y", record, truncate=("Procedure?",))
+    assert "established ASCVD cannot be ruled out" in _said(card) and UNTREATED in _said(card), _said(card)
+    assert "Confirm or exclude diabetes" in _said(card), _said(card)

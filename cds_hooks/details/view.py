@@ -132,7 +132,7 @@ def input_rows(manifest: Manifest, features: dict[str, Feature], pred: dict[str,
         if rule.if_recorded and "missing" in row["flags"] and \
                 str(missing.get(rule.feature) or "").startswith(NOTHING_ON_RECORD):  # nothing to test
             row.update(value="not on record", flags=[], note="checked only when recorded")
-        elif "missing" in row["flags"] and _estimated(pred):
+        elif "missing" in row["flags"] and not rule.if_recorded and _estimated(pred):
             row.update(value="passes whatever the unread results say", flags=["assumed"],
                        note=f"{missing.get(rule.feature)}; the check holds for every count they can make")
         checked.append(row)
@@ -140,8 +140,9 @@ def input_rows(manifest: Manifest, features: dict[str, Feature], pred: dict[str,
 
 
 def _estimated(pred: dict[str, Any]) -> bool:
-    """Whether the prediction gave a number: every population check then held, including one whose feature has no
-    value (a count some results of which could not be read, decided because every count they can make passes)."""
+    """Whether the prediction gave a number: every population check not `if_recorded` then held, including one whose
+    feature has no value (a count some results of which could not be read, decided because every count they can
+    make passes). An `if_recorded` check with nothing it could read was not made, and is not said to pass."""
     return bool(pred.get("outputs"))
 
 

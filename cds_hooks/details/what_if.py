@@ -17,7 +17,7 @@ from cards.fhir_resources import output_text
 from cds_hooks.details.view import feature_values, input_value_text, scenario_applies, stand_in_defaults
 from fhir_mapping.expressions import ExpressionError, compiled_expression
 from fhir_mapping.formatting import outside_range, unmeasured
-from fhir_mapping.result import NOTHING_ON_RECORD
+from fhir_mapping.result import NOTHING_ON_RECORD, searches_lacking
 from inference.guards import unmet
 from inference.manifest import Manifest
 from inference.runtime import ModelRuntime
@@ -120,7 +120,8 @@ def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[
     unrecorded = stand_in_defaults(runtime, pred)
     stored_features = pred.get("features") or {}
     label, note, changes = requested_changes(manifest, body, current, flags)
-    values = _rederived({**current, **changes}, set(changes), runtime)
+    changed = set(changes)
+    values = _rederived({**current, **changes}, changed, runtime)
     # the guards in the card's order (inference/runtime.py `stopped_by_guards`): the population before unknown inputs
     stored_refusals = [str(r) for r in pred.get("guard_reasons") or ()]
     refused_by = pred.get("refused_by")  # None: recorded before migration 0007, told by the reasons' words
@@ -144,6 +145,10 @@ def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[
         if value is None:
             raise WhatIfError(f"no estimate: {said}", rule.feature)  # could not be confirmed, not "the record shows"
         if not rule.holds(value):
+            # a value kept from the record that rests on a "No" answered without its searches is not confirmed
+            unread = (stored_features.get(rule.feature) or {}).get("unchecked") if rule.feature not in changed else None
+            if unread:
+                raise WhatIfError(f"no estimate: {said} ({searches_lacking(unread)})", rule.feature)
             raise WhatIfError(f"no estimate: {rule.reason}", rule.feature)
     for spec_in in manifest.inputs:  # the ranges of the known inputs, as the card checks them before missing ones
         value = values.get(spec_in.name)
