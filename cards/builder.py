@@ -140,6 +140,13 @@ def _assumed(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult,
             feature = spec.features.get(rule.feature)
             add(fv.label or rule.feature,
                 fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value), fv)
+    # a check read only when recorded, whose search the EHR did not answer in full, was not made: the estimate
+    # stands (an LDL-C, a pregnancy on the problem list), and the card says what went unchecked
+    for rule in manifest.population:
+        unread = mapping.missing.get(rule.feature)
+        if rule.if_recorded and unread is not None and unread.unread and rule.feature not in mapping.values \
+                and not any(unread.label in labels for labels, _, _ in entries):
+            entries.append([[unread.label or rule.feature], "not checked", f" ({unread.unread})"])
     assumed = [f"{', '.join(labels)}: {value}{why}" for labels, value, why in entries]
     # the same unrecognised medications under two features are named once, after the last of them
     for i, suffix in dict.fromkeys(suffixes):

@@ -30,7 +30,7 @@ from cds_hooks.request import HookRequest
 from cds_hooks.services import CdsService
 from fhir_mapping.draft_orders import draft_entries, read_drafts, unresolved_draft_medications
 from fhir_mapping.index import ANOTHER_PATIENT
-from fhir_mapping.result import MappingResult, MissingFeature
+from fhir_mapping.result import MappingResult, MissingFeature, searches_lacking, searches_named
 from fhir_mapping.spec import FeatureSpec
 from fhir_mapping.timeline import TimelineFeatureSpec, mark_record_gaps
 from inference.repository import ModelEntry
@@ -300,6 +300,7 @@ def _mark_truncated(service: CdsService, outcome: PrefetchOutcome, mapping: Mapp
                 name=name, label=features[name].label, required=features[name].required, ignored=fv.sources,
                 reason=(f"Unknown: the EHR's search was cut short, so absence cannot be assumed ({key}: "
                         f"{outcome.truncated_why.get(key) or _more_pages(max_pages)})"),
+                unread=f"{searches_named([key])} was cut short",
             )
             cut.append(name)
     return cut
@@ -361,7 +362,7 @@ def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: M
         mapping.values.pop(name, None)
         mapping.missing[name] = MissingFeature(
             name=name, label=features[name].label, required=features[name].required,
-            reason=f"Could not be retrieved from the EHR ({reasons})",
+            reason=f"Could not be retrieved from the EHR ({reasons})", unread=searches_lacking(failed),
         )
         gone.append(name)
     return gone
@@ -385,7 +386,7 @@ def _carry_into_derived(spec: FeatureSpec, mapping: MappingResult, unknown: list
             mapping.missing[name] = MissingFeature(
                 name=name, label=feature.label, required=feature.required,
                 reason=f"Unknown: computed from {spec.features[lost[0]].label}, which is unknown "
-                       f"({mapping.missing[lost[0]].reason})")
+                       f"({mapping.missing[lost[0]].reason})", unread=mapping.missing[lost[0]].unread)
             gone.append(name)
             continue
         keys = [k for i in inputs if (v := mapping.values.get(i)) is not None and (v.defaulted or v.unchecked)

@@ -123,6 +123,9 @@ class MissingFeature:
     # a count some of whose results could not be read: the fewest and the most it can be (a population rule that
     # holds, or fails, at both ends is decided all the same: one unreadable HbA1c cannot make two in the range)
     count_range: tuple[int, int] | None = None
+    # a search the EHR did not answer in full ('the Observation search could not be obtained', '… was cut short'):
+    # a check read only when recorded is then not made, and the card says so
+    unread: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "reason": self.reason, "required": self.required}
@@ -155,12 +158,16 @@ class MappingResult:
         }
 
 
+def searches_named(keys: Iterable[str]) -> str:
+    """'the MedicationRequest search', 'the Condition and Device searches': the resource types prefetch keys ask for
+    ('medicationRequest-…' -> MedicationRequest)."""
+    kinds = list(dict.fromkeys(k[:1].upper() + k[1:] for k in (key.split("-", 1)[0] for key in keys)))
+    return f"the {' and '.join(kinds)} {'search' if len(kinds) == 1 else 'searches'}"
+
+
 def searches_lacking(keys: Iterable[str]) -> str:
     """'the MedicationRequest search could not be obtained': what a "No" (its `unchecked` prefetch keys) was answered
     without (the EHR did not send that prefetch key, and there was no FHIR server to ask). The card names what was
     searched for (a key is named after the first feature that reads it, so 'Diabetes … (medicationRequest-
     hypertension-3 …)' misreads); the details page names the keys."""
-    types = (key.split("-", 1)[0] for key in keys)  # 'medicationRequest-…' -> MedicationRequest
-    kinds = list(dict.fromkeys(t[:1].upper() + t[1:] for t in types))
-    searches = "search" if len(kinds) == 1 else "searches"
-    return f"the {' and '.join(kinds)} {searches} could not be obtained"
+    return f"{searches_named(keys)} could not be obtained"

@@ -307,8 +307,9 @@ def test_what_if_keeps_an_hba1c_refusal_unconfirmed_as_the_card_did(api: Any) ->
 def test_the_details_page_never_says_a_check_it_could_not_make_passes(api: Any, case: str) -> None:
     """A check read only when recorded (`if_recorded`) whose search was not sent is not made, and the estimate is
     given: the PCE's LDL-C ≥ 190 mg/dL with an LDL-C of 200 on record, its undiagnosed diabetic HbA1c with 6.6 % on
-    record, NEWS2's pregnancy with a pregnancy on the problem list. The details page does not say such a check
-    passes (that is said only of a count whose unread results could not change it)."""
+    record, NEWS2's pregnancy with a pregnancy on the problem list. The card says which check was not made and
+    why; the details page does not say it passes (that is said only of a count whose unread results could not
+    change it)."""
     import re
 
     from test_card_statements import details_page, news2_record
@@ -327,6 +328,8 @@ def test_the_details_page_never_says_a_check_it_could_not_make_passes(api: Any, 
                           unsent_keys=("condition-pregnant-1", "condition-pregnant-2"))
         label = "Current pregnancy"
     assert card.get("suggestions"), card["summary"]  # the estimate was given
+    kind = "Condition" if case == "news2-pregnancy" else "Observation"
+    assert f"{label}: not checked (the {kind} search could not be obtained)" in card["detail"], card["detail"]
     page = " ".join(re.sub(r"<[^>]+>", " ", details_page(api, card)).split())
     assert label in page, page
     assert f"{label} passes whatever the unread results say" not in page, page
@@ -342,3 +345,14 @@ def test_a_refusal_whose_guidance_is_withheld_does_not_silence_another(api: Any)
     card = _fire_with(api, "ascvd-pce-10y", record, truncate=("Procedure?",))
     assert "established ASCVD cannot be ruled out" in _said(card) and UNTREATED in _said(card), _said(card)
     assert "Confirm or exclude diabetes" in _said(card), _said(card)
+
+
+def test_a_check_read_only_when_recorded_is_named_when_its_search_was_cut_short(api: Any) -> None:
+    """The Observation search cut short (Bundle.total above the entries sent) and no HbA1c among those sent: the
+    PCE's undiagnosed-diabetes check was not made. The estimate stands, and the card says the check was not made
+    because the search was cut short; with the search complete the card says nothing of it."""
+    record = _man_50()
+    card = _fire_with(api, "ascvd-pce-10y", record, truncate=("Observation?",))
+    assert "HbA1c in the diabetes range without diabetes on record: not checked (the Observation search was cut " \
+           "short)" in card["detail"], card["detail"]
+    assert "not checked" not in _fire_with(api, "ascvd-pce-10y", record)["detail"]
