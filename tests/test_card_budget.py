@@ -151,3 +151,30 @@ def test_a_news2_card_with_its_scale_note_fits_the_budget(api: Any, which: str) 
     assert "Scale" in card["detail"] and len(card["summary"]) < 140, card
     shown = visible_text(card["detail"])
     assert len(shown) <= MAX_VISIBLE, (len(shown), shown)
+
+
+@pytest.mark.parametrize("age", [60, 76])
+def test_a_cha2ds2_vasc_card_whose_valve_search_was_not_sent_fits_the_budget(api: Any, age: int) -> None:
+    """A woman with AF on apixaban (score 1 at 60, 3 at 76), from an EHR that did not send the Device key: the
+    advice says the valve was not ruled out and names the search (the Assumed line leaves it to the advice); with
+    the five "No"s of the score it had run to 753 visible characters."""
+    import copy
+
+    import fhirfactory as F
+    from hook_calls import HOOK_INSTANCE, templates
+
+    from cds_hooks.bundle_prefetch import prefetch_from_resources
+
+    tmpl = templates(api, "cha2ds2-vasc")
+    context = {"userId": "Practitioner/example", "patientId": "p1"}
+    record = [F.patient("p1", age, "female"), F.condition("49436004", display="Atrial fibrillation"),
+              F.med_request("1364435", display="apixaban 5 MG Oral Tablet")]
+    prefetch = prefetch_from_resources(tmpl, copy.deepcopy(record), context)
+    for key in [k for k, t in tmpl.items() if t.startswith("Device?")]:
+        prefetch.pop(key)
+    resp = api.post("/cds-services/cha2ds2-vasc", json={"hook": "patient-view", "hookInstance": HOOK_INSTANCE,
+                                                        "context": context, "prefetch": prefetch})
+    [card] = resp.json()["cards"]
+    assert "the Device search could not be obtained" in card["detail"], card["detail"]
+    shown = visible_text(card["detail"])
+    assert len(shown) <= MAX_VISIBLE, (len(shown), shown)

@@ -157,7 +157,7 @@ def test_a_low_cha2ds2_vasc_with_the_valve_and_the_orders_unchecked_does_not_rul
                 unsent=("Device?", "MedicationRequest?", "MedicationStatement?"))
     assert card["summary"].startswith("CHA2DS2-VASc 0"), card["summary"]
     consider = next(x for x in card["detail"].splitlines() if x.startswith("**Consider:**"))
-    assert "not recommended at this score, if the score's other “No”s hold" in consider, consider
+    assert "not recommended at this score, if its other “No”s hold" in consider, consider
     assert "Hypertension, Diabetes: No — not fully checked (the MedicationRequest and MedicationStatement searches " \
         "could not be obtained)" in card["detail"], card["detail"]
 
