@@ -146,7 +146,12 @@ def _assumed(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult,
         unread = mapping.missing.get(rule.feature)
         if rule.if_recorded and unread is not None and unread.unread and rule.feature not in mapping.values \
                 and not any(unread.label in labels for labels, _, _ in entries):
-            entries.append([[unread.label or rule.feature], "not checked", f" ({unread.unread})"])
+            why = f" ({unread.unread})"
+            same = next((labels for labels, shown, said in entries if shown == "not checked" and said == why), None)
+            if same is not None:  # "LDL cholesterol, HbA1c …: not checked (the Observation search …)"
+                same.append(unread.label or rule.feature)
+            else:
+                entries.append([[unread.label or rule.feature], "not checked", why])
     assumed = [f"{', '.join(labels)}: {value}{why}" for labels, value, why in entries]
     # the same unrecognised medications under two features are named once, after the last of them
     for i, suffix in dict.fromkeys(suffixes):

@@ -30,7 +30,8 @@ from cds_hooks.request import HookRequest
 from cds_hooks.services import CdsService
 from fhir_mapping.draft_orders import draft_entries, read_drafts, unresolved_draft_medications
 from fhir_mapping.index import ANOTHER_PATIENT
-from fhir_mapping.result import MappingResult, MissingFeature, searches_lacking, searches_named
+from fhir_mapping.result import NOTHING_ON_RECORD, MappingResult, MissingFeature, searches_lacking, searches_named
+from fhir_mapping.unread import carry_into_derived
 from fhir_mapping.spec import FeatureSpec
 from fhir_mapping.timeline import TimelineFeatureSpec, mark_record_gaps
 from inference.repository import ModelEntry
@@ -137,7 +138,7 @@ class ServiceCaller:
                 gone = _mark_unobtainable(service, outcome, result)
                 cut = _mark_truncated(service, outcome, result, self.max_pages)
                 if isinstance(champion.spec, FeatureSpec) and not isinstance(champion.spec, TimelineFeatureSpec):
-                    _carry_into_derived(champion.spec, result, [*gone, *cut])
+                    carry_into_derived(champion.spec, result, [*gone, *cut])
                 mark_record_gaps(result, champion.spec, service.plan, outcome.failed, outcome.truncated)  # timelines
                 return result, gone
 
@@ -285,7 +286,9 @@ def _mark_truncated(service: CdsService, outcome: PrefetchOutcome, mapping: Mapp
                     max_pages: int) -> list[str]:
     """A search cut short (more pages than read, an outcome or a total saying results were left out, a scope that
     grants part of the type) cannot show that something is absent: a feature that found nothing and would fall back
-    to its default becomes unknown, with a note, instead of silently 'no'. Returns the features made unknown."""
+    to its default becomes unknown, with a note, instead of silently 'no'; one missing as nothing on record is
+    unknown for the same reason (a check read only when recorded was then not made, and the card says so). Returns
+    the features made unknown."""
     cut: list[str] = []
     if not outcome.truncated:
         return cut
@@ -293,11 +296,15 @@ def _mark_truncated(service: CdsService, outcome: PrefetchOutcome, mapping: Mapp
     for key in outcome.truncated:
         for name in service.plan[key].features if key in service.plan else ():
             fv = mapping.values.get(name)
-            if fv is None or not fv.defaulted:
-                continue  # a value was found (newest first), or the feature is already missing
-            mapping.values.pop(name)
+            before = mapping.missing.get(name)
+            nothing = fv is None and before is not None and before.reason.startswith(NOTHING_ON_RECORD) \
+                and before.newest_unusable is None and before.count_range is None and before.unread is None
+            if not nothing and (fv is None or not fv.defaulted):
+                continue  # a value was found (newest first), or the feature is missing for another reason
+            mapping.values.pop(name, None)
             mapping.missing[name] = MissingFeature(
-                name=name, label=features[name].label, required=features[name].required, ignored=fv.sources,
+                name=name, label=features[name].label, required=features[name].required,
+                ignored=fv.sources if fv is not None else before.ignored if before is not None else [],
                 reason=(f"Unknown: the EHR's search was cut short, so absence cannot be assumed ({key}: "
                         f"{outcome.truncated_why.get(key) or _more_pages(max_pages)})"),
                 unread=f"{searches_named([key])} was cut short",
@@ -366,33 +373,6 @@ def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: M
         )
         gone.append(name)
     return gone
-
-
-def _carry_into_derived(spec: FeatureSpec, mapping: MappingResult, unknown: list[str]) -> None:
-    """A value derived from a "No" that could not be fully checked is not fully checked either (the PCE's "HbA1c in
-    the diabetes range without diabetes on record", from a "Diabetes: No" answered without the orders: a population
-    check then refuses as unconfirmed, naming the searches); one derived from an input made unknown after mapping
-    (`unknown`: its search could not be obtained, or was cut short) has no value."""
-    gone = list(unknown)
-    for name in spec.derivation_order():
-        fv = mapping.values.get(name)
-        if fv is None or spec.features[name].sources:
-            continue  # a feature read from the record as well may stand on its own results
-        inputs = sorted(spec.derived_inputs(name))
-        lost = [i for i in inputs if i in gone]
-        if lost:
-            del mapping.values[name]
-            feature = spec.features[name]
-            mapping.missing[name] = MissingFeature(
-                name=name, label=feature.label, required=feature.required,
-                reason=f"Unknown: computed from {spec.features[lost[0]].label}, which is unknown "
-                       f"({mapping.missing[lost[0]].reason})", unread=mapping.missing[lost[0]].unread)
-            gone.append(name)
-            continue
-        keys = [k for i in inputs if (v := mapping.values.get(i)) is not None and (v.defaulted or v.unchecked)
-                for k in v.unchecked]
-        if keys:
-            fv.unchecked = list(dict.fromkeys([*fv.unchecked, *keys]))
 
 
 def _whole_problem_list(template: str) -> bool:

@@ -41,10 +41,13 @@ def failing_rules(manifest: Manifest, values: dict[str, float],
 def refusal_guidance(manifest: Manifest, values: dict[str, float], mapping: MappingResult | None = None) -> list[str]:
     """What the guideline says instead, for each failed rule that has guidance; not for a rule whose feature could
     not be read and that says so in its own words (`unconfirmed`): its guidance is for a patient known to be outside;
-    nor for a `guidance_alone` rule beside another refusal whose guidance is given: that one governs."""
-    shown = [rule for rule, _, confirmed in _failures(manifest, values, mapping)
-             if rule.guidance and (confirmed or rule.unconfirmed is None)]
-    return [rule.guidance for rule in shown if rule.guidance and (len(shown) == 1 or not rule.guidance_alone)]
+    nor for a `guidance_alone` rule beside any other refusal: its guidance speaks of what follows once the patient is
+    inside the population ("with diabetes recorded the estimate follows"), which another refusal, confirmed or not,
+    still bars."""
+    failed = _failures(manifest, values, mapping)
+    alone = len(failed) == 1
+    return [rule.guidance for rule, _, confirmed in failed
+            if rule.guidance and (confirmed or rule.unconfirmed is None) and (alone or not rule.guidance_alone)]
 
 
 def _failures(manifest: Manifest, values: dict[str, float],

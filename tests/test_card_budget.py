@@ -178,3 +178,19 @@ def test_a_cha2ds2_vasc_card_whose_valve_search_was_not_sent_fits_the_budget(api
     assert "the Device search could not be obtained" in card["detail"], card["detail"]
     shown = visible_text(card["detail"])
     assert len(shown) <= MAX_VISIBLE, (len(shown), shown)
+
+
+def test_a_pce_card_with_orders_ldl_and_hba1c_unsent_fits_the_budget(api: Any) -> None:
+    """The man of 60 above, from an EHR that sent neither the orders nor the LDL-C nor the HbA1c key: the advice
+    names the unchecked "No"s with their search, and the checks not made share one "not checked" entry ("LDL
+    cholesterol, Undiagnosed HbA1c ≥ 6.5 %: not checked (the Observation search could not be obtained)")."""
+    import fhirfactory as F
+    from hook_calls import fire
+
+    unsent = ("MedicationRequest?", "Observation?patient={{context.patientId}}&code=http://loinc.org|13457-7",
+              "Observation?patient={{context.patientId}}&code=http://loinc.org|4548-4")
+    card = fire(api, "ascvd-pce-10y", F.pce_record(age=60, gender="male", tc=240, hdl=40, sbp=150), unsent=unsent)
+    assert "LDL cholesterol, Undiagnosed HbA1c ≥ 6.5 %: not checked (the Observation search could not be " \
+           "obtained)" in card["detail"], card["detail"]
+    shown = visible_text(card["detail"])
+    assert len(shown) <= MAX_VISIBLE, (len(shown), shown)

@@ -321,7 +321,7 @@ def test_the_details_page_never_says_a_check_it_could_not_make_passes(api: Any, 
     elif case == "pce-hba1c":
         card = _fire_with(api, "ascvd-pce-10y", _man_50() + [F.quantity_obs("4548-4", 6.6, "%")],
                           unsent_keys=("observation-hba1c-diabetes-range",))
-        label = "HbA1c in the diabetes range without diabetes on record"
+        label = "Undiagnosed HbA1c ≥ 6.5 %"
     else:
         card = _fire_with(api, "news2-patient-view",
                           news2_record("female", 30, 36.8, F.condition("77386006", display="Pregnancy")),
@@ -335,16 +335,21 @@ def test_the_details_page_never_says_a_check_it_could_not_make_passes(api: Any, 
     assert f"{label} passes whatever the unread results say" not in page, page
 
 
-def test_a_refusal_whose_guidance_is_withheld_does_not_silence_another(api: Any) -> None:
+@pytest.mark.parametrize("service", ["prevent-base", "prevent-full"])
+def test_an_unconfirmed_refusal_beside_it_keeps_the_hba1c_guidance_from_promising_an_estimate(
+        api: Any, service: str) -> None:
     """An undiagnosed diabetic HbA1c (6.6 %) and a Procedure search cut short: established ASCVD cannot be ruled
-    out, a refusal whose guidance is withheld (it is written for a patient known to have ASCVD). The HbA1c's own
-    guidance, "confirm or exclude diabetes" (ADA Standards of Care, section 2), applies whatever the ASCVD status,
-    and is given as when it refuses alone."""
-    record = _man_50() + [F.quantity_obs("4548-4", 6.6, "%")]
-    assert "Confirm or exclude diabetes" in _said(_fire_with(api, "ascvd-pce-10y", record))
-    card = _fire_with(api, "ascvd-pce-10y", record, truncate=("Procedure?",))
-    assert "established ASCVD cannot be ruled out" in _said(card) and UNTREATED in _said(card), _said(card)
-    assert "Confirm or exclude diabetes" in _said(card), _said(card)
+    out. PREVENT's HbA1c guidance says "with diabetes recorded the estimate follows", which the ASCVD refusal still
+    bars (the same record with E11.9 is still refused): it is not given beside it, confirmed or not. Alone, the
+    HbA1c refusal gives it."""
+    record = _record(service, age=50, tc=200, hdl=45, sbp=160, treated=True) + [F.quantity_obs("4548-4", 6.6, "%")]
+    assert "the estimate follows" in _said(_fire_with(api, service, record))
+    card = _fire_with(api, service, record, truncate=("Procedure?",))
+    assert "ASCVD cannot be ruled out" in _said(card) and UNTREATED in _said(card), _said(card)
+    diagnosed = _fire_with(api, service, record + [F.condition("E11.9", system=ICD, display="Type 2 diabetes")],
+                           truncate=("Procedure?",))
+    assert _refused(diagnosed), diagnosed["summary"]
+    assert "the estimate follows" not in _said(card), _said(card)
 
 
 def test_a_check_read_only_when_recorded_is_named_when_its_search_was_cut_short(api: Any) -> None:
@@ -353,6 +358,67 @@ def test_a_check_read_only_when_recorded_is_named_when_its_search_was_cut_short(
     because the search was cut short; with the search complete the card says nothing of it."""
     record = _man_50()
     card = _fire_with(api, "ascvd-pce-10y", record, truncate=("Observation?",))
-    assert "HbA1c in the diabetes range without diabetes on record: not checked (the Observation search was cut " \
+    assert "Undiagnosed HbA1c ≥ 6.5 %: not checked (the Observation search was cut " \
            "short)" in card["detail"], card["detail"]
     assert "not checked" not in _fire_with(api, "ascvd-pce-10y", record)["detail"]
+
+
+LDL_KEY = "Observation?patient={{context.patientId}}&code=http://loinc.org|13457-7"
+HBA1C_KEY = "Observation?patient={{context.patientId}}&code=http://loinc.org|4548-4"
+PREGNANCY_STATUS_KEY = "Observation?patient={{context.patientId}}&code=http://loinc.org|82810-3"
+
+
+@pytest.mark.parametrize("case", ["pce-ldl", "news2-pregnancy-status"])
+def test_a_check_whose_search_was_cut_short_with_nothing_sent_is_named(api: Any, case: str) -> None:
+    """The LDL-C search (PCE), or NEWS2's pregnancy status search, answers Bundle.total 3 and sends no entry: three
+    results matched and none was read, so the check was not made, as when the key is not sent at all. The estimate
+    stands and the card says "… : not checked (the Observation search was cut short)"."""
+    from test_card_statements import news2_record
+
+    if case == "pce-ldl":
+        card = _fire_with(api, "ascvd-pce-10y", _man_50(), truncate=(LDL_KEY,))
+        label = "LDL cholesterol"
+    else:
+        card = _fire_with(api, "news2-patient-view", news2_record("female", 28), truncate=(PREGNANCY_STATUS_KEY,))
+        label = "Pregnancy status"
+    assert card.get("suggestions") or card["summary"].startswith("NEWS2 0"), card["summary"]
+    assert f"{label}: not checked (the Observation search was cut short)" in card["detail"], card["detail"]
+
+
+@pytest.mark.parametrize("service", ["ascvd-pce-10y", "prevent-base"])
+@pytest.mark.parametrize("how", ["not sent", "cut short"])
+def test_a_diabetic_is_not_told_the_undiagnosed_hba1c_check_was_not_made(api: Any, service: str, how: str) -> None:
+    """With E11.9 on the problem list, "an HbA1c ≥ 6.5 % without diabetes on record" is decided whatever any HbA1c
+    says (`hba1c_diabetes_range * (1 - diabetes)` is 0): an HbA1c search not sent or cut short leaves nothing
+    unchecked, and the card, which shows "Diabetes: Yes", does not say the check was not made."""
+    record = _record(service, age=50, tc=200, hdl=45, sbp=160, treated=True) + [
+        F.condition("E11.9", system=ICD, display="Type 2 diabetes mellitus")]
+    if how == "not sent":
+        keys = tuple(k for k, t in templates(api, service).items() if t.startswith(HBA1C_KEY))
+        card = _fire_with(api, service, record, unsent_keys=keys)
+    else:
+        card = _fire_with(api, service, record, truncate=(HBA1C_KEY,))
+    assert "Diabetes: **Yes**" in card["detail"], card["detail"]
+    assert "not checked" not in card["detail"], card["detail"]
+    assert card.get("suggestions"), card["summary"]
+
+
+def test_what_if_setting_an_hba1c_keeps_a_diabetes_no_unconfirmed(api: Any) -> None:
+    """PREVENT-full, a man of 50 with an HbA1c of 5.5 % and no MedicationRequest key sent: the card says "Not fully
+    checked (taken as No): diabetes …". What-if with an HbA1c of 7.0 refuses as the card does for that record with
+    7.0 on record: whether diabetes is diagnosed or treated could not be fully checked (the orders were never
+    read), not "without … glucose-lowering medicine"."""
+    from test_details_view import what_if
+
+    def man(*extra: dict[str, Any]) -> list[dict[str, Any]]:
+        return _record("prevent-full", age=50, tc=200, hdl=45, sbp=160, treated=True) + [
+            F.quantity_obs("9318-7", 10, "mg/g"), *extra]
+
+    orders = tuple(k for k, t in templates(api, "prevent-full").items() if t.startswith("MedicationRequest?"))
+    card = _fire_with(api, "prevent-full", man(F.quantity_obs("4548-4", 5.5, "%")), unsent_keys=orders)
+    assert card.get("suggestions") and "Not fully checked (taken as No): diabetes" in card["detail"], _said(card)
+    same = _fire_with(api, "prevent-full", man(F.quantity_obs("4548-4", 7.0, "%")), unsent_keys=orders)
+    assert "could not be fully checked (the MedicationRequest search could not be obtained)" in _said(same)
+    resp = what_if(api, card, {"set": {"hba1c": 7.0}})
+    assert resp.status_code == 422, resp.text
+    assert UNTREATED not in resp.text and "the MedicationRequest search could not be obtained" in resp.text, resp.text

@@ -109,6 +109,19 @@ def _rederived(values: dict[str, float], changed: set[str], runtime: ModelRuntim
     return values
 
 
+def _unread(name: str, asked: set[str], rederived: set[str], stored: dict[str, Any],
+            runtime: ModelRuntime) -> list[str]:
+    """The prefetch keys a value rests on that were not obtained: none for a value the user gave; a value computed
+    again from changed inputs rests on its inputs' (a "Diabetes: No" answered without the orders, beside an HbA1c
+    set here); a value kept from the record on what was stored with it."""
+    if name in asked:
+        return []
+    if name in rederived:
+        return [k for i in sorted(runtime.spec.derived_inputs(name))
+                for k in _unread(i, asked, rederived, stored, runtime)]
+    return [str(k) for k in (stored.get(name) or {}).get("unchecked") or ()]
+
+
 def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[str, Any]:
     """Recompute the prediction's outputs with the changes the body asks for (same model version)."""
     manifest = runtime.manifest
@@ -122,6 +135,7 @@ def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[
     label, note, changes = requested_changes(manifest, body, current, flags)
     changed = set(changes)
     values = _rederived({**current, **changes}, changed, runtime)
+    rederived = changed - set(changes)
     # the guards in the card's order (inference/runtime.py `stopped_by_guards`): the population before unknown inputs
     stored_refusals = [str(r) for r in pred.get("guard_reasons") or ()]
     refused_by = pred.get("refused_by")  # None: recorded before migration 0007, told by the reasons' words
@@ -146,7 +160,7 @@ def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[
             raise WhatIfError(f"no estimate: {said}", rule.feature)  # could not be confirmed, not "the record shows"
         if not rule.holds(value):
             # a value kept from the record that rests on a "No" answered without its searches is not confirmed
-            unread = (stored_features.get(rule.feature) or {}).get("unchecked") if rule.feature not in changed else None
+            unread = _unread(rule.feature, set(changes), rederived, stored_features, runtime)
             if unread:
                 raise WhatIfError(f"no estimate: {said} ({searches_lacking(unread)})", rule.feature)
             raise WhatIfError(f"no estimate: {rule.reason}", rule.feature)

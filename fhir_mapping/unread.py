@@ -1,0 +1,58 @@
+"""What a search the EHR did not answer in full does to values derived from what it would have held.
+
+Exists because a derived value is computed by the mapper from the features' values, before the service learns
+which searches could not be obtained or were cut short (cds_hooks/service_call.py). A value derived from a "No"
+answered without one of its searches is not fully checked either; one derived from an input made unknown has no
+value — unless no value of that input could change it (`hba1c_diabetes_range * (1 - diabetes)` is 0 for a diabetic
+patient whatever the HbA1c). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from itertools import product
+
+from fhir_mapping.expressions import ExpressionError, compiled_expression
+from fhir_mapping.result import FeatureValue, MappingResult, MissingFeature
+from fhir_mapping.spec import FeatureSpec
+
+
+def carry_into_derived(spec: FeatureSpec, mapping: MappingResult, unknown: list[str]) -> None:
+    """`unknown`: features made unknown after mapping (a search not obtained, or cut short). Each purely derived
+    feature (no sources of its own) resting on one is missing, naming it, unless the value stands whatever that
+    input is; one resting on a "No" not fully checked carries that "No"'s `unchecked` prefetch keys."""
+    gone = list(unknown)
+    for name in spec.derivation_order():
+        fv = mapping.values.get(name)
+        if fv is None or spec.features[name].sources:
+            continue  # a feature read from the record as well may stand on its own results
+        inputs = sorted(spec.derived_inputs(name))
+        lost = [i for i in inputs if i in gone]
+        if lost and not _stands_whatever(spec, name, fv, lost, mapping):
+            del mapping.values[name]
+            feature, first = spec.features[name], mapping.missing[lost[0]]
+            mapping.missing[name] = MissingFeature(
+                name=name, label=feature.label, required=feature.required, unread=first.unread,
+                reason=f"Unknown: computed from {spec.features[lost[0]].label}, which is unknown ({first.reason})")
+            gone.append(name)
+            continue
+        keys = [k for i in inputs if (v := mapping.values.get(i)) is not None and (v.defaulted or v.unchecked)
+                for k in v.unchecked]
+        if keys:
+            fv.unchecked = list(dict.fromkeys([*fv.unchecked, *keys]))
+
+
+def _stands_whatever(spec: FeatureSpec, name: str, fv: FeatureValue, lost: list[str], mapping: MappingResult) -> bool:
+    """Whether the derived value is the same for every value the lost inputs can take: only yes/no inputs (`value:
+    exists`) are tried, both ways; any other leaves the value unknown."""
+    feature = spec.features[name]
+    if feature.derived is None or feature.derived_only_if or any(spec.features[i].value != "exists" for i in lost):
+        return False
+    known = {i: v.value for i in spec.derived_inputs(name) if (v := mapping.values.get(i)) is not None}
+    expression = compiled_expression(feature.derived)
+    for combination in product((0.0, 1.0), repeat=len(lost)):
+        try:
+            if expression.evaluate({**known, **dict(zip(lost, combination, strict=True))}) != fv.value:
+                return False
+        except ExpressionError:
+            return False
+    return True
