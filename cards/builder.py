@@ -463,7 +463,7 @@ def _missing_card(manifest: Manifest, spec: FeatureSpec, prediction: Prediction,
         feature = spec.features.get(name)
         order = feature.order if feature else None
         if order is None or order.code in seen or _resulted_as_a_bound(mapping, name, feature, ctx.at) \
-                or _for_want_of_another(mapping, name):
+                or _for_want_of_another(mapping, name) or _not_read(mapping, name):
             continue
         seen.add(order.code)
         sr = service_request(order.model_dump(), patient_id=ctx.patient_id, encounter_id=ctx.encounter_id,
@@ -476,6 +476,13 @@ def _missing_card(manifest: Manifest, spec: FeatureSpec, prediction: Prediction,
         })
     summary = f"{manifest.card.short_title} not calculated: missing {', '.join(labels)}"
     return _card(summary, "info", detail, manifest, ctx, suggestions)
+
+
+def _not_read(mapping: MappingResult, name: str) -> bool:
+    """Whether the input's search was not answered in full (cut short): its results exist and were not read, so a
+    new test is not shown to be needed."""
+    missing = mapping.missing.get(name)
+    return missing is not None and missing.unread is not None
 
 
 def _resulted_as_a_bound(mapping: MappingResult, name: str, feature: Feature | None, at: datetime) -> bool:

@@ -30,7 +30,7 @@ from cds_hooks.request import HookRequest
 from cds_hooks.services import CdsService
 from fhir_mapping.draft_orders import draft_entries, read_drafts, unresolved_draft_medications
 from fhir_mapping.index import ANOTHER_PATIENT
-from fhir_mapping.result import NOTHING_ON_RECORD, MappingResult, MissingFeature, searches_lacking, searches_named
+from fhir_mapping.result import CUT_SHORT, NOTHING_ON_RECORD, MappingResult, MissingFeature, searches_lacking, searches_named
 from fhir_mapping.unread import carry_into_derived
 from fhir_mapping.spec import FeatureSpec
 from fhir_mapping.timeline import TimelineFeatureSpec, mark_record_gaps
@@ -305,7 +305,7 @@ def _mark_truncated(service: CdsService, outcome: PrefetchOutcome, mapping: Mapp
             mapping.missing[name] = MissingFeature(
                 name=name, label=features[name].label, required=features[name].required,
                 ignored=fv.sources if fv is not None else before.ignored if before is not None else [],
-                reason=(f"Unknown: the EHR's search was cut short, so absence cannot be assumed ({key}: "
+                reason=(f"{CUT_SHORT}, so absence cannot be assumed ({key}: "
                         f"{outcome.truncated_why.get(key) or _more_pages(max_pages)})"),
                 unread=f"{searches_named([key])} was cut short",
             )

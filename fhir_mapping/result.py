@@ -106,6 +106,7 @@ def bound_result_day(reason: str) -> date | None:
 # how the mapper begins the reason of a feature with nothing readable on record (no result that could not be read):
 # the details page tells from a stored reason that a rule read only when recorded had nothing to test
 NOTHING_ON_RECORD = "Nothing usable on record"
+CUT_SHORT = "Unknown: the EHR's search was cut short"  # results matched that were not sent: absence is not shown
 
 
 @dataclass

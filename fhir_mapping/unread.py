@@ -9,10 +9,11 @@ patient whatever the HbA1c). Pure: no I/O.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import product
 
 from fhir_mapping.expressions import ExpressionError, compiled_expression
-from fhir_mapping.result import FeatureValue, MappingResult, MissingFeature
+from fhir_mapping.result import NOTHING_ON_RECORD, FeatureValue, MappingResult, MissingFeature
 from fhir_mapping.spec import FeatureSpec
 
 
@@ -23,10 +24,13 @@ def carry_into_derived(spec: FeatureSpec, mapping: MappingResult, unknown: list[
     gone = list(unknown)
     for name in spec.derivation_order():
         fv = mapping.values.get(name)
-        if fv is None or spec.features[name].sources:
-            continue  # a feature read from the record as well may stand on its own results
         inputs = sorted(spec.derived_inputs(name))
         lost = [i for i in inputs if i in gone]
+        if fv is None:
+            _unknown_not_absent(spec, mapping, name, lost, gone)
+            continue
+        if spec.features[name].sources:
+            continue  # a feature read from the record as well may stand on its own results
         if lost and not _stands_whatever(spec, name, fv, lost, mapping):
             del mapping.values[name]
             feature, first = spec.features[name], mapping.missing[lost[0]]
@@ -39,6 +43,20 @@ def carry_into_derived(spec: FeatureSpec, mapping: MappingResult, unknown: list[
                 for k in v.unchecked]
         if keys:
             fv.unchecked = list(dict.fromkeys([*fv.unchecked, *keys]))
+
+
+def _unknown_not_absent(spec: FeatureSpec, mapping: MappingResult, name: str, lost: list[str],
+                        gone: list[str]) -> None:
+    """A derived feature with no value, said to have nothing on record, whose input was not read in full (an eGFR
+    whose creatinine search was cut short): unknown, not absent, naming that input."""
+    missing = mapping.missing.get(name)
+    if not lost or missing is None or not missing.reason.startswith(NOTHING_ON_RECORD):
+        return
+    first = mapping.missing[lost[0]]
+    mapping.missing[name] = replace(
+        missing, unread=first.unread,
+        reason=f"Unknown: computed from {spec.features[lost[0]].label}, which is unknown ({first.reason})")
+    gone.append(name)
 
 
 def _stands_whatever(spec: FeatureSpec, name: str, fv: FeatureValue, lost: list[str], mapping: MappingResult) -> bool:

@@ -38,14 +38,15 @@ def failing_rules(manifest: Manifest, values: dict[str, float],
     return [(rule, reason) for rule, reason, _ in _failures(manifest, values, mapping)]
 
 
-def refusal_guidance(manifest: Manifest, values: dict[str, float], mapping: MappingResult | None = None) -> list[str]:
+def refusal_guidance(manifest: Manifest, values: dict[str, float], mapping: MappingResult | None = None,
+                     refusals: int | None = None) -> list[str]:
     """What the guideline says instead, for each failed rule that has guidance; not for a rule whose feature could
     not be read and that says so in its own words (`unconfirmed`): its guidance is for a patient known to be outside;
     nor for a `guidance_alone` rule beside any other refusal: its guidance speaks of what follows once the patient is
     inside the population ("with diabetes recorded the estimate follows"), which another refusal, confirmed or not,
-    still bars."""
+    still bars; `refusals` counts every refusal on the card, a validated range included."""
     failed = _failures(manifest, values, mapping)
-    alone = len(failed) == 1
+    alone = (len(failed) if refusals is None else refusals) == 1
     return [rule.guidance for rule, _, confirmed in failed
             if rule.guidance and (confirmed or rule.unconfirmed is None) and (alone or not rule.guidance_alone)]
 
