@@ -30,7 +30,7 @@ from cds_hooks.request import HookRequest
 from cds_hooks.services import CdsService
 from fhir_mapping.draft_orders import draft_entries, read_drafts, unresolved_draft_medications
 from fhir_mapping.index import ANOTHER_PATIENT
-from fhir_mapping.result import CUT_SHORT, NOTHING_ON_RECORD, MappingResult, MissingFeature, searches_lacking, searches_named
+from fhir_mapping.result import CUT_SHORT, NOTHING_ON_RECORD, UNRETRIEVED, MappingResult, MissingFeature, searches_lacking, searches_named
 from fhir_mapping.unread import carry_into_derived
 from fhir_mapping.spec import FeatureSpec
 from fhir_mapping.timeline import TimelineFeatureSpec, mark_record_gaps
@@ -369,7 +369,7 @@ def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: M
         mapping.values.pop(name, None)
         mapping.missing[name] = MissingFeature(
             name=name, label=features[name].label, required=features[name].required,
-            reason=f"Could not be retrieved from the EHR ({reasons})", unread=searches_lacking(failed),
+            reason=f"{UNRETRIEVED} ({reasons})", unread=searches_lacking(failed),
         )
         gone.append(name)
     return gone

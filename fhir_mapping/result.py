@@ -107,6 +107,7 @@ def bound_result_day(reason: str) -> date | None:
 # the details page tells from a stored reason that a rule read only when recorded had nothing to test
 NOTHING_ON_RECORD = "Nothing usable on record"
 CUT_SHORT = "Unknown: the EHR's search was cut short"  # results matched that were not sent: absence is not shown
+UNRETRIEVED = "Could not be retrieved from the EHR"  # a prefetch key not sent, and no FHIR server to ask
 
 
 @dataclass

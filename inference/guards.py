@@ -44,7 +44,8 @@ def refusal_guidance(manifest: Manifest, values: dict[str, float], mapping: Mapp
     not be read and that says so in its own words (`unconfirmed`): its guidance is for a patient known to be outside;
     nor for a `guidance_alone` rule beside any other refusal: its guidance speaks of what follows once the patient is
     inside the population ("with diabetes recorded the estimate follows"), which another refusal, confirmed or not,
-    still bars; `refusals` counts every refusal on the card, a validated range included."""
+    still bars; `refusals` counts everything that bars a number: every refusal on the card, a validated range
+    included, and each required input still missing."""
     failed = _failures(manifest, values, mapping)
     alone = (len(failed) if refusals is None else refusals) == 1
     return [rule.guidance for rule, _, confirmed in failed

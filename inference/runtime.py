@@ -68,7 +68,9 @@ def stopped_by_guards(manifest: Manifest, mapping: MappingResult, values: dict[s
     attributed = attributed_refusals(manifest, values, mapping)
     pred.refusals, pred.refused_by = [r for r, _ in attributed], [by for _, by in attributed]
     if pred.refusals:
-        pred.guidance = refusal_guidance(manifest, values, mapping, len(pred.refusals))
+        # what else bars a number: the other refusals, and the inputs still missing behind them
+        unknown = sum(spec_in.name not in values for spec_in in manifest.inputs)
+        pred.guidance = refusal_guidance(manifest, values, mapping, len(pred.refusals) + unknown)
         return True
     missing = [spec_in.name for spec_in in manifest.inputs if spec_in.name not in values]
     if missing:

@@ -81,3 +81,47 @@ def test_the_hba1c_guidance_promises_no_estimate_beside_a_range_refusal(api: Any
     in_range = _record("prevent-base", age=50, tc=200, hdl=45, sbp=160, treated=True) + [
         F.quantity_obs("4548-4", 6.6, "%")]
     assert "the estimate follows" in _said(_fire_with(api, "prevent-base", in_range))
+
+
+WEIGHT = "Observation?patient={{context.patientId}}&code=http://loinc.org|29463-7"
+
+
+@pytest.mark.parametrize("service", ["kfre-4var", "prevent-base"])
+def test_the_details_page_orders_no_creatinine_when_the_card_does_not(api: Any, service: str) -> None:
+    """No eGFR on record and the creatinine key not sent (no FHIR server): the card says the eGFR is unknown and
+    drafts no creatinine order, since a creatinine may be on record unread. The details page for the same
+    prediction says the same: no test to order before the record is read."""
+    if service == "kfre-4var":
+        record = [F.patient("p1", 60, "male"), F.quantity_obs("9318-7", 80, "mg/g")]
+    else:
+        record = _without(_record("prevent-base", age=60, tc=200, hdl=45, sbp=160, treated=True), "98979-8")
+    card = _fire_with(api, service, record, unsent_keys=("observation-creatinine",))
+    assert "not calculated: missing eGFR" in card["summary"], card["summary"]
+    assert not any(s["label"].startswith("Order ") for s in card.get("suggestions", [])), card.get("suggestions")
+    page = details_page(api, card)
+    assert "order: Creatinine" not in page, page
+    assert "no test to order before the record is read" in page, page
+
+
+def test_a_bmi_with_no_height_on_record_stays_nothing_on_record_beside_a_cut_short_weight_search(api: Any) -> None:
+    """BMI is weight / height²: with no BMI and no height on record (both searches read in full), no unread weight
+    could give one, so a weight search cut short leaves the BMI "nothing usable on record", as with the weight
+    search read in full, not "unknown". With a height on record, it is unknown."""
+    record = _without(_record("prevent-base", age=60, tc=200, hdl=45, sbp=160, treated=True), "39156-5")
+    nothing = "BMI: Nothing usable on record in the last 2 years: a BMI, or a weight and height, is needed"
+    assert nothing in _fire_with(api, "prevent-base", record)["detail"]
+    cut = _fire_with(api, "prevent-base", record, truncate=(WEIGHT,))
+    assert nothing in cut["detail"] and "computed from Body weight, which is unknown" not in cut["detail"], cut
+    tall = _fire_with(api, "prevent-base", record + [F.quantity_obs("8302-2", 178, "cm")], truncate=(WEIGHT,))
+    assert "computed from Body weight, which is unknown" in tall["detail"], tall["detail"]
+
+
+@pytest.mark.parametrize("dropped", ["39156-5", "98979-8"])
+def test_the_hba1c_guidance_promises_no_estimate_while_a_required_input_is_missing(api: Any, dropped: str) -> None:
+    """An undiagnosed HbA1c of 6.6 % and no BMI (or no eGFR) on record: recording diabetes would give a missing-data
+    card, not an estimate, so "with diabetes recorded the estimate follows" is not said."""
+    record = _without(_record("prevent-base", age=50, tc=200, hdl=45, sbp=160, treated=True), dropped) + [
+        F.quantity_obs("4548-4", 6.6, "%")]
+    diagnosed = _fire_with(api, "prevent-base", record + [F.condition("E11.9", system=ICD, display="Type 2 diabetes")])
+    assert "not calculated: missing" in diagnosed["summary"], diagnosed["summary"]
+    assert "the estimate follows" not in _said(_fire_with(api, "prevent-base", record))

@@ -21,8 +21,8 @@ from cards.fhir_resources import format_output, output_text
 from fhir_mapping.formatting import (kept_inside, number, quantity, quantity_inside, system_name, unit_label,
                                      unmeasured, value_range)
 from fhir_mapping.mapper import display_value
-from fhir_mapping.result import (CHECK_AND_CODE, CUT_SHORT, FOR_WANT_OF, NOTHING_ON_RECORD, bound_result_day,
-                                 repeat_not_due)
+from fhir_mapping.result import (CHECK_AND_CODE, CUT_SHORT, FOR_WANT_OF, NOTHING_ON_RECORD, UNRETRIEVED,
+                                 bound_result_day, repeat_not_due)
 from fhir_mapping.spec import Feature
 from inference.explain import coalition_matrix, shapley_values
 from inference.guards import unmet
@@ -165,8 +165,10 @@ def missing_rows(manifest: Manifest, features: dict[str, Feature], pred: dict[st
         created = pred.get("created_at")
         just_resulted = isinstance(created, datetime) and repeat_not_due(
             bound_result_day(reason), feature.lookback_days if feature is not None else None, created)
-        if CUT_SHORT in reason:  # results on record were not sent: a new test is not shown to be needed
+        if CUT_SHORT in reason:  # results on record were not sent: a new test is not shown to be needed, as on the card
             fix = ["no test to order: results on record were not read (the EHR's search was cut short)"]
+        elif UNRETRIEVED in reason:
+            fix = ["no test to order before the record is read: the EHR's search could not be obtained"]
         elif reason.startswith(FOR_WANT_OF):  # its results are on record; an age or sex is not, and no test gives it
             fix = [f"no test to order: the results are on record, and its {reason[len(FOR_WANT_OF):].split(' (')[0]} "
                    "is not known"]
