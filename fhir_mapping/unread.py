@@ -52,10 +52,11 @@ def _unknown_not_absent(spec: FeatureSpec, mapping: MappingResult, name: str, lo
     missing = mapping.missing.get(name)
     if not lost or missing is None or not missing.reason.startswith(NOTHING_ON_RECORD):
         return
-    # the lost inputs could have given a value only if every other input has one, or follows a lost one (an age on
-    # the day of the creatinine): a BMI with no height on record stays "nothing on record" whatever the weight
+    # the lost inputs could have given a value only if every other input has one, follows a lost one (an age on the
+    # day of the creatinine) or is one no test gives (a sex not recorded): a BMI with no height on record stays
+    # "nothing on record" whatever the weight, and is the only case where a test may be ordered
     if any(i not in mapping.values and i not in lost and spec.features[i].on_date_of not in lost
-           for i in spec.derived_inputs(name)):
+           and spec.features[i].demographic is None for i in spec.derived_inputs(name)):
         return
     first = mapping.missing[lost[0]]
     mapping.missing[name] = replace(

@@ -39,17 +39,18 @@ def failing_rules(manifest: Manifest, values: dict[str, float],
 
 
 def refusal_guidance(manifest: Manifest, values: dict[str, float], mapping: MappingResult | None = None,
-                     refusals: int | None = None) -> list[str]:
+                     refusals: int | None = None, unknown_inputs: int = 0) -> list[str]:
     """What the guideline says instead, for each failed rule that has guidance; not for a rule whose feature could
     not be read and that says so in its own words (`unconfirmed`): its guidance is for a patient known to be outside;
     nor for a `guidance_alone` rule beside any other refusal: its guidance speaks of what follows once the patient is
     inside the population ("with diabetes recorded the estimate follows"), which another refusal, confirmed or not,
-    still bars; `refusals` counts everything that bars a number: every refusal on the card, a validated range
-    included, and each required input still missing."""
+    still bars (`refusals`: every refusal on the card, a validated range included); nor for a
+    `guidance_needs_inputs` rule while an input is unknown (`unknown_inputs`), which bars the estimate it promises."""
     failed = _failures(manifest, values, mapping)
     alone = (len(failed) if refusals is None else refusals) == 1
     return [rule.guidance for rule, _, confirmed in failed
-            if rule.guidance and (confirmed or rule.unconfirmed is None) and (alone or not rule.guidance_alone)]
+            if rule.guidance and (confirmed or rule.unconfirmed is None) and (alone or not rule.guidance_alone)
+            and not (rule.guidance_needs_inputs and unknown_inputs)]
 
 
 def _failures(manifest: Manifest, values: dict[str, float],

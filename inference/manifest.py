@@ -166,6 +166,9 @@ class PopulationRule(Condition):
     # is inside the population (the PCE's "with diabetes at 40–75, a moderate-intensity statin"), which another
     # refusal's guidance (established ASCVD: a high-intensity statin) overrides
     guidance_alone: bool = False
+    # the guidance speaks of the estimate that follows once the rule holds (PREVENT's "with diabetes recorded the
+    # estimate follows"): it is given only when every input is known, a missing one barring the estimate too
+    guidance_needs_inputs: bool = False
 
 
 class Explain(_Strict):

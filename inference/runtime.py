@@ -70,7 +70,7 @@ def stopped_by_guards(manifest: Manifest, mapping: MappingResult, values: dict[s
     if pred.refusals:
         # what else bars a number: the other refusals, and the inputs still missing behind them
         unknown = sum(spec_in.name not in values for spec_in in manifest.inputs)
-        pred.guidance = refusal_guidance(manifest, values, mapping, len(pred.refusals) + unknown)
+        pred.guidance = refusal_guidance(manifest, values, mapping, len(pred.refusals), unknown)
         return True
     missing = [spec_in.name for spec_in in manifest.inputs if spec_in.name not in values]
     if missing:

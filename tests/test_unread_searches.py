@@ -125,3 +125,37 @@ def test_the_hba1c_guidance_promises_no_estimate_while_a_required_input_is_missi
     diagnosed = _fire_with(api, "prevent-base", record + [F.condition("E11.9", system=ICD, display="Type 2 diabetes")])
     assert "not calculated: missing" in diagnosed["summary"], diagnosed["summary"]
     assert "the estimate follows" not in _said(_fire_with(api, "prevent-base", record))
+
+
+@pytest.mark.parametrize("service", ["kfre-4var", "prevent-base"])
+def test_a_cut_short_creatinine_search_orders_no_creatinine_when_the_sex_is_not_recorded(api: Any,
+                                                                                        service: str) -> None:
+    """No Patient.gender, no eGFR on record, and the creatinine search cut short: creatinines are on record unread,
+    and a new one would give no eGFR either (CKD-EPI 2021 is sex-specific): the eGFR is unknown, not "nothing on
+    record", and no creatinine is ordered, on the card or the details page, as with the creatinine read."""
+    if service == "kfre-4var":
+        record = [F.patient("p1", 60, "male"), F.quantity_obs("9318-7", 80, "mg/g")]
+    else:
+        record = _without(_record("prevent-base", age=60, tc=200, hdl=45, sbp=160, treated=True), "98979-8")
+    for r in record:
+        if r["resourceType"] == "Patient":
+            r.pop("gender")
+    read = _fire_with(api, service, record + [F.quantity_obs("2160-0", 1.2, "mg/dL")])
+    assert not any(s["label"].startswith("Order Creatinine") for s in read.get("suggestions", [])), read
+    card = _fire_with(api, service, record, truncate=(CREATININE,))
+    assert "not calculated: missing" in card["summary"] and "eGFR" in card["summary"], card["summary"]
+    assert not any(s["label"].startswith("Order ") for s in card.get("suggestions", [])), card.get("suggestions")
+    assert "eGFR: Nothing usable on record" not in card["detail"], card["detail"]
+    assert "order: Creatinine" not in details_page(api, card)
+
+
+def test_the_pce_hba1c_guidance_stays_beside_a_missing_smoking_status(api: Any) -> None:
+    """The PCE's HbA1c refusal guidance ("confirm or exclude diabetes …; with diabetes at 40–75, a moderate-intensity
+    statin") promises no estimate, and holds whatever the smoking status: a missing smoking status does not withhold
+    it (PREVENT's, which promises the estimate, is withheld while an input is missing)."""
+    full = _record("ascvd-pce-10y", age=50, tc=200, hdl=45, sbp=160, treated=True) + [
+        F.quantity_obs("4548-4", 6.6, "%")]
+    assert "Confirm or exclude diabetes" in _said(_fire_with(api, "ascvd-pce-10y", full))
+    card = _fire_with(api, "ascvd-pce-10y", _without(full, "72166-2"))
+    assert card["summary"].startswith("No 10-year ASCVD risk estimate"), card["summary"]
+    assert "Confirm or exclude diabetes" in _said(card), _said(card)
