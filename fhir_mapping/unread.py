@@ -33,10 +33,10 @@ def carry_into_derived(spec: FeatureSpec, mapping: MappingResult, unknown: list[
             continue  # a feature read from the record as well may stand on its own results
         if lost and not _stands_whatever(spec, name, fv, lost, mapping):
             del mapping.values[name]
-            feature, first = spec.features[name], mapping.missing[lost[0]]
-            mapping.missing[name] = MissingFeature(
-                name=name, label=feature.label, required=feature.required, unread=first.unread,
-                reason=f"Unknown: computed from {spec.features[lost[0]].label}, which is unknown ({first.reason})")
+            feature = spec.features[name]
+            mapping.missing[name] = MissingFeature(name=name, label=feature.label, required=feature.required,
+                                                   reason="", unread=mapping.missing[lost[0]].unread)
+            _from_unknown(spec, mapping, name, lost[0])
             gone.append(name)
             continue
         keys = [k for i in inputs if (v := mapping.values.get(i)) is not None and (v.defaulted or v.unchecked)
@@ -58,11 +58,15 @@ def _unknown_not_absent(spec: FeatureSpec, mapping: MappingResult, name: str, lo
     if any(i not in mapping.values and i not in lost and spec.features[i].on_date_of not in lost
            and spec.features[i].demographic is None for i in spec.derived_inputs(name)):
         return
-    first = mapping.missing[lost[0]]
-    mapping.missing[name] = replace(
-        missing, unread=first.unread,
-        reason=f"Unknown: computed from {spec.features[lost[0]].label}, which is unknown ({first.reason})")
+    mapping.missing[name] = replace(missing, unread=mapping.missing[lost[0]].unread)
+    _from_unknown(spec, mapping, name, lost[0])
     gone.append(name)
+
+
+def _from_unknown(spec: FeatureSpec, mapping: MappingResult, name: str, lost: str) -> None:
+    """'Unknown: computed from Serum creatinine, which is unknown (<why>)', as the missing feature's reason."""
+    mapping.missing[name].reason = f"Unknown: computed from {spec.features[lost].label}, which is unknown " \
+                                   f"({mapping.missing[lost].reason})"
 
 
 def _stands_whatever(spec: FeatureSpec, name: str, fv: FeatureValue, lost: list[str], mapping: MappingResult) -> bool:
