@@ -314,7 +314,13 @@ def _newest_evidence(name: str, spec: FeatureSpec, result: MappingResult, zone: 
     result.values.pop(name, None)
     result.missing[name] = MissingFeature(name=name, label=feature.label, required=feature.required, reason=reason,
                                           ignored=(measured.ignored if measured else []) + passed,
-                                          newest_unusable=bad)
+                                          newest_unusable=_as_input(bad) if derived_wins else bad)
+
+
+def _as_input(ref: SourceRef) -> SourceRef:
+    """An input's result standing for a derived value: its limit ('<0.5 mg/dL' of a creatinine) is no limit of the
+    derived value, so it is not carried (a guard would read it as an eGFR '<0.5')."""
+    return replace(ref, limit=None) if ref.limit is not None else ref
 
 
 def deceased(patient: Resource | None, at: datetime) -> str | None:
@@ -401,12 +407,18 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
             return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
                                   reason=f"{FOR_WANT_OF}{labels} ({why})")
         lead = f"{measured.reason}; it" if measured else "It"
+        # an input whose results are on record but cannot be used (two creatinines of one moment that disagree)
+        # says why first: "nothing usable on record" of the value's own code would deny them
+        told = next((f"{spec.features[n].label}: {m.reason}; it" for n in absent if spec.features[n].sources
+                     and (m := result.missing.get(n)) is not None and not m.reason.startswith(NOTHING_ON_RECORD)),
+                    None)
         # a result on record that could not be read (an HbA1c without a unit) keeps the value unknown, not absent
-        # (a rule read only when recorded is then unconfirmed, never passed)
-        unread = next((m.newest_unusable for n in absent if (m := result.missing.get(n)) is not None
+        # (a rule read only when recorded is then unconfirmed, never passed); its limit is the input's, not this
+        # value's (a creatinine '<0.5 mg/dL' is no eGFR '<0.5')
+        unread = next((_as_input(m.newest_unusable) for n in absent if (m := result.missing.get(n)) is not None
                        and m.newest_unusable is not None), None)
         return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
-                              reason=f"{lead} cannot be computed without {labels}", newest_unusable=unread)
+                              reason=f"{told or lead} cannot be computed without {labels}", newest_unusable=unread)
     # each input with the value used ('computed from serum creatinine 2.2 mg/dL, age at the creatinine 55 years …'),
     # so the details page shows what an eGFR or a BMI rests on
     # an add-on's stand-in default (HbA1c 5.3 % when none is usable, switched off by its 'measured' flag) is no value

@@ -159,3 +159,31 @@ def test_the_pce_hba1c_guidance_stays_beside_a_missing_smoking_status(api: Any) 
     card = _fire_with(api, "ascvd-pce-10y", _without(full, "72166-2"))
     assert card["summary"].startswith("No 10-year ASCVD risk estimate"), card["summary"]
     assert "Confirm or exclude diabetes" in _said(card), _said(card)
+
+
+@pytest.mark.parametrize(("age", "gender", "bound"), [(60, "male", 0.5), (85, "female", 1.0)])
+def test_a_creatinine_bound_is_never_stated_as_an_egfr_bound(api: Any, age: int, gender: str, bound: float) -> None:
+    """A newest creatinine written "<0.5 mg/dL" (or "<1.0"): its limit is the creatinine's, not the eGFR's (CKD-EPI
+    2021 falls as creatinine rises, so it gives an eGFR above about 117, or above 55, which may be inside KFRE's
+    validated 10–59.999). KFRE's card and details page never say "eGFR <0.5 mL/min/1.73 m²"; the eGFR is missing,
+    naming the creatinine."""
+    import re
+
+    obs = F.quantity_obs("2160-0", bound, "mg/dL")
+    obs["valueQuantity"]["comparator"] = "<"
+    card = _fire_with(api, "kfre-4var", [F.patient("p1", age, gender), obs, F.quantity_obs("9318-7", 100, "mg/g")])
+    said = card["summary"] + "\n" + card["detail"] + "\n" + re.sub(r"<[^>]+>", " ", details_page(api, card))
+    assert not re.search(r"eGFR <\s*[0-9.]+ mL/min", said), said
+    assert "missing eGFR" in card["summary"], card["summary"]
+
+
+def test_kfre_names_the_disagreeing_creatinines_the_egfr_card_names(api: Any) -> None:
+    """Two serum creatinines charted for the same moment, 1.0 and 2.0 mg/dL: the eGFR card says they disagree.
+    KFRE's card, whose eGFR is computed from them, says the same, not "nothing usable on record: … a serum
+    creatinine is needed"."""
+    record = [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 1.0, "mg/dL", days=10),
+              F.quantity_obs("2160-0", 2.0, "mg/dL", days=10), F.quantity_obs("9318-7", 100, "mg/g")]
+    egfr = _fire_with(api, "egfr-ckd-epi-2021", record)
+    assert "disagree" in egfr["detail"], egfr["detail"]
+    kfre = _fire_with(api, "kfre-4var", record)
+    assert "Nothing usable on record" not in kfre["detail"] and "disagree" in kfre["detail"], kfre["detail"]
