@@ -101,10 +101,10 @@ def _assumed(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult,
     entries: list[list[Any]] = []
     suffixes: list[tuple[int, str]] = []  # (entry, unrecognised medications named after it)
 
-    def add(label: str, value: str, fv: FeatureValue) -> int:
-        why = _unchecked(fv)
-        for i, (labels, shown, said) in enumerate(entries):
-            if said == why and shown == value and (why or fv.unit is not None):  # "HbA1c, …: not recorded"
+    def add(label: str, value: str, why: str, alike: bool) -> int:
+        """The entry of a label; with `alike`, one already shown with the same value and reason takes it."""
+        for i, (labels, shown, reason) in enumerate(entries):
+            if alike and reason == why and shown == value:
                 labels.append(label)
                 return i
         entries.append([[label], value, why])
@@ -122,7 +122,8 @@ def _assumed(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult,
         src = fv.sources[0] if fv.sources else None
         if src is not None and src.resource_type == "Patient" and src.original_value:
             value += f" (recorded: {src.original_value})"  # e.g. race not recorded, or a race the equations lack
-        at = add(fv.label or name, value, fv)
+        why = _unchecked(fv)
+        at = add(fv.label or name, value, why, bool(why) or fv.unit is not None)  # "HbA1c, …: not recorded"
         if fv.unrecognised:
             count = len(fv.unrecognised)
             what = "not counted" if not_counted_only(fv.unrecognised) else "not recognised"
@@ -139,19 +140,16 @@ def _assumed(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult,
         if fv is not None and fv.defaulted and fv.unchecked and rule.feature not in said:
             feature = spec.features.get(rule.feature)
             add(fv.label or rule.feature,
-                fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value), fv)
+                fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value),
+                _unchecked(fv), True)
     # a check read only when recorded, whose search the EHR did not answer in full, was not made: the estimate
     # stands (an LDL-C, a pregnancy on the problem list), and the card says what went unchecked
     for rule in manifest.population:
         unread = mapping.missing.get(rule.feature)
         if rule.if_recorded and unread is not None and unread.unread and rule.feature not in mapping.values \
                 and not any(unread.label in labels for labels, _, _ in entries):
-            why = f" ({unread.unread})"
-            same = next((labels for labels, shown, said in entries if shown == "not checked" and said == why), None)
-            if same is not None:  # "LDL cholesterol, HbA1c …: not checked (the Observation search …)"
-                same.append(unread.label or rule.feature)
-            else:
-                entries.append([[unread.label or rule.feature], "not checked", why])
+            # "LDL cholesterol, HbA1c …: not checked (the Observation search …)"
+            add(unread.label or rule.feature, "not checked", f" ({unread.unread})", True)
     assumed = [f"{', '.join(labels)}: {value}{why}" for labels, value, why in entries]
     # the same unrecognised medications under two features are named once, after the last of them
     for i, suffix in dict.fromkeys(suffixes):
