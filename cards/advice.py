@@ -42,7 +42,7 @@ def _known(mapping: MappingResult, name: str) -> float | None:
     fv = mapping.values.get(name)
     if fv is None or (fv.defaulted and fv.unchecked):
         return None
-    return _number(fv.value)
+    return _number(fv.reported if fv.reported is not None else fv.value)  # a derived value as reported
 
 
 def _not_checked(mapping: MappingResult, name: str) -> bool:
@@ -105,9 +105,9 @@ def stored_notes(manifest: Manifest, features: Mapping[str, Any]) -> list[str]:
         if written is None and first is not None and not first.get("defaulted"):
             # a row stored before sources kept the number as written: the value in the feature's unit
             written = _written(first.get("value"), first.get("unit"))
-        value = _as_written(note, written, _number(first.get("value")) if first is not None else None)
+        value = _as_written(note, written, _number(_as_reported(first)) if first is not None else None)
         if value is None or not note.when[0].holds(value) or not all(
-                fv is not None and (v := _number(fv.get("value"))) is not None and c.holds(v)
+                fv is not None and (v := _number(_as_reported(fv))) is not None and c.holds(v)
                 for c, fv in zip(note.when[1:], usable[1:], strict=True)):
             continue
         assert first is not None
@@ -185,13 +185,18 @@ def stored_advice(manifest: Manifest, category: str, features: Mapping[str, Any]
 
     def known(name: str) -> float | None:
         fv = features.get(name)
-        return _number(fv.get("value")) if isinstance(fv, Mapping) and not not_checked(name) else None
+        return _number(_as_reported(fv)) if isinstance(fv, Mapping) and not not_checked(name) else None
     advice = pick(manifest, category, known, not_checked)
     if advice is None:
         return None
     shown = _stored_evidence([features.get(cond.feature) for cond in advice.when])
     names = [_label((labels or {}).get(n), n) for n in advice.unchecked if not_checked(n)]
     return _with_guidance(_with_unchecked(_with_evidence(advice.guidance, shown), names), guidance)
+
+
+def _as_reported(fv: Mapping[str, Any]) -> Any:
+    """A stored value as the card tested it: a derived value as reported (kept since `reported_decimals`)."""
+    return fv["reported"] if fv.get("reported") is not None else fv.get("value")
 
 
 def _label(label: Any, name: str) -> str:

@@ -249,6 +249,8 @@ class ServiceCaller:
                     "display": fv.display,  # e.g. "Yes — amlodipine 5 MG Oral Tablet, recognised by RxNorm code …"
                     "note": fv.note,  # e.g. the default's note naming active medications that were not recognised
                     "unchecked": list(fv.unchecked),  # the keys a default could not look in ("not fully checked")
+                    # a derived value as reported (an eGFR of 29.8 as 30): the details page's advice tests it
+                    **({"reported": fv.reported} if fv.reported is not None else {}),
                 }
                 for name, fv in mapping.values.items()
             },

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import fhirpathpy
 
 from fhir_mapping.expressions import ExpressionError, compiled_expression
-from fhir_mapping.formatting import quantity, system_name, unit_label
+from fhir_mapping.formatting import quantity, rounded, system_name, unit_label
 from fhir_mapping.fhirdates import age_in_years, last_day_of, parse_fhir_date, parse_fhir_datetime, period_after
 from fhir_mapping.index import Resource, ResourceIndex, as_list, codings, main_code_element
 from fhir_mapping.medications import (ACUTE_COURSE, MedicationView, Recognition, StatedReason, acute_order,
@@ -445,10 +445,13 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
         if not holds:  # outside the equation's own population: no value, saying why
             return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
                                   reason=f"Not computed from {used}: {feature.derived_only_if_note}")
-    return FeatureValue(name=name, value=value, unit=feature.unit, label=feature.label,
-                        display=display_value(feature, value), sources=sources,
-                        note=f"computed from {used}" if needs else "set by this model's configuration",
-                        date=_derived_date(name, spec, result, dates, adult_from))
+    reported = float(rounded(value, feature.reported_decimals)) if feature.reported_decimals is not None and \
+        isfinite(value) else None
+    display = quantity(reported, feature.unit, feature.reported_decimals or 0) if reported is not None else \
+        display_value(feature, value)
+    return FeatureValue(name=name, value=value, unit=feature.unit, label=feature.label, display=display,
+                        sources=sources, note=f"computed from {used}" if needs else "set by this model's configuration",
+                        date=_derived_date(name, spec, result, dates, adult_from), reported=reported)
 
 
 def _newest_input(name: str, spec: FeatureSpec, result: MappingResult) -> tuple[str, SourceRef] | None:

@@ -64,10 +64,13 @@ class FeatureValue:
     passed_over: str | None = None
     # prefetch keys this default could not look in (the others were read): a "No" that is not fully checked
     unchecked: list[str] = field(default_factory=list)
+    # a derived value as a laboratory reports it (`reported_decimals`: an eGFR of 29.8 is reported 30): what the card
+    # shows and a manifest's advice and notes test; the model reads `value`
+    reported: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "value": self.value}
-        for key in ("unit", "label", "display", "note", "date"):
+        for key in ("unit", "label", "display", "note", "date", "reported"):
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
         if self.defaulted:

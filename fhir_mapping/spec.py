@@ -214,6 +214,11 @@ class Feature(_Strict):
     # population: CKD-EPI 2021 is for adults), and what the card says when it does not
     derived_only_if: str | None = None
     derived_only_if_note: str | None = None
+    # with `derived`: the decimals a laboratory reports the value to (an eGFR is reported as a whole number, and
+    # KDIGO's categories are read on it): a derived value is shown at these decimals, and a manifest's advice and
+    # notes test it as shown, so a card never lists "29.8" beside advice that reads it as 30 (the eGFR card's "30,
+    # G3b"); the model reads the unrounded value. A recorded value is shown and tested as the laboratory wrote it
+    reported_decimals: int | None = Field(default=None, ge=0, le=6)
     # `demographic: age` on the date of the named feature's value (age when a creatinine was drawn), not at the hook
     on_date_of: str | None = None
     value: ValueKind = "quantity"
@@ -260,6 +265,8 @@ class Feature(_Strict):
             if self.default is None:
                 raise ValueError("`present_of` needs a `default` (the value when the feature is not present)")
             return self
+        if self.reported_decimals is not None and (self.derived is None or self.value != "quantity"):
+            raise ValueError("`reported_decimals` applies to a derived quantity")
         if self.derived_when == "newer" and not (self.sources and self.derived):
             raise ValueError("`derived_when: newer` needs both `sources` and `derived` (they compete by date)")
         if self.on_date_of is not None and self.demographic != "age":

@@ -58,6 +58,8 @@ class FeatureValueRow(Base):
     note: Mapped[str | None] = mapped_column(Text, nullable=True)  # how it was read or assumed (drug recognition)
     # the prefetch keys a default could not look in (a "No" not fully checked); None before migration 0007
     unchecked: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # a derived value as reported (`reported_decimals`: an eGFR of 29.8 as 30); None when not rounded, or before 0008
+    reported: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class CardRow(Base):

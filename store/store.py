@@ -239,7 +239,8 @@ class Store:
              "defaulted": bool(fv.get("defaulted")), "source_refs": [_safe_ref(s) for s in fv.get("sources", [])],
              "display": _text(fv.get("display")), "note": _text(fv.get("note")),
              # None: a line journalled before migration 0007 does not say (unknown, not "every search read")
-             "unchecked": None if fv.get("unchecked") is None else [str(k) for k in fv["unchecked"]]}
+             "unchecked": None if fv.get("unchecked") is None else [str(k) for k in fv["unchecked"]],
+             "reported": _reported(fv.get("reported"))}
             for name, fv in rec.features.items()
         ]
         cards = [{"card_uuid": card.uuid, "prediction_id": rec.prediction_id, "summary": card.summary[:200],
@@ -327,7 +328,8 @@ class Store:
             out["features"] = {
                 fv.name: {"value": fv.value, "unit": fv.unit, "defaulted": bool(fv.defaulted),
                           "sources": list(fv.source_refs or []), "display": fv.display, "note": fv.note,
-                          "unchecked": fv.unchecked}  # None: recorded before migration 0007
+                          "unchecked": fv.unchecked,  # None: recorded before migration 0007
+                          "reported": fv.reported}  # None: not rounded for its report, or before migration 0008
                 for fv in session.execute(select(FeatureValueRow).where(FeatureValueRow.prediction_id == prediction_id)
                                           .order_by(FeatureValueRow.id)).scalars()
             }
@@ -417,6 +419,13 @@ class Store:
         """The seq of the newest audit record (0 without any): the cheap check every serving process polls."""
         with self._sessions() as session:
             return int(session.execute(select(func.max(PromotionAudit.seq))).scalar() or 0)
+
+
+def _reported(value: Any) -> float | None:
+    """A value as reported, kept only as a finite number (a journal line is data, not trusted to be well formed)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not isfinite(value):
+        return None
+    return float(value)
 
 
 def _text(value: Any, limit: int = 2000) -> str | None:

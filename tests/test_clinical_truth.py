@@ -1681,6 +1681,43 @@ def test_kfre_reads_an_egfr_of_29_8_as_reported_as_the_egfr_card_does(api: Any) 
         assert ("eGFR below 30 (G4–G5)" in kfre_card["detail"]) is g4, (egfr_card["summary"], kfre_card["detail"])
 
 
+def test_kfre_tests_a_laboratory_reported_egfr_of_29_6_as_written_and_shows_a_computed_one_as_reported(
+        api: Any) -> None:
+    """KDIGO 2012 rec. 5.1.1 (kept in KDIGO 2024): refer at an eGFR below 30 whatever the kidney failure risk. A
+    laboratory that reports an eGFR of 29.6 (LOINC 98979-8) has reported one below 30, G4, and the KFRE card must
+    say so even at a low risk. A creatinine whose CKD-EPI 2021 eGFR is 29.8 is reported as 30 (eGFRs are reported as
+    whole numbers, as the eGFR card does: "30, G3b"): the KFRE card shows it as 30, never as "29.8" beside advice
+    that reads it as 30. The details page tests the number the card tested."""
+    from test_details_view import details_path
+
+    def creatinine_for(egfr: float, age: int) -> float:  # Inker 2021, woman, above kappa 0.7, solved for Scr
+        return 0.7 * (egfr / (142 * 0.9938 ** age * 1.012)) ** (-1 / 1.2)
+
+    reported = [F.patient("p1", 85, "female"), F.quantity_obs("98979-8", 29.6, "mL/min/{1.73_m2}"),
+                F.quantity_obs("9318-7", 4, "mg/g")]
+    card = fire(api, "kfre-4var", reported)
+    assert "(low)" in card["summary"] or "(intermediate)" in card["summary"], card["summary"]
+    assert "eGFR: **29.6 mL/min/1.73 m²**" in card["detail"], card["detail"]
+    assert "eGFR below 30 (G4–G5)" in card["detail"], card["detail"]
+    assert "eGFR below 30 (G4–G5)" in api.client.get(details_path(card)).text
+
+    computed = [F.patient("p1", 85, "female"), F.quantity_obs("2160-0", round(creatinine_for(29.8, 85), 3), "mg/dL"),
+                F.quantity_obs("9318-7", 4, "mg/g")]
+    card = fire(api, "kfre-4var", computed)
+    assert "eGFR: **30 mL/min/1.73 m²**" in card["detail"], card["detail"]
+    assert "29.8" not in card["detail"] and "eGFR below 30" not in card["detail"], card["detail"]
+    egfr_card = fire(api, "egfr-ckd-epi-2021", computed)
+    assert "eGFR 30 mL/min/1.73 m² (KDIGO G3b)" in egfr_card["summary"], egfr_card["summary"]
+    page = api.client.get(details_path(card)).text
+    assert "eGFR below 30" not in page
+
+    below = [F.patient("p1", 85, "female"), F.quantity_obs("2160-0", round(creatinine_for(29.4, 85), 3), "mg/dL"),
+             F.quantity_obs("9318-7", 4, "mg/g")]
+    card = fire(api, "kfre-4var", below)
+    assert "eGFR: **29 mL/min/1.73 m²**" in card["detail"] and "eGFR below 30 (G4–G5)" in card["detail"], card
+    assert "eGFR below 30 (G4–G5)" in api.client.get(details_path(card)).text
+
+
 def test_a_saved_egfr_is_dated_and_derived_from_its_creatinine_only(api: Any) -> None:
     """The eGFR the card offers to save is computed from the creatinine, age and sex (Inker 2021); a urine ACR from
     300 days ago only chooses the advice. Dated by the ACR and derived from it, the saved eGFR would put a value of

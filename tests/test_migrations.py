@@ -54,6 +54,31 @@ def test_a_prediction_recorded_before_0007_reads_without_guard_attribution(tmp_p
     assert pred["features"]["diabetes"]["unchecked"] is None
 
 
+def test_a_feature_recorded_before_0008_reads_as_not_rounded_for_its_report(tmp_path: Path) -> None:
+    """Rows written at 0007 have no `reported` value: they read as None, and the details page tests their value
+    (as their cards did, before a derived eGFR was reported as a whole number)."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("store") / "migrations"))
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0007_guard_attribution")
+        conn.execute(text(
+            "INSERT INTO predictions (prediction_id, hook_instance, hook, service_id, model_id, model_version, alias, "
+            "patient_key, encounter_key, created_at, outputs, score, category, guard_reasons, missing, cohort) VALUES "
+            "('p-1', 'h', 'patient-view', 's', 'm', '1.0.0', 'champion', 'k', NULL, :at, NULL, NULL, NULL, "
+            "'[]', '{}', '{}')"), {"at": datetime(2026, 12, 1, tzinfo=UTC)})
+        conn.execute(text("INSERT INTO feature_values (prediction_id, name, value, unit, defaulted, source_refs) "
+                          "VALUES ('p-1', 'egfr', 29.8, 'mL/min/{1.73_m2}', 0, '[]')"))
+    engine.dispose()
+    store = Store(url, SECRET)
+    store.migrate()
+    pred = store.prediction("p-1")
+    assert pred is not None and pred["features"]["egfr"]["value"] == 29.8
+    assert pred["features"]["egfr"]["reported"] is None
+
+
 def test_a_journal_line_written_before_0007_is_stored_as_unknown_not_as_nothing_refused(tmp_path: Path) -> None:
     """A prediction journalled by a process of before migration 0007 and replayed after the upgrade has no
     `refused_by` and no `unchecked`: they must stay unknown (NULL), as for rows already in the store, or what-if

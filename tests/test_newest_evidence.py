@@ -125,7 +125,8 @@ def test_kfre_uses_a_newer_creatinine_over_a_ten_month_old_egfr(api: Any) -> Non
     assert expected == pytest.approx(0.129, abs=0.0005)  # the audit's value: referral territory
     assert primary_risk(card) == pytest.approx(expected, abs=1e-6)
     assert "(high)" in card["summary"]
-    assert "eGFR: **25.8" in card["detail"] and "stale" not in card["detail"]
+    assert "eGFR: **26 mL/min" in card["detail"]  # reported as a whole number, as the eGFR card does
+    assert "stale" not in card["detail"]
     # the details page says what the computed eGFR rests on: the creatinine and the age at its draw, with values
     page = details_page(api, card)
     assert "computed from age at the creatinine 55 years on " in page and "serum creatinine 2.2 mg/dL" in page
