@@ -78,6 +78,14 @@ def card_notes(manifest: Manifest, mapping: MappingResult, escape: Callable[[str
     notes = []
     for note in manifest.card.notes:
         fv = mapping.values.get(note.when[0].feature)
+        if fv is None:  # the newest result may be a bound that lies wholly in the note's range ('<3 mg/g': A1)
+            missing = mapping.missing.get(note.when[0].feature)
+            bound = missing.bound() if missing is not None else None
+            if bound is not None and _bound_holds(note, bound) and all(
+                    (v := _known(mapping, c.feature)) is not None and c.holds(v) for c in note.when[1:]):
+                text = _with_value(note.text, escape(_bound_text(bound)), _day(bound.get("date")))
+                notes.append(_with_evidence(text, _evidence(note.when, mapping, escape)))
+            continue
         src = fv.sources[0] if fv is not None and fv.sources and not fv.defaulted else None
         written = _written(src.original_value, src.original_unit) if src is not None else None
         first = _as_written(note, written, _known(mapping, note.when[0].feature))
@@ -91,10 +99,40 @@ def card_notes(manifest: Manifest, mapping: MappingResult, escape: Callable[[str
     return notes
 
 
-def stored_notes(manifest: Manifest, features: Mapping[str, Any]) -> list[str]:
-    """The same notes from a stored prediction's features, for the details page."""
+def _bound_holds(note: Any, bound: Mapping[str, Any]) -> bool:
+    """Every value the bound allows meets the note's first condition, read in the note's `written_in` unit as
+    written (a bound written in another unit does not match), else in the feature's unit."""
+    comparator, limit = bound.get("comparator"), _number(bound.get("limit"))
+    written = bound.get("written")
+    written = _written(*written) if isinstance(written, list) and len(written) == 2 else None
+    if not isinstance(comparator, str) or limit is None:
+        return False
+    number = _as_written(note, written, limit)
+    return number is not None and note.when[0].holds_for_bound(comparator, number)
+
+
+def _bound_text(bound: Mapping[str, Any]) -> str:
+    """'>300 mg/g' as written (the bound in the feature's unit when the unit written is not kept)."""
+    written = bound.get("written")
+    written = _written(*written) if isinstance(written, list) and len(written) == 2 else None
+    return f"{bound['comparator']}{_written_text(written) if written is not None else _plain(bound['limit'])}"
+
+
+def stored_notes(manifest: Manifest, features: Mapping[str, Any],
+                 bounds: Mapping[str, Any] | None = None) -> list[str]:
+    """The same notes from a stored prediction's features (and the bounds of its missing ones), for the details
+    page."""
     notes = []
     for note in manifest.card.notes:
+        if note.when[0].feature not in features:
+            bound = (bounds or {}).get(note.when[0].feature)
+            if isinstance(bound, Mapping) and _bound_holds(note, bound) and all(
+                    isinstance(fv := features.get(c.feature), Mapping) and not (fv.get("defaulted")
+                                                                               and _stored_unchecked(fv))
+                    and (v := _number(_as_reported(fv))) is not None and c.holds(v) for c in note.when[1:]):
+                text = _with_value(note.text, _bound_text(bound), _day(bound.get("date")))
+                notes.append(_with_evidence(text, _stored_evidence([features.get(c.feature) for c in note.when])))
+            continue
         stored = [features.get(c.feature) for c in note.when]
         usable = [fv if isinstance(fv, Mapping) and not (fv.get("defaulted") and _stored_unchecked(fv)) else None
                   for fv in stored]

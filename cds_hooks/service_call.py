@@ -255,6 +255,7 @@ class ServiceCaller:
                 for name, fv in mapping.values.items()
             },
             missing={name: m.reason for name, m in mapping.missing.items()},
+            bounds={name: bound for name, m in mapping.missing.items() if (bound := m.bound()) is not None},
             outputs=prediction.outputs,
             category=prediction.category.label if prediction.category else None,
             guard_reasons=list(prediction.refusals),

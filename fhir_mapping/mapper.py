@@ -72,9 +72,11 @@ class _Bound(_Skip):
     comparator and the bound in the feature's unit, when it converts (a bound wholly outside a model's validated
     range places the patient outside it: inference/guards.py)."""
 
-    def __init__(self, note: str, limit: tuple[str, float] | None = None) -> None:
+    def __init__(self, note: str, limit: tuple[str, float] | None = None, written: tuple[float, str] | None = None
+                 ) -> None:
         super().__init__(note)
         self.limit = limit
+        self.written = written if limit is not None else None  # the bound's number and unit as written
 
 
 # a result written as text that is a bound and nothing else ('>300 mg/g', '< 3', '≥90'): the same fact as a Quantity
@@ -702,7 +704,9 @@ class _Context:
     def _pass_over(self, ignored: list[SourceRef], ref: SourceRef, why: _Skip) -> None:
         noted = _with_note(ref, str(why))
         if isinstance(why, _Bound) and why.limit is not None:
-            noted = replace(noted, limit=why.limit)
+            # the bound as written too ('>30' mg/mmol): a card note categorises it in the unit the laboratory wrote
+            written = why.written or (None, None)
+            noted = replace(noted, limit=why.limit, original_value=written[0], original_unit=written[1])
         ignored.append(noted)
         if isinstance(why, _Unusable):
             self._unusable.append(noted)
@@ -1130,8 +1134,8 @@ class _Context:
                 shown = text.strip() if len(text.strip()) <= 40 else text.strip()[:39] + "…"
                 shown = shown.replace(";", ",")  # a reason's clauses are split at '; ' (a card shows the first)
                 if _TEXT_BOUND.fullmatch(text):
-                    raise _Bound(f"{BOUND_NOTE} (text '{shown}'), not a measurement",
-                                 self._text_limit(text, target, analyte))
+                    limit, written = self._text_limit(text, target, analyte)
+                    raise _Bound(f"{BOUND_NOTE} (text '{shown}'), not a measurement", limit, written)
                 raise _Unreadable(f"the result is text ('{shown}'), not a quantity")
             if kind in ("valueInteger", "valueRatio", "valueRange"):
                 # a number was reported in a shape that carries no unit (valueInteger 2) or is not one value
@@ -1148,7 +1152,8 @@ class _Context:
             shown = f"{_as_written(raw)} {_unit_label(written)}".strip() if isinstance(written, str) else \
                 _as_written(raw)
             raise _Bound(f"{BOUND_NOTE} ({qty['comparator']}{shown}), not a measurement",
-                         self._limit(qty["comparator"], float(raw), unit, ucum, target, analyte))
+                         self._limit(qty["comparator"], float(raw), unit, ucum, target, analyte),
+                         (raw, unit) if isinstance(unit, str) else None)
         if unit is not None and not isinstance(unit, str):
             raise _Unreadable("valueQuantity unit is not text")
         if unit is None and bare_unit and qty.get("unit") is None and qty.get("code") is None:
@@ -1165,18 +1170,20 @@ class _Context:
             unit = target
         return value, raw, unit
 
-    def _text_limit(self, text: str, target: str, analyte: str | None) -> tuple[str, float] | None:
+    def _text_limit(self, text: str, target: str, analyte: str | None
+                    ) -> tuple[tuple[str, float] | None, tuple[float, str] | None]:
         """A bound written as text ('<4.0 %', '≥ 300 mg/g') as its comparator and number in `target`, when its
-        unit is written and converts; None otherwise (a bare '<4.0' says nothing about its unit)."""
+        unit is written and converts, and its number and unit as written; None otherwise (a bare '<4.0' says
+        nothing about its unit)."""
         found = _TEXT_LIMIT.fullmatch(text)
         if found is None or not found.group(3):
-            return None
+            return None, None
         comparator = {"≤": "<=", "≥": ">="}.get(found.group(1), found.group(1))
         try:
             raw = float(found.group(2).replace(",", ""))
         except ValueError:
-            return None
-        return self._limit(comparator, raw, found.group(3), False, target, analyte)
+            return None, None
+        return self._limit(comparator, raw, found.group(3), False, target, analyte), (raw, found.group(3))
 
     def _limit(self, comparator: Any, raw: float, unit: Any, ucum: bool, target: str,
                analyte: str | None) -> tuple[str, float] | None:

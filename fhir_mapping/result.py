@@ -132,6 +132,18 @@ class MissingFeature:
     # a check read only when recorded is then not made, and the card says so
     unread: str | None = None
 
+    def bound(self) -> dict[str, Any] | None:
+        """The newest result, when it was written as a bound that converts ('>300 mg/g'): its comparator, the bound
+        in the feature's unit, its number and unit as written, and its date, as a prediction keeps it (`bounds`): a
+        card note may categorise it ('>300 mg/g' is A3 whatever its value)."""
+        ref = self.newest_unusable
+        if ref is None or ref.limit is None:
+            return None
+        number, unit = ref.original_value, ref.original_unit
+        written = [number, unit] if isinstance(number, (int, float)) and not isinstance(number, bool) and \
+            isinstance(unit, str) and unit else None
+        return {"comparator": ref.limit[0], "limit": ref.limit[1], "written": written, "date": ref.date}
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "reason": self.reason, "required": self.required}
         if self.label:

@@ -199,12 +199,37 @@ class Link(_Strict):
     url: str
 
 
+class NoteWhen(When):
+    """A note's condition, which may also hold for a result written as a bound ('<3 mg/g' is A1 whatever its
+    value): `below` is an exclusive upper limit, as guidelines write a category ('A1: below 30 mg/g'), so a bound
+    '<30' falls wholly inside it where `max: 29.999` would leave it out."""
+
+    below: float | None = None
+
+    def holds(self, value: float) -> bool:
+        return super().holds(value) and (self.below is None or value < self.below)
+
+    def holds_for_bound(self, comparator: str, number: float) -> bool:
+        """Whether every value a result written '<number' (or '<=', '>', '>=') allows meets the condition."""
+        if self.equals is not None:
+            return False
+        if comparator in ("<", "<="):
+            if self.min is not None:
+                return False
+            return (self.below is not None and (number <= self.below if comparator == "<" else number < self.below)) \
+                or (self.max is not None and number <= self.max)
+        if comparator in (">", ">="):
+            return self.max is None and self.below is None and (self.min is None or number >= self.min)
+        return False
+
+
 class CardNote(_Strict):
     """A statement the card adds when the record shows something its number rests on and a reader must be able to
     check: NEWS2 scored SpO2 on Scale 2 because hypercapnic respiratory failure is coded (the RCP asks that the scale
     used be recorded, and a SpO2 of 90 % scoring 0 reads as an error without it)."""
 
-    when: tuple[When, ...] = Field(min_length=1)  # all hold (a default not fully checked never matches)
+    # all hold (a default not fully checked never matches); the first may hold for a result written as a bound
+    when: tuple[NoteWhen, ...] = Field(min_length=1)
     # {evidence}: the records the conditions rest on; {value} and {date}: the first condition's value as the record
     # wrote it ('3 mg/mmol', '29.96 mg/g') and the day it was measured
     text: str = Field(max_length=240)

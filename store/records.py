@@ -51,6 +51,9 @@ class PredictionRecord:
     # set when the record is pseudonymised for the journal and spool: the HMAC keys, with patient_id emptied
     patient_key: str | None = None
     encounter_key: str | None = None
+    # name -> the newest result of a missing feature written as a bound ('>300 mg/g'): {"comparator", "limit" (in
+    # the feature's unit), "written": [number, unit] or None, "date"}; the details page's notes categorise it
+    bounds: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

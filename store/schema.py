@@ -39,6 +39,8 @@ class Prediction(Base):
     # what each guard reason came from ("population:<feature>", "range:<input>"); None before migration 0007
     refused_by: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     missing: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # a missing feature's newest result written as a bound (store/records.py); None before migration 0009
+    bounds: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     cohort: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     tenant: Mapped[str | None] = mapped_column(String(120))
     client_id: Mapped[str | None] = mapped_column(String(300))

@@ -233,6 +233,7 @@ class Store:
             "guard_reasons": list(rec.guard_reasons),
             "refused_by": None if rec.refused_by is None else list(rec.refused_by),
             "missing": dict(rec.missing), "cohort": dict(rec.cohort), "tenant": rec.tenant, "client_id": rec.client_id,
+            "bounds": _bounds(rec.bounds),
         }
         features = [
             {"prediction_id": rec.prediction_id, "name": name, "value": fv.get("value"), "unit": fv.get("unit"),
@@ -421,6 +422,22 @@ class Store:
             return int(session.execute(select(func.max(PromotionAudit.seq))).scalar() or 0)
 
 
+def _bounds(bounds: Any) -> dict[str, Any]:
+    """The bounds a prediction keeps, each only in the shape the details page reads (a journal line is data)."""
+    kept: dict[str, Any] = {}
+    for name, bound in (bounds.items() if isinstance(bounds, dict) else ()):
+        if not isinstance(bound, dict) or bound.get("comparator") not in ("<", "<=", ">", ">=") or \
+                _reported(bound.get("limit")) is None:
+            continue
+        written = bound.get("written")
+        ok = isinstance(written, list) and len(written) == 2 and _reported(written[0]) is not None and \
+            isinstance(written[1], str)
+        kept[str(name)[:80]] = {"comparator": bound["comparator"], "limit": _reported(bound["limit"]),
+                                "written": [_reported(written[0]), written[1][:40]] if ok else None,
+                                "date": bound["date"][:40] if isinstance(bound.get("date"), str) else None}
+    return kept
+
+
 def _reported(value: Any) -> float | None:
     """A value as reported, kept only as a finite number (a journal line is data, not trusted to be well formed)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not isfinite(value):
@@ -460,7 +477,7 @@ def _prediction_dict(p: Prediction) -> dict[str, Any]:
             "patient_key": p.patient_key, "encounter_key": p.encounter_key, "created_at": _utc(p.created_at),
             "outputs": p.outputs, "score": p.score, "category": p.category, "guard_reasons": p.guard_reasons,
             "refused_by": p.refused_by, "missing": p.missing, "cohort": p.cohort, "tenant": p.tenant,
-            "client_id": p.client_id}
+            "client_id": p.client_id, "bounds": p.bounds or {}}
 
 
 def _feedback_row(item: FeedbackRecord, now: datetime) -> dict[str, Any]:

@@ -1761,14 +1761,50 @@ def test_the_egfr_card_states_the_albuminuria_category_of_the_newest_acr(
 
 def test_no_albuminuria_category_without_a_readable_acr_of_the_last_year(api: Any) -> None:
     """An ACR older than a year, or none, gives no A category: KDIGO asks for a current one, and the card guesses
-    none. One written as a bound below detection ('<3 mg/g', A1 in fact) is not quoted either: the card quotes only
-    values it read as numbers (the eGFR card's advice still counts it as an ACR on record)."""
-    bound = F.quantity_obs("9318-7", 3, "mg/g", days=40)
-    bound["valueQuantity"]["comparator"] = "<"
-    for acr in (bound, F.quantity_obs("9318-7", 45, "mg/g", days=400), None):
+    none; nor does a bound older than a year ('>300 mg/g' 400 days ago)."""
+    old_bound = F.quantity_obs("9318-7", 300, "mg/g", days=400)
+    old_bound["valueQuantity"]["comparator"] = ">"
+    for acr in (old_bound, F.quantity_obs("9318-7", 45, "mg/g", days=400), None):
         record = [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 1.0, "mg/dL")] + ([acr] if acr else [])
         card = fire(api, "egfr-ckd-epi-2021", record)
         assert "Albuminuria A" not in card["detail"], card["detail"]
+
+
+@pytest.mark.parametrize(("written", "category"), [
+    ((">", 300, "mg/g"), "A3"), ((">=", 300, "mg/g"), "A3"), ((">", 30, "mg/mmol"), "A3"), (("<", 3, "mg/g"), "A1"),
+    (("<", 30, "mg/g"), "A1"), (("<", 3, "mg/mmol"), "A1"), (("<=", 29.9, "mg/g"), "A1"),
+    ((">", 30, "mg/g"), None), (("<=", 3, "mg/mmol"), None), (("<=", 30, "mg/g"), None), (("<", 300, "mg/g"), None),
+    (("text", "> 300 mg/g", ">300 mg/g"), "A3"), (("text", "<3 mg/mmol", "<3 mg/mmol"), "A1"),
+    (("text", "<30", ""), None)])
+def test_an_acr_written_as_a_bound_gets_the_albuminuria_category_every_value_it_allows_is_in(
+        api: Any, written: tuple[str, Any, str], category: str | None) -> None:
+    """KDIGO 2024: A1 below 30 mg/g (3 mg/mmol), A2 30 to below 300 (3 to below 30 mg/mmol), A3 from 300 (30). A
+    laboratory that writes '>300 mg/g' (or '>30 mg/mmol') has reported A3 whatever the number is, and '<3 mg/g'
+    (below its detection limit) A1; the card says so, as for a number, quoting the bound as written. A bound that
+    allows two categories ('>30 mg/g': A2 or A3; '<=3 mg/mmol': 3 is A2) gets no category, nor one without a unit
+    ('<30'), and the details page says what the card says."""
+    from test_details_view import details_path
+
+    acr = F.quantity_obs("9318-7", 1, "mg/g", days=40)
+    comparator, number, unit = written
+    if comparator == "text":
+        acr.pop("valueQuantity")
+        acr["valueString"] = number
+        shown = unit  # the bound as the card quotes it
+    else:
+        acr["valueQuantity"] = {"value": number, "comparator": comparator, "unit": unit,
+                                "system": "http://unitsofmeasure.org", "code": unit}
+        shown = f"{comparator}{number:g} {unit}"
+    record = [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 1.0, "mg/dL"), acr]
+    card = fire(api, "egfr-ckd-epi-2021", record)
+    page = api.client.get(details_path(card)).text
+    if category is None:
+        assert "Albuminuria A" not in card["detail"] and "Albuminuria A" not in page, card["detail"]
+        return
+    quoted = shown.replace("<", "&lt;").replace(">", "&gt;")
+    assert f"_Albuminuria {category} (urine ACR {quoted}, {F.days_ago(40)[:10]}: " in card["detail"], card["detail"]
+    assert f"Albuminuria {category} (urine ACR {quoted}, {F.days_ago(40)[:10]}: " in page
+    assert (category == "A3") == ("CKD if it persists over 3 months, whatever the eGFR" in card["detail"])
 
 
 def test_a_details_page_of_a_prediction_stored_before_written_numbers_keeps_its_albuminuria_note() -> None:

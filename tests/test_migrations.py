@@ -54,7 +54,7 @@ def test_a_prediction_recorded_before_0007_reads_without_guard_attribution(tmp_p
     assert pred["features"]["diabetes"]["unchecked"] is None
 
 
-def test_a_feature_recorded_before_0008_reads_as_not_rounded_for_its_report(tmp_path: Path) -> None:
+def test_a_prediction_recorded_before_0008_reads_as_not_rounded_and_without_bounds(tmp_path: Path) -> None:
     """Rows written at 0007 have no `reported` value: they read as None, and the details page tests their value
     (as their cards did, before a derived eGFR was reported as a whole number)."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
@@ -77,6 +77,7 @@ def test_a_feature_recorded_before_0008_reads_as_not_rounded_for_its_report(tmp_
     pred = store.prediction("p-1")
     assert pred is not None and pred["features"]["egfr"]["value"] == 29.8
     assert pred["features"]["egfr"]["reported"] is None
+    assert pred["bounds"] == {}  # no bound kept before 0009: the page shows no note for one, as the card did not
 
 
 def test_a_journal_line_written_before_0007_is_stored_as_unknown_not_as_nothing_refused(tmp_path: Path) -> None:

@@ -81,6 +81,29 @@ def test_prediction_round_trip(store: Store) -> None:
     assert store.predictions_for_card(rec.cards[0].uuid)[0]["prediction_id"] == rec.prediction_id
 
 
+def test_a_missing_features_bound_and_a_reported_value_are_kept_as_the_details_page_reads_them(store: Store) -> None:
+    """The bound of a missing feature's newest result ('>300 mg/g') and a derived value as reported (an eGFR of 29.8
+    reported 30) come back from the store as written; a journal line is data, so a bound of any other shape (an
+    unknown comparator, a number that is text, NaN) is dropped, not stored or raised on."""
+    from store.recorder import record_from_json, record_to_json
+
+    rec = prediction()
+    rec.features["egfr"] = {"value": 29.8, "unit": "mL/min/{1.73_m2}", "defaulted": False, "sources": [],
+                            "reported": 30.0}
+    rec.bounds = {"acr": {"comparator": ">", "limit": 300.0, "written": [300, "mg/g"], "date": "2026-10-28"},
+                  "ldl": {"comparator": "~", "limit": 1.0, "written": None, "date": None},
+                  "hba1c": {"comparator": "<", "limit": "4", "written": None, "date": None},
+                  "sbp": {"comparator": "<", "limit": float("nan"), "written": None, "date": None},
+                  "tc": {"comparator": "<", "limit": 100.0, "written": ["x", "mg/dL"], "date": 7}}
+    store.write_prediction(record_from_json(record_to_json(rec)))  # as replayed from the journal
+    kept = store.prediction(rec.prediction_id)
+    assert kept is not None
+    assert kept["bounds"] == {"acr": {"comparator": ">", "limit": 300.0, "written": [300.0, "mg/g"],
+                                      "date": "2026-10-28"},
+                              "tc": {"comparator": "<", "limit": 100.0, "written": None, "date": None}}
+    assert kept["features"]["egfr"]["reported"] == 30.0 and kept["features"]["age"]["reported"] is None
+
+
 def test_patient_key_is_a_keyed_hash(store: Store, tmp_path: Path) -> None:
     key = store.patient_key("patient-123")
     assert len(key) == 64 and "patient-123" not in key

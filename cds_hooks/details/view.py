@@ -326,7 +326,7 @@ def details_view(pred: dict[str, Any], runtime: ModelRuntime | None, manifest: M
                             or category.guidance) \
             if category else None
         view["indicator"] = category.indicator if category else "info"
-        view["notes"] = stored_notes(manifest, pred.get("features") or {})
+        view["notes"] = stored_notes(manifest, pred.get("features") or {}, pred.get("bounds") or {})
         view["other_outputs"] = [{"label": o.label, "text": output_text(o, float(outputs[o.name]))}
                                  for o in manifest.outputs if not o.primary and o.name in outputs]
         for o in manifest.outputs:
