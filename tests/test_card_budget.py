@@ -180,6 +180,37 @@ def test_a_cha2ds2_vasc_card_whose_valve_search_was_not_sent_fits_the_budget(api
     assert len(shown) <= MAX_VISIBLE, (len(shown), shown)
 
 
+def test_a_cha2ds2_vasc_card_whose_valve_and_order_searches_were_not_sent_fits_the_budget(api: Any) -> None:
+    """A woman of 76 with AF on apixaban (score 3) from an EHR that sent neither the Device nor the MedicationRequest
+    key: hypertension and diabetes are "No — not fully checked", and the advice says the valve was not ruled out
+    and that warfarin, not a DOAC, is recommended with one (2023 ACC/AHA/ACCP/HRS). It had run to 747 visible
+    characters."""
+    import copy
+
+    import fhirfactory as F
+    from hook_calls import HOOK_INSTANCE, templates
+
+    from cds_hooks.bundle_prefetch import prefetch_from_resources
+
+    tmpl = templates(api, "cha2ds2-vasc")
+    context = {"userId": "Practitioner/example", "patientId": "p1"}
+    record = [F.patient("p1", 76, "female"), F.condition("49436004", display="Atrial fibrillation"),
+              F.med_request("1364435", display="apixaban 5 MG Oral Tablet")]
+    prefetch = prefetch_from_resources(tmpl, copy.deepcopy(record), context)
+    for key in [k for k, t in tmpl.items() if t.startswith(("Device?", "MedicationRequest?"))]:
+        prefetch.pop(key)
+    resp = api.post("/cds-services/cha2ds2-vasc", json={"hook": "patient-view", "hookInstance": HOOK_INSTANCE,
+                                                        "context": context, "prefetch": prefetch})
+    [card] = resp.json()["cards"]
+    assert "Not ruled out: mechanical heart valve (or a prosthetic valve of unstated type; the Device search could " \
+           "not be obtained). With a mechanical valve or moderate–severe mitral stenosis, warfarin, not a DOAC, is " \
+           "recommended" in card["detail"], card["detail"]
+    assert "Hypertension, Diabetes: No — not fully checked (the MedicationRequest search could not be obtained)" \
+        in card["detail"], card["detail"]
+    shown = visible_text(card["detail"])
+    assert len(shown) <= MAX_VISIBLE, (len(shown), shown)
+
+
 def test_a_pce_card_with_orders_ldl_and_hba1c_unsent_fits_the_budget(api: Any) -> None:
     """The man of 60 above, from an EHR that sent neither the orders nor the LDL-C nor the HbA1c key: the advice
     names the unchecked "No"s with their search, and the checks not made share one "not checked" entry ("LDL
