@@ -1710,6 +1710,7 @@ def test_kfre_tests_a_laboratory_reported_egfr_of_29_6_as_written_and_shows_a_co
     assert "eGFR 30 mL/min/1.73 m² (KDIGO G3b)" in egfr_card["summary"], egfr_card["summary"]
     page = api.client.get(details_path(card)).text
     assert "eGFR below 30" not in page
+    assert "30 mL/min/1.73 m² (computed: 29.8)" in page  # as the card showed it, with the number the model read
 
     below = [F.patient("p1", 85, "female"), F.quantity_obs("2160-0", round(creatinine_for(29.4, 85), 3), "mg/dL"),
              F.quantity_obs("9318-7", 4, "mg/g")]

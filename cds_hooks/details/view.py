@@ -57,6 +57,20 @@ def input_value_text(spec_in: Input, feature: Feature | None, value: float) -> s
     return quantity_inside(value, spec_in.unit, decimals, spec_in.range[0], spec_in.range[1])
 
 
+def _as_reported(text: str, spec_in: Input, feature: Feature | None, fv: dict[str, Any], value: float) -> str:
+    """A derived value reported at fewer decimals (`reported_decimals`) as the card showed it and its advice tested
+    it, with the number the model read: '30 mL/min/1.73 m² (computed: 29.8)'."""
+    reported = fv.get("reported")
+    if feature is None or feature.reported_decimals is None or isinstance(reported, bool) or \
+            not isinstance(reported, (int, float)):
+        return text
+    shown = quantity(float(reported), feature.unit, feature.reported_decimals)
+    if spec_in.range is not None:
+        shown = kept_inside(shown, value, feature.unit, *spec_in.range)  # as the card: never on a validated edge
+    computed = number(value, 1)
+    return shown if shown.split(" ")[0] == computed else f"{shown} (computed: {computed})"
+
+
 def range_text(spec_in: Input) -> str | None:
     if spec_in.range is None:
         return None
@@ -103,7 +117,7 @@ def _row(name: str, label: str, fv: dict[str, Any] | None, spec_in: Input | None
     elif _shown_as_read(feature, fv):
         row["value"] = str(fv["display"])  # an age as read: '60 years on 2026-05-20', '59 or 60 years'
     elif spec_in is not None:
-        row["value"] = input_value_text(spec_in, feature, value)
+        row["value"] = _as_reported(input_value_text(spec_in, feature, value), spec_in, feature, fv, value)
     else:
         row["value"] = (display_value(feature, value) if feature else None) or fv.get("display") or number(value, 2)
     if not fv.get("defaulted"):
