@@ -1054,7 +1054,7 @@ class _Context:
             _check_abatement(res, self.at)  # history-type features (prior stroke, prior MI) keep resolved ones
         holder = res
         if source.component:
-            holder = _component(res, source.component)
+            holder = _component(res, source.component, source.text_holds_components)
         if source.above is not None:
             assert source.above_unit is not None
             target = _unit_label(source.above_unit)
@@ -1797,11 +1797,18 @@ def _has_component(res: Resource, tokens: tuple[str, ...]) -> bool:
     return any(key.startswith("value") for key in comp)
 
 
-def _component(res: Resource, tokens: tuple[str, ...]) -> Resource:
+def _component(res: Resource, tokens: tuple[str, ...], text_holds_components: bool = False) -> Resource:
     wanted = {tuple(t.split("|", 1)) for t in tokens}
     for comp in as_list(res.get("component")):
         if isinstance(comp, dict) and any((s, c) in wanted for s, c, _ in codings(comp.get("code"))):
             return comp
+    text = res.get("valueString")
+    if text_holds_components and isinstance(text, str) and any(c.isdigit() for c in text):
+        # a panel whose result is written as text on the panel itself (a blood pressure '85/50'): a reading was
+        # charted and cannot be read, so an older one must not stand in for it
+        shown = text.strip() if len(text.strip()) <= 40 else text.strip()[:39] + "…"
+        raise _Unreadable(f"the panel's result is text ('{shown.replace(';', ',')}'), not a component "
+                          f"{', '.join(t.split('|', 1)[-1] for t in tokens)}")
     raise _Skip(f"panel has no component {', '.join(tokens)}")
 
 

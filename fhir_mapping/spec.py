@@ -76,6 +76,9 @@ class Source(_Strict):
     codes: tuple[str, ...] = ()
     valueset: str | None = None
     component: tuple[str, ...] = ()  # Observation component codes (BP panels)
+    # with `component`: a panel whose own value is text holds its components written together (a blood pressure
+    # '85/50', one OBX of an HL7 v2 feed): a reading that cannot be read, never one to pass over for an older one
+    text_holds_components: bool = False
     statuses: tuple[str, ...] | None = None
     where: str | None = None  # FHIRPath boolean on each resource, for what codes cannot express
     # MedicationRequest/MedicationStatement: a drug class (drugclasses/<id>.yaml), recognised by RxNorm code at any
@@ -128,6 +131,8 @@ class Source(_Strict):
             raise ValueError("a source needs `codes`, `valueset`, `medication_class` or `where`")
         if self.component and self.resource != "Observation":
             raise ValueError("`component` only applies to Observation sources")
+        if self.text_holds_components and not self.component:
+            raise ValueError("`text_holds_components` needs `component`")
         if self.medication_class and self.resource not in ("MedicationRequest", "MedicationStatement"):
             raise ValueError("`medication_class` only applies to MedicationRequest and MedicationStatement sources")
         if (self.above is None) != (self.above_unit is None):

@@ -1071,7 +1071,7 @@ def test_news2_a_bare_spo2_fraction_is_not_taken_for_a_saturation(api: Any) -> N
     spo2 = _bare(F.vital("59408-5", 0.88, "%", hours=0.5), "bare valueQuantity")
     card = fire(api, "news2-patient-view", _news2_record(spo2))
     assert card["summary"].startswith("No NEWS2 estimate: SpO2 0.88 % is outside the range the model was validated "
-                                      "for (50–100 %)"), card["summary"]  # as written, never rounded to '0.9 %'
+                                      "for (20–100 %)"), card["summary"]  # as written, never rounded to '0.9 %'
 
 
 @pytest.mark.parametrize("shape", ["valueQuantity", "valueInteger"])

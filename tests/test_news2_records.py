@@ -1,0 +1,146 @@
+"""NEWS2 from vital signs as EHRs and device gateways chart them (audit 53): the sickest patients' readings, blood
+pressure panels the mapper cannot read, and vital-signs panels that carry their readings as components.
+
+Expected scores come from the RCP's NEWS2 Chart 1 (Royal College of Physicians, National Early Warning Score 2,
+2017), never from the model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+import fhirfactory as F
+from hook_calls import fire, module_app
+
+SERVICE = "news2-patient-view"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from module_app(tmp_path_factory.mktemp("news2-records"))
+
+
+def _at(hours: float) -> str:
+    return (F.NOW - timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
+
+
+def calm_set() -> list[dict[str, Any]]:
+    """A man of 67 on an in-progress inpatient encounter whose readings of three hours ago score 0 on Chart 1:
+    respiration 18 (12–20: 0), SpO2 96 % on air (≥96: 0), systolic 120 (111–219: 0), pulse 72 (51–90: 0), alert
+    (0), 36.8 °C (36.1–38.0: 0)."""
+    bp = F.bp_panel(120, days=0)
+    bp["effectiveDateTime"] = _at(3)
+    return [F.patient("p1", 67, "male"), F.encounter("e1"),
+            F.vital("9279-1", 18, "/min", hours=3), F.vital("59408-5", 96, "%", hours=3),
+            F.vital("8867-4", 72, "/min", hours=3), F.vital("8310-5", 36.8, "Cel", hours=3), bp,
+            F.coded_obs("67775-7", "248234008", hours=3)]
+
+
+def _without(record: list[dict[str, Any]], code: str) -> list[dict[str, Any]]:
+    return [r for r in record if not any(c.get("code") == code for c in r.get("code", {}).get("coding", []))]
+
+
+@pytest.mark.parametrize(("code", "value", "unit"), [
+    ("8310-5", 29.5, "Cel"),   # moderate accidental hypothermia: "≤35.0" scores 3
+    ("8310-5", 45.5, "Cel"),   # heat stroke: "≥39.1" scores 2, with a 3 nowhere: see below
+    ("59408-5", 45, "%"),      # profound hypoxaemia: Scale 1 "≤91" scores 3
+    ("8867-4", 260, "/min"),   # SVT, 1:1 flutter, pre-excited AF: "≥131" scores 3
+    ("8867-4", 18, "/min"),    # complete heart block: "≤40" scores 3
+])
+def test_the_sickest_patients_readings_are_scored_not_refused(api: Any, code: str, value: float, unit: str) -> None:
+    """Chart 1's bands are open-ended: every temperature of 35.0 °C or less scores 3, every SpO2 of 91 % or less (Scale
+    1), every pulse of 131 or more and of 40 or less. A reading of 29.5 °C, 45 %, 260/min or 18/min is a real reading
+    of a critically ill patient, not an implausible one, and the card must score it. It had said "No NEWS2 estimate:
+    … outside the range the model was validated for (30–44 °C)", an info card with no escalation, for exactly the
+    patients NEWS2 exists to catch."""
+    card = fire(api, SERVICE, _without(calm_set(), code) + [F.vital(code, value, unit, hours=0.5)])
+    expected = "NEWS2 2" if value == 45.5 else "NEWS2 3"
+    assert card["summary"].startswith(expected), (card["summary"], card["detail"])
+
+
+@pytest.mark.parametrize(("code", "value", "unit"), [("8310-5", 98.6, "Cel"), ("59408-5", 0.88, "%")])
+def test_what_cannot_be_a_reading_is_still_turned_away(api: Any, code: str, value: float, unit: str) -> None:
+    """98.6 charted as °C (a Fahrenheit reading under the wrong unit) and 0.88 as % (a fraction) are no readings:
+    scoring them would give a number for a patient the chart says nothing about."""
+    card = fire(api, SERVICE, _without(calm_set(), code) + [F.vital(code, value, unit, hours=0.5)])
+    assert card["summary"].startswith("No NEWS2 estimate"), card["summary"]
+
+
+def _text_panel() -> dict[str, Any]:
+    """A blood pressure panel whose result is one text value, as an HL7 v2 feed sends a pressure (an OBX of type ST)."""
+    panel = F.vital("85354-9", 0, "mm[Hg]", hours=0.5)
+    del panel["valueQuantity"]
+    panel["valueString"] = "85/50"
+    return panel
+
+
+def _snomed_systolic_panel() -> dict[str, Any]:
+    """A blood pressure panel whose systolic component is coded in SNOMED CT (271649006 Systolic blood pressure)."""
+    panel = F.bp_panel(85, 50, days=0)
+    panel["effectiveDateTime"] = _at(0.5)
+    panel["component"][0]["code"] = {"coding": [{"system": F.SNOMED, "code": "271649006",
+                                                 "display": "Systolic blood pressure"}]}
+    return panel
+
+
+def test_a_newer_blood_pressure_written_as_text_is_named_not_passed_over_for_an_older_one(api: Any) -> None:
+    """A panel charted 30 minutes ago as '85/50' after 120/80 three hours ago. Chart 1 scores a systolic of 90 or less
+    3, so the newest pressure decides whether this patient needs urgent review; a panel the mapper cannot read is a
+    reading it must name, never one to drop while the card scores the older 120 ("NEWS2 0 … at least every 12
+    hours"), as it already names a standalone systolic written as text."""
+    card = fire(api, SERVICE, calm_set() + [_text_panel()])
+    assert card["summary"].startswith("NEWS2 not calculated"), (card["summary"], card["detail"])
+    assert "the panel's result is text ('85/50'), not a component 8480-6" in card["detail"], card["detail"]
+    assert "**120 mmHg**" not in card["detail"], card["detail"]
+
+
+def test_a_systolic_coded_in_snomed_ct_is_read(api: Any) -> None:
+    """The same 85/50 with its systolic component coded 271649006 (SNOMED CT): a systolic of 85 scores 3 (Chart 1,
+    ≤90), NEWS2 3 with a 3 in one parameter (low–medium: urgent ward-based review)."""
+    card = fire(api, SERVICE, calm_set() + [_snomed_systolic_panel()])
+    assert card["summary"].startswith("NEWS2 3"), (card["summary"], card["detail"])
+    assert "**85 mmHg**" in card["detail"], card["detail"]
+
+
+def test_a_blood_pressure_panel_without_a_systolic_still_gives_way_to_the_last_one_measured(api: Any) -> None:
+    """A panel with only a diastolic (the systolic not measured) holds no systolic: the newest systolic measured, three
+    hours ago, is scored; nothing was charted that cannot be read."""
+    panel = F.bp_panel(85, 50, days=0)
+    panel["effectiveDateTime"] = _at(0.5)
+    panel["component"] = panel["component"][1:]
+    card = fire(api, SERVICE, calm_set() + [panel])
+    assert card["summary"].startswith("NEWS2 0"), (card["summary"], card["detail"])
+
+
+def test_a_vital_signs_panel_with_components_is_scored(api: Any) -> None:
+    """A vital-signs panel (LOINC 85353-1) charted 30 minutes ago with its readings as components, as device gateways
+    send a set: respiration 26 (≥25: 3), SpO2 89 % (≤91: 3), systolic 85 (≤90: 3), pulse 135 (≥131: 3) and 39.5 °C
+    (≥39.1: 2), alert: NEWS2 14, high (Chart 2: 7 or more). The older calm set must not be scored in its place."""
+    comps = [("8480-6", 85, "mm[Hg]"), ("8462-4", 50, "mm[Hg]"), ("9279-1", 26, "/min"), ("8867-4", 135, "/min"),
+             ("59408-5", 89, "%"), ("8310-5", 39.5, "Cel")]
+    panel = {"resourceType": "Observation", "id": "vs-panel", "status": "final",
+             "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                       "code": "vital-signs"}]}],
+             "code": {"coding": [{"system": F.LOINC, "code": "85353-1"}]},
+             "subject": {"reference": "Patient/p1"}, "effectiveDateTime": _at(0.5),
+             "component": [{"code": {"coding": [{"system": F.LOINC, "code": c}]},
+                            "valueQuantity": {"value": v, "unit": u, "system": F.UCUM, "code": u}}
+                           for c, v, u in comps]}
+    card = fire(api, SERVICE, calm_set() + [panel])
+    assert card["summary"].startswith("NEWS2 14 (high"), (card["summary"], card["detail"])
+
+
+def test_a_pulse_oximetry_reading_written_as_text_leaves_oxygen_as_charted(api: Any) -> None:
+    """The oxygen flow is read from a component of the SpO2 reading (US Core pulse oximetry). An SpO2 reading whose
+    own value is text says nothing about oxygen: the patient stays on air as charted, and it is the SpO2 the card
+    names as unreadable."""
+    spo2 = F.vital("59408-5", 0, "%", hours=0.5)
+    del spo2["valueQuantity"]
+    spo2["valueString"] = "96 %"
+    card = fire(api, SERVICE, calm_set() + [spo2])
+    missing = [line for line in card["detail"].splitlines() if line.startswith("- ")]
+    assert missing == ["- SpO2: Newest result (" + spo2["effectiveDateTime"][:10] + ") not usable: the result is text "
+                       "('96 %'), not a quantity"], card["detail"]
