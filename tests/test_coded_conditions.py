@@ -687,3 +687,30 @@ def test_a_birth_year_alone_is_used_when_both_ages_give_the_same_result(api: Any
                                       F.smoking(F.NEVER_SMOKER)])
     assert "not calculated" in pce["summary"] and "Age" in pce["summary"], pce["summary"]
     assert "so the age today is 65 or 66" in pce["detail"]
+
+
+@pytest.mark.parametrize(("code", "name"), [
+    ("1364447", "apixaban 5 MG Oral Tablet [Eliquis]"), ("1232088", "rivaroxaban 20 MG Oral Tablet [Xarelto]"),
+    ("1037049", "dabigatran etexilate 150 MG Oral Capsule [Pradaxa]"), ("1599557", "edoxaban 60 MG Oral Tablet [Savaysa]"),
+    ("855334", "warfarin sodium 5 MG Oral Tablet [Coumadin]"), ("1599538", "edoxaban")])
+@pytest.mark.parametrize("kind", ["MedicationRequest", "MedicationStatement"])
+def test_an_anticoagulant_recorded_by_its_branded_code_alone_is_an_anticoagulant(api: Any, code: str, name: str,
+                                                                                  kind: str) -> None:
+    """A man of 70 with AF and hypertension (CHA2DS2-VASc 2) on a branded oral anticoagulant recorded by its RxNorm
+    code alone (SBD, or edoxaban's ingredient), with no display or text. For a patient already anticoagulated the
+    2023 ACC/AHA/ACCP/HRS task is to review dose, adherence and bleeding risk, not to start one: the card had told
+    the prescriber "Oral anticoagulation is recommended" as for an untreated patient, and filed the drug as "not
+    recognised" under Diabetes. (The RxNorm names are those of NLM's release, here only to say which drug each is.)"""
+    concept = {"coding": [{"system": F.RXNORM, "code": code}]}
+    if kind == "MedicationRequest":
+        drug = F.med_request(code)
+        drug["medicationCodeableConcept"] = concept
+    else:
+        drug = {"resourceType": "MedicationStatement", "id": "ms-oac", "status": "active",
+                "subject": {"reference": "Patient/p1"}, "effectiveDateTime": F.days_ago(100),
+                "medicationCodeableConcept": concept}
+    record = [F.patient("p1", 70, "male"), F.condition("49436004"), F.condition("38341003"), drug]
+    card = fire(api, "cha2ds2-vasc", record)
+    assert card["summary"].startswith("CHA2DS2-VASc 2"), card["summary"]
+    assert "Already on an anticoagulant" in card["detail"], (name, card["detail"])
+    assert "not recognised" not in card["detail"], card["detail"]
