@@ -144,3 +144,14 @@ def test_a_pulse_oximetry_reading_written_as_text_leaves_oxygen_as_charted(api: 
     missing = [line for line in card["detail"].splitlines() if line.startswith("- ")]
     assert missing == ["- SpO2: Newest result (" + spo2["effectiveDateTime"][:10] + ") not usable: the result is text "
                        "('96 %'), not a quantity"], card["detail"]
+
+
+@pytest.mark.parametrize(("code", "alert"), [("248234008", True), ("255373000", False), ("300202002", False),
+                                             ("450847001", False), ("422768004", False)])
+def test_acvpu_answers_of_the_avpu_value_sets_are_read(api: Any, code: str, alert: bool) -> None:
+    """SNOMED CT answers of the AVPU scale as the IHE paramedicine value set (Mentally alert 248234008, Verbal
+    255373000, Responds to pain 450847001, Unresponsive 422768004) and others (Responds to voice 300202002) chart
+    it: Chart 1 scores anything but Alert 3, so the calm set scores 3 (low–medium) unless the patient is alert."""
+    record = _without(calm_set(), "67775-7") + [F.coded_obs("67775-7", code, hours=0.5)]
+    card = fire(api, SERVICE, record)
+    assert card["summary"].startswith("NEWS2 0" if alert else "NEWS2 3"), (card["summary"], card["detail"])
