@@ -199,7 +199,8 @@ def map_features(
     for name, feature in spec.features.items():
         if (feature.derived and not feature.sources) or feature.present_of or feature.on_date_of:
             continue
-        _store(result, name, ctx.map_one(name, feature))
+        outcome = ctx.map_one(name, feature)
+        _store(result, name, ctx.ended(name, feature, outcome) if feature.ended_by else outcome)
     for name, feature in spec.features.items():
         if feature.on_date_of:
             _store(result, name, ctx.age_on_date_of(name, feature, spec, result))
@@ -590,6 +591,39 @@ class _Context:
         if unread_value is not None and feature.default is not None:
             return self._newest_stands(name, feature, unread_value, ignored)  # an add-on measured but unreadable
         return self._absent(name, feature, ignored, unread_value)
+
+    def ended(self, name: str, feature: Feature, outcome: FeatureValue | MissingFeature
+              ) -> FeatureValue | MissingFeature:
+        """A state the record says holds (1), ended by a record dated after the newest of it and at least
+        `after_days` before the hook (a pregnancy by a delivery more than six weeks ago): 0, resting on that record.
+        Within `after_days`, or with nothing after it, the value stands."""
+        ends = feature.ended_by
+        if ends is None or not isinstance(outcome, FeatureValue) or outcome.defaulted or outcome.value != 1:
+            return outcome
+        since = parse_fhir_datetime(outcome.date) if outcome.date else None
+        if since is None:
+            return outcome
+        cutoff = self.at - timedelta(days=ends.after_days)
+        found: list[tuple[datetime, SourceRef]] = []
+        for source in ends.sources:
+            for res in self._matching(source):
+                try:
+                    _check_status(res, source)
+                except _Skip:
+                    continue
+                ref = self._ref(res, source)
+                when = parse_fhir_datetime(ref.date) if ref.date else None
+                if when is not None and since < when <= cutoff:
+                    found.append((when, ref))
+        if not found:
+            return outcome
+        when, ref = max(found, key=lambda pair: pair[0])
+        day, then = _day_in(ref.date, self.zone), _day_in(outcome.date, self.zone)
+        note = (f"ended: {ends.label} on {day} ({ref.display or ref.reference}), after the record of {then}, and "
+                f"more than {ends.after_days} days ago")
+        return FeatureValue(name=name, value=0.0, unit=outcome.unit, label=feature.label,
+                            display=feature.display.get("0"), sources=[_with_note(ref, note)], note=note,
+                            date=ref.date)
 
     def _newest_usable(self, name: str, feature: Feature, matches: list[tuple[Resource, Source]]) -> FeatureValue | MissingFeature:
         """For latest-value features read candidates newest first and stop at the first usable one.

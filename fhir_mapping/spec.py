@@ -150,6 +150,16 @@ class Source(_Strict):
         return self.statuses if self.statuses is not None else DEFAULT_STATUSES[self.resource]
 
 
+class EndedBy(_Strict):
+    """What ends a recorded state (a pregnancy ends at a delivery): records of it dated after the newest record of
+    the state, and at least `after_days` before the hook, turn a 1 into 0; within `after_days` the state stands (an
+    obstetric early warning score applies up to six weeks after a birth)."""
+
+    label: str  # what the records are, in words: "a delivery"
+    after_days: int = Field(default=0, ge=0)
+    sources: tuple[Source, ...] = Field(min_length=1)
+
+
 class Answers(_Strict):
     """How a coded answer (valueCodeableConcept, or a demographic code) becomes a number."""
 
@@ -246,6 +256,9 @@ class Feature(_Strict):
     order: OrderCode | None = None
     # 1 when the named feature has a usable recorded value (not a default), else `default`: "UACR measured"
     present_of: str | None = None
+    # with `value: exists` or `coded`: records that end the state the value 1 says (a delivery after the newest
+    # "Pregnant" answer), read as the feature's own sources are (prefetch keys of their own)
+    ended_by: EndedBy | None = None
     # with `value: exists` and a `default`: words naming the condition in a record whose code matched no source (one
     # rule, or several with their own resources and statuses)
     mentions: tuple[Mentions, ...] = ()
@@ -264,6 +277,9 @@ class Feature(_Strict):
             for rule in self.mentions:
                 if not read or (rule.resources is not None and not set(rule.resources) <= read):
                     raise ValueError("`mentions` reads the feature's own Condition, Procedure or Device sources")
+        if self.ended_by is not None and (self.value not in ("exists", "coded") or not self.sources
+                                          or self.derived or self.aggregate != "latest"):
+            raise ValueError("`ended_by` applies to an `exists` or `coded` feature read from `sources` (latest)")
         if self.present_of is not None:
             if self.sources or self.derived or self.demographic:
                 raise ValueError("`present_of` takes no `sources`, `derived` or `demographic`")
@@ -349,7 +365,8 @@ class FeatureSpec(_Strict):
 
     def resource_types(self) -> frozenset[str]:
         """The resource types the features read (the index need not look at any other)."""
-        return frozenset(src.resource for f in self.features.values() for src in f.sources)
+        return frozenset(src.resource for f in self.features.values()
+                         for src in (*f.sources, *(f.ended_by.sources if f.ended_by else ())))
 
     def presence_flags(self) -> dict[str, str]:
         """The 'measured' flags (`present_of`) and the input each follows ({'has_uacr': 'uacr'}): that input's default
@@ -402,6 +419,10 @@ class FeatureSpec(_Strict):
                 window = own if self.prefetch_date_limits else None
                 add(_prefetch_key(source.resource, name, i, len(feature.sources)),
                     _template_for(source, valuesets, window), name)
+            ends = feature.ended_by.sources if feature.ended_by else ()
+            for i, source in enumerate(ends):
+                add(_prefetch_key(source.resource, f"{name}-ended", i, len(ends)), _template_for(source, valuesets),
+                    name)
         if "patient" not in plan:
             plan = {"patient": PrefetchKey(template="Patient/{{context.patientId}}", features=()), **plan}
         return plan

@@ -155,3 +155,55 @@ def test_acvpu_answers_of_the_avpu_value_sets_are_read(api: Any, code: str, aler
     record = _without(calm_set(), "67775-7") + [F.coded_obs("67775-7", code, hours=0.5)]
     card = fire(api, SERVICE, record)
     assert card["summary"].startswith("NEWS2 0" if alert else "NEWS2 3"), (card["summary"], card["detail"])
+
+
+def _woman() -> list[dict[str, Any]]:
+    """The calm set for a woman of 30."""
+    return [F.patient("p1", 30, "female")] + calm_set()[1:]
+
+
+def _delivery(days: int, *, kind: str = "Procedure") -> dict[str, Any]:
+    if kind == "Procedure":
+        return {"resourceType": "Procedure", "id": f"delivery-{days}", "status": "completed",
+                "code": {"coding": [{"system": F.SNOMED, "code": "11466000", "display": "Cesarean section"}]},
+                "subject": {"reference": "Patient/p1"}, "performedDateTime": F.days_ago(days)}
+    outcome = F.condition("Z37.0", "http://hl7.org/fhir/sid/icd-10-cm", clinical="resolved",
+                          display="Single live birth")
+    outcome["onsetDateTime"] = F.days_ago(days)
+    return outcome
+
+
+def _pregnant_status(days: int) -> dict[str, Any]:
+    return F.coded_obs("82810-3", "LA15173-0", days=days, answer_system=F.LOINC)
+
+
+def _pregnancy_on_the_problem_list(days: int) -> dict[str, Any]:
+    pregnancy = F.condition("77386006", display="Pregnancy")
+    pregnancy["onsetDateTime"] = F.days_ago(days)
+    return pregnancy
+
+
+@pytest.mark.parametrize("kind", ["Procedure", "Condition"])
+@pytest.mark.parametrize("pregnancy", [_pregnant_status, _pregnancy_on_the_problem_list])
+def test_a_pregnancy_recorded_before_a_delivery_of_months_ago_no_longer_withholds_news2(
+        api: Any, kind: str, pregnancy: Any) -> None:
+    """"Pregnant" charted 200 days ago (or a pregnancy left open on the problem list), then a caesarean section (or
+    Z37.0 Single live birth) 100 days ago: she is no longer pregnant, nor within the six weeks after the birth in
+    which maternity services chart an obstetric early warning score. The RCP's exclusion ("not for use in
+    pregnancy") no longer applies, and her calm set scores NEWS2 0; the details page says what ended it."""
+    from test_details_view import details_path
+
+    card = fire(api, SERVICE, _woman() + [pregnancy(200), _delivery(100, kind=kind)])
+    assert card["summary"].startswith("NEWS2 0"), (card["summary"], card["detail"])
+    page = api.client.get(details_path(card)).text
+    assert f"ended: a delivery on {F.days_ago(100)[:10]}" in page
+
+
+@pytest.mark.parametrize(("pregnant_days", "delivery_days"), [(200, 20), (50, 100)])
+def test_a_pregnancy_stands_within_six_weeks_of_a_delivery_or_when_recorded_after_it(
+        api: Any, pregnant_days: int, delivery_days: int) -> None:
+    """A delivery 20 days ago: within the six weeks after a birth an obstetric early warning score applies, so NEWS2
+    is still withheld. "Pregnant" charted 50 days ago, after a delivery 100 days ago: a new pregnancy, withheld."""
+    card = fire(api, SERVICE, _woman() + [_pregnant_status(pregnant_days), _delivery(delivery_days)])
+    assert card["summary"].startswith("No NEWS2 estimate"), (card["summary"], card["detail"])
+    assert "pregnancy" in card["summary"] or "pregnancy" in card["detail"], card
