@@ -406,10 +406,11 @@ class FeatureSpec(_Strict):
         plan: dict[str, PrefetchKey] = {}
         by_template: dict[str, str] = {}
 
-        def add(key: str, template: str, feature: str) -> None:
+        def add(key: str, template: str, feature: str | None) -> None:
             existing = by_template.setdefault(template, key)
             entry = plan.get(existing)
-            plan[existing] = PrefetchKey(template=template, features=(entry.features if entry else ()) + (feature,))
+            plan[existing] = PrefetchKey(template=template, features=(entry.features if entry else ())
+                                         + ((feature,) if feature else ()))
 
         for name, feature in self.features.items():
             if feature.demographic:
@@ -419,10 +420,12 @@ class FeatureSpec(_Strict):
                 window = own if self.prefetch_date_limits else None
                 add(_prefetch_key(source.resource, name, i, len(feature.sources)),
                     _template_for(source, valuesets, window), name)
+            # what ends a state can only turn its 1 into 0: a search of it that cannot be obtained leaves the value
+            # as read (a pregnancy stands), so the key feeds no feature's "not fully checked"
             ends = feature.ended_by.sources if feature.ended_by else ()
             for i, source in enumerate(ends):
                 add(_prefetch_key(source.resource, f"{name}-ended", i, len(ends)), _template_for(source, valuesets),
-                    name)
+                    None)
         if "patient" not in plan:
             plan = {"patient": PrefetchKey(template="Patient/{{context.patientId}}", features=()), **plan}
         return plan

@@ -207,3 +207,18 @@ def test_a_pregnancy_stands_within_six_weeks_of_a_delivery_or_when_recorded_afte
     card = fire(api, SERVICE, _woman() + [_pregnant_status(pregnant_days), _delivery(delivery_days)])
     assert card["summary"].startswith("No NEWS2 estimate"), (card["summary"], card["detail"])
     assert "pregnancy" in card["summary"] or "pregnancy" in card["detail"], card
+
+
+def test_a_delivery_search_not_answered_leaves_the_pregnancy_checks_as_read(api: Any) -> None:
+    """An EHR that sends none of the Procedure keys (the deliveries) and no fhirServer: a delivery can only end a
+    pregnancy on record, so with none on record nothing is unchecked ("Current pregnancy: No — not fully checked"
+    would be false), and a "Pregnant" status still withholds NEWS2."""
+    from hook_calls import fire_all
+
+    calm = fire_all(api, SERVICE, _woman(), unsent=("Procedure?patient={{context.patientId}}&code="
+                                                     "http://snomed.info/sct|236973005",
+                                                     "Procedure?patient={{context.patientId}}"))
+    assert calm[0]["summary"].startswith("NEWS2 0"), calm[0]
+    assert "pregnan" not in calm[0]["detail"].lower(), calm[0]["detail"]
+    pregnant = fire_all(api, SERVICE, _woman() + [_pregnant_status(200)], unsent=("Procedure?",))
+    assert pregnant[0]["summary"].startswith("No NEWS2 estimate"), pregnant[0]
