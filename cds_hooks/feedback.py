@@ -11,13 +11,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from cds_hooks.errors import bad_request
+from cards.builder import OVERRIDE_REASONS, OVERRIDE_SYSTEM
+from cds_hooks.errors import ApiError, bad_request
 from cds_hooks.request import parse_json_object
 from fhir_mapping.primitives import MAX_YEAR, MIN_YEAR, parse_instant
 from store.records import FeedbackRecord
-from store.store import Store
+from store.store import CardIssued, Store
 
 OUTCOMES = ("accepted", "overridden")
+OFFERED_REASONS = frozenset((OVERRIDE_SYSTEM, code) for code, _ in OVERRIDE_REASONS)  # what every card offers
 
 
 def parse_feedback(body: bytes, service_id: str, client_id: str | None) -> list[FeedbackRecord]:
@@ -29,27 +31,44 @@ def parse_feedback(body: bytes, service_id: str, client_id: str | None) -> list[
 
 
 def store_feedback(store: Store, items: list[FeedbackRecord], settle: Callable[[], object] | None = None) -> int:
-    """Check that each card is this service's (as far as the store knows it), then write the items. A card the
-    store does not know yet may still be on its way from this process's journal (feedback can follow its card within
-    milliseconds): `settle` lets the recorder write what it holds, and the store is asked again."""
+    """Check each item against its card as far as the store knows it (`check_issued`), then write the items. A card
+    the store does not know yet may still be on its way from this process's journal (feedback can follow its card
+    within milliseconds): `settle` lets the recorder write what it holds, and the store is asked again."""
     cards = [item.card_uuid for item in items]
-    issued_by = store.services_of_cards(cards)
-    if settle is not None and len(issued_by) < len(set(cards)):
+    issued = store.cards_issued(cards)
+    if settle is not None and len(issued) < len(set(cards)):
         settle()
-        issued_by = store.services_of_cards(cards)
-    check_issuers(items, issued_by)
+        issued = store.cards_issued(cards)
+    check_issued(items, issued)
     return store.write_feedback(items)
 
 
-def check_issuers(items: list[FeedbackRecord], issued_by: dict[str, str]) -> None:
-    """400 for feedback on a card another service issued (`issued_by`: card uuid -> its service, as stored): filed
-    under this service it would count in this service's monitoring while joined to the other's prediction."""
+def check_issued(items: list[FeedbackRecord], issued: dict[str, CardIssued]) -> None:
+    """Feedback must be about a card this service returned to this client (CDS Hooks 2.0 §Feedback: the client
+    reports its users' interaction with cards it received), and an accepted suggestion must be one of that card's.
+
+    - A card another service issued: 400. Filed under this service it would count in this service's monitoring
+      while joined to the other's prediction.
+    - A card issued to another client (the JWT issuer of the call that got it): 403. That client's users never saw
+      it, and its own feedback on the card would then be dropped as a duplicate.
+    - An accepted suggestion id that is none of the card's suggestions: 400 (AcceptedSuggestion.id is "the
+      card.suggestion.uuid from the CDS Hooks response").
+    """
     for i, item in enumerate(items):
-        issuer = issued_by.get(item.card_uuid)
-        if issuer is not None and issuer != item.service_id:
-            raise bad_request(f"feedback[{i}].card {item.card_uuid} was issued by service '{issuer}', not "
-                              f"'{item.service_id}': post its feedback to /cds-services/{issuer}/feedback",
+        card = issued.get(item.card_uuid)
+        if card is None:
+            continue
+        if card.service_id != item.service_id:
+            raise bad_request(f"feedback[{i}].card {item.card_uuid} was issued by service '{card.service_id}', not "
+                              f"'{item.service_id}': post its feedback to /cds-services/{card.service_id}/feedback",
                               f"feedback[{i}].card")
+        if card.client_id is not None and item.client_id is not None and card.client_id != item.client_id:
+            raise ApiError(403, f"feedback[{i}].card {item.card_uuid} was not returned to this client",
+                           f"feedback[{i}].card", code="forbidden")
+        for j, sug in enumerate(item.accepted_suggestions):
+            if sug not in card.suggestions:
+                raise bad_request(f"feedback[{i}].acceptedSuggestions[{j}].id {sug[:80]} is not a suggestion of "
+                                  f"card {item.card_uuid}", f"feedback[{i}].acceptedSuggestions[{j}].id")
 
 
 def _item(item: Any, where: str, service_id: str, client_id: str | None) -> FeedbackRecord:
@@ -78,6 +97,10 @@ def _item(item: Any, where: str, service_id: str, client_id: str | None) -> Feed
         accepted.append(_text(sug["id"], f"{where}.acceptedSuggestions[{j}].id", 200))
     if outcome == "overridden" and accepted:
         raise bad_request(f"{where}: an overridden card has no accepted suggestions", f"{where}.acceptedSuggestions")
+    if outcome == "accepted" and not accepted:
+        # CDS Hooks 2.0 §Feedback: "Required for accepted outcomes"; a card as a whole is overridden or ignored
+        raise bad_request(f"{where}.acceptedSuggestions is required for an accepted outcome: the suggestions the "
+                          "user accepted", f"{where}.acceptedSuggestions")
     record = FeedbackRecord(service_id=service_id, card_uuid=card, outcome=outcome, outcome_timestamp=when,
                             accepted_suggestions=accepted, client_id=client_id)
     override = item.get("overrideReason")
@@ -93,6 +116,12 @@ def _item(item: Any, where: str, service_id: str, client_id: str | None) -> Feed
                                   f"{where}.overrideReason.reason")
             record.override_reason_system = _text(reason["system"], f"{where}.overrideReason.reason.system", 200)
             record.override_reason_code = _text(reason["code"], f"{where}.overrideReason.reason.code", 80)
+            if (reason["system"], reason["code"]) not in OFFERED_REASONS:
+                # §OverrideReason: the reason "selected by the end user ... from the list of reasons provided in
+                # the Card": every card offers the same list
+                raise bad_request(f"{where}.overrideReason.reason {str(reason['code'])[:80]} is not one of the "
+                                  f"reasons the card offered ({', '.join(c for _, c in sorted(OFFERED_REASONS))})",
+                                  f"{where}.overrideReason.reason")
             display = reason.get("display")
             if display is not None and not isinstance(display, str):
                 raise bad_request(f"{where}.overrideReason.reason.display must be a string",
@@ -135,5 +164,10 @@ def _clean(value: str) -> str:
 
 def _timestamp(value: Any) -> datetime | None:
     """The outcome time as an aware UTC datetime; None for anything else, including instants out of calendar range
-    once their offset is applied (e.g. 9999-12-31T23:59:59-14:00), so the client gets a 400, never a 503."""
+    once their offset is applied (e.g. 9999-12-31T23:59:59-14:00), so the client gets a 400, never a 503. RFC 3339
+    §5.6 allows a lower-case 't' and 'z' (FHIR's instant does not): they are read as 'T' and 'Z'."""
+    if isinstance(value, str) and len(value) > 10 and value[10] == "t":
+        value = f"{value[:10]}T{value[11:]}"
+    if isinstance(value, str) and value.endswith("z"):
+        value = value[:-1] + "Z"
     return parse_instant(value)

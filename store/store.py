@@ -252,12 +252,26 @@ class Store:
 
     def services_of_cards(self, card_uuids: list[str]) -> dict[str, str]:
         """The service that issued each of these cards the store holds (a card not yet written is not named)."""
+        return {card: issued.service_id for card, issued in self.cards_issued(card_uuids).items()}
+
+    def cards_issued(self, card_uuids: list[str]) -> dict[str, CardIssued]:
+        """What the store knows of each of these cards: the service that issued it, the client it was issued to
+        (the JWT issuer of the call) and the uuids of its suggestions (a card not yet written is not named)."""
         if not card_uuids:
             return {}
-        query = select(CardRow.card_uuid, Prediction.service_id).join(
+        query = select(CardRow.card_uuid, Prediction.service_id, Prediction.client_id).join(
             Prediction, Prediction.prediction_id == CardRow.prediction_id).where(CardRow.card_uuid.in_(card_uuids))
         with self._sessions() as session:
-            return {card: service for card, service in session.execute(query).all()}
+            found = {card: CardIssued(service, client, frozenset()) for card, service, client
+                     in session.execute(query).all()}
+            if found:
+                suggestions: dict[str, set[str]] = {}
+                for sug, card in session.execute(select(CardSuggestion.suggestion_uuid, CardSuggestion.card_uuid)
+                                                 .where(CardSuggestion.card_uuid.in_(list(found)))).all():
+                    suggestions.setdefault(card, set()).add(sug)
+                found = {card: dataclasses.replace(issued, suggestions=frozenset(suggestions.get(card, ())))
+                         for card, issued in found.items()}
+        return found
 
     def write_feedback(self, items: list[FeedbackRecord]) -> int:
         """Commit feedback items; duplicates are ignored. Returns how many rows were new."""
@@ -420,6 +434,16 @@ class Store:
         """The seq of the newest audit record (0 without any): the cheap check every serving process polls."""
         with self._sessions() as session:
             return int(session.execute(select(func.max(PromotionAudit.seq))).scalar() or 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class CardIssued:
+    """A stored card, as feedback on it is checked: which service issued it, to which client, with which
+    suggestions."""
+
+    service_id: str
+    client_id: str | None
+    suggestions: frozenset[str]
 
 
 def _bounds(bounds: Any) -> dict[str, Any]:

@@ -400,8 +400,9 @@ def test_feedback_posted_to_another_replica_is_joined_to_its_prediction(deployme
     path = f"/cds-services/{SERVICE}/feedback"
     stamp = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     body = {"feedback": [{"card": card, "outcome": "overridden", "outcomeTimestamp": stamp,
-                          "overrideReason": {"reason": {"system": "http://example.org/override",
-                                                        "code": "not-relevant", "display": "Not relevant"},
+                          "overrideReason": {"reason": {"system": "urn:cds-onnx:override-reason",
+                                                        "code": "not-clinically-relevant",
+                                                        "display": "Not clinically relevant for this patient"},
                                              "userComment": "discussed with patient"}}]}
     posted = http.post(dep.replicas["b"].base + path, json=body, headers=dep.auth(path))
     assert posted.status_code == 200, posted.text
@@ -418,7 +419,7 @@ def test_feedback_posted_to_another_replica_is_joined_to_its_prediction(deployme
         assert len(rows) == 1, rows
         joined = rows[0]
         assert joined["prediction_id"] is not None, "feedback never joined to the prediction replica a recorded"
-        assert joined["outcome"] == "overridden" and joined["override_reason_code"] == "not-relevant"
+        assert joined["outcome"] == "overridden" and joined["override_reason_code"] == "not-clinically-relevant"
         assert joined["model_id"] == SERVICE and joined["client_id"] == ISSUER
         assert store.predictions_for_card(card)[0]["prediction_id"] == joined["prediction_id"]
     finally:
