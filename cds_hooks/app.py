@@ -162,7 +162,8 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> FastAPI:
     @app.exception_handler(AuthError)
     async def _auth_error(request: Request, exc: AuthError) -> Response:
         log.info("rejected client authentication on %s: %s", request.url.path, exc)
-        return Response(status_code=401)
+        # RFC 9110 §11.6.1 and RFC 6750 §3: a 401 carries a challenge; the reason is not disclosed to the caller
+        return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -172,8 +173,9 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # the exception's headers go with it: a 405's Allow (RFC 9110 §15.5.6 requires one)
         return JSONResponse(operation_outcome(str(exc.detail), None, "not-found" if exc.status_code == 404
-                                              else "invalid"), status_code=exc.status_code)
+                                              else "invalid"), status_code=exc.status_code, headers=exc.headers)
 
     def state(request: Request) -> AppState:
         return request.app.state.cds

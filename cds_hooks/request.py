@@ -7,13 +7,15 @@ values that are not FHIR resources are answered 400 with the field named, before
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from cds_hooks.errors import bad_request
+
+# a UUID as CDS Hooks' hookInstance carries it: the RFC 9562 string form, in either case
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,9 @@ def parse_hook_request(body: bytes) -> HookRequest:
     instance = doc.get("hookInstance")
     if not isinstance(instance, str) or not instance:
         raise bad_request("hookInstance is required (a UUID)", "hookInstance")
-    try:
-        uuid.UUID(instance)
-    except ValueError:
-        raise bad_request("hookInstance must be a UUID", "hookInstance") from None
+    if not _UUID_TEXT.fullmatch(instance):  # the string form only: Python's UUID() takes braces, 'urn:uuid:', bare hex
+        raise bad_request("hookInstance must be a UUID in its string form (8-4-4-4-12 hexadecimal digits)",
+                          "hookInstance")
     context = doc.get("context")
     if not isinstance(context, dict):
         raise bad_request("context is required (a JSON object)", "context")

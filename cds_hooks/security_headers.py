@@ -83,6 +83,13 @@ class HardeningMiddleware:
                 await _error(send, 413, f"request body is larger than {limit} bytes (server.max_body_bytes)",
                              "too-costly")
                 return
+        coding = (headers.get("content-encoding") or "").strip().lower()
+        if coding not in ("", "identity"):
+            # RFC 9110 §8.4/§15.5.16: a body in a content coding the service does not decode is not JSON yet; read
+            # as if it were, a proxy that honours the header and this service would disagree about the request
+            await _error(send, 415, f"Content-Encoding {coding[:40]} is not supported: send the body uncoded",
+                         "not-supported", {"Accept-Encoding": "identity"})
+            return
         if method == "POST" and JSON_POST_ROUTES.match(path) and not is_json_content_type(headers.get("content-type")):
             got = headers.get("content-type")
             await _error(send, 415, f"Content-Type must be application/json or application/fhir+json"
@@ -147,9 +154,10 @@ def _headers(scope: Scope) -> dict[str, str]:
     return out
 
 
-async def _error(send: Send, status: int, message: str, code: str) -> None:
+async def _error(send: Send, status: int, message: str, code: str, extra: dict[str, str] | None = None) -> None:
     body = orjson.dumps(operation_outcome(message, None, code))
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+                            (b"connection", b"close"),
+                            *((k.lower().encode(), v.encode()) for k, v in (extra or {}).items())]})
     await send({"type": "http.response.body", "body": body})

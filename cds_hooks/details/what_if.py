@@ -38,7 +38,10 @@ class WhatIfError(ValueError):
 def _number(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise WhatIfError(f"{name}: the value must be a number", name)
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer of hundreds of digits: no float holds it
+        raise WhatIfError(f"{name}: the value must be a finite number", name) from None
     if not math.isfinite(value):
         raise WhatIfError(f"{name}: the value must be a finite number", name)
     return value
