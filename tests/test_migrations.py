@@ -28,26 +28,33 @@ def test_the_migrations_build_the_schema_of_the_models(tmp_path: Path) -> None:
     assert diffs == [], diffs
 
 
-def test_a_prediction_recorded_before_0007_reads_without_guard_attribution(tmp_path: Path) -> None:
-    """Rows written at 0006 have no `refused_by` and no `unchecked`: they read as None (unknown), which the details
-    page tells apart from an empty list (nothing refused, every search read)."""
+def _store_recorded_at(tmp_path: Path, revision: str, guard_reasons: str, feature: str) -> Store:
+    """A store whose one prediction ('p-1', with the given guard reasons and one feature row's values) was written
+    at `revision`, then upgraded to the newest migration."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("store") / "migrations"))
     engine = create_engine(url)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0006_store_sync")
+        command.upgrade(cfg, revision)
         conn.execute(text(
             "INSERT INTO predictions (prediction_id, hook_instance, hook, service_id, model_id, model_version, alias, "
             "patient_key, encounter_key, created_at, outputs, score, category, guard_reasons, missing, cohort) VALUES "
             "('p-1', 'h', 'patient-view', 's', 'm', '1.0.0', 'champion', 'k', NULL, :at, NULL, NULL, NULL, "
-            "'[\"old words\"]', '{}', '{}')"), {"at": datetime(2026, 12, 1, tzinfo=UTC)})
+            ":reasons, '{}', '{}')"), {"at": datetime(2026, 12, 1, tzinfo=UTC), "reasons": guard_reasons})
         conn.execute(text("INSERT INTO feature_values (prediction_id, name, value, unit, defaulted, source_refs) "
-                          "VALUES ('p-1', 'diabetes', 0, NULL, 1, '[]')"))
+                          f"VALUES ('p-1', {feature}, '[]')"))
     engine.dispose()
     store = Store(url, SECRET)
     store.migrate()
+    return store
+
+
+def test_a_prediction_recorded_before_0007_reads_without_guard_attribution(tmp_path: Path) -> None:
+    """Rows written at 0006 have no `refused_by` and no `unchecked`: they read as None (unknown), which the details
+    page tells apart from an empty list (nothing refused, every search read)."""
+    store = _store_recorded_at(tmp_path, "0006_store_sync", '["old words"]', "'diabetes', 0, NULL, 1")
     pred = store.prediction("p-1")
     assert pred is not None
     assert pred["guard_reasons"] == ["old words"] and pred["refused_by"] is None
@@ -57,23 +64,7 @@ def test_a_prediction_recorded_before_0007_reads_without_guard_attribution(tmp_p
 def test_a_prediction_recorded_before_0008_reads_as_not_rounded_and_without_bounds(tmp_path: Path) -> None:
     """Rows written at 0007 have no `reported` value: they read as None, and the details page tests their value
     (as their cards did, before a derived eGFR was reported as a whole number)."""
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    cfg = Config()
-    cfg.set_main_option("script_location", str(resources.files("store") / "migrations"))
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0007_guard_attribution")
-        conn.execute(text(
-            "INSERT INTO predictions (prediction_id, hook_instance, hook, service_id, model_id, model_version, alias, "
-            "patient_key, encounter_key, created_at, outputs, score, category, guard_reasons, missing, cohort) VALUES "
-            "('p-1', 'h', 'patient-view', 's', 'm', '1.0.0', 'champion', 'k', NULL, :at, NULL, NULL, NULL, "
-            "'[]', '{}', '{}')"), {"at": datetime(2026, 12, 1, tzinfo=UTC)})
-        conn.execute(text("INSERT INTO feature_values (prediction_id, name, value, unit, defaulted, source_refs) "
-                          "VALUES ('p-1', 'egfr', 29.8, 'mL/min/{1.73_m2}', 0, '[]')"))
-    engine.dispose()
-    store = Store(url, SECRET)
-    store.migrate()
+    store = _store_recorded_at(tmp_path, "0007_guard_attribution", "[]", "'egfr', 29.8, 'mL/min/{1.73_m2}', 0")
     pred = store.prediction("p-1")
     assert pred is not None and pred["features"]["egfr"]["value"] == 29.8
     assert pred["features"]["egfr"]["reported"] is None
