@@ -714,3 +714,32 @@ def test_an_anticoagulant_recorded_by_its_branded_code_alone_is_an_anticoagulant
     assert card["summary"].startswith("CHA2DS2-VASc 2"), card["summary"]
     assert "Already on an anticoagulant" in card["detail"], (name, card["detail"])
     assert "not recognised" not in card["detail"], card["detail"]
+
+
+@pytest.mark.parametrize("gender", ["other", "unknown"])
+def test_cha2ds2_vasc_for_a_gender_neither_male_nor_female_gives_the_sex_free_score_to_use(api: Any,
+                                                                                          gender: str) -> None:
+    """CHA2DS2-VASc counts sex as male or female. For an administrative gender of 'other' or 'unknown' the card had
+    said "required data missing: Sex", asking for a sex where there may be none to record. The decision does not
+    need it: the 2024 ESC guideline scores CHA2DS2-VA (no sex point), and the 2023 ACC/AHA/ACCP/HRS thresholds
+    (men ≥2, women ≥3: recommended; men 1, women 2: reasonable) are CHA2DS2-VA ≥2 and 1 for both. The card gives no
+    number and says how to score CHA2DS2-VA and what each result calls for; with no gender recorded at all it is
+    missing data, as before; with valvular AF, or no AF, that refusal's words stand alone."""
+    record = [F.patient("p1", 70, gender), F.condition("49436004"), F.condition("38341003")]
+    card = fire(api, "cha2ds2-vasc", record)
+    assert card["summary"].startswith("No CHA2DS2-VASc estimate"), card["summary"]
+    assert "administrative gender recorded is neither" in card["detail"], card["detail"]
+    assert "Score CHA2DS2-VA, which leaves out sex" in card["detail"], card["detail"]
+    assert "recommended at 2 or more and reasonable at 1" in card["detail"]
+    assert "required data missing" not in card["detail"] and not card.get("suggestions"), card
+
+    no_gender = F.patient("p1", 70, "female")
+    del no_gender["gender"]
+    missing = fire(api, "cha2ds2-vasc", [no_gender] + record[1:])
+    assert "required data missing" in missing["detail"] and "Sex" in missing["detail"], missing["detail"]
+
+    valve = F.condition("Z95.2", "http://hl7.org/fhir/sid/icd-10-cm", display="Presence of prosthetic heart valve")
+    valvular = fire(api, "cha2ds2-vasc", record + [valve])
+    assert "valve" in valvular["detail"] and "Score CHA2DS2-VA" not in valvular["detail"], valvular["detail"]
+    no_af = fire(api, "cha2ds2-vasc", [record[0], record[2]])
+    assert "atrial fibrillation" in no_af["detail"] and "Score CHA2DS2-VA" not in no_af["detail"], no_af["detail"]
