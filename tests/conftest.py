@@ -22,6 +22,21 @@ KEYS = Path(__file__).resolve().parent / "fixtures" / "keys"
 TEST_ISSUER = "https://ehr.test/cds-client"
 
 
+@pytest.fixture(autouse=True)
+def _forget_finished_apps() -> Iterator[None]:
+    """FastAPI keeps every route function it has classified in process-wide LRU caches (4096 entries each, in
+    fastapi.dependencies.models). A service runs one app per process, so that costs nothing there; a test run builds
+    hundreds, and each route closure held its app's models, value sets and store alive: about 80 MB per app, 8 GB per
+    test worker by the end of a run. After each test the caches are emptied (they refill on the next call)."""
+    yield
+    import fastapi.dependencies.models as classified
+
+    for name in ("_is_gen_callable_cached", "_is_async_gen_callable_cached", "_is_coroutine_callable_cached"):
+        cached = getattr(classified, name, None)
+        if cached is not None and hasattr(cached, "cache_clear"):
+            cached.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def local_key() -> LocalKey:
     return load_local_key(KEYS / "local")
