@@ -743,3 +743,24 @@ def test_cha2ds2_vasc_for_a_gender_neither_male_nor_female_gives_the_sex_free_sc
     assert "valve" in valvular["detail"] and "Score CHA2DS2-VA" not in valvular["detail"], valvular["detail"]
     no_af = fire(api, "cha2ds2-vasc", [record[0], record[2]])
     assert "atrial fibrillation" in no_af["detail"] and "Score CHA2DS2-VA" not in no_af["detail"], no_af["detail"]
+
+
+@pytest.mark.parametrize("service", ["ascvd-pce-10y", "prevent-base", "t2d-onset-5y"])
+def test_a_newer_blood_pressure_written_as_text_or_in_snomed_ct_is_not_passed_over(api: Any, service: str) -> None:
+    """A blood pressure panel charted last week as '168/96' (text, as an HL7 v2 feed sends it), after 120/80 ten days
+    ago: the newest pressure is on record and cannot be read, so no estimate rests on the older one, and the card
+    names the panel. The same pressure with its systolic coded in SNOMED CT (271649006) is read: 168 mmHg."""
+    record = F.pce_record(age=55, gender="female", sbp=120)
+    if service != "ascvd-pce-10y":
+        record += [F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}", days=30), F.quantity_obs("39156-5", 28, "kg/m2"),
+                   F.quantity_obs("4548-4", 5.9, "%", days=30)]
+    text = F.bp_panel(0, days=7)
+    del text["component"]
+    text["valueString"] = "168/96"
+    card = fire(api, service, record + [text])
+    assert "not calculated" in card["summary"] and "Systolic blood pressure" in card["summary"], card["summary"]
+    assert "the panel's result is text ('168/96')" in card["detail"], card["detail"]
+    snomed = F.bp_panel(168, 96, days=7)
+    snomed["component"][0]["code"] = {"coding": [{"system": F.SNOMED, "code": "271649006"}]}
+    card = fire(api, service, record + [snomed])
+    assert "**168 mmHg**" in card["detail"], card["detail"]
