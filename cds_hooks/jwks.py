@@ -21,6 +21,8 @@ import httpx
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
+from cds_hooks.capped_read import BodyTooLarge, BodyUnreadable, read_capped
+
 if TYPE_CHECKING:
     from cds_hooks.jwks_shared import JwksStore
 
@@ -266,11 +268,12 @@ class JwksCache:
             ) as response:
                 if response.status_code != 200:
                     raise JwksError(f"{url}: JWK Set fetch returned HTTP {response.status_code}")
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body.extend(chunk)
-                    if len(body) > MAX_JWKS_BYTES:
-                        raise JwksError(f"{url}: JWK Set larger than {MAX_JWKS_BYTES} bytes")
+                try:  # the cap holds for what a compressed answer decodes to (capped_read.py)
+                    body = await read_capped(response, MAX_JWKS_BYTES)
+                except BodyTooLarge:
+                    raise JwksError(f"{url}: JWK Set larger than {MAX_JWKS_BYTES} bytes") from None
+                except BodyUnreadable as exc:
+                    raise JwksError(f"{url}: JWK Set cannot be read: {exc}") from None
         except httpx.HTTPError as exc:
             raise JwksError(f"{url}: JWK Set fetch failed ({type(exc).__name__})") from exc
         try:

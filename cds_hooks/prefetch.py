@@ -21,6 +21,7 @@ import httpx
 import orjson
 from dateutil.relativedelta import relativedelta
 
+from cds_hooks.capped_read import BodyTooLarge, BodyUnreadable, read_capped
 from cds_hooks.search_completeness import search_problem
 from cds_hooks.smart_scopes import granted, template_type
 
@@ -242,18 +243,18 @@ class _Fetcher:
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > self.max_bytes:
                     raise _FetchError(too_big)
-                chunks, size = [], 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise _FetchError(too_big)
-                    chunks.append(chunk)
+                try:  # the cap holds for what a compressed answer decodes to, at every step (capped_read.py)
+                    raw = await read_capped(response, self.max_bytes)
+                except BodyTooLarge:
+                    raise _FetchError(too_big) from None
+                except BodyUnreadable as exc:
+                    raise _FetchError(f"FHIR server answer cannot be read: {exc}") from None
         except httpx.TimeoutException as exc:
             raise _FetchError(f"FHIR server timed out ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:
             raise _FetchError(f"could not reach FHIR server ({type(exc).__name__})") from None
         try:
-            body = orjson.loads(b"".join(chunks).removeprefix(b"\xef\xbb\xbf"))
+            body = orjson.loads(raw.removeprefix(b"\xef\xbb\xbf"))
         except ValueError:
             raise _FetchError("FHIR server answer is not JSON") from None
         if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
