@@ -697,17 +697,68 @@ class _Context:
         return self._absent(name, feature, ignored)
 
     def _newest_stands(self, name: str, feature: Feature, bound: SourceRef,
-                       ignored: list[SourceRef]) -> MissingFeature:
+                       ignored: list[SourceRef]) -> FeatureValue | MissingFeature:
         """A newest result that is no usable number (a bound '<3', '>60'; no unit, an unknown unit, text, not valid
         FHIR R4), passed over as `bound`: the feature is missing, naming it, and its date keeps a value derived from
         older results from standing in (`derived_when: newer`). An add-on too: it was measured, so the equations
-        without it (for a patient in whom it was not) would misstate the risk."""
+        without it (for a patient in whom it was not) would misstate the risk. A bound wholly in one band of a
+        scored chart (`chart_bands`) is read as that band."""
+        banded = self._in_one_band(name, feature, bound)
+        if banded is not None:
+            return banded
         # an add-on: the equations without it do not apply either
         without = "the equations without it are for a patient in whom it was not measured" \
             if feature.default is not None else None
         reason = self._newest_not_usable(bound, "an older value is not used in its place", without)
         return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
                               reason=reason, newest_unusable=bound)
+
+    def _shown_when(self, feature: Feature, latest: datetime | None, written: str | None) -> str | None:
+        """When a value was taken, as a card shows it: vital signs read over hours with the local time, labs and
+        diagnoses with the date; a date alone as written (that day where the record is: no time, no other day)."""
+        if latest is None:
+            return None
+        short = feature.lookback_days is not None and feature.lookback_days <= 2
+        local = latest.astimezone(self.zone)
+        if written and "T" not in written:
+            return written[:10]
+        return local.strftime("%Y-%m-%d %H:%M") + _zone_suffix(local) if short else local.date().isoformat()
+
+    def _in_one_band(self, name: str, feature: Feature, bound: SourceRef) -> FeatureValue | None:
+        """A bound whose every value, rounded as the chart is written, falls in one band ('<35 °C': every value scores
+        as <=35.0): the band's edge nearest the bound, which the model scores as any value of the band, shown as
+        written. None for a bound that spans two bands, or a feature with no bands."""
+        if not feature.chart_bands or feature.chart_decimals is None or bound.limit is None:
+            return None
+        comparator, number = bound.limit
+        step = Decimal(1).scaleb(-feature.chart_decimals)
+
+        def charted(value: float) -> float:
+            return float(Decimal(repr(value)).quantize(step, rounding=ROUND_HALF_UP))
+
+        def band(value: float) -> int:
+            return next((i for i, edge in enumerate(feature.chart_bands) if value <= edge), len(feature.chart_bands))
+
+        tiny = float(step) / 1000
+        if comparator in ("<", "<="):  # every value below: the band of the highest one allowed must be the lowest
+            edge = charted(number - tiny if comparator == "<" else number)
+            if band(edge) != 0:
+                return None
+        elif comparator in (">", ">="):  # every value above: the band of the lowest one must be the highest
+            edge = charted(number + tiny if comparator == ">" else number)
+            if band(edge) != len(feature.chart_bands):
+                return None
+        else:
+            return None
+        raw, unit = bound.original_value, bound.original_unit  # the bound as written ('<35 Cel', '<95 [degF]')
+        written = f"{comparator}{_as_written(raw)} {_unit_label(unit)}".rstrip() \
+            if isinstance(raw, (int, float)) and not isinstance(raw, bool) and isinstance(unit, str) else \
+            f"{comparator}{quantity(number, feature.unit, 2)}"
+        note = f"{BOUND_NOTE} ({written}): every value it allows is scored as {quantity(edge, feature.unit, 1)}"
+        when = parse_fhir_datetime(bound.date) if bound.date else None
+        return FeatureValue(name=name, value=edge, unit=feature.unit, label=feature.label, display=written,
+                            sources=[_with_note(bound, note)], note=note,
+                            date=self._shown_when(feature, when, bound.date))
 
     def _newest_not_usable(self, newest: SourceRef, *clauses: str | None) -> str:
         """'Newest result (2026-12-01) not usable: <why>; <clauses>; newest result: Observation/…' — the one wording
@@ -1298,15 +1349,7 @@ class _Context:
         ref = chosen[0].ref
         if feature.value == "exists" and ref.resource_type.startswith("Medication") and ref.note:
             display = f"Yes — {ref.display}, {ref.note}"
-        when_text = None
-        if latest is not None:
-            # vital signs read over hours are shown with the local time, labs and diagnoses with the date
-            short = feature.lookback_days is not None and feature.lookback_days <= 2
-            local = latest.astimezone(self.zone)
-            when_text = local.strftime("%Y-%m-%d %H:%M") + _zone_suffix(local) if short else local.date().isoformat()
-            newest = next((c.ref.date for c in chosen if c.when == latest), None)
-            if newest and "T" not in newest:
-                when_text = newest[:10]  # a date alone is that day where the record is: no time, no other day
+        when_text = self._shown_when(feature, latest, next((c.ref.date for c in chosen if c.when == latest), None))
         if _open_procedure(chosen[0].res):
             # it stands at the hook's time (current), which is not when anything was charted: say since when it runs
             start = _start_text(chosen[0].res)  # not the period's planned end, which the resource's date would be

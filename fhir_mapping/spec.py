@@ -245,6 +245,10 @@ class Feature(_Strict):
     # a score's chart written at this precision (NEWS2's temperature bands: <=35.0 | 35.1-36.0): the value is rounded
     # half up to these decimals before the model reads it, so a card shows the number it was scored on (35.05 -> 35.1)
     chart_decimals: int | None = Field(default=None, ge=0, le=6)
+    # with `chart_decimals`: the upper edges (inclusive) of the chart's bands, in ascending order (NEWS2's temperature:
+    # 35.0, 36.0, 38.0, 39.0). A newest result written as a bound that every value it allows scores in one band
+    # ('<35 °C': all of them <=35.0) is read as that band, and shown as written; one that spans two is unknown
+    chart_bands: tuple[float, ...] = ()
     analyte: str | None = None
     answers: Answers | None = None
     lookback_days: int | None = Field(default=None, gt=0)
@@ -286,6 +290,8 @@ class Feature(_Strict):
             if self.default is None:
                 raise ValueError("`present_of` needs a `default` (the value when the feature is not present)")
             return self
+        if self.chart_bands and (self.chart_decimals is None or list(self.chart_bands) != sorted(set(self.chart_bands))):
+            raise ValueError("`chart_bands` needs `chart_decimals`, and its edges in ascending order")
         if self.reported_decimals is not None and (self.derived is None or self.value != "quantity"):
             raise ValueError("`reported_decimals` applies to a derived quantity")
         if self.derived_when == "newer" and not (self.sources and self.derived):

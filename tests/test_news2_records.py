@@ -222,3 +222,39 @@ def test_a_delivery_search_not_answered_leaves_the_pregnancy_checks_as_read(api:
     assert "pregnan" not in calm[0]["detail"].lower(), calm[0]["detail"]
     pregnant = fire_all(api, SERVICE, _woman() + [_pregnant_status(200)], unsent=("Procedure?",))
     assert pregnant[0]["summary"].startswith("No NEWS2 estimate"), pregnant[0]
+
+
+@pytest.mark.parametrize(("comparator", "number", "expected"), [
+    ("<", 35, "NEWS2 3"), ("<=", 35.0, "NEWS2 3"), (">", 39.5, "NEWS2 2"), (">=", 39.1, "NEWS2 2"),
+    ("<", 36, None), (">", 38.5, None), (">", 39.0, None), ("<", 35.05, "NEWS2 3"), ("<", 35.1, None),
+    ("<", 35.06, None)])
+def test_a_temperature_written_as_a_bound_is_scored_when_every_value_it_allows_scores_alike(
+        api: Any, comparator: str, number: float, expected: str | None) -> None:
+    """Chart 1 scores a temperature of 35.0 °C or less 3 and one of 39.1 or more 2, read to 0.1 °C. A thermometer
+    that reads '<35 °C' has charted a temperature that scores 3 whatever it is, and '>39.5 °C' one that scores 2:
+    the card scores them, showing the bound as written. A bound that spans two bands ('<36 °C': 3 or 1; '>38.5 °C':
+    1 or 2; '>39 °C': 39.04 is read as 39.0, scoring 1, and 39.2 scores 2; '<35.1 °C' and '<35.06 °C': 35.0 or
+    35.1 once read to 0.1 °C) gives no score, as before; '<35.05 °C' is 35.0 or less once read, so it scores 3."""
+    temp = F.vital("8310-5", number, "Cel", hours=0.5)
+    temp["valueQuantity"]["comparator"] = comparator
+    card = fire(api, SERVICE, _without(calm_set(), "8310-5") + [temp])
+    if expected is None:
+        assert card["summary"].startswith("NEWS2 not calculated"), (card["summary"], card["detail"])
+        assert "value is a bound" in card["detail"], card["detail"]
+    else:
+        assert card["summary"].startswith(expected), (card["summary"], card["detail"])
+        shown = comparator.replace("<", "&lt;").replace(">", "&gt;")  # the card escapes record text for Markdown
+        assert f"Temperature: **{shown}" in card["detail"], card["detail"]
+        from test_details_view import details_path
+
+        page = api.client.get(details_path(card)).text
+        assert f"{shown}{number:g} °C" in page, "the details page shows the bound as the card does"
+
+
+def test_a_fahrenheit_bound_is_read_in_celsius_and_shown_as_written(api: Any) -> None:
+    """'<95 °F' is below 35.0 °C (95 °F is 35.0 °C): scored 3 as every reading of 35.0 or less, shown as written."""
+    temp = F.vital("8310-5", 95, "[degF]", hours=0.5)
+    temp["valueQuantity"]["comparator"] = "<"
+    card = fire(api, SERVICE, _without(calm_set(), "8310-5") + [temp])
+    assert card["summary"].startswith("NEWS2 3"), (card["summary"], card["detail"])
+    assert "Temperature: **&lt;95 °F**" in card["detail"], card["detail"]

@@ -90,9 +90,10 @@ def _source_row(fv: dict[str, Any]) -> tuple[str | None, str | None]:
 
 def _shown_as_read(feature: Feature | None, fv: dict[str, Any] | None) -> bool:
     """An age is shown as the mapper wrote it, not from its number: on the day of a result ('60 years on
-    2026-05-20'), or both ages a birth year alone leaves open ('59 or 60 years'; the number kept is one of them)."""
+    2026-05-20'), or both ages a birth year alone leaves open ('59 or 60 years'; the number kept is one of them); so
+    is a value read from a chart's bands ('<35 °C', scored as 35.0)."""
     return feature is not None and bool((fv or {}).get("display")) and \
-        (feature.on_date_of is not None or feature.demographic == "age")
+        (feature.on_date_of is not None or feature.demographic == "age" or bool(feature.chart_bands))
 
 
 def _row(name: str, label: str, fv: dict[str, Any] | None, spec_in: Input | None, feature: Feature | None,
