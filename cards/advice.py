@@ -80,10 +80,9 @@ def card_notes(manifest: Manifest, mapping: MappingResult, escape: Callable[[str
         fv = mapping.values.get(note.when[0].feature)
         if fv is None:  # the newest result may be a bound that lies wholly in the note's range ('<3 mg/g': A1)
             missing = mapping.missing.get(note.when[0].feature)
-            bound = missing.bound() if missing is not None else None
-            if bound is not None and _bound_holds(note, bound) and all(
+            text = _bound_note(note, missing.bound() if missing is not None else None, escape)
+            if text is not None and all(
                     (v := _known(mapping, c.feature)) is not None and c.holds(v) for c in note.when[1:]):
-                text = _with_value(note.text, escape(_bound_text(bound)), _day(bound.get("date")))
                 notes.append(_with_evidence(text, _evidence(note.when, mapping, escape)))
             continue
         src = fv.sources[0] if fv is not None and fv.sources and not fv.defaulted else None
@@ -99,23 +98,27 @@ def card_notes(manifest: Manifest, mapping: MappingResult, escape: Callable[[str
     return notes
 
 
-def _bound_holds(note: Any, bound: Mapping[str, Any]) -> bool:
-    """Every value the bound allows meets the note's first condition, read in the note's `written_in` unit as
-    written (a bound written in another unit does not match), else in the feature's unit."""
+def _bound_note(note: Any, bound: Any, escape: Callable[[str], str] = str) -> str | None:
+    """The note's text, {value} and {date} filled with the bound ('>300 mg/g' as written, or in the feature's unit
+    when the unit written is not kept), when every value the bound allows meets the note's first condition: read in
+    the note's `written_in` unit as written (a bound written in another unit does not match), else in the feature's
+    unit. None otherwise."""
+    if not isinstance(bound, Mapping):
+        return None
     comparator, limit = bound.get("comparator"), _number(bound.get("limit"))
-    written = bound.get("written")
-    written = _written(*written) if isinstance(written, list) and len(written) == 2 else None
+    written = _kept_written(bound.get("written"))
     if not isinstance(comparator, str) or limit is None:
-        return False
+        return None
     number = _as_written(note, written, limit)
-    return number is not None and note.when[0].holds_for_bound(comparator, number)
+    if number is None or not note.when[0].holds_for_bound(comparator, number):
+        return None
+    shown = f"{comparator}{_written_text(written) if written is not None else _plain(limit)}"
+    return _with_value(note.text, escape(shown), _day(bound.get("date")))
 
 
-def _bound_text(bound: Mapping[str, Any]) -> str:
-    """'>300 mg/g' as written (the bound in the feature's unit when the unit written is not kept)."""
-    written = bound.get("written")
-    written = _written(*written) if isinstance(written, list) and len(written) == 2 else None
-    return f"{bound['comparator']}{_written_text(written) if written is not None else _plain(bound['limit'])}"
+def _kept_written(pair: Any) -> tuple[float, str] | None:
+    """A number and unit as written, as the store keeps them ([number, unit]); None when not kept."""
+    return _written(*pair) if isinstance(pair, list) and len(pair) == 2 else None
 
 
 def stored_notes(manifest: Manifest, features: Mapping[str, Any],
@@ -125,12 +128,11 @@ def stored_notes(manifest: Manifest, features: Mapping[str, Any],
     notes = []
     for note in manifest.card.notes:
         if note.when[0].feature not in features:
-            bound = (bounds or {}).get(note.when[0].feature)
-            if isinstance(bound, Mapping) and _bound_holds(note, bound) and all(
+            text = _bound_note(note, (bounds or {}).get(note.when[0].feature))
+            if text is not None and all(
                     isinstance(fv := features.get(c.feature), Mapping) and not (fv.get("defaulted")
                                                                                and _stored_unchecked(fv))
                     and (v := _number(_as_reported(fv))) is not None and c.holds(v) for c in note.when[1:]):
-                text = _with_value(note.text, _bound_text(bound), _day(bound.get("date")))
                 notes.append(_with_evidence(text, _stored_evidence([features.get(c.feature) for c in note.when])))
             continue
         stored = [features.get(c.feature) for c in note.when]
@@ -139,7 +141,7 @@ def stored_notes(manifest: Manifest, features: Mapping[str, Any],
         first = usable[0]
         sources = [s for s in (first.get("sources") or ()) if isinstance(s, Mapping)] if first is not None else []
         kept = sources[0].get("written") if sources and not first.get("defaulted") else None  # type: ignore[union-attr]
-        written = _written(*kept) if isinstance(kept, list) and len(kept) == 2 else None
+        written = _kept_written(kept)
         if written is None and first is not None and not first.get("defaulted"):
             # a row stored before sources kept the number as written: the value in the feature's unit
             written = _written(first.get("value"), first.get("unit"))
