@@ -970,7 +970,7 @@ def test_news2_a_newer_air_reading_overrides_oxygen_therapy_left_in_progress(api
     # a planned end ahead: the start is shown, not the end
     (_oxygen_therapy(3, ended_hours_ago=-5),
      f"(in progress since {(F.NOW - timedelta(hours=3)).strftime('%Y-%m-%d %H:%M')} UTC)"),
-])
+], ids=["started-72h-ago", "started-on-a-date", "no-start", "planned-end-ahead"])  # ids: the times differ by worker
 def test_news2_shows_since_when_oxygen_therapy_runs_not_the_time_of_the_call(api: Any, therapy: dict[str, Any],
                                                                              shown: str) -> None:
     """Oxygen therapy in progress counts as current, but the card's time for it is its start: the time of the call
