@@ -56,6 +56,7 @@ class _Candidate:
     when: datetime | None
     ref: SourceRef
     res: Resource | None = None  # the resource, validated strictly only if the aggregate picks it
+    test: str | None = None  # the kind of test a count counts it as (its source's analyte): one specimen per kind
 
 
 class _Skip(Exception):
@@ -104,17 +105,19 @@ def _day_in(written: str | None, zone: tzinfo) -> str | None:
 
 
 def _count_span(cands: list[_Candidate], unread: list[SourceRef], zone: tzinfo = UTC) -> tuple[int, int]:
-    """The fewest and the most distinct specimens among counted results: results of one moment are one; one written
-    as a date alone may be the specimen of a timed one of its day (or not); an unread result may be one more, unless
-    it was charted for a moment already counted (the same specimen sent twice)."""
-    timed = {c.when for c in cands if c.when is not None and c.ref.date and "T" in c.ref.date}
-    timed_days = {c.when.astimezone(zone).date().isoformat() for c in cands
-                  if c.when is not None and c.ref.date and "T" in c.ref.date}
-    dated_days = {c.ref.date[:10] for c in cands if c.ref.date and "T" not in c.ref.date}
-    undated = sum(not c.ref.date for c in cands)
-    low = len(timed) + len(dated_days - timed_days) + undated
-    high = low + len(dated_days & timed_days)
-    seen = {*timed, *dated_days}
+    """The fewest and the most distinct results among counted ones, one per specimen and kind of test: results of
+    one moment and kind are one (an HbA1c sent in % and in mmol/mol), while an HbA1c and a fasting glucose of one
+    sample are two (ADA 2025: two different tests of the same sample confirm a diagnosis); one written as a date
+    alone may be the specimen of a timed one of its day (or not); an unread result may be one more, unless it was
+    charted for a moment already counted (the same specimen sent twice)."""
+    kinds = {c.test for c in cands}
+    if len(kinds) > 1:
+        spans = [_specimen_span([c for c in cands if c.test == kind], zone) for kind in kinds]
+        low, high = sum(s[0] for s in spans), sum(s[1] for s in spans)
+    else:
+        low, high = _specimen_span(cands, zone)
+    seen = {*(c.when for c in cands if c.when is not None and c.ref.date and "T" in c.ref.date),
+            *(c.ref.date[:10] for c in cands if c.ref.date and "T" not in c.ref.date)}
     extra: set[Any] = set()
     for ref in unread:
         when = parse_fhir_datetime(ref.date) if ref.date and "T" in ref.date else None
@@ -122,6 +125,17 @@ def _count_span(cands: list[_Candidate], unread: list[SourceRef], zone: tzinfo =
         if key not in seen:
             extra.add(key)
     return low, high + len(extra)
+
+
+def _specimen_span(cands: list[_Candidate], zone: tzinfo) -> tuple[int, int]:
+    """The fewest and the most specimens among results of one kind of test."""
+    timed = {c.when for c in cands if c.when is not None and c.ref.date and "T" in c.ref.date}
+    timed_days = {c.when.astimezone(zone).date().isoformat() for c in cands
+                  if c.when is not None and c.ref.date and "T" in c.ref.date}
+    dated_days = {c.ref.date[:10] for c in cands if c.ref.date and "T" not in c.ref.date}
+    undated = sum(not c.ref.date for c in cands)
+    low = len(timed) + len(dated_days - timed_days) + undated
+    return low, low + len(dated_days & timed_days)
 
 
 _REPLACING = frozenset({"corrected", "amended"})
@@ -557,7 +571,11 @@ class _Context:
         for res, source in matches:
             ref = self._ref(res, source)
             try:
-                candidates.extend(self._read(res, source, feature, ref))
+                read_now = self._read(res, source, feature, ref)
+                if feature.aggregate == "count":
+                    for cand in read_now:
+                        cand.test = source.analyte or feature.analyte
+                candidates.extend(read_now)
             except _Skip as why:
                 self._pass_over(ignored, ref, why)
                 if isinstance(why, _Unreadable) and _reads_presence(feature, source):

@@ -126,16 +126,16 @@ def _t2d_record(ifcc_date: str) -> list[dict]:
 
 
 def test_a_day_dated_copy_of_the_same_local_day_may_be_the_same_specimen() -> None:
-    """t2d-onset-5y `hba1c_diabetes_confirmed` (ADA 2025: two results in the diabetes range confirm diabetes; the
-    population rule max 1 refuses with 'two HbA1c results of 6.5 % or more are on record'). HbA1c 7.0 % at
+    """t2d-onset-5y `diabetes_confirmed_by_tests` (ADA 2025: two results in the diabetes range confirm diabetes; the
+    population rule max 1 refuses with 'two results in the diabetes range are on record'). HbA1c 7.0 % at
     2026-11-03T22:00Z (09:00 on 4 November in Sydney, the record's zone) and its IFCC row, 53 mmol/mol, dated
     '2026-11-04'. A day-dated copy beside a timed result of its day 'may be the specimen of a
     timed one of its day': the count is 1 or 2 and diabetes can be neither confirmed nor ruled out.
 
     The rule:     the timed result's local day in the record's zone; count_range (1, 2)."""
     result = run("t2d-onset-5y", _t2d_record("2026-11-04"), AT)
-    missing = result.missing.get("hba1c_diabetes_confirmed")
-    assert missing is not None and missing.count_range == (1, 2), result.values.get("hba1c_diabetes_confirmed")
+    missing = result.missing.get("diabetes_confirmed_by_tests")
+    assert missing is not None and missing.count_range == (1, 2), result.values.get("diabetes_confirmed_by_tests")
 
 
 def test_a_day_dated_result_of_an_earlier_local_day_is_another_specimen() -> None:
@@ -145,8 +145,8 @@ def test_a_day_dated_result_of_an_earlier_local_day_is_another_specimen() -> Non
 
     The rule: local days; count 2."""
     result = run("t2d-onset-5y", _t2d_record("2026-11-03"), AT)
-    assert "hba1c_diabetes_confirmed" in result.values, result.missing["hba1c_diabetes_confirmed"].reason
-    assert result.values["hba1c_diabetes_confirmed"].value == 2
+    assert "diabetes_confirmed_by_tests" in result.values, result.missing["diabetes_confirmed_by_tests"].reason
+    assert result.values["diabetes_confirmed_by_tests"].value == 2
 
 
 def test_two_whole_number_creatinines_of_one_moment_never_depend_on_the_bundle_order() -> None:

@@ -83,7 +83,7 @@ def test_diabetes_confirmed_by_two_hba1c_results_over_a_year_ago_gives_no_onset_
     or remission, not a patient without diabetes. One such result over a year ago, unconfirmed, does not refuse."""
     confirmed = fire(api, service, record(hba1c(7.4, 550), hba1c(7.1, 460), hba1c(6.2, 30)))
     assert not estimated(confirmed), confirmed["summary"]
-    assert "two HbA1c results of 6.5 % or more are on record" in confirmed["summary"] + confirmed["detail"]
+    assert "two results in the diabetes range are on record" in confirmed["summary"] + confirmed["detail"]
     once = fire(api, service, record(hba1c(7.4, 550), hba1c(6.2, 30)))
     assert estimated(once), once["summary"]
 
@@ -160,10 +160,10 @@ def test_an_unreadable_old_hba1c_decides_the_confirmed_count_only_when_it_could_
     once = fire(api, service, record(unread, hba1c(5.2, 30)))
     assert estimated(once), once["summary"] + once["detail"]
     could = fire(api, service, record(unread, hba1c(7.1, 800), hba1c(5.2, 30)))
-    assert not estimated(could) and "HbA1c results in the diabetes range cannot be ruled out" in \
+    assert not estimated(could) and "results in the diabetes range cannot be ruled out" in \
         could["summary"] + could["detail"], could
     twice = fire(api, service, record(unread, hba1c(7.1, 800), hba1c(7.3, 700), hba1c(5.2, 30)))
-    assert not estimated(twice) and "two HbA1c results of 6.5 % or more are on record" in \
+    assert not estimated(twice) and "two results in the diabetes range are on record" in \
         twice["summary"] + twice["detail"], twice
 
 
@@ -181,8 +181,8 @@ def test_an_unreadable_or_day_dated_copy_of_one_specimen_is_not_a_second_result(
     dated = {**F.quantity_obs("59261-8", 53, "mmol/mol", days=730), "effectiveDateTime": pct["effectiveDateTime"][:10]}
     card = fire(api, service, record(pct, dated))
     said = card["summary"] + card["detail"]
-    assert not estimated(card) and "HbA1c results in the diabetes range cannot be ruled out" in said, said
-    assert "two HbA1c results of 6.5 % or more are on record" not in said, said
+    assert not estimated(card) and "results in the diabetes range cannot be ruled out" in said, said
+    assert "two results in the diabetes range are on record" not in said, said
 
 
 def test_what_if_decides_a_counted_rule_as_the_card_did(api: Any) -> None:
@@ -198,9 +198,9 @@ def test_what_if_decides_a_counted_rule_as_the_card_did(api: Any) -> None:
     resp = what_if(api, card, {"set": {"bmi": 28}})
     assert resp.status_code == 200, resp.text
     card = fire(api, "t2d-onset-5y", record(unread, hba1c(7.1, 800), hba1c(7.3, 700)))
-    assert "two HbA1c results of 6.5 % or more are on record" in card["summary"] + card["detail"], card
+    assert "two results in the diabetes range are on record" in card["summary"] + card["detail"], card
     resp = what_if(api, card, {"set": {"bmi": 28}})
-    assert resp.status_code == 422 and "two HbA1c results of 6.5 % or more are on record" in resp.text, resp.text
+    assert resp.status_code == 422 and "two results in the diabetes range are on record" in resp.text, resp.text
 
 
 def test_a_count_range_that_straddles_a_bounded_rule_is_unconfirmed() -> None:
@@ -214,16 +214,16 @@ def test_a_count_range_that_straddles_a_bounded_rule_is_unconfirmed() -> None:
     from inference.manifest import PopulationRule, load_manifest
 
     folder = Path(__file__).resolve().parent.parent / "models" / "t2d-onset-5y" / "1.0.0"
-    rule = PopulationRule(feature="hba1c_diabetes_confirmed", min=1, max=1, reason="the record shows otherwise",
+    rule = PopulationRule(feature="diabetes_confirmed_by_tests", min=1, max=1, reason="the record shows otherwise",
                           unconfirmed="the count cannot be confirmed", guidance="Repeat the HbA1c.")
     manifest = load_manifest(folder).model_copy(update={"population": (rule,)})
 
     def reasons(span: tuple[int, int]) -> list[str]:
-        missing = MissingFeature("hba1c_diabetes_confirmed", "unread", required=False, count_range=span)
+        missing = MissingFeature("diabetes_confirmed_by_tests", "unread", required=False, count_range=span)
         return [r for _, r in failing_rules(manifest, {}, MappingResult(missing={missing.name: missing}))]
 
     assert len(reasons((0, 2))) == 1 and "cannot be confirmed" in reasons((0, 2))[0], reasons((0, 2))
-    missing = MissingFeature("hba1c_diabetes_confirmed", "unread", required=False, count_range=(0, 2))
+    missing = MissingFeature("diabetes_confirmed_by_tests", "unread", required=False, count_range=(0, 2))
     assert refusal_guidance(manifest, {}, MappingResult(missing={missing.name: missing})) == []
     assert reasons((1, 1)) == []
     assert reasons((2, 3)) == ["the record shows otherwise"], reasons((2, 3))
@@ -239,12 +239,12 @@ def test_a_count_range_is_something_recorded_for_an_if_recorded_rule() -> None:
     from inference.guards import failing_rules
     from inference.manifest import PopulationRule, load_manifest
 
-    rule = PopulationRule(feature="hba1c_diabetes_confirmed", max=1, if_recorded=True,
-                          reason="two HbA1c results of 6.5 % or more are on record",
-                          unconfirmed="HbA1c results in the diabetes range cannot be ruled out")
+    rule = PopulationRule(feature="diabetes_confirmed_by_tests", max=1, if_recorded=True,
+                          reason="two results in the diabetes range are on record",
+                          unconfirmed="results in the diabetes range cannot be ruled out")
     folder = Path(__file__).resolve().parent.parent / "models" / "t2d-onset-5y" / "1.0.0"
     manifest = load_manifest(folder).model_copy(update={"population": (rule,)})
-    missing = MissingFeature("hba1c_diabetes_confirmed", "1 or 2 results", required=False, count_range=(1, 2))
+    missing = MissingFeature("diabetes_confirmed_by_tests", "1 or 2 results", required=False, count_range=(1, 2))
     reasons = [r for _, r in failing_rules(manifest, {}, MappingResult(missing={missing.name: missing}))]
     assert len(reasons) == 1 and "cannot be ruled out" in reasons[0], reasons
 
@@ -264,5 +264,5 @@ def test_the_details_page_does_not_call_a_count_the_estimate_passed_missing_data
     assert estimated(card), card["summary"]
     text = " ".join(re.sub(r"<[^>]+>", " ", details_page(api, card)).split())
     assert "Missing data and how to fix it" not in text, text
-    label = "HbA1c results of 6.5 % or more on record"
+    label = "Results in the diabetes range on record"
     assert f"{label} passes whatever the unread results say" in text, text

@@ -1,0 +1,156 @@
+"""The T2D onset demonstrations are for adults without diabetes: records that show diabetes in ways other than an E08–E14
+code or one HbA1c must refuse the estimate, and a glucose tolerance result must not sit beside "Prediabetes: No".
+
+Reference: ADA Standards of Care in Diabetes 2025, section 2 (Table 2.1: FPG 126 mg/dL, 2-h OGTT glucose 200 mg/dL,
+HbA1c 6.5 %; two abnormal results, of one test on two samples or of two tests, confirm; Table 2.5: 2-h glucose
+140-199 mg/dL is impaired glucose tolerance, a prediabetes state). ICD-10-CM 2025 category O24."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import fhirfactory as F
+from hook_calls import fire, module_app
+
+ICD_CM = "http://hl7.org/fhir/sid/icd-10-cm"
+ICD_WHO = "http://hl7.org/fhir/sid/icd-10"
+ONSET, TIMELINE = "t2d-onset-5y", "t2d-timeline-5y"
+BOTH = [ONSET, TIMELINE]
+HBA1C, FPG, OGTT_MASS, OGTT_MOLAR = "4548-4", "1558-6", "1518-0", "14995-5"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from module_app(tmp_path_factory.mktemp("t2d-diagnosis"))
+
+
+def _record(service: str, *extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """A woman of 50 with every input either model reads and nothing that speaks of glucose."""
+    if service == ONSET:
+        return [F.patient("p1", 50, "female"), F.quantity_obs("39156-5", 31, "kg/m2"), F.bp_panel(130),
+                F.quantity_obs("2085-9", 45, "mg/dL"), *extra]
+    return [F.patient("p1", 50, "female"),
+            *(F.quantity_obs("39156-5", 31, "kg/m2", days=d) for d in (30, 200, 400, 600)),
+            *(F.bp_panel(130, days=d) for d in (30, 300)), *extra]
+
+
+def _card(api: Any, service: str, *extra: dict[str, Any]) -> dict[str, Any]:
+    return fire(api, service, _record(service, *extra))
+
+
+def _estimated(card: dict[str, Any]) -> bool:
+    return "5-year T2D risk" in card["summary"]
+
+
+def _coded(code: str, system: str) -> dict[str, Any]:
+    """A problem-list entry with its code alone (Coding.display is optional in FHIR R4)."""
+    cond = F.condition(code, system=system)
+    cond["code"]["coding"][0].pop("display", None)
+    return cond
+
+
+def _lab(code: str, value: float, unit: str, days: int) -> dict[str, Any]:
+    return F.quantity_obs(code, value, unit, days=days)
+
+
+# -- diabetes that predates a pregnancy, coded in chapter 15 ------------------------------------------------------
+
+@pytest.mark.parametrize("service", BOTH)
+@pytest.mark.parametrize(("code", "system"), [
+    ("O24.113", ICD_CM),   # pre-existing type 2 diabetes mellitus, in pregnancy, third trimester
+    ("O24.013", ICD_CM),   # pre-existing type 1, third trimester
+    ("O24.313", ICD_CM),   # unspecified pre-existing, third trimester
+    ("O24.82", ICD_CM),    # other pre-existing diabetes mellitus in childbirth
+    ("O24.1", ICD_WHO),    # WHO: pre-existing diabetes mellitus, non-insulin-dependent
+    ("O241", ICD_CM),      # the same code stored without its dot
+])
+def test_diabetes_coded_as_predating_a_pregnancy_refuses_the_onset_estimate(api: Any, service: str, code: str,
+                                                                            system: str) -> None:
+    """While a woman is pregnant her diabetes is coded in O24, and O24.0, .1, .3 and .8 say it came before the
+    pregnancy. She has diabetes: no estimate of the chance of getting it."""
+    card = _card(api, service, _coded(code, system))
+    assert not _estimated(card), card["summary"]
+    assert "record shows diabetes" in card["detail"] + card["summary"], card
+
+
+@pytest.mark.parametrize(("code", "system"), [("O24.419", ICD_CM), ("O24.4", ICD_WHO), ("O24.93", ICD_CM)])
+def test_gestational_or_unspecified_diabetes_in_pregnancy_is_not_read_as_diabetes(api: Any, code: str,
+                                                                                   system: str) -> None:
+    """Gestational diabetes (O24.4) is not diabetes before or after the pregnancy, and O24.9 does not say the
+    diabetes predates it: neither is listed as diabetes (an estimate is still given)."""
+    card = _card(api, ONSET, _coded(code, system))
+    assert _estimated(card), card["summary"]
+
+
+# -- 75 g oral glucose tolerance test ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("service", BOTH)
+@pytest.mark.parametrize(("code", "value", "unit"), [(OGTT_MASS, 230, "mg/dL"), (OGTT_MASS, 200, "mg/dL"),
+                                                     (OGTT_MOLAR, 11.1, "mmol/L")])
+def test_a_2_hour_ogtt_glucose_in_the_diabetes_range_refuses_the_onset_estimate(api: Any, service: str, code: str,
+                                                                                value: float, unit: str) -> None:
+    """A 2-hour glucose of 200 mg/dL (11.1 mmol/L) or more two months ago is in the diabetes range."""
+    card = _card(api, service, _lab(code, value, unit, 60))
+    assert not _estimated(card), card["summary"]
+    assert "2-hour OGTT glucose" in card["detail"] + card["summary"], card
+
+
+@pytest.mark.parametrize(("code", "value", "unit"), [(OGTT_MASS, 160, "mg/dL"), (OGTT_MASS, 140, "mg/dL"),
+                                                     (OGTT_MOLAR, 7.8, "mmol/L"), (OGTT_MASS, 199, "mg/dL")])
+def test_a_2_hour_ogtt_glucose_of_140_to_199_is_prediabetes(api: Any, code: str, value: float, unit: str) -> None:
+    """Impaired glucose tolerance is prediabetes: the card gives its estimate with prediabetes, never "No"."""
+    card = _card(api, ONSET, _lab(code, value, unit, 60))
+    assert _estimated(card), card["summary"]
+    assert "Prediabetes: **Yes**" in card["detail"], card["detail"]
+
+
+@pytest.mark.parametrize(("value", "days"), [(139, 60), (250, 500)])
+def test_a_normal_or_old_ogtt_leaves_the_estimate_and_prediabetes_as_before(api: Any, value: float,
+                                                                            days: int) -> None:
+    """139 mg/dL is normal glucose tolerance; one result in the diabetes range more than a year ago confirms nothing
+    alone (and is not this year's prediabetes)."""
+    card = _card(api, ONSET, _lab(OGTT_MASS, value, "mg/dL", days))
+    assert _estimated(card), card["summary"]
+    assert "Prediabetes: No" in card["detail"], card["detail"]
+
+
+# -- two results in the diabetes range, of one test or of two -----------------------------------------------------
+
+@pytest.mark.parametrize("service", BOTH)
+@pytest.mark.parametrize("labs", [
+    # two fasting glucoses 16 and 15 months ago, then a normal one: confirmed, now controlled
+    [(FPG, 140, "mg/dL", 500), (FPG, 150, "mg/dL", 460), (FPG, 95, "mg/dL", 60)],
+    # an HbA1c and a fasting glucose over a year ago, then a lower HbA1c
+    [(HBA1C, 7.0, "%", 500), (FPG, 140, "mg/dL", 480), (HBA1C, 5.9, "%", 60)],
+    # a fasting glucose in mmol/L and a 2-hour OGTT glucose
+    [(FPG, 7.4, "mmol/L", 700), (OGTT_MASS, 215, "mg/dL", 690)],
+], ids=["two-fasting", "hba1c-and-fasting", "fasting-and-ogtt"])
+def test_two_results_in_the_diabetes_range_over_a_year_ago_refuse_the_onset_estimate(
+        api: Any, service: str, labs: list[tuple[str, float, str, int]]) -> None:
+    """Two abnormal results confirm diabetes whenever they were taken, whether of one test or of two."""
+    card = _card(api, service, *(_lab(*lab) for lab in labs))
+    assert not _estimated(card), card["summary"]
+    assert "two results in the diabetes range" in card["detail"] + card["summary"], card
+
+
+@pytest.mark.parametrize("service", BOTH)
+def test_an_hba1c_and_a_fasting_glucose_of_one_sample_are_two_results(api: Any, service: str) -> None:
+    """ADA: two different tests above their thresholds confirm the diagnosis even from one sample. An HbA1c of 7.1 %
+    and a fasting glucose of 131 mg/dL charted for the same moment 18 months ago are two results, not one specimen."""
+    a1c, fpg = _lab(HBA1C, 7.1, "%", 540), _lab(FPG, 131, "mg/dL", 540)
+    fpg["effectiveDateTime"] = a1c["effectiveDateTime"]
+    card = _card(api, service, a1c, fpg)
+    assert not _estimated(card), card["summary"]
+
+
+@pytest.mark.parametrize("service", BOTH)
+def test_one_hba1c_sent_in_percent_and_mmol_per_mol_is_still_one_result(api: Any, service: str) -> None:
+    """The same HbA1c in NGSP % and IFCC mmol/mol (7.0 % is 53 mmol/mol) at one moment is one specimen of one
+    test: with nothing else in the diabetes range it confirms nothing, and the estimate stands."""
+    pct, ifcc = _lab(HBA1C, 7.0, "%", 540), _lab("59261-8", 53, "mmol/mol", 540)
+    ifcc["effectiveDateTime"] = pct["effectiveDateTime"]
+    card = _card(api, service, pct, ifcc)
+    assert _estimated(card), card["summary"]
