@@ -310,8 +310,23 @@ def extract_timeline(spec: TimelineSpec, index: ResourceIndex, *, at: datetime, 
                 timeline.passed_over[f"{rtype}: no code in the declared code systems"] += 1
             events.extend(read)
     events.sort(key=event_order)
-    timeline.events = events
+    timeline.events = _one_per_fact(events, timeline)
     return timeline
+
+
+def _one_per_fact(events: list[Event], timeline: Timeline) -> list[Event]:
+    """One event per fact: the same result or entry sent twice (two ids, as when it arrives through two interfaces,
+    or two encounters of one visit) has one code, token and value at one time, and a copy would count it twice."""
+    kept: list[Event] = []
+    seen: set[tuple[datetime, str, str, float | None, bool]] = set()
+    for event in events:
+        key = (event.time, event.code, event.token, event.value, event.static)
+        if key in seen:
+            timeline.passed_over[f"{event.source.partition('/')[0] or 'Event'}: the same event sent again"] += 1
+            continue
+        seen.add(key)
+        kept.append(event)
+    return kept
 
 
 def event_order(event: Event) -> tuple[Any, ...]:

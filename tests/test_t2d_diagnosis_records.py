@@ -8,11 +8,16 @@ HbA1c 6.5 %; two abnormal results, of one test on two samples or of two tests, c
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import fhirfactory as F
+from fhir_mapping.index import ResourceIndex
+from fhir_mapping.timeline import extract_timeline, load_timeline_spec
+from fhir_mapping.valuesets import ValueSetLibrary
 from hook_calls import fire, module_app
 
 ICD_CM = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -20,6 +25,7 @@ ICD_WHO = "http://hl7.org/fhir/sid/icd-10"
 ONSET, TIMELINE = "t2d-onset-5y", "t2d-timeline-5y"
 BOTH = [ONSET, TIMELINE]
 HBA1C, FPG, OGTT_MASS, OGTT_MOLAR = "4548-4", "1558-6", "1518-0", "14995-5"
+TIMELINE_FOLDER = Path(__file__).resolve().parents[1] / "models" / TIMELINE / "1.0.0"
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +160,30 @@ def test_one_hba1c_sent_in_percent_and_mmol_per_mol_is_still_one_result(api: Any
     ifcc["effectiveDateTime"] = pct["effectiveDateTime"]
     card = _card(api, service, pct, ifcc)
     assert _estimated(card), card["summary"]
+
+
+# -- the timeline model: one result sent twice --------------------------------------------------------------------
+
+def test_one_hba1c_sent_under_two_ids_is_one_timeline_event(api: Any) -> None:
+    """A result that reaches the record through two interfaces arrives twice, under two ids, with the same code, time
+    and value. It is one result: the timeline estimate and the card's event count are those of the single result."""
+    single = _lab(HBA1C, 6.2, "%", 50)
+    copy_of_it = dict(single, id="hba1c-second-interface")
+    once = _card(api, TIMELINE, single)
+    twice = _card(api, TIMELINE, single, copy_of_it)
+    assert _estimated(once) and _estimated(twice), (once["summary"], twice["summary"])
+    assert twice["summary"] == once["summary"]
+    assert "HbA1c results (2 events)" not in twice["detail"], twice["detail"]
+
+
+def test_two_hba1c_results_of_different_moments_stay_two_events() -> None:
+    """The same value measured on two days is two results: only a copy of one moment is dropped."""
+    spec = load_timeline_spec(TIMELINE_FOLDER / "timeline.yaml", ValueSetLibrary([TIMELINE_FOLDER / "valuesets"]))
+    first, second = _lab(HBA1C, 6.2, "%", 50), _lab(HBA1C, 6.2, "%", 90)
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": r} for r in (F.patient("p1", 50, "female"), first, second, dict(first, id="copy"))]}
+    index = ResourceIndex.from_prefetch({"record": bundle}, spec.resource_types())
+    timeline = extract_timeline(spec, index, at=datetime.now(UTC), patient_id="p1")
+    times = [e.time for e in timeline.events if e.code == f"LOINC/{HBA1C}"]
+    assert len(times) == 2 and len(set(times)) == 2, timeline.events
+    assert timeline.passed_over["Observation: the same event sent again"] == 1, timeline.passed_over

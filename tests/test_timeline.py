@@ -139,7 +139,12 @@ def plain_timeline(bundle: dict[str, Any], at: datetime, spec_doc: dict[str, Any
         add(t, pick(concept), r if rtype == "Observation" else {}, source)
     events.sort(key=lambda e: (e["time"], 0 if e["static"] else 1, e["code"],
                                -math.inf if e["value"] is None else e["value"], e["token"], e["source"]))
-    return events
+    once: list[dict[str, Any]] = []  # a copy (another id, same time, code, token and value) is listed once
+    for event in events:
+        if not any((o["time"], o["code"], o["token"], o["value"], o["static"]) ==
+                   (event["time"], event["code"], event["token"], event["value"], event["static"]) for o in once):
+            once.append(event)
+    return once
 
 
 def _spec() -> Any:
