@@ -964,6 +964,11 @@ class _Context:
     def _matching(self, source: Source) -> list[Resource]:
         if source.medication_class:
             return self._medications_of_class(source)
+        if source.reason_valueset:  # orders (or statements) given for a reason of the set
+            reasons = self.valuesets.get(source.reason_valueset)
+            return [res for res in self.index.by_type.get(source.resource, ())
+                    if any(reasons.lookup(system, code) for reason in self._view(res).reasons
+                           for system, code, _ in reason.codings)]
         if source.codes:
             found = self.index.with_codes(source.resource, source.codes)
         elif not source.valueset:
@@ -1041,9 +1046,11 @@ class _Context:
             view = self._views[id(res)] = medication_view(self.index, res)
         return view
 
-    def _unrecognised(self, feature: Feature) -> tuple[str | None, list[str]]:
+    def _unrecognised(self, feature: Feature, counted_only: bool = False) -> tuple[str | None, list[str]]:
         """'2 active medications not recognised as antihypertensive: A; B' for the medications that are current
-        (status, intent, period) but were not recognised as the class, or not counted with the reason."""
+        (status, intent, period) but were not recognised as the class, or not counted with the reason. With
+        `counted_only`, only those recognised and not counted (a semaglutide order beside "no glucose-lowering
+        medication" on a population check)."""
         names: list[str] = []
         for res, source, view, rec in self._other_medications:
             if id(res) in self.elsewhere or not _taken(res, source, self.at):
@@ -1051,6 +1058,8 @@ class _Context:
             name = view.name
             if rec is not None and rec.not_counted_reason:
                 name = f"{name}{NOT_COUNTED}{rec.not_counted_reason})"
+            elif counted_only:
+                continue
             elif rec is None and self._identified_elsewhere(view, feature):
                 continue  # a drug of another known class (amlodipine on a diabetes line) is identified, not unknown
             elif rec is None and (problem := self.validation.problem(res)):
@@ -1402,9 +1411,10 @@ class _Context:
     def _absent(self, name: str, feature: Feature, ignored: list[SourceRef],
                 unreadable: SourceRef | None = None) -> FeatureValue | MissingFeature:
         # the drugs not recognised as the class are named (and unreadable ones make the answer unknown) for what the
-        # model reads; an optional feature (one advice reads, CHA2DS2-VASc's `anticoagulated`) only says what it found
-        unrecognised, names = self._unrecognised(feature) if self._other_medications and feature.required \
-            else (None, [])
+        # model reads; an optional feature (one advice reads, CHA2DS2-VASc's `anticoagulated`) only says what it found,
+        # and names a drug of the class it did not count (its "No" is about counted drugs)
+        unrecognised, names = (self._unrecognised(feature, counted_only=not feature.required)
+                               if self._other_medications else (None, []))
         if feature.default is not None and feature.value != "quantity" and self._unusable:
             # a binary default asserts an answer ("Diabetes: No"); a matching record that cannot be read may say
             # otherwise, so the answer is unknown (a quantity's default selects the equations without that term)

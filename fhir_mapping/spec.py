@@ -84,6 +84,10 @@ class Source(_Strict):
     # MedicationRequest/MedicationStatement: a drug class (drugclasses/<id>.yaml), recognised by RxNorm code at any
     # term type or by ingredient or brand name, following medicationReference (fhir_mapping/medications.py)
     medication_class: str | None = None
+    # MedicationRequest/MedicationStatement: a current order or statement given for a reason in this value set (its
+    # reasonCode, or the Condition a reasonReference names) is a record of that reason: metformin ordered for
+    # prediabetes records prediabetes
+    reason_valueset: str | None = None
     # Observation: count only values strictly above this threshold (converted to `above_unit`), e.g. FiO2 above 21 %.
     # For an `exists` feature read newest first (aggregate `latest`), a value at or below it is a recorded "no" (0):
     # the newest reading decides, so an older oxygen flow never overrides a newer reading of room air.
@@ -127,8 +131,11 @@ class Source(_Strict):
 
     @model_validator(mode="after")
     def _one_filter(self) -> Source:
-        if not self.codes and not self.valueset and not self.where and not self.medication_class:
-            raise ValueError("a source needs `codes`, `valueset`, `medication_class` or `where`")
+        if not self.codes and not self.valueset and not self.where and not self.medication_class \
+                and not self.reason_valueset:
+            raise ValueError("a source needs `codes`, `valueset`, `medication_class`, `reason_valueset` or `where`")
+        if self.reason_valueset and self.resource not in ("MedicationRequest", "MedicationStatement"):
+            raise ValueError("`reason_valueset` only applies to MedicationRequest and MedicationStatement sources")
         if self.component and self.resource != "Observation":
             raise ValueError("`component` only applies to Observation sources")
         if self.text_holds_components and not self.component:
@@ -495,6 +502,7 @@ def load_feature_spec(path: Path, valuesets: ValueSetLibrary | None = None) -> F
     library = valuesets or ValueSetLibrary([path.parent / "valuesets"])
     for name, feature in spec.features.items():
         names = [s.valueset for s in feature.sources if s.valueset]
+        names += [s.reason_valueset for s in feature.sources if s.reason_valueset]
         if feature.answers and feature.answers.valueset:
             names.append(feature.answers.valueset)
         for vs_name in names:

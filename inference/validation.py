@@ -101,6 +101,8 @@ def spec_problems(path: Path, valuesets: ValueSetLibrary) -> tuple[FeatureSpec |
     for name, feature in spec.features.items():
         named = [(f"features.{name}.sources[{i}].valueset", s.valueset) for i, s in enumerate(feature.sources)
                  if s.valueset]
+        named += [(f"features.{name}.sources[{i}].reason_valueset", s.reason_valueset)
+                  for i, s in enumerate(feature.sources) if s.reason_valueset]
         if feature.answers and feature.answers.valueset:
             named.append((f"features.{name}.answers.valueset", feature.answers.valueset))
         for where, vs_name in named:

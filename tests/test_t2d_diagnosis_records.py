@@ -7,6 +7,8 @@ HbA1c 6.5 %; two abnormal results, of one test on two samples or of two tests, c
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -187,3 +189,90 @@ def test_two_hba1c_results_of_different_moments_stay_two_events() -> None:
     times = [e.time for e in timeline.events if e.code == f"LOINC/{HBA1C}"]
     assert len(times) == 2 and len(set(times)) == 2, timeline.events
     assert timeline.passed_over["Observation: the same event sent again"] == 1, timeline.passed_over
+
+
+# -- a glucose-lowering drug recognised but not counted ----------------------------------------------------------
+
+def _details_text(api: Any, card: dict[str, Any]) -> str:
+    url = next(link["url"] for link in card["links"] if "/details/" in link["url"])
+    page = api.client.get(url.replace("http://testserver", ""))
+    assert page.status_code == 200, page.text
+    return " ".join(re.sub(r"<[^>]+>", " ", html.unescape(page.text)).split())
+
+
+@pytest.mark.parametrize(("rxnorm", "display", "named"), [
+    ("1991306", "semaglutide 0.25 MG/DOSE Pen Injector [Ozempic]", "semaglutide"),
+    ("1545658", "empagliflozin 10 MG Oral Tablet", "empagliflozin"),
+])
+def test_a_glucose_lowering_drug_not_counted_is_named_beside_the_diabetes_check(api: Any, rxnorm: str, display: str,
+                                                                               named: str) -> None:
+    """A GLP-1 agonist or an SGLT2 inhibitor is prescribed without diabetes too, so it does not show diabetes. The
+    details page must not then say no glucose-lowering drug was found: it names the order and why it was not
+    counted."""
+    card = _card(api, ONSET, F.med_request(rxnorm, display=display))
+    assert _estimated(card), card["summary"]
+    text = _details_text(api, card)
+    check = text[text.index("Diabetes already diagnosed"):][:400]
+    assert "recognised as glucose-lowering" not in check, check
+    assert named in check.lower() and "not counted" in check, check
+
+
+# -- a drug ordered for prediabetes records prediabetes ----------------------------------------------------------
+
+METFORMIN = ("861007", "metformin hydrochloride 500 MG Oral Tablet")
+SNOMED = "http://snomed.info/sct"
+
+
+def _metformin_for(*, code: tuple[str, str] | None = None, condition: dict[str, Any] | None = None,
+                   status: str = "active", statement: bool = False) -> list[dict[str, Any]]:
+    """A metformin order (or statement) whose reason is a code, or a Condition it references."""
+    order = F.med_request(METFORMIN[0], display=METFORMIN[1], status=status)
+    if statement:
+        order["resourceType"] = "MedicationStatement"
+        order.pop("intent")
+        order["effectiveDateTime"] = order.pop("authoredOn")
+    if code is not None:
+        order["reasonCode"] = [{"coding": [{"system": code[0], "code": code[1]}]}]
+    if condition is not None:
+        order["reasonReference"] = [{"reference": f"Condition/{condition['id']}"}]
+        return [order, condition]
+    return [order]
+
+
+@pytest.mark.parametrize("records", [
+    _metformin_for(code=(ICD_CM, "R73.03")),                                # prediabetes
+    _metformin_for(code=(ICD_CM, "R7302")),                                 # impaired glucose tolerance, no dot
+    _metformin_for(code=(SNOMED, "714628002")),
+    _metformin_for(code=(ICD_CM, "R73.01"), statement=True),               # a statement: 'taking it for IFG'
+], ids=["order-R73.03", "order-R7302", "order-snomed", "statement-R73.01"])
+def test_metformin_given_for_prediabetes_records_prediabetes(api: Any, records: list[dict[str, Any]]) -> None:
+    """Metformin is used to delay type 2 diabetes in prediabetes (ADA 2025, section 3). Its order says why it was
+    given: that is a record of prediabetes, so the card never says "Prediabetes: No" beside it."""
+    card = _card(api, ONSET, *records)
+    assert _estimated(card), card["summary"]
+    assert "Prediabetes: **Yes**" in card["detail"], card["detail"]
+
+
+def test_a_drug_ordered_for_a_prediabetes_condition_that_was_refuted_records_nothing(api: Any) -> None:
+    """A reason that names a diagnosis later refuted gives no reason: the order records no prediabetes, and
+    metformin given for no stated reason is treatment of diabetes, so no estimate is given."""
+    refuted = _coded("R73.03", ICD_CM)
+    refuted["verificationStatus"]["coding"][0]["code"] = "refuted"
+    card = _card(api, ONSET, *_metformin_for(condition=refuted))
+    assert not _estimated(card) and "record shows diabetes" in card["detail"], card["detail"]
+
+
+@pytest.mark.parametrize("status", ["stopped", "completed", "entered-in-error"])
+def test_a_prediabetes_order_that_is_no_longer_current_records_nothing(api: Any, status: str) -> None:
+    """Only a current order is read, as for the drug classes: a stopped or completed one says nothing about now."""
+    card = _card(api, ONSET, *_metformin_for(code=(ICD_CM, "R73.03"), status=status))
+    assert "Prediabetes: No" in card["detail"], card["detail"]
+
+
+def test_metformin_for_prediabetes_referenced_condition_is_read(api: Any) -> None:
+    """The reason may be the Condition a reasonReference names (here coded in SNOMED CT, off the problem list:
+    its clinical status is resolved, which the problem-list source does not read)."""
+    cond = _coded("714628002", SNOMED)
+    cond["clinicalStatus"]["coding"][0]["code"] = "resolved"
+    card = _card(api, ONSET, *_metformin_for(condition=cond))
+    assert "Prediabetes: **Yes**" in card["detail"], card["detail"]

@@ -218,3 +218,17 @@ def test_serve_refuses_the_folder_listing_every_problem_before_binding(repo: Pat
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith("cannot start: 2 problems in the model repository")
     assert sorted(lines[1:]) == sorted([PLACEHOLDER, UNIT])
+
+
+@pytest.mark.parametrize(("source", "said"), [
+    ({"resource": "MedicationRequest", "reason_valueset": "no-such-set"}, "reason_valueset"),
+    ({"resource": "Condition", "reason_valueset": "hypertension"},
+     "`reason_valueset` only applies to MedicationRequest and MedicationStatement sources"),
+], ids=["unknown-set", "not-a-medication"])
+def test_a_reason_value_set_is_checked_like_any_value_set(repo: Path, source: dict[str, str], said: str) -> None:
+    """`reason_valueset` names a value set that must exist, and only a medication source can give a reason."""
+    edit(repo / FEATURES, lambda f: f["features"]["diabetes"]["sources"].append(source))
+    found = problems(validate(repo))
+    assert len(found) == 1 and said in found[0] and "features.diabetes.sources[5]" in found[0], found
+    if source["reason_valueset"] == "no-such-set":
+        assert "no-such-set" in found[0], found
