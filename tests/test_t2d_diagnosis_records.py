@@ -276,3 +276,27 @@ def test_metformin_for_prediabetes_referenced_condition_is_read(api: Any) -> Non
     cond["clinicalStatus"]["coding"][0]["code"] = "resolved"
     card = _card(api, ONSET, *_metformin_for(condition=cond))
     assert "Prediabetes: **Yes**" in card["detail"], card["detail"]
+
+
+# -- BMI from a weight and a height ----------------------------------------------------------------------------
+
+def _without_bmi(*extra: dict[str, Any]) -> list[dict[str, Any]]:
+    return [F.patient("p1", 50, "female"), F.bp_panel(130), F.quantity_obs("2085-9", 45, "mg/dL"), *extra]
+
+
+@pytest.mark.parametrize(("weight", "height"), [((95, "kg"), (170, "cm")), ((209.4, "[lb_av]"), (66.93, "[in_i]"))],
+                         ids=["metric", "us-customary"])
+def test_bmi_is_worked_out_from_a_weight_and_a_height(api: Any, weight: tuple[float, str],
+                                                      height: tuple[float, str]) -> None:
+    """95 kg and 170 cm (or 209.4 lb and 66.93 in, the same person) is a BMI of 95 / 1.70² = 32.87 kg/m² (WHO). A
+    record holding them and no BMI gets the estimate the recorded BMI of 32.9 gives."""
+    derived = fire(api, ONSET, _without_bmi(F.quantity_obs("29463-7", *weight), F.quantity_obs("8302-2", *height)))
+    recorded = fire(api, ONSET, _without_bmi(F.quantity_obs("39156-5", 32.9, "kg/m2")))
+    assert _estimated(derived), derived["summary"]
+    assert derived["summary"] == recorded["summary"], (derived["summary"], recorded["summary"])
+
+
+def test_a_weight_without_a_height_leaves_bmi_missing(api: Any) -> None:
+    """A weight alone gives no BMI: the card asks for one, as before."""
+    card = fire(api, ONSET, _without_bmi(F.quantity_obs("29463-7", 95, "kg")))
+    assert not _estimated(card) and "BMI" in card["detail"], card["detail"]
