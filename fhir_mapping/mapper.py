@@ -1137,7 +1137,7 @@ class _Context:
         elsewhere = self.elsewhere.get(id(res))
         if elsewhere is not None:
             raise _Skip(elsewhere)
-        _check_status(res, source)
+        provisional = _provisional_status(res, source)
         if source.resource.startswith("Medication"):
             _check_medication_period(res, self.at)
         when = parse_fhir_datetime(ref.date) if ref.date else None
@@ -1194,9 +1194,14 @@ class _Context:
                 raise _Unreadable(f"{read} is outside the usable range {_fmt(low)}–{_fmt(high)} {target}".rstrip())
             if not value > source.above:
                 why = f"{read} is not above {_fmt(source.above)} {target}".rstrip()
+                if provisional:
+                    raise _Skip(f"status is {provisional!r} ({why})")
                 if feature.value == "exists" and feature.aggregate == "latest":
                     return [_Candidate(0.0, when, _with(ref, original, unit, f"{why}: read as no"), res)]
                 raise _Skip(why)
+            if provisional:  # above the threshold, but not yet final: it may be confirmed, so it is not ignored
+                raise _Unreadable(f"{provisional}, not yet final: {read}, above {_fmt(source.above)} {target}"
+                                  .rstrip())
             if feature.value == "exists":
                 note = converted if bound is None else f"{read}, wholly above {_fmt(source.above)} {target}"
                 return [_Candidate(1.0, when, _with(ref, original, unit, note), res)]
@@ -1701,6 +1706,21 @@ def _check_status(res: Resource, source: Source) -> None:
                     f"has intent {intent!r}, not an order")
     if res.get("doNotPerform") is True:
         raise _Skip("is an order not to give it (doNotPerform)")
+
+
+def _provisional_status(res: Resource, source: Source) -> str | None:
+    """`_check_status`, except that a status among the source's `provisional_statuses` is returned, not refused: the
+    caller reads the result and leaves the feature unknown when it meets the threshold."""
+    try:
+        _check_status(res, source)
+    except _Unusable:
+        raise
+    except _Skip:
+        status = res.get("status")
+        if isinstance(status, str) and status in source.provisional_statuses:
+            return status
+        raise
+    return None
 
 
 def status_problem(res: Resource, source: Source) -> str | None:

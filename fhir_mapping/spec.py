@@ -96,6 +96,10 @@ class Source(_Strict):
     # the analyte whose molar mass converts this source's values (a fasting glucose in mmol/L beside HbA1c sources
     # of one feature): the feature's `analyte` otherwise
     analyte: str | None = None
+    # with `above`: statuses (beyond the counted ones) of a result not yet final ('preliminary'). One of them above the
+    # threshold leaves the feature unknown, since it may yet be confirmed (an HbA1c of 8.4 % reported preliminary
+    # cannot rule diabetes out); one at or below it is passed over, as any result of an uncounted status
+    provisional_statuses: tuple[str, ...] = ()
     # with `above`: values outside this range (in `above_unit`) are unusable, never read as "no" (FiO2 0.4 written
     # as %); for an `exists` feature an unusable newest reading leaves the feature unknown, never at its default
     usable_range: tuple[float, float] | None = None
@@ -147,6 +151,12 @@ class Source(_Strict):
         if set(self.prefer_codes) - set(self.codes):
             raise ValueError(f"`prefer_codes` must be among the source's `codes`: "
                              f"{', '.join(sorted(set(self.prefer_codes) - set(self.codes)))} is not")
+        if self.provisional_statuses and self.above is None:
+            raise ValueError("`provisional_statuses` needs `above` and `above_unit` (the threshold a result not yet "
+                             "final must meet to leave the feature unknown)")
+        if set(self.provisional_statuses) & set(self.allowed_statuses()):
+            raise ValueError(f"`provisional_statuses` must not repeat a counted status: "
+                             f"{', '.join(sorted(set(self.provisional_statuses) & set(self.allowed_statuses())))}")
         if self.usable_range is not None and self.above is None:
             raise ValueError("a source's `usable_range` needs `above` and `above_unit` (its unit)")
         if self.above_unit is not None and default_registry().lookup(self.above_unit) is None:

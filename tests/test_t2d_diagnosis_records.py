@@ -300,3 +300,37 @@ def test_a_weight_without_a_height_leaves_bmi_missing(api: Any) -> None:
     """A weight alone gives no BMI: the card asks for one, as before."""
     card = fire(api, ONSET, _without_bmi(F.quantity_obs("29463-7", 95, "kg")))
     assert not _estimated(card) and "BMI" in card["detail"], card["detail"]
+
+
+# -- a result in the diabetes range that is not yet final ---------------------------------------------------------
+
+@pytest.mark.parametrize("service", BOTH)
+@pytest.mark.parametrize(("code", "value", "unit", "days"), [
+    (HBA1C, 8.4, "%", 10), (FPG, 160, "mg/dL", 10), (OGTT_MASS, 240, "mg/dL", 10)])
+def test_a_preliminary_result_in_the_diabetes_range_leaves_diabetes_unknown(api: Any, service: str, code: str,
+                                                                            value: float, unit: str,
+                                                                            days: int) -> None:
+    """FHIR R4 Observation.status 'preliminary' is a result that exists but may be incomplete or unverified. An
+    HbA1c of 8.4 % reported so cannot be ignored for a model of people without diabetes: diabetes cannot be ruled
+    out, and the card says the result is preliminary."""
+    result = F.quantity_obs(code, value, unit, days=days, status="preliminary")
+    card = _card(api, service, result)
+    assert not _estimated(card), card["summary"]
+    assert "cannot be ruled out" in card["detail"] and "preliminary" in card["detail"], card["detail"]
+
+
+@pytest.mark.parametrize(("status", "value"), [("preliminary", 5.2), ("cancelled", 8.4), ("registered", 8.4)])
+def test_a_normal_preliminary_result_or_a_cancelled_one_changes_nothing(api: Any, status: str, value: float) -> None:
+    """A preliminary HbA1c of 5.2 % is below the diabetes range: it is passed over until it is final, as before. A
+    cancelled or registered (not yet measured) one is no result at all."""
+    card = _card(api, ONSET, F.quantity_obs(HBA1C, value, "%", days=10, status=status))
+    assert _estimated(card), card["summary"]
+
+
+def test_a_preliminary_result_beside_a_final_one_makes_the_confirmation_unknown(api: Any) -> None:
+    """A final fasting glucose of 150 mg/dL 15 months ago and a preliminary one of 140 mg/dL 16 months ago: one or
+    two results in the diabetes range, so diabetes cannot be ruled out (and no estimate is given)."""
+    card = _card(api, ONSET, F.quantity_obs(FPG, 140, "mg/dL", days=500, status="preliminary"),
+                 _lab(FPG, 150, "mg/dL", 460))
+    assert not _estimated(card), card["summary"]
+    assert "cannot be ruled out" in card["detail"], card["detail"]
