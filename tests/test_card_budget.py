@@ -225,3 +225,26 @@ def test_a_pce_card_with_orders_ldl_and_hba1c_unsent_fits_the_budget(api: Any) -
            "obtained)" in card["detail"], card["detail"]
     shown = visible_text(card["detail"])
     assert len(shown) <= MAX_VISIBLE, (len(shown), shown)
+
+
+@pytest.mark.parametrize("service", ["prevent-base", "prevent-full"])
+@pytest.mark.parametrize(("age", "sbp"), [(60, 150), (70, 150), (75, 128)])
+def test_a_prevent_card_with_orders_ldl_and_hba1c_unsent_fits_the_budget(api: Any, service: str, age: int,
+                                                                         sbp: int) -> None:
+    """A man of 60–75 at intermediate risk from an EHR that sent neither the orders nor the LDL-C nor the HbA1c key:
+    the unchecked "No"s, the check not made, the note that 30-year risks are for ages 30–59 and the other outputs
+    (PREVENT base had 711 visible characters at 60 and 713 at 70)."""
+    import fhirfactory as F
+    from hook_calls import fire
+
+    unsent = ("MedicationRequest?", "Observation?patient={{context.patientId}}&code=http://loinc.org|13457-7",
+              "Observation?patient={{context.patientId}}&code=http://loinc.org|4548-4")
+    record = F.pce_record(age=age, gender="male", tc=240, hdl=40, sbp=sbp)
+    record += [F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}", days=30), F.quantity_obs("39156-5", 28, "kg/m2")]
+    card = fire(api, service, record, unsent=unsent)
+    if service == "prevent-full":  # the add-on equations need to know whether there is an HbA1c: none is given
+        assert "not calculated" in card["summary"], card["summary"]
+    else:
+        assert "(intermediate)" in card["summary"] and "Not fully checked (taken as No)" in card["detail"], card
+    shown = visible_text(card["detail"])
+    assert len(shown) <= MAX_VISIBLE, (len(shown), shown)

@@ -604,7 +604,7 @@ def test_prevent_30_year_outputs_only_for_ages_30_to_59(api: Any) -> None:
     young_outcomes = [p["outcome"]["text"] for p in risk_assessment(young)["prediction"]]
     assert not any("30-year" in t for t in old_outcomes)
     assert "30-year total CVD" not in old["detail"]
-    assert "30-year risks: for ages 30–59 only" in old["detail"]
+    assert "30-year risks: ages 30–59 only" in old["detail"]
     assert sum("30-year" in t for t in young_outcomes) == 3
 
 

@@ -242,7 +242,7 @@ def test_a_diabetes_no_that_could_not_be_checked_against_the_orders_does_not_car
     # blood pressure treatment is read from the same orders: the estimate takes it as untreated (Goff 2013 and Khan
     # 2024 weigh treated and untreated pressure differently)
     assert "Not fully checked (taken as No): diabetes, on blood pressure treatment" in consider, consider
-    assert "a moderate-intensity statin whatever the risk" in consider, consider
+    assert "a moderate-intensity statin at any risk" in consider, consider
     read = fire(api, service, record)
     coded = fire(api, service, woman_50(CODED_DIABETES))
     assert risk(read) == risk(coded), (read["summary"], coded["summary"])
