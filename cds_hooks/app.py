@@ -41,6 +41,7 @@ from cds_hooks.replay import open_replay_store
 from cds_hooks.web import register_pages
 from cds_hooks.details.routes import WAIT_FOR_RECORDER_SECONDS, register_details
 from cds_hooks.details.smart import register_smart
+from cds_hooks.head_requests import HeadAsGetMiddleware
 from cds_hooks.security_headers import HardeningMiddleware
 from cds_hooks.openapi_doc import install_openapi
 from inference.repository import ModelEntry, ModelRepository
@@ -154,6 +155,7 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> FastAPI:
     # outermost: body-size limit and 415 on every route, security headers on every response (docs/security.md)
     app.add_middleware(HardeningMiddleware, max_body_bytes=settings.server.max_body_bytes,
                        frame_ancestors=settings.server.frame_ancestors)
+    app.add_middleware(HeadAsGetMiddleware)  # HEAD is the GET without its body (RFC 9110 §9.3.2)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:

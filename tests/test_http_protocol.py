@@ -180,3 +180,19 @@ def test_a_local_peer_stays_local_whatever_x_forwarded_for_says(tmp_path: Path) 
         assert httpx.post(f"{proxied.base}/preview/token", json=body).status_code == 200
     finally:
         proxied.stop()
+
+
+def test_a_served_head_request_gets_the_get_head_and_no_body(tmp_path: Path) -> None:
+    """Through the served protocol (uvicorn with the one-write head): HEAD /healthz and /readyz answer as their GET
+    does, Content-Length included, with no body, and the connection stays usable for the next request."""
+    served = start_service(tmp_path, name="head")
+    try:
+        with httpx.Client(base_url=served.base) as client:
+            for path in ("/healthz", "/readyz"):
+                got = client.get(path)
+                head = client.head(path)
+                assert head.status_code == got.status_code == 200, (path, head.status_code, got.status_code)
+                assert head.content == b"" and head.headers["content-length"] == got.headers["content-length"]
+            assert client.get("/healthz").status_code == 200  # the same keep-alive connection, in step
+    finally:
+        served.stop()

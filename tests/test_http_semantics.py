@@ -83,3 +83,28 @@ def test_a_what_if_value_no_float_holds_is_a_client_error(api: Any) -> None:
     resp = client.post(path + "/what-if", content=b'{"set": {"age": 1' + b"0" * 400 + b"}}",
                        headers={"Content-Type": "application/json"})
     assert resp.status_code == 422, (resp.status_code, resp.text[:200])
+
+
+def test_head_is_answered_as_the_get_without_its_body(api: Any) -> None:
+    """RFC 9110 §9.1 and §9.3.2: every general-purpose server supports HEAD, answered with the status and header
+    fields the GET would have had, and no body. Load balancers and uptime monitors probe with it; GET routes had
+    answered 405."""
+    for path in ("/cds-services", "/healthz", "/readyz", "/metrics"):
+        got, head = api.get(path), api.client.head(path, headers=api.headers(path))
+        assert head.status_code == got.status_code, (path, head.status_code, got.status_code)
+        assert head.content == b"", (path, head.content[:80])
+        for field in ("content-type", "content-length", "cache-control", "x-content-type-options"):
+            assert head.headers.get(field) == got.headers.get(field), (path, field, dict(head.headers))
+
+
+def test_head_on_a_path_with_no_get_is_405_with_allow(api: Any) -> None:
+    """HEAD mirrors GET: where there is no GET (a service is called with POST), HEAD gets the GET's 405 and Allow."""
+    resp = api.client.head(SERVICE, headers=api.headers(SERVICE))
+    assert resp.status_code == 405 and "POST" in resp.headers.get("allow", ""), dict(resp.headers)
+    assert resp.content == b""
+
+
+def test_an_unauthenticated_head_is_refused_as_the_get_is(api: Any) -> None:
+    """HEAD is no way around authentication: without a token it gets the GET's 401 and challenge."""
+    resp = api.client.head("/cds-services")
+    assert resp.status_code == 401 and resp.headers.get("www-authenticate") == "Bearer", dict(resp.headers)
