@@ -100,6 +100,9 @@ def _check_authorization(auth: Any) -> None:
     expires = auth.get("expires_in")
     if isinstance(expires, bool) or not isinstance(expires, int):
         raise bad_request("fhirAuthorization.expires_in is required (seconds)", "fhirAuthorization.expires_in")
+    if expires < 0:  # a lifetime (RFC 6749 §5.1) is never negative: a client that sends one is broken
+        raise bad_request(f"fhirAuthorization.expires_in must be a lifetime in seconds, 0 or more, not {expires}",
+                          "fhirAuthorization.expires_in")
 
 
 def _check_prefetch(prefetch: Any) -> None:

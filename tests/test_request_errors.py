@@ -82,6 +82,18 @@ def test_fhir_authorization_needs_fhir_server(api: Any) -> None:
     assert resp.status_code == 400 and field_of(resp) == "fhirServer"
 
 
+@pytest.mark.parametrize("expires_in", [-1, -300])
+def test_a_negative_token_lifetime_is_400_naming_the_field(api: Any, expires_in: int) -> None:
+    """RFC 6749 §5.1: expires_in is the token's lifetime in seconds; a negative one is no lifetime, and a client that
+    sends one is broken, so the call is refused naming the field (it had been accepted)."""
+    body = F.hook_request({}, fhirServer="http://127.0.0.1:1/fhir", fhirAuthorization={
+        "access_token": "t", "token_type": "Bearer", "expires_in": expires_in, "scope": "patient/*.read",
+        "subject": "cds"})
+    resp = api.post(SERVICE, json=body)
+    assert resp.status_code == 400 and field_of(resp) == "fhirAuthorization.expires_in", resp.text
+    assert str(expires_in) in resp.text
+
+
 def test_body_too_large_is_413(settings_factory: Any, local_key: Any) -> None:
     from fastapi.testclient import TestClient
 
