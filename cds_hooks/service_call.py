@@ -139,6 +139,7 @@ class ServiceCaller:
                 cut = _mark_truncated(service, outcome, result, self.max_pages)
                 if isinstance(champion.spec, FeatureSpec) and not isinstance(champion.spec, TimelineFeatureSpec):
                     carry_into_derived(champion.spec, result, [*gone, *cut])
+                    gone += _derived_from_unobtained(champion.spec, result, gone)
                 mark_record_gaps(result, champion.spec, service.plan, outcome.failed, outcome.truncated)  # timelines
                 return result, gone
 
@@ -158,7 +159,12 @@ class ServiceCaller:
             timings["mapping"] = (time.perf_counter() - t1) * 1000
             required_gone = [name for name in unobtainable if mapping.missing[name].required]
             if required_gone:
-                keys = sorted({k for k in outcome.failed if set(service.plan[k].features) & set(required_gone)})
+                feeding = set(required_gone)  # with the inputs a derived one rests on (an eGFR's creatinine)
+                for name in reversed(champion.spec.derivation_order()
+                                     if isinstance(champion.spec, FeatureSpec) else []):
+                    if name in feeding:
+                        feeding |= champion.spec.derived_inputs(name)
+                keys = sorted({k for k in outcome.failed if set(service.plan[k].features) & feeding})
                 detail = "; ".join(f"{k}: {outcome.failed[k]}" for k in keys)
                 raise ApiError(412, f"required data could not be obtained ({detail})", "prefetch", code="not-found")
 
@@ -333,6 +339,21 @@ def _same_patients_encounter(index: Any, patient_id: str, encounter_id: Any) -> 
             raise bad_request(f"context.encounterId names Encounter/{encounter_id}, which {elsewhere[id(res)]} "
                               "according to the prefetch: a card for context.patientId cannot be filed against it",
                               "context.encounterId")
+
+
+def _derived_from_unobtained(spec: FeatureSpec, mapping: MappingResult, gone: list[str]) -> list[str]:
+    """Derived features left unknown because an input's search could not be obtained (an eGFR with no reported
+    value, whose creatinine search the EHR did not answer): their data could not be obtained either, so a required
+    one takes the 412 path its own unobtained search would (CDS Hooks: required data that cannot be obtained)."""
+    lost, found = set(gone), []
+    for name in spec.derivation_order():
+        missing = mapping.missing.get(name)
+        if name in mapping.values or missing is None or not missing.unread or name in lost:
+            continue
+        if spec.derived_inputs(name) & lost:
+            lost.add(name)
+            found.append(name)
+    return found
 
 
 def _mark_unobtainable(service: CdsService, outcome: PrefetchOutcome, mapping: MappingResult) -> list[str]:

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 import fhirfactory as F
-from hook_calls import module_app
+from cds_hooks.bundle_prefetch import prefetch_from_resources
+from hook_calls import module_app, templates
 from test_card_statements import details_page
 from test_diabetes_records import ICD, _fire_with, _record, _said
 
@@ -32,26 +33,39 @@ def _without(record: list[dict[str, Any]], code: str) -> list[dict[str, Any]]:
     return [r for r in record if not (r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] == code)]
 
 
-@pytest.mark.parametrize("how", ["cut short", "not sent"])
-@pytest.mark.parametrize("service", ["kfre-4var", "prevent-base"])
-def test_an_egfr_resting_on_an_unread_creatinine_search_is_unknown_not_absent(api: Any, service: str,
-                                                                               how: str) -> None:
-    """No eGFR on record, and the creatinine search cut short (three matched, none sent) or not sent: the eGFR
-    computed from a creatinine (CKD-EPI 2021) is unknown, as the eGFR service says of the same record, not "Nothing
-    usable on record", on the card and on the details page."""
+def _egfr_record(service: str) -> list[dict[str, Any]]:
+    """No eGFR and no creatinine on record."""
     if service == "kfre-4var":
-        record = [F.patient("p1", 60, "male"), F.quantity_obs("9318-7", 80, "mg/g")]
-    else:
-        record = _without(_record("prevent-base", age=60, tc=200, hdl=45, sbp=160, treated=True), "98979-8")
-    if how == "cut short":
-        card = _fire_with(api, service, record, truncate=(CREATININE,))
-    else:
-        card = _fire_with(api, service, record, unsent_keys=("observation-creatinine",))
+        return [F.patient("p1", 60, "male"), F.quantity_obs("9318-7", 80, "mg/g")]
+    return _without(_record("prevent-base", age=60, tc=200, hdl=45, sbp=160, treated=True), "98979-8")
+
+
+@pytest.mark.parametrize("service", ["kfre-4var", "prevent-base"])
+def test_an_egfr_resting_on_an_unread_creatinine_search_is_unknown_not_absent(api: Any, service: str) -> None:
+    """No eGFR on record, and the creatinine search cut short (three matched, none sent): the eGFR computed from a
+    creatinine (CKD-EPI 2021) is unknown, as the eGFR service says of the same record, not "Nothing usable on
+    record", on the card and on the details page."""
+    card = _fire_with(api, service, _egfr_record(service), truncate=(CREATININE,))
     assert "not calculated: missing eGFR" in card["summary"], card["summary"]
     assert "Nothing usable on record" not in card["detail"], card["detail"]
     assert "Nothing usable on record" not in details_page(api, card)
     same = _fire_with(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male")], truncate=(CREATININE,))
     assert "search was cut short" in same["detail"], same["detail"]
+
+
+@pytest.mark.parametrize("service", ["kfre-4var", "prevent-base"])
+@pytest.mark.parametrize("unsent", ["observation-creatinine", "observation-egfr"])
+def test_an_egfr_whose_creatinine_or_own_search_was_not_sent_is_412(api: Any, service: str, unsent: str) -> None:
+    """CDS Hooks: required data that cannot be obtained is answered 412. With no eGFR on record the model needs the
+    creatinine to compute one, so an EHR that sent neither that key nor a FHIR server gets the same 412, naming the
+    key, as one that did not send the eGFR key (the creatinine case had been a 200 card)."""
+    context = {"userId": "Practitioner/example", "patientId": "p1"}
+    prefetch = prefetch_from_resources(templates(api, service), _egfr_record(service), context)
+    assert unsent in prefetch, sorted(prefetch)
+    prefetch.pop(unsent)
+    resp = api.post(f"/cds-services/{service}", json=F.hook_request(prefetch))
+    assert resp.status_code == 412, resp.text
+    assert unsent in resp.json()["issue"][0]["diagnostics"], resp.text
 
 
 def test_a_cut_short_cholesterol_search_orders_no_new_lipid_panel(api: Any) -> None:
@@ -88,19 +102,15 @@ WEIGHT = "Observation?patient={{context.patientId}}&code=http://loinc.org|29463-
 
 @pytest.mark.parametrize("service", ["kfre-4var", "prevent-base"])
 def test_the_details_page_orders_no_creatinine_when_the_card_does_not(api: Any, service: str) -> None:
-    """No eGFR on record and the creatinine key not sent (no FHIR server): the card says the eGFR is unknown and
-    drafts no creatinine order, since a creatinine may be on record unread. The details page for the same
-    prediction says the same: no test to order before the record is read."""
-    if service == "kfre-4var":
-        record = [F.patient("p1", 60, "male"), F.quantity_obs("9318-7", 80, "mg/g")]
-    else:
-        record = _without(_record("prevent-base", age=60, tc=200, hdl=45, sbp=160, treated=True), "98979-8")
-    card = _fire_with(api, service, record, unsent_keys=("observation-creatinine",))
+    """No eGFR on record and the creatinine search cut short: the card says the eGFR is unknown and drafts no
+    creatinine order, since a creatinine may be on record unread. The details page for the same prediction says
+    the same: no test to order while results on record were not read."""
+    card = _fire_with(api, service, _egfr_record(service), truncate=(CREATININE,))
     assert "not calculated: missing eGFR" in card["summary"], card["summary"]
     assert not any(s["label"].startswith("Order ") for s in card.get("suggestions", [])), card.get("suggestions")
     page = details_page(api, card)
     assert "order: Creatinine" not in page, page
-    assert "no test to order before the record is read" in page, page
+    assert "no test to order: results on record were not read" in page, page
 
 
 def test_a_bmi_with_no_height_on_record_stays_nothing_on_record_beside_a_cut_short_weight_search(api: Any) -> None:
