@@ -28,7 +28,8 @@ HOOK_REQUEST: dict[str, Any] = {
         "hookInstance": {"type": "string", "format": "uuid"},
         "fhirServer": {"type": "string", "format": "uri"},
         "fhirAuthorization": {"type": "object", "properties": {
-            "access_token": {"type": "string"}, "token_type": {"type": "string"}, "expires_in": {"type": "integer", "minimum": 0},
+            "access_token": {"type": "string"}, "token_type": {"type": "string"},
+            "expires_in": {"type": "integer", "minimum": 0},
             "scope": {"type": "string"}, "subject": {"type": "string"}}},
         "context": {"type": "object", "required": ["userId", "patientId"], "properties": {
             "userId": {"type": "string"}, "patientId": {"type": "string"}, "encounterId": {"type": "string"}}},
