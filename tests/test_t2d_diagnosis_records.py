@@ -1,5 +1,6 @@
-"""The T2D onset demonstrations are for adults without diabetes: records that show diabetes in ways other than an E08–E14
-code or one HbA1c must refuse the estimate, and a glucose tolerance result must not sit beside "Prediabetes: No".
+"""The T2D onset demonstrations are for adults without diabetes: records that show diabetes in ways other than an
+E08–E14 code or one HbA1c must refuse the estimate, and a glucose tolerance result must not sit beside "Prediabetes:
+No".
 
 Reference: ADA Standards of Care in Diabetes 2025, section 2 (Table 2.1: FPG 126 mg/dL, 2-h OGTT glucose 200 mg/dL,
 HbA1c 6.5 %; two abnormal results, of one test on two samples or of two tests, confirm; Table 2.5: 2-h glucose

@@ -238,7 +238,8 @@ def test_a_reason_value_set_is_checked_like_any_value_set(repo: Path, source: di
     ({"resource": "Observation", "codes": ["http://loinc.org|4548-4"], "provisional_statuses": ["preliminary"]},
      "`provisional_statuses` needs `above` and `above_unit`"),
     ({"resource": "Observation", "codes": ["http://loinc.org|4548-4"], "above": 6.49, "above_unit": "%",
-      "provisional_statuses": ["preliminary", "final"]}, "`provisional_statuses` must not repeat a counted status: final"),
+      "provisional_statuses": ["preliminary", "final"]},
+     "`provisional_statuses` must not repeat a counted status: final"),
 ], ids=["without-a-threshold", "a-counted-status"])
 def test_provisional_statuses_need_a_threshold_and_new_statuses(repo: Path, source: dict[str, Any], said: str) -> None:
     """A result not yet final leaves a feature unknown only when it meets a threshold, and a status already counted
