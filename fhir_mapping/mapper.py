@@ -669,6 +669,9 @@ class _Context:
         # readable one among them (an interface that sends the value and a comment row) gives the value, whatever
         # the order of the bundle
         held: tuple[tuple[Any, ...], SourceRef] | None = None
+        # for `exists`, any record shows the presence: a newer result that cannot be read (an FPG without a unit)
+        # leaves it unknown only if no older record shows it (a diabetes diagnosis coded years before)
+        unsure: SourceRef | None = None
         for i, (key, res, source) in enumerate(keyed):
             if held is not None and key[:2] < held[0][:2]:
                 return self._newest_stands(name, feature, held[1], ignored)
@@ -682,6 +685,9 @@ class _Context:
                         break  # all after it are older still
                     continue  # a date alone placed at the latest it can mean: timed readings after it may be newer
                 if isinstance(why, _Unreadable) and _reads_presence(feature, source):
+                    if feature.aggregate == "exists":
+                        unsure = unsure or ignored[-1]
+                        continue
                     return self._unknown(name, feature, ignored[-1], ignored)
                 if isinstance(why, _Bound) and not _reads_presence(feature, source):
                     # the newest result says the value is below (or above) a limit: an older measurement is not
@@ -707,11 +713,16 @@ class _Context:
                     return self._unplaced(name, feature, valid[0].ref, rival, ignored, twins=twins)
                 return self._aggregate(name, feature, valid)
             if _reads_presence(feature, source):
+                if feature.aggregate == "exists":
+                    unsure = unsure or ignored[-1]
+                    continue
                 return self._unknown(name, feature, ignored[-1], ignored)
             if feature.value in ("quantity", "coded"):  # read, but not valid FHIR R4: as above, the newest stands
                 held = held or (key, ignored[-1])
         if held is not None:
             return self._newest_stands(name, feature, held[1], ignored)
+        if unsure is not None:
+            return self._unknown(name, feature, unsure, ignored)
         return self._absent(name, feature, ignored)
 
     def _newest_stands(self, name: str, feature: Feature, bound: SourceRef,

@@ -764,3 +764,26 @@ def test_a_newer_blood_pressure_written_as_text_or_in_snomed_ct_is_not_passed_ov
     snomed["component"][0]["code"] = {"coding": [{"system": F.SNOMED, "code": "271649006"}]}
     card = fire(api, service, record + [snomed])
     assert "**168 mmHg**" in card["detail"], card["detail"]
+
+
+@pytest.mark.parametrize(("extra", "points", "why"), [
+    ([F.quantity_obs("1558-6", 140, "mg/dL", days=60)], 1, "a fasting glucose of 140 mg/dL: D"),
+    ([F.quantity_obs("14771-0", 7.4, "mmol/L", days=60)], 1, "7.4 mmol/L is above 7 mmol/L: D"),
+    ([F.quantity_obs("1558-6", 125, "mg/dL", days=60)], 0, "125 mg/dL is not above 125"),
+    ([F.quantity_obs("1558-6", 160, "mg/dL", days=900)], 0, "older than the 2-year window"),
+    ([F.quantity_obs("2345-7", 190, "mg/dL", days=60)], 0, "a random glucose is not a fasting one"),
+    # a diagnosis stands beside a newer normal fasting glucose (control is not cure), and beside a newer one
+    # whose value cannot be read
+    ([F.condition("44054006", display="Diabetes mellitus type 2"), F.quantity_obs("1558-6", 92, "mg/dL", days=5)], 1,
+     "a diagnosis and a newer normal glucose"),
+    ([F.condition("44054006", display="Diabetes mellitus type 2"),
+      F.quantity_obs("1558-6", 92, "", days=5, ucum=False)], 1, "a diagnosis and a newer glucose without a unit"),
+], ids=["fpg-140", "fpg-mmol", "fpg-125", "fpg-old", "random-glucose", "dx-and-normal-fpg", "dx-and-unreadable-fpg"])
+def test_cha2ds2_vasc_scores_diabetes_from_a_fasting_glucose_above_125(api: Any, extra: list[dict[str, Any]],
+                                                                        points: int, why: str) -> None:
+    """2020 ESC AF guideline, Table 9 (and CHA2DS2-VA, 2024 ESC): D is treatment with oral hypoglycaemic drugs
+    and/or insulin, or a fasting blood glucose above 125 mg/dL (7 mmol/L). A man of 60 with AF and an undiagnosed
+    fasting glucose of 140 mg/dL scores 1, not 0: the point that moves a man from 'consider' to 'recommended' once
+    one more factor is present."""
+    card = fire(api, "cha2ds2-vasc", MAN_60_WITH_AF + extra)
+    assert card["summary"].startswith(f"CHA2DS2-VASc {points} "), (why, card["summary"])

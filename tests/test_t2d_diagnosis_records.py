@@ -335,3 +335,16 @@ def test_a_preliminary_result_beside_a_final_one_makes_the_confirmation_unknown(
                  _lab(FPG, 150, "mg/dL", 460))
     assert not _estimated(card), card["summary"]
     assert "cannot be ruled out" in card["detail"], card["detail"]
+
+
+def test_a_newer_result_that_cannot_be_read_does_not_hide_an_older_record_of_prediabetes(api: Any) -> None:
+    """Prediabetes coded on the problem list two years ago and an HbA1c last week reported as '<6.0 %' (below the
+    diabetes range, but it may or may not be 5.7 % or more): the code shows prediabetes whatever that result is, so
+    the card says "Yes" (it had said prediabetes was unknown and gave no estimate)."""
+    coded = _coded("R73.03", ICD_CM)
+    coded["onsetDateTime"] = "2024-06-01"
+    bound = _lab(HBA1C, 6.0, "%", 7)
+    bound["valueQuantity"]["comparator"] = "<"
+    card = _card(api, ONSET, coded, bound)
+    assert _estimated(card), card["summary"]
+    assert "Prediabetes: **Yes**" in card["detail"], card["detail"]
