@@ -787,3 +787,23 @@ def test_cha2ds2_vasc_scores_diabetes_from_a_fasting_glucose_above_125(api: Any,
     one more factor is present."""
     card = fire(api, "cha2ds2-vasc", MAN_60_WITH_AF + extra)
     assert card["summary"].startswith(f"CHA2DS2-VASc {points} "), (why, card["summary"])
+
+
+def _khan_woman() -> list[dict[str, Any]]:
+    """Khan 2024's sample woman of 50 (TC 200, HDL 45, treated SBP 160, non-smoker, eGFR 90, BMI 35, diabetes)."""
+    return [F.patient("p1", 50, "female"), F.quantity_obs("2093-3", 200, "mg/dL"),
+            F.quantity_obs("2085-9", 45, "mg/dL"), F.bp_panel(160), F.smoking(F.NEVER_SMOKER),
+            F.med_request("314076", display="lisinopril 10 MG Oral Tablet"),
+            F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}"), F.quantity_obs("39156-5", 35, "kg/m2"),
+            F.condition("44054006", display="Type 2 diabetes mellitus")]
+
+
+@pytest.mark.parametrize("service", ["ascvd-pce-10y", "prevent-base", "prevent-full"])
+@pytest.mark.parametrize("loinc", ["22748-8", "39469-2", "69419-0"])
+def test_an_ldl_reported_in_mmol_per_l_gets_the_ldl_190_advice(api: Any, service: str, loinc: str) -> None:
+    """Laboratories that report LDL-C in mmol/L code it under the substance-concentration LOINC codes (22748-8;
+    39469-2 calculated; 69419-0 direct assay). 5.3 mmol/L is 205 mg/dL: the 2018 AHA/ACC cholesterol guideline's
+    LDL-C of 190 mg/dL (4.9 mmol/L) or more, a high-intensity statin whatever the estimated risk (class I, 20–75).
+    Under these codes the result was never read, and the card gave the diabetes band's advice instead."""
+    card = fire(api, service, _khan_woman() + [F.quantity_obs(loinc, 5.3, "mmol/L")])
+    assert "LDL-C of 190 mg/dL" in card["detail"], card["detail"]
