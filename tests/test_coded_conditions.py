@@ -807,3 +807,20 @@ def test_an_ldl_reported_in_mmol_per_l_gets_the_ldl_190_advice(api: Any, service
     Under these codes the result was never read, and the card gave the diabetes band's advice instead."""
     card = fire(api, service, _khan_woman() + [F.quantity_obs(loinc, 5.3, "mmol/L")])
     assert "LDL-C of 190 mg/dL" in card["detail"], card["detail"]
+
+
+@pytest.mark.parametrize("service", ["prevent-base", "t2d-onset-5y"])
+@pytest.mark.parametrize(("weight_code", "height_code"), [("3141-9", "8302-2"), ("29463-7", "3137-7"),
+                                                          ("3141-9", "3137-7")])
+def test_bmi_is_worked_out_from_a_measured_weight_and_height(api: Any, service: str, weight_code: str,
+                                                             height_code: str) -> None:
+    """'Body weight Measured' (LOINC 3141-9) and 'Body height Measured' (3137-7) are the codes many EHRs and devices
+    send beside, or instead of, the vital-signs profile's 29463-7 and 8302-2. With no BMI on record, 95 kg and 170 cm
+    give a BMI (32.9 kg/m²), not 'Nothing usable on record'."""
+    if service == "prevent-base":
+        record = [r for r in _khan_woman() if r.get("code", {}).get("coding", [{}])[0].get("code") != "39156-5"]
+    else:
+        record = [F.patient("p1", 50, "female"), F.bp_panel(130), F.quantity_obs("2085-9", 45, "mg/dL")]
+    record += [F.quantity_obs(weight_code, 95, "kg"), F.quantity_obs(height_code, 170, "cm")]
+    card = fire(api, service, record)
+    assert "not calculated" not in card["summary"] and "%" in card["summary"], (card["summary"], card["detail"])
