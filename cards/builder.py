@@ -83,6 +83,26 @@ def _unchecked(fv: FeatureValue) -> str:
     return f" — not fully checked ({searches_lacking(fv.unchecked)})" if fv.unchecked else ""
 
 
+_UNCONFIRMED = ("provisional", "differential", "unconfirmed")
+
+
+def _set_aside(fv: FeatureValue) -> str:
+    """' — not counted: Type 2 diabetes mellitus (provisional)' for a "No" beside diagnoses of its kind on record that
+    are not confirmed (FHIR verification status provisional, differential or unconfirmed): set aside, not absent, so
+    the card names them as it names the drugs it does not count; else nothing."""
+    named = []
+    for ref in fv.sources:
+        status = (ref.note or "").removeprefix("verification status is ")
+        if ref.resource_type == "Condition" and status in _UNCONFIRMED:
+            named.append(f"{ref.display or ref.reference or 'a diagnosis'} ({status})")
+    named = list(dict.fromkeys(named))
+    if not named:
+        return ""
+    if len(named) > 2:
+        return f" — {len(named)} unconfirmed diagnoses not counted (see full reasoning)"
+    return " — not counted: " + clip_words("; ".join(named), 100)
+
+
 def _common_view(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult, ctx: CardContext) -> dict[str, Any]:
     """What every card kind shares: the short list of assumptions. Everything else lives on the details page."""
     return {"inputs": [], "other_outputs": [], "withheld": [], "missing": [],
@@ -115,7 +135,7 @@ def _assumed(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult,
         feature = spec.features.get(name)
         if fv is None or not fv.defaulted or (feature is not None and feature.present_of):
             continue  # population checks and "measured?" flags are spelled out on the details page
-        if name in said and fv.unchecked and not fv.unrecognised:
+        if name in said and fv.unchecked and not fv.unrecognised and not _set_aside(fv):
             continue
         value = unmeasured(bool(fv.sources)) if fv.unit is not None else (
             fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value))
@@ -123,7 +143,10 @@ def _assumed(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult,
         if src is not None and src.resource_type == "Patient" and src.original_value:
             value += f" (recorded: {src.original_value})"  # e.g. race not recorded, or a race the equations lack
         why = _unchecked(fv)
-        at = add(fv.label or name, value, why, bool(why) or fv.unit is not None)  # "HbA1c, …: not recorded"
+        aside = _set_aside(fv)
+        at = add(fv.label or name, value, why, (bool(why) or fv.unit is not None) and not aside)
+        if aside:  # "Diabetes: No — not counted: Type 2 diabetes mellitus (provisional)"
+            suffixes.append((at, aside))
         if fv.unrecognised:
             count = len(fv.unrecognised)
             what = "not counted" if not_counted_only(fv.unrecognised) else "not recognised"
@@ -141,7 +164,14 @@ def _assumed(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult,
             feature = spec.features.get(rule.feature)
             add(fv.label or rule.feature,
                 fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value),
-                _unchecked(fv), True)
+                _unchecked(fv) + _set_aside(fv), True)
+        elif fv is not None and fv.defaulted and _set_aside(fv) and rule.feature not in said:
+            # a check answered "No" beside an unconfirmed diagnosis of its kind (a provisional myocardial infarction
+            # beside a primary-prevention estimate): the card names what it set aside
+            feature = spec.features.get(rule.feature)
+            add(fv.label or rule.feature,
+                fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value),
+                _set_aside(fv), False)
     # a check read only when recorded, whose search the EHR did not answer in full, was not made: the estimate
     # stands (an LDL-C, a pregnancy on the problem list), and the card says what went unchecked
     for rule in manifest.population:

@@ -824,3 +824,32 @@ def test_bmi_is_worked_out_from_a_measured_weight_and_height(api: Any, service: 
     record += [F.quantity_obs(weight_code, 95, "kg"), F.quantity_obs(height_code, 170, "cm")]
     card = fire(api, service, record)
     assert "not calculated" not in card["summary"] and "%" in card["summary"], (card["summary"], card["detail"])
+
+
+@pytest.mark.parametrize("service", ["ascvd-pce-10y", "prevent-base"])
+@pytest.mark.parametrize(("verification", "code", "display", "shown"), [
+    ("provisional", "44054006", "Type 2 diabetes mellitus", "Diabetes: No — not counted: Type 2 diabetes mellitus "
+                                                            "(provisional)"),
+    ("differential", "44054006", "Type 2 diabetes mellitus", "Diabetes: No — not counted: Type 2 diabetes mellitus "
+                                                             "(differential)"),
+    ("provisional", "22298006", "Myocardial infarction", "not counted: Myocardial infarction (provisional)"),
+])
+def test_a_diagnosis_set_aside_as_unconfirmed_is_named_on_the_card(api: Any, service: str, verification: str,
+                                                                   code: str, display: str, shown: str) -> None:
+    """FHIR R4 verificationStatus 'provisional' is a tentative diagnosis still under consideration, 'differential'
+    one of a set of possible diagnoses: neither is confirmed, so neither counts, and neither is refuted. The estimate
+    then assumes the diagnosis away, and the card must say so, as it names the drugs it does not count (the details
+    page alone had said it)."""
+    base = _khan_woman()[:-1] if service == "prevent-base" else list(MAN_60_WITH_AF[:1]) + F.pce_record()[1:]
+    card = fire(api, service, base + [F.condition(code, verification=verification, display=display)])
+    assert "%" in card["summary"], card["summary"]
+    assert shown in card["detail"].replace("\\", ""), card["detail"]
+
+
+@pytest.mark.parametrize("verification", ["refuted", "entered-in-error", "confirmed"])
+def test_a_refuted_or_confirmed_diagnosis_is_not_called_unconfirmed(api: Any, verification: str) -> None:
+    """A refuted or entered-in-error diagnosis is no diagnosis, and a confirmed one counts: neither is named as set
+    aside."""
+    card = fire(api, "prevent-base", _khan_woman()[:-1] + [F.condition("44054006", verification=verification,
+                                                                       display="Type 2 diabetes mellitus")])
+    assert "not counted: Type 2 diabetes" not in card["detail"], card["detail"]
