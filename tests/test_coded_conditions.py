@@ -853,3 +853,28 @@ def test_a_refuted_or_confirmed_diagnosis_is_not_called_unconfirmed(api: Any, ve
     card = fire(api, "prevent-base", _khan_woman()[:-1] + [F.condition("44054006", verification=verification,
                                                                        display="Type 2 diabetes mellitus")])
     assert "not counted: Type 2 diabetes" not in card["detail"], card["detail"]
+
+
+@pytest.mark.parametrize("service", ["ascvd-pce-10y", "prevent-base", "prevent-full"])
+@pytest.mark.parametrize(("glucose", "diagnosed", "estimated"), [
+    (F.quantity_obs("1558-6", 160, "mg/dL", days=60), False, False),
+    (F.quantity_obs("14771-0", 8.0, "mmol/L", days=60), False, False),
+    (F.quantity_obs("1558-6", 160, "mg/dL", days=60), True, True),      # diagnosed: the diabetes term applies
+    (F.quantity_obs("1558-6", 110, "mg/dL", days=60), False, True),     # impaired fasting glucose, not diabetes
+    (F.quantity_obs("1558-6", 160, "mg/dL", days=900), False, True),    # older than the 2-year window
+], ids=["fpg-160", "fpg-8-mmol", "fpg-160-diagnosed", "fpg-110", "fpg-160-old"])
+def test_an_undiagnosed_fasting_glucose_in_the_diabetes_range_is_treated_like_an_hba1c(
+        api: Any, service: str, glucose: dict[str, Any], diagnosed: bool, estimated: bool) -> None:
+    """ADA Standards of Care 2025, section 2: a fasting plasma glucose of 126 mg/dL (7.0 mmol/L) or more is in the
+    diabetes range, as an HbA1c of 6.5 % is. The service already gives no number beside an undiagnosed HbA1c of 6.5 %
+    (the equations' diabetes term is a diagnosis or treatment; confirm or exclude diabetes first), but a fasting
+    glucose of 160 mg/dL sat beside 'Diabetes: No' and a number."""
+    record = [r for r in _khan_woman() if r["resourceType"] != "Condition"] if service != "ascvd-pce-10y" \
+        else F.pce_record(age=55, gender="male")
+    if diagnosed:
+        record.append(F.condition("44054006", display="Type 2 diabetes mellitus"))
+    card = fire(api, service, record + [glucose])
+    assert ("%" in card["summary"] and "not calculated" not in card["summary"]) == estimated, card["summary"]
+    if not estimated:
+        assert "fasting glucose of 126 mg/dL" in card["detail"] and "Confirm or exclude diabetes" in card["detail"], \
+            card["detail"]

@@ -358,8 +358,8 @@ def test_a_check_read_only_when_recorded_is_named_when_its_search_was_cut_short(
     because the search was cut short; with the search complete the card says nothing of it."""
     record = _man_50()
     card = _fire_with(api, "ascvd-pce-10y", record, truncate=("Observation?",))
-    assert "Undiagnosed HbA1c ≥ 6.5 %: not checked (the Observation search was cut " \
-           "short)" in card["detail"], card["detail"]
+    assert "Undiagnosed HbA1c ≥ 6.5 %, Undiagnosed fasting glucose ≥ 126: not checked (the Observation search was " \
+           "cut short)" in card["detail"], card["detail"]
     assert "not checked" not in _fire_with(api, "ascvd-pce-10y", record)["detail"]
 
 
