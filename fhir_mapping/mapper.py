@@ -554,10 +554,17 @@ class _Context:
             return self._demographic(name, feature)
         if feature.sources and all(s.context_encounter for s in feature.sources) and not self._named_encounter():
             # a feature about the encounter the hook names: none named, or the record does not hold it
-            said = f"Encounter/{self.encounter_id} is not in the record" if self.encounter_id else \
-                "the hook names no encounter"
-            return MissingFeature(name=name, label=feature.label, required=feature.required,
-                                  reason=f"{NOTHING_ON_RECORD}: {said}")
+            if not self.encounter_id:
+                return MissingFeature(name=name, label=feature.label, required=feature.required,
+                                      reason=f"{NOTHING_ON_RECORD}: the hook names no encounter")
+            # the hook acts on an encounter the record does not hold (its search missed it): what it is cannot be
+            # checked, so a check read only when recorded is not passed for want of it (NEWS2 filed against an
+            # encounter nobody saw because another stay is open)
+            named = SourceRef(reference=f"Encounter/{self.encounter_id}", resource_type="Encounter",
+                              note="the encounter the hook acts on is not in the record")
+            return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=[named],
+                                  reason=f"Encounter/{self.encounter_id}, the encounter the hook acts on, is not in "
+                                         "the record", newest_unusable=named)
         candidates: list[_Candidate] = []
         ignored: list[SourceRef] = []
         self._other_medications, self._unusable = [], []

@@ -201,3 +201,26 @@ def test_an_encounter_class_is_read_under_the_actcode_system_only(api: Any, syst
         named["class"]["system"] = system
     card = start(api, [F.patient("p1", 67, "male"), named, *vitals()], "e1")
     assert card["summary"].startswith("NEWS2 0 " if scored else "No NEWS2 estimate"), card["summary"]
+
+
+def test_an_encounter_being_started_that_the_record_does_not_hold_is_not_scored_on_another(api: Any) -> None:
+    """Encounter e2 is being started, but the Encounter search answered only an old inpatient stay e0 left open: what
+    e2 is (an outpatient visit, or a stay) cannot be checked. NEWS2 had been scored because e0 was open and filed
+    against Encounter/e2; now no score is given, and the card says the encounter could not be checked."""
+    card = start(api, [F.patient("p1", 67, "male"), F.encounter("e0"), *vitals()], "e2")
+    assert not card["summary"].startswith("NEWS2 "), card["summary"]
+    assert "Encounter/e2" not in encounters_filed(card)
+    assert "whether the encounter being started is a hospital encounter could not be checked" in card["detail"], \
+        card["detail"]
+
+
+def test_patient_view_naming_no_encounter_is_still_scored(api: Any) -> None:
+    """patient-view names no encounter it acts on: the check of the encounter being started does not apply, and the
+    open inpatient stay gives the score."""
+    context = {"userId": "Practitioner/example", "patientId": "p1"}
+    res = [F.patient("p1", 67, "male"), F.encounter("e0"), *vitals()]
+    prefetch = prefetch_from_resources(templates(api, "news2-patient-view"), res, context)
+    resp = api.post("/cds-services/news2-patient-view", json={
+        "hook": "patient-view", "hookInstance": "0e7d3c52-3a53-4c1e-9f0e-3c0f6a8e5d21", "context": context,
+        "prefetch": prefetch})
+    assert resp.status_code == 200 and resp.json()["cards"][0]["summary"].startswith("NEWS2 0 "), resp.text
