@@ -92,12 +92,13 @@ def _draft_orders(bundle: Any, selections: Any, patient_id: str) -> None:
                               f"{field}.entry[{i}].resource")
         if isinstance(res.get("id"), str):
             refs.add(f"{res['resourceType']}/{res['id']}")
-        subject = res.get("subject")
-        about = subject.get("reference") if isinstance(subject, dict) else None
-        if isinstance(about, str) and referenced_patient(about) not in (None, patient_id):
-            # the orders being placed are for the patient in context: one for another contradicts the request
-            raise bad_request(f"context.draftOrders.entry[{i}].resource.subject names {about}, not "
-                              f"context.patientId ({patient_id})", f"{field}.entry[{i}].resource.subject")
+        for element in ("subject", "patient"):  # NutritionOrder and VisionPrescription name theirs in `patient`
+            holder = res.get(element)
+            about = holder.get("reference") if isinstance(holder, dict) else None
+            if isinstance(about, str) and referenced_patient(about) not in (None, patient_id):
+                # the orders being placed are for the patient in context: one for another contradicts the request
+                raise bad_request(f"context.draftOrders.entry[{i}].resource.{element} names {about}, not "
+                                  f"context.patientId ({patient_id})", f"{field}.entry[{i}].resource.{element}")
     if isinstance(selections, list):
         for i, sel in enumerate(selections):
             if not isinstance(sel, str):

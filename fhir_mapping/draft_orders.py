@@ -53,12 +53,18 @@ def unresolved_draft_medications(context: dict[str, Any], record: ResourceIndex)
     return list(dict.fromkeys(refs))
 
 
+# statuses of a request that is not being placed: withdrawn (ServiceRequest revoked; MedicationRequest cancelled, or
+# stopped when an order re-signed at order-sign is being discontinued), done, or entered in error (FHIR R4)
+_NOT_BEING_ORDERED = frozenset({"entered-in-error", "revoked", "completed", "cancelled", "stopped"})
+
+
 def read_drafts(spec: FeatureSpec, drafts: list[Resource] | list[tuple[Resource, str | None]],
                 valuesets: ValueSetLibrary, patient_id: str | None = None,
                 record: ResourceIndex | None = None) -> list[DraftOrder]:
     """Each draft ServiceRequest and MedicationRequest (other kinds are not read), a medication with the first of the
-    spec's drug classes that recognises it, if any; entered-in-error, revoked or completed ones are not orders, nor
-    is one whose subject is another patient than `patient_id` (a service call refuses those first, cds_hooks.hooks)."""
+    spec's drug classes that count it, if any; entered-in-error, revoked, cancelled, stopped or completed ones are
+    not orders being placed, nor is one whose subject (or patient) is another patient than `patient_id` (a service
+    call refuses those first, cds_hooks.hooks)."""
     entries = [d if isinstance(d, tuple) else (d, None) for d in drafts]
     index = ResourceIndex(entries)  # resolves a draft's contained Medication, or one of the Bundle by its fullUrl
     classes = list(dict.fromkeys(s.medication_class for feature in spec.features.values() for s in feature.sources
@@ -68,7 +74,7 @@ def read_drafts(spec: FeatureSpec, drafts: list[Resource] | list[tuple[Resource,
     out: list[DraftOrder] = []
     for res, _ in entries:
         rtype = res.get("resourceType")
-        if res.get("status") in ("entered-in-error", "revoked", "completed") or _another_patients(res, patient_id):
+        if res.get("status") in _NOT_BEING_ORDERED or _another_patients(res, patient_id):
             continue
         if rtype == "ServiceRequest":
             concept = res.get("code")
@@ -82,22 +88,25 @@ def read_drafts(spec: FeatureSpec, drafts: list[Resource] | list[tuple[Resource,
             view = medication_view(index, res)
             if view.unresolved_reference and record is not None:  # a Medication of the record, or fetched with it
                 view = medication_view(record, res)
-            label = None
+            titles = []  # every class that counts it: amlodipine/atorvastatin is an antihypertensive and a statin
             for klass in classes:
                 drug_class = valuesets.drug_class(klass)
                 rec = drug_class.recognise(view)
                 if rec is not None and rec.counted:
-                    label = drug_class.title
-                    break
+                    titles.append(drug_class.title)
+            label = " and ".join(dict.fromkeys(titles)) or None
             out.append(DraftOrder(rtype, view.name, frozenset(f"{s}|{c}" for s, c, _ in view.codings), label))
     return out
 
 
 def _another_patients(res: Resource, patient_id: str | None) -> bool:
-    subject = res.get("subject")
-    ref = subject.get("reference") if isinstance(subject, dict) else None
-    named = referenced_patient(ref) if isinstance(ref, str) else None
-    return patient_id is not None and named is not None and named != patient_id
+    for element in ("subject", "patient"):
+        holder = res.get(element)
+        ref = holder.get("reference") if isinstance(holder, dict) else None
+        named = referenced_patient(ref) if isinstance(ref, str) else None
+        if patient_id is not None and named is not None and named != patient_id:
+            return True
+    return False
 
 
 def _same_test(own: frozenset[str], tests: list[tuple[frozenset[str], frozenset[str]]]) -> frozenset[str]:

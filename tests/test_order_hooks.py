@@ -28,9 +28,10 @@ CREATININE = {"system": "http://loinc.org", "code": "2160-0",
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The shipped eGFR and CHA2DS2-VASc folders, served on the order hooks too (a model folder says which hooks)."""
+    """The shipped eGFR, CHA2DS2-VASc and PCE folders, served on the order hooks too (a model folder says which
+    hooks)."""
     root = tmp_path_factory.mktemp("order-hook-models")
-    for model in ("egfr-ckd-epi-2021", "cha2ds2-vasc"):
+    for model in ("egfr-ckd-epi-2021", "cha2ds2-vasc", "ascvd-pce-10y"):
         shutil.copytree(MODELS / model, root / model)
         manifest = root / model / "1.0.0" / "manifest.yaml"
         text = manifest.read_text()
@@ -239,3 +240,47 @@ def test_a_draft_for_another_patient_written_as_an_absolute_url_is_refused(api: 
         resp = api.post(f"/cds-services/{sid}", json={"hook": "order-sign", "hookInstance": HOOK_INSTANCE,
                                                       "context": context, "prefetch": prefetch})
         assert resp.status_code == status, resp.text
+
+
+@pytest.mark.parametrize("status", ["stopped", "cancelled"])
+def test_an_anticoagulant_order_being_stopped_is_not_named_as_being_ordered(api: Any, status: str) -> None:
+    """CDS Hooks order-sign: orders re-signed after revision carry a status other than 'draft'. The man of 50 with AF
+    (CHA2DS2-VASc 0) has apixaban apx-1 active, and the clinician re-signs it as stopped or cancelled (FHIR R4
+    MedicationRequest.status: halted, or withdrawn): the anticoagulant is being taken away, and the card had said
+    "_In this order:_ apixaban 5 MG Oral Tablet (anticoagulant)"."""
+    record = [F.patient("p1", 50, "male"), F.condition("49436004", display="Atrial fibrillation"),
+              medication_request(APIXABAN, rid="apx-1", status="active")]
+    card = call(api, service_for(api, "cha2ds2", "order-sign"), "order-sign", record,
+                [medication_request(APIXABAN, rid="apx-1", status=status)])
+    assert "_In this order:_" not in card["detail"], card["detail"]
+    assert card["summary"].startswith("CHA2DS2-VASc 0"), card["summary"]
+
+
+def test_a_combination_drug_being_ordered_is_named_with_each_class_the_model_reads(api: Any) -> None:
+    """amlodipine 5 MG / atorvastatin 10 MG Oral Tablet (RxNorm 404011, Caduet) is an antihypertensive and a statin,
+    and the PCE reads both; the card had named the first class alone, never that a statin is being ordered."""
+    record = [F.patient("p1", 55, "female", "white"), F.bp_panel(120), F.smoking(F.NEVER_SMOKER),
+              F.quantity_obs("2093-3", 213, "mg/dL"), F.quantity_obs("2085-9", 50, "mg/dL")]
+    caduet = {"system": F.RXNORM, "code": "404011", "display": "amlodipine 5 MG / atorvastatin 10 MG Oral Tablet"}
+    card = call(api, service_for(api, "ascvd-pce", "order-sign"), "order-sign", record, [medication_request(caduet)])
+    assert "_In this order:_ amlodipine 5 MG / atorvastatin 10 MG Oral Tablet (antihypertensive and statin)" in \
+        card["detail"], card["detail"]
+
+
+def test_a_draft_nutrition_order_for_another_patient_is_refused_naming_it(api: Any) -> None:
+    """A NutritionOrder (and a VisionPrescription) names its patient in `patient`, not `subject` (FHIR R4). One for
+    Patient/p2 among p1's draft orders contradicts the request, as a ServiceRequest for p2 does: a 400 naming it."""
+    service = service_for(api, "egfr", "order-sign")
+    diet = {"resourceType": "NutritionOrder", "id": "diet-1", "status": "draft", "intent": "order",
+            "patient": {"reference": "Patient/p2"}, "dateTime": "2024-01-01",
+            "oralDiet": {"type": [{"text": "Pureed diet"}]}}
+    context = {"userId": "Practitioner/example", "patientId": "p1", "draftOrders": {
+        "resourceType": "Bundle", "type": "collection",
+        "entry": [{"resource": service_request(ACR)}, {"resource": diet}]}}
+    prefetch = prefetch_from_resources(templates(api, service), [F.patient("p1", 60, "male")], context)
+    resp = api.post(f"/cds-services/{service}", json={"hook": "order-sign", "hookInstance": HOOK_INSTANCE,
+                                                       "context": context, "prefetch": prefetch})
+    assert resp.status_code == 400, resp.text
+    issue = resp.json()["issue"][0]
+    assert issue["expression"] == ["context.draftOrders.entry[1].resource.patient"], issue
+    assert "Patient/p2" in issue["diagnostics"], issue
