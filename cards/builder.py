@@ -486,14 +486,23 @@ def _missing_card(manifest: Manifest, spec: FeatureSpec, prediction: Prediction,
                                 "reason": "see the full reasoning link"})
     detail = _render("missing.md.j2", view)
     suggestions = []
-    seen: set[str] = set()
+    # each test to order, with the inputs it is for; one whose every input is among the tests being ordered (total
+    # cholesterol and HDL drafted, where the card would order a lipid panel) is not offered again
+    needed: dict[str, list[Feature]] = {}
+    orders: dict[str, Any] = {}
     for name in prediction.missing_required:
         feature = spec.features.get(name)
         order = feature.order if feature else None
-        if order is None or order.code in seen or _resulted_as_a_bound(mapping, name, feature, ctx.at) \
+        if order is None or feature is None or _resulted_as_a_bound(mapping, name, feature, ctx.at) \
                 or _for_want_of_another(mapping, name) or _not_read(mapping, name):
             continue
-        seen.add(order.code)
+        needed.setdefault(order.code, []).append(feature)
+        orders.setdefault(order.code, order)
+    drafted = {code for d in ctx.drafts if d.resource_type == "ServiceRequest" for code in d.codes | d.reads_as}
+    for code, features in needed.items():
+        if drafted and all(_being_ordered(f, drafted) for f in features):
+            continue
+        order = orders[code]
         sr = service_request(order.model_dump(), patient_id=ctx.patient_id, encounter_id=ctx.encounter_id,
                              reason=f"Needed for {manifest.card.short_title}")
         suggestions.append({
@@ -504,6 +513,12 @@ def _missing_card(manifest: Manifest, spec: FeatureSpec, prediction: Prediction,
         })
     summary = f"{manifest.card.short_title} not calculated: missing {', '.join(labels)}"
     return _card(summary, "info", detail, manifest, ctx, suggestions)
+
+
+def _being_ordered(feature: Feature, drafted: set[str]) -> bool:
+    """Whether a test the feature reads is among the tests being ordered: one of a source's preferred codes where it
+    prefers some (a whole-blood creatinine is not the serum one CKD-EPI needs), else any of its codes."""
+    return any(drafted & set(s.prefer_codes or s.codes) for s in feature.sources if s.resource == "Observation")
 
 
 def _not_read(mapping: MappingResult, name: str) -> bool:

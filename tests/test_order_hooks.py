@@ -284,3 +284,18 @@ def test_a_draft_nutrition_order_for_another_patient_is_refused_naming_it(api: A
     issue = resp.json()["issue"][0]
     assert issue["expression"] == ["context.draftOrders.entry[1].resource.patient"], issue
     assert "Patient/p2" in issue["diagnostics"], issue
+
+
+@pytest.mark.parametrize(("drafted", "suggested"), [(("2093-3", "2085-9"), False), (("2093-3",), True)],
+                         ids=["both-drafted", "hdl-not-drafted"])
+def test_a_lipid_panel_is_not_suggested_for_inputs_whose_tests_are_being_ordered(api: Any, drafted: tuple[str, ...],
+                                                                               suggested: bool) -> None:
+    """No lipids on record: the PCE card suggests a lipid panel (LOINC 24331-1) for total cholesterol and HDL. With
+    both tests among the orders being signed (2093-3, 2085-9), accepting it would order them twice; with only total
+    cholesterol drafted, the HDL is still needed and the panel is still offered."""
+    record = [F.patient("p1", 55, "female", "white"), F.bp_panel(120), F.smoking(F.NEVER_SMOKER)]
+    drafts = [service_request({"system": "http://loinc.org", "code": code, "display": code}, rid=f"sr-{code}")
+              for code in drafted]
+    card = call(api, service_for(api, "ascvd-pce", "order-sign"), "order-sign", record, drafts)
+    assert "not calculated" in card["summary"], card["summary"]
+    assert ("24331-1" in ordered(card)) == suggested, card.get("suggestions")
