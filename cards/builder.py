@@ -347,7 +347,8 @@ def _in_this_order(manifest: Manifest, spec: FeatureSpec, ctx: CardContext) -> l
     tests |= {f"{u.code.get('system')}|{u.code.get('code')}" for c in manifest.categories for u in c.follow_ups
               if u.code}
     named = [f"{md_escape(d.name)} ({md_escape(d.recognised_as)})" if d.recognised_as else md_escape(d.name)
-             for d in ctx.drafts if d.recognised_as or (d.resource_type == "ServiceRequest" and d.codes & tests)]
+             for d in ctx.drafts if d.recognised_as or (d.resource_type == "ServiceRequest"
+                                                        and (d.codes & tests or d.reads_as))]
     return [trusted(n) for n in dict.fromkeys(named)]
 
 

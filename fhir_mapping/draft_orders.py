@@ -11,7 +11,11 @@ suggested orders are already drafted.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from typing import Any
+
+import yaml
 
 from fhir_mapping.index import Resource, ResourceIndex, codings, referenced_patient
 from fhir_mapping.medications import medication_view
@@ -53,6 +57,23 @@ def unresolved_draft_medications(context: dict[str, Any], record: ResourceIndex)
     return list(dict.fromkeys(refs))
 
 
+LOINC = "http://loinc.org"
+
+
+@cache
+def _panel_members() -> dict[str, frozenset[str]]:
+    """'http://loinc.org|57698-3' -> the 'system|code' of its members the models read (data/loinc-panels.yaml)."""
+    doc = yaml.safe_load((resources.files("fhir_mapping") / "data" / "loinc-panels.yaml").read_text("utf-8"))
+    return {f"{LOINC}|{panel}": frozenset(f"{LOINC}|{m}" for m in members)
+            for panel, members in doc["panels"].items()}
+
+
+def _with_members(own: frozenset[str]) -> frozenset[str]:
+    """A test order's codes, with the members of a panel it orders."""
+    members = _panel_members()
+    return own.union(*(members.get(code, frozenset()) for code in own))
+
+
 # statuses of a request that is not being placed: withdrawn (ServiceRequest revoked; MedicationRequest cancelled, or
 # stopped when an order re-signed at order-sign is being discontinued), done, or entered in error (FHIR R4)
 _NOT_BEING_ORDERED = frozenset({"entered-in-error", "revoked", "completed", "cancelled", "stopped"})
@@ -83,7 +104,8 @@ def read_drafts(spec: FeatureSpec, drafts: list[Resource] | list[tuple[Resource,
             name = next((d for _, _, d in found if d), None) or (text if isinstance(text, str) and text else None)
             if found or name:
                 own = frozenset(f"{s}|{c}" for s, c, _ in found)
-                out.append(DraftOrder(rtype, name or f"{found[0][1]}", own, reads_as=_same_test(own, tests)))
+                out.append(DraftOrder(rtype, name or f"{found[0][1]}", own,
+                                      reads_as=_same_test(_with_members(own), tests)))
         elif rtype == "MedicationRequest":
             view = medication_view(index, res)
             if view.unresolved_reference and record is not None:  # a Medication of the record, or fetched with it

@@ -299,3 +299,35 @@ def test_a_lipid_panel_is_not_suggested_for_inputs_whose_tests_are_being_ordered
     card = call(api, service_for(api, "ascvd-pce", "order-sign"), "order-sign", record, drafts)
     assert "not calculated" in card["summary"], card["summary"]
     assert ("24331-1" in ordered(card)) == suggested, card.get("suggestions")
+
+
+@pytest.mark.parametrize(("model", "panel", "suggested"), [
+    ("ascvd-pce", {"system": "http://loinc.org", "code": "57698-3",
+                   "display": "Lipid panel with direct LDL - Serum or Plasma"}, "24331-1"),
+    ("egfr", {"system": "http://loinc.org", "code": "24323-8",
+              "display": "Comprehensive metabolic 2000 panel - Serum or Plasma"}, "2160-0"),
+    ("egfr", {"system": "http://loinc.org", "code": "24321-2",
+              "display": "Basic metabolic 2000 panel - Serum or Plasma"}, "2160-0"),
+    ("egfr", {"system": "http://loinc.org", "code": "24362-6",
+              "display": "Renal function 2000 panel - Serum or Plasma"}, "2160-0"),
+], ids=["lipid-panel-direct-ldl", "cmp", "bmp", "renal-panel"])
+def test_a_panel_being_ordered_orders_its_members(api: Any, model: str, panel: dict[str, str],
+                                                  suggested: str) -> None:
+    """Tests are ordered as panels (LOINC): a lipid panel with direct LDL holds total cholesterol and HDL, and the
+    metabolic and renal function panels hold serum creatinine. With such a panel being ordered, the card names it
+    and does not suggest the test again (it had suggested a lipid panel or a creatinine beside the drafted panel)."""
+    people = {"ascvd-pce": [F.patient("p1", 55, "female", "white"), F.bp_panel(120), F.smoking(F.NEVER_SMOKER)],
+              "egfr": [F.patient("p1", 60, "male")]}
+    card = call(api, service_for(api, model, "order-sign"), "order-sign", people[model],
+                [service_request(panel)])
+    assert "not calculated" in card["summary"], card["summary"]
+    assert suggested not in ordered(card), card.get("suggestions")
+    assert f"_In this order:_ {panel['display']}" in card["detail"], card["detail"]
+
+
+def test_a_panel_without_the_missing_test_does_not_stand_in_for_it(api: Any) -> None:
+    """A lipid panel holds no creatinine: with one being ordered, the eGFR card still suggests a serum creatinine."""
+    lipids = {"system": "http://loinc.org", "code": "24331-1", "display": "Lipid panel"}
+    card = call(api, service_for(api, "egfr", "order-sign"), "order-sign", [F.patient("p1", 60, "male")],
+                [service_request(lipids)])
+    assert "2160-0" in ordered(card), card.get("suggestions")
