@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from cds_hooks.services import listed_services
 from cds_hooks.bundle_prefetch import BundleError, bundle_resources, patient_of, prefetch_from_resources
 from cds_hooks.errors import ApiError, bad_request
+from cds_hooks.hooks import ORDER_HOOKS
 from cds_hooks.preview_examples import example_bundle, list_examples
 from cds_hooks.request import parse_json_object
 from cds_hooks.settings import Settings
@@ -101,6 +102,16 @@ def register_preview(app: FastAPI, settings: Settings, base_url: Any) -> None:
         context: dict[str, Any] = {"userId": "Practitioner/preview", "patientId": patient["id"]}
         if doc.get("encounterId"):
             context["encounterId"] = str(doc["encounterId"])
+        if service.hook in ORDER_HOOKS:
+            # the orders being placed: the Bundle's orders written with status draft, as an EHR sends an order set
+            # (order-select: every one of them is selected); they are not part of the record sent as prefetch
+            drafts = [r for r in resources_ if r.get("resourceType") in _ORDER_TYPES and r.get("status") == "draft"]
+            context["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
+                                      "entry": [{"resource": r} for r in drafts]}
+            if service.hook == "order-select":
+                context["selections"] = [f"{r['resourceType']}/{r['id']}" for r in drafts
+                                         if isinstance(r.get("id"), str)]
+            resources_ = [r for r in resources_ if not any(r is d for d in drafts)]
         # "fire every service for this hook" sends one hookInstance to every service, as an EHR does
         instance = doc.get("hookInstance")
         if not (isinstance(instance, str) and 0 < len(instance) <= 100):
@@ -132,6 +143,11 @@ def register_preview(app: FastAPI, settings: Settings, base_url: Any) -> None:
         # one token per call: the service refuses a replayed jti
         return JSONResponse({"token": mint_token(local_key(), settings.preview.issuer, url, lifetime_seconds=60),
                              "aud": url})
+
+
+# the resource types of CDS Hooks order-select and order-sign draftOrders (FHIR R4)
+_ORDER_TYPES = frozenset({"MedicationRequest", "ServiceRequest", "NutritionOrder", "DeviceRequest",
+                          "VisionPrescription"})
 
 
 def _uuid() -> str:

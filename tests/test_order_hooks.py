@@ -331,3 +331,36 @@ def test_a_panel_without_the_missing_test_does_not_stand_in_for_it(api: Any) -> 
     card = call(api, service_for(api, "egfr", "order-sign"), "order-sign", [F.patient("p1", 60, "male")],
                 [service_request(lipids)])
     assert "2160-0" in ordered(card), card.get("suggestions")
+
+
+@pytest.mark.parametrize("hook", ["order-sign", "order-select"])
+def test_the_preview_sends_the_bundles_draft_orders_to_an_order_hook_service(tmp_path: Path, hook: str) -> None:
+    """The preview page builds the request an EHR would send: for an order hook, the Bundle's orders written with
+    status draft are `context.draftOrders` (order-select: each one selected), not the record. It had built no
+    draftOrders, so every order-hook service answered the preview with a 400."""
+    from fastapi.testclient import TestClient
+
+    from cds_hooks.app import create_app
+    from cds_hooks.signing import load_local_key
+    from conftest import KEYS, SignedClient, make_settings
+
+    root = tmp_path / "models"
+    shutil.copytree(MODELS / "egfr-ckd-epi-2021", root / "egfr-ckd-epi-2021")
+    manifest = root / "egfr-ckd-epi-2021" / "1.0.0" / "manifest.yaml"
+    manifest.write_text(manifest.read_text().replace("hooks: [patient-view]", f"hooks: [{hook}]"))
+    settings = make_settings(tmp_path, models={"root": str(root)},
+                             preview={"enabled": True, "key_dir": str(KEYS / "local")})
+    acr = service_request(ACR, rid="acr-draft")
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": r} for r in (F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 1.6, "mg/dL"), acr)]}
+    with TestClient(create_app(settings)) as client:
+        api = SignedClient(client, load_local_key(KEYS / "local"))
+        service = next(s["id"] for s in api.get("/cds-services").json()["services"] if s["hook"] == hook)
+        built = client.post("/preview/request", json={"service": service, "bundle": bundle})
+        assert built.status_code == 200, built.text
+        body = built.json()
+        assert [e["resource"]["id"] for e in body["context"]["draftOrders"]["entry"]] == ["acr-draft"]
+        assert body["context"].get("selections") == (["ServiceRequest/acr-draft"] if hook == "order-select" else None)
+        resp = api.post(f"/cds-services/{service}", json=body)
+        assert resp.status_code == 200, resp.text
+        assert "_In this order:_ Albumin/Creatinine" in resp.json()["cards"][0]["detail"]
