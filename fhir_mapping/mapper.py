@@ -455,7 +455,10 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
         bad = _with_note(newest[1], f"{feature.label} cannot be computed from it") if newest else None
         return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
                               reason=f"Cannot be computed from {used}", newest_unusable=bad)
-    sources = [s for n in needs for s in result.values[n].sources if s.resource_type != "Patient"]
+    # the records the inputs were read from; a defaulted input's are records passed over (a provisional diagnosis
+    # beside 'Diabetes: No'), which the derived value does not rest on
+    sources = [s for n in needs for s in result.values[n].sources
+               if s.resource_type != "Patient" and not (result.values[n].defaulted and s.note)]
     dates = [result.values[n].date for n in needs if result.values[n].date]
     if feature.derived_only_if is not None:
         holds = compiled_expression(feature.derived_only_if).evaluate({n: result.values[n].value for n in needs})

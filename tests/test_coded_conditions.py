@@ -878,3 +878,19 @@ def test_an_undiagnosed_fasting_glucose_in_the_diabetes_range_is_treated_like_an
     if not estimated:
         assert "fasting glucose of 126 mg/dL" in card["detail"] and "Confirm or exclude diabetes" in card["detail"], \
             card["detail"]
+
+
+def test_a_derived_check_does_not_name_a_record_passed_over_as_its_source(api: Any) -> None:
+    """'Undiagnosed HbA1c ≥ 6.5 %: No' is computed from 'Diabetes: No' and no diabetes-range HbA1c. With a
+    provisional diabetes diagnosis on record (passed over), the details page had given that Condition as the row's
+    source and date, as if the check rested on it."""
+    import html
+    import re
+
+    cond = F.condition("44054006", verification="provisional", display="Type 2 diabetes mellitus")
+    card = fire(api, "prevent-base", _khan_woman()[:-1] + [cond])
+    url = next(link["url"] for link in card["links"] if "/details/" in link["url"])
+    page = " ".join(re.sub(r"<[^>]+>", " ", html.unescape(api.client.get(url.replace("http://testserver", "")).text))
+                    .split())
+    row = page[page.index("Undiagnosed HbA1c ≥ 6.5 % No"):][:200]
+    assert f"Condition/{cond['id']}" not in row, row
