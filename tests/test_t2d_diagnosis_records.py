@@ -348,3 +348,14 @@ def test_a_newer_result_that_cannot_be_read_does_not_hide_an_older_record_of_pre
     card = _card(api, ONSET, coded, bound)
     assert _estimated(card), card["summary"]
     assert "Prediabetes: **Yes**" in card["detail"], card["detail"]
+
+
+@pytest.mark.parametrize(("labs", "shown"), [([], "None"), ([(FPG, 140, "mg/dL", 500)], "One")])
+def test_the_details_page_says_how_many_results_in_the_diabetes_range_are_on_record(
+        api: Any, labs: list[tuple[str, float, str, int]], shown: str) -> None:
+    """The check of results in the diabetes range is a count: the details page says "None" or "One" (it had shown a
+    bare "0"), beside the estimate that needs fewer than two."""
+    card = _card(api, ONSET, *(_lab(*lab) for lab in labs))
+    assert _estimated(card), card["summary"]
+    text = _details_text(api, card)
+    assert f"Results in the diabetes range on record {shown} " in text, text[text.find("Results in the"):][:200]
