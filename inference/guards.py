@@ -67,7 +67,7 @@ def _failures(manifest: Manifest, values: dict[str, float],
             failed.append((rule, rule.reason, True))
             continue
         if value is None:
-            if rule.if_recorded and not _recorded(mapping, rule.feature):
+            if rule.if_known or (rule.if_recorded and not _recorded(mapping, rule.feature)):
                 continue  # nothing on record to test; a record that could not be read is not "nothing"
             if mapping is not None and rule.feature not in values:
                 why = _why_missing(mapping, rule.feature)

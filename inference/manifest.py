@@ -158,6 +158,10 @@ class PopulationRule(Condition):
     # the rule tests a value only when the record has one: an optional feature nothing was recorded for does not
     # refuse (the PCE's LDL-C >= 190 mg/dL exclusion: most records hold an LDL-C, but its absence proves nothing)
     if_recorded: bool = False
+    # the rule tests a value only when it is known: an unknown one (an input that cannot be read) does not refuse,
+    # for a check whose inputs the model needs anyway (KFRE's acute creatinine rise: an unreadable newest creatinine
+    # already leaves the eGFR missing, and the card says so)
+    if_known: bool = False
     # said instead of `reason` when the feature cannot be read (a search cut short, an unreadable record), for a reason
     # that states what the record shows ("…, and the record shows a mechanical heart valve"), which would then be
     # false; the rule's guidance, written for a patient who is outside the population, is not shown either
