@@ -84,7 +84,10 @@ def _prediction(manifest: Manifest, output: Output, prediction: Prediction) -> d
     value = prediction.outputs[output.name]
     if output.kind == "probability":
         pred["probabilityDecimal"] = round(value, 6)
-    if output.primary:
+    # the category sits on the prediction it was chosen on: KFRE's "very high" is a 2-year risk above 40 %, not a
+    # statement about the 5-year one (RiskAssessment.prediction.qualitativeRisk describes its own prediction)
+    decided_on = prediction.category.output
+    if (output.name == decided_on) if decided_on else output.primary:
         qualitative = _QUALITATIVE.get(prediction.category.label.lower())
         if qualitative:
             pred["qualitativeRisk"] = {"coding": [{"system": RISK_PROBABILITY, "code": qualitative}],

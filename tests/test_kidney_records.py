@@ -68,3 +68,48 @@ def test_a_creatinine_not_rising_so_keeps_its_number(api: Any, service: str, pai
     """Creatinines that do not meet the criteria leave the estimate as before."""
     card = fire(api, service, _record(*pairs))
     assert _has_number(card), (why, card["summary"], card["detail"])
+
+
+def _risk_assessment(card: dict[str, Any]) -> dict[str, Any]:
+    return next(a["resource"] for s in card.get("suggestions", []) for a in s["actions"]
+                if a["resource"]["resourceType"] == "RiskAssessment")
+
+
+def test_kfre_files_its_very_high_category_on_the_2_year_prediction_it_was_chosen_on(api: Any) -> None:
+    """KFRE's 'very high' is a 2-year risk above 40 % (KDIGO 2024). A man of 60 with eGFR 20 and a urine ACR of
+    1500 mg/g has a 2-year risk of 43 %: the RiskAssessment carries 'very high' on the 2-year prediction, and none on
+    the 5-year one (FHIR R4: qualitativeRisk qualifies its own prediction; it had been on the 5-year one)."""
+    card = fire(api, KFRE, [F.patient("p1", 60, "male"), F.quantity_obs("98979-8", 20, "mL/min/{1.73_m2}"),
+                            F.quantity_obs("9318-7", 1500, "mg/g")])
+    by_horizon = {p["whenRange"]["high"]["value"]: p for p in _risk_assessment(card)["prediction"]}
+    assert by_horizon[2]["qualitativeRisk"]["text"] == "very high", by_horizon
+    assert "qualitativeRisk" not in by_horizon[5], by_horizon
+
+
+def test_kfre_files_a_5_year_category_on_the_5_year_prediction(api: Any) -> None:
+    """A category chosen on the primary (5-year) risk stays on the 5-year prediction."""
+    card = fire(api, KFRE, [F.patient("p1", 60, "male"), F.quantity_obs("98979-8", 40, "mL/min/{1.73_m2}"),
+                            F.quantity_obs("9318-7", 300, "mg/g")])
+    by_horizon = {p["whenRange"]["high"]["value"]: p for p in _risk_assessment(card)["prediction"]}
+    assert "qualitativeRisk" in by_horizon[5] and "qualitativeRisk" not in by_horizon[2], by_horizon
+
+
+def test_a_creatinine_coded_77140_2_is_read(api: Any) -> None:
+    """LOINC 77140-2 'Creatinine [Moles/volume] in Serum, Plasma or Blood' is how laboratories reporting in µmol/L
+    code creatinine: 124 µmol/L is 1.40 mg/dL, eGFR 57-58 (G3a) for a man of 60 (Inker 2021). It had been 'missing
+    Serum creatinine' with an order for another."""
+    card = fire(api, EGFR, [F.patient("p1", 60, "male"), F.quantity_obs("77140-2", 124, "umol/L")])
+    assert "G3a" in card["summary"], card["summary"]
+
+
+@pytest.mark.parametrize("code", ["30000-4", "32294-1"])
+def test_a_urine_acr_coded_as_laboratories_code_it_is_read(api: Any, code: str) -> None:
+    """LOINC 30000-4 (Microalbumin/Creatinine [Ratio] in Urine) and 32294-1 (Albumin/Creatinine [Ratio] in Urine) are
+    spot-urine ACRs in wide use. KFRE with one of 300 mg/g and an eGFR of 40 (man of 60) is 8.8 % at 5 years (Tangri
+    2011); it had been 'missing Urine albumin/creatinine ratio' with an order for one."""
+    card = fire(api, KFRE, [F.patient("p1", 60, "male"), F.quantity_obs("98979-8", 40, "mL/min/{1.73_m2}"),
+                            F.quantity_obs(code, 300, "mg/g")])
+    assert "8.8%" in card["summary"], card["summary"]
+    egfr = fire(api, EGFR, [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 1.8, "mg/dL"),
+                            F.quantity_obs(code, 50, "mg/g")])
+    assert not any(s["label"].startswith("Order urine albumin") for s in egfr.get("suggestions", [])), egfr
