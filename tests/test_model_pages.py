@@ -81,3 +81,23 @@ def test_model_card_numbers_and_units_read_as_a_clinician_writes_them(api: Any, 
     assert not re.search(r"\d\.0–|–\d+\.0\b", page)  # "40–79", never "40.0–79.0"
     assert "mm[Hg]" not in page and "{1.73_m2}" not in page
     assert not re.search(r"below 0\.\d", page)  # probability bounds as percentages
+
+
+def _update_processes() -> list[tuple[str, str]]:
+    """(model/version, its 'process of updates' text) for every shipped manifest that writes one."""
+    import yaml
+
+    found = []
+    for manifest in sorted(ROOT.glob("models/*/*/manifest.yaml")):
+        attrs = (yaml.safe_load(manifest.read_text()).get("model_card") or {}).get("attributes") or {}
+        if isinstance(attrs.get("update_process"), str):
+            found.append((f"{manifest.parent.parent.name}-{manifest.parent.name}", attrs["update_process"]))
+    return found
+
+
+@pytest.mark.parametrize(("model", "text"), _update_processes(), ids=[m for m, _ in _update_processes()])
+def test_the_update_process_attribute_names_the_governed_promotion(model: str, text: str) -> None:
+    """HTI-1 source attribute 'process of updates' must say how a version really reaches patients: only
+    `cds-onnx models promote` (acceptance criteria and the audit chain, docs/governance.md) makes a champion; editing
+    aliases.yaml does not. The T2D demonstrations had said 'promoted by aliases.yaml after review'."""
+    assert "aliases.yaml" not in text, (model, text)
