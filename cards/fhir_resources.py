@@ -7,7 +7,7 @@ resource an EHR would reject (once per shape: `cards.shape_check`).
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fhir.resources.R4B.observation import Observation
@@ -47,9 +47,9 @@ def risk_assessment(
     primary = manifest.primary
     basis = _basis(mapping)
     # every output the model gave (primary first), each with its outcome and horizon; withheld ones are not given
-    predictions = [_prediction(manifest, o, prediction) for o in manifest.outputs
+    predictions = [_prediction(manifest, o, prediction, at) for o in manifest.outputs
                    if o.primary and o.name in prediction.outputs]
-    predictions += [_prediction(manifest, o, prediction) for o in manifest.outputs
+    predictions += [_prediction(manifest, o, prediction, at) for o in manifest.outputs
                     if not o.primary and o.name in prediction.outputs]
     resource: dict[str, Any] = {
         "resourceType": "RiskAssessment",
@@ -62,8 +62,11 @@ def risk_assessment(
         "subject": {"reference": f"Patient/{patient_id}"},
         "occurrenceDateTime": _date_time(at),
         "prediction": predictions,
-        "note": [{"text": f"Computed by cds-onnx from {manifest.citation}. Model card: {model_card_url}"}],
+        "note": [{"text": f"Computed by cds-onnx from {manifest.citation.rstrip().rstrip('.')}. "
+                          f"Model card: {model_card_url}"}],
     }
+    if manifest.card.risk_assessment_code:  # the kind of assessment (RiskAssessment.code), not an outcome
+        resource["code"] = {"coding": [dict(manifest.card.risk_assessment_code)]}
     if encounter_id:
         resource["encounter"] = {"reference": f"Encounter/{encounter_id}"}
     if basis:
@@ -72,11 +75,22 @@ def risk_assessment(
     return resource
 
 
-def _prediction(manifest: Manifest, output: Output, prediction: Prediction) -> dict[str, Any]:
+def _years_after(at: datetime, years: float) -> datetime:
+    """The moment `years` after `at`: whole years by the calendar (29 February to 28 February), else by days."""
+    if float(years).is_integer():
+        year = at.year + int(years)
+        try:
+            return at.replace(year=year)
+        except ValueError:  # 29 February in a year that has none
+            return at.replace(year=year, day=28)
+    return at + timedelta(days=round(365.25 * years))
+
+
+def _prediction(manifest: Manifest, output: Output, prediction: Prediction, at: datetime) -> dict[str, Any]:
     """One RiskAssessment.prediction: the outcome (coded when the manifest gives a code), the probability or the
     value in words, the horizon, and for the primary output the qualitative category."""
     assert prediction.outputs is not None and prediction.category is not None
-    coding = output.outcome or (manifest.card.risk_assessment_code if output.primary else None)
+    coding = output.outcome
     outcome: dict[str, Any] = {"text": output.label}
     if coding:
         outcome["coding"] = [dict(coding)]
@@ -95,7 +109,9 @@ def _prediction(manifest: Manifest, output: Output, prediction: Prediction) -> d
         else:
             pred["qualitativeRisk"] = {"text": prediction.category.label}
     if output.horizon_years:
-        pred["whenRange"] = {"high": {"value": output.horizon_years, "unit": "years", "system": UCUM, "code": "a"}}
+        # the time frame, from the assessment on: R4's whenRange is read as an age range (its cardiac example writes
+        # a 10-year risk at 39 as ages 39-49), so a range of {high: 10 a} alone would say "up to age 10"
+        pred["whenPeriod"] = {"start": _date_time(at), "end": _date_time(_years_after(at, output.horizon_years))}
     if output.kind != "probability":
         pred["rationale"] = f"{output.label}: {format_output(output.kind, value, output.decimals)}"
     return pred

@@ -79,7 +79,7 @@ class Output(_Strict):
     unit: str | None = None
     primary: bool = False
     decimals: int = 1
-    horizon_years: float | None = None  # prediction horizon (RiskAssessment.prediction.whenRange)
+    horizon_years: float | None = None  # prediction horizon (RiskAssessment.prediction.whenPeriod)
     outcome: dict[str, str] | None = None  # coding of the predicted outcome (RiskAssessment.prediction.outcome)
     # a secondary output is given only when these hold (e.g. PREVENT 30-year risks: ages 30–59), else withheld
     applies_when: tuple[Condition, ...] = ()
@@ -251,7 +251,7 @@ class CardSpec(_Strict):
     summary: str  # Python format string with {value} and {category}
     topic: dict[str, str] | None = None
     links: tuple[Link, ...] = ()
-    risk_assessment_code: dict[str, str] | None = None  # RiskAssessment.code / prediction outcome coding
+    risk_assessment_code: dict[str, str] | None = None  # RiskAssessment.code: the kind of assessment
     # how many recorded inputs the card lists (largest contributions first); a points score whose components a
     # clinician checks one by one (CHA2DS2-VASc) lists them all
     inputs_shown: int = Field(default=3, ge=1, le=12)

@@ -62,3 +62,9 @@ def risk(card: dict[str, Any]) -> float:
             if action["resource"]["resourceType"] == "RiskAssessment":
                 return float(action["resource"]["prediction"][0]["probabilityDecimal"])
     raise AssertionError(f"no RiskAssessment on the card: {card['summary']}")
+
+
+def horizon_years(prediction: dict[str, Any]) -> int:
+    """The whole years a RiskAssessment.prediction's whenPeriod spans (from the assessment on)."""
+    period = prediction["whenPeriod"]
+    return int(period["end"][:4]) - int(period["start"][:4])

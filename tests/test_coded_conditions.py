@@ -894,3 +894,14 @@ def test_a_derived_check_does_not_name_a_record_passed_over_as_its_source(api: A
                     .split())
     row = page[page.index("Undiagnosed HbA1c ≥ 6.5 % No"):][:200]
     assert f"Condition/{cond['id']}" not in row, row
+
+
+def test_prevent_full_cites_the_add_on_equations_it_uses(api: Any) -> None:
+    """The RiskAssessment's note is the only citation a saved estimate carries: PREVENT full computes with the UACR,
+    HbA1c or full equations when those are measured, so its note cannot cite the base coefficients alone."""
+    card = fire(api, "prevent-full", _khan_woman() + [F.quantity_obs("9318-7", 300, "mg/g"),
+                                                      F.quantity_obs("4548-4", 5.8, "%")])
+    ra = next(a["resource"] for s in card.get("suggestions", []) for a in s["actions"]
+              if a["resource"]["resourceType"] == "RiskAssessment")
+    note = ra["note"][0]["text"]
+    assert "base model coefficients" not in note and "UACR, HbA1c and full model coefficients" in note, note

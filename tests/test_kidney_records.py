@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import fhirfactory as F
-from hook_calls import fire, module_app
+from hook_calls import fire, horizon_years, module_app
 
 KFRE, EGFR = "kfre-4var", "egfr-ckd-epi-2021"
 
@@ -81,7 +81,7 @@ def test_kfre_files_its_very_high_category_on_the_2_year_prediction_it_was_chose
     the 5-year one (FHIR R4: qualitativeRisk qualifies its own prediction; it had been on the 5-year one)."""
     card = fire(api, KFRE, [F.patient("p1", 60, "male"), F.quantity_obs("98979-8", 20, "mL/min/{1.73_m2}"),
                             F.quantity_obs("9318-7", 1500, "mg/g")])
-    by_horizon = {p["whenRange"]["high"]["value"]: p for p in _risk_assessment(card)["prediction"]}
+    by_horizon = {horizon_years(p): p for p in _risk_assessment(card)["prediction"]}
     assert by_horizon[2]["qualitativeRisk"]["text"] == "very high", by_horizon
     assert "qualitativeRisk" not in by_horizon[5], by_horizon
 
@@ -90,7 +90,7 @@ def test_kfre_files_a_5_year_category_on_the_5_year_prediction(api: Any) -> None
     """A category chosen on the primary (5-year) risk stays on the 5-year prediction."""
     card = fire(api, KFRE, [F.patient("p1", 60, "male"), F.quantity_obs("98979-8", 40, "mL/min/{1.73_m2}"),
                             F.quantity_obs("9318-7", 300, "mg/g")])
-    by_horizon = {p["whenRange"]["high"]["value"]: p for p in _risk_assessment(card)["prediction"]}
+    by_horizon = {horizon_years(p): p for p in _risk_assessment(card)["prediction"]}
     assert "qualitativeRisk" in by_horizon[5] and "qualitativeRisk" not in by_horizon[2], by_horizon
 
 
@@ -113,3 +113,24 @@ def test_a_urine_acr_coded_as_laboratories_code_it_is_read(api: Any, code: str) 
     egfr = fire(api, EGFR, [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 1.8, "mg/dL"),
                             F.quantity_obs(code, 50, "mg/g")])
     assert not any(s["label"].startswith("Order urine albumin") for s in egfr.get("suggestions", [])), egfr
+
+
+@pytest.mark.parametrize(("service", "record"), [
+    ("ascvd-pce-10y", F.pce_record(age=55, gender="male")),
+    (KFRE, [F.patient("p1", 60, "male"), F.quantity_obs("98979-8", 40, "mL/min/{1.73_m2}"),
+            F.quantity_obs("9318-7", 300, "mg/g")]),
+])
+def test_a_risk_assessment_states_its_kind_its_time_frame_and_its_source(api: Any, service: str,
+                                                                        record: list[dict[str, Any]]) -> None:
+    """FHIR R4 RiskAssessment: `code` is the kind of assessment (SNOMED 441829007 for the PCE; it had been written
+    as the outcome, which is the event predicted); a prediction's time frame is a period from the assessment
+    (whenRange reads as an age range: {high: 10 a} alone said 'up to age 10'); the note cites its source once,
+    without a doubled full stop."""
+    ra = _risk_assessment(fire(api, service, record))
+    for pred in ra["prediction"]:
+        assert "whenRange" not in pred and pred["whenPeriod"]["start"] == ra["occurrenceDateTime"], pred
+        assert all(c.get("code") != "441829007" for c in pred["outcome"].get("coding", [])), pred["outcome"]
+    assert horizon_years(ra["prediction"][0]) == (10 if service == "ascvd-pce-10y" else 5)
+    assert ".." not in ra["note"][0]["text"], ra["note"]
+    if service == "ascvd-pce-10y":
+        assert ra["code"]["coding"][0]["code"] == "441829007", ra.get("code")

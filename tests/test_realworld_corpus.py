@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 import fhirfactory as F
 from cds_hooks.bundle_prefetch import prefetch_from_resources
 from conftest import SignedClient, make_settings
+from hook_calls import horizon_years
 from realworld import plain_reading as R
 from realworld import shapes as S
 
@@ -152,7 +153,7 @@ def test_card_matches_the_plain_reading(client: SignedClient, templates: dict[st
         assert value == pytest.approx(want, abs=1e-6), f"{value} vs {want:.6f} from {expected.inputs}"
     if model.startswith("prevent"):
         ra = resource_of(cards[0], "RiskAssessment")
-        thirty = [p for p in ra["prediction"] if p.get("whenRange", {}).get("high", {}).get("value") == 30]
+        thirty = [p for p in ra["prediction"] if horizon_years(p) == 30]
         if not R.thirty_year_expected(expected.inputs):
             assert not thirty, "30-year predictions given for a patient aged 60–79"
             assert "30-year total CVD" not in cards[0]["detail"], "30-year risk shown for a patient aged 60–79"

@@ -80,8 +80,8 @@ def broken_copies(resource: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any
     if resource["resourceType"] == "RiskAssessment":
         yield changed("probability as text", lambda d: d["prediction"][0].update(probabilityDecimal="high"))
         yield changed("probability null", lambda d: d["prediction"][0].update(probabilityDecimal=None))
-        yield changed("horizon as a fraction",
-                      lambda d: d["prediction"][0].setdefault("whenRange", {}).update(high={"value": 0.25}))
+        yield changed("horizon end not a date",
+                      lambda d: d["prediction"][0].setdefault("whenPeriod", {}).update(end="in ten years"))
         yield changed("empty basis reference", lambda d: d.setdefault("basis", []).append({"reference": ""}))
         for blank in ("\x0b", "\u00a0", " "):  # R4's string pattern refuses the first two, not a space
             yield changed(f"basis reference {blank!r}",

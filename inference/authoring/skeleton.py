@@ -98,7 +98,7 @@ inputs:
 
 # The graph's outputs (each a double [N, 1] tensor of that name). Exactly one is `primary: true`: its value and
 # category make the card. kind: probability (shown as %) | score | value; decimals: digits shown;
-# horizon_years: the prediction horizon (RiskAssessment.prediction.whenRange); outcome: a coding of what is predicted.
+# horizon_years: the prediction horizon (RiskAssessment.prediction.whenPeriod); outcome: a coding of what is predicted.
 outputs:
   - name: risk
     label: "<fill in: e.g. 10-year risk of …>"
