@@ -139,6 +139,11 @@ def attributed_refusals(manifest: Manifest, values: dict[str, float],
             continue
         if value is None or spec.range is None:
             continue
+        # a derived value reported to fewer decimals (a computed eGFR as a whole number, as the eGFR card gives it)
+        # is tested as reported: 59.7 is 60, outside KFRE's 10-59.999, as the eGFR card's "60 (G2)" says
+        fv = mapping.values.get(spec.name) if mapping is not None else None
+        if fv is not None and fv.reported is not None and fv.value == value:
+            value = fv.reported
         low, high = spec.range
         if not low <= value <= high:
             decimals = 1 if max(abs(low), abs(high), abs(value)) >= 10 else 2

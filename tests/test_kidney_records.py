@@ -134,3 +134,22 @@ def test_a_risk_assessment_states_its_kind_its_time_frame_and_its_source(api: An
     assert ".." not in ra["note"][0]["text"], ra["note"]
     if service == "ascvd-pce-10y":
         assert ra["code"]["coding"][0]["code"] == "441829007", ra.get("code")
+
+
+def _creatinine_for(egfr: float, age: int) -> float:
+    """CKD-EPI 2021 (Inker 2021) for a man, above kappa 0.9, solved for serum creatinine (mg/dL)."""
+    return 0.9 * (egfr / (142 * 0.9938 ** age)) ** (-1 / 1.2)
+
+
+@pytest.mark.parametrize(("egfr", "shown", "scored"), [(59.7, "60", False), (9.7, "10", True), (59.4, "59", True)])
+def test_kfre_tests_a_computed_egfr_against_its_range_as_the_egfr_card_reports_it(
+        api: Any, egfr: float, shown: str, scored: bool) -> None:
+    """A computed eGFR is reported as a whole number (the eGFR card's 'eGFR 60 (G2)'): KFRE, for eGFR below 60, is
+    not given for a creatinine whose eGFR is 59.7 (it had scored him 'in CKD' from a 59.7 no card shows), and is
+    given at 9.7, which the eGFR card reports as 10 (it had refused '9.7 ... outside 10-60')."""
+    record = [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", round(_creatinine_for(egfr, 60), 4), "mg/dL"),
+              F.quantity_obs("9318-7", 500, "mg/g")]
+    assert fire(api, EGFR, record)["summary"].startswith(f"eGFR {shown} ")
+    card = fire(api, KFRE, record)
+    assert _has_number(card) == scored, card["summary"]
+    assert f"{egfr}" not in card["summary"] + card["detail"], card["detail"]
