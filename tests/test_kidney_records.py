@@ -153,3 +153,18 @@ def test_kfre_tests_a_computed_egfr_against_its_range_as_the_egfr_card_reports_i
     card = fire(api, KFRE, record)
     assert _has_number(card) == scored, card["summary"]
     assert f"{egfr}" not in card["summary"] + card["detail"], card["detail"]
+
+
+@pytest.mark.parametrize(("creatinine_days", "egfr_days", "given"), [(40, 1, False), (1, 40, True), (5, 5, True)],
+                         ids=["egfr-newer", "creatinine-newer", "same-day"])
+def test_the_egfr_card_gives_no_older_number_beside_a_newer_laboratory_egfr(api: Any, creatinine_days: int,
+                                                                           egfr_days: int, given: bool) -> None:
+    """A creatinine of 1.0 mg/dL 40 days ago (eGFR 86, G2 for a man of 60) and a laboratory-reported CKD-EPI 2021
+    eGFR of 45 yesterday: the card had said 'eGFR 86 (G2) - Not CKD on its own', older than what the laboratory
+    reported (KFRE reads the 45). With the creatinine the newer, or both of one day, the eGFR is computed as before."""
+    record = [F.patient("p1", 60, "male"), F.quantity_obs("2160-0", 1.0, "mg/dL", days=creatinine_days),
+              F.quantity_obs("98979-8", 45, "mL/min/{1.73_m2}", days=egfr_days)]
+    card = fire(api, EGFR, record)
+    assert _has_number(card) == given, card["summary"]
+    if not given:
+        assert "newer eGFR" in card["detail"], card["detail"]
