@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds_hooks.errors import bad_request
-from fhir_mapping.index import referenced_patient
+from fhir_mapping.index import referenced_patient, subject_reference
 
 _ID = r"[A-Za-z0-9\-.]{1,64}"
 _TYPE_ID = re.compile(rf"^[A-Z][A-Za-z]+/{_ID}$")
@@ -92,13 +92,12 @@ def _draft_orders(bundle: Any, selections: Any, patient_id: str) -> None:
                               f"{field}.entry[{i}].resource")
         if isinstance(res.get("id"), str):
             refs.add(f"{res['resourceType']}/{res['id']}")
-        for element in ("subject", "patient"):  # NutritionOrder and VisionPrescription name theirs in `patient`
-            holder = res.get(element)
-            about = holder.get("reference") if isinstance(holder, dict) else None
-            if isinstance(about, str) and referenced_patient(about) not in (None, patient_id):
-                # the orders being placed are for the patient in context: one for another contradicts the request
-                raise bad_request(f"context.draftOrders.entry[{i}].resource.{element} names {about}, not "
-                                  f"context.patientId ({patient_id})", f"{field}.entry[{i}].resource.{element}")
+        about = subject_reference(res)  # `subject`, or `patient` (a NutritionOrder, a VisionPrescription)
+        if about is not None and referenced_patient(about) not in (None, patient_id):
+            # the orders being placed are for the patient in context: one for another contradicts the request
+            element = "subject" if res.get("subject") is not None else "patient"
+            raise bad_request(f"context.draftOrders.entry[{i}].resource.{element} names {about}, not "
+                              f"context.patientId ({patient_id})", f"{field}.entry[{i}].resource.{element}")
     if isinstance(selections, list):
         for i, sel in enumerate(selections):
             if not isinstance(sel, str):

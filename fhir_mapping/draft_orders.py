@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from fhir_mapping.index import Resource, ResourceIndex, codings, referenced_patient
+from fhir_mapping.index import Resource, ResourceIndex, codings, referenced_patient, subject_reference
 from fhir_mapping.medications import medication_view
 from fhir_mapping.spec import FeatureSpec
 from fhir_mapping.valuesets import ValueSetLibrary
@@ -122,13 +122,9 @@ def read_drafts(spec: FeatureSpec, drafts: list[Resource] | list[tuple[Resource,
 
 
 def _another_patients(res: Resource, patient_id: str | None) -> bool:
-    for element in ("subject", "patient"):
-        holder = res.get(element)
-        ref = holder.get("reference") if isinstance(holder, dict) else None
-        named = referenced_patient(ref) if isinstance(ref, str) else None
-        if patient_id is not None and named is not None and named != patient_id:
-            return True
-    return False
+    ref = subject_reference(res)  # `subject`, or `patient` (a NutritionOrder, a VisionPrescription)
+    named = referenced_patient(ref) if ref is not None else None
+    return patient_id is not None and named is not None and named != patient_id
 
 
 def _same_test(own: frozenset[str], tests: list[tuple[frozenset[str], frozenset[str]]]) -> frozenset[str]:
