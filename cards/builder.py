@@ -135,7 +135,8 @@ def _assumed(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult,
         feature = spec.features.get(name)
         if fv is None or not fv.defaulted or (feature is not None and feature.present_of):
             continue  # population checks and "measured?" flags are spelled out on the details page
-        if name in said and fv.unchecked and not fv.unrecognised and not _set_aside(fv):
+        aside = _set_aside(fv)
+        if name in said and fv.unchecked and not fv.unrecognised and not aside:
             continue
         value = unmeasured(bool(fv.sources)) if fv.unit is not None else (
             fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value))
@@ -143,7 +144,6 @@ def _assumed(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult,
         if src is not None and src.resource_type == "Patient" and src.original_value:
             value += f" (recorded: {src.original_value})"  # e.g. race not recorded, or a race the equations lack
         why = _unchecked(fv)
-        aside = _set_aside(fv)
         at = add(fv.label or name, value, why, (bool(why) or fv.unit is not None) and not aside)
         if aside:  # "Diabetes: No — not counted: Type 2 diabetes mellitus (provisional)"
             suffixes.append((at, aside))
@@ -158,20 +158,18 @@ def _assumed(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult,
                 suffixes.append((at, f" — {count} active medications {what} (see full reasoning)"))
     # a population check answered "No" without one of its searches (an EHR that did not send the Device key): the
     # card says so, since the exclusion it guards (a mechanical valve) may be on record where nobody looked
+    # and a check answered "No" beside an unconfirmed diagnosis of its kind (a provisional myocardial infarction beside
+    # a primary-prevention estimate): the card names what it set aside
     for rule in manifest.population:
         fv = mapping.values.get(rule.feature)
-        if fv is not None and fv.defaulted and fv.unchecked and rule.feature not in said:
+        if fv is None or not fv.defaulted or rule.feature in said:
+            continue
+        aside = _set_aside(fv)
+        if fv.unchecked or aside:
             feature = spec.features.get(rule.feature)
             add(fv.label or rule.feature,
                 fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value),
-                _unchecked(fv) + _set_aside(fv), True)
-        elif fv is not None and fv.defaulted and _set_aside(fv) and rule.feature not in said:
-            # a check answered "No" beside an unconfirmed diagnosis of its kind (a provisional myocardial infarction
-            # beside a primary-prevention estimate): the card names what it set aside
-            feature = spec.features.get(rule.feature)
-            add(fv.label or rule.feature,
-                fv.display or (display_value(feature, fv.value) if feature else None) or number(fv.value),
-                _set_aside(fv), False)
+                _unchecked(fv) + aside, bool(fv.unchecked))
     # a check read only when recorded, whose search the EHR did not answer in full, was not made: the estimate
     # stands (an LDL-C, a pregnancy on the problem list), and the card says what went unchecked
     for rule in manifest.population:

@@ -10,6 +10,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
+from dateutil.relativedelta import relativedelta
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.riskassessment import RiskAssessment
 from fhir.resources.R4B.servicerequest import ServiceRequest
@@ -78,11 +79,7 @@ def risk_assessment(
 def _years_after(at: datetime, years: float) -> datetime:
     """The moment `years` after `at`: whole years by the calendar (29 February to 28 February), else by days."""
     if float(years).is_integer():
-        year = at.year + int(years)
-        try:
-            return at.replace(year=year)
-        except ValueError:  # 29 February in a year that has none
-            return at.replace(year=year, day=28)
+        return at + relativedelta(years=int(years))
     return at + timedelta(days=round(365.25 * years))
 
 

@@ -110,12 +110,8 @@ def _count_span(cands: list[_Candidate], unread: list[SourceRef], zone: tzinfo =
     sample are two (ADA 2025: two different tests of the same sample confirm a diagnosis); one written as a date
     alone may be the specimen of a timed one of its day (or not); an unread result may be one more, unless it was
     charted for a moment already counted (the same specimen sent twice)."""
-    kinds = {c.test for c in cands}
-    if len(kinds) > 1:
-        spans = [_specimen_span([c for c in cands if c.test == kind], zone) for kind in kinds]
-        low, high = sum(s[0] for s in spans), sum(s[1] for s in spans)
-    else:
-        low, high = _specimen_span(cands, zone)
+    spans = [_specimen_span([c for c in cands if c.test == kind], zone) for kind in {c.test for c in cands}]
+    low, high = sum(s[0] for s in spans), sum(s[1] for s in spans)
     seen = {*(c.when for c in cands if c.when is not None and c.ref.date and "T" in c.ref.date),
             *(c.ref.date[:10] for c in cands if c.ref.date and "T" not in c.ref.date)}
     extra: set[Any] = set()
