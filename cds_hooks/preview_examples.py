@@ -158,5 +158,5 @@ def example_bundle(example_id: str, now: datetime | None = None) -> dict[str, An
     for p in _synthetic_index():
         if p["id"] == example_id:
             path = resources.files("cds_hooks") / "static" / "preview" / "patients" / p["file"]
-            return shift_to_today(json.loads(path.read_text(encoding="utf-8")), now.date())[0]
+            return shift_to_today(json.loads(path.read_text(encoding="utf-8")), now=now)[0]
     return None

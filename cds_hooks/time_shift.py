@@ -2,7 +2,8 @@
 
 Saved records (Synthea, a de-identified extract) are dated when they were made, so a model's look-back windows soon
 exclude all their data. `shift_to_today` moves every date, dateTime and instant by one whole number of days so that
-the record's newest clinical entry is dated today — the preview page and `cds-onnx invoke --shift-to-today` use it.
+the record's newest clinical entry is dated today (yesterday when its time of day is still to come) — the preview
+page and `cds-onnx invoke --shift-to-today` use it.
 
 - The same number of days for every value, `birthDate` and `deceasedDateTime` included, so every interval — and the
   patient's age at every entry, and today relative to the newest entry — stays as it was.
@@ -17,9 +18,12 @@ the record's newest clinical entry is dated today — the preview page and `cds-
   onset or recorded date, an order's authoredOn, an encounter's period, a procedure's performed time, ...); plans
   (a care plan's end, a goal's due date), billing resources and the Patient itself do not count. A partial date counts
   as the last day it covers, so nothing moves past today.
+- Nothing moves past the moment of the call either: when the newest timed entry (an observation at 23:50, say) would
+  land later today than now, the record moves one day less, so that entry is dated yesterday. A result dated in the
+  future is passed over by every model, so a record moved just after midnight would otherwise lose its newest vitals.
 
 The input is never modified; the shift is computed on the date as written, so "today" is a calendar date (UTC
-unless given).
+unless given) and the time-of-day check needs the moment of the call (`now`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-__all__ = ["newest_clinical_date", "shift_date", "shift_days", "shift_to_today"]
+__all__ = ["newest_clinical_date", "newest_clinical_instant", "shift_date", "shift_days", "shift_to_today"]
 
 _FULL = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?)?$")
 _PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
@@ -107,25 +111,41 @@ def _resources(bundle: Any) -> list[dict[str, Any]]:
     return out
 
 
-def newest_clinical_date(bundle: Any) -> date | None:
-    """The date of the newest clinical entry in a Bundle (or one resource), or None when it has none."""
-    found: list[date] = []
-
-    def add(value: Any) -> None:
-        if isinstance(value, str) and (day := _last_day(value)) is not None:
-            found.append(day)
-
+def _anchor_values(bundle: Any) -> list[str]:
+    """The date strings that say when each clinical entry happened (see the module doc)."""
+    found: list[str] = []
     for res in _resources(bundle):
         kind = res.get("resourceType")
         if kind in _NOT_CLINICAL:
             continue
         for key, value in res.items():
             if key in _ANCHORS:
-                add(value)
+                found.append(value)
             elif (key in _ANCHOR_PERIODS or (key == "period" and kind == "Encounter")) and isinstance(value, dict):
-                add(value.get("start"))
-                add(value.get("end"))
-    return max(found, default=None)
+                found += [value.get("start"), value.get("end")]
+    return [v for v in found if isinstance(v, str)]
+
+
+def newest_clinical_date(bundle: Any) -> date | None:
+    """The date of the newest clinical entry in a Bundle (or one resource), or None when it has none."""
+    return max((day for v in _anchor_values(bundle) if (day := _last_day(v)) is not None), default=None)
+
+
+def _instant(value: str) -> datetime | None:
+    """A dateTime with a time of day as an aware moment (no offset read as UTC); None for a date without a time."""
+    m = _FULL.match(value)
+    if not m or not m[4]:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def newest_clinical_instant(bundle: Any) -> datetime | None:
+    """The latest moment a timed clinical entry gives (entries dated without a time of day are not moments)."""
+    return max((t for v in _anchor_values(bundle) if (t := _instant(v)) is not None), default=None)
 
 
 def shift_days(bundle: Any, days: int) -> Any:
@@ -143,10 +163,23 @@ def shift_days(bundle: Any, days: int) -> Any:
     return walk(bundle, None, False)
 
 
-def shift_to_today(bundle: Any, today: date | None = None) -> tuple[Any, int]:
-    """A copy of `bundle` moved so that its newest clinical entry is dated `today` (default: today in UTC), and the
-    number of days it moved (0, and an unchanged copy, when the record has no dated clinical entry)."""
-    today = today or datetime.now(UTC).date()
+def shift_to_today(bundle: Any, today: date | None = None, *, now: datetime | None = None) -> tuple[Any, int]:
+    """A copy of `bundle` moved so that its newest clinical entry is dated `today`, and the number of days it moved
+    (0, and an unchanged copy, when the record has no dated clinical entry).
+
+    With neither argument, `now` is the moment of the call and `today` its date in UTC. Given `now` (aware), no timed
+    entry lands after it: the record moves one day less when one would. Given only `today`, times are not checked.
+    """
+    if today is None and now is None:
+        now = datetime.now(UTC)
+    if today is None and now is not None:
+        today = now.astimezone(UTC).date()
+    assert today is not None
     newest = newest_clinical_date(bundle)
-    days = (today - newest).days if newest is not None else 0
+    if newest is None:
+        return shift_days(bundle, 0), 0
+    days = (today - newest).days
+    latest = newest_clinical_instant(bundle) if now is not None else None
+    if latest is not None and now is not None and latest + timedelta(days=days) > now:
+        days -= 1  # the newest timed entry would be later today than now: it lands yesterday instead
     return shift_days(bundle, days), days

@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from cds_hooks.preview_examples import example_bundle, list_examples
-from cds_hooks.time_shift import newest_clinical_date, shift_date, shift_days, shift_to_today
+from cds_hooks.time_shift import (
+    newest_clinical_date,
+    newest_clinical_instant,
+    shift_date,
+    shift_days,
+    shift_to_today,
+)
 
 SYNTHEA = Path(__file__).resolve().parent / "fixtures" / "synthea"
 FIXTURES = sorted(p.name for p in SYNTHEA.glob("patient-*.json"))
@@ -174,6 +180,38 @@ def test_the_preview_uses_the_same_shift() -> None:
     assert synthetic
     for example in synthetic:
         shown = example_bundle(example, now)
-        assert shown is not None and newest_clinical_date(shown) == now.date()
+        assert shown is not None
+        newest = newest_clinical_date(shown)
+        assert newest is not None and (now.date() - newest).days in (0, 1)
+        latest = newest_clinical_instant(shown)
+        assert latest is None or latest <= now  # no timed entry in the preview's future
         name = next(p for p in FIXTURES if p.split("-")[1] == example.split("-")[1])
-        assert shown == shift_to_today(load(name), now.date())[0]
+        assert shown == shift_to_today(load(name), now=now)[0]
+
+
+# A record whose newest entry was timed 23:50 on 1 March 2020 (UTC), and an older one at 10:00 on 1 February.
+LATE = bundle_of(obs("2020-02-01T10:00:00Z"), {**obs("2020-03-01T23:50:00Z"), "id": "late"})
+
+
+@pytest.mark.parametrize("now, lands_on", [
+    (datetime(2026, 3, 15, 23, 55, tzinfo=UTC), date(2026, 3, 15)),  # late in the day: the entry is 5 min old
+    (datetime(2026, 3, 15, 0, 5, tzinfo=UTC), date(2026, 3, 14)),  # just after midnight: 23:50 today is to come
+    (datetime(2026, 3, 15, 23, 50, tzinfo=UTC), date(2026, 3, 15)),  # the very moment is not in the future
+])
+def test_no_timed_entry_is_moved_past_the_moment_of_the_call(now: datetime, lands_on: date) -> None:
+    shifted, days = shift_to_today(LATE, now=now)
+    assert days == (lands_on - date(2020, 3, 1)).days
+    late = next(e["resource"] for e in shifted["entry"] if e["resource"]["id"] == "late")
+    assert late["effectiveDateTime"] == f"{lands_on.isoformat()}T23:50:00Z"
+    assert datetime.fromisoformat(late["effectiveDateTime"]) <= now
+
+
+def test_the_time_check_reads_the_offset_as_written() -> None:
+    """18:30 at -05:00 is 23:30 UTC: at 20:00 UTC it is still to come; an untimed date is never in the future."""
+    record = bundle_of(obs("2020-03-01T18:30:00-05:00"))
+    now = datetime(2026, 3, 15, 20, 0, tzinfo=UTC)
+    assert shift_to_today(record, now=now)[1] == (date(2026, 3, 14) - date(2020, 3, 1)).days
+    assert shift_to_today(bundle_of(obs("2020-03-01")), now=now)[1] == (date(2026, 3, 15) - date(2020, 3, 1)).days
+    assert newest_clinical_instant(bundle_of(obs("2020-03-01"))) is None
+    # an explicit day without a moment keeps the calendar-day shift (the tests above that give TODAY)
+    assert shift_to_today(LATE, date(2026, 3, 15))[1] == (date(2026, 3, 15) - date(2020, 3, 1)).days

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +92,12 @@ def _read_bundle(path: Path, shift_to_today: bool = False) -> list[dict[str, Any
     if newest is None:
         typer.echo(f"{path}: no dated clinical entry, dates not moved", err=True)
         return resources
-    shifted, days = shift_bundle_to_today(doc)
-    typer.echo(f"{path}: moved every date by {days:+d} days (newest clinical entry {newest.isoformat()} -> today)",
-               err=True)
+    now = datetime.now(UTC)
+    shifted, days = shift_bundle_to_today(doc, now=now)
+    landed = newest + timedelta(days=days)
+    when = "today" if landed == now.date() else "yesterday, as its time of day is still to come today"
+    typer.echo(f"{path}: moved every date by {days:+d} days (newest clinical entry {newest.isoformat()} -> "
+               f"{landed.isoformat()}, {when})", err=True)
     return bundle_resources(shifted)  # the same Bundle with other dates: it was valid above
 
 
