@@ -9,6 +9,7 @@ and the details page (cds_hooks/details/view.py, from the stored prediction) ask
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,22 +20,35 @@ from inference.manifest import Advice, Manifest
 
 
 def pick(manifest: Manifest, category: str, known: Callable[[str], float | None],
-         unchecked: Callable[[str], bool] = lambda name: False) -> Advice | None:
+         unchecked: Callable[[str], bool] = lambda name: False,
+         written: Callable[[str], tuple[float, str] | None] = lambda name: None) -> Advice | None:
     """The first advice for this category whose conditions all hold on known values (and, for an advice with
-    `unchecked`, one of those features is a default that could not be fully checked)."""
+    `unchecked`, one of those features is a default that could not be fully checked). For an advice with
+    `written_in`, the first condition reads the number as the record wrote it (`written`), in that unit only."""
     for advice in manifest.advice:
         if advice.categories and category not in advice.categories:
             continue
         if advice.unchecked and not any(unchecked(name) for name in advice.unchecked):
             continue
-        if all((v := known(c.feature)) is not None and c.holds(v) for c in advice.when):
+        values = [known(c.feature) for c in advice.when]
+        if advice.when and advice.written_in is not None:
+            values[0] = _as_written(advice, written(advice.when[0].feature), values[0])
+        if all(v is not None and c.holds(v) for c, v in zip(advice.when, values, strict=True)):
             return advice
     return None
 
 
 def advice_for(manifest: Manifest, category: str, mapping: MappingResult) -> Advice | None:
     """From a call's mapping: a default answered without one of its searches is not known."""
-    return pick(manifest, category, lambda name: _known(mapping, name), lambda name: _not_checked(mapping, name))
+    return pick(manifest, category, lambda name: _known(mapping, name), lambda name: _not_checked(mapping, name),
+                lambda name: _written_of(mapping, name))
+
+
+def _written_of(mapping: MappingResult, name: str) -> tuple[float, str] | None:
+    """A measured feature's number and unit as its record wrote them (none for a default)."""
+    fv = mapping.values.get(name)
+    src = fv.sources[0] if fv is not None and fv.sources and not fv.defaulted else None
+    return _written(src.original_value, src.original_unit) if src is not None else None
 
 
 def _known(mapping: MappingResult, name: str) -> float | None:
@@ -85,8 +99,8 @@ def card_notes(manifest: Manifest, mapping: MappingResult, escape: Callable[[str
                     (v := _known(mapping, c.feature)) is not None and c.holds(v) for c in note.when[1:]):
                 notes.append(_with_evidence(text, _evidence(note.when, mapping, escape)))
             continue
-        src = fv.sources[0] if fv is not None and fv.sources and not fv.defaulted else None
-        written = _written(src.original_value, src.original_unit) if src is not None else None
+        src = fv.sources[0] if fv.sources and not fv.defaulted else None
+        written = _written_of(mapping, note.when[0].feature)
         first = _as_written(note, written, _known(mapping, note.when[0].feature))
         if first is None or not note.when[0].holds(first) or not all(
                 (v := _known(mapping, c.feature)) is not None and c.holds(v) for c in note.when[1:]):
@@ -140,11 +154,7 @@ def stored_notes(manifest: Manifest, features: Mapping[str, Any],
                   for fv in stored]
         first = usable[0]
         sources = [s for s in (first.get("sources") or ()) if isinstance(s, Mapping)] if first is not None else []
-        kept = sources[0].get("written") if sources and not first.get("defaulted") else None  # type: ignore[union-attr]
-        written = _kept_written(kept)
-        if written is None and first is not None and not first.get("defaulted"):
-            # a row stored before sources kept the number as written: the value in the feature's unit
-            written = _written(first.get("value"), first.get("unit"))
+        written = _stored_written(first)
         value = _as_written(note, written, _number(_as_reported(first)) if first is not None else None)
         if value is None or not note.when[0].holds(value) or not all(
                 fv is not None and (v := _number(_as_reported(fv))) is not None and c.holds(v)
@@ -158,6 +168,16 @@ def stored_notes(manifest: Manifest, features: Mapping[str, Any],
     return notes
 
 
+def _stored_written(fv: Mapping[str, Any] | None) -> tuple[float, str] | None:
+    """A stored measured value's number and unit as written (kept since sources keep them), else, for an older row,
+    the value in the feature's unit; none for a default."""
+    if fv is None or fv.get("defaulted"):
+        return None
+    sources = [s for s in (fv.get("sources") or ()) if isinstance(s, Mapping)]
+    written = _kept_written(sources[0].get("written")) if sources else None
+    return written if written is not None else _written(fv.get("value"), fv.get("unit"))
+
+
 def _written(value: Any, unit: Any) -> tuple[float, str] | None:
     """A reading's number and unit as the record wrote them, when it wrote both."""
     number = _number(value)
@@ -166,15 +186,23 @@ def _written(value: Any, unit: Any) -> tuple[float, str] | None:
 
 
 def _as_written(note: Any, written: tuple[float, str] | None, value: float | None) -> float | None:
-    """The number a note's first condition reads: as written, in the note's `written_in` unit (None when the record
-    wrote another); the value in the feature's unit otherwise."""
+    """The number a note's (or advice's) first condition reads: as written, in its `written_in` unit (None when the
+    record wrote another); the value in the feature's unit otherwise. A unit that differs from `written_in` only by
+    a power of ten (g/g for mg/g) is the same unit written another way, and its number is scaled; one that differs
+    by any other factor (mg/mmol for mg/g: creatinine's molar mass) is another unit."""
     if note.written_in is None:
         return value
     if written is None or value is None:
         return None
     registry = default_registry()
     mine, wanted = registry.lookup(written[1]), registry.lookup(note.written_in)
-    return written[0] if mine is not None and wanted is not None and mine.code == wanted.code else None
+    if mine is None or wanted is None or mine.dimension != wanted.dimension or mine.offset or wanted.offset:
+        return None
+    if mine.code == wanted.code:
+        return written[0]
+    scale = mine.factor / wanted.factor
+    exponent = round(math.log10(scale)) if scale > 0 else None
+    return written[0] * 10.0 ** exponent if exponent is not None and math.isclose(scale, 10.0 ** exponent) else None
 
 
 def _written_text(written: tuple[float, str]) -> str:
@@ -226,7 +254,10 @@ def stored_advice(manifest: Manifest, category: str, features: Mapping[str, Any]
     def known(name: str) -> float | None:
         fv = features.get(name)
         return _number(_as_reported(fv)) if isinstance(fv, Mapping) and not not_checked(name) else None
-    advice = pick(manifest, category, known, not_checked)
+    def written(name: str) -> tuple[float, str] | None:
+        fv = features.get(name)
+        return _stored_written(fv) if isinstance(fv, Mapping) and not not_checked(name) else None
+    advice = pick(manifest, category, known, not_checked, written)
     if advice is None:
         return None
     shown = _stored_evidence([features.get(cond.feature) for cond in advice.when])

@@ -141,6 +141,9 @@ class Advice(_Strict):
     categories: tuple[str, ...] = ()  # the category labels it applies to (default: every category)
     guidance: str  # shown as the card's action line and on the details page; {evidence}: the record it rests on
     follow_ups: Literal["keep", "drop"] = "keep"  # drop: the category's draft orders do not fit this patient
+    # a unit (UCUM), as for a card note: the first condition holds only for a value the record wrote in this unit (or
+    # a power of ten of it), read as written: KDIGO's A3 is 30 mg/mmol or 300 mg/g, rounded equivalents
+    written_in: str | None = None
 
     @model_validator(mode="after")
     def _some_condition(self) -> Advice:

@@ -254,6 +254,9 @@ def cross_problems(manifest_path: Path, spec_path: Path, manifest: Manifest, spe
             if name not in known:
                 problems.append(Problem(manifest_path, f"advice[{i}].unchecked[{j}]",
                                         f"'{name}' is not a feature of {spec_path.name}", fix))
+        if advice.written_in is not None and default_registry().lookup(advice.written_in) is None:
+            problems.append(Problem(manifest_path, f"advice[{i}].written_in",
+                                    f"unit '{advice.written_in}' is not in the unit registry", "write a UCUM unit"))
         for label in advice.categories:
             if label not in labels:
                 problems.append(Problem(manifest_path, f"advice[{i}].categories", f"'{label}' is not a category",

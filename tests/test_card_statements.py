@@ -88,7 +88,7 @@ def test_kfre_a_risk_shown_as_5_0_percent_is_not_above_5_percent(api: Any) -> No
     assert "(high)" in higher["summary"] and "Refer to nephrology" in [s["label"] for s in higher["suggestions"]]
 
 
-@pytest.mark.parametrize(("age", "gfr", "ratio", "says"), [(85, 25, 2, "eGFR below 30"), (80, 55, 350, "KDIGO's A3"),
+@pytest.mark.parametrize(("age", "gfr", "ratio", "says"), [(85, 25, 2, "eGFR below 30"), (80, 55, 350, "300 mg/g or more (A3)"),
                                                      (70, 45, 30, None)])
 def test_kfre_low_risk_does_not_keep_g4_or_a3_in_primary_care(api: Any, age: int, gfr: float, ratio: float,
                                                               says: str | None) -> None:
@@ -549,14 +549,33 @@ def test_an_egfr_written_in_the_units_labs_print_is_read(api: Any, unit: str) ->
     assert card["summary"].startswith("5-year kidney failure risk 5.5%"), card["summary"]
 
 
-def test_kfre_states_the_acr_threshold_it_applies_in_the_unit_it_shows(api: Any) -> None:
-    """KDIGO 2012 Table 7: A3 is an ACR above 30 mg/mmol, 'approximately' 300 mg/g. The referral advice applies
-    from 30 mg/mmol (265 mg/g); a US result of 280 mg/g had been called A3 beside the words '300 mg/g in US units'.
-    The card states the threshold it applies, in both units."""
-    card = fire(api, "kfre-4var", [F.patient("p1", 60, "male"), egfr(50), acr(280)])
+@pytest.mark.parametrize("value, unit, a3", [
+    (280, "mg/g", False),  # A2 in mg/g, though 280 mg/g is 31.7 mg/mmol
+    (300, "mg/g", True),
+    (30, "mg/mmol", True),  # 265 mg/g: A3 in mg/mmol
+    (28, "mg/mmol", False),
+    (0.31, "g/g", True),  # 310 mg/g: the same unit written with another prefix
+    (0.28, "g/g", False),
+    (310, "mg/g{creat}", True),
+])
+def test_kfre_refers_for_a3_in_the_unit_the_laboratory_wrote(api: Any, value: float, unit: str, a3: bool) -> None:
+    """KDIGO 2024 (Table 4, as 2012's Table 7) writes A3 as an ACR above 30 mg/mmol or 300 mg/g: rounded
+    equivalents, not a conversion. The eGFR card categorises an ACR in the unit written, so the KFRE card's A3
+    referral must too: 280 mg/g had been called A3 there ('30 mg/mmol (265 mg/g) or more') and A2 on the eGFR card
+    of the same record. g/g is mg/g with another prefix: 0.31 g/g is 310 mg/g."""
+    sent = F.quantity_obs("9318-7", value, unit, days=20, ucum=unit != "mg/g{creat}")
+    card = fire(api, "kfre-4var", [F.patient("p1", 60, "male"), egfr(50), sent])
+    assert card["summary"].startswith("5-year kidney failure risk"), card["summary"]
     line = consider(card)
-    assert "280 mg/g" in card["detail"] and "30 mg/mmol (265 mg/g) or more" in line, line
-    assert "300 mg/g in US units" not in line, line
+    written = "30 mg/mmol or more (A3)" if unit == "mg/mmol" else "300 mg/g or more (A3)"
+    assert (written in line) is a3, line
+    assert ("A3" in line) is a3, line
+    page = details_page(api, card)
+    assert (written in page) is a3  # the details page makes the same choice from the stored prediction
+    if unit != "mg/g{creat}":
+        egfr_card = fire(api, "egfr-ckd-epi-2021", [F.patient("p1", 60, "male"), creatinine(1.5, 20), sent])
+        assert ("Albuminuria A3" in egfr_card["detail"]) is a3, egfr_card["detail"]
+        assert ("Albuminuria A2" in egfr_card["detail"]) is not a3, egfr_card["detail"]
 
 
 def test_kfre_offers_no_order_for_an_acr_just_resulted_below_the_detection_limit(api: Any) -> None:
