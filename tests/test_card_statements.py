@@ -88,8 +88,8 @@ def test_kfre_a_risk_shown_as_5_0_percent_is_not_above_5_percent(api: Any) -> No
     assert "(high)" in higher["summary"] and "Refer to nephrology" in [s["label"] for s in higher["suggestions"]]
 
 
-@pytest.mark.parametrize(("age", "gfr", "ratio", "says"), [(85, 25, 2, "eGFR below 30"), (80, 55, 350, "300 mg/g or more (A3)"),
-                                                     (70, 45, 30, None)])
+@pytest.mark.parametrize(("age", "gfr", "ratio", "says"), [(85, 25, 2, "eGFR below 30"),
+                                                     (80, 55, 350, "300 mg/g or more (A3)"), (70, 45, 30, None)])
 def test_kfre_low_risk_does_not_keep_g4_or_a3_in_primary_care(api: Any, age: int, gfr: float, ratio: float,
                                                               says: str | None) -> None:
     """KDIGO 2012 rec. 5.1.1 (kept in KDIGO 2024): refer at eGFR < 30 or a consistent ACR >= 300 mg/g whatever the
