@@ -1268,7 +1268,7 @@ class _Context:
                 shown = text.strip() if len(text.strip()) <= 40 else text.strip()[:39] + "…"
                 shown = shown.replace(";", ",")  # a reason's clauses are split at '; ' (a card shows the first)
                 if _TEXT_BOUND.fullmatch(text):
-                    limit, written = self._text_limit(text, target, analyte)
+                    limit, written = self._text_limit(text, target, analyte, bare_unit)
                     raise _Bound(f"{BOUND_NOTE} (text '{shown}'), not a measurement", limit, written)
                 raise _Unreadable(f"the result is text ('{shown}'), not a quantity")
             if kind in ("valueInteger", "valueRatio", "valueRange"):
@@ -1304,19 +1304,22 @@ class _Context:
             unit = target
         return value, raw, unit
 
-    def _text_limit(self, text: str, target: str, analyte: str | None
+    def _text_limit(self, text: str, target: str, analyte: str | None, bare_unit: str | None = None
                     ) -> tuple[tuple[str, float] | None, tuple[float, str] | None]:
         """A bound written as text ('<4.0 %', '≥ 300 mg/g') as its comparator and number in `target`, when its
         unit is written and converts, and its number and unit as written; None otherwise (a bare '<4.0' says
-        nothing about its unit)."""
+        nothing about its unit), except for a code with one unit (`bare_number_unit`): a bare '>60' eGFR is
+        read in it, and its written unit is then None."""
         found = _TEXT_LIMIT.fullmatch(text)
-        if found is None or not found.group(3):
+        if found is None or not (found.group(3) or bare_unit):
             return None, None
         comparator = {"≤": "<=", "≥": ">="}.get(found.group(1), found.group(1))
         try:
             raw = float(found.group(2).replace(",", ""))
         except ValueError:
             return None, None
+        if not found.group(3):
+            return self._limit(comparator, raw, bare_unit, True, target, analyte), None
         return self._limit(comparator, raw, found.group(3), False, target, analyte), (raw, found.group(3))
 
     def _limit(self, comparator: Any, raw: float, unit: Any, ucum: bool, target: str,

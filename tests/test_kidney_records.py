@@ -168,3 +168,29 @@ def test_the_egfr_card_gives_no_older_number_beside_a_newer_laboratory_egfr(api:
     assert _has_number(card) == given, card["summary"]
     if not given:
         assert "newer eGFR" in card["detail"], card["detail"]
+
+
+def _egfr_text(text: str) -> dict[str, Any]:
+    obs = F.quantity_obs("98979-8", 0, "mL/min/{1.73_m2}", days=20)
+    del obs["valueQuantity"]
+    obs["valueString"] = text
+    return obs
+
+
+@pytest.mark.parametrize(("text", "outside"), [(">60", True), ("> 60", True), (">90", True), ("<15", False),
+                                               (">60 mL/min/1.73m2", True)])
+def test_a_laboratory_egfr_written_as_bare_text_above_60_is_outside_kfres_range(api: Any, text: str,
+                                                                                outside: bool) -> None:
+    """Laboratories report a CKD-EPI eGFR above 60 as '>60', often as text without a unit: eGFR has one unit, so it
+    is read in mL/min/1.73 m² and lies wholly outside KFRE's 10-60 (Tangri 2011, CKD G3-G5). The card had said
+    'not calculated: missing eGFR', with an order for a creatinine. '<15' may be 12, inside the range: no number,
+    and the card says the value is a bound."""
+    card = fire(api, KFRE, [F.patient("p1", 60, "male"), _egfr_text(text), F.quantity_obs("9318-7", 100, "mg/g")])
+    assert not _has_number(card), card["summary"]
+    if outside:
+        assert card["summary"].startswith("No Kidney failure risk (KFRE) estimate: eGFR >"), card["summary"]
+        assert "outside the range the model was validated for (10–60" in card["summary"], card["summary"]
+        assert not card.get("suggestions"), card.get("suggestions")  # no creatinine ordered for a known eGFR
+    else:
+        assert "not calculated: missing eGFR" in card["summary"], card["summary"]
+        assert "value is a bound (text '&lt;15')" in card["detail"], card["detail"]
