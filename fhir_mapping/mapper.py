@@ -1234,6 +1234,9 @@ class _Context:
                         f"{_unit_label(feature.bare_number_unit)}")
                 if self.units.lookup(feature.bare_number_unit) != self.units.lookup(feature.unit):
                     note += f", converted to {_fmt(round(value, 2))} {_unit_label(feature.unit)}"
+            if provisional:  # a reading not yet final: neither read nor passed over for an older one
+                shown = f"{_as_written(original)} {_unit_label(unit) if unit else ''}".rstrip()
+                raise _Unreadable(f"{provisional}, not yet final: value {shown}")
             return [_Candidate(value, when, _with(ref, original, unit, note), res)]
         if feature.value == "boolean":
             flag = holder.get("valueBoolean")
@@ -1247,6 +1250,11 @@ class _Context:
             code = next((c for _, c, _ in codings(absent) if c), None) or absent.get("text") or "given"
             raise _Skip(f"has no answer (dataAbsentReason: {code})")
         value, token = self._coded(holder.get("valueCodeableConcept"), feature)
+        if provisional:
+            concept = holder.get("valueCodeableConcept")
+            said = next((d for sy, c, d in codings(concept) if f"{sy}|{c}" == token and d), None) or \
+                (concept.get("text") if isinstance(concept, dict) else None) or token.rsplit("|", 1)[-1]
+            raise _Unreadable(f"{provisional}, not yet final: answer '{said}'")
         return [_Candidate(value, when, _with(ref, token, None, None), res)]
 
     def _quantity(self, holder: Resource, target: str, analyte: str | None,

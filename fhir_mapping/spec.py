@@ -96,9 +96,11 @@ class Source(_Strict):
     # the analyte whose molar mass converts this source's values (a fasting glucose in mmol/L beside HbA1c sources
     # of one feature): the feature's `analyte` otherwise
     analyte: str | None = None
-    # with `above`: statuses (beyond the counted ones) of a result not yet final ('preliminary'). One of them above the
+    # statuses (beyond the counted ones) of a result not yet final ('preliminary'). With `above`, one above the
     # threshold leaves the feature unknown, since it may yet be confirmed (an HbA1c of 8.4 % reported preliminary
-    # cannot rule diabetes out); one at or below it is passed over, as any result of an uncounted status
+    # cannot rule diabetes out); one at or below it is passed over, as any result of an uncounted status. Without
+    # `above` (a quantity or coded feature), a newest result not yet final leaves the feature unknown and is named:
+    # an unvalidated SpO2 of 88 % is neither scored nor silently replaced by an older final reading
     provisional_statuses: tuple[str, ...] = ()
     # with `above`: values outside this range (in `above_unit`) are unusable, never read as "no" (FiO2 0.4 written
     # as %); for an `exists` feature an unusable newest reading leaves the feature unknown, never at its default
@@ -151,9 +153,6 @@ class Source(_Strict):
         if set(self.prefer_codes) - set(self.codes):
             raise ValueError(f"`prefer_codes` must be among the source's `codes`: "
                              f"{', '.join(sorted(set(self.prefer_codes) - set(self.codes)))} is not")
-        if self.provisional_statuses and self.above is None:
-            raise ValueError("`provisional_statuses` needs `above` and `above_unit` (the threshold a result not yet "
-                             "final must meet to leave the feature unknown)")
         if set(self.provisional_statuses) & set(self.allowed_statuses()):
             raise ValueError(f"`provisional_statuses` must not repeat a counted status: "
                              f"{', '.join(sorted(set(self.provisional_statuses) & set(self.allowed_statuses())))}")
@@ -352,6 +351,11 @@ class Feature(_Strict):
                                  f"'{self.unit}' measures")
         if self.value == "coded" and self.answers is None:
             raise ValueError("a coded feature needs `answers`")
+        if any(src.provisional_statuses and src.above is None for src in self.sources) and \
+                (self.value not in ("quantity", "coded") or self.aggregate != "latest"):
+            raise ValueError("`provisional_statuses` needs `above` and `above_unit` (the threshold a result not yet "
+                             "final must meet to leave the feature unknown), except on a quantity or coded feature "
+                             "read as its latest value")
         if self.default is not None and not self.default_note:
             raise ValueError("a `default` needs a `default_note` saying what it means for the patient")
         if self.required and self.default is not None and self.value != "exists":

@@ -258,3 +258,69 @@ def test_a_fahrenheit_bound_is_read_in_celsius_and_shown_as_written(api: Any) ->
     card = fire(api, SERVICE, _without(calm_set(), "8310-5") + [temp])
     assert card["summary"].startswith("NEWS2 3"), (card["summary"], card["detail"])
     assert "Temperature: **&lt;95 °F**" in card["detail"], card["detail"]
+
+
+# -- audit 60: vital signs under the codes wards chart them, and readings not yet final ---------------------------------
+
+
+@pytest.mark.parametrize("code", ["8333-7", "8332-9", "8328-7", "76011-6", "75539-7"],
+                         ids=["tympanic", "rectal", "axillary", "ear", "temporal-artery"])
+def test_a_temperature_coded_by_where_it_was_taken_is_scored(api: Any, code: str) -> None:
+    """Wards take temperatures by ear, mouth, armpit or forehead, and many feeds code the site (LOINC 8333-7 tympanic
+    membrane ...) without the generic 8310-5. A tympanic 39.5 °C half an hour ago scores 2 (Chart 1: >=39.1); the
+    card had scored the 36.8 °C of three hours before, NEWS2 0."""
+    card = fire(api, SERVICE, calm_set() + [F.vital(code, 39.5, "Cel", hours=0.5)])
+    assert card["summary"].startswith("NEWS2 2 "), card["summary"]
+    assert "39.5" in card["detail"], card["detail"]
+
+
+def test_a_skin_temperature_is_not_a_body_temperature(api: Any) -> None:
+    """A body-surface (skin) temperature (LOINC 61008-9) is not what Chart 1 scores: it is not read."""
+    card = fire(api, SERVICE, calm_set() + [F.vital("61008-9", 34.0, "Cel", hours=0.5)])
+    assert card["summary"].startswith("NEWS2 0 "), card["summary"]
+
+
+def test_a_pulse_counted_by_palpation_is_scored(api: Any) -> None:
+    """LOINC 8893-0 (heart rate, peripheral artery, by palpation): a pulse of 135 half an hour ago scores 3 (Chart 1:
+    >=131), a single red score: low-medium. It had been passed over for the older 72."""
+    card = fire(api, SERVICE, calm_set() + [F.vital("8893-0", 135, "/min", hours=0.5)])
+    assert card["summary"].startswith("NEWS2 3 "), card["summary"]
+
+
+@pytest.mark.parametrize(("answer", "expected"), [("248234008", "NEWS2 0 "), ("300202002", "NEWS2 3 ")])
+def test_acvpu_charted_under_the_uk_snomed_observable_is_read(api: Any, answer: str, expected: str) -> None:
+    """NHS NEWS2 records chart ACVPU under SNOMED CT 1104441000000107 ('ACVPU (Alert Confusion Voice Pain
+    Unresponsive) scale score'); the card had said 'missing Consciousness'. Voice scores 3 (Chart 1)."""
+    obs = F.coded_obs("67775-7", answer, hours=0.5)
+    obs["code"] = {"coding": [{"system": F.SNOMED, "code": "1104441000000107",
+                               "display": "ACVPU (Alert Confusion Voice Pain Unresponsive) scale score"}]}
+    card = fire(api, SERVICE, _without(calm_set(), "67775-7") + [obs])
+    assert card["summary"].startswith(expected), card["summary"]
+
+
+def test_a_newest_reading_not_yet_final_is_named_not_passed_over_for_an_older_one(api: Any) -> None:
+    """An SpO2 of 88 % half an hour ago, charted 'preliminary' (device data not yet validated): the card had scored
+    the 96 % of three hours before, NEWS2 0, and said nothing of the 88 % (which scores 3 on Scale 1). It is not
+    scored unvalidated either: NEWS2 is not given, and the card names the reading."""
+    newer = F.vital("59408-5", 88, "%", hours=0.5)
+    newer["status"] = "preliminary"
+    card = fire(api, SERVICE, calm_set() + [newer])
+    assert "not calculated" in card["summary"] and "SpO2" in card["summary"], card["summary"]
+    assert "preliminary, not yet final: value 88 %" in card["detail"], card["detail"]
+    # an older preliminary reading under a newer final one changes nothing
+    older = F.vital("59408-5", 88, "%", hours=5)
+    older["status"] = "preliminary"
+    assert fire(api, SERVICE, calm_set() + [older])["summary"].startswith("NEWS2 0 ")
+    # nor does a reading only registered (no result yet)
+    registered = F.vital("59408-5", 88, "%", hours=0.5)
+    registered["status"] = "registered"
+    assert fire(api, SERVICE, calm_set() + [registered])["summary"].startswith("NEWS2 0 ")
+
+
+def test_a_newest_acvpu_not_yet_final_is_named(api: Any) -> None:
+    """The same for a coded reading: 'Responds to voice' charted preliminary is named, not replaced by 'Alert'."""
+    newer = F.coded_obs("67775-7", "300202002", hours=0.5)
+    newer["status"] = "preliminary"
+    card = fire(api, SERVICE, calm_set() + [newer])
+    assert "not calculated" in card["summary"] and "Consciousness" in card["summary"], card["summary"]
+    assert "preliminary, not yet final: answer" in card["detail"], card["detail"]

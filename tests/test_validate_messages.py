@@ -242,8 +242,10 @@ def test_a_reason_value_set_is_checked_like_any_value_set(repo: Path, source: di
      "`provisional_statuses` must not repeat a counted status: final"),
 ], ids=["without-a-threshold", "a-counted-status"])
 def test_provisional_statuses_need_a_threshold_and_new_statuses(repo: Path, source: dict[str, Any], said: str) -> None:
-    """A result not yet final leaves a feature unknown only when it meets a threshold, and a status already counted
-    cannot also be provisional."""
+    """A result not yet final leaves an `exists` feature unknown only when it meets a threshold (a quantity or coded
+    feature's newest one leaves it unknown whatever it says), and a status already counted cannot also be
+    provisional."""
     edit(repo / FEATURES, lambda f: f["features"]["diabetes"]["sources"].append(source))
     found = problems(validate(repo))
-    assert len(found) == 1 and said in found[0] and "features.diabetes.sources[5]" in found[0], found
+    where = "features.diabetes: " if source.get("above") is None else "features.diabetes.sources[5]"
+    assert len(found) == 1 and said in found[0] and where in found[0], found
