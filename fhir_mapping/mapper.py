@@ -1019,7 +1019,7 @@ class _Context:
                     if not any(vs.lookup(s, c) for s, c, _ in codings(self.index.medication_concept(res))):
                         continue
                 found.append(res)  # else taken from the index by a code of the set
-        if source.component and source.above is not None:
+        if source.component and source.threshold is not None:
             # a presence read from a component (the oxygen flow of a pulse oximetry reading): a reading without it,
             # or with only its dataAbsentReason, says nothing either way, so it is no candidate (not "passed over",
             # and never the newest "no")
@@ -1184,43 +1184,47 @@ class _Context:
         holder = res
         if source.component:
             holder = _component(res, source.component, source.text_holds_components)
-        if source.above is not None:
-            assert source.above_unit is not None
-            target = _unit_label(source.above_unit)
+        if source.threshold is not None:
+            limit_value, limit_unit = source.threshold, source.threshold_unit
+            assert limit_unit is not None
+            target = _unit_label(limit_unit)
+            side_word = "above" if source.above is not None else "at or below"
             bound: _Bound | None = None
             try:
-                value, original, unit = self._quantity(holder, source.above_unit, source.analyte or feature.analyte)
+                value, original, unit = self._quantity(holder, limit_unit, source.analyte or feature.analyte)
             except _Bound as why:
                 # a bound wholly on one side of the threshold decides it ('<4.0 %' is not above 6.49 %); one that
                 # straddles it ('<7 %') says nothing about it
-                side = _bound_side(why.limit, source.above)
-                if side is None or source.usable_range is not None:  # (a bound is no value to range-check)
+                side = _bound_side(why.limit, limit_value)
+                usable = source.usable_range
+                if side is None or (usable is not None and why.limit is not None
+                                    and not usable[0] <= why.limit[1] <= usable[1]):
+                    # (a bound whose edge is outside the usable range is the same mistake as a value there)
                     raise _Unreadable(str(why)) from None
-                bound, value, original, unit = why, (source.above + 1 if side else source.above), None, \
-                    source.above_unit
+                bound, value, original, unit = why, (limit_value + 1 if side else limit_value), None, limit_unit
             except _Skip as why:
                 raise _Unreadable(str(why)) from None
             read = f"value {_fmt(round(value, 2))} {target}".rstrip() if bound is None or bound.limit is None else \
                 f"value {bound.limit[0]}{_fmt(round(bound.limit[1], 2))} {target} (a bound)".rstrip()
-            converted = None if unit == source.above_unit or bound is not None else \
+            converted = None if unit == limit_unit or bound is not None else \
                 f"converted from {_as_written(original)} {unit}"
             if converted:
                 read += f" ({converted})"
             if source.usable_range is not None and not source.usable_range[0] <= value <= source.usable_range[1]:
                 low, high = source.usable_range
                 raise _Unreadable(f"{read} is outside the usable range {_fmt(low)}–{_fmt(high)} {target}".rstrip())
-            if not value > source.above:
-                why = f"{read} is not above {_fmt(source.above)} {target}".rstrip()
+            if not source.meets(value):
+                why = f"{read} is not {side_word} {_fmt(limit_value)} {target}".rstrip()
                 if provisional:
                     raise _Skip(f"status is {provisional!r} ({why})")
                 if feature.value == "exists" and feature.aggregate == "latest":
                     return [_Candidate(0.0, when, _with(ref, original, unit, f"{why}: read as no"), res)]
                 raise _Skip(why)
-            if provisional:  # above the threshold, but not yet final: it may be confirmed, so it is not ignored
-                raise _Unreadable(f"{provisional}, not yet final: {read}, above {_fmt(source.above)} {target}"
+            if provisional:  # meets the threshold, but not yet final: it may be confirmed, so it is not ignored
+                raise _Unreadable(f"{provisional}, not yet final: {read}, {side_word} {_fmt(limit_value)} {target}"
                                   .rstrip())
             if feature.value == "exists":
-                note = converted if bound is None else f"{read}, wholly above {_fmt(source.above)} {target}"
+                note = converted if bound is None else f"{read}, wholly {side_word} {_fmt(limit_value)} {target}"
                 return [_Candidate(1.0, when, _with(ref, original, unit, note), res)]
         if feature.value == "exists":
             return [_Candidate(1.0, when, ref, res)]
@@ -1921,7 +1925,7 @@ def _records_passed_over(ignored: list[SourceRef]) -> str | None:
 
 def _reads_presence(feature: Feature, source: Source) -> bool:
     """An `exists` feature whose source reads a value against a threshold (FiO2 above 21 %)."""
-    return feature.value == "exists" and source.above is not None
+    return feature.value == "exists" and source.threshold is not None
 
 
 def _resource_date(res: Resource) -> str | None:

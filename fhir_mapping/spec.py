@@ -93,6 +93,10 @@ class Source(_Strict):
     # the newest reading decides, so an older oxygen flow never overrides a newer reading of room air.
     above: float | None = None
     above_unit: str | None = None
+    # Observation, the other way: count only values at or below this threshold (converted to `at_most_unit`), e.g. a
+    # left ventricular ejection fraction of 40 % or less is LV dysfunction. Read as `above` is, mirrored.
+    at_most: float | None = None
+    at_most_unit: str | None = None
     # the analyte whose molar mass converts this source's values (a fasting glucose in mmol/L beside HbA1c sources
     # of one feature): the feature's `analyte` otherwise
     analyte: str | None = None
@@ -150,17 +154,34 @@ class Source(_Strict):
             raise ValueError("`medication_class` only applies to MedicationRequest and MedicationStatement sources")
         if (self.above is None) != (self.above_unit is None):
             raise ValueError("`above` and `above_unit` go together")
+        if (self.at_most is None) != (self.at_most_unit is None):
+            raise ValueError("`at_most` and `at_most_unit` go together")
+        if self.above is not None and self.at_most is not None:
+            raise ValueError("a source takes `above` or `at_most`, not both (two sources read both sides)")
         if set(self.prefer_codes) - set(self.codes):
             raise ValueError(f"`prefer_codes` must be among the source's `codes`: "
                              f"{', '.join(sorted(set(self.prefer_codes) - set(self.codes)))} is not")
         if set(self.provisional_statuses) & set(self.allowed_statuses()):
             raise ValueError(f"`provisional_statuses` must not repeat a counted status: "
                              f"{', '.join(sorted(set(self.provisional_statuses) & set(self.allowed_statuses())))}")
-        if self.usable_range is not None and self.above is None:
+        if self.usable_range is not None and self.threshold is None:
             raise ValueError("a source's `usable_range` needs `above` and `above_unit` (its unit)")
-        if self.above_unit is not None and default_registry().lookup(self.above_unit) is None:
-            raise ValueError(f"unit '{self.above_unit}' is not in the unit registry")
+        if self.threshold_unit is not None and default_registry().lookup(self.threshold_unit) is None:
+            raise ValueError(f"unit '{self.threshold_unit}' is not in the unit registry")
         return self
+
+    @property
+    def threshold(self) -> float | None:
+        """The value a reading is tested against: `above`, or `at_most`."""
+        return self.above if self.above is not None else self.at_most
+
+    @property
+    def threshold_unit(self) -> str | None:
+        return self.above_unit if self.above is not None else self.at_most_unit
+
+    def meets(self, value: float) -> bool:
+        """Whether a reading (in `threshold_unit`) counts: above `above`, or at or below `at_most`."""
+        return value > self.above if self.above is not None else self.at_most is not None and value <= self.at_most
 
     def allowed_statuses(self) -> tuple[str, ...]:
         return self.statuses if self.statuses is not None else DEFAULT_STATUSES[self.resource]
@@ -351,7 +372,7 @@ class Feature(_Strict):
                                  f"'{self.unit}' measures")
         if self.value == "coded" and self.answers is None:
             raise ValueError("a coded feature needs `answers`")
-        if any(src.provisional_statuses and src.above is None for src in self.sources) and \
+        if any(src.provisional_statuses and src.threshold is None for src in self.sources) and \
                 (self.value not in ("quantity", "coded") or self.aggregate != "latest"):
             raise ValueError("`provisional_statuses` needs `above` and `above_unit` (the threshold a result not yet "
                              "final must meet to leave the feature unknown), except on a quantity or coded feature "

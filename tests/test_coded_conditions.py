@@ -58,7 +58,9 @@ MAN_60_WITH_AF = [F.patient("p1", 60, "male"), F.condition("49436004", display="
     (F.condition("Z86.73", WHO, display="Personal history of TIA and cerebral infarction"), 2,
      "S2: an ICD-10-CM-only code sent as WHO ICD-10"),
     (F.condition("10964002", display="Progressive pulmonary hypertension"), 0, "not systemic hypertension"),
-    (F.condition("443502000", display="Atherosclerosis of coronary artery"), 0, "coronary disease without MI: not V"),
+    # V as the 2020 ESC (Table 9: angiographically significant CAD) and 2024 ESC (CHA2DS2-VA: coronary artery
+    # disease) guidelines define it, which the card's bands follow: wider than Lip 2010's prior MI
+    (F.condition("443502000", display="Atherosclerosis of coronary artery"), 1, "coronary disease without MI: V"),
 ])
 def test_cha2ds2_vasc_counts_each_component_however_it_is_coded(api: Any, condition: dict[str, Any], points: int,
                                                                  why: str) -> None:
@@ -594,7 +596,7 @@ def test_a_cha2ds2_vasc_card_lists_every_component_that_scores(api: Any) -> None
     lines = [x for x in card["detail"].splitlines() if x.startswith("- ")]
     for label in ("Age: **80 years**", "Sex: **Female**", "Heart failure / LV dysfunction: **Yes**",
                   "Hypertension: **Yes**", "Diabetes: **Yes**", "Prior stroke, TIA or thromboembolism: **Yes**",
-                  "Vascular disease (prior MI, PAD, aortic plaque): **Yes**"):
+                  "Vascular disease (MI, CAD, PAD, aortic plaque): **Yes**"):
         assert any(x.startswith(f"- {label}") for x in lines), (label, lines)
     assert len(lines) == 7
 
