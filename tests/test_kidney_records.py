@@ -194,3 +194,39 @@ def test_a_laboratory_egfr_written_as_bare_text_above_60_is_outside_kfres_range(
     else:
         assert "not calculated: missing eGFR" in card["summary"], card["summary"]
         assert "value is a bound (text '&lt;15')" in card["detail"], card["detail"]
+
+
+def _pregnancy(days: int) -> dict[str, Any]:
+    pregnancy = F.condition("77386006", display="Pregnancy")
+    pregnancy["onsetDateTime"] = F.days_ago(days)
+    return pregnancy
+
+
+def _caesarean(days: int) -> dict[str, Any]:
+    return {"resourceType": "Procedure", "id": f"delivery-{days}", "status": "completed",
+            "code": {"coding": [{"system": F.SNOMED, "code": "11466000", "display": "Cesarean section"}]},
+            "subject": {"reference": "Patient/p1"}, "performedDateTime": F.days_ago(days)}
+
+
+@pytest.mark.parametrize("service", [EGFR, KFRE])
+@pytest.mark.parametrize(("extra", "refused"), [
+    (lambda: [_pregnancy(120)], True),
+    (lambda: [F.coded_obs("82810-3", "LA15173-0", days=30, answer_system=F.LOINC)], True),  # status: pregnant
+    (lambda: [_pregnancy(250), _caesarean(20)], True),  # within six weeks of the delivery
+    (lambda: [_pregnancy(290), _caesarean(60)], False),  # more than six weeks after it
+    (lambda: [], False),
+], ids=["pregnancy-on-the-problem-list", "pregnancy-status", "delivered-20-days-ago", "delivered-60-days-ago",
+        "not-pregnant"])
+def test_a_pregnant_woman_gets_no_creatinine_based_kidney_number(api: Any, service: str, extra: Any,
+                                                                  refused: bool) -> None:
+    """KDIGO 2024: creatinine-based eGFR equations are not validated in pregnancy, when GFR rises by up to half and
+    serum creatinine falls; a woman of 30 with creatinine 1.1 mg/dL (CKD-EPI 2021: eGFR 67, G2) and an ACR of 300
+    mg/g had been given 'eGFR 67 (G2)' and a KFRE. Six weeks after a delivery the numbers apply again."""
+    record = [F.patient("p1", 30, "female"), F.quantity_obs("2160-0", 1.1, "mg/dL", days=10),
+              F.quantity_obs("98979-8", 45, "mL/min/{1.73_m2}", days=10) if service == KFRE else None,
+              F.quantity_obs("9318-7", 300, "mg/g", days=10), *extra()]
+    card = fire(api, service, [r for r in record if r is not None])
+    assert _has_number(card) is not refused, card["summary"]
+    if refused:
+        assert "not validated in pregnancy" in card["summary"] + card["detail"], card["detail"]
+        assert "pregnancy reference ranges" in card["detail"], card["detail"]
