@@ -160,7 +160,12 @@ def _assumed(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult,
     # card says so, since the exclusion it guards (a mechanical valve) may be on record where nobody looked
     # and a check answered "No" beside an unconfirmed diagnosis of its kind (a provisional myocardial infarction beside
     # a primary-prevention estimate): the card names what it set aside
-    for rule in manifest.population:
+    def known(name: str) -> float | None:
+        fv = mapping.values.get(name)
+        return fv.value if fv is not None else None
+
+    applicable = [rule for rule in manifest.population if rule.applies(known)]  # not a man's pregnancy check
+    for rule in applicable:
         fv = mapping.values.get(rule.feature)
         if fv is None or not fv.defaulted or rule.feature in said:
             continue
@@ -172,7 +177,7 @@ def _assumed(manifest: Manifest, spec: FeatureSpec, mapping: MappingResult,
                 _unchecked(fv) + aside, bool(fv.unchecked))
     # a check read only when recorded, whose search the EHR did not answer in full, was not made: the estimate
     # stands (an LDL-C, a pregnancy on the problem list), and the card says what went unchecked
-    for rule in manifest.population:
+    for rule in applicable:
         unread = mapping.missing.get(rule.feature)
         if rule.if_recorded and unread is not None and unread.unread and rule.feature not in mapping.values \
                 and not any(unread.label in labels for labels, _, _ in entries):

@@ -51,11 +51,21 @@ def omb_rollup() -> ValueSet:
     return parse_valueset(json.loads(path.read_text(encoding="utf-8")), f"valuesets/{ROLLUP_VALUESET}.json")
 
 
+# HL7's v3 Race and Ethnicity code systems hold the CDC Race & Ethnicity codes (2054-5 is Black or African American
+# in both); US Core binds the CDC system by its OID, and a coding sent under the v3 URL (or its OID, or the older
+# hl7.org/fhir/v3 URL) is read as the same code
+CDC_RACE_ETHNICITY = "urn:oid:2.16.840.1.113883.6.238"
+_SAME_CODES = {"http://terminology.hl7.org/CodeSystem/v3-Race", "http://hl7.org/fhir/v3/Race",
+               "urn:oid:2.16.840.1.113883.5.104", "http://terminology.hl7.org/CodeSystem/v3-Ethnicity",
+               "http://hl7.org/fhir/v3/Ethnicity", "urn:oid:2.16.840.1.113883.5.50"}
+
+
 def _coding(sub: dict[str, Any]) -> tuple[str, str, str] | None:
     coding = as_dict(sub.get("valueCoding"))
     system, code, display = coding.get("system"), coding.get("code"), coding.get("display")
     if not isinstance(system, str) or not isinstance(code, str) or not system or not code:
         return None
+    system = CDC_RACE_ETHNICITY if system in _SAME_CODES else system
     return system, code, display if isinstance(display, str) and display else code
 
 

@@ -58,6 +58,8 @@ def _failures(manifest: Manifest, values: dict[str, float],
     """(rule, reason to show, whether the record showed the failing value) for each rule that does not hold."""
     failed: list[tuple[PopulationRule, str, bool]] = []
     for rule in manifest.population:
+        if not rule.applies(lambda name: _value_of(name, values, mapping)):
+            continue  # not a patient the rule is for (a pregnancy check for a man)
         value = _value_of(rule.feature, values, mapping)
         span = _count_range(mapping, rule.feature) if value is None else None
         holding = {rule.holds(n) for n in range(span[0], span[1] + 1)} if span is not None else set()

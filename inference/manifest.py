@@ -8,6 +8,7 @@ how its card reads, and its model card (HTI-1 source attributes).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -176,6 +177,14 @@ class PopulationRule(Condition):
     # the guidance speaks of the estimate that follows once the rule holds (PREVENT's "with diabetes recorded the
     # estimate follows"): it is given only when every input is known, a missing one barring the estimate too
     guidance_needs_inputs: bool = False
+    # the rule applies only to patients these conditions hold for, on known values (a pregnancy check for women:
+    # `[{feature: female, equals: 1}]`); where one fails the rule is not checked and not said to be unchecked, and
+    # where its feature is unknown the rule applies
+    only_if: tuple[When, ...] = ()
+
+    def applies(self, value_of: Callable[[str], float | None]) -> bool:
+        """Whether the rule is checked for this patient (`value_of`: a feature's known value, or None)."""
+        return all((v := value_of(c.feature)) is None or c.holds(v) for c in self.only_if)
 
 
 class Explain(_Strict):

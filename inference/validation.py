@@ -244,6 +244,10 @@ def cross_problems(manifest_path: Path, spec_path: Path, manifest: Manifest, spe
         if rule.feature not in known:
             problems.append(Problem(manifest_path, f"population[{i}].feature",
                                     f"'{rule.feature}' is not a feature of {spec_path.name}", fix))
+        for j, cond in enumerate(rule.only_if):
+            if cond.feature not in known:
+                problems.append(Problem(manifest_path, f"population[{i}].only_if[{j}].feature",
+                                        f"'{cond.feature}' is not a feature of {spec_path.name}", fix))
     labels = {c.label for c in manifest.categories}
     for i, advice in enumerate(manifest.advice):
         for j, cond in enumerate(advice.when):

@@ -141,6 +141,8 @@ def input_rows(manifest: Manifest, features: dict[str, Feature], pred: dict[str,
     for rule in manifest.population:
         if rule.feature in input_names or any(r["name"] == rule.feature for r in checked):
             continue
+        if not rule.applies(lambda name: _stored_value(stored, name)):
+            continue  # not a patient the rule is for (a pregnancy check for a man): not checked, not listed
         feature = features.get(rule.feature)
         row = _row(rule.feature, feature.label if feature else rule.feature, stored.get(rule.feature), None, feature,
                    missing.get(rule.feature))
@@ -155,6 +157,13 @@ def input_rows(manifest: Manifest, features: dict[str, Feature], pred: dict[str,
     return {"inputs": inputs, "checked": checked}
 
 
+def _stored_value(stored: dict[str, Any], name: str) -> float | None:
+    """A stored feature's value, when it has a number."""
+    fv = stored.get(name)
+    value = fv.get("value") if isinstance(fv, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _estimated(pred: dict[str, Any]) -> bool:
     """Whether the prediction gave a number: every population check not `if_recorded` then held, including one whose
     feature has no value (a count some results of which could not be read, decided because every count they can
@@ -165,7 +174,10 @@ def _estimated(pred: dict[str, Any]) -> bool:
 def missing_rows(manifest: Manifest, features: dict[str, Feature], pred: dict[str, Any]) -> list[dict[str, Any]]:
     """What could not be read, why, and how to fix it (the test to order, the spec's note)."""
     # a rule read only when recorded (the PCE's LDL-C) needs nothing: its absence is not something to fix
-    relevant = {i.name for i in manifest.inputs} | {r.feature for r in manifest.population if not r.if_recorded}
+    stored = pred.get("features") or {}
+    relevant = {i.name for i in manifest.inputs} | {
+        r.feature for r in manifest.population
+        if not r.if_recorded and r.applies(lambda name: _stored_value(stored, name))}
     inputs = {i.name for i in manifest.inputs}
     rows = []
     for name, reason in (pred.get("missing") or {}).items():

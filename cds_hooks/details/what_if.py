@@ -143,6 +143,8 @@ def run_what_if(runtime: ModelRuntime, pred: dict[str, Any], body: Any) -> dict[
     stored_refusals = [str(r) for r in pred.get("guard_reasons") or ()]
     refused_by = pred.get("refused_by")  # None: recorded before migration 0007, told by the reasons' words
     for rule in manifest.population:
+        if not rule.applies(values.get):
+            continue  # not a patient the rule is for (a pregnancy check for a man)
         value = values.get(rule.feature)
         said = rule.unconfirmed or rule.reason
         if value is None and rule.if_recorded:
