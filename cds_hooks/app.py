@@ -42,7 +42,7 @@ from cds_hooks.web import register_pages
 from cds_hooks.details.routes import WAIT_FOR_RECORDER_SECONDS, register_details
 from cds_hooks.details.smart import register_smart
 from cds_hooks.head_requests import HeadAsGetMiddleware
-from cds_hooks.security_headers import HardeningMiddleware
+from cds_hooks.security_headers import RequestLimitsMiddleware, SecurityHeadersMiddleware
 from cds_hooks.openapi_doc import install_openapi
 from inference.repository import ModelEntry, ModelRepository
 from store.recorder import Recorder
@@ -139,9 +139,14 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> FastAPI:
             await http_client.aclose()
             store.dispose()
 
-    app = FastAPI(title="cds-onnx", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # redirect_slashes off: Starlette's redirect to the other spelling builds its Location from the Host header,
+    # before authentication (docs/security.md: no URL is derived from Host); '/cds-services/' is a 404
+    app = FastAPI(title="cds-onnx", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  redirect_slashes=False)
     app.state.repository = repository
     app.state.metrics = metrics
+    # innermost: body-size limit and 415 on every route; inside CORS, so an EHR's browser can read a 413 or 415
+    app.add_middleware(RequestLimitsMiddleware, max_body_bytes=settings.server.max_body_bytes)
     if settings.cors.allow_origins or settings.cors.allow_origin_regex:
         app.add_middleware(
             CORSMiddleware,
@@ -152,9 +157,8 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> FastAPI:
             max_age=600,
             allow_private_network=settings.cors.allow_private_network,  # Private Network Access preflights
         )
-    # outermost: body-size limit and 415 on every route, security headers on every response (docs/security.md)
-    app.add_middleware(HardeningMiddleware, max_body_bytes=settings.server.max_body_bytes,
-                       frame_ancestors=settings.server.frame_ancestors)
+    # outside CORS: security headers on every response, a preflight's included (docs/security.md)
+    app.add_middleware(SecurityHeadersMiddleware, frame_ancestors=settings.server.frame_ancestors)
     app.add_middleware(HeadAsGetMiddleware)  # HEAD is the GET without its body (RFC 9110 §9.3.2)
 
     @app.exception_handler(ApiError)

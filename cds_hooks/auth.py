@@ -47,6 +47,7 @@ from cds_hooks.replay import (
 )
 
 MAX_AUTHORIZATION_LENGTH = 16 * 1024
+MAX_TENANT_LENGTH = 120  # the predictions.tenant column (store/schema.py)
 DEFAULT_REPLAY_CACHE_SIZE = 100_000
 
 
@@ -145,8 +146,12 @@ ANONYMOUS_IDENTITY = ClientIdentity(iss="anonymous", sub=None, tenant=None, jti=
 
 
 def _normalise_base_url(url: str) -> str | None:
+    if url != url.strip() or not url.isprintable():
+        # a value with surrounding or non-printing whitespace (U+00A0, U+2028, a tab) is not the URL the fetch would
+        # use: refused, never compared after trimming
+        return None
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(url)
     except ValueError:
         return None
     if parts.scheme.lower() not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
@@ -322,6 +327,10 @@ class ClientAuthenticator:
         exp = self._check_times(claims)
 
         tenant = _optional_string(claims, "tenant")
+        if tenant is not None and len(tenant) > MAX_TENANT_LENGTH:
+            # the store keeps a tenant in MAX_TENANT_LENGTH characters: a card is never answered whose prediction
+            # could not be stored
+            raise AuthError(f"claim 'tenant' is longer than {MAX_TENANT_LENGTH} characters")
         if client.tenants and tenant not in client.tenants:
             raise AuthError("claim 'tenant' is missing or not allowed for this client")
         sub = _optional_string(claims, "sub")

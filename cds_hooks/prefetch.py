@@ -219,6 +219,8 @@ class _Fetcher:
             return "refused to follow a link that is not an absolute URL under fhirServer"
         if _origin(url) != self.origin:
             return f"refused to follow a link to another origin than fhirServer ({_origin(url)[1]})"
+        if "@" in parts.netloc:  # RFC 9110 §4.2.4: userinfo would replace the bearer token with its own credentials
+            return "refused to follow a link with user information in its authority"
         decoded = unquote(parts.path)
         if "\\" in decoded or "%2f" in parts.path.lower() or "%5c" in parts.path.lower():
             return "refused to follow a link with an encoded slash or a backslash in its path"
@@ -363,10 +365,12 @@ async def resolve_prefetch(
             return
         if only_some:
             partial[key] = only_some
+        first_pages[key] = value  # what the EHR sent stays if the rest cannot be read
         jobs[key] = fetcher.page(value)
 
     partial: dict[str, str] = {}
     fallback: dict[str, tuple[Any, str]] = {}
+    first_pages: dict[str, Any] = {}
     for key, template in templates.items():
         state = classify(request_prefetch, key)
         if state == "null":
@@ -448,6 +452,12 @@ async def resolve_prefetch(
             outcome.failed.pop(key)
             outcome.resources[key] = value
             outcome.cut_short(key, why)
+    for key, value in first_pages.items():
+        if key in outcome.failed:  # the rest of the EHR's search could not be read: its first page, as cut short
+            failure = outcome.failed.pop(key)
+            outcome.resources[key] = value
+            outcome.cut_short(key, f"the EHR sent the first page of a search, and the rest could not be read "
+                                   f"({failure})")
     outcome.elapsed_ms = (time.perf_counter() - started) * 1000
     return outcome
 

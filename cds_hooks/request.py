@@ -93,7 +93,7 @@ def _check_authorization(auth: Any) -> None:
         # RFC 6750 §2.1: a bearer token is printable ASCII; anything else cannot go into an Authorization header
         raise bad_request("fhirAuthorization.access_token must be printable ASCII with no spaces (RFC 6750)",
                           "fhirAuthorization.access_token")
-    if auth["token_type"] != "Bearer":
+    if auth["token_type"].lower() != "bearer":  # RFC 6749 §5.1: the token type is case-insensitive
         raise bad_request("fhirAuthorization.token_type must be 'Bearer'", "fhirAuthorization.token_type")
     if "patient" in auth and (not isinstance(auth["patient"], str) or not auth["patient"]):
         raise bad_request("fhirAuthorization.patient must be a FHIR id (a string)", "fhirAuthorization.patient")

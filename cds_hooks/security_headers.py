@@ -1,4 +1,7 @@
-"""HTTP hardening applied to every route, as one pure-ASGI middleware (no route can forget it).
+"""HTTP hardening applied to every route, as two pure-ASGI middlewares (no route can forget them).
+
+`RequestLimitsMiddleware` (inside the CORS layer, so its refusals carry CORS headers) and
+`SecurityHeadersMiddleware` (outermost, so every response carries its headers, a CORS preflight's included):
 
 * Body size: a request body over `server.max_body_bytes` is refused with 413 before any route reads it (the
   declared Content-Length is checked first; a chunked body is counted as it arrives and never held past the limit).
@@ -58,11 +61,51 @@ def is_json_content_type(value: str | None) -> bool:
     return media in JSON_TYPES
 
 
-class HardeningMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, frame_ancestors: Sequence[str] = ()) -> None:
+class SecurityHeadersMiddleware:
+    """The response headers, on every response: the outermost layer, so that answers given by a layer inside it
+    (a CORS preflight, a 413 or 415 of RequestLimitsMiddleware) carry them too."""
+
+    def __init__(self, app: ASGIApp, *, frame_ancestors: Sequence[str] = ()) -> None:
+        self.app = app
+        self.frame_ancestors = tuple(frame_ancestors)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.app(scope, receive, self._decorating(send))
+
+    def _decorating(self, send: Send) -> Send:
+        async def decorated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                raw = list(message.get("headers", []))
+                names = {k.lower() for k, _ in raw}
+                content_type = next((v for k, v in raw if k.lower() == b"content-type"), b"").decode("latin-1")
+                if b"x-content-type-options" not in names:
+                    raw.append((b"x-content-type-options", b"nosniff"))
+                if b"referrer-policy" not in names:
+                    raw.append((b"referrer-policy", b"no-referrer"))
+                if content_type.lower().startswith("text/html"):
+                    given = next((v.decode("latin-1") for k, v in raw if k.lower() == b"content-security-policy"),
+                                 DEFAULT_CSP)
+                    raw = [(k, v) for k, v in raw if k.lower() != b"content-security-policy"]
+                    raw.append((b"content-security-policy",
+                                with_frame_ancestors(given, self.frame_ancestors).encode("latin-1")))
+                    if not self.frame_ancestors and b"x-frame-options" not in names:
+                        raw.append((b"x-frame-options", b"DENY"))
+                message = {**message, "headers": raw}
+            await send(message)
+
+        return decorated
+
+
+class RequestLimitsMiddleware:
+    """Body size, content coding and content type, checked before any route reads the body. Inside the CORS layer,
+    so that its 413 and 415 carry the CORS headers an EHR's browser needs to read them."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.frame_ancestors = tuple(frame_ancestors)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,7 +114,6 @@ class HardeningMiddleware:
         headers = _headers(scope)
         method = scope.get("method", "GET")
         path = scope.get("path", "")
-        send = self._decorating(send)
 
         limit = self.max_body_bytes
         declared = headers.get("content-length")
@@ -121,29 +163,6 @@ class HardeningMiddleware:
                 raise
             await _error(send, 413, f"request body is larger than {limit} bytes (server.max_body_bytes)",
                          "too-costly")
-
-    def _decorating(self, send: Send) -> Send:
-        async def decorated(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                raw = list(message.get("headers", []))
-                names = {k.lower() for k, _ in raw}
-                content_type = next((v for k, v in raw if k.lower() == b"content-type"), b"").decode("latin-1")
-                if b"x-content-type-options" not in names:
-                    raw.append((b"x-content-type-options", b"nosniff"))
-                if b"referrer-policy" not in names:
-                    raw.append((b"referrer-policy", b"no-referrer"))
-                if content_type.lower().startswith("text/html"):
-                    given = next((v.decode("latin-1") for k, v in raw if k.lower() == b"content-security-policy"),
-                                 DEFAULT_CSP)
-                    raw = [(k, v) for k, v in raw if k.lower() != b"content-security-policy"]
-                    raw.append((b"content-security-policy",
-                                with_frame_ancestors(given, self.frame_ancestors).encode("latin-1")))
-                    if not self.frame_ancestors and b"x-frame-options" not in names:
-                        raw.append((b"x-frame-options", b"DENY"))
-                message = {**message, "headers": raw}
-            await send(message)
-
-        return decorated
 
 
 def _headers(scope: Scope) -> dict[str, str]:
