@@ -473,6 +473,16 @@ def format_delta(kind: str, delta: float, decimals: int) -> str:
     return f"{sign}{abs(delta):.{max(decimals, 1)}f}"
 
 
+def missing_headline(title: str, spec: FeatureSpec, names: list[str]) -> str:
+    """'<title> not calculated: required data missing', unless every input missing is an optional add-on (PREVENT's
+    urine ACR) whose result on record cannot be used ('<30 mg/g', no unit): an add-on never recorded is left out of
+    the equations, so only an unusable one stops the estimate, and it is not required data."""
+    add_ons = set(spec.presence_flags().values())
+    if names and all(n in add_ons for n in names):
+        return f"{title} not calculated: an optional input on record cannot be used"
+    return f"{title} not calculated: required data missing"
+
+
 def _missing_card(manifest: Manifest, spec: FeatureSpec, prediction: Prediction, mapping: MappingResult,
                   ctx: CardContext, view: dict[str, Any]) -> dict[str, Any]:
     missing = [mapping.missing[n] for n in prediction.missing_required if n in mapping.missing]
@@ -482,7 +492,7 @@ def _missing_card(manifest: Manifest, spec: FeatureSpec, prediction: Prediction,
     missing = named or missing
     labels = [m.label or m.name for m in missing]
     view = dict(view)
-    view["headline"] = trusted(f"{manifest.card.short_title} not calculated: required data missing")
+    view["headline"] = trusted(missing_headline(manifest.card.short_title, spec, [m.name for m in missing]))
     shown = missing if len(missing) <= 5 else missing[:4]
     view["missing"] = [{"label": m.label or m.name, "reason": _short_reason(m.reason)} for m in shown]
     if len(shown) < len(missing):

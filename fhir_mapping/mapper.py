@@ -409,6 +409,10 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
     needs = sorted(spec.derived_inputs(name))
     absent = [n for n in needs if n not in result.values]
     ignored = measured.ignored if measured else []
+    if absent and not feature.sources and feature.derived_only_if is None:
+        decided = _decided_without(name, spec, result, needs, absent)
+        if decided is not None:
+            return decided
     if absent:
         labels = ", ".join(spec.features[n].label.lower() for n in absent)
         if measured and all(spec.features[n].demographic for n in absent):
@@ -468,6 +472,29 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
     return FeatureValue(name=name, value=value, unit=feature.unit, label=feature.label, display=display,
                         sources=sources, note=f"computed from {used}" if needs else "set by this model's configuration",
                         date=_derived_date(name, spec, result, dates, adult_from), reported=reported)
+
+
+def _decided_without(name: str, spec: FeatureSpec, result: MappingResult, needs: list[str],
+                     absent: list[str]) -> FeatureValue | None:
+    """A purely derived value that its missing inputs cannot change (`hba1c_diabetes_range * (1 - diabetes)` is 0
+    for a diabetic patient, whatever an HbA1c without a unit says), else None."""
+    feature = spec.features[name]
+    assert feature.derived is not None
+    known = [n for n in needs if n not in absent]
+    bounds = {n: (b["comparator"], b["limit"]) for n in absent
+              if (m := result.missing.get(n)) is not None and (b := m.bound()) is not None}
+    value = compiled_expression(feature.derived).decided_without({n: result.values[n].value for n in known}, bounds)
+    if value is None:
+        return None
+    used = ", ".join(f"{spec.features[n].label.lower()} {_shown(result.values[n], spec.features[n])}" for n in known)
+    unknown = ", ".join(spec.features[n].label.lower() + (f" ({bounds[n][0]}{_fmt(bounds[n][1])})" if n in bounds else "")
+                        for n in absent)
+    sources = [s for n in known for s in result.values[n].sources
+               if s.resource_type != "Patient" and not (result.values[n].defaulted and s.note)]
+    dates = [d for n in known if (d := result.values[n].date)]
+    return FeatureValue(name=name, value=value, unit=feature.unit, label=feature.label,
+                        display=display_value(feature, value), sources=sources,
+                        note=f"computed from {used}, whatever {unknown} (not known)", date=min(dates, default=None))
 
 
 def _newest_input(name: str, spec: FeatureSpec, result: MappingResult) -> tuple[str, SourceRef] | None:

@@ -395,7 +395,10 @@ def test_a_reading_of_air_after_the_oxygen_therapy_started_decides(tmp_path: Pat
 @pytest.mark.parametrize(("quantity", "why"), [
     ({"value": 0.40}, "no unit given"),
     ({"value": 0.40, "unit": "%", "system": F.UCUM, "code": "%"}, "outside the usable range 20–100 %"),
-    ({"value": 40, "comparator": ">", "unit": "%", "system": F.UCUM, "code": "%"}, "is a bound"),
+    # a bound whose edge is outside the usable range is the same mistake as a value there (a fraction sent as %)
+    ({"value": 0.4, "comparator": ">", "unit": "%", "system": F.UCUM, "code": "%"}, "is a bound"),
+    # a bound straddling the threshold (it may be 20 % or 60 %) decides nothing
+    ({"value": 60, "comparator": "<", "unit": "%", "system": F.UCUM, "code": "%"}, "is a bound"),
 ])
 @pytest.mark.parametrize("older_air", [False, True])
 def test_an_unusable_newest_reading_is_unknown_never_the_default(tmp_path: Path, quantity: dict[str, Any], why: str,
@@ -408,6 +411,14 @@ def test_an_unusable_newest_reading_is_unknown_never_the_default(tmp_path: Path,
     missing = result.missing["on_oxygen"]
     assert missing.reason.startswith("Newest result not usable: ") and why in missing.reason
     assert "absence cannot be assumed" in missing.reason
+
+
+def test_a_bound_wholly_on_one_side_of_the_threshold_and_inside_the_usable_range_decides(tmp_path: Path) -> None:
+    """FiO2 '>40 %': every value it allows is above 21 % and inside 20-100 %: oxygen, as 45 % would be."""
+    newest = obs("3150-0", 0, "%", _at(1))
+    newest["valueQuantity"] = {"value": 40, "comparator": ">", "unit": "%", "system": F.UCUM, "code": "%"}
+    result = _oxygen(tmp_path, [newest, obs("3150-0", 21, "%", _at(5))])
+    assert result.values["on_oxygen"].value == 1
 
 
 @pytest.mark.parametrize("older_air", [False, True])

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from cards.advice import stored_advice, stored_notes
+from cards.builder import missing_headline
 from cards.fhir_resources import format_output, output_text
 from fhir_mapping.formatting import (kept_inside, number, quantity, quantity_inside, system_name, unit_label,
                                      unmeasured, value_range)
@@ -365,6 +366,10 @@ def details_view(pred: dict[str, Any], runtime: ModelRuntime | None, manifest: M
     else:
         view["status"] = "refused" if view["refusals"] else "missing"
         view["indicator"] = "info"
+        if runtime is not None:  # the card's own words (cards/builder.py), from the inputs the prediction lacked
+            view["missing_headline"] = missing_headline(
+                manifest.card.short_title, runtime.spec,
+                [n for n in (pred.get("missing") or {}) if n in {i.name for i in manifest.inputs}])
     if runtime is not None:
         for scenario in manifest.what_if:
             why_not = scenario_applies(scenario, values)
