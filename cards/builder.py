@@ -475,11 +475,12 @@ def format_delta(kind: str, delta: float, decimals: int) -> str:
 
 def missing_headline(title: str, spec: FeatureSpec, names: list[str]) -> str:
     """'<title> not calculated: required data missing', unless every input missing is an optional add-on (PREVENT's
-    urine ACR) whose result on record cannot be used ('<30 mg/g', no unit): an add-on never recorded is left out of
-    the equations, so only an unusable one stops the estimate, and it is not required data."""
+    urine ACR) that is unknown: a result on record that cannot be used ('<30 mg/g', no unit), or a search cut short.
+    An add-on never recorded is left out of the equations, so only an unknown one stops the estimate, and it is not
+    required data."""
     add_ons = set(spec.presence_flags().values())
     if names and all(n in add_ons for n in names):
-        return f"{title} not calculated: an optional input on record cannot be used"
+        return f"{title} not calculated: an optional input is unknown"
     return f"{title} not calculated: required data missing"
 
 

@@ -70,13 +70,18 @@ def _from_unknown(spec: FeatureSpec, mapping: MappingResult, name: str, lost: st
 
 
 def _stands_whatever(spec: FeatureSpec, name: str, fv: FeatureValue, lost: list[str], mapping: MappingResult) -> bool:
-    """Whether the derived value is the same for every value the lost inputs can take: only yes/no inputs (`value:
-    exists`) are tried, both ways; any other leaves the value unknown."""
+    """Whether the derived value is the same for every value the lost inputs can take: decided without them
+    (`Expression.decided_without`), or, for yes/no inputs (`value: exists`), the same both ways; any other leaves the
+    value unknown."""
     feature = spec.features[name]
-    if feature.derived is None or feature.derived_only_if or any(spec.features[i].value != "exists" for i in lost):
+    if feature.derived is None or feature.derived_only_if:
         return False
     known = {i: v.value for i in spec.derived_inputs(name) if (v := mapping.values.get(i)) is not None}
     expression = compiled_expression(feature.derived)
+    if expression.decided_without({i: v for i, v in known.items() if i not in lost}) == fv.value:
+        return True  # decided whatever the lost inputs are, quantities included (x * (1 - diabetes), diabetic)
+    if any(spec.features[i].value != "exists" for i in lost):
+        return False
     for combination in product((0.0, 1.0), repeat=len(lost)):
         try:
             if expression.evaluate({**known, **dict(zip(lost, combination, strict=True))}) != fv.value:

@@ -645,3 +645,43 @@ def test_newest_evidence_spec_errors(tmp_path: Path, feature: dict[str, Any], me
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(SpecError, match=message):
         load_feature_spec(path, LIB)
+
+
+# ---- a derived value its unknown inputs cannot change -----------------------------------------------------------------
+UNDIAGNOSED_SPEC = {"spec_version": 1, "features": {
+    "hba1c": {"label": "HbA1c", "unit": "%", "lookback_days": 730, "analyte": "hba1c",
+              "sources": [{"resource": "Observation", "codes": ["http://loinc.org|4548-4"]}]},
+    "diabetes": {"label": "Diabetes", "value": "exists", "default": 0, "default_note": "none on record",
+                 "sources": [{"resource": "Condition", "codes": ["http://snomed.info/sct|44054006"]}]},
+    "undiagnosed": {"label": "Undiagnosed HbA1c", "required": False, "unit": "1",
+                    "derived": "(1 if hba1c >= 6.5 else 0) * (1 - diabetes)"},
+}}
+
+
+@pytest.mark.parametrize(("hba1c", "diabetic", "expected"), [
+    ({"value": 5.6}, True, 0.0),  # no unit: unknown, but a diabetic's check is 0 whatever it says
+    ({"value": 5.6}, False, None),  # ... and unknown for anyone else
+    ({"value": 4, "comparator": "<", "unit": "%", "system": F.UCUM, "code": "%"}, False, 0.0),  # wholly below 6.5
+    ({"value": 7, "comparator": ">", "unit": "%", "system": F.UCUM, "code": "%"}, False, 1.0),  # wholly above
+    ({"value": 7, "comparator": "<", "unit": "%", "system": F.UCUM, "code": "%"}, False, None),  # may be either
+])
+def test_a_derived_value_is_given_when_its_unknown_inputs_cannot_change_it(
+        tmp_path: Path, hba1c: dict[str, Any], diabetic: bool, expected: float | None) -> None:
+    from fhir_mapping.unread import carry_into_derived
+
+    path = tmp_path / "features.yaml"
+    path.write_text(yaml.safe_dump(UNDIAGNOSED_SPEC))
+    spec = load_feature_spec(path, LIB)
+    result = obs("4548-4", 0, "%", "2026-05-01T10:00:00Z")
+    result["valueQuantity"] = hba1c
+    records = [result] + ([F.condition("44054006")] if diabetic else [])
+    mapping = run(spec, records)
+    got = mapping.values.get("undiagnosed")
+    assert (got.value if got is not None else None) == expected, mapping.missing.get("undiagnosed")
+    if expected is not None:
+        assert "whatever hba1c" in (got.note or "")
+    if diabetic:  # the HbA1c search not read in full later (cds_hooks/service_call.py): the value still stands
+        mapping.values.pop("hba1c", None)
+        mapping.missing["hba1c"] = mapping.missing.get("hba1c") or next(iter(mapping.missing.values()))
+        carry_into_derived(spec, mapping, ["hba1c"])
+        assert mapping.values["undiagnosed"].value == 0.0

@@ -143,8 +143,8 @@ def test_an_unusable_urine_acr_is_not_called_required_data(api: Any) -> None:
 
     card = fire(api, "prevent-full", woman(50, as_bound("9318-7", 30, "mg/g", "<")))
     assert "required data missing" not in card["detail"], card["detail"]
-    assert "not calculated: an optional input on record cannot be used" in card["detail"], card["detail"]
-    assert "an optional input on record cannot be used" in details_page(api, card)
+    assert "not calculated: an optional input is unknown" in card["detail"], card["detail"]
+    assert "an optional input is unknown" in details_page(api, card)
     creatinine_missing = fire(api, "prevent-full", woman(50, egfr=False))
     assert "required data missing" in creatinine_missing["detail"], creatinine_missing["detail"]
 
@@ -159,3 +159,20 @@ def test_the_full_model_states_that_it_used_the_sdi_missing_term(api: Any) -> No
                                            F.quantity_obs("4548-4", 7.5, "%"), diabetes=True))
     assert risk(card) is not None
     assert "social deprivation index (from the ZIP code) is not used" in details_page(api, card)
+
+
+@pytest.mark.parametrize("service", ["ascvd-pce-10y", "prevent-base"])  # (the full model needs its add-ons read)
+def test_a_diabetic_whose_observation_search_was_cut_short_is_not_told_the_undiagnosed_checks_were_not_made(
+        api: Any, service: str) -> None:
+    """The Observation search cut short: for a patient without diabetes on record the card says the undiagnosed
+    HbA1c and fasting glucose checks were not made; for a diabetic they are decided whatever those results say
+    (x * (1 - diabetes) is 0), and the card says nothing of them."""
+    from test_diabetes_records import _fire_with
+
+    record = F.pce_record(gender="male", age=50, tc=200, hdl=45, sbp=160) + [
+        F.quantity_obs("98979-8", 90, "mL/min/{1.73_m2}"), F.quantity_obs("39156-5", 30, "kg/m2")]
+    diabetic = record + [F.condition("44054006", display="Diabetes mellitus type 2")]
+    assert "Undiagnosed HbA1c" in _fire_with(api, service, record, truncate=("Observation?",))["detail"]
+    card = _fire_with(api, service, diabetic, truncate=("Observation?",))
+    assert "Undiagnosed HbA1c" not in card["detail"] and "Undiagnosed fasting glucose" not in card["detail"], \
+        card["detail"]
