@@ -230,3 +230,15 @@ def test_a_pregnant_woman_gets_no_creatinine_based_kidney_number(api: Any, servi
     if refused:
         assert "not validated in pregnancy" in card["summary"] + card["detail"], card["detail"]
         assert "pregnancy reference ranges" in card["detail"], card["detail"]
+
+
+def test_the_nephrology_referral_a_kfre_card_suggests_is_coded(api: Any) -> None:
+    """The draft ServiceRequest had text alone; an EHR routes a referral by its code: SNOMED CT 306125004 'Referral to
+    nephrology service', as HL7's Clinical Practice Guidelines IG codes its nephrology referral."""
+    card = fire(api, KFRE, [F.patient("p1", 60, "male"), F.quantity_obs("98979-8", 40, "mL/min/{1.73_m2}"),
+                            F.quantity_obs("9318-7", 90, "mg/g")])
+    referral = next(s for s in card["suggestions"] if s["label"] == "Refer to nephrology")
+    request = referral["actions"][0]["resource"]
+    assert request["resourceType"] == "ServiceRequest"
+    assert {"system": "http://snomed.info/sct", "code": "306125004", "display": "Referral to nephrology service"} in \
+        request["code"]["coding"], request["code"]
