@@ -1254,6 +1254,8 @@ class _Context:
                 note = converted if bound is None else f"{read}, wholly {side_word} {_fmt(limit_value)} {target}"
                 return [_Candidate(1.0, when, _with(ref, original, unit, note), res)]
         if feature.value == "exists":
+            if provisional:  # a suspected diagnosis: it may be confirmed, so it neither counts nor is passed over
+                raise _Unreadable(f"recorded as {provisional}, not confirmed")
             return [_Candidate(1.0, when, ref, res)]
         if feature.value == "quantity":
             assert feature.unit is not None
@@ -1775,6 +1777,14 @@ def _provisional_status(res: Resource, source: Source) -> str | None:
     except _Unusable:
         raise
     except _Skip:
+        if source.resource == "Condition":  # a diagnosis recorded as provisional or differential, otherwise current
+            verification = {c for _, c, _ in codings(res.get("verificationStatus"))}
+            suspected = sorted(verification & set(source.provisional_statuses))
+            if suspected and not verification & {"confirmed", "entered-in-error", "refuted"}:
+                clinical = [c for _, c, _ in codings(res.get("clinicalStatus"))]
+                if not clinical or any(c in source.allowed_statuses() for c in clinical):
+                    return suspected[0]
+            raise
         status = res.get("status")
         if isinstance(status, str) and status in source.provisional_statuses:
             return status

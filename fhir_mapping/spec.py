@@ -372,11 +372,13 @@ class Feature(_Strict):
                                  f"'{self.unit}' measures")
         if self.value == "coded" and self.answers is None:
             raise ValueError("a coded feature needs `answers`")
-        if any(src.provisional_statuses and src.threshold is None for src in self.sources) and \
+        if any(src.provisional_statuses and src.threshold is None
+               and not (src.resource == "Condition" and self.value == "exists") for src in self.sources) and \
                 (self.value not in ("quantity", "coded") or self.aggregate != "latest"):
             raise ValueError("`provisional_statuses` needs `above` and `above_unit` (the threshold a result not yet "
                              "final must meet to leave the feature unknown), except on a quantity or coded feature "
-                             "read as its latest value")
+                             "read as its latest value, or a Condition source of an `exists` feature (verification "
+                             "statuses: provisional, differential)")
         if self.default is not None and not self.default_note:
             raise ValueError("a `default` needs a `default_note` saying what it means for the patient")
         if self.required and self.default is not None and self.value != "exists":

@@ -359,3 +359,51 @@ def test_the_details_page_says_how_many_results_in_the_diabetes_range_are_on_rec
     assert _estimated(card), card["summary"]
     text = _details_text(api, card)
     assert f"Results in the diabetes range on record {shown} " in text, text[text.find("Results in the"):][:200]
+
+
+# -- audit 64 -------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", BOTH)
+@pytest.mark.parametrize(("code", "value", "estimated"), [("2345-7", 285, False), ("2339-0", 210, False),
+                                                          ("2345-7", 180, True)])
+def test_a_random_glucose_of_200_or_more_gives_no_onset_estimate(api: Any, service: str, code: str, value: float,
+                                                                 estimated: bool) -> None:
+    """ADA 2025 Table 2.1, criterion 4: a random plasma glucose of 200 mg/dL or more with classic symptoms is
+    diabetes, and without them a result in the diabetes range to confirm. A glucose of 285 five days ago had been
+    given an onset estimate beside 'Prediabetes: No'. 180 is not in the diabetes range."""
+    card = _card(api, service, F.quantity_obs(code, value, "mg/dL", days=5))
+    assert _estimated(card) is estimated, card["summary"]
+    if not estimated:
+        assert "random glucose of 200 mg/dL" in card["detail"], card["detail"]
+
+
+@pytest.mark.parametrize("service", BOTH)
+@pytest.mark.parametrize("verification", ["provisional", "differential"])
+def test_a_suspected_diabetes_diagnosis_does_not_rule_diabetes_out(api: Any, service: str, verification: str) -> None:
+    """E11.9 recorded as provisional (or in a differential): diabetes is suspected, so an onset estimate cannot
+    rest on 'Diabetes already diagnosed: No' as it had. Confirmed, it refuses as diagnosed; refuted, it is no
+    diabetes."""
+    suspected = F.condition("E11.9", ICD_CM, verification=verification, display="Type 2 diabetes mellitus")
+    card = _card(api, service, suspected)
+    assert not _estimated(card), card["summary"]
+    assert "diabetes cannot be ruled out" in card["summary"] + card["detail"], card["detail"]
+    refuted = F.condition("E11.9", ICD_CM, verification="refuted", display="Type 2 diabetes mellitus")
+    assert _estimated(_card(api, service, refuted))
+
+
+@pytest.mark.parametrize("service", BOTH)
+def test_a_pregnant_woman_gets_no_onset_estimate_and_her_ogtt_is_not_called_prediabetes(api: Any,
+                                                                                       service: str) -> None:
+    """A woman of 30, pregnant, with a 2-hour OGTT glucose of 160 mg/dL: in pregnancy a 75 g OGTT is read against
+    the gestational diabetes thresholds (ADA 2025: 153 mg/dL at 2 hours), not as prediabetes. The card had said
+    'Prediabetes: Yes' and given an estimate. A man with a pregnancy code (a data error) is not refused."""
+    pregnancy = F.condition("77386006", display="Pregnancy")
+    pregnancy["onsetDateTime"] = F.days_ago(120)
+    ogtt = F.quantity_obs("1518-0", 160, "mg/dL", days=10)
+    record = [F.patient("p1", 30, "female"), *_record(service)[1:], pregnancy, ogtt]
+    card = fire(api, service, record)
+    assert not _estimated(card) and "Prediabetes: **Yes**" not in card["detail"], card["detail"]
+    assert "gestational diabetes" in card["detail"], card["detail"]
+    man = [F.patient("p1", 30, "male"), *_record(service)[1:], pregnancy]
+    assert _estimated(fire(api, service, man))
