@@ -141,6 +141,12 @@ class SequenceRuntime:
         if unverified:
             pred.refusals = [unverified]
             return pred
+        unread = self._unread_concepts(encoded)
+        if unread:
+            # a result of a concept the model is built on, read as unknown (a glucose of 115 mg/dL, a band it never
+            # saw in training; an HbA1c in mmol/mol): the estimate would rest on the model not reading it
+            pred.refusals = [f"the model cannot read {unread}, which it never saw in training"]
+            return pred
         groups, tokens, times, mask = self.explanation_batch(encoded)
         try:
             out = self.run_sequences(tokens, times, mask)
@@ -167,7 +173,7 @@ class SequenceRuntime:
                                                          np.ndarray]:
         """The concept groups and the one batch the graph is run on: row 0 the patient, row r the patient with group
         r's events masked (occlusion)."""
-        groups = self._group_positions(encoded.events)
+        groups = self._group_positions(encoded.events, encoded.tokens)
         rows = 1 + len(groups)
         tokens = np.repeat(encoded.tokens[np.newaxis, :], rows, axis=0)
         times = np.repeat(encoded.times[np.newaxis, :], rows, axis=0)
@@ -192,11 +198,34 @@ class SequenceRuntime:
         self.pending_check = None
         return None
 
-    def _group_positions(self, events: list[Event]) -> list[tuple[str, list[int]]]:
-        """(group id, positions of its events) for every group with at least one event, in timeline.yaml order."""
+    def _unread_concepts(self, encoded: EncodedTimeline) -> str | None:
+        """'2 events of Blood glucose results' for the events read as the unknown token whose code belongs to one of
+        timeline.yaml's concept groups (what the model is built on), else None; other unknown codes are counted on
+        the card."""
+        unknown = self.vocabulary.unknown_id
+        counts: dict[str, int] = {}
+        for i, event in enumerate(encoded.events):
+            if event.static or int(encoded.tokens[i]) != unknown:
+                continue
+            ids = self._group_cache.get(event.code)
+            if ids is None:
+                ids = self._group_cache[event.code] = self.groups.groups_of(event.code)
+            for gid in ids[:1]:
+                counts[gid] = counts.get(gid, 0) + 1
+        if not counts:
+            return None
+        labels = {g.id: g.label for g in self.spec.timeline.groups}
+        return "; ".join(f"{n} event{'s' if n > 1 else ''} of {labels[gid]}" for gid, n in counts.items())
+
+    def _group_positions(self, events: list[Event], tokens: np.ndarray) -> list[tuple[str, list[int]]]:
+        """(group id, positions of its events) for every group with at least one event, in timeline.yaml order. An
+        event read as the unknown token is in no group: the model did not read it as that concept (a hypertension
+        code it never saw), so what leaving it out does is not that concept's effect, and the card counts it as
+        unknown instead."""
         found: dict[str, list[int]] = {}
+        unknown = self.vocabulary.unknown_id
         for i, event in enumerate(events):
-            if event.static:
+            if event.static or int(tokens[i]) == unknown:
                 continue
             ids = self._group_cache.get(event.code)
             if ids is None:

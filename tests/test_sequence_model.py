@@ -138,7 +138,10 @@ def test_truncation_and_unknown_codes_are_on_the_card_and_the_number_is_the_trun
     vocab_path = root / "t2d-timeline-5y" / "1.0.0" / "vocab.json"
     doc = json.loads(vocab_path.read_text())
     kept, *_ = plain_inputs(bundle, datetime.now().astimezone(), 40)
-    gone = {e["token"] for e in kept if e["token"].startswith("SNOMED/")}
+    # codes of no concept group: an event of a group read as unknown gives no estimate (the next test)
+    spec_doc = yaml.safe_load((FOLDER / "timeline.yaml").read_text())
+    gone = {e["token"] for e in kept if e["token"].startswith("SNOMED/") and not any(
+        _plain_group_members(e, group, spec_doc["code_systems"]) for group in spec_doc["groups"])}
     doc["tokens"] = {t: i for t, i in doc["tokens"].items() if t not in gone}
     vocab_path.write_text(json.dumps(doc))
     api = serve(root)

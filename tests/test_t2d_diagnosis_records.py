@@ -162,7 +162,11 @@ def test_one_hba1c_sent_in_percent_and_mmol_per_mol_is_still_one_result(api: Any
     pct, ifcc = _lab(HBA1C, 7.0, "%", 540), _lab("59261-8", 53, "mmol/mol", 540)
     ifcc["effectiveDateTime"] = pct["effectiveDateTime"]
     card = _card(api, service, pct, ifcc)
-    assert _estimated(card), card["summary"]
+    assert "two results in the diabetes range" not in card["summary"] + card["detail"], card["detail"]
+    if service == ONSET:
+        assert _estimated(card), card["summary"]
+    else:  # the timeline model never saw an HbA1c of 6.5 % or more in training: it says it cannot read it
+        assert "cannot read 1 event of HbA1c results" in card["summary"], card["summary"]
 
 
 # -- the timeline model: one result sent twice --------------------------------------------------------------------
@@ -407,3 +411,31 @@ def test_a_pregnant_woman_gets_no_onset_estimate_and_her_ogtt_is_not_called_pred
     assert "gestational diabetes" in card["detail"], card["detail"]
     man = [F.patient("p1", 30, "male"), *_record(service)[1:], pregnancy]
     assert _estimated(fire(api, service, man))
+
+
+def test_the_timeline_reads_a_problem_coded_in_snomed_ct_and_icd_10_cm_by_its_snomed_code(api: Any) -> None:
+    """Prediabetes coded SNOMED CT 714628002 and ICD-10-CM R73.03 (US Core's usual shape) was read by its ICD-10-CM
+    code, which the model never saw: 'read as unknown', and the card said prediabetes had lowered the risk. It is
+    read as SNOMED CT alone is."""
+    snomed = F.condition("714628002", display="Prediabetes")
+    both = F.condition("714628002", display="Prediabetes")
+    both["code"]["coding"].insert(0, {"system": ICD_CM, "code": "R73.03", "display": "Prediabetes"})
+    alone, dual = _card(api, TIMELINE, snomed), _card(api, TIMELINE, both)
+    assert _estimated(alone) and dual["summary"] == alone["summary"], (alone["summary"], dual["summary"])
+    assert "read as unknown" not in dual["detail"], dual["detail"]
+
+
+@pytest.mark.parametrize(("record", "group"), [
+    (F.condition("38341003", display="Hypertensive disorder"), "Hypertension diagnoses"),
+    (F.quantity_obs("2339-0", 115, "mg/dL", days=30), "Blood glucose results"),
+], ids=["hypertension-38341003", "glucose-115"])
+def test_a_timeline_event_of_a_concept_the_model_cannot_read_gives_no_estimate(api: Any, record: dict[str, Any],
+                                                                               group: str) -> None:
+    """A hypertension code and a glucose band (100-125 mg/dL) the model never saw in training were read as the
+    unknown token, and the card said 'Hypertension diagnoses (1 event) lowered it' or gave a glucose of 115 a lower
+    estimate than 90. An event of a concept the model is built on that it cannot read gives no estimate, naming
+    the concept."""
+    card = _card(api, TIMELINE, record)
+    assert not _estimated(card), card["summary"]
+    assert f"cannot read 1 event of {group}" in card["summary"], card["summary"]
+    assert "lowered it" not in card["detail"]

@@ -238,7 +238,8 @@ def test_status_rules_time_window_units_bins_answers_components_and_code_prefere
             {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
              "valueQuantity": {"value": 85, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org",
                                "code": "mm[Hg]"}}]),
-        _condition("prediabetes", [(SNOMED, "714628002"), (ICD10CM, "R73.03")], "2022-01-01"),  # ICD10CM first
+        # dual-coded: SNOMED CT is preferred (code_systems order), the system the model's vocabulary was trained on
+        _condition("prediabetes", [(ICD10CM, "R73.03"), (SNOMED, "714628002")], "2022-01-01"),
         _condition("refuted", [(SNOMED, "59621000")], "2022-02-01", verification="refuted"),
         _condition("error", [(SNOMED, "59621000")], "2022-02-02", verification="entered-in-error"),
         _condition("resolved", [(SNOMED, "444814009")], "2021-01-01", clinical="resolved"),  # history counts
@@ -256,7 +257,7 @@ def test_status_rules_time_window_units_bins_answers_components_and_code_prefere
     assert tokens == [
         ("1970-06-15", "Gender/female"), ("1970-06-15", "MEDS_BIRTH"),
         ("2021-01-01", "SNOMED/444814009"),
-        ("2022-01-01", "ICD10CM/R73.03"),
+        ("2022-01-01", "SNOMED/714628002"),
         ("2023-01-01", "LOINC/72166-2|SNOMED/449868002"),
         ("2023-01-01", "RxNorm/197361"),
         ("2023-06-01", "LOINC/8462-4|bin1"), ("2023-06-01", "LOINC/8480-6|bin3"),
