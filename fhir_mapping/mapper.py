@@ -455,10 +455,7 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
         bad = _with_note(newest[1], f"{feature.label} cannot be computed from it") if newest else None
         return MissingFeature(name=name, label=feature.label, required=feature.required, ignored=ignored,
                               reason=f"Cannot be computed from {used}", newest_unusable=bad)
-    # the records the inputs were read from; a defaulted input's are records passed over (a provisional diagnosis
-    # beside 'Diabetes: No'), which the derived value does not rest on
-    sources = [s for n in needs for s in result.values[n].sources
-               if s.resource_type != "Patient" and not (result.values[n].defaulted and s.note)]
+    sources = _derived_sources(result, needs)
     dates = [result.values[n].date for n in needs if result.values[n].date]
     if feature.derived_only_if is not None:
         holds = compiled_expression(feature.derived_only_if).evaluate({n: result.values[n].value for n in needs})
@@ -474,6 +471,13 @@ def _derive(name: str, spec: FeatureSpec, result: MappingResult, measured: Missi
                         date=_derived_date(name, spec, result, dates, adult_from), reported=reported)
 
 
+def _derived_sources(result: MappingResult, inputs: list[str]) -> list[SourceRef]:
+    """The records a derived value's inputs were read from; a defaulted input's are records passed over (a
+    provisional diagnosis beside 'Diabetes: No'), which the derived value does not rest on."""
+    return [s for n in inputs for s in result.values[n].sources
+            if s.resource_type != "Patient" and not (result.values[n].defaulted and s.note)]
+
+
 def _decided_without(name: str, spec: FeatureSpec, result: MappingResult, needs: list[str],
                      absent: list[str]) -> FeatureValue | None:
     """A purely derived value that its missing inputs cannot change (`hba1c_diabetes_range * (1 - diabetes)` is 0
@@ -487,10 +491,9 @@ def _decided_without(name: str, spec: FeatureSpec, result: MappingResult, needs:
     if value is None:
         return None
     used = ", ".join(f"{spec.features[n].label.lower()} {_shown(result.values[n], spec.features[n])}" for n in known)
-    unknown = ", ".join(spec.features[n].label.lower() + (f" ({bounds[n][0]}{_fmt(bounds[n][1])})" if n in bounds else "")
-                        for n in absent)
-    sources = [s for n in known for s in result.values[n].sources
-               if s.resource_type != "Patient" and not (result.values[n].defaulted and s.note)]
+    unknown = ", ".join(spec.features[n].label.lower()
+                        + (f" ({bounds[n][0]}{_fmt(bounds[n][1])})" if n in bounds else "") for n in absent)
+    sources = _derived_sources(result, known)
     dates = [d for n in known if (d := result.values[n].date)]
     return FeatureValue(name=name, value=value, unit=feature.unit, label=feature.label,
                         display=display_value(feature, value), sources=sources,

@@ -198,6 +198,13 @@ class SequenceRuntime:
         self.pending_check = None
         return None
 
+    def _groups_of(self, code: str) -> list[str]:
+        """The ids of the concept groups a code belongs to, remembered per code."""
+        ids = self._group_cache.get(code)
+        if ids is None:
+            ids = self._group_cache[code] = self.groups.groups_of(code)
+        return ids
+
     def _unread_concepts(self, encoded: EncodedTimeline) -> str | None:
         """'2 events of Blood glucose results' for the events read as the unknown token whose code belongs to one of
         timeline.yaml's concept groups (what the model is built on), else None; other unknown codes are counted on
@@ -207,10 +214,7 @@ class SequenceRuntime:
         for i, event in enumerate(encoded.events):
             if event.static or int(encoded.tokens[i]) != unknown:
                 continue
-            ids = self._group_cache.get(event.code)
-            if ids is None:
-                ids = self._group_cache[event.code] = self.groups.groups_of(event.code)
-            for gid in ids[:1]:
+            for gid in self._groups_of(event.code)[:1]:
                 counts[gid] = counts.get(gid, 0) + 1
         if not counts:
             return None
@@ -227,10 +231,7 @@ class SequenceRuntime:
         for i, event in enumerate(events):
             if event.static or int(tokens[i]) == unknown:
                 continue
-            ids = self._group_cache.get(event.code)
-            if ids is None:
-                ids = self._group_cache[event.code] = self.groups.groups_of(event.code)
-            for gid in ids:
+            for gid in self._groups_of(event.code):
                 found.setdefault(gid, []).append(i)
         return [(g.id, found[g.id]) for g in self.spec.timeline.groups if g.id in found]
 

@@ -367,9 +367,9 @@ def details_view(pred: dict[str, Any], runtime: ModelRuntime | None, manifest: M
         view["status"] = "refused" if view["refusals"] else "missing"
         view["indicator"] = "info"
         if runtime is not None:  # the card's own words (cards/builder.py), from the inputs the prediction lacked
+            inputs = {i.name for i in manifest.inputs}
             view["missing_headline"] = missing_headline(
-                manifest.card.short_title, runtime.spec,
-                [n for n in (pred.get("missing") or {}) if n in {i.name for i in manifest.inputs}])
+                manifest.card.short_title, runtime.spec, [n for n in (pred.get("missing") or {}) if n in inputs])
     if runtime is not None:
         for scenario in manifest.what_if:
             why_not = scenario_applies(scenario, values)
